@@ -1,0 +1,46 @@
+# Taifa Mail: `make dev` runs the whole stack locally, `make test` runs every test. Both install what is missing.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PACKAGES := libs/events deploy/localstack $(wildcard services/*)
+PYPROJECTS := $(wildcard $(addsuffix /pyproject.toml,$(PACKAGES)))
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help setup system-packages test lint stack dev bench chaos clean
+
+help:
+	@echo "make dev    - start the whole stack locally (PostgreSQL, Redis, broker, services, mail sink)"
+	@echo "make test   - install what is missing and run the whole test suite"
+	@echo "make lint   - ruff + mypy"
+	@echo "make stack  - only the infrastructure (PostgreSQL, Redis, broker) in the foreground"
+	@echo "make bench  - benchmarks that print figures"
+
+setup: system-packages $(STAMP)
+
+# System packages: PostgreSQL server binaries, redis-server, swaks. Installed with apt-get when root.
+system-packages:
+	@bash deploy/scripts/system-packages.sh
+
+$(STAMP): $(PYPROJECTS) requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip==25.3
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt $(addprefix -e ,$(dir $(PYPROJECTS)))
+	@touch $@
+
+test: setup
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check libs deploy/localstack
+	$(BIN)/mypy libs/events/src deploy/localstack/src
+
+stack: setup
+	$(BIN)/taifa-stack
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,136 @@
+"""A child process in its own process group, with a log file, a readiness deadline and a clean stop."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+
+class ServiceFailed(RuntimeError):
+    """A local service did not start or did not become ready; the message carries its log tail."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+class ManagedProcess:
+    """One long-running child: `start()` waits until `ready()` holds, `stop()` ends its whole group."""
+
+    name = "process"
+
+    def __init__(self, workdir: Path, *, user: str | None = None) -> None:
+        self.workdir = workdir
+        self.user = user
+        self.log_path = workdir / f"{self.name}.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # Subclasses say how to run and how to tell it is ready.
+    def command(self) -> Sequence[str]:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str] | None:
+        return None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
+        try:
+            self._proc = subprocess.Popen(
+                list(self.command()),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+                env=self.env(),
+                start_new_session=True,  # its own process group: stop() reaches every child
+                user=self.user,
+            )
+        finally:
+            log.close()
+        wait_until(self.ready, timeout, f"{self.name} ready", on_fail=self._failure, alive=self.running)
+
+    def _failure(self, reason: str) -> ServiceFailed:
+        self.stop()
+        return ServiceFailed(f"{self.name} failed: {reason}\n--- {self.log_path} ---\n{log_tail(self.log_path)}")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM the process group, then SIGKILL what is left after `timeout`."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        self._signal_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._signal_group(proc, signal.SIGKILL)
+            proc.wait(5)
+        # Children that outlived the leader still belong to the group.
+        self._signal_group(proc, signal.SIGKILL)
+
+    def kill(self) -> None:
+        """SIGKILL the whole group at once (crash tests)."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            self._signal_group(proc, signal.SIGKILL)
+            proc.wait(10)
+
+    def restart(self, timeout: float = 60.0) -> None:
+        self.stop()
+        self.start(timeout)
+
+    @staticmethod
+    def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    timeout: float,
+    what: str,
+    *,
+    on_fail: Callable[[str], Exception] | None = None,
+    alive: Callable[[], bool] | None = None,
+    interval: float = 0.05,
+) -> None:
+    """Poll `condition` until it holds or `timeout` passes (or `alive` turns false)."""
+    deadline = time.monotonic() + timeout
+    last_error = ""
+    while time.monotonic() < deadline:
+        if alive is not None and not alive():
+            raise (on_fail or ServiceFailed)(f"exited before {what}")
+        try:
+            if condition():
+                return
+        except Exception as exc:  # noqa: BLE001 - any failure of a probe just means "not yet"
+            last_error = f" (last error: {type(exc).__name__}: {exc})"
+        time.sleep(interval)
+        interval = min(interval * 1.5, 0.5)
+    raise (on_fail or ServiceFailed)(f"not {what} within {timeout:.0f}s{last_error}")

@@ -1,0 +1,149 @@
+"""The event envelope and its JSON codec (what travels in the event store rows and Kafka messages)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+from uuid import UUID, uuid4
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from taifa_events.events import EVENT_TYPES, EventData
+from taifa_events.upcasters import upcast
+
+DataT = TypeVar("DataT", bound=EventData)
+
+
+class InvalidEvent(ValueError):
+    """A message that cannot be decoded into a known, valid event (goes to the dead-letter topic)."""
+
+
+class Envelope(BaseModel, Generic[DataT]):
+    """One committed event with its position in the event store's global, commit-ordered log."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_id: UUID
+    event_type: str
+    schema_version: int = Field(ge=1)
+    stream_id: UUID
+    stream_version: int = Field(ge=1)
+    position: int = Field(ge=1)
+    occurred_at: AwareDatetime
+    correlation_id: str = Field(max_length=200)
+    data: DataT
+
+    @property
+    def topic(self) -> str:
+        return self.data.TOPIC
+
+    @property
+    def key(self) -> bytes:
+        """The Kafka message key: the event's partition key as text."""
+        return str(self.data.partition_key()).encode()
+
+
+def rfc3339(moment: datetime) -> str:
+    """RFC 3339 in UTC with a `Z` suffix, as the contract writes timestamps."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def new_event_id() -> UUID:
+    return uuid4()
+
+
+def data_to_json(data: EventData) -> dict[str, Any]:
+    """The event data as a JSON-ready dict (UUIDs and times as strings)."""
+    raw: dict[str, Any] = data.model_dump(mode="json")
+    for name, value in data:
+        if isinstance(value, datetime):
+            raw[name] = rfc3339(value)
+    return raw
+
+
+def envelope_to_json(envelope: Envelope[Any]) -> dict[str, Any]:
+    return {
+        "event_id": str(envelope.event_id),
+        "event_type": envelope.event_type,
+        "schema_version": envelope.schema_version,
+        "stream_id": str(envelope.stream_id),
+        "stream_version": envelope.stream_version,
+        "position": envelope.position,
+        "occurred_at": rfc3339(envelope.occurred_at),
+        "correlation_id": envelope.correlation_id,
+        "data": data_to_json(envelope.data),
+    }
+
+
+def encode(envelope: Envelope[Any]) -> bytes:
+    """Compact UTF-8 JSON of an envelope."""
+    return json.dumps(envelope_to_json(envelope), separators=(",", ":"), sort_keys=True).encode()
+
+
+def parse_data(event_type: str, schema_version: int, data: dict[str, Any]) -> EventData:
+    """Validate raw event data, upcasting an old schema version first."""
+    cls = EVENT_TYPES.get(event_type)
+    if cls is None:
+        raise InvalidEvent(f"unknown event_type {event_type!r}")
+    try:
+        current = upcast(event_type, schema_version, cls.SCHEMA_VERSION, data)
+        return cls.model_validate(current)
+    except (ValidationError, ValueError) as exc:
+        raise InvalidEvent(f"invalid {event_type} v{schema_version}: {_brief(exc)}") from None
+
+
+def decode(raw: bytes | str | dict[str, Any]) -> Envelope[EventData]:
+    """Parse an envelope from JSON bytes/text or an already-parsed dict; raise InvalidEvent if impossible.
+
+    The returned envelope carries the *current* schema version of its data.
+    """
+    try:
+        obj = raw if isinstance(raw, dict) else json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidEvent(f"not JSON: {exc.msg if isinstance(exc, json.JSONDecodeError) else exc.reason}") from None
+    if not isinstance(obj, dict):
+        raise InvalidEvent("envelope is not a JSON object")
+    event_type = obj.get("event_type")
+    version = obj.get("schema_version")
+    data = obj.get("data")
+    if not isinstance(event_type, str) or not isinstance(version, int) or not isinstance(data, dict):
+        raise InvalidEvent("envelope lacks event_type, schema_version or data")
+    parsed = parse_data(event_type, version, data)
+    try:
+        return Envelope[EventData].model_validate(
+            {**obj, "schema_version": type(parsed).SCHEMA_VERSION, "data": parsed}
+        )
+    except ValidationError as exc:
+        raise InvalidEvent(f"invalid envelope: {_brief(exc)}") from None
+
+
+def make_envelope(
+    data: DataT,
+    *,
+    stream_version: int,
+    position: int,
+    correlation_id: str,
+    event_id: UUID | None = None,
+    occurred_at: datetime | None = None,
+) -> Envelope[DataT]:
+    """Wrap event data in an envelope (the event store assigns `position` at commit)."""
+    return Envelope[type(data)](  # type: ignore[misc]
+        event_id=event_id or new_event_id(),
+        event_type=data.EVENT_TYPE,
+        schema_version=data.SCHEMA_VERSION,
+        stream_id=data.stream_id(),
+        stream_version=stream_version,
+        position=position,
+        occurred_at=occurred_at or datetime.now(UTC),
+        correlation_id=correlation_id,
+        data=data,
+    )
+
+
+def _brief(exc: Exception) -> str:
+    """A one-line reason that names fields but never echoes their values (they could be secrets)."""
+    if isinstance(exc, ValidationError):
+        parts = [f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()]
+        return "; ".join(parts)[:500]
+    return str(exc)[:500]

@@ -1,0 +1,157 @@
+"""The domain events of Taifa Mail: small immutable records named in the past tense.
+
+Each event type declares its topic, its current schema version and the stream (aggregate) it
+belongs to. The Kafka message key is the partition key: the domain id for everything that touches
+a domain or its SMTP username, so that those events stay in one partition, in order.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from taifa_events import topics
+from taifa_events.secret_hash import HASH_SCHEME
+
+# Field names that would carry a plaintext secret. An event refuses them outright: only hashes travel.
+FORBIDDEN_SECRET_FIELDS = frozenset({"password", "secret", "api_key", "plaintext", "token"})
+
+Plan = Literal["free", "starter", "pro", "enterprise"]
+
+
+class EventData(BaseModel):
+    """Base of every event payload. Unknown fields are ignored (forward compatibility)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    EVENT_TYPE: ClassVar[str]
+    SCHEMA_VERSION: ClassVar[int] = 1
+    TOPIC: ClassVar[str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_plaintext_secrets(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            leaked = FORBIDDEN_SECRET_FIELDS.intersection(value)
+            if leaked:
+                raise ValueError(f"events never carry plaintext secrets (field {sorted(leaked)[0]!r})")
+        return value
+
+    def stream_id(self) -> UUID:
+        """The aggregate this event belongs to."""
+        raise NotImplementedError
+
+    def partition_key(self) -> UUID:
+        """The Kafka message key."""
+        raise NotImplementedError
+
+
+class _AccountEvent(EventData):
+    TOPIC: ClassVar[str] = topics.ACCOUNTS
+    account_id: UUID
+
+    def stream_id(self) -> UUID:
+        return self.account_id
+
+    def partition_key(self) -> UUID:
+        return self.account_id
+
+
+class AccountCreated(_AccountEvent):
+    EVENT_TYPE: ClassVar[str] = "AccountCreated"
+    name: str = Field(min_length=1, max_length=200)
+    plan: Plan
+    created_at: AwareDatetime
+
+
+class ApiKeyIssued(_AccountEvent):
+    EVENT_TYPE: ClassVar[str] = "ApiKeyIssued"
+    key_id: UUID
+    created_at: AwareDatetime
+
+
+class ApiKeyRevoked(_AccountEvent):
+    EVENT_TYPE: ClassVar[str] = "ApiKeyRevoked"
+    key_id: UUID
+    revoked_at: AwareDatetime
+
+
+class _DomainEvent(EventData):
+    TOPIC: ClassVar[str] = topics.DOMAINS
+    domain_id: UUID
+    account_id: UUID
+
+    def stream_id(self) -> UUID:
+        return self.domain_id
+
+    def partition_key(self) -> UUID:
+        return self.domain_id
+
+
+class DomainRegistered(_DomainEvent):
+    EVENT_TYPE: ClassVar[str] = "DomainRegistered"
+    name: str = Field(min_length=1, max_length=253)
+    verification_name: str
+    verification_value: str
+    created_at: AwareDatetime
+
+
+class DomainVerified(_DomainEvent):
+    EVENT_TYPE: ClassVar[str] = "DomainVerified"
+    name: str
+    verified_at: AwareDatetime
+    method: Literal["dns", "operator"] = "dns"
+
+
+class DomainVerificationFailed(_DomainEvent):
+    EVENT_TYPE: ClassVar[str] = "DomainVerificationFailed"
+    reason: str = Field(max_length=500)
+    checked_at: AwareDatetime
+
+
+class _CredentialEvent(EventData):
+    """Credential events live in the credential's stream but are keyed by domain id (one username, one partition)."""
+
+    TOPIC: ClassVar[str] = topics.SMTP_CREDENTIALS
+    credential_id: UUID
+    account_id: UUID
+    domain_id: UUID
+    username: str = Field(min_length=3, max_length=320)
+
+    def stream_id(self) -> UUID:
+        return self.credential_id
+
+    def partition_key(self) -> UUID:
+        return self.domain_id
+
+
+class CredentialCreated(_CredentialEvent):
+    EVENT_TYPE: ClassVar[str] = "CredentialCreated"
+    SCHEMA_VERSION: ClassVar[int] = 2  # v1 had no hash_scheme; see upcasters.
+    domain: str
+    secret_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    hash_scheme: Literal["sha256"] = HASH_SCHEME
+    created_at: AwareDatetime
+
+
+class CredentialDeactivated(_CredentialEvent):
+    EVENT_TYPE: ClassVar[str] = "CredentialDeactivated"
+    deactivated_at: AwareDatetime
+
+
+EVENT_TYPES: dict[str, type[EventData]] = {
+    cls.EVENT_TYPE: cls
+    for cls in (
+        AccountCreated,
+        ApiKeyIssued,
+        ApiKeyRevoked,
+        DomainRegistered,
+        DomainVerified,
+        DomainVerificationFailed,
+        CredentialCreated,
+        CredentialDeactivated,
+    )
+}
+

@@ -1,0 +1,29 @@
+"""How SMTP passwords and API keys are hashed and compared.
+
+The secrets are 256-bit random strings, so a fast hash is safe (DESIGN.md point 7); the scheme name
+travels with the hash so that a later scheme can be introduced without a flag day.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+
+HASH_SCHEME = "sha256"
+SECRET_HASH_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+
+
+def hash_secret(secret: str) -> str:
+    """Hex SHA-256 of the UTF-8 secret."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def secret_matches(secret: str, expected_hash: str, scheme: str = HASH_SCHEME) -> bool:
+    """Constant-time check of `secret` against a stored hash; unknown schemes never match."""
+    candidate = hash_secret(secret)
+    if scheme != HASH_SCHEME:
+        # Still compare, so an unknown scheme costs the same as a wrong password.
+        hmac.compare_digest(candidate, candidate)
+        return False
+    return hmac.compare_digest(candidate.encode(), expected_hash.encode())

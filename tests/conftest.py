@@ -1,0 +1,71 @@
+"""Session-wide fixtures: real PostgreSQL, Redis and Kafka-protocol broker processes.
+
+They start lazily (a unit-only run starts nothing) and stop at the end of the session. When a
+service cannot start, the test fails with the service's log tail; it never skips.
+With TAIFA_TEST_SERVICES=containers (and Docker) the same fixtures use testcontainers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from taifa_localstack import TOPIC_PARTITIONS, Postgres, Redis, Tansu, create_topics
+from taifa_localstack.process import ManagedProcess
+
+
+def _use_containers() -> bool:
+    return os.environ.get("TAIFA_TEST_SERVICES", "processes") == "containers"
+
+
+def _serve(service: ManagedProcess) -> Iterator[ManagedProcess]:
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    """A PostgreSQL server with an empty `taifa` database; `.url` is its DSN."""
+    if _use_containers():
+        from taifa_localstack.containers import PostgresContainer
+
+        yield from _serve(PostgresContainer())  # type: ignore[misc]
+        return
+    yield from _serve(Postgres(tmp_path_factory.mktemp("postgres")))  # type: ignore[misc]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
+    """A Redis server without persistence; `.url` is its URL."""
+    if _use_containers():
+        from taifa_localstack.containers import RedisContainer
+
+        yield from _serve(RedisContainer())  # type: ignore[misc]
+        return
+    yield from _serve(Redis(tmp_path_factory.mktemp("redis")))  # type: ignore[misc]
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tansu]:
+    """The Tansu broker with the project's topics created; `.bootstrap` is host:port."""
+    if _use_containers():
+        from taifa_localstack.containers import KafkaContainer
+
+        broker: ManagedProcess = KafkaContainer()
+    else:
+        broker = Tansu(tmp_path_factory.mktemp("tansu"))
+    for served in _serve(broker):
+        asyncio.run(create_topics(served.bootstrap, TOPIC_PARTITIONS))  # type: ignore[attr-defined]
+        yield served  # type: ignore[misc]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path
