@@ -1,7 +1,7 @@
 """Real PostgreSQL, Redis and Kafka-protocol processes on loopback, for tests and the local stack."""
 
 from taifa_localstack.process import ManagedProcess, ServiceFailed, free_port, wait_until
-from taifa_localstack.services import Postgres, Redis, Tansu, create_topics
+from taifa_localstack.services import Postgres, Redis, ServiceProcess, Tansu, create_topics, run_once
 from taifa_localstack.stack import TOPIC_PARTITIONS, Stack
 
 __all__ = [
@@ -9,10 +9,12 @@ __all__ = [
     "ManagedProcess",
     "Postgres",
     "Redis",
+    "ServiceProcess",
     "ServiceFailed",
     "Stack",
     "Tansu",
     "create_topics",
     "free_port",
+    "run_once",
     "wait_until",
 ]
