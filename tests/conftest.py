@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from taifa_localstack import TOPIC_PARTITIONS, Postgres, Redis, Tansu, create_topics
 from taifa_localstack.process import ManagedProcess
 

@@ -8,7 +8,6 @@ import uuid
 import asyncpg
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-
 from taifa_localstack import create_topics
 
 

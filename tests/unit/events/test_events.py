@@ -7,7 +7,6 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-
 import taifa_events as ev
 from taifa_events import auth_cache, topics
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -14,7 +15,9 @@ app = typer.Typer(add_completion=False, help="Local PostgreSQL, Redis and Kafka-
 
 
 @app.command()
-def run(workdir: Path | None = typer.Option(None, help="Where data and logs go (default: a new temp dir).")) -> None:
+def run(
+    workdir: Annotated[Path | None, typer.Option(help="Where data and logs go (default: a new temp dir).")] = None,
+) -> None:
     """Start the infrastructure, print its URLs, stop everything on Ctrl-C or SIGTERM."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

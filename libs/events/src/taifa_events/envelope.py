@@ -128,7 +128,7 @@ def make_envelope(
     occurred_at: datetime | None = None,
 ) -> Envelope[DataT]:
     """Wrap event data in an envelope (the event store assigns `position` at commit)."""
-    return Envelope[type(data)](  # type: ignore[misc]
+    envelope: Envelope[DataT] = Envelope(
         event_id=event_id or new_event_id(),
         event_type=data.EVENT_TYPE,
         schema_version=data.SCHEMA_VERSION,
@@ -139,6 +139,7 @@ def make_envelope(
         correlation_id=correlation_id,
         data=data,
     )
+    return envelope
 
 
 def _brief(exc: Exception) -> str:

@@ -13,7 +13,6 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from taifa_events import topics
-from taifa_events.secret_hash import HASH_SCHEME
 
 # Field names that would carry a plaintext secret. An event refuses them outright: only hashes travel.
 FORBIDDEN_SECRET_FIELDS = frozenset({"password", "secret", "api_key", "plaintext", "token"})
@@ -132,7 +131,7 @@ class CredentialCreated(_CredentialEvent):
     SCHEMA_VERSION: ClassVar[int] = 2  # v1 had no hash_scheme; see upcasters.
     domain: str
     secret_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
-    hash_scheme: Literal["sha256"] = HASH_SCHEME
+    hash_scheme: Literal["sha256"] = "sha256"
     created_at: AwareDatetime
 
 
@@ -154,4 +153,3 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         CredentialDeactivated,
     )
 }
-
