@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 PACKAGES := libs/events deploy/localstack $(wildcard services/*)
 PYPROJECTS := $(wildcard $(addsuffix /pyproject.toml,$(PACKAGES)))
 STAMP := $(VENV)/.installed
+NODE_DIR := tests/e2e/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 PYTEST_ARGS ?=
 
 .PHONY: help setup system-packages test lint stack dev bench chaos clean
@@ -19,7 +21,7 @@ help:
 	@echo "make stack  - only the infrastructure (PostgreSQL, Redis, broker) in the foreground"
 	@echo "make bench  - benchmarks that print figures"
 
-setup: system-packages $(STAMP)
+setup: system-packages $(STAMP) $(NODE_STAMP)
 
 # System packages: PostgreSQL server binaries, redis-server, swaks. Installed with apt-get when root.
 system-packages:
@@ -27,9 +29,16 @@ system-packages:
 
 $(STAMP): $(PYPROJECTS) requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip==25.3
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt $(addprefix -e ,$(dir $(PYPROJECTS)))
 	@touch $@
+
+# nodemailer for the end-to-end tests, exactly as locked.
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+dev: setup
+	$(BIN)/taifa-stack dev
 
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -40,7 +49,7 @@ lint: setup
 	$(BIN)/mypy libs/events/src deploy/localstack/src
 
 stack: setup
-	$(BIN)/taifa-stack
+	$(BIN)/taifa-stack run
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
