@@ -12,7 +12,7 @@ NODE_DIR := tests/e2e/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-packages test lint stack dev bench chaos clean
+.PHONY: help setup system-packages test lint stack dev bench chaos clean docs
 
 help:
 	@echo "make dev    - start the whole stack locally (PostgreSQL, Redis, broker, services, mail sink)"
@@ -50,6 +50,9 @@ lint: setup
 
 stack: setup
 	$(BIN)/taifa-stack run
+
+docs: setup
+	$(BIN)/taifa-stack settings-doc --write README.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

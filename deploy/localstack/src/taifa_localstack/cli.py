@@ -76,3 +76,16 @@ def dev(
         typer.echo("stopping ...")
         stack.stop()
         typer.echo("stopped; nothing is left running")
+
+
+@app.command("settings-doc")
+def settings_doc(
+    write: Annotated[Path | None, typer.Option(help="Rewrite the generated block in this Markdown file.")] = None,
+) -> None:
+    """Print (or write into README.md) the table of every TAIFA_* setting, from the settings models."""
+    from taifa_localstack import settings_doc as doc
+
+    if write is None:
+        typer.echo(doc.render_table())
+        return
+    typer.echo(f"{write}: {'updated' if doc.write(write) else 'already current'}")
