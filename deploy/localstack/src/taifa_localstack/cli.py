@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from taifa_localstack import banner
-from taifa_localstack.devstack import DevStack
+from taifa_localstack.devstack import DevPorts, DevStack
 from taifa_localstack.process import ServiceFailed
 from taifa_localstack.stack import Stack
 
@@ -46,6 +46,7 @@ def run(
 @app.command()
 def dev(
     workdir: Annotated[Path, typer.Option(help="State directory; dev.env is written here.")] = Path(".taifa"),
+    free_ports: Annotated[bool, typer.Option(help="Free ports instead of the fixed dev ports (tests).")] = False,
 ) -> None:
     """The whole stack with a seeded demo account; writes <workdir>/dev.env when ready."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -62,7 +63,7 @@ def dev(
     lock.flush()
 
     stop = _stop_on_signals()
-    stack = DevStack(workdir.resolve())
+    stack = DevStack(workdir.resolve(), ports=DevPorts.free() if free_ports else DevPorts())
     typer.echo("Starting the Taifa Mail dev stack (no Docker):")
     try:
         env = stack.start()
