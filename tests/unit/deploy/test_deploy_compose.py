@@ -1,0 +1,96 @@
+"""deploy/compose.yaml: the stack it describes is complete and agrees with the services' code."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import yaml
+from taifa_events import topics
+
+from tests.unit.deploy.conftest import DEPLOY, REPO
+from tests.unit.deploy.services_under_deploy import IMAGE_REGISTRY, service_of_image
+
+COMPOSE = DEPLOY / "compose.yaml"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    services: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())["services"]
+    return services
+
+
+def ours(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: s for name, s in compose.items() if s["image"].startswith(IMAGE_REGISTRY)}
+
+
+def test_the_stack_has_kraft_kafka_postgres_redis_a_mail_sink_the_services_and_migrations(
+    compose: dict[str, Any],
+) -> None:
+    assert compose["kafka"]["image"].startswith("apache/kafka:")
+    kafka_env = compose["kafka"]["environment"]
+    assert set(kafka_env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}  # KRaft, no ZooKeeper
+    assert not any("ZOOKEEPER" in key for key in kafka_env)
+    assert compose["postgres"]["image"].startswith("postgres:")
+    assert compose["redis"]["image"].startswith("redis:")
+    assert compose["mailpit"]["image"].startswith("axllent/mailpit:")
+    assert {service_of_image(s["image"]).name for s in ours(compose).values()} == {
+        "credential-api",
+        "projector",
+        "relay",
+    }
+    migrations = [(n, s["command"]) for n, s in ours(compose).items() if s.get("command") == ["migrate"]]
+    assert [n for n, _ in migrations] == ["migrate-api", "migrate-projector"]
+    assert compose["migrate-projector"]["depends_on"]["migrate-api"]["condition"] == "service_completed_successfully"
+
+
+def test_every_image_is_pinned_and_ours_are_built_from_the_dockerfiles(compose: dict[str, Any]) -> None:
+    for name, service in compose.items():
+        tag = service["image"].rsplit(":", 1)[-1]
+        assert ":" in service["image"] and tag != "latest" and (re.search(r"\d", tag) or tag == "dev"), name
+    for name, service in ours(compose).items():
+        build = service["build"]
+        assert (DEPLOY / build["context"]).resolve() == REPO, name
+        assert (REPO / build["dockerfile"]) == service_of_image(service["image"]).dockerfile, name
+
+
+def test_the_topics_created_are_the_event_library_topics_and_their_dead_letters(compose: dict[str, Any]) -> None:
+    script = compose["kafka-topics"]["command"][0]
+    created = set(re.findall(r"(taifa\.[a-z.-]+):\d+", script))
+    assert created == set(topics.ALL_TOPICS) | {topics.dead_letter_topic(t) for t in topics.ALL_TOPICS}
+
+
+def test_every_env_var_is_a_real_setting_and_the_settings_validate(compose: dict[str, Any]) -> None:
+    for name, service in ours(compose).items():
+        target = service_of_image(service["image"])
+        env = {k: str(v) for k, v in (service.get("environment") or {}).items()}
+        unknown = sorted(set(env) - set(target.env_names()))
+        assert not unknown, f"{name}: {unknown} are not settings of {target.package}"
+        target.settings_from(env)
+
+
+def test_every_command_is_a_cli_command_and_every_published_port_is_listened_on(compose: dict[str, Any]) -> None:
+    for name, service in ours(compose).items():
+        target = service_of_image(service["image"])
+        if "entrypoint" in service:  # relay-cert runs a script from deploy/compose/ with the API image
+            script = service["entrypoint"][1]
+            mounted = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"] if v.startswith("./")}
+            assert (DEPLOY / mounted[script]).is_file(), name
+            continue
+        entrypoint = re.search(r'^ENTRYPOINT \["([^"]+)"\]', target.dockerfile.read_text(), re.M)
+        assert entrypoint and service["command"][0] in target.cli_commands(entrypoint.group(1)), name
+        settings = target.settings_from({k: str(v) for k, v in (service.get("environment") or {}).items()})
+        listening = {getattr(settings, f) for f in type(settings).model_fields if f.endswith("_port")}
+        for mapping in service.get("ports") or []:
+            assert int(mapping.split(":")[-1]) in listening, f"{name} publishes {mapping}"
+
+
+def test_the_relay_delivers_to_the_mail_sink_with_the_certificate_it_was_given(compose: dict[str, Any]) -> None:
+    relay = compose["relay"]
+    env = relay["environment"]
+    assert env["TAIFA_RELAY_UPSTREAM_HOST"] == "mailpit" and env["TAIFA_RELAY_UPSTREAM_PORT"] == "1025"
+    assert {p.split(":")[0] for p in relay["ports"]} >= {"587", "465"}
+    cert_volume = next(v for v in relay["volumes"] if v.endswith(":/etc/taifa/tls:ro")).split(":")[0]
+    assert any(v.startswith(f"{cert_volume}:") for v in compose["relay-cert"]["volumes"])
+    assert env["TAIFA_RELAY_TLS_CERT_FILE"].startswith("/etc/taifa/tls/")

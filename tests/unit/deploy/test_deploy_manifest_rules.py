@@ -1,0 +1,171 @@
+"""Rules of the manifests that no generic scanner knows: who may talk to whom, topic layout, scaling,
+disruption budgets and the shape of the images."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from taifa_events import topics
+
+from tests.unit.deploy.conftest import REPO, Rendered, containers, pod_specs
+from tests.unit.deploy.services_under_deploy import SERVICES
+
+DNS = {("UDP", 53), ("TCP", 53)}
+POSTGRES = {("TCP", 5432)}
+REDIS = {("TCP", 6379)}
+KAFKA = {("TCP", 9092)}
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Kubernetes label-selector semantics for matchLabels and matchExpressions (In/NotIn/Exists)."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expr in selector.get("matchExpressions") or []:
+        value, op = labels.get(expr["key"]), expr["operator"]
+        if (
+            (op == "In" and value not in expr["values"])
+            or (op == "NotIn" and value in expr["values"])
+            or (op == "Exists" and value is None)
+            or (op == "DoesNotExist" and value is not None)
+        ):
+            return False
+    return True
+
+
+def pod_labels(overlay: Rendered, workload: str) -> dict[str, str]:
+    kind = "Job" if workload == "taifa-migrations" else "Deployment"
+    return dict(overlay.get(kind, workload)["spec"]["template"]["metadata"]["labels"])
+
+
+def allowed(overlay: Rendered, workload: str, direction: str) -> set[tuple[str, int]]:
+    """The union of (protocol, port) a workload's pods may use in `direction` (egress/ingress)."""
+    labels = pod_labels(overlay, workload)
+    ports: set[tuple[str, int]] = set()
+    for policy in overlay.of_kind("NetworkPolicy"):
+        spec = policy["spec"]
+        if selects(spec["podSelector"], labels):
+            for rule in spec.get(direction) or []:
+                assert rule.get("ports"), f"{policy['metadata']['name']}: a rule without ports allows every port"
+                ports.update((p.get("protocol", "TCP"), p["port"]) for p in rule["ports"])
+    return ports
+
+
+def test_everything_is_denied_unless_a_policy_allows_it(overlay: Rendered) -> None:
+    deny = overlay.get("NetworkPolicy", "default-deny-all")["spec"]
+    assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    assert not deny.get("ingress") and not deny.get("egress")
+
+
+def test_each_workload_reaches_only_its_dependencies(overlay: Rendered) -> None:
+    upstream = {("TCP", 1025)} if overlay.overlay == "dev" else {("TCP", 25), ("TCP", 587)}
+    assert allowed(overlay, "relay", "egress") == DNS | REDIS | upstream
+    assert allowed(overlay, "projector", "egress") == DNS | KAFKA | POSTGRES | REDIS
+    assert allowed(overlay, "credential-api", "egress") == DNS | KAFKA | POSTGRES | REDIS
+    assert allowed(overlay, "taifa-migrations", "egress") == DNS | POSTGRES
+
+
+def test_each_workload_accepts_only_its_listeners(overlay: Rendered) -> None:
+    relay = overlay.config_map_data(
+        overlay.get("Deployment", "relay")["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]["configMapRef"][
+            "name"
+        ]
+    )
+    smtp = {("TCP", int(relay["TAIFA_RELAY_SUBMISSION_PORT"])), ("TCP", int(relay["TAIFA_RELAY_SMTPS_PORT"]))}
+    assert allowed(overlay, "relay", "ingress") == smtp | {("TCP", int(relay["TAIFA_RELAY_HEALTH_PORT"]))}
+    assert allowed(overlay, "credential-api", "ingress") == {("TCP", 8080)}
+    assert allowed(overlay, "projector", "ingress") == {("TCP", 9102)}
+    assert allowed(overlay, "taifa-migrations", "ingress") == set()
+
+
+def test_the_kafka_egress_port_is_the_bootstrap_port(overlay: Rendered) -> None:
+    for _, spec in pod_specs(overlay.objects):
+        for container in containers(spec):
+            for source in container.get("envFrom") or []:
+                data = overlay.config_map_data(source["configMapRef"]["name"])
+                if "TAIFA_KAFKA_BOOTSTRAP" in data:
+                    ports = {("TCP", int(hp.rsplit(":", 1)[1])) for hp in data["TAIFA_KAFKA_BOOTSTRAP"].split(",")}
+                    assert ports == KAFKA
+
+
+def test_the_kafka_topics_are_the_event_library_topics_and_their_dead_letters(overlay: Rendered) -> None:
+    kafka_topics = {t["metadata"]["name"]: t for t in overlay.of_kind("KafkaTopic")}
+    expected = set(topics.ALL_TOPICS) | {topics.dead_letter_topic(t) for t in topics.ALL_TOPICS}
+    assert set(kafka_topics) == expected
+    projector_replicas = overlay.get("Deployment", "projector")["spec"]["replicas"]
+    for name, topic in kafka_topics.items():
+        spec = topic["spec"]
+        assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "taifa"  # the Topic Operator's cluster
+        assert spec["config"]["cleanup.policy"] == "delete"  # compaction by domain id would lose history
+        retention_days = int(spec["config"]["retention.ms"]) / 86_400_000
+        assert 1 <= retention_days <= 30, name  # finite: the event store is the log of record
+        assert spec["config"]["min.insync.replicas"] < spec["replicas"] or spec["replicas"] == 1
+        if name in topics.ALL_TOPICS:
+            assert spec["partitions"] >= projector_replicas
+
+
+def test_autoscaled_deployments_leave_the_replica_count_to_their_autoscaler(overlay: Rendered) -> None:
+    scaled = {h["spec"]["scaleTargetRef"]["name"] for h in overlay.of_kind("HorizontalPodAutoscaler")}
+    assert scaled == {"relay", "credential-api"}
+    for deployment in overlay.of_kind("Deployment"):
+        has_hpa = deployment["metadata"]["name"] in scaled
+        assert ("replicas" in deployment["spec"]) != has_hpa, deployment["metadata"]["name"]
+    for hpa in overlay.of_kind("HorizontalPodAutoscaler"):
+        assert 1 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+    if overlay.overlay == "prod":
+        assert all(h["spec"]["minReplicas"] >= 3 for h in overlay.of_kind("HorizontalPodAutoscaler"))
+
+
+def test_every_deployment_has_a_disruption_budget_spread_and_rolls_without_losing_capacity(
+    overlay: Rendered,
+) -> None:
+    budgets = overlay.of_kind("PodDisruptionBudget")
+    for deployment in overlay.of_kind("Deployment"):
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert sum(selects(b["spec"]["selector"], labels) for b in budgets) == 1
+        assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+        spec = deployment["spec"]["template"]["spec"]
+        keys = {c["topologyKey"] for c in spec["topologySpreadConstraints"]}
+        assert keys == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+        assert all(selects(c["labelSelector"], labels) for c in spec["topologySpreadConstraints"])
+        assert spec["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][0] == "sleep"
+
+
+def test_every_pod_runs_restricted(overlay: Rendered) -> None:
+    for workload, spec in pod_specs(overlay.objects):
+        assert spec["automountServiceAccountToken"] is False
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        for container in containers(spec):
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True, workload["metadata"]["name"]
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["capabilities"]["drop"] == ["ALL"] and "add" not in security["capabilities"]
+            assert {"requests", "limits"} <= set(container["resources"])
+
+
+def test_images_are_pinned_slim_multi_stage_non_root_and_without_healthcheck() -> None:
+    for service in SERVICES.values():
+        text = service.dockerfile.read_text()
+        bases = re.findall(r"^FROM (\S+)", text, re.M)
+        assert len(bases) == 2 and len(set(bases)) == 1, bases
+        assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", bases[0]), bases[0]
+        final = text[text.rindex("\nFROM ") :]
+        assert re.search(r"^USER 10001:10001$", final, re.M)
+        assert "HEALTHCHECK" not in re.sub(r"#.*", "", text)
+        assert not re.search(r"apt-get|gcc|build-essential", final)  # no build tools in the final stage
+        assert [line for line in final.splitlines() if line.startswith("COPY")] == [
+            "COPY --from=build /opt/taifa /opt/taifa"
+        ]
+        for source in re.findall(r"^COPY (?!--from)(\S+)", text, re.M):
+            assert (REPO / source).is_dir(), source
+        assert f"COPY services/{service.name} " in text and "COPY libs/events " in text
+
+
+def test_the_docker_build_context_contains_the_packages_and_no_local_state() -> None:
+    ignore = (REPO / ".dockerignore").read_text().splitlines()
+    rules = [line for line in ignore if line and not line.startswith("#")]
+    assert rules[0] == "*"  # allow-list: nothing enters the context unless listed
+    allowed_dirs = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
+    assert allowed_dirs == {"libs/events", *(f"services/{name}" for name in SERVICES)}
+    assert {"**/*.pem", "**/*.key", "**/.env", "**/*.egg-info"} <= set(rules)
