@@ -93,6 +93,10 @@ def parse_data(event_type: str, schema_version: int, data: dict[str, Any]) -> Ev
         raise InvalidEvent(f"invalid {event_type} v{schema_version}: {_brief(exc)}") from None
 
 
+# Parametrised once: `Envelope[EventData]` looked up per call costs more than the validation itself.
+_ANY_ENVELOPE = Envelope[EventData]
+
+
 def decode(raw: bytes | str | dict[str, Any]) -> Envelope[EventData]:
     """Parse an envelope from JSON bytes/text or an already-parsed dict; raise InvalidEvent if impossible.
 
@@ -111,7 +115,7 @@ def decode(raw: bytes | str | dict[str, Any]) -> Envelope[EventData]:
         raise InvalidEvent("envelope lacks event_type, schema_version or data")
     parsed = parse_data(event_type, version, data)
     try:
-        return Envelope[EventData].model_validate(
+        return _ANY_ENVELOPE.model_validate(
             {**obj, "schema_version": type(parsed).SCHEMA_VERSION, "data": parsed}
         )
     except ValidationError as exc:

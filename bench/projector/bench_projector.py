@@ -1,0 +1,256 @@
+"""Projector benchmark (`make bench-projector`): live throughput, batch-apply p99, rebuild time.
+
+Starts its own PostgreSQL, Redis and Tansu broker (taifa_localstack), then
+1. produces N live events to Kafka and runs one projector in this process until all are applied:
+   prints events/s (first batch start to last batch end) and the batch-apply p50/p99;
+2. rebuilds from Kafka offset 0 (the same N events);
+3. writes M events into `event_store` and times `rebuild --from event-store` into read model and cache.
+
+    python bench/projector/bench_projector.py            # N = 200,000 live, M = 1,000,000 rebuild
+    python bench/projector/bench_projector.py --quick    # N = 20,000, M = 50,000
+Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
+from taifa_events import topics
+from taifa_localstack import Stack
+from taifa_projector.adapters import migrate
+from taifa_projector.adapters.postgres import ReadModelStore, create_pool
+from taifa_projector.adapters.redis_cache import AuthCache
+from taifa_projector.application.rebuild import rebuild_from_event_store, rebuild_from_kafka
+from taifa_projector.entrypoints.service import Projector
+from taifa_projector.settings import Settings
+
+EVENT_STORE_DDL = """
+CREATE TABLE IF NOT EXISTS event_store (
+    position bigint PRIMARY KEY, event_id uuid UNIQUE NOT NULL, event_type text NOT NULL,
+    schema_version int NOT NULL, stream_id uuid NOT NULL, stream_version int NOT NULL,
+    topic text NOT NULL, partition_key text NOT NULL, occurred_at timestamptz NOT NULL,
+    correlation_id text NOT NULL, data jsonb NOT NULL, UNIQUE (stream_id, stream_version)
+)
+"""
+BASE = datetime(2026, 11, 23, tzinfo=UTC)
+
+
+def _ts(position: int) -> str:
+    return (BASE + timedelta(milliseconds=position)).isoformat().replace("+00:00", "Z")
+
+
+def generate(total: int, seed: int = 1, active: int = 2000) -> Iterator[dict[str, Any]]:
+    """Envelope dicts (the JSON form `taifa_events.decode` reads) of a plausible log, in position order.
+
+    Per domain: registered, verified, then 1-4 credential cycles (created, deactivated, created...).
+    """
+    rng = random.Random(seed)
+    lanes: list[dict[str, Any]] = []
+    position = 0
+    while position < total:
+        if len(lanes) < active:
+            account, domain = uuid.UUID(int=rng.getrandbits(128), version=4), uuid.UUID(int=rng.getrandbits(128), version=4)
+            name = f"d{domain.hex[:12]}.example"
+            lanes.append({"account": str(account), "domain": str(domain), "name": name, "version": 0,
+                          "steps": 3 + 2 * rng.randrange(0, 3), "credential": None})  # fmt: skip
+        lane = lanes[rng.randrange(len(lanes))]
+        position += 1
+        step = lane["version"]
+        username = f"{lane['account'][:8]}@{lane['name']}"
+        common = {"account_id": lane["account"], "domain_id": lane["domain"]}
+        if step == 0:
+            event_type, stream, version = "DomainRegistered", lane["domain"], 1
+            data = {**common, "name": lane["name"], "verification_name": f"_taifa.{lane['name']}",
+                    "verification_value": f"taifa-verification={rng.getrandbits(64):016x}", "created_at": _ts(position)}  # fmt: skip
+        elif step == 1:
+            event_type, stream, version = "DomainVerified", lane["domain"], 2
+            data = {**common, "name": lane["name"], "verified_at": _ts(position), "method": "dns"}
+        elif lane["credential"] is None:
+            lane["credential"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+            event_type, stream, version = "CredentialCreated", lane["credential"], 1
+            data = {**common, "credential_id": lane["credential"], "domain": lane["name"], "username": username,
+                    "secret_hash": f"{rng.getrandbits(256):064x}", "hash_scheme": "sha256", "created_at": _ts(position)}  # fmt: skip
+        else:
+            event_type, stream, version = "CredentialDeactivated", lane["credential"], 2
+            data = {**common, "credential_id": lane["credential"], "username": username, "deactivated_at": _ts(position)}
+            lane["credential"] = None
+        lane["version"] += 1
+        if lane["version"] >= lane["steps"]:
+            lanes.remove(lane)
+        yield {
+            "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "event_type": event_type,
+            "schema_version": 2 if event_type == "CredentialCreated" else 1,
+            "stream_id": stream,
+            "stream_version": version,
+            "position": position,
+            "occurred_at": _ts(position),
+            "correlation_id": "bench",
+            "data": data,
+        }
+
+
+def topic_of(event: dict[str, Any]) -> str:
+    return topics.DOMAINS if event["event_type"].startswith("Domain") else topics.SMTP_CREDENTIALS
+
+
+async def produce(bootstrap: str, total: int) -> float:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=False, acks="all", linger_ms=20, max_batch_size=256 * 1024
+    )
+    await producer.start()
+    began = time.perf_counter()
+    try:
+        pending = []
+        for event in generate(total, seed=7):
+            pending.append(
+                await producer.send(
+                    topic_of(event), json.dumps(event, separators=(",", ":")).encode(),
+                    key=event["data"]["domain_id"].encode(),
+                )  # fmt: skip
+            )
+            if len(pending) >= 20_000:
+                await asyncio.gather(*pending)
+                pending = []
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - began
+
+
+async def live(settings: Settings, total: int) -> dict[str, float]:
+    projector = Projector(settings, health=False)
+    await projector.start()
+    marks: list[float] = []
+    process = projector.applier.process
+
+    async def timed(records):  # type: ignore[no-untyped-def]
+        marks.append(time.perf_counter())
+        report = await process(records)
+        marks.append(time.perf_counter())
+        return report
+
+    projector.applier.process = timed  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    task = asyncio.create_task(projector.consume(stop))
+    try:
+        while projector.totals.applied < total:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await task
+        await projector.close()
+    seconds = marks[-1] - marks[0]
+    batches = sorted(projector.batch_seconds)
+    return {
+        "events": total,
+        "seconds": seconds,
+        "events_per_s": total / seconds,
+        "batches": len(batches),
+        "batch_p50_ms": 1000 * statistics.median(batches),
+        "batch_p99_ms": 1000 * batches[min(len(batches) - 1, int(0.99 * len(batches)))],
+    }
+
+
+async def fill_event_store(database_url: str, total: int) -> float:
+    conn = await asyncpg.connect(database_url)
+    began = time.perf_counter()
+    try:
+        await conn.execute(EVENT_STORE_DDL)
+        await conn.execute("TRUNCATE event_store")
+        chunk: list[tuple[Any, ...]] = []
+        for e in generate(total, seed=11):
+            chunk.append((
+                e["position"], uuid.UUID(e["event_id"]), e["event_type"], e["schema_version"],
+                uuid.UUID(e["stream_id"]), e["stream_version"], topic_of(e), e["data"]["domain_id"],
+                BASE + timedelta(milliseconds=e["position"]), e["correlation_id"], json.dumps(e["data"]),
+            ))  # fmt: skip
+            if len(chunk) >= 50_000:
+                await conn.copy_records_to_table("event_store", records=chunk)
+                chunk = []
+        if chunk:
+            await conn.copy_records_to_table("event_store", records=chunk)
+    finally:
+        await conn.close()
+    return time.perf_counter() - began
+
+
+async def with_stores(settings: Settings, action):  # type: ignore[no-untyped-def]
+    pool = await create_pool(settings.database_url, 2)
+    client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=60)
+    try:
+        return await action(ReadModelStore(pool, settings.projector_group_id), AuthCache(client, settings.projector_group_id))
+    finally:
+        await client.aclose()
+        await pool.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    parser.add_argument("--live-events", type=int, default=None)
+    parser.add_argument("--rebuild-events", type=int, default=None)
+    args = parser.parse_args()
+    live_n = args.live_events or (20_000 if args.quick else 200_000)
+    rebuild_n = args.rebuild_events or (50_000 if args.quick else 1_000_000)
+
+    workdir = Path(tempfile.mkdtemp(prefix="taifa-bench-projector-"))
+    with Stack(workdir) as stack:
+        env = stack.env()
+        settings = Settings(
+            database_url=env["TAIFA_DATABASE_URL"], redis_url=env["TAIFA_REDIS_URL"],
+            kafka_bootstrap=env["TAIFA_KAFKA_BOOTSTRAP"], projector_group_id="bench",
+        )  # fmt: skip
+        migrate.upgrade(settings.database_url)
+        print(f"projector bench: {live_n:,} live events, {rebuild_n:,} for the event-store rebuild", flush=True)
+
+        produced = asyncio.run(produce(settings.kafka_bootstrap, live_n))
+        print(f"  produced {live_n:,} events to Kafka in {produced:.1f}s", flush=True)
+        figures = asyncio.run(live(settings, live_n))
+        print(
+            f"  live: {figures['events_per_s']:,.0f} events/s ({live_n:,} in {figures['seconds']:.1f}s, "
+            f"{figures['batches']} batches), batch apply p50 {figures['batch_p50_ms']:.1f} ms, "
+            f"p99 {figures['batch_p99_ms']:.1f} ms",
+            flush=True,
+        )
+        summary = asyncio.run(
+            with_stores(settings, lambda s, c: rebuild_from_kafka(s, c, settings.kafka_bootstrap, settings.projector_topics))
+        )
+        print(f"  rebuild from Kafka: {summary.events:,} events in {summary.seconds:.1f}s "
+              f"({summary.events / summary.seconds:,.0f} events/s; phases {_phases(summary.phases)})", flush=True)  # fmt: skip
+
+        filled = asyncio.run(fill_event_store(settings.database_url, rebuild_n))
+        print(f"  wrote {rebuild_n:,} events to event_store in {filled:.1f}s", flush=True)
+        summary = asyncio.run(with_stores(settings, lambda s, c: rebuild_from_event_store(s, c)))
+        print(
+            f"  rebuild from event store: {summary.events:,} events -> {summary.credentials:,} credentials, "
+            f"{summary.domains:,} domains, {summary.auth_entries:,} cache entries in {summary.seconds:.1f}s "
+            f"({summary.events / summary.seconds:,.0f} events/s; phases {_phases(summary.phases)})",
+            flush=True,
+        )
+    sys.exit(0)
+
+
+def _phases(phases: dict[str, float]) -> str:
+    return ", ".join(f"{name} {seconds:.1f}s" for name, seconds in phases.items())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Read-your-writes: wait until the projector says an event is applied to the read model and the auth cache.
+
+One subscription per process to `auth_cache.APPLIED_CHANNEL` dispatches to waiting requests. A request
+registers first, then checks `auth_cache.applied_key(event_id)` (the signal may already be there), then
+waits for the message, bounded by the caller's timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from uuid import UUID
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from taifa_events import auth_cache
+
+log = logging.getLogger(__name__)
+
+
+class ProjectionWaiter:
+    def __init__(self, client: aioredis.Redis, retry_seconds: float = 1.0) -> None:
+        self._client = client
+        self._retry = retry_seconds
+        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._subscribed = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Keep the subscription alive until `stop` is set."""
+        while not stop.is_set():
+            try:
+                await self._listen(stop)
+            except (RedisError, OSError) as exc:
+                log.warning("applied-signal subscription lost (%s); resubscribing", type(exc).__name__)
+            except Exception as exc:  # noqa: BLE001 - the subscription must outlive any single failure
+                log.error("applied-signal subscription failed (%s); resubscribing", type(exc).__name__)
+            finally:
+                self._subscribed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._retry)
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(auth_cache.APPLIED_CHANNEL)
+            self._subscribed.set()
+            # Signals sent while we were not subscribed are still in their keys.
+            for event_id in list(self._waiters):
+                if await self._client.exists(auth_cache.applied_key(event_id)):
+                    self._resolve(event_id)
+            while not stop.is_set():
+                message = await pubsub.get_message(timeout=1.0)
+                if message and message.get("type") == "message":
+                    data = message["data"]
+                    self._resolve(data.decode() if isinstance(data, bytes) else str(data))
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _resolve(self, event_id: str) -> None:
+        for future in self._waiters.get(event_id.strip(), ()):
+            if not future.done():
+                future.set_result(None)
+
+    async def wait_applied(self, event_id: UUID, within_seconds: float) -> bool:
+        """True when the projector signalled `event_id` within `within_seconds`."""
+        if within_seconds <= 0:
+            return False
+        key = str(event_id)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(key, set()).add(future)
+        try:
+            async with asyncio.timeout(within_seconds):
+                await self._subscribed.wait()
+                if await self._client.exists(auth_cache.applied_key(key)):
+                    return True
+                await future
+                return True
+        except (TimeoutError, RedisError, OSError):
+            return False
+        finally:
+            waiters = self._waiters.get(key)
+            if waiters is not None:
+                waiters.discard(future)
+                if not waiters:
+                    del self._waiters[key]

@@ -1,0 +1,152 @@
+"""The outbox publisher: sends committed events from the event store to Kafka in position order.
+
+One publisher is active at a time (a session advisory lock on its dedicated connection), so several API
+processes are safe. It wakes on LISTEN/NOTIFY (with a slow safety re-check), records the last position
+Kafka acknowledged, and after a crash resumes from there: nothing is skipped, a few events may be sent
+twice (consumers are idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Final
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from taifa_events import encode
+
+from taifa_api import metrics
+from taifa_api.adapters import database, event_store
+
+PUBLISHER_LOCK_KEY: Final = 0x7A1FA_0002
+PUBLISHER_NAME: Final = "kafka"
+
+log = logging.getLogger(__name__)
+
+
+class OutboxPublisher:
+    def __init__(
+        self,
+        database_url: str,
+        bootstrap: str,
+        *,
+        batch_size: int = 500,
+        idle_poll_seconds: float = 2.0,
+        retry_seconds: float = 1.0,
+    ) -> None:
+        self._database_url = database_url
+        self._bootstrap = bootstrap
+        self._batch_size = batch_size
+        self._idle_poll = idle_poll_seconds
+        self._retry = retry_seconds
+        self.is_leader = False
+        self.published_position = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publish until `stop` is set, surviving database and broker outages."""
+        while not stop.is_set():
+            try:
+                await self._run_once(stop)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError, TimeoutError) as exc:
+                log.warning("outbox publisher interrupted (%s); retrying", type(exc).__name__)
+            except Exception as exc:  # noqa: BLE001 - the publisher must outlive any single failure
+                log.error("outbox publisher failed (%s); retrying", type(exc).__name__)
+            finally:
+                self.is_leader = False
+                metrics.PUBLISHER_LEADER.set(0)
+            await _wait(stop, self._retry)
+
+    async def _run_once(self, stop: asyncio.Event) -> None:
+        conn = await database.connect(self._database_url)
+        try:
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", PUBLISHER_LOCK_KEY):
+                if await _wait(stop, self._retry):
+                    return
+            self.is_leader = True
+            metrics.PUBLISHER_LEADER.set(1)
+            log.info("outbox publisher is the active publisher")
+            await self._lead(conn, stop)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 5)
+
+    async def _lead(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
+        wake = asyncio.Event()
+        await conn.add_listener(event_store.NOTIFY_CHANNEL, lambda *_: wake.set())
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            acks="all",
+            enable_idempotence=False,
+            linger_ms=0,
+            request_timeout_ms=15000,
+        )
+        await producer.start()
+        try:
+            last = await self._load_progress(conn)
+            while not stop.is_set():
+                wake.clear()
+                rows = await event_store.read_after(conn, last, self._batch_size)
+                if rows:
+                    last = await self._publish(producer, rows)
+                    await self._save_progress(conn, last)
+                    continue
+                await _wait_any(wake, stop, self._idle_poll)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), 10)
+
+    async def _publish(self, producer: AIOKafkaProducer, rows: list[asyncpg.Record]) -> int:
+        """Send a batch in position order and wait until Kafka acknowledged all of it."""
+        pending = []
+        for row in rows:
+            envelope = event_store.row_to_envelope(row)
+            pending.append(
+                await producer.send(
+                    row["topic"],
+                    value=encode(envelope),
+                    key=envelope.key,
+                    headers=[
+                        ("event_type", envelope.event_type.encode()),
+                        ("event_id", str(envelope.event_id).encode()),
+                    ],
+                )
+            )
+        await asyncio.gather(*pending)
+        last = int(rows[-1]["position"])
+        metrics.PUBLISHED.inc(len(rows))
+        metrics.PUBLISHED_POSITION.set(last)
+        self.published_position = last
+        return last
+
+    @staticmethod
+    async def _load_progress(conn: asyncpg.Connection) -> int:
+        value = await conn.fetchval("SELECT last_position FROM publisher_progress WHERE publisher = $1", PUBLISHER_NAME)
+        return int(value or 0)
+
+    @staticmethod
+    async def _save_progress(conn: asyncpg.Connection, position: int) -> None:
+        await conn.execute(
+            "INSERT INTO publisher_progress (publisher, last_position, updated_at) VALUES ($1, $2, now()) "
+            "ON CONFLICT (publisher) DO UPDATE SET last_position = excluded.last_position, updated_at = now()",
+            PUBLISHER_NAME,
+            position,
+        )
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to `seconds`, returning early (True) when `stop` is set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+    return stop.is_set()
+
+
+async def _wait_any(wake: asyncio.Event, stop: asyncio.Event, seconds: float) -> None:
+    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,0 +1,182 @@
+# ruff: noqa: S608 - SQL is built only from constant column lists; values are always bind parameters.
+"""SQL of the command side's own tables (accounts, api_keys, domains, credentials).
+
+Every function runs on the connection it is given, so a use case can lock rows, check its invariants
+and append its events in one transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+from taifa_api.domain.models import ApiKeyRecord, CredentialRecord, DomainRecord
+
+_DOMAIN_COLUMNS = (
+    "domain_id, account_id, name, status, status_reason, verification_name, verification_value, created_at, verified_at"
+)
+_CREDENTIAL_COLUMNS = "credential_id, account_id, domain_id, username, is_active, created_at, deactivated_at"
+
+
+# --- accounts and API keys -------------------------------------------------------------------------------
+
+
+async def insert_account(conn: asyncpg.Connection, account_id: UUID, name: str, plan: str, now: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO accounts (account_id, name, plan, created_at) VALUES ($1, $2, $3, $4)",
+        account_id,
+        name,
+        plan,
+        now,
+    )
+
+
+async def lock_account_plan(conn: asyncpg.Connection, account_id: UUID) -> str | None:
+    """Lock the account row (serialises credential creation per account) and return its plan."""
+    plan = await conn.fetchval("SELECT plan FROM accounts WHERE account_id = $1 FOR NO KEY UPDATE", account_id)
+    return str(plan) if plan is not None else None
+
+
+async def account_exists(conn: asyncpg.Connection | asyncpg.Pool, account_id: UUID) -> bool:
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM accounts WHERE account_id = $1)", account_id))
+
+
+async def insert_api_key(
+    conn: asyncpg.Connection, key_id: UUID, account_id: UUID, key_hash: str, now: datetime
+) -> None:
+    await conn.execute(
+        "INSERT INTO api_keys (key_id, account_id, key_hash, created_at) VALUES ($1, $2, $3, $4)",
+        key_id,
+        account_id,
+        key_hash,
+        now,
+    )
+
+
+async def find_api_key_by_hash(conn: asyncpg.Connection | asyncpg.Pool, key_hash: str) -> ApiKeyRecord | None:
+    row = await conn.fetchrow(
+        "SELECT key_id, account_id, key_hash, revoked_at FROM api_keys WHERE key_hash = $1", key_hash
+    )
+    return ApiKeyRecord(**dict(row)) if row else None
+
+
+async def lock_api_key(conn: asyncpg.Connection, key_id: UUID) -> ApiKeyRecord | None:
+    row = await conn.fetchrow(
+        "SELECT key_id, account_id, key_hash, revoked_at FROM api_keys WHERE key_id = $1 FOR NO KEY UPDATE", key_id
+    )
+    return ApiKeyRecord(**dict(row)) if row else None
+
+
+async def revoke_api_key(conn: asyncpg.Connection, key_id: UUID, now: datetime) -> None:
+    await conn.execute("UPDATE api_keys SET revoked_at = $2 WHERE key_id = $1 AND revoked_at IS NULL", key_id, now)
+
+
+# --- domains ---------------------------------------------------------------------------------------------
+
+
+async def insert_domain(conn: asyncpg.Connection, domain: DomainRecord) -> bool:
+    """Insert a domain; False when this account already has the name (nothing inserted)."""
+    status = await conn.execute(
+        f"INSERT INTO domains ({_DOMAIN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+        "ON CONFLICT (account_id, name) DO NOTHING",
+        domain.domain_id,
+        domain.account_id,
+        domain.name,
+        domain.status,
+        domain.status_reason,
+        domain.verification_name,
+        domain.verification_value,
+        domain.created_at,
+        domain.verified_at,
+    )
+    return bool(status.endswith(" 1"))
+
+
+async def find_domain(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    domain_id: UUID,
+    account_id: UUID | None,
+    *,
+    for_update: bool = False,
+) -> DomainRecord | None:
+    """The domain if it exists and (when `account_id` is given) belongs to that account."""
+    sql = f"SELECT {_DOMAIN_COLUMNS} FROM domains WHERE domain_id = $1 AND ($2::uuid IS NULL OR account_id = $2)"
+    row = await conn.fetchrow(sql + (" FOR NO KEY UPDATE" if for_update else ""), domain_id, account_id)
+    return DomainRecord(**dict(row)) if row else None
+
+
+async def find_domain_by_name(conn: asyncpg.Connection, account_id: UUID, name: str) -> DomainRecord | None:
+    row = await conn.fetchrow(
+        f"SELECT {_DOMAIN_COLUMNS} FROM domains WHERE account_id = $1 AND name = $2",
+        account_id,
+        name,
+    )
+    return DomainRecord(**dict(row)) if row else None
+
+
+async def name_verified_by_another_account(conn: asyncpg.Connection, name: str, account_id: UUID) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM domains WHERE name = $1 AND status = 'verified' AND account_id <> $2)",
+            name,
+            account_id,
+        )
+    )
+
+
+async def mark_domain_verified(conn: asyncpg.Connection, domain_id: UUID, now: datetime) -> None:
+    """Raises asyncpg.UniqueViolationError when another account holds the verified name."""
+    await conn.execute(
+        "UPDATE domains SET status = 'verified', status_reason = NULL, verified_at = $2 WHERE domain_id = $1",
+        domain_id,
+        now,
+    )
+
+
+async def set_domain_status_reason(conn: asyncpg.Connection, domain_id: UUID, reason: str) -> None:
+    await conn.execute("UPDATE domains SET status_reason = $2 WHERE domain_id = $1", domain_id, reason)
+
+
+# --- credentials -----------------------------------------------------------------------------------------
+
+
+async def domain_has_active_credential(conn: asyncpg.Connection, domain_id: UUID) -> bool:
+    return bool(
+        await conn.fetchval("SELECT EXISTS (SELECT 1 FROM credentials WHERE domain_id = $1 AND is_active)", domain_id)
+    )
+
+
+async def count_active_credentials(conn: asyncpg.Connection, account_id: UUID) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM credentials WHERE account_id = $1 AND is_active", account_id))
+
+
+async def insert_credential(conn: asyncpg.Connection, credential: CredentialRecord, secret_hash: str) -> None:
+    """Raises asyncpg.UniqueViolationError if the domain already has an active credential."""
+    await conn.execute(
+        f"INSERT INTO credentials ({_CREDENTIAL_COLUMNS}, secret_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        credential.credential_id,
+        credential.account_id,
+        credential.domain_id,
+        credential.username,
+        credential.is_active,
+        credential.created_at,
+        credential.deactivated_at,
+        secret_hash,
+    )
+
+
+async def lock_credential(conn: asyncpg.Connection, credential_id: UUID, account_id: UUID) -> CredentialRecord | None:
+    row = await conn.fetchrow(
+        f"SELECT {_CREDENTIAL_COLUMNS} FROM credentials WHERE credential_id = $1 AND account_id = $2 FOR NO KEY UPDATE",
+        credential_id,
+        account_id,
+    )
+    return CredentialRecord(**dict(row)) if row else None
+
+
+async def deactivate_credential(conn: asyncpg.Connection, credential_id: UUID, now: datetime) -> None:
+    await conn.execute(
+        "UPDATE credentials SET is_active = false, deactivated_at = $2 WHERE credential_id = $1", credential_id, now
+    )

@@ -1,0 +1,1 @@
+"""Taifa Mail credential API."""

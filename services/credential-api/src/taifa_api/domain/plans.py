@@ -1,0 +1,20 @@
+"""Account plans and the rule that caps active SMTP credentials per plan."""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+Plan = Literal["free", "starter", "pro", "enterprise"]
+
+PLANS: Final[tuple[str, ...]] = ("free", "starter", "pro", "enterprise")
+
+DEFAULT_PLAN_LIMITS: Final[dict[str, int]] = {"free": 1, "starter": 5, "pro": 25, "enterprise": 250}
+
+
+def is_known_plan(plan: str) -> bool:
+    return plan in PLANS
+
+
+def may_add_active_credential(plan: str, active_now: int, limits: dict[str, int]) -> bool:
+    """True when one more active credential stays within the plan's limit (unknown plans allow none)."""
+    return active_now + 1 <= limits.get(plan, 0)

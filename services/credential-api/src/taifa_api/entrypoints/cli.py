@@ -1,0 +1,132 @@
+"""Console scripts: `taifa-api` (serve, migrate) and the operator CLI `taifa-admin` (CONTRACT.md §1, JSON output)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+from uuid import UUID, uuid4
+
+import typer
+
+from taifa_api.adapters import database
+from taifa_api.application import commands
+from taifa_api.domain.errors import CommandRefused
+from taifa_api.domain.plans import PLANS
+from taifa_api.settings import Settings
+
+T = TypeVar("T")
+
+api_app = typer.Typer(help="Taifa Mail credential API.", no_args_is_help=True, add_completion=False)
+admin_app = typer.Typer(help="Taifa Mail operator CLI (prints JSON).", no_args_is_help=True, add_completion=False)
+account_cli = typer.Typer(help="Accounts.", no_args_is_help=True)
+apikey_cli = typer.Typer(help="API keys.", no_args_is_help=True)
+domain_cli = typer.Typer(help="Domains.", no_args_is_help=True)
+admin_app.add_typer(account_cli, name="account")
+admin_app.add_typer(apikey_cli, name="apikey")
+admin_app.add_typer(domain_cli, name="domain")
+
+
+@api_app.command()
+def serve() -> None:
+    """Run the HTTP API (and the outbox publisher) with uvicorn on TAIFA_API_HOST:TAIFA_API_PORT."""
+    import uvicorn
+
+    from taifa_api.entrypoints.http.app import create_app
+
+    settings = Settings()
+    logging.basicConfig(level=settings.api_log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.api_log_level.lower(),
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+@api_app.command("migrate")
+def migrate_command() -> None:
+    """Apply the database migrations (Alembic, version table alembic_version_api)."""
+    from taifa_api.adapters import migrate
+
+    migrate.upgrade(Settings().database_url)
+    typer.echo(json.dumps({"migrated": True, "version_table": migrate.VERSION_TABLE}))
+
+
+def _run(use_case: Callable[[Any], Awaitable[T]]) -> T:
+    async def main() -> T:
+        settings = Settings()
+        pool = await database.create_pool(settings.database_url, min_size=1, max_size=2)
+        try:
+            return await use_case(pool)
+        finally:
+            await pool.close()
+
+    try:
+        return asyncio.run(main())
+    except CommandRefused as refusal:
+        typer.echo(json.dumps({"error": {"code": refusal.code, "message": refusal.message}}), err=True)
+        sys.exit(1)
+
+
+def _correlation() -> str:
+    return f"taifa-admin:{uuid4()}"
+
+
+@account_cli.command("create")
+def account_create(
+    name: Annotated[str, typer.Option("--name", help="Account name.")],
+    plan: Annotated[str, typer.Option("--plan", help=f"One of {', '.join(PLANS)}.")],
+) -> None:
+    """Create an account and its first API key."""
+    if plan not in PLANS or not name.strip() or len(name) > 200:
+        typer.echo(
+            json.dumps({"error": {"code": "validation_error", "message": f"plan must be one of {PLANS}"}}), err=True
+        )
+        raise typer.Exit(2)
+    outcome = _run(lambda pool: commands.create_account(pool, name.strip(), plan, _correlation()))
+    issued = outcome.value
+    typer.echo(
+        json.dumps({"account_id": str(issued.account_id), "key_id": str(issued.key_id), "api_key": issued.api_key})
+    )
+
+
+@apikey_cli.command("create")
+def apikey_create(account: Annotated[UUID, typer.Option("--account", help="Account id.")]) -> None:
+    """Issue another API key for an account."""
+    issued = _run(lambda pool: commands.issue_api_key(pool, account, _correlation())).value
+    typer.echo(json.dumps({"key_id": str(issued.key_id), "api_key": issued.api_key}))
+
+
+@apikey_cli.command("revoke")
+def apikey_revoke(key_id: Annotated[UUID, typer.Option("--key-id", help="Key id.")]) -> None:
+    """Revoke an API key: it gets 401 from then on."""
+    outcome = _run(lambda pool: commands.revoke_api_key(pool, key_id, _correlation()))
+    typer.echo(json.dumps({"key_id": str(key_id), "revoked": True, "changed": bool(outcome.events)}))
+
+
+@domain_cli.command("verify")
+def domain_verify(
+    domain_id: Annotated[UUID, typer.Argument(help="Domain id.")],
+    force: Annotated[bool, typer.Option("--force", help="Mark verified without DNS (operators only).")] = False,
+) -> None:
+    """Mark a domain verified without DNS (`--force` is required)."""
+    if not force:
+        typer.echo(json.dumps({"error": {"code": "validation_error", "message": "--force is required"}}), err=True)
+        raise typer.Exit(2)
+    domain = _run(lambda pool: commands.force_verify_domain(pool, domain_id, _correlation())).value
+    typer.echo(
+        json.dumps(
+            {
+                "domain_id": str(domain.domain_id),
+                "name": domain.name,
+                "status": domain.status,
+                "status_reason": domain.status_reason,
+            }
+        )
+    )

@@ -1,0 +1,133 @@
+"""ASGI middleware in front of every route: body size, authentication, rate limit and CSRF, in that order.
+
+It runs before FastAPI parses anything, so an unauthenticated request gets 401 even with a malformed body,
+and an oversized body gets 413 without being parsed. The authenticated Principal goes into
+`scope["state"]["principal"]` for the routes' dependency.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+from redis.exceptions import RedisError
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from taifa_api import metrics
+from taifa_api.domain import errors as codes
+from taifa_api.entrypoints.http import auth
+from taifa_api.entrypoints.http.errors import UNAVAILABLE_ERRORS, error_response, unauthorized
+
+PROTECTED_PREFIX: Final = "/v1"
+UNSAFE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+log = logging.getLogger(__name__)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class RequestGuard:
+    def __init__(self, app: ASGIApp, services: Callable[[], Any]) -> None:
+        self.app = app
+        self._services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status_seen = {"status": 500}
+
+        async def send_recording(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_seen["status"] = message["status"]
+            await send(message)
+
+        try:
+            await self._guarded(scope, receive, send_recording)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            metrics.HTTP_REQUESTS.labels(scope["method"], template, str(status_seen["status"])).inc()
+            metrics.HTTP_LATENCY.labels(scope["method"], template).observe(time.perf_counter() - started)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services = self._services()
+        limit = services.settings.api_max_body_bytes
+        connection = HTTPConnection(scope)
+        declared = connection.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            await error_response(413, codes.PAYLOAD_TOO_LARGE)(scope, receive, send)
+            return
+        if scope["path"].startswith(PROTECTED_PREFIX):
+            refusal = await self._check_caller(scope, connection, services)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        try:
+            body = await _read_body(receive, limit)
+        except BodyTooLarge:
+            await error_response(413, codes.PAYLOAD_TOO_LARGE)(scope, receive, send)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _check_caller(self, scope: Scope, connection: HTTPConnection, services: Any) -> Any:
+        try:
+            principal = await services.authenticator.authenticate(
+                connection.headers.get("authorization"), connection.cookies.get(auth.SESSION_COOKIE)
+            )
+        except UNAVAILABLE_ERRORS as exc:
+            log.warning("authentication backend unavailable: %s", type(exc).__name__)
+            return error_response(503, codes.UNAVAILABLE, headers={"Retry-After": "1"})
+        if principal is None:
+            metrics.AUTH_FAILURES.inc()
+            return unauthorized()
+        try:
+            decision = await services.rate_limiter.hit(principal.subject)
+        except (RedisError, OSError) as exc:
+            # Availability over strictness: the database stays the source of truth for every write.
+            log.warning("rate limiter unavailable (%s); request allowed", type(exc).__name__)
+        else:
+            if not decision.allowed:
+                metrics.RATE_LIMITED.inc()
+                return error_response(429, codes.RATE_LIMITED, headers={"Retry-After": str(decision.retry_after)})
+        if principal.via_cookie and scope["method"] in UNSAFE_METHODS:
+            header = connection.headers.get(auth.CSRF_HEADER)
+            if not auth.csrf_ok(connection.cookies.get(auth.CSRF_COOKIE), header):
+                return error_response(403, codes.CSRF_FAILED)
+        scope.setdefault("state", {})["principal"] = principal
+        return None
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge()
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    delivered = False
+
+    async def replayed() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed

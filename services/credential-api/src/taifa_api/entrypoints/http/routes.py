@@ -1,0 +1,260 @@
+"""The `/v1` routes: thin handlers that call one use case and shape its result (CONTRACT.md §1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+from uuid import UUID, uuid4
+
+import asyncpg
+import redis.asyncio as aioredis
+from fastapi import APIRouter, Depends, Request, Response, Security
+from fastapi.security import APIKeyCookie, HTTPBearer
+from taifa_events import Envelope
+
+from taifa_api import metrics
+from taifa_api.adapters import read_models
+from taifa_api.adapters.dns import TxtResolver
+from taifa_api.adapters.projection import ProjectionWaiter
+from taifa_api.adapters.rate_limit import RateLimiter
+from taifa_api.application import commands
+from taifa_api.domain.errors import NotFound
+from taifa_api.domain.models import DomainRecord
+from taifa_api.domain.verification import RECORD_TYPE
+from taifa_api.entrypoints.http.auth import SESSION_COOKIE, Authenticator, Principal
+from taifa_api.entrypoints.http.errors import documented
+from taifa_api.entrypoints.http.schemas import (
+    CredentialCreatedOut,
+    CredentialCreateIn,
+    CredentialOut,
+    DomainCreateIn,
+    DomainOut,
+    SmtpSettingsOut,
+    VerificationOut,
+)
+from taifa_api.settings import Settings
+
+PROJECTION_HEADER = "X-Taifa-Projection"
+
+
+@dataclass
+class Services:
+    """What the routes need, built once per process in the app's lifespan."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: aioredis.Redis
+    authenticator: Authenticator
+    rate_limiter: RateLimiter
+    waiter: ProjectionWaiter
+    resolver: TxtResolver
+
+
+# Declared for OpenAPI (and clients); the RequestGuard middleware has already authenticated the caller.
+_bearer = HTTPBearer(auto_error=False, description="API key `tm_...`")
+_cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False, description="Session JWT (+ X-CSRF-Token)")
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+def caller(
+    request: Request,
+    _bearer_credentials: Annotated[Any, Security(_bearer)] = None,
+    _cookie_value: Annotated[Any, Security(_cookie)] = None,
+) -> Principal:
+    principal = request.scope.get("state", {}).get("principal")
+    if not isinstance(principal, Principal):  # only reachable if the guard is not installed
+        raise NotFound()
+    return principal
+
+
+def correlation_id(request: Request) -> str:
+    given = request.headers.get("x-request-id", "")
+    return given[:200] if given.isprintable() and given else str(uuid4())
+
+
+Svc = Annotated[Services, Depends(services)]
+Caller = Annotated[Principal, Depends(caller)]
+Correlation = Annotated[str, Depends(correlation_id)]
+
+router = APIRouter(prefix="/v1", responses=documented(401, 413, 422, 429, 503))
+
+
+async def _await_projection(svc: Services, events: list[Envelope[Any]], response: Response) -> None:
+    for event in events:
+        metrics.EVENTS_APPENDED.labels(event.event_type).inc()
+    if not events:
+        return
+    applied = await svc.waiter.wait_applied(events[-1].event_id, svc.settings.api_projection_wait_seconds)
+    metrics.PROJECTION_WAITS.labels("applied" if applied else "pending").inc()
+    response.headers[PROJECTION_HEADER] = "applied" if applied else "pending"
+
+
+def _smtp(settings: Settings) -> SmtpSettingsOut:
+    return SmtpSettingsOut(
+        host=settings.api_smtp_host, port=settings.api_smtp_port, encryption=settings.api_smtp_encryption
+    )
+
+
+def _domain_out(row: DomainRecord | dict[str, Any]) -> DomainOut:
+    data = row if isinstance(row, dict) else row.__dict__
+    return DomainOut(
+        id=data["domain_id"],
+        name=data["name"],
+        status=data["status"],
+        status_reason=data["status_reason"],
+        verification=VerificationOut(
+            type=RECORD_TYPE, name=data["verification_name"], value=data["verification_value"]
+        ),
+        created_at=data["created_at"],
+        verified_at=data["verified_at"],
+    )
+
+
+# --- SMTP credentials ------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/smtp/credentials",
+    status_code=201,
+    response_model=CredentialCreatedOut,
+    operation_id="create_credential",
+    responses={
+        **documented(400, 403, 404, 409),
+        201: {
+            "description": "Created; the password is shown only here",
+            "links": {
+                "DeactivateCredential": {
+                    "operationId": "deactivate_credential",
+                    "parameters": {"credential_id": "$response.body#/id"},
+                }
+            },
+        },
+    },
+    summary="Create the SMTP credential of a verified domain (the password is shown only here)",
+)
+async def create_credential(
+    body: CredentialCreateIn, svc: Svc, who: Caller, corr: Correlation, response: Response
+) -> CredentialCreatedOut:
+    outcome = await commands.create_credential(svc.pool, who.account_id, body.domain_id, svc.settings.plan_limits, corr)
+    await _await_projection(svc, outcome.events, response)
+    created = outcome.value
+    return CredentialCreatedOut(
+        id=created.record.credential_id,
+        domain_id=created.record.domain_id,
+        domain=created.domain,
+        username=created.record.username,
+        password=created.password,
+        is_active=created.record.is_active,
+        created_at=created.record.created_at,
+        smtp=_smtp(svc.settings),
+    )
+
+
+@router.get(
+    "/smtp/credentials",
+    response_model=list[CredentialOut],
+    operation_id="list_credentials",
+    summary="This account's credentials, newest first",
+)
+async def list_credentials(svc: Svc, who: Caller) -> list[CredentialOut]:
+    smtp = _smtp(svc.settings)
+    return [
+        CredentialOut(
+            id=row["credential_id"],
+            domain_id=row["domain_id"],
+            domain=row["domain"],
+            username=row["username"],
+            is_active=row["is_active"],
+            created_at=row["created_at"],
+            deactivated_at=row["deactivated_at"],
+            smtp=smtp,
+        )
+        for row in await read_models.list_credentials(svc.pool, who.account_id)
+    ]
+
+
+@router.delete(
+    "/smtp/credentials/{credential_id}",
+    status_code=204,
+    response_class=Response,
+    operation_id="deactivate_credential",
+    responses=documented(403, 404),
+    summary="Deactivate a credential for good",
+)
+async def deactivate_credential(credential_id: UUID, svc: Svc, who: Caller, corr: Correlation) -> Response:
+    outcome = await commands.deactivate_credential(svc.pool, who.account_id, credential_id, corr)
+    response = Response(status_code=204)
+    await _await_projection(svc, outcome.events, response)
+    return response
+
+
+_DOMAIN_LINKS = {
+    "GetDomain": {"operationId": "get_domain", "parameters": {"domain_id": "$response.body#/id"}},
+    "VerifyDomain": {"operationId": "verify_domain", "parameters": {"domain_id": "$response.body#/id"}},
+    "CreateCredential": {"operationId": "create_credential", "requestBody": {"domain_id": "$response.body#/id"}},
+}
+
+# --- domains ---------------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/domains",
+    status_code=201,
+    response_model=DomainOut,
+    operation_id="register_domain",
+    responses={
+        **documented(403),
+        200: {"model": DomainOut, "description": "The account already has this name"},
+        201: {"description": "Registered, pending verification", "links": _DOMAIN_LINKS},
+    },
+    summary="Register a domain; publish the TXT record it returns, then verify",
+)
+async def register_domain(
+    body: DomainCreateIn, svc: Svc, who: Caller, corr: Correlation, response: Response
+) -> DomainOut:
+    outcome = await commands.register_domain(svc.pool, who.account_id, body.name, corr)
+    if not outcome.events:
+        response.status_code = 200
+    await _await_projection(svc, outcome.events, response)
+    return _domain_out(outcome.value)
+
+
+@router.get(
+    "/domains",
+    response_model=list[DomainOut],
+    operation_id="list_domains",
+    summary="This account's domains, newest first",
+)
+async def list_domains(svc: Svc, who: Caller) -> list[DomainOut]:
+    return [_domain_out(row) for row in await read_models.list_domains(svc.pool, who.account_id)]
+
+
+@router.get(
+    "/domains/{domain_id}",
+    response_model=DomainOut,
+    operation_id="get_domain",
+    responses=documented(404),
+    summary="One domain",
+)
+async def get_domain(domain_id: UUID, svc: Svc, who: Caller) -> DomainOut:
+    row = await read_models.get_domain(svc.pool, who.account_id, domain_id)
+    if row is None:
+        raise NotFound()
+    return _domain_out(row)
+
+
+@router.post(
+    "/domains/{domain_id}/verify",
+    response_model=DomainOut,
+    operation_id="verify_domain",
+    responses=documented(403, 404),
+    summary="Look the verification TXT record up through DNS",
+)
+async def verify_domain(domain_id: UUID, svc: Svc, who: Caller, corr: Correlation, response: Response) -> DomainOut:
+    outcome = await commands.verify_domain(svc.pool, who.account_id, domain_id, svc.resolver.lookup_txt, corr)
+    await _await_projection(svc, outcome.events, response)
+    return _domain_out(outcome.value)

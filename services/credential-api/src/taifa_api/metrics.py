@@ -1,0 +1,16 @@
+"""Prometheus metrics of the API process (one registry: the default)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HTTP_REQUESTS = Counter("taifa_api_http_requests_total", "HTTP requests answered.", ["method", "route", "status"])
+HTTP_LATENCY = Histogram("taifa_api_http_request_seconds", "HTTP request latency.", ["method", "route"])
+API_KEY_LOOKUPS = Counter("taifa_api_key_lookups_total", "API keys looked up in the database (well-formed only).")
+AUTH_FAILURES = Counter("taifa_api_auth_failures_total", "Requests refused with 401.")
+RATE_LIMITED = Counter("taifa_api_rate_limited_total", "Requests refused with 429.")
+EVENTS_APPENDED = Counter("taifa_api_events_appended_total", "Events appended to the event store.", ["event_type"])
+PROJECTION_WAITS = Counter("taifa_api_projection_waits_total", "Read-your-writes waits by outcome.", ["outcome"])
+PUBLISHED = Counter("taifa_api_outbox_published_total", "Events sent to Kafka by the outbox publisher.")
+PUBLISHED_POSITION = Gauge("taifa_api_outbox_published_position", "Last event-store position sent to Kafka.")
+PUBLISHER_LEADER = Gauge("taifa_api_outbox_leader", "1 while this process holds the publisher lock.")

@@ -1,0 +1,105 @@
+"""Every setting of the credential API (and `taifa-admin`): one pydantic-settings model, env prefix `TAIFA_`."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from taifa_api.domain.plans import DEFAULT_PLAN_LIMITS
+
+
+class Settings(BaseSettings):
+    """The credential API's configuration. Infrastructure names are shared with the other services."""
+
+    model_config = SettingsConfigDict(env_prefix="TAIFA_", extra="ignore", frozen=True)
+
+    database_url: str = Field(
+        "postgresql://postgres@127.0.0.1:5432/taifa",
+        description="PostgreSQL DSN (asyncpg form) of the event store, write-side tables and read models.",
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="Redis URL: rate limits and the projector's applied signal."
+    )
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers (host:port[,host:port]) for the outbox publisher."
+    )
+
+    api_host: str = Field("0.0.0.0", description="Address the HTTP server binds to.")
+    api_port: int = Field(8080, description="HTTP port of the API (also /healthz, /readyz, /metrics).")
+    api_log_level: str = Field("info", description="Log level of the API process (debug, info, warning, error).")
+
+    api_jwt_secret: SecretStr | None = Field(
+        None, description="HS256 secret for the `taifa_session` cookie JWT; unset disables HS256."
+    )
+    api_jwt_public_keys: str | None = Field(
+        None,
+        description="PEM public key(s) (RSA, EC or Ed25519, concatenated) for RS256/ES256/EdDSA session JWTs.",
+    )
+    api_jwt_issuer: str | None = Field(None, description="Required `iss` claim of session JWTs, when set.")
+    api_jwt_audience: str | None = Field(None, description="Required `aud` claim of session JWTs, when set.")
+    api_jwt_leeway_seconds: int = Field(0, description="Clock skew allowed on `exp`/`nbf` of session JWTs.")
+
+    api_plan_limit_free: int = Field(DEFAULT_PLAN_LIMITS["free"], description="Active SMTP credentials, plan free.")
+    api_plan_limit_starter: int = Field(
+        DEFAULT_PLAN_LIMITS["starter"], description="Active SMTP credentials, plan starter."
+    )
+    api_plan_limit_pro: int = Field(DEFAULT_PLAN_LIMITS["pro"], description="Active SMTP credentials, plan pro.")
+    api_plan_limit_enterprise: int = Field(
+        DEFAULT_PLAN_LIMITS["enterprise"], description="Active SMTP credentials, plan enterprise."
+    )
+
+    api_projection_wait_seconds: float = Field(
+        5.0,
+        description="How long POST/DELETE wait for the projector's applied signal before answering "
+        "with `X-Taifa-Projection: pending`.",
+    )
+    api_rate_limit_requests: int = Field(600, description="Requests allowed per API key/account per window.")
+    api_rate_limit_window_seconds: int = Field(60, description="Length of the rate-limit window in seconds.")
+    api_max_body_bytes: int = Field(65536, description="Largest request body accepted; larger gets 413.")
+
+    api_dns_nameservers: str = Field(
+        "",
+        description="Comma-separated nameservers for domain verification (`ip` or `ip:port`); empty = system.",
+    )
+    api_dns_timeout_seconds: float = Field(3.0, description="Total time allowed for one verification lookup.")
+
+    api_smtp_host: str = Field("mail.govconnect.ke", description="SMTP host shown in credential responses.")
+    api_smtp_port: int = Field(587, description="SMTP port shown in credential responses.")
+    api_smtp_encryption: str = Field("STARTTLS", description="SMTP encryption shown in credential responses.")
+
+    api_publisher_enabled: bool = Field(True, description="Run the outbox publisher inside the API process.")
+    api_publisher_batch_size: int = Field(500, description="Events read from the event store per publish batch.")
+    api_publisher_idle_poll_seconds: float = Field(
+        2.0, description="Safety re-check interval of the publisher between LISTEN/NOTIFY wake-ups."
+    )
+    api_publisher_retry_seconds: float = Field(
+        1.0, description="Pause before the publisher retries after losing the database or the broker."
+    )
+
+    api_db_pool_min: int = Field(2, description="Minimum PostgreSQL connections in the API pool.")
+    api_db_pool_max: int = Field(20, description="Maximum PostgreSQL connections in the API pool.")
+
+    @cached_property
+    def plan_limits(self) -> dict[str, int]:
+        return {
+            "free": self.api_plan_limit_free,
+            "starter": self.api_plan_limit_starter,
+            "pro": self.api_plan_limit_pro,
+            "enterprise": self.api_plan_limit_enterprise,
+        }
+
+    @cached_property
+    def dns_nameservers(self) -> list[tuple[str, int]]:
+        """Parsed `api_dns_nameservers` as (address, port) pairs."""
+        servers: list[tuple[str, int]] = []
+        for item in (part.strip() for part in self.api_dns_nameservers.split(",")):
+            if not item:
+                continue
+            host, sep, port = item.rpartition(":")
+            if sep and host and port.isdigit() and (host.count(":") == 0 or host.startswith("[")):
+                servers.append((host.strip("[]"), int(port)))
+            else:
+                servers.append((item.strip("[]"), 53))
+        return servers

@@ -1,0 +1,1 @@
+"""Taifa Mail projector: Kafka events into PostgreSQL read models and the Redis auth cache."""

@@ -1,0 +1,164 @@
+"""Kafka (aiokafka): the group consumer that resumes from the offsets in PostgreSQL, the dead-letter
+producer, and a reader of whole topics for rebuilds.
+
+Offsets in PostgreSQL are the truth (they commit with the effects); offsets committed to Kafka only
+follow them, for lag tools. On every assignment the consumer seeks to the recorded offsets, or to the
+beginning when none are recorded or the log is shorter than recorded (a new or recreated topic).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from taifa_events import topics
+
+from taifa_projector.domain.records import Record, TopicPartitionKey
+
+log = logging.getLogger(__name__)
+
+DLQ_HEADER_REASON = "taifa-dlq-reason"
+DLQ_HEADER_ERROR = "taifa-dlq-error"
+DLQ_HEADER_TOPIC = "taifa-dlq-source-topic"
+DLQ_HEADER_PARTITION = "taifa-dlq-source-partition"
+DLQ_HEADER_OFFSET = "taifa-dlq-source-offset"
+DLQ_HEADER_ATTEMPTS = "taifa-dlq-attempts"
+
+LoadOffsets = Callable[[list[TopicPartitionKey]], Awaitable[dict[TopicPartitionKey, int]]]
+
+
+def make_producer(bootstrap: str) -> AIOKafkaProducer:
+    # The local broker (Tansu) does not support the idempotent producer: docs/interfaces.md.
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all")
+
+
+class KafkaDeadLetters:
+    """Sends a record, unchanged, to `<topic>.dlq` with headers saying why and where it came from."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self.producer = producer
+
+    async def send(self, record: Record, *, reason: str, error: str, attempts: int) -> None:
+        headers = [
+            (DLQ_HEADER_REASON, reason.encode()),
+            (DLQ_HEADER_ERROR, error[:500].encode()),
+            (DLQ_HEADER_TOPIC, record.topic.encode()),
+            (DLQ_HEADER_PARTITION, str(record.partition).encode()),
+            (DLQ_HEADER_OFFSET, str(record.offset).encode()),
+            (DLQ_HEADER_ATTEMPTS, str(attempts).encode()),
+        ]
+        await self.producer.send_and_wait(
+            topics.dead_letter_topic(record.topic), record.value, key=record.key, headers=headers
+        )
+
+
+class SeekToRecordedOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
+    """On assignment, position each partition at the offset PostgreSQL recorded."""
+
+    def __init__(self, load_offsets: LoadOffsets, on_assigned: Callable[[], None]) -> None:
+        self.consumer: AIOKafkaConsumer | None = None
+        self.load_offsets = load_offsets
+        self.on_assigned = on_assigned
+
+    async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        log.info("partitions revoked: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked))
+
+    async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        consumer = self.consumer
+        assert consumer is not None
+        if not assigned:
+            return
+        recorded = await self.load_offsets([(tp.topic, tp.partition) for tp in assigned])
+        fresh: list[TopicPartition] = []
+        for tp in assigned:
+            offset = recorded.get((tp.topic, tp.partition))
+            if offset is None:
+                fresh.append(tp)
+            else:
+                # An offset past the end of a recreated log is out of range: auto_offset_reset
+                # ("earliest") then replays it from the start, which the idempotent writes absorb.
+                consumer.seek(tp, offset)
+        if fresh:
+            await consumer.seek_to_beginning(*fresh)
+        log.info("partitions assigned: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
+        self.on_assigned()
+
+
+def make_consumer(
+    bootstrap: str,
+    topic_names: Sequence[str],
+    *,
+    group_id: str,
+    batch_size: int,
+    session_timeout_ms: int,
+    max_poll_interval_ms: int,
+    listener: SeekToRecordedOffsets,
+) -> AIOKafkaConsumer:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=session_timeout_ms,
+        heartbeat_interval_ms=max(100, session_timeout_ms // 3),
+        max_poll_interval_ms=max_poll_interval_ms,
+        max_poll_records=batch_size,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=32 * 1024 * 1024,
+    )
+    listener.consumer = consumer
+    consumer.subscribe(list(topic_names), listener=listener)
+    return consumer
+
+
+def to_record(message: object) -> Record:
+    return Record(
+        topic=message.topic,  # type: ignore[attr-defined]
+        partition=message.partition,  # type: ignore[attr-defined]
+        offset=message.offset,  # type: ignore[attr-defined]
+        key=message.key,  # type: ignore[attr-defined]
+        value=message.value,  # type: ignore[attr-defined]
+    )
+
+
+async def read_topics_to_end(
+    bootstrap: str, topic_names: Sequence[str], *, chunk: int = 10_000
+) -> AsyncIterator[tuple[list[Record], dict[TopicPartitionKey, int], dict[TopicPartitionKey, int]]]:
+    """Every record from offset 0 up to each partition's high-water mark when first fetched, without a group.
+
+    The end of a partition is the high-water mark of its first fetch response (the local broker's
+    ListOffsets answer lags behind, the fetch high-water mark does not). Yields (records, positions so
+    far, ends known so far) so a caller can show progress.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest", group_id=None,
+        max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
+    )  # fmt: skip
+    await consumer.start()
+    try:
+        await consumer.topics()  # loads the metadata of every topic
+        partitions = [
+            TopicPartition(topic, p) for topic in topic_names for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends: dict[TopicPartitionKey, int] = {}
+        done: dict[TopicPartitionKey, int] = {(tp.topic, tp.partition): 0 for tp in partitions}
+        while len(ends) < len(partitions) or any(done[key] < end for key, end in ends.items()):
+            batch = await consumer.getmany(timeout_ms=200, max_records=chunk)
+            records: list[Record] = []
+            for tp in partitions:
+                key = (tp.topic, tp.partition)
+                highwater = consumer.highwater(tp)
+                if key not in ends and highwater is not None:
+                    ends[key] = highwater
+                for message in batch.get(tp, ()):
+                    if key not in ends or message.offset < ends[key]:
+                        records.append(to_record(message))
+                        done[key] = message.offset + 1
+                if key in ends and done[key] >= ends[key] and tp not in consumer.paused():
+                    consumer.pause(tp)
+            yield records, dict(done), dict(ends)
+    finally:
+        await consumer.stop()

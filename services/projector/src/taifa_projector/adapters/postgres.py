@@ -1,0 +1,283 @@
+"""The read models and the projector's bookkeeping in PostgreSQL (asyncpg).
+
+A live batch is applied in ONE transaction: record the event ids, lock and load the rows the batch
+touches, fold, write what changed (each write conditional on `position` once more), record the
+consumed offsets. A rebuild replaces every table in one transaction with COPY.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from operator import attrgetter
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from taifa_events import decode, envelope_to_json
+
+from taifa_projector.domain.model import (
+    AuthEntry,
+    CredentialRow,
+    DomainRow,
+    creates_stream,
+    is_credential_event,
+    is_domain_event,
+)
+from taifa_projector.domain.projection import Event, Projection
+from taifa_projector.domain.records import TopicPartitionKey
+
+CREDENTIAL_COLUMNS = (
+    "credential_id", "account_id", "domain_id", "domain", "username",
+    "is_active", "created_at", "deactivated_at", "position",
+)  # fmt: skip
+CREDENTIAL_TYPES = ("uuid", "uuid", "uuid", "text", "text", "bool", "timestamptz", "timestamptz", "bigint")
+DOMAIN_COLUMNS = (
+    "domain_id", "account_id", "name", "status", "status_reason", "verification_name",
+    "verification_value", "created_at", "verified_at", "position",
+)  # fmt: skip
+DOMAIN_TYPES = ("uuid", "uuid", "text", "text", "text", "text", "text", "timestamptz", "timestamptz", "bigint")
+AUTH_COLUMNS = (
+    "username", "credential_id", "account_id", "domain_id", "domain",
+    "secret_hash", "hash_scheme", "active", "position",
+)  # fmt: skip
+AUTH_TYPES = ("text", "uuid", "uuid", "uuid", "text", "text", "text", "bool", "bigint")
+
+READ_SIDE_TABLES = (
+    "rm_smtp_credentials",
+    "rm_domains",
+    "projector_auth_entries",
+    "projector_parked_events",
+    "projector_processed_events",
+)
+
+
+def _upsert_sql(table: str, columns: Sequence[str], types: Sequence[str], key: str) -> str:
+    params = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, start=1))
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != key)
+    return (
+        f"INSERT INTO {table} AS r ({', '.join(columns)}) SELECT * FROM unnest({params}) "  # noqa: S608 - constants
+        f"ON CONFLICT ({key}) DO UPDATE SET {updates} WHERE r.position < EXCLUDED.position"
+    )
+
+
+UPSERT_CREDENTIALS = _upsert_sql("rm_smtp_credentials", CREDENTIAL_COLUMNS, CREDENTIAL_TYPES, "credential_id")
+UPSERT_DOMAINS = _upsert_sql("rm_domains", DOMAIN_COLUMNS, DOMAIN_TYPES, "domain_id")
+UPSERT_AUTH = _upsert_sql("projector_auth_entries", AUTH_COLUMNS, AUTH_TYPES, "username")
+# Column lists are module constants, never input.
+SELECT_CREDENTIALS = f"SELECT {', '.join(CREDENTIAL_COLUMNS)} FROM rm_smtp_credentials"  # noqa: S608
+SELECT_DOMAINS = f"SELECT {', '.join(DOMAIN_COLUMNS)} FROM rm_domains"  # noqa: S608
+SELECT_AUTH = f"SELECT {', '.join(AUTH_COLUMNS)} FROM projector_auth_entries"  # noqa: S608
+RECORD_OFFSETS = (
+    "INSERT INTO projector_offsets (group_id, topic, partition, next_offset) "
+    "SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[]) "
+    "ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()"
+)
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What one applied batch did: the events that were new, and the projection (rows it changed)."""
+
+    new_events: list[Event]
+    duplicates: int
+    projection: Projection
+
+
+_GETTERS: dict[type, Any] = {}
+
+
+def astuple(row: Any) -> tuple[Any, ...]:
+    """A row's values in column order (dataclasses.astuple deep-copies every value: far too slow here)."""
+    getter = _GETTERS.get(type(row))
+    if getter is None:
+        getter = _GETTERS[type(row)] = attrgetter(*(f.name for f in fields(row)))
+    values: tuple[Any, ...] = getter(row)
+    return values
+
+
+def _columns(rows: Iterable[Any], width: int) -> list[list[Any]]:
+    columns: list[list[Any]] = [[] for _ in range(width)]
+    for row in rows:
+        for i, value in enumerate(astuple(row)):
+            columns[i].append(value)
+    return columns
+
+
+async def create_pool(database_url: str, size: int) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=size, command_timeout=60)
+    assert pool is not None
+    return pool
+
+
+class ReadModelStore:
+    """Reads and writes the projector's tables through one asyncpg pool."""
+
+    def __init__(self, pool: asyncpg.Pool, group_id: str) -> None:
+        self.pool = pool
+        self.group_id = group_id
+
+    # --- offsets -----------------------------------------------------------------------------
+
+    async def load_offsets(self, partitions: Iterable[TopicPartitionKey] | None = None) -> dict[TopicPartitionKey, int]:
+        """Recorded next offsets of this group (all of them, or those of `partitions`)."""
+        rows = await self.pool.fetch(
+            "SELECT topic, partition, next_offset FROM projector_offsets WHERE group_id = $1", self.group_id
+        )
+        recorded = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+        if partitions is None:
+            return recorded
+        return {tp: recorded[tp] for tp in partitions if tp in recorded}
+
+    async def _record_offsets(self, conn: asyncpg.Connection, offsets: dict[TopicPartitionKey, int]) -> None:
+        if not offsets:
+            return
+        topics_, partitions, values = zip(*((t, p, o) for (t, p), o in offsets.items()), strict=True)
+        await conn.execute(
+            RECORD_OFFSETS,
+            self.group_id,
+            list(topics_),
+            list(partitions),
+            list(values),
+        )
+
+    # --- live batches ------------------------------------------------------------------------
+
+    async def apply_batch(self, events: Sequence[Event], offsets: dict[TopicPartitionKey, int]) -> BatchOutcome:
+        """Apply `events` (in arrival order) and record `offsets`, all in one transaction."""
+        unique: dict[UUID, Event] = {}
+        for event in events:
+            unique.setdefault(event.event_id, event)
+        async with self.pool.acquire() as conn, conn.transaction():
+            new_ids = set()
+            if unique:
+                rows = await conn.fetch(
+                    "INSERT INTO projector_processed_events (event_id, position) "
+                    "SELECT * FROM unnest($1::uuid[], $2::bigint[]) ON CONFLICT DO NOTHING RETURNING event_id",
+                    list(unique),
+                    [e.position for e in unique.values()],
+                )
+                new_ids = {r["event_id"] for r in rows}
+            fresh = [e for e in unique.values() if e.event_id in new_ids]
+            projection = await self._load_for(conn, fresh)
+            projection.apply_all(fresh)
+            await self._write(conn, projection)
+            await self._record_offsets(conn, offsets)
+        return BatchOutcome(new_events=fresh, duplicates=len(events) - len(fresh), projection=projection)
+
+    async def _load_for(self, conn: asyncpg.Connection, events: Sequence[Event]) -> Projection:
+        """Lock and load every row `events` can touch."""
+        projection = Projection()
+        credential_ids = list({e.data.stream_id() for e in events if is_credential_event(e)})
+        domain_ids = list({e.data.stream_id() for e in events if is_domain_event(e)})
+        usernames = list({str(getattr(e.data, "username", "")).lower() for e in events if is_credential_event(e)})
+        creating = list({e.data.stream_id() for e in events if creates_stream(e)})
+        if credential_ids:
+            for r in await conn.fetch(
+                SELECT_CREDENTIALS + " WHERE credential_id = ANY($1::uuid[]) FOR UPDATE",
+                credential_ids,
+            ):
+                projection.credentials[r["credential_id"]] = CredentialRow(*r)
+        if domain_ids:
+            for r in await conn.fetch(
+                SELECT_DOMAINS + " WHERE domain_id = ANY($1::uuid[]) FOR UPDATE",
+                domain_ids,
+            ):
+                projection.domains[r["domain_id"]] = DomainRow(*r)
+        if usernames:
+            for r in await conn.fetch(
+                SELECT_AUTH + " WHERE username = ANY($1::text[]) FOR UPDATE",
+                usernames,
+            ):
+                projection.auth[r["username"]] = AuthEntry(*r)
+        if creating:
+            for r in await conn.fetch(
+                "SELECT stream_id, position, envelope::text AS envelope FROM projector_parked_events "
+                "WHERE stream_id = ANY($1::uuid[]) FOR UPDATE",
+                creating,
+            ):
+                projection.parked.setdefault(r["stream_id"], {})[r["position"]] = decode(r["envelope"])
+        return projection
+
+    async def _write(self, conn: asyncpg.Connection, projection: Projection) -> None:
+        if projection.changed_credentials:
+            rows = [projection.credentials[i] for i in projection.changed_credentials]
+            await conn.execute(UPSERT_CREDENTIALS, *_columns(rows, len(CREDENTIAL_COLUMNS)))
+        if projection.changed_domains:
+            rows_d = [projection.domains[i] for i in projection.changed_domains]
+            await conn.execute(UPSERT_DOMAINS, *_columns(rows_d, len(DOMAIN_COLUMNS)))
+        if projection.changed_auth:
+            rows_a = [projection.auth[u] for u in projection.changed_auth]
+            await conn.execute(UPSERT_AUTH, *_columns(rows_a, len(AUTH_COLUMNS)))
+        if projection.unparked_streams:
+            await conn.execute(
+                "DELETE FROM projector_parked_events WHERE stream_id = ANY($1::uuid[])",
+                list(projection.unparked_streams),
+            )
+        if projection.newly_parked:
+            keys = list(projection.newly_parked)
+            await conn.execute(
+                "INSERT INTO projector_parked_events (stream_id, position, envelope) "
+                "SELECT s, p, e::jsonb FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS t(s, p, e) "
+                "ON CONFLICT DO NOTHING",
+                [s for s, _ in keys],
+                [p for _, p in keys],
+                [json.dumps(envelope_to_json(projection.newly_parked[k])) for k in keys],
+            )
+
+    # --- the cache's source ------------------------------------------------------------------
+
+    async def auth_snapshot(self) -> tuple[list[AuthEntry], dict[TopicPartitionKey, int]]:
+        """Every auth entry and this group's offsets, read from one consistent snapshot."""
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            rows = await conn.fetch(SELECT_AUTH)
+            offsets = await conn.fetch(
+                "SELECT topic, partition, next_offset FROM projector_offsets WHERE group_id = $1", self.group_id
+            )
+        return [AuthEntry(*r) for r in rows], {(r["topic"], r["partition"]): r["next_offset"] for r in offsets}
+
+    # --- rebuild -----------------------------------------------------------------------------
+
+    async def replace_all(
+        self,
+        projection: Projection,
+        processed: Sequence[tuple[UUID, int]],
+        offsets: dict[TopicPartitionKey, int] | None,
+    ) -> None:
+        """Drop and refill the read side in one transaction (readers see the old or the new, never half)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(f"TRUNCATE {', '.join(READ_SIDE_TABLES)}")
+            await conn.copy_records_to_table(
+                "rm_smtp_credentials", records=[astuple(r) for r in projection.credentials.values()],
+                columns=CREDENTIAL_COLUMNS,
+            )  # fmt: skip
+            await conn.copy_records_to_table(
+                "rm_domains", records=[astuple(r) for r in projection.domains.values()], columns=DOMAIN_COLUMNS
+            )
+            await conn.copy_records_to_table(
+                "projector_auth_entries", records=[astuple(r) for r in projection.auth.values()], columns=AUTH_COLUMNS
+            )
+            await conn.copy_records_to_table(
+                "projector_processed_events", records=list(processed), columns=("event_id", "position")
+            )
+            parked = [
+                (stream, position, json.dumps(envelope_to_json(event)))
+                for stream, waiting in projection.parked.items()
+                for position, event in waiting.items()
+            ]
+            if parked:
+                await conn.executemany(
+                    "INSERT INTO projector_parked_events (stream_id, position, envelope) VALUES ($1, $2, $3::jsonb)",
+                    parked,
+                )
+            if offsets is not None:
+                await conn.execute("DELETE FROM projector_offsets WHERE group_id = $1", self.group_id)
+                await self._record_offsets(conn, offsets)
+
+    # --- inspection --------------------------------------------------------------------------
+
+    async def sorted_rows(self, table: str, key: str) -> list[tuple[Any, ...]]:
+        """Every row of a read-side table in key order (checksums, tests)."""
+        assert table in READ_SIDE_TABLES
+        return [tuple(r) for r in await self.pool.fetch(f"SELECT * FROM {table} ORDER BY {key}")]  # noqa: S608

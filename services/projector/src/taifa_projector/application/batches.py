@@ -1,0 +1,157 @@
+"""Apply one batch of Kafka records: decode, dead-letter the impossible, PostgreSQL, then Redis.
+
+Order of effects (DESIGN.md point 5): the read model and the consumed offsets commit in one
+PostgreSQL transaction; then the auth cache and the read-your-writes signal are written in one Redis
+MULTI; only then does the caller commit the offsets to Kafka. A transient failure of either store is
+retried forever with back-off and nothing is committed meanwhile. A batch that fails
+deterministically is retried a bounded number of times, then applied event by event so that only the
+offending events go to the dead-letter topic and the partition moves on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from taifa_events import InvalidEvent, decode
+
+from taifa_projector import metrics
+from taifa_projector.adapters.postgres import BatchOutcome, ReadModelStore
+from taifa_projector.adapters.redis_cache import AuthCache
+from taifa_projector.application.retry import is_transient, retry_transient
+from taifa_projector.domain.projection import Event, latest_auth_entries
+from taifa_projector.domain.records import Record, TopicPartitionKey
+
+log = logging.getLogger(__name__)
+
+REASON_UNDECODABLE = "undecodable"
+REASON_REJECTED = "rejected"
+
+
+class DeadLetters(Protocol):
+    async def send(self, record: Record, *, reason: str, error: str, attempts: int) -> None: ...
+
+
+@dataclass
+class BatchReport:
+    """What one call of `process` did (for metrics, tests and the benchmark)."""
+
+    next_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)
+    applied: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+
+
+def next_offsets(records: Sequence[Record]) -> dict[TopicPartitionKey, int]:
+    offsets: dict[TopicPartitionKey, int] = {}
+    for record in records:
+        offsets[record.tp] = max(offsets.get(record.tp, 0), record.offset + 1)
+    return offsets
+
+
+def error_name(exc: BaseException) -> str:
+    """A failure's class (and SQLSTATE) without its message, which could quote event values."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    return f"{type(exc).__name__}({sqlstate})" if sqlstate else type(exc).__name__
+
+
+class BatchApplier:
+    def __init__(
+        self,
+        store: ReadModelStore,
+        cache: AuthCache,
+        dead_letters: DeadLetters,
+        *,
+        max_attempts: int,
+        retry_initial: float,
+        retry_max: float,
+        publish_applied: bool = True,
+    ) -> None:
+        self.store = store
+        self.cache = cache
+        self.dead_letters = dead_letters
+        self.max_attempts = max_attempts
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.publish_applied = publish_applied
+
+    async def process(self, records: Sequence[Record]) -> BatchReport:
+        """Apply `records` (several partitions, each in offset order); returns the offsets to commit."""
+        report = BatchReport(next_offsets=next_offsets(records))
+        decoded: list[tuple[Record, Event]] = []
+        for record in records:
+            try:
+                if record.value is None:
+                    raise InvalidEvent("record has no value")
+                decoded.append((record, decode(record.value)))
+            except InvalidEvent as exc:
+                # Deterministic: decoding again gives the same answer, so one attempt is enough.
+                await self._dead_letter(record, REASON_UNDECODABLE, str(exc), attempts=1, report=report)
+        last_error: BaseException | None = None
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                await self._apply([e for _, e in decoded], report.next_offsets, report)
+                return report
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                last_error = exc
+                log.warning(
+                    "batch failed deterministically (%s), attempt %d/%d", error_name(exc), attempt, self.max_attempts
+                )
+        assert last_error is not None
+        await self._isolate(decoded, report)
+        return report
+
+    async def _isolate(self, decoded: Sequence[tuple[Record, Event]], report: BatchReport) -> None:
+        """Apply event by event; an event that keeps failing goes to the dead-letter topic."""
+        for record, event in decoded:
+            single = {record.tp: record.offset + 1}
+            for attempt in range(1, self.max_attempts + 1):
+                try:
+                    await self._apply([event], single, report)
+                    break
+                except Exception as exc:
+                    if is_transient(exc):
+                        raise
+                    if attempt == self.max_attempts:
+                        await self._dead_letter(
+                            record, REASON_REJECTED, error_name(exc), attempts=attempt, report=report
+                        )
+                        await self._apply([], single, report)
+        # Record the batch's end offsets (dead-lettered records at the tails included).
+        await self._apply([], report.next_offsets, report)
+
+    async def _apply(self, events: list[Event], offsets: dict[TopicPartitionKey, int], report: BatchReport) -> None:
+        outcome: BatchOutcome = await retry_transient(
+            lambda: self.store.apply_batch(events, offsets),
+            store="postgres",
+            initial=self.retry_initial,
+            maximum=self.retry_max,
+        )
+        entries = latest_auth_entries(events)
+        revoked = [u for u, entry in entries.items() if not entry.active]
+        applied = [e.event_id for e in events] if self.publish_applied else []
+        await retry_transient(
+            lambda: self.cache.write_batch(entries.values(), offsets, applied, revoked),
+            store="redis",
+            initial=self.retry_initial,
+            maximum=self.retry_max,
+        )
+        for event_type, count in Counter(e.event_type for e in outcome.new_events).items():
+            metrics.EVENTS_APPLIED.labels(event_type).inc(count)
+        if outcome.duplicates:
+            metrics.EVENTS_DUPLICATE.inc(outcome.duplicates)
+        report.applied += len(outcome.new_events)
+        report.duplicates += outcome.duplicates
+
+    async def _dead_letter(
+        self, record: Record, reason: str, error: str, *, attempts: int, report: BatchReport
+    ) -> None:
+        log.warning("dead-lettering %s[%d]@%d: %s (%s)", record.topic, record.partition, record.offset, reason, error)
+        await self.dead_letters.send(record, reason=reason, error=error, attempts=attempts)
+        metrics.DLQ_RECORDS.labels(record.topic, reason).inc()
+        report.dead_lettered += 1

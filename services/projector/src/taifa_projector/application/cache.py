@@ -1,0 +1,101 @@
+"""Keep the Redis auth cache complete: detect a lost cache and rebuild it from the read model.
+
+The cache is complete while `EPOCH_KEY` exists and, for every partition this instance owns, the
+offsets the cache has seen are not behind the offsets PostgreSQL recorded. A flush removes the epoch;
+a restart from an old snapshot (or a crash between the two commits) leaves the cache behind. Either
+way the entries are rewritten from `projector_auth_entries` with compare-on-position writes, so the
+live stream can keep writing meanwhile: whichever write is newer wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from uuid import uuid4
+
+from taifa_projector import metrics
+from taifa_projector.adapters.postgres import ReadModelStore
+from taifa_projector.adapters.redis_cache import AuthCache
+from taifa_projector.domain.records import TopicPartitionKey
+
+log = logging.getLogger(__name__)
+
+REASON_EPOCH_MISSING = "epoch_missing"
+REASON_BEHIND = "cache_behind_read_model"
+
+
+async def cache_gap(store: ReadModelStore, cache: AuthCache, partitions: Iterable[TopicPartitionKey]) -> str | None:
+    """Why the cache is incomplete for `partitions`, or None if it is complete."""
+    if await cache.epoch() is None:
+        return REASON_EPOCH_MISSING
+    recorded = await store.load_offsets(list(partitions))
+    seen = await cache.offsets()
+    if any(seen.get(tp, -1) < offset for tp, offset in recorded.items()):
+        return REASON_BEHIND
+    return None
+
+
+async def rebuild_cache(store: ReadModelStore, cache: AuthCache, chunk: int, reason: str) -> int:
+    """Rewrite every entry from the read model (newer live writes win), then mark the cache complete."""
+    started = time.monotonic()
+    entries, offsets = await store.auth_snapshot()
+    await cache.load_entries(entries, chunk)
+    await cache.raise_offsets(offsets)
+    await cache.set_epoch(uuid4().hex)
+    metrics.CACHE_REBUILDS.labels(reason).inc()
+    log.warning(
+        "auth cache rebuilt from the read model (%s): %d entries in %.2fs",
+        reason,
+        len(entries),
+        time.monotonic() - started,
+    )
+    return len(entries)
+
+
+class CacheGuard:
+    """Checks the cache every `interval` seconds and rebuilds it in the background when it is incomplete."""
+
+    def __init__(self, store: ReadModelStore, cache: AuthCache, *, interval: float, chunk: int) -> None:
+        self.store = store
+        self.cache = cache
+        self.interval = interval
+        self.chunk = chunk
+        self._last_check = float("-inf")
+        self._task: asyncio.Task[int] | None = None
+        self.rebuilds = 0
+
+    @property
+    def rebuilding(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def request_check(self) -> None:
+        """Check at the next opportunity (after a rebalance, after start)."""
+        self._last_check = float("-inf")
+
+    async def maybe_check(self, partitions: Iterable[TopicPartitionKey]) -> None:
+        """Between batches: check if due, and start a rebuild if the cache is incomplete."""
+        self._reap()
+        if self.rebuilding or time.monotonic() - self._last_check < self.interval:
+            return
+        self._last_check = time.monotonic()
+        try:
+            reason = await cache_gap(self.store, self.cache, partitions)
+        except Exception as exc:  # noqa: BLE001 - a store being down is handled by the batch retries
+            log.warning("cache check failed (%s); will retry", type(exc).__name__)
+            return
+        if reason is not None:
+            self.rebuilds += 1
+            self._task = asyncio.create_task(rebuild_cache(self.store, self.cache, self.chunk, reason))
+
+    def _reap(self) -> None:
+        if self._task is not None and self._task.done():
+            if not self._task.cancelled() and self._task.exception() is not None:
+                log.warning("cache rebuild failed (%s); will retry", type(self._task.exception()).__name__)
+            self._task = None
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -1,0 +1,25 @@
+"""A checksum of the read side (sorted read-model rows and auth-cache entries): "rebuild equals live"."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from taifa_projector.adapters.postgres import ReadModelStore
+from taifa_projector.adapters.redis_cache import AuthCache
+
+CHECKED_TABLES = (("rm_smtp_credentials", "credential_id"), ("rm_domains", "domain_id"))
+
+
+def _digest(items: Any) -> str:
+    return hashlib.sha256(json.dumps(items, default=str, sort_keys=True).encode()).hexdigest()
+
+
+async def read_side_checksums(store: ReadModelStore, cache: AuthCache) -> dict[str, str]:
+    """One SHA-256 per read model and for the auth cache, plus one over all of them."""
+    sums = {table: _digest(await store.sorted_rows(table, key)) for table, key in CHECKED_TABLES}
+    entries = await cache.all_entries()
+    sums["auth_cache"] = _digest(sorted(entries.items()))
+    sums["all"] = _digest(sorted(sums.items()))
+    return sums

@@ -1,0 +1,208 @@
+"""The read-model rows and auth-cache entries, and how one event changes them.
+
+Every rule is conditional on the event's `position` (DESIGN.md point 4): an event at or below the
+position a row already holds changes nothing, so duplicates and late arrivals are harmless. An event
+that needs a row its stream has not created yet (a deactivation before its creation) is *parked* and
+applied when the creating event arrives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from taifa_events import (
+    CredentialCreated,
+    CredentialDeactivated,
+    DomainRegistered,
+    DomainVerificationFailed,
+    DomainVerified,
+    Envelope,
+    EventData,
+)
+from taifa_events.secret_hash import HASH_SCHEME
+
+# A tombstone keeps no secret: a revoked hash is useless to the relay, so it is not kept.
+TOMBSTONE_HASH = "0" * 64
+
+DomainStatus = Literal["pending", "verified"]
+STATUS_PENDING: DomainStatus = "pending"
+STATUS_VERIFIED: DomainStatus = "verified"
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialRow:
+    """One row of `rm_smtp_credentials`."""
+
+    credential_id: UUID
+    account_id: UUID
+    domain_id: UUID
+    domain: str
+    username: str
+    is_active: bool
+    created_at: datetime
+    deactivated_at: datetime | None
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class DomainRow:
+    """One row of `rm_domains`."""
+
+    domain_id: UUID
+    account_id: UUID
+    name: str
+    status: DomainStatus
+    status_reason: str | None
+    verification_name: str
+    verification_value: str
+    created_at: datetime
+    verified_at: datetime | None
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuthEntry:
+    """One username's auth-cache entry (mirrored in PostgreSQL so the cache can be rebuilt)."""
+
+    username: str
+    credential_id: UUID
+    account_id: UUID
+    domain_id: UUID
+    domain: str
+    secret_hash: str
+    hash_scheme: str
+    active: bool
+    position: int
+
+
+# --- credentials -------------------------------------------------------------------------------
+
+
+def credential_row_from_created(event: Envelope[EventData]) -> CredentialRow:
+    data = event.data
+    assert isinstance(data, CredentialCreated)
+    return CredentialRow(
+        credential_id=data.credential_id,
+        account_id=data.account_id,
+        domain_id=data.domain_id,
+        domain=data.domain,
+        username=data.username,
+        is_active=True,
+        created_at=data.created_at,
+        deactivated_at=None,
+        position=event.position,
+    )
+
+
+def apply_credential_event(row: CredentialRow | None, event: Envelope[EventData]) -> CredentialRow | None:
+    """The row after `event`; None while the credential has no row (the event must then be parked)."""
+    if row is not None and event.position <= row.position:
+        return row
+    data = event.data
+    if isinstance(data, CredentialCreated):
+        if row is not None:
+            # A creation never undoes a later state; only an unseen creation makes the row.
+            return row
+        return credential_row_from_created(event)
+    if isinstance(data, CredentialDeactivated):
+        if row is None:
+            return None
+        return replace(row, is_active=False, deactivated_at=data.deactivated_at, position=event.position)
+    return row
+
+
+def auth_entry_for(event: Envelope[EventData]) -> AuthEntry | None:
+    """The cache entry an SMTP-credential event writes for its username (a tombstone for a deactivation)."""
+    data = event.data
+    if isinstance(data, CredentialCreated):
+        return AuthEntry(
+            username=data.username.lower(),
+            credential_id=data.credential_id,
+            account_id=data.account_id,
+            domain_id=data.domain_id,
+            domain=data.domain,
+            secret_hash=data.secret_hash,
+            hash_scheme=data.hash_scheme,
+            active=True,
+            position=event.position,
+        )
+    if isinstance(data, CredentialDeactivated):
+        username = data.username.lower()
+        return AuthEntry(
+            username=username,
+            credential_id=data.credential_id,
+            account_id=data.account_id,
+            domain_id=data.domain_id,
+            domain=username.rpartition("@")[2],
+            secret_hash=TOMBSTONE_HASH,
+            hash_scheme=HASH_SCHEME,
+            active=False,
+            position=event.position,
+        )
+    return None
+
+
+def newer_entry(current: AuthEntry | None, candidate: AuthEntry) -> AuthEntry:
+    """Compare on position: the entry with the higher position wins."""
+    if current is None or candidate.position > current.position:
+        return candidate
+    return current
+
+
+# --- domains -----------------------------------------------------------------------------------
+
+
+def apply_domain_event(row: DomainRow | None, event: Envelope[EventData]) -> DomainRow | None:
+    """The row after `event`; None while the domain has no row (the event must then be parked)."""
+    if row is not None and event.position <= row.position:
+        return row
+    data = event.data
+    if isinstance(data, DomainRegistered):
+        if row is not None:
+            return row
+        return DomainRow(
+            domain_id=data.domain_id,
+            account_id=data.account_id,
+            name=data.name,
+            status=STATUS_PENDING,
+            status_reason=None,
+            verification_name=data.verification_name,
+            verification_value=data.verification_value,
+            created_at=data.created_at,
+            verified_at=None,
+            position=event.position,
+        )
+    if row is None:
+        return None
+    if isinstance(data, DomainVerified):
+        return replace(
+            row, status=STATUS_VERIFIED, status_reason=None, verified_at=data.verified_at, position=event.position
+        )
+    if isinstance(data, DomainVerificationFailed):
+        if row.status == STATUS_VERIFIED:
+            # A failed re-check never un-verifies a domain; it only moves the position on.
+            return replace(row, position=event.position)
+        return replace(row, status_reason=data.reason, position=event.position)
+    return row
+
+
+# --- routing -----------------------------------------------------------------------------------
+
+CREDENTIAL_EVENTS = (CredentialCreated, CredentialDeactivated)
+DOMAIN_EVENTS = (DomainRegistered, DomainVerified, DomainVerificationFailed)
+CREATING_EVENTS = (CredentialCreated, DomainRegistered)
+
+
+def is_credential_event(event: Envelope[EventData]) -> bool:
+    return isinstance(event.data, CREDENTIAL_EVENTS)
+
+
+def is_domain_event(event: Envelope[EventData]) -> bool:
+    return isinstance(event.data, DOMAIN_EVENTS)
+
+
+def creates_stream(event: Envelope[EventData]) -> bool:
+    return isinstance(event.data, CREATING_EVENTS)

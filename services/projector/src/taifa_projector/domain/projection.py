@@ -1,0 +1,107 @@
+"""Folding a sequence of events into read-model rows, auth entries and parked events.
+
+`Projection` holds the part of the read side a batch touches (live: loaded from PostgreSQL for the
+batch's ids; rebuild: everything, in memory) and records what changed, so the caller writes only
+that. The same fold serves the live consumer and both rebuilds, which is why they agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from taifa_events import Envelope, EventData
+
+from taifa_projector.domain.model import (
+    AuthEntry,
+    CredentialRow,
+    DomainRow,
+    apply_credential_event,
+    apply_domain_event,
+    auth_entry_for,
+    creates_stream,
+    is_credential_event,
+    is_domain_event,
+    newer_entry,
+)
+
+Event = Envelope[EventData]
+
+
+@dataclass
+class Projection:
+    """Rows by id plus the sets of ids whose rows changed during the fold."""
+
+    credentials: dict[UUID, CredentialRow] = field(default_factory=dict)
+    domains: dict[UUID, DomainRow] = field(default_factory=dict)
+    auth: dict[str, AuthEntry] = field(default_factory=dict)
+    # stream id -> {position: event} waiting for the event that creates the stream's row
+    parked: dict[UUID, dict[int, Event]] = field(default_factory=dict)
+
+    changed_credentials: set[UUID] = field(default_factory=set)
+    changed_domains: set[UUID] = field(default_factory=set)
+    changed_auth: set[str] = field(default_factory=set)
+    # parked streams whose stored parked events were resolved (delete them) / newly parked events (store them)
+    unparked_streams: set[UUID] = field(default_factory=set)
+    newly_parked: dict[tuple[UUID, int], Event] = field(default_factory=dict)
+    revoked_usernames: list[str] = field(default_factory=list)
+
+    def apply_all(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self.apply(event)
+
+    def apply(self, event: Event) -> None:
+        """Fold one event in (position-conditional: a duplicate or older event changes nothing)."""
+        if is_credential_event(event):
+            self._apply_row(event, self.credentials, self.changed_credentials, apply_credential_event)
+            entry = auth_entry_for(event)
+            if entry is not None:
+                self._apply_auth(entry)
+        elif is_domain_event(event):
+            self._apply_row(event, self.domains, self.changed_domains, apply_domain_event)
+
+    def _apply_row(self, event: Event, rows: dict, changed: set[UUID], rule) -> None:  # type: ignore[type-arg,no-untyped-def]
+        stream = event.data.stream_id()
+        before = rows.get(stream)
+        after = rule(before, event)
+        if after is None:
+            self._park(stream, event)
+            return
+        if after != before:
+            rows[stream] = after
+            changed.add(stream)
+        if creates_stream(event) and stream in self.parked:
+            waiting = self.parked.pop(stream)
+            self.unparked_streams.add(stream)
+            for position in sorted(waiting):
+                self.newly_parked.pop((stream, position), None)
+                current = rows[stream]
+                resolved = rule(current, waiting[position])
+                if resolved is not None and resolved != current:
+                    rows[stream] = resolved
+
+    def _park(self, stream: UUID, event: Event) -> None:
+        waiting = self.parked.setdefault(stream, {})
+        if event.position not in waiting:
+            waiting[event.position] = event
+            self.newly_parked[(stream, event.position)] = event
+
+    def _apply_auth(self, entry: AuthEntry) -> None:
+        current = self.auth.get(entry.username)
+        winner = newer_entry(current, entry)
+        if winner is not current:
+            self.auth[entry.username] = winner
+            self.changed_auth.add(entry.username)
+            if not winner.active:
+                self.revoked_usernames.append(winner.username)
+
+
+def latest_auth_entries(events: Iterable[Event]) -> dict[str, AuthEntry]:
+    """The newest auth entry per username among `events` (what one batch writes to Redis)."""
+    entries: dict[str, AuthEntry] = {}
+    for event in events:
+        entry = auth_entry_for(event)
+        if entry is not None:
+            entries[entry.username] = newer_entry(entries.get(entry.username), entry)
+    return entries

@@ -1,0 +1,22 @@
+"""A consumed Kafka record, as the projector needs it (plain data, no client types)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TopicPartitionKey = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One Kafka record: where it came from and its raw key and value."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+    @property
+    def tp(self) -> TopicPartitionKey:
+        return (self.topic, self.partition)

@@ -1,0 +1,1 @@
+"""Process entry points: the consumer service, the health server and the CLI."""

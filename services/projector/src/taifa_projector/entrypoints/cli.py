@@ -1,0 +1,145 @@
+"""`taifa-projector`: run the consumer, apply migrations, rebuild the read side, print checksums."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from enum import StrEnum
+from typing import Annotated
+
+import redis.asyncio as aioredis
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from taifa_projector.adapters.postgres import ReadModelStore, create_pool
+from taifa_projector.adapters.redis_cache import AuthCache
+from taifa_projector.application.checksum import read_side_checksums
+from taifa_projector.application.rebuild import RebuildSummary, rebuild_from_event_store, rebuild_from_kafka
+from taifa_projector.entrypoints import service
+from taifa_projector.settings import Settings
+
+app = typer.Typer(add_completion=False, help="Taifa Mail projector: read models and the auth cache from Kafka.")
+console = Console(stderr=True)
+
+
+class Source(StrEnum):
+    kafka = "kafka"
+    event_store = "event-store"
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
+@app.command()
+def run() -> None:
+    """Consume the event topics until SIGTERM/SIGINT (health and metrics on TAIFA_PROJECTOR_HEALTH_PORT)."""
+    _logging()
+    settings = Settings()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await service.run(settings, stop)
+
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    asyncio.run(main())
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the projector's migrations (version table alembic_version_projector)."""
+    from taifa_projector.adapters import migrate as migrations  # alembic is heavy: only this command needs it
+
+    migrations.upgrade(Settings().database_url)
+    typer.echo("projector schema up to date")
+
+
+async def _with_stores(settings: Settings):  # type: ignore[no-untyped-def]
+    pool = await create_pool(settings.database_url, 2)
+    client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=30)
+    return (
+        pool,
+        client,
+        ReadModelStore(pool, settings.projector_group_id),
+        AuthCache(client, settings.projector_group_id),
+    )
+
+
+@app.command()
+def rebuild(
+    source: Annotated[Source, typer.Option("--from", help="Replay from Kafka offset 0 or from the event store.")],
+) -> None:
+    """Drop and rebuild the read models and the auth cache (stop the projectors first)."""
+    settings = Settings()
+
+    async def main() -> RebuildSummary:
+        pool, client, store, cache = await _with_stores(settings)
+        try:
+            with Progress(
+                TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=console,
+            ) as bar:  # fmt: skip
+                tasks: dict[str, int] = {}
+
+                def progress(phase: str, done: int, total: int) -> None:
+                    if phase not in tasks:
+                        tasks[phase] = bar.add_task(phase, total=max(total, 1))
+                    bar.update(tasks[phase], completed=done, total=max(total, 1))
+
+                if source is Source.event_store:
+                    summary = await rebuild_from_event_store(
+                        store, cache, chunk=settings.projector_cache_chunk, progress=progress
+                    )
+                else:
+                    summary = await rebuild_from_kafka(
+                        store, cache, settings.kafka_bootstrap, settings.projector_topics,
+                        chunk=settings.projector_cache_chunk, progress=progress,
+                    )  # fmt: skip
+            return summary
+        finally:
+            await client.aclose()
+            await pool.close()
+
+    summary = asyncio.run(main())
+    table = Table(title=f"rebuild from {summary.source}", show_header=False)
+    for name, value in (
+        ("events applied", summary.events),
+        ("invalid (skipped)", summary.invalid),
+        ("credentials", summary.credentials),
+        ("domains", summary.domains),
+        ("auth cache entries", summary.auth_entries),
+        ("parked events", summary.parked),
+        ("seconds", f"{summary.seconds:.2f}"),
+        *((f"  {phase} s", f"{seconds:.2f}") for phase, seconds in summary.phases.items()),
+    ):
+        table.add_row(name, str(value))
+    console.print(table)
+    typer.echo(json.dumps({"source": summary.source, "events": summary.events, "seconds": round(summary.seconds, 3)}))
+
+
+@app.command()
+def checksum() -> None:
+    """Print SHA-256 checksums of the sorted read models and auth-cache entries (JSON)."""
+    settings = Settings()
+
+    async def main() -> dict[str, str]:
+        pool, client, store, cache = await _with_stores(settings)
+        try:
+            return await read_side_checksums(store, cache)
+        finally:
+            await client.aclose()
+            await pool.close()
+
+    typer.echo(json.dumps(asyncio.run(main()), indent=2))

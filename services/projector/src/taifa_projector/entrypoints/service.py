@@ -1,0 +1,173 @@
+"""The projector process: wires the adapters, runs the consume loop and the health server.
+
+`run(settings, stop)` is the async entry (`taifa-projector run` calls it; tests may run it in-process).
+One loop per instance: poll a batch, apply it (PostgreSQL, then Redis), commit offsets to Kafka,
+check the auth cache between batches. Partitions are shared with other instances by the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+
+import redis.asyncio as aioredis
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
+
+from taifa_projector import metrics
+from taifa_projector.adapters.kafka import (
+    KafkaDeadLetters,
+    SeekToRecordedOffsets,
+    make_consumer,
+    make_producer,
+    to_record,
+)
+from taifa_projector.adapters.postgres import ReadModelStore, create_pool
+from taifa_projector.adapters.redis_cache import AuthCache
+from taifa_projector.application.batches import BatchApplier, BatchReport
+from taifa_projector.application.cache import CacheGuard
+from taifa_projector.application.retry import retry_transient
+from taifa_projector.domain.records import TopicPartitionKey
+from taifa_projector.entrypoints.health import HealthServer
+from taifa_projector.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Projector:
+    """One projector instance; `start()`, then `consume(stop)`, then `close()`."""
+
+    def __init__(self, settings: Settings, *, health: bool = True) -> None:
+        self.settings = settings
+        self.with_health = health
+        self.batch_seconds: deque[float] = deque(maxlen=100_000)
+        self.totals = BatchReport()
+        self._started = False
+        self.health: HealthServer | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        self.pool = await retry_transient(
+            lambda: create_pool(s.database_url, s.projector_db_pool_size),
+            store="postgres",
+            initial=s.projector_retry_initial_seconds,
+            maximum=s.projector_retry_max_seconds,
+        )
+        self.redis = aioredis.Redis.from_url(s.redis_url, socket_timeout=10, socket_connect_timeout=5)
+        self.store = ReadModelStore(self.pool, s.projector_group_id)
+        self.cache = AuthCache(self.redis, s.projector_group_id)
+        self.guard = CacheGuard(
+            self.store, self.cache, interval=s.projector_cache_check_seconds, chunk=s.projector_cache_chunk
+        )
+        self.producer = make_producer(s.kafka_bootstrap)
+        await self.producer.start()
+        self.applier = BatchApplier(
+            self.store,
+            self.cache,
+            KafkaDeadLetters(self.producer),
+            max_attempts=s.projector_max_attempts,
+            retry_initial=s.projector_retry_initial_seconds,
+            retry_max=s.projector_retry_max_seconds,
+            publish_applied=s.projector_publish_applied,
+        )
+        listener = SeekToRecordedOffsets(self._load_offsets, self.guard.request_check)
+        self.consumer = make_consumer(
+            s.kafka_bootstrap,
+            s.projector_topics,
+            group_id=s.projector_group_id,
+            batch_size=s.projector_batch_size,
+            session_timeout_ms=s.projector_session_timeout_ms,
+            max_poll_interval_ms=s.projector_max_poll_interval_ms,
+            listener=listener,
+        )
+        await self.consumer.start()
+        if self.with_health:
+            self.health = HealthServer(s.projector_health_host, s.projector_health_port, self.ready)
+            await self.health.start()
+        self._started = True
+        log.info("projector started: group %s, topics %s", s.projector_group_id, ",".join(s.projector_topics))
+
+    async def _load_offsets(self, partitions: list[TopicPartitionKey]) -> dict[TopicPartitionKey, int]:
+        return await retry_transient(
+            lambda: self.store.load_offsets(partitions),
+            store="postgres",
+            initial=self.settings.projector_retry_initial_seconds,
+            maximum=self.settings.projector_retry_max_seconds,
+        )
+
+    async def ready(self) -> bool:
+        """Ready when consuming and both stores answer."""
+        if not self._started:
+            return False
+        async with self.pool.acquire(timeout=1) as conn:
+            await conn.fetchval("SELECT 1")
+        return bool(await self.redis.ping())
+
+    def assigned(self) -> list[TopicPartitionKey]:
+        return [(tp.topic, tp.partition) for tp in self.consumer.assignment()]
+
+    async def consume(self, stop: asyncio.Event) -> None:
+        """Poll, apply and commit until `stop` is set."""
+        s = self.settings
+        while not stop.is_set():
+            await self.guard.maybe_check(self.assigned())
+            polled = await self.consumer.getmany(
+                timeout_ms=s.projector_poll_timeout_ms, max_records=s.projector_batch_size
+            )
+            records = [to_record(m) for messages in polled.values() for m in messages]
+            if not records:
+                continue
+            started = time.perf_counter()
+            report = await self.applier.process(records)
+            elapsed = time.perf_counter() - started
+            metrics.BATCH_SECONDS.observe(elapsed)
+            self.batch_seconds.append(elapsed)
+            self._add_to_totals(report)
+            await self._commit(report.next_offsets)
+
+    def _add_to_totals(self, report: BatchReport) -> None:
+        self.totals.applied += report.applied
+        self.totals.duplicates += report.duplicates
+        self.totals.dead_lettered += report.dead_lettered
+        self.totals.next_offsets.update(report.next_offsets)
+
+    async def _commit(self, offsets: dict[TopicPartitionKey, int]) -> None:
+        """Follow PostgreSQL's offsets in Kafka (for lag tools); a failure here loses nothing."""
+        try:
+            await self.consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})
+        except (KafkaError, AssertionError) as exc:
+            log.info("offset commit to Kafka skipped (%s); PostgreSQL holds the offsets", type(exc).__name__)
+        for (topic, partition), offset in offsets.items():
+            highwater = self.consumer.highwater(TopicPartition(topic, partition))
+            if highwater is not None:
+                metrics.LAG.labels(topic, str(partition)).set(max(0, highwater - offset))
+
+    async def close(self) -> None:
+        self._started = False
+        if self.health is not None:
+            await self.health.stop()
+        for name, method in (
+            ("guard", "close"),
+            ("consumer", "stop"),
+            ("producer", "stop"),
+            ("redis", "aclose"),
+            ("pool", "close"),
+        ):
+            part = getattr(self, name, None)
+            if part is not None:
+                with contextlib.suppress(Exception):
+                    await getattr(part, method)()
+
+
+async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run one projector instance until `stop` is set (or forever)."""
+    stop = stop or asyncio.Event()
+    projector = Projector(settings)
+    try:
+        await projector.start()
+        await projector.consume(stop)
+    finally:
+        await projector.close()

@@ -1,0 +1,24 @@
+"""The projector's Prometheus metrics, defined once (served on /metrics by the health server)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_APPLIED = Counter(
+    "taifa_projector_events_applied_total", "Events whose effects were committed (first delivery).", ["event_type"]
+)
+EVENTS_DUPLICATE = Counter(
+    "taifa_projector_events_duplicate_total", "Redelivered events recognised as already applied (absorbed)."
+)
+DLQ_RECORDS = Counter("taifa_projector_dlq_total", "Records sent to a dead-letter topic.", ["topic", "reason"])
+BATCH_SECONDS = Histogram(
+    "taifa_projector_batch_apply_seconds",
+    "Time to apply one batch to PostgreSQL and Redis.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+LAG = Gauge("taifa_projector_lag", "Records behind the partition's high-water mark.", ["topic", "partition"])
+TRANSIENT_FAILURES = Counter(
+    "taifa_projector_transient_failures_total", "Transient failures retried with back-off.", ["store"]
+)
+CACHE_REBUILDS = Counter("taifa_projector_cache_rebuilds_total", "Auth-cache rebuilds from the read model.", ["reason"])
+REBUILDS = Counter("taifa_projector_rebuilds_total", "Full read-model rebuilds.", ["source"])

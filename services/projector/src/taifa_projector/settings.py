@@ -1,0 +1,66 @@
+"""Every TAIFA_* variable the projector reads, declared once (pydantic-settings)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from taifa_events import topics
+
+
+class Settings(BaseSettings):
+    """Projector configuration; every field is an environment variable with the `TAIFA_` prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="TAIFA_", extra="ignore")
+
+    database_url: str = Field(
+        "postgresql://postgres@127.0.0.1:5432/taifa",
+        description="PostgreSQL DSN (asyncpg) holding the read models and the projector's bookkeeping.",
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL of the auth cache the relay reads.")
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port].")
+
+    projector_group_id: str = Field(
+        "taifa-projector",
+        description="Kafka consumer group; also the key of the offsets the projector records in PostgreSQL.",
+    )
+    projector_topics: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(topics.ALL_TOPICS),
+        description="Comma-separated topics to consume (tests use per-test topics); DLQs are `<topic>.dlq`.",
+    )
+    projector_health_port: int = Field(9102, description="HTTP port of /healthz, /readyz and /metrics.")
+    projector_health_host: str = Field("127.0.0.1", description="Address the health/metrics server binds.")
+    projector_batch_size: int = Field(2000, ge=1, description="Most records taken from Kafka per batch.")
+    projector_poll_timeout_ms: int = Field(200, ge=1, description="How long one poll waits for records.")
+    projector_session_timeout_ms: int = Field(
+        6000, ge=500, description="Consumer-group session timeout: how soon a dead instance's partitions move."
+    )
+    projector_max_poll_interval_ms: int = Field(
+        600_000,
+        ge=1000,
+        description="Longest pause between polls (e.g. waiting for a database) before leaving the group.",
+    )
+    projector_retry_initial_seconds: float = Field(0.2, gt=0, description="First back-off after a transient failure.")
+    projector_retry_max_seconds: float = Field(
+        5.0, gt=0, description="Longest back-off between retries of a transient failure."
+    )
+    projector_max_attempts: int = Field(
+        3, ge=1, description="Attempts at a deterministically failing event before it goes to the dead-letter topic."
+    )
+    projector_cache_check_seconds: float = Field(
+        1.0, gt=0, description="How often the projector checks that the Redis auth cache is complete (epoch, offsets)."
+    )
+    projector_cache_chunk: int = Field(5000, ge=1, description="Entries per pipeline when the cache is rebuilt.")
+    projector_db_pool_size: int = Field(4, ge=1, description="PostgreSQL connections the projector keeps.")
+    projector_publish_applied: bool = Field(
+        True, description="Set the read-your-writes key and publish each applied event id (the API waits on it)."
+    )
+
+    @field_validator("projector_topics", mode="before")
+    @classmethod
+    def _split_topics(cls, value: object) -> object:
+        # NoDecode keeps the raw environment text; accept "a,b,c" as well as a list.
+        if isinstance(value, str):
+            return [t.strip() for t in value.split(",") if t.strip()]
+        return value

@@ -1,0 +1,23 @@
+"""Prometheus metrics of the relay (no usernames, addresses or secrets in labels)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+SESSIONS = Gauge("taifa_relay_open_sessions", "SMTP sessions open now")
+SESSIONS_TOTAL = Counter("taifa_relay_sessions_total", "SMTP sessions accepted", ["port"])
+AUTH_RESULTS = Counter("taifa_relay_auth_total", "AUTH attempts by result", ["result"])
+AUTH_LOOKUPS = Counter("taifa_relay_auth_lookups_total", "Auth-cache lookups made for AUTH")
+MESSAGES = Counter("taifa_relay_messages_total", "Messages relayed upstream and accepted")
+MESSAGE_BYTES = Counter("taifa_relay_message_bytes_total", "Bytes of messages relayed upstream")
+REJECTIONS = Counter("taifa_relay_rejections_total", "Commands or messages refused, by reason", ["reason"])
+UPSTREAM_LATENCY = Histogram(
+    "taifa_relay_upstream_seconds",
+    "Time of one upstream transaction",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+AUTH_SECONDS = Histogram(
+    "taifa_relay_auth_seconds",
+    "Server-side time of one AUTH check (cache lookup, hashing, comparison)",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1),
+)

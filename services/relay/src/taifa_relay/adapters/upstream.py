@@ -1,0 +1,119 @@
+"""Forwards accepted messages to the upstream MTA with aiosmtplib, reusing connections between transactions.
+
+A transaction is all-or-nothing: if any recipient is refused the upstream transaction is reset, so the
+client's retry can never duplicate a message for the recipients that were accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiosmtplib
+from aiosmtplib import SMTPException, SMTPResponseException
+
+from taifa_relay.adapters import metrics
+from taifa_relay.adapters.tls import upstream_context
+
+log = logging.getLogger("taifa.relay.upstream")
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamReply:
+    """The upstream's verdict: `accepted`, or a code/text that maps to the reply for our client."""
+
+    accepted: bool
+    code: int
+    text: str
+
+
+class UpstreamClient:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        local_hostname: str,
+        starttls: bool,
+        verify: bool,
+        ca_file: Path | None,
+        timeout: float,
+        pool_size: int,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._local_hostname = local_hostname
+        self._starttls = starttls
+        self._tls = upstream_context(verify=verify, ca_file=ca_file)
+        self._timeout = timeout
+        self._pool_size = pool_size
+        self._idle: list[aiosmtplib.SMTP] = []
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        client = aiosmtplib.SMTP(
+            hostname=self._host,
+            port=self._port,
+            local_hostname=self._local_hostname,
+            timeout=self._timeout,
+            start_tls=None if self._starttls else False,
+            tls_context=self._tls,
+        )
+        await client.connect()
+        return client
+
+    def _release(self, client: aiosmtplib.SMTP) -> None:
+        if client.is_connected and len(self._idle) < self._pool_size:
+            self._idle.append(client)
+        else:
+            client.close()
+
+    async def send(self, sender: str, recipients: list[str], message: bytes) -> UpstreamReply:
+        """One transaction; 250 means the upstream accepted the message for every recipient."""
+        started = time.perf_counter()
+        try:
+            for attempt in range(2):
+                reused = bool(self._idle)
+                client = self._idle.pop() if reused else await self._connect()
+                try:
+                    return await self._transaction(client, sender, recipients, message)
+                except aiosmtplib.SMTPServerDisconnected:
+                    client.close()
+                    # A pooled connection the upstream had closed: retry once on a fresh one.
+                    if not reused or attempt:
+                        raise
+            raise aiosmtplib.SMTPServerDisconnected("unreachable")
+        except (TimeoutError, SMTPException, OSError) as exc:
+            log.warning("upstream unavailable", extra={"error": type(exc).__name__})
+            return UpstreamReply(False, 0, type(exc).__name__)
+        finally:
+            metrics.UPSTREAM_LATENCY.observe(time.perf_counter() - started)
+
+    async def _transaction(
+        self, client: aiosmtplib.SMTP, sender: str, recipients: list[str], message: bytes
+    ) -> UpstreamReply:
+        try:
+            await client.mail(sender)
+            for recipient in recipients:
+                await client.rcpt(recipient)
+            response = await client.data(message)
+        except SMTPResponseException as exc:
+            with contextlib.suppress(SMTPException, OSError):
+                await client.rset()
+            self._release(client)
+            return UpstreamReply(False, exc.code, exc.message)
+        except BaseException:
+            client.close()
+            raise
+        self._release(client)
+        return UpstreamReply(True, response.code, response.message)
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for client in idle:
+            with contextlib.suppress(SMTPException, OSError, TimeoutError):
+                await asyncio.wait_for(client.quit(), 2)
+            client.close()

@@ -1,0 +1,51 @@
+"""Every SMTP reply the relay sends on its own behalf (CONTRACT.md §4), as named constants."""
+
+from __future__ import annotations
+
+from typing import Final
+
+STARTTLS_FIRST: Final = "530 5.7.0 Must issue a STARTTLS command first"
+AUTH_REQUIRED: Final = "530 5.7.0 Authentication required"
+AUTH_SUCCESS: Final = "235 2.7.0 Authentication successful"
+AUTH_INVALID: Final = "535 5.7.8 Authentication credentials invalid"
+CREDENTIAL_REVOKED: Final = "535 5.7.8 Authentication credentials no longer valid"
+AUTH_TEMPORARY_FAILURE: Final = "454 4.7.0 Temporary authentication failure"
+AUTH_TOO_MANY_FAILURES: Final = "454 4.7.0 Too many authentication failures, closing connection"
+SENDER_NOT_ALLOWED: Final = "553 5.7.1 Sender address rejected: not owned by user"
+NULL_SENDER_NOT_ALLOWED: Final = "553 5.7.1 Null sender not allowed for submission"
+HEADER_FROM_NOT_ALLOWED: Final = "550 5.7.1 From: header rejected: not owned by user"
+HEADER_FROM_MISSING: Final = "550 5.7.1 Message must have exactly one From: header with one address"
+MESSAGE_TOO_BIG: Final = "552 5.3.4 Message size exceeds fixed maximum message size"
+TOO_MANY_RECIPIENTS: Final = "452 4.5.3 Too many recipients"
+BARE_NEWLINE: Final = "550 5.6.0 Bare CR or LF not allowed in message data"
+LINE_TOO_LONG: Final = "500 5.5.2 Line too long"
+MAIL_LOOP: Final = "550 5.4.6 Mail loop detected"
+UPSTREAM_UNAVAILABLE: Final = "451 4.4.1 Upstream temporarily unavailable, try again later"
+UPSTREAM_TEMPORARY: Final = "451 4.4.0 Upstream temporarily failed, try again later"
+QUEUED: Final = "250 2.0.0 OK: message accepted"
+TOO_MANY_CONNECTIONS: Final = "421 4.7.0 Too many connections from your address, slow down"
+TOO_MANY_SESSIONS: Final = "421 4.7.0 Too many concurrent connections from your address"
+IDLE_TIMEOUT: Final = "421 4.4.2 Idle timeout, closing connection"
+DATA_TOO_SLOW: Final = "421 4.4.2 Data rate too slow, closing connection"
+TOO_MANY_ERRORS: Final = "421 4.7.0 Too many errors, closing connection"
+SHUTTING_DOWN: Final = "421 4.3.2 Service shutting down, try again later"
+FORBIDDEN_COMMAND: Final = "521 5.7.0 Not an SMTP client, closing connection"
+INTERNAL_ERROR: Final = "451 4.3.0 Internal error, try again later"
+SYNTAX_ERROR: Final = "500 5.5.2 Error: bad syntax"
+UNRECOGNISED_COMMAND: Final = "500 5.5.1 Error: command not recognized"
+TLS_NOT_AVAILABLE: Final = "454 4.7.0 TLS not available"
+DATA_START: Final = "354 End data with <CR><LF>.<CR><LF>"
+NEED_RCPT: Final = "503 5.5.1 Error: need RCPT command"
+DATA_SYNTAX: Final = "501 5.5.4 Syntax: DATA"
+
+# Replies aiosmtpd produces itself, mapped to the contract's texts and enhanced status codes.
+REWRITES: Final[dict[str, str]] = {
+    "530 Must issue a STARTTLS command first": STARTTLS_FIRST,
+    "552 Error: message size exceeds fixed maximum message size": MESSAGE_TOO_BIG,
+    "500 Command line too long": LINE_TOO_LONG,
+    "454 TLS not available": TLS_NOT_AVAILABLE,
+    "503 Already authenticated": "503 5.5.1 Already authenticated",
+}
+
+# Commands that show the peer is not an SMTP client (Postfix smtpd_forbidden_commands).
+FORBIDDEN_COMMANDS: Final = frozenset({"CONNECT", "GET", "POST", "PUT", "HEAD", "USER", "PASS"})

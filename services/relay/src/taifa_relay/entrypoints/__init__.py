@@ -1,0 +1,1 @@
+"""How the relay is reached: the SMTP listeners, the health/metrics HTTP port and the `taifa-relay` CLI."""

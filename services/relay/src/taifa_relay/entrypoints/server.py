@@ -1,0 +1,133 @@
+"""Wires settings, adapters and the SMTP protocol into running listeners; drains on SIGTERM.
+
+`Relay` is what `taifa-relay run` starts and what the tests start in a thread of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from taifa_relay.adapters.auth_cache import AuthCache
+from taifa_relay.adapters.tls import ReloadingContext
+from taifa_relay.adapters.upstream import UpstreamClient
+from taifa_relay.domain import replies
+from taifa_relay.entrypoints.handler import RelayHandler
+from taifa_relay.entrypoints.health import HealthServer
+from taifa_relay.entrypoints.smtp_protocol import ProtocolLimits, RelaySMTP
+from taifa_relay.settings import Settings
+
+log = logging.getLogger("taifa.relay")
+
+
+class Relay:
+    """Both SMTP listeners, the revocation listener, the certificate watcher and the health port."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.tls = ReloadingContext(settings.relay_tls_cert_file, settings.relay_tls_key_file)
+        self.cache = AuthCache(settings.redis_url, failure_window_seconds=settings.relay_auth_failure_window_seconds)
+        self.upstream = UpstreamClient(
+            settings.relay_upstream_host,
+            settings.relay_upstream_port,
+            local_hostname=settings.relay_hostname,
+            starttls=settings.relay_upstream_starttls,
+            verify=settings.relay_upstream_verify,
+            ca_file=settings.relay_upstream_ca_file,
+            timeout=settings.relay_upstream_timeout_seconds,
+            pool_size=settings.relay_upstream_pool_size,
+        )
+        self.handler = RelayHandler(
+            cache=self.cache,
+            upstream=self.upstream,
+            hostname=settings.relay_hostname,
+            max_recipients=settings.relay_max_recipients,
+            max_sessions_per_client=settings.relay_max_sessions_per_client,
+            max_connections_per_minute=settings.relay_max_connections_per_minute,
+            max_auth_failures_per_connection=settings.relay_max_auth_failures_per_connection,
+            max_auth_failures_per_address=settings.relay_max_auth_failures_per_address,
+            max_own_received_headers=settings.relay_max_own_received_headers,
+        )
+        self.limits = ProtocolLimits(
+            hostname=settings.relay_hostname,
+            max_message_bytes=settings.relay_max_message_bytes,
+            max_line_length=settings.relay_max_line_length,
+            max_command_length=settings.relay_max_command_length,
+            idle_timeout=settings.relay_idle_timeout_seconds,
+            min_data_rate=settings.relay_min_data_rate,
+            data_rate_grace=settings.relay_data_rate_grace_seconds,
+            error_soft_limit=settings.relay_error_soft_limit,
+            error_hard_limit=settings.relay_error_hard_limit,
+            error_delay=settings.relay_error_delay_seconds,
+            proxy_timeout=settings.relay_proxy_protocol_timeout_seconds if settings.relay_proxy_protocol else None,
+        )
+        self.health = HealthServer(settings.relay_bind_host, settings.relay_health_port)
+        self._servers: list[asyncio.Server] = []
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.submission_port = settings.relay_submission_port
+        self.smtps_port = settings.relay_smtps_port
+
+    def _factory(self, implicit_tls: bool) -> RelaySMTP:
+        return RelaySMTP(self.handler, limits=self.limits, tls_context=self.tls.context, implicit_tls=implicit_tls)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        host = self.settings.relay_bind_host
+        submission = await loop.create_server(lambda: self._factory(False), host, self.submission_port)
+        if self.settings.relay_proxy_protocol:
+            # The PROXY header arrives before the TLS handshake: the protocol starts TLS after reading it.
+            smtps = await loop.create_server(lambda: self._factory(True), host, self.smtps_port)
+        else:
+            smtps = await loop.create_server(
+                lambda: self._factory(True), host, self.smtps_port, ssl=self.tls.context, ssl_handshake_timeout=30
+            )
+        self._servers = [submission, smtps]
+        self.submission_port = submission.sockets[0].getsockname()[1]
+        self.smtps_port = smtps.sockets[0].getsockname()[1]
+        self._tasks = [
+            asyncio.create_task(self.cache.listen_revocations(self.handler.revoke, self._stop)),
+            asyncio.create_task(self.tls.watch(self.settings.relay_tls_reload_seconds, self._stop)),
+            asyncio.create_task(self._watch_readiness()),
+        ]
+        self.health.start()
+        log.info("relay listening", extra={"submission": self.submission_port, "smtps": self.smtps_port})
+
+    async def _watch_readiness(self) -> None:
+        while not self._stop.is_set():
+            self.health.ready = await self.cache.ping()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), 1.0)
+        self.health.ready = False
+
+    async def drain(self) -> None:
+        """Stop accepting, give open sessions the grace period to finish, then close what is left."""
+        self.health.ready = False
+        for server in self._servers:
+            server.close()
+        if self.handler.sessions:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.handler.no_sessions.wait(), self.settings.relay_drain_grace_seconds)
+        for session in list(self.handler.sessions):
+            await session.close_with(replies.SHUTTING_DOWN)
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.upstream.close()
+        await self.cache.close()
+        self.health.stop()
+        log.info("relay stopped")
+
+    async def serve_until_signalled(self) -> None:
+        await self.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("signal received, draining", extra={"grace_seconds": self.settings.relay_drain_grace_seconds})
+        await self.drain()

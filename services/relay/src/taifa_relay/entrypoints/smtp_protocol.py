@@ -1,0 +1,463 @@
+"""aiosmtpd's SMTP protocol, narrowed for submission: the command loop, AUTH against the cache, and DATA.
+
+Kept thin: every decision is a call into `taifa_relay.domain.policy` or the session handler. The command loop
+is aiosmtpd 1.4.6's own, with the contract's replies, forbidden-command detection, an error tarpit and a
+per-client session cap; DATA is read in chunks (no buffering past the size limit, bare CR/LF refused).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import asyncio.sslproto as sslproto
+import collections
+import logging
+import ssl
+from base64 import b64decode
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, AnyStr, cast
+
+from aiosmtpd.proxy_protocol import get_proxy
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Session, TLSSetupException
+
+from taifa_relay.adapters import metrics
+from taifa_relay.domain import policy, replies
+
+if TYPE_CHECKING:
+    from taifa_relay.entrypoints.handler import RelayHandler
+
+log = logging.getLogger("taifa.relay.smtp")
+READ_CHUNK = 65536
+EOD = b"\r\n.\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolLimits:
+    hostname: str
+    max_message_bytes: int
+    max_line_length: int
+    max_command_length: int
+    idle_timeout: float
+    min_data_rate: int
+    data_rate_grace: float
+    error_soft_limit: int
+    error_hard_limit: int
+    error_delay: float
+    proxy_timeout: float | None
+
+
+class RelaySession(Session):
+    """aiosmtpd's Session plus what the relay tracks, without the deprecated `login_data` warnings."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.client_ip = ""
+        self.username: str | None = None
+        self.credential_id: str | None = None
+        self.domain: str | None = None
+        self.revoked = False
+        self.auth_failures = 0
+
+    @property  # type: ignore[override]
+    def login_data(self) -> Any:
+        return self._login_data
+
+    @login_data.setter
+    def login_data(self, value: Any) -> None:
+        self._login_data = value
+
+
+class RelaySMTP(SMTP):
+    """One client connection on the submission (STARTTLS) or the implicit-TLS port."""
+
+    def __init__(
+        self,
+        handler: RelayHandler,
+        *,
+        limits: ProtocolLimits,
+        tls_context: ssl.SSLContext,
+        implicit_tls: bool,
+    ) -> None:
+        self.line_length_limit = limits.max_line_length  # the StreamReader limit, read by SMTP.__init__
+        self.command_size_limit = limits.max_command_length
+        super().__init__(
+            handler,
+            data_size_limit=limits.max_message_bytes,
+            hostname=limits.hostname,
+            ident="ESMTP",
+            tls_context=None if implicit_tls else tls_context,
+            require_starttls=not implicit_tls,
+            timeout=limits.idle_timeout,
+            auth_required=True,
+            auth_require_tls=True,
+            proxy_protocol_timeout=limits.proxy_timeout,
+        )
+        # The transport itself is TLS on the implicit port, so AUTH may be offered at once.
+        self._auth_require_tls = not implicit_tls
+        # aiosmtpd keeps these in a class-wide dict that every EHLO grows; keep them per connection.
+        self.command_size_limits = collections.defaultdict(lambda: self.command_size_limit)
+        self.command_size_limits["MAIL"] = self.command_size_limit + 26
+        self.limits = limits
+        self.implicit_tls = implicit_tls
+        # Behind a PROXY-protocol balancer the implicit-TLS listener is plain TCP: the PROXY header comes
+        # first, then this protocol starts TLS itself.
+        self._tls_after_proxy = tls_context if implicit_tls and limits.proxy_timeout is not None else None
+        self.handler: RelayHandler = handler
+        self._errors = 0
+        self._admitted = False
+        self._closing = False
+
+    def _create_session(self) -> RelaySession:
+        return RelaySession(self.loop)
+
+    @property
+    def relay_session(self) -> RelaySession:
+        # No assert here: aiosmtpd's inspect.getmembers() reads every property before the session exists.
+        return cast(RelaySession, self.session)
+
+    @property
+    def is_tls(self) -> bool:
+        return self.implicit_tls or self._tls_protocol is not None
+
+    def tls_version(self) -> str | None:
+        if self.transport is None:
+            return None
+        ssl_object = self.transport.get_extra_info("ssl_object")
+        return ssl_object.version() if ssl_object is not None else None
+
+    # --- replies -------------------------------------------------------------------------------
+    async def push(self, status: AnyStr) -> None:
+        text = status.decode("utf-8", "replace") if isinstance(status, bytes) else str(status)
+        text = replies.REWRITES.get(text, text)
+        if text[:1] in ("4", "5") and not self._closing:
+            metrics.REJECTIONS.labels(reason=" ".join(text.split()[:2])).inc()
+            self._errors += 1
+            if self._errors >= self.limits.error_hard_limit:
+                await super().push(text)
+                await self.close_with(replies.TOO_MANY_ERRORS)
+                return
+            if self._errors > self.limits.error_soft_limit:
+                await asyncio.sleep(self.limits.error_delay)
+        await super().push(text)
+
+    async def close_with(self, status: str) -> None:
+        """Send a final reply and close the connection (nothing more is read from it)."""
+        self._closing = True
+        if self.transport is not None and not self.transport.is_closing():
+            self._writer.write(status.encode("ascii") + b"\r\n")
+            self.transport.close()
+
+    def _timeout_cb(self) -> None:
+        log.info("idle timeout", extra={"client": self.relay_session.client_ip})
+        self._closing = True
+        if self.transport is not None and not self.transport.is_closing():
+            self._writer.write(replies.IDLE_TIMEOUT.encode("ascii") + b"\r\n")
+            self.transport.close()
+
+    # --- connection lifecycle ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        previous = self.session
+        super().connection_made(transport)
+        if isinstance(previous, RelaySession) and self.session is not previous:
+            # STARTTLS starts a fresh session (RFC 3207 §4.2) but the client is the same one.
+            self.relay_session.client_ip = previous.client_ip
+            self.relay_session.proxy_data = previous.proxy_data
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._admitted:
+            self._admitted = False
+            self.handler.release(self)
+        super().connection_lost(error)
+
+    async def _handle_client(self) -> None:
+        session = self.relay_session
+        session.client_ip = str(session.peer[0]) if isinstance(session.peer, tuple) else "local"
+        if self._proxy_timeout is not None:
+            self._reset_timeout(self._proxy_timeout)
+            session.proxy_data = await get_proxy(self._reader)
+            if not session.proxy_data or session.proxy_data.src_addr is None:
+                log.warning("invalid PROXY header", extra={"peer": session.client_ip})
+                assert self.transport is not None
+                self.transport.close()
+                return
+            session.client_ip = str(session.proxy_data.src_addr)
+            self._reset_timeout()
+            if self._tls_after_proxy is not None and not await self._tls_after_proxy_header(self._tls_after_proxy):
+                if self.transport is not None:
+                    self.transport.close()
+                return
+        refusal = self.handler.admit(self)
+        if refusal is not None:
+            await self.close_with(refusal)
+            return
+        self._admitted = True
+        await super().push(f"220 {self.hostname} ESMTP")
+        while self.transport is not None and not self._closing:
+            try:
+                await self._next_command()
+            except (asyncio.CancelledError, ConnectionResetError):
+                self._writer.close()
+                raise
+            except TLSSetupException:
+                log.info("TLS handshake failed", extra={"client": session.client_ip})
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            except Exception as error:  # noqa: BLE001 - a bug must end in a reply, never in a dead session
+                await self.push(await self.handle_exception(error))
+
+    async def _next_command(self) -> None:
+        try:
+            line: bytes = await self._reader.readuntil()
+        except asyncio.LimitOverrunError as error:
+            # Too long: discard up to the end of the line without keeping it, then refuse.
+            await self._reader.read(error.consumed)
+            while True:
+                try:
+                    await self._reader.readuntil()
+                    break
+                except asyncio.LimitOverrunError as more:
+                    await self._reader.read(more.consumed)
+            await self.push(replies.LINE_TOO_LONG)
+            return
+        line = line.rstrip(b"\r\n")
+        command_bytes, _, arg_bytes = line.partition(b" ")
+        try:
+            command = command_bytes.upper().decode("ascii")
+            arg = arg_bytes.strip().decode("ascii") or None
+        except UnicodeDecodeError:
+            await self.push(replies.SYNTAX_ERROR)
+            return
+        if not command:
+            await self.push(replies.SYNTAX_ERROR)
+            return
+        if command in replies.FORBIDDEN_COMMANDS:
+            log.warning("forbidden command, closing", extra={"client": self.relay_session.client_ip})
+            metrics.REJECTIONS.labels(reason="forbidden-command").inc()
+            await self.close_with(replies.FORBIDDEN_COMMAND)
+            return
+        assert self.session is not None
+        limit = self.command_size_limits[command] if self.session.extended_smtp else self.command_size_limit
+        if len(line) + 2 > limit:
+            await self.push(replies.LINE_TOO_LONG)
+            return
+        if not self._tls_handshake_okay and command != "QUIT":
+            await self.push("554 5.7.0 Command refused due to lack of security")
+            return
+        if self.require_starttls and not self._tls_protocol and command not in {"NOOP", "EHLO", "STARTTLS", "QUIT"}:
+            await self.push(replies.STARTTLS_FIRST)
+            return
+        method = self._smtp_methods.get(command)
+        if method is None:
+            await self.push(replies.UNRECOGNISED_COMMAND)
+            return
+        self._reset_timeout()
+        await method(arg)
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        await super().smtp_EHLO(hostname)
+        # aiosmtpd adds 26 (for SIZE=) at every EHLO; keep it fixed however often EHLO is sent.
+        self.command_size_limits["MAIL"] = self.command_size_limit + 26
+
+    async def smtp_STARTTLS(self, arg: str | None) -> None:
+        """STARTTLS through `loop.start_tls` (uvloop's native TLS when running on uvloop, several times cheaper
+        per record than the pure-Python SSLProtocol aiosmtpd builds itself), with aiosmtpd's RFC 3207 rules:
+        plaintext pipelined behind STARTTLS is discarded and the session starts afresh."""
+        if arg:
+            await self.push("501 5.5.4 Syntax: STARTTLS")
+            return
+        if self.tls_context is None or self._tls_protocol is not None:
+            await self.push(replies.TLS_NOT_AVAILABLE)
+            return
+        await self.push("220 2.0.0 Ready to start TLS")
+        await self._start_tls(self.tls_context, new_session=True)
+
+    async def _tls_after_proxy_header(self, context: ssl.SSLContext) -> bool:
+        """Implicit TLS behind a PROXY balancer: the ClientHello may already sit in our buffer behind the
+        header, so it is handed to the TLS layer instead of being dropped (unlike after STARTTLS)."""
+        plain = cast(asyncio.Transport, self.transport)
+        early = bytes(self._reader._buffer)  # type: ignore[attr-defined]
+        self._reader._buffer.clear()  # type: ignore[attr-defined]
+        waiter: asyncio.Future[None] = self.loop.create_future()
+        tls = sslproto.SSLProtocol(self.loop, self, context, waiter, server_side=True, call_connection_made=False)
+        plain.set_protocol(tls)
+        tls.connection_made(plain)
+        if early:
+            buffer = tls.get_buffer(len(early))
+            buffer[: len(early)] = early
+            tls.buffer_updated(len(early))
+        try:
+            await asyncio.wait_for(waiter, self.limits.idle_timeout)
+        except (ssl.SSLError, OSError, TimeoutError, ConnectionError):
+            return False
+        secure = tls._app_transport
+        self._original_transport = plain
+        self._tls_protocol = tls
+        self.transport = secure
+        self._reader._transport = secure  # type: ignore[attr-defined]
+        self._writer._transport = secure  # type: ignore[attr-defined]
+        self.relay_session.ssl = {"ssl_object": secure.get_extra_info("ssl_object")}
+        return True
+
+    async def _start_tls(self, context: ssl.SSLContext, *, new_session: bool) -> None:
+        plain = cast(asyncio.Transport, self.transport)
+        try:
+            secure = await self.loop.start_tls(
+                plain, self, context, server_side=True, ssl_handshake_timeout=self.limits.idle_timeout
+            )
+        except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as error:
+            raise TLSSetupException() from error
+        if secure is None:
+            raise TLSSetupException()
+        previous = self.relay_session
+        self._original_transport = plain
+        self._tls_protocol = secure  # type: ignore[assignment] - aiosmtpd only tests it for "TLS is on"
+        self.transport = secure
+        self._reader._transport = secure  # type: ignore[attr-defined]
+        self._writer._transport = secure  # type: ignore[attr-defined]
+        # CVE-2024-34083 / RFC 3207 §4.2: nothing read in clear survives, no state carries over.
+        self._reader._buffer.clear()  # type: ignore[attr-defined]
+        if new_session:
+            self._set_rset_state()
+            self.session = self._create_session()
+            session = self.relay_session
+            session.peer = previous.peer
+            session.client_ip = previous.client_ip
+            session.proxy_data = previous.proxy_data
+        self.relay_session.ssl = {
+            "ssl_object": secure.get_extra_info("ssl_object"),
+            "cipher": secure.get_extra_info("cipher"),
+        }
+        self._reset_timeout()
+
+    # --- AUTH ----------------------------------------------------------------------------------
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            blob = await self.challenge_auth("")
+            if blob is MISSING:
+                return AuthResult(success=False)
+        else:
+            try:
+                blob = b64decode(args[1].encode(), validate=True)
+            except ValueError:
+                await self.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        assert isinstance(blob, bytes)
+        parts = blob.split(b"\x00")
+        if len(parts) != 3:
+            await self.push("501 5.5.2 Can't split auth value")
+            return AuthResult(success=False, handled=True)
+        return await self.handler.authenticate(self, parts[1], parts[2])
+
+    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            login = await self.challenge_auth(self.AuthLoginUsernameChallenge)
+            if login is MISSING:
+                return AuthResult(success=False)
+        else:
+            try:
+                login = b64decode(args[1].encode(), validate=True)
+            except ValueError:
+                await self.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        password = await self.challenge_auth(self.AuthLoginPasswordChallenge)
+        if password is MISSING:
+            return AuthResult(success=False)
+        assert isinstance(login, bytes) and isinstance(password, bytes)
+        return await self.handler.authenticate(self, login, password)
+
+    # --- transaction ---------------------------------------------------------------------------
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        session = self.relay_session
+        if session.authenticated and session.host_name:
+            if not await self.handler.still_authorised(self, recheck=True):
+                return
+            if policy.is_null_sender(arg):
+                await self.push(replies.NULL_SENDER_NOT_ALLOWED)
+                return
+        await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        if self.relay_session.authenticated and not await self.handler.still_authorised(self, recheck=False):
+            return
+        await super().smtp_RCPT(arg)
+
+    async def smtp_DATA(self, arg: str | None) -> None:
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push(replies.NEED_RCPT)
+            return
+        if arg:
+            await self.push(replies.DATA_SYNTAX)
+            return
+        if not await self.handler.still_authorised(self, recheck=False):
+            return
+        await self.push(replies.DATA_START)
+        outcome = await self._read_message()
+        if outcome is None:
+            return
+        if isinstance(outcome, str):
+            status = outcome
+        else:
+            status = await self.handler.deliver(self, bytes(outcome))
+        self._set_post_data_state()
+        await self.push(status)
+
+    async def _read_message(self) -> bytearray | str | None:
+        """Read DATA up to CRLF.CRLF: the unstuffed message, a refusal reply, or None if the client is gone."""
+        limits = self.limits
+        # A leading CRLF lets an empty message (".\r\n" at once) match the same terminator.
+        buf = bytearray(b"\r\n")
+        scan = 0
+        received = 0
+        overflow = False
+        started = self.loop.time()
+        while True:
+            deadline = self.loop.time() + limits.idle_timeout
+            if limits.min_data_rate > 0:
+                deadline = min(deadline, started + limits.data_rate_grace + received / limits.min_data_rate)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    chunk = await self._reader.read(READ_CHUNK)
+            except TimeoutError:
+                metrics.REJECTIONS.labels(reason="data-too-slow").inc()
+                await self.close_with(replies.DATA_TOO_SLOW)
+                return None
+            if not chunk:
+                return None
+            self._reset_timeout()
+            received += len(chunk)
+            buf += chunk
+            end = buf.find(EOD, scan)
+            if end >= 0:
+                self._unread(buf[end + len(EOD) :])
+                if overflow:
+                    return replies.MESSAGE_TOO_BIG
+                del buf[end + 2 :]
+                break
+            if overflow or len(buf) > limits.max_message_bytes + len(EOD):
+                # Over the limit: keep only the bytes that could begin the terminator.
+                overflow = True
+                del buf[: -(len(EOD) - 1)]
+                scan = 0
+            else:
+                scan = max(0, len(buf) - (len(EOD) - 1))
+        if policy.has_bare_newline(buf):
+            metrics.REJECTIONS.labels(reason="bare-newline").inc()
+            return replies.BARE_NEWLINE
+        if len(buf) > limits.max_line_length and policy.longest_line(buf) > limits.max_line_length:
+            return replies.LINE_TOO_LONG
+        # Undo dot-stuffing (RFC 5321 §4.5.2), then drop the leading CRLF added above.
+        if b"\r\n." in buf:
+            buf = bytearray(buf.replace(b"\r\n.", b"\r\n"))
+        del buf[:2]
+        if len(buf) > limits.max_message_bytes:
+            return replies.MESSAGE_TOO_BIG
+        return buf
+
+    def _unread(self, data: bytes | bytearray) -> None:
+        """Give back commands pipelined after the end of DATA (the same StreamReader buffer aiosmtpd clears
+        after STARTTLS), so they are read as commands and never as part of the message."""
+        if data:
+            self._reader._buffer[0:0] = data  # type: ignore[attr-defined]

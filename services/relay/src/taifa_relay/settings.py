@@ -1,0 +1,54 @@
+"""Every TAIFA_RELAY_* setting (and TAIFA_REDIS_URL) of the SMTP relay, in one pydantic-settings model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """The relay's configuration; each field is the environment variable TAIFA_<NAME upper-cased>."""
+
+    model_config = SettingsConfigDict(env_prefix="TAIFA_", extra="ignore")
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding the auth cache (read only).")
+
+    relay_hostname: str = Field("localhost", description="Name in the banner, EHLO reply and Received: headers.")
+    relay_bind_host: str = Field("0.0.0.0", description="Address the SMTP and HTTP listeners bind to.")
+    relay_submission_port: int = Field(587, description="Submission port (STARTTLS required before anything else).")
+    relay_smtps_port: int = Field(465, description="Implicit-TLS submission port.")
+    relay_health_port: int = Field(9101, description="HTTP port for /healthz, /readyz and /metrics.")
+    relay_tls_cert_file: Path = Field(Path("relay.crt"), description="PEM certificate chain (reloaded on change).")
+    relay_tls_key_file: Path = Field(Path("relay.key"), description="PEM private key (reloaded on change).")
+    relay_tls_reload_seconds: float = Field(5.0, description="How often the certificate files are checked.")
+
+    relay_upstream_host: str = Field("127.0.0.1", description="Upstream MTA the relay forwards to.")
+    relay_upstream_port: int = Field(25, description="Upstream MTA port.")
+    relay_upstream_starttls: bool = Field(True, description="Use STARTTLS to the upstream when it offers it.")
+    relay_upstream_verify: bool = Field(True, description="Verify the upstream's certificate (and hostname).")
+    relay_upstream_ca_file: Path | None = Field(None, description="CA bundle for the upstream; system CAs if unset.")
+    relay_upstream_timeout_seconds: float = Field(30.0, description="Timeout of each upstream SMTP step.")
+    relay_upstream_pool_size: int = Field(32, description="Idle upstream connections kept for reuse.")
+
+    relay_max_message_bytes: int = Field(10_240_000, description="Message size limit (advertised with SIZE).")
+    relay_max_recipients: int = Field(100, description="Recipients per message; more get 452 4.5.3.")
+    relay_max_line_length: int = Field(1001, description="Longest DATA line accepted, CRLF included (RFC 5321).")
+    relay_max_command_length: int = Field(512, description="Longest command line, CRLF included (RFC 5321).")
+    relay_idle_timeout_seconds: float = Field(300.0, description="Idle connections get 421 4.4.2 and are closed.")
+    relay_min_data_rate: int = Field(500, description="Minimum DATA rate in bytes/second after the grace period.")
+    relay_data_rate_grace_seconds: float = Field(10.0, description="Time DATA may take before the rate is enforced.")
+    relay_max_sessions_per_client: int = Field(50, description="Concurrent sessions per client address.")
+    relay_max_connections_per_minute: int = Field(120, description="New connections per client address per minute.")
+    relay_max_auth_failures_per_connection: int = Field(3, description="Failed AUTHs before 454 and disconnect.")
+    relay_max_auth_failures_per_address: int = Field(10, description="Failed AUTHs per client address per window.")
+    relay_auth_failure_window_seconds: int = Field(60, description="Window of the per-address AUTH failure count.")
+    relay_error_soft_limit: int = Field(10, description="Error replies after which each further reply is delayed.")
+    relay_error_hard_limit: int = Field(20, description="Error replies after which the connection is closed.")
+    relay_error_delay_seconds: float = Field(1.0, description="Delay added per error reply past the soft limit.")
+    relay_max_own_received_headers: int = Field(3, description="Own Received: headers tolerated before 550 (loop).")
+    relay_proxy_protocol: bool = Field(False, description="Expect a PROXY protocol v1/v2 header on every connection.")
+    relay_proxy_protocol_timeout_seconds: float = Field(5.0, description="Time allowed for the PROXY header.")
+    relay_drain_grace_seconds: float = Field(30.0, description="On SIGTERM, time sessions get to finish.")
+    relay_log_level: str = Field("INFO", description="Log level of the relay's JSON logs.")

@@ -1,0 +1,118 @@
+"""The console scripts as an operator runs them: `taifa-api migrate` and `taifa-admin` (JSON output)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import uuid
+
+import asyncpg
+import pytest
+from api_support import create_database, venv_bin
+from taifa_localstack import ServiceFailed, run_once
+
+
+def admin(database_url: str, *args: str) -> dict:
+    return json.loads(run_once([venv_bin("taifa-admin"), *args], env={"TAIFA_DATABASE_URL": database_url}))
+
+
+def test_migrate_creates_the_schema_once_and_is_idempotent(postgres_server) -> None:
+    url = create_database(postgres_server.url)
+    env = {"TAIFA_DATABASE_URL": url}
+    assert json.loads(run_once([venv_bin("taifa-api"), "migrate"], env=env))["migrated"] is True
+    run_once([venv_bin("taifa-api"), "migrate"], env=env)
+
+    async def inspect() -> tuple[list[str], str]:
+        conn = await asyncpg.connect(url)
+        try:
+            tables = [
+                r["tablename"]
+                for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+            ]
+            return tables, await conn.fetchval("SELECT version_num FROM alembic_version_api")
+        finally:
+            await conn.close()
+
+    tables, version = asyncio.run(inspect())
+    assert {
+        "event_store",
+        "accounts",
+        "api_keys",
+        "domains",
+        "credentials",
+        "publisher_progress",
+        "alembic_version_api",
+    } <= set(tables)
+    assert version == "0001"
+
+
+async def test_event_store_is_append_only(api_db, api) -> None:
+    await api.tenant()
+    conn = await asyncpg.connect(api_db)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM event_store") > 0
+        with pytest.raises(asyncpg.RaiseError):
+            await conn.execute("TRUNCATE event_store")
+        with pytest.raises(asyncpg.RaiseError):
+            await conn.execute("DELETE FROM event_store")
+        with pytest.raises(asyncpg.RaiseError):
+            await conn.execute("UPDATE event_store SET event_type = 'x'")
+    finally:
+        await conn.close()
+
+
+async def test_admin_commands_drive_the_api(api_db, api) -> None:
+    created = await asyncio.to_thread(
+        admin, api_db, "account", "create", "--name", "Wizara ya Afya", "--plan", "starter"
+    )
+    assert set(created) == {"account_id", "key_id", "api_key"}
+    assert created["api_key"].startswith("tm_")
+    first = {"Authorization": f"Bearer {created['api_key']}"}
+    domain = (
+        await api.client.post("/v1/domains", json={"name": f"{uuid.uuid4().hex[:6]}.go.ke"}, headers=first)
+    ).json()
+    assert (
+        await api.client.post("/v1/smtp/credentials", json={"domain_id": domain["id"]}, headers=first)
+    ).status_code == 400
+
+    verified = await asyncio.to_thread(admin, api_db, "domain", "verify", "--force", domain["id"])
+    assert verified["status"] == "verified"
+    assert (
+        await api.client.post("/v1/smtp/credentials", json={"domain_id": domain["id"]}, headers=first)
+    ).status_code == 201
+
+    second = await asyncio.to_thread(admin, api_db, "apikey", "create", "--account", created["account_id"])
+    assert set(second) == {"key_id", "api_key"}
+    other = {"Authorization": f"Bearer {second['api_key']}"}
+    assert (await api.client.get("/v1/domains", headers=other)).status_code == 200
+
+    revoked = await asyncio.to_thread(admin, api_db, "apikey", "revoke", "--key-id", created["key_id"])
+    assert revoked["revoked"] is True
+    assert (await api.client.get("/v1/domains", headers=first)).status_code == 401
+    assert (await api.client.get("/v1/domains", headers=other)).status_code == 200
+    types = [
+        r["event_type"]
+        for r in await api.pool.fetch(
+            "SELECT event_type FROM event_store WHERE stream_id = $1 ORDER BY position",
+            uuid.UUID(created["account_id"]),
+        )
+    ]
+    assert types == ["AccountCreated", "ApiKeyIssued", "ApiKeyIssued", "ApiKeyRevoked"]
+
+
+def test_admin_refuses_unknown_plans_and_ids(api_db) -> None:
+    with pytest.raises(ServiceFailed):
+        admin(api_db, "account", "create", "--name", "x", "--plan", "platinum")
+    with pytest.raises(ServiceFailed, match="not_found"):
+        admin(api_db, "apikey", "create", "--account", str(uuid.uuid4()))
+    with pytest.raises(ServiceFailed, match="not_found"):
+        admin(api_db, "domain", "verify", "--force", str(uuid.uuid4()))
+    result = subprocess.run(
+        [venv_bin("taifa-admin"), "domain", "verify", str(uuid.uuid4())],
+        env={"TAIFA_DATABASE_URL": api_db, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0

@@ -1,0 +1,76 @@
+"""Operations endpoints, and error hygiene when a dependency is down (D14: generic 503, no SQL, no traceback)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from api_support import running_api, venv_bin
+from taifa_api.adapters import migrate
+from taifa_localstack import Postgres, run_once
+
+
+async def test_healthz_readyz_metrics_and_openapi(api) -> None:
+    assert (await api.client.get("/healthz")).json()["status"] == "ok"
+    ready = await api.client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"postgres": "ok", "redis": "ok"}
+    tenant = await api.tenant()
+    await api.client.get("/v1/domains", headers=tenant.headers)
+    metrics = await api.client.get("/metrics")
+    assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
+    assert 'taifa_api_http_requests_total{method="GET",route="/v1/domains",status="200"}' in metrics.text
+    schema = (await api.client.get("/openapi.json")).json()
+    assert set(schema["paths"]) >= {
+        "/v1/smtp/credentials",
+        "/v1/smtp/credentials/{credential_id}",
+        "/v1/domains",
+        "/v1/domains/{domain_id}",
+        "/v1/domains/{domain_id}/verify",
+    }
+    assert set(schema["components"]["securitySchemes"]) == {"HTTPBearer", "APIKeyCookie"}
+    listed = schema["components"]["schemas"]["CredentialOut"]["properties"]
+    assert "password" not in listed and "secret_hash" not in listed
+
+
+async def test_database_down_gives_a_generic_503_and_readyz_says_not_ready(make_settings, tmp_path) -> None:
+    postgres = Postgres(tmp_path / "pg")
+    await asyncio.to_thread(postgres.start)
+    try:
+        await asyncio.to_thread(migrate.upgrade, postgres.url)
+        await asyncio.to_thread(
+            run_once, [venv_bin("taifa-projector"), "migrate"], env={"TAIFA_DATABASE_URL": postgres.url}
+        )
+        async with running_api(make_settings(database_url=postgres.url)) as api:
+            tenant = await api.tenant()
+            domain = await api.verified_domain(tenant)
+            await asyncio.to_thread(postgres.stop)
+            responses = [
+                await api.client.get("/v1/domains", headers=tenant.headers),
+                await api.credential(tenant, domain["id"]),
+                await api.client.delete(f"/v1/smtp/credentials/{uuid.uuid4()}", headers=tenant.headers),
+            ]
+            for response in responses:
+                assert response.status_code == 503, response.text
+                assert response.json() == {
+                    "error": {"code": "unavailable", "message": "A dependency is unavailable; retry later."}
+                }
+                assert response.headers["Retry-After"]
+            ready = await api.client.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["checks"]["postgres"] != "ok"
+            # Back up: the same pool recovers without a restart of the API.
+            await asyncio.to_thread(postgres.start)
+            async with asyncio.timeout(20):
+                while (await api.client.get("/v1/domains", headers=tenant.headers)).status_code != 200:
+                    await asyncio.sleep(0.2)
+            assert (await api.credential(tenant, domain["id"])).status_code == 201
+    finally:
+        await asyncio.to_thread(postgres.stop)
+
+
+async def test_redis_down_does_not_block_writes_and_marks_projection_pending(make_settings) -> None:
+    async with running_api(make_settings(redis_url="redis://127.0.0.1:1/0")) as api:
+        tenant = await api.tenant()
+        response = await api.client.post("/v1/domains", json={"name": "noredis.example"}, headers=tenant.headers)
+        assert response.status_code == 201
+        assert response.headers["X-Taifa-Projection"] == "pending"
+        assert (await api.client.get("/readyz")).status_code == 503

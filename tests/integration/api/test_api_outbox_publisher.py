@@ -1,0 +1,203 @@
+"""The outbox publisher against a real broker: order, keys, headers, LISTEN/NOTIFY wake-up, one leader,
+crash-and-resume without a gap (SIGKILL of a real `taifa-api serve`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import defaultdict
+
+import asyncpg
+from api_support import consume_all, create_database, running_api, venv_bin
+from taifa_api.adapters import database, migrate
+from taifa_api.adapters.publisher import OutboxPublisher
+from taifa_api.application import commands
+from taifa_events import decode
+from taifa_localstack import TOPIC_PARTITIONS, ServiceProcess, Tansu, create_topics, free_port, wait_until
+
+
+@contextlib.asynccontextmanager
+async def publishing(database_url: str, bootstrap: str, idle_poll: float = 30.0):
+    publisher = OutboxPublisher(database_url, bootstrap, idle_poll_seconds=idle_poll, retry_seconds=0.2)
+    stop = asyncio.Event()
+    task = asyncio.create_task(publisher.run(stop))
+    try:
+        yield publisher
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+
+
+async def max_position(database_url: str) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(await conn.fetchval("SELECT coalesce(max(position), 0) FROM event_store"))
+    finally:
+        await conn.close()
+
+
+async def wait_published(database_url: str, position: int, timeout: float = 20) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        async with asyncio.timeout(timeout):
+            while (await conn.fetchval("SELECT last_position FROM publisher_progress") or 0) < position:
+                await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+
+
+async def some_events(pool: asyncpg.Pool, tenants: int = 3) -> None:
+    for _ in range(tenants):
+        account = (await commands.create_account(pool, "t", "pro", "test")).value.account_id
+        domain = (await commands.register_domain(pool, account, f"{uuid.uuid4().hex[:8]}.example", "c")).value
+        await commands.force_verify_domain(pool, domain.domain_id, "c")
+        created = await commands.create_credential(pool, account, domain.domain_id, {"pro": 25}, "c")
+        await commands.deactivate_credential(pool, account, created.value.record.credential_id, "c")
+
+
+async def test_events_reach_kafka_in_position_order_with_key_value_and_headers(api_db, broker) -> None:
+    pool = await database.create_pool(api_db, min_size=1, max_size=4)
+    try:
+        await some_events(pool)
+        last = await max_position(api_db)
+        async with publishing(api_db, broker.bootstrap):
+            await wait_published(api_db, last)
+        messages = await consume_all(broker.bootstrap, last)
+        rows = {r["position"]: r for r in await pool.fetch("SELECT * FROM event_store")}
+    finally:
+        await pool.close()
+    assert sorted(decode(m.value).position for m in messages) == list(range(1, last + 1))
+    by_partition: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for message in messages:
+        envelope = decode(message.value)
+        row = rows[envelope.position]
+        assert message.topic == row["topic"]
+        assert message.key == row["partition_key"].encode() == envelope.key
+        assert dict(message.headers) == {
+            "event_type": envelope.event_type.encode(),
+            "event_id": str(envelope.event_id).encode(),
+        }
+        by_partition[(message.topic, message.partition)].append(envelope.position)
+    for positions in by_partition.values():
+        assert positions == sorted(positions)
+    # Credential events are keyed by domain id: created and deactivated share a partition, in order.
+    credential_keys = {m.key for m in messages if m.topic == "taifa.smtp-credentials"}
+    assert all(uuid.UUID(k.decode()) for k in credential_keys)
+
+
+async def test_publisher_wakes_on_notify_not_on_a_slow_poll(api_db, broker) -> None:
+    pool = await database.create_pool(api_db, min_size=1, max_size=2)
+    try:
+        async with publishing(api_db, broker.bootstrap, idle_poll=60) as publisher:
+            await wait_published(api_db, await max_position(api_db))
+            await asyncio.sleep(0.3)  # let it go idle on LISTEN (not a synchronisation point)
+            await commands.create_account(pool, "wake", "free", "test")
+            target = await max_position(api_db)
+            await wait_published(api_db, target, timeout=5)  # far below the 60 s poll
+            assert publisher.published_position == target
+    finally:
+        await pool.close()
+
+
+async def test_only_one_publisher_is_active_and_a_standby_takes_over(api_db, broker) -> None:
+    pool = await database.create_pool(api_db, min_size=1, max_size=2)
+    publishers = [OutboxPublisher(api_db, broker.bootstrap, idle_poll_seconds=30, retry_seconds=0.2) for _ in range(2)]
+    stops = [asyncio.Event(), asyncio.Event()]
+    tasks = [asyncio.create_task(p.run(s)) for p, s in zip(publishers, stops, strict=True)]
+    try:
+        await asyncio.to_thread(wait_until, lambda: any(p.is_leader for p in publishers), 10, "a leader")
+        await some_events(pool, tenants=1)
+        await wait_published(api_db, await max_position(api_db))
+        assert [p.is_leader for p in publishers].count(True) == 1
+        leader = next(i for i, p in enumerate(publishers) if p.is_leader)
+        stops[leader].set()
+        await asyncio.wait_for(tasks[leader], 20)
+        standby = publishers[1 - leader]
+        await asyncio.to_thread(wait_until, lambda: standby.is_leader, 10, "the standby leads")
+        await some_events(pool, tenants=1)
+        target = await max_position(api_db)
+        await wait_published(api_db, target)
+        assert standby.published_position == target
+    finally:
+        for stop in stops:
+            stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 20)
+        await pool.close()
+
+
+async def test_publisher_resumes_after_sigkill_without_a_gap(api_db, broker, tmp_path, api_redis) -> None:
+    port = free_port()
+    env = {
+        "TAIFA_DATABASE_URL": api_db,
+        "TAIFA_REDIS_URL": api_redis,
+        "TAIFA_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "TAIFA_API_PORT": str(port),
+        "TAIFA_API_HOST": "127.0.0.1",
+        "TAIFA_API_PROJECTION_WAIT_SECONDS": "0",
+    }
+    server = ServiceProcess(
+        "taifa-api", [venv_bin("taifa-api"), "serve"], tmp_path, env=env, ready_url=f"http://127.0.0.1:{port}/readyz"
+    )
+    pool = await database.create_pool(api_db, min_size=1, max_size=4)
+    try:
+        await asyncio.to_thread(server.start)
+        writer = asyncio.create_task(_keep_writing(pool))
+        await wait_published(api_db, await max_position(api_db) + 5)
+        server.kill()  # SIGKILL mid-stream: progress may lag what Kafka already has
+        await asyncio.sleep(0.2)
+        await asyncio.to_thread(server.start)
+        await asyncio.sleep(0.5)
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
+        last = await max_position(api_db)
+        await wait_published(api_db, last)
+        messages = await consume_all(broker.bootstrap, last)
+    finally:
+        server.stop()
+        await pool.close()
+    positions = {decode(m.value).position for m in messages}
+    assert positions == set(range(1, last + 1)), "a committed event never reached Kafka"
+    assert "outbox publisher is the active publisher" in server.log_path.read_text()
+
+
+async def _keep_writing(pool: asyncpg.Pool) -> None:
+    while True:
+        await some_events(pool, tenants=1)
+
+
+async def test_app_runs_the_publisher_in_process(make_settings, broker) -> None:
+    async with running_api(make_settings(api_publisher_enabled=True, kafka_bootstrap=broker.bootstrap)) as api:
+        tenant = await api.tenant()
+        await api.domain(tenant)
+        await wait_published(api.settings.database_url, await max_position(api.settings.database_url))
+
+
+async def test_writes_succeed_while_the_broker_is_down_and_are_published_when_it_comes_up(
+    make_settings, tmp_path, postgres_server
+) -> None:
+    # A database of its own: every event of this test goes to the late broker, none to the module's.
+    database_url = await asyncio.to_thread(create_database, postgres_server.url)
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    port = free_port()
+    late_broker = Tansu(tmp_path / "late-tansu", port=port)
+    settings = make_settings(
+        database_url=database_url,
+        api_publisher_enabled=True,
+        kafka_bootstrap=f"127.0.0.1:{port}",
+        api_publisher_retry_seconds=0.2,
+    )
+    try:
+        async with running_api(settings) as api:
+            tenant = await api.tenant()
+            domain = await api.verified_domain(tenant)
+            assert (await api.credential(tenant, domain["id"])).status_code == 201  # no dual write: Kafka not needed
+            await asyncio.to_thread(late_broker.start)
+            await create_topics(late_broker.bootstrap, TOPIC_PARTITIONS)
+            last = await max_position(api.settings.database_url)
+            await wait_published(api.settings.database_url, last, timeout=40)
+            messages = await consume_all(late_broker.bootstrap, last)
+            assert {decode(m.value).position for m in messages} == set(range(1, last + 1))
+    finally:
+        await asyncio.to_thread(late_broker.stop)

@@ -1,0 +1,12 @@
+"""Fixtures of the relay integration tests (defined in support.py)."""
+
+from tests.integration.relay.support import (  # noqa: F401 - fixtures are found by name
+    certs,
+    client,
+    credentials,
+    make_relay,
+    rdb,
+    relay_redis_url,
+    shared_relay,
+    sink,
+)

@@ -1,0 +1,439 @@
+"""Helpers and fixtures of the relay integration tests (imported by conftest.py and the test modules):
+trustme certificates, the real mail sink as upstream, the real Redis (a database index of the relay tests' own),
+and relays started in a thread with their own loop."""
+
+from __future__ import annotations
+
+import asyncio
+import mailbox
+import secrets
+import smtplib
+import ssl
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import trustme
+from taifa_events import hash_secret
+from taifa_events.auth_cache import REVOCATIONS_CHANNEL, AuthCacheEntry, auth_key
+from taifa_localstack import ServiceProcess, free_port, wait_until
+from taifa_relay.entrypoints.server import Relay
+from taifa_relay.settings import Settings
+
+RELAY_REDIS_DB = 5  # the relay tests' own database index: their throttling counters never meet other tests'
+
+
+@dataclass
+class Certs:
+    ca: trustme.CA
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    tmp: Path
+
+    def client_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        return context
+
+
+def _write_cert(ca: trustme.CA, directory: Path, name: str, *hosts: str) -> tuple[Path, Path]:
+    issued = ca.issue_cert(*hosts, key_type=trustme.KeyType.ECDSA)
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    for pem in issued.cert_chain_pems[1:]:
+        cert.write_bytes(cert.read_bytes() + pem.bytes())
+    issued.private_key_pem.write_to_path(str(key))
+    return cert, key
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    tmp = tmp_path_factory.mktemp("relay-certs")
+    ca = trustme.CA(key_type=trustme.KeyType.ECDSA)
+    ca_file = tmp / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    cert, key = _write_cert(ca, tmp, "relay", "localhost", "127.0.0.1")
+    return Certs(ca, ca_file, cert, key, tmp)
+
+
+@dataclass
+class Sink:
+    host: str
+    port: int
+    maildir: Path
+    process: ServiceProcess
+
+    def messages(self) -> list[bytes]:
+        box = mailbox.Maildir(self.maildir, create=False)
+        return [box.get_bytes(key) for key in list(box.iterkeys())]
+
+    def count(self) -> int:
+        return len(list((self.maildir / "new").iterdir()))
+
+    def clear(self) -> None:
+        box = mailbox.Maildir(self.maildir, create=False)
+        box.clear()
+
+
+def start_sink(workdir: Path, certs: Certs | None) -> Sink:
+    port = free_port()
+    maildir = workdir / "Maildir"
+    command = [
+        sys.executable,
+        "-m",
+        "taifa_localstack.mailsink",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--maildir",
+        str(maildir),
+    ]
+    if certs is not None:
+        command += ["--tls-cert", str(certs.cert_file), "--tls-key", str(certs.key_file)]
+    process = ServiceProcess("mailsink", command, workdir)
+    process.start()
+
+    def accepting() -> bool:
+        with smtplib.SMTP("127.0.0.1", port, timeout=2) as probe:
+            return probe.noop()[0] == 250
+
+    wait_until(accepting, 20, "mailsink accepting SMTP")
+    return Sink("127.0.0.1", port, maildir, process)
+
+
+@pytest.fixture(scope="session")
+def sink(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Sink]:
+    """The real mail sink (with STARTTLS) as the relay's upstream."""
+    started = start_sink(tmp_path_factory.mktemp("mailsink"), certs)
+    yield started
+    started.process.stop()
+
+
+@pytest.fixture(scope="session")
+def relay_redis_url(redis_server: Any) -> str:
+    return str(redis_server.url).rsplit("/", 1)[0] + f"/{RELAY_REDIS_DB}"
+
+
+@pytest.fixture
+def rdb(relay_redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(relay_redis_url)
+    for key in client.scan_iter("taifa:relay:authfail:*"):
+        client.delete(key)
+    yield client
+    client.close()
+
+
+@dataclass
+class Credential:
+    username: str
+    password: str
+    domain: str
+    entry: AuthCacheEntry
+
+
+class Credentials:
+    """Writes auth-cache entries the way the projector does (AuthCacheEntry.to_redis)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def create(self, domain: str | None = None, *, active: bool = True) -> Credential:
+        domain = domain or f"t{uuid.uuid4().hex[:10]}.example"
+        password = secrets.token_urlsafe(32)
+        username = f"{secrets.token_hex(4)}@{domain}"
+        entry = AuthCacheEntry(
+            credential_id=uuid.uuid4(),
+            account_id=uuid.uuid4(),
+            domain_id=uuid.uuid4(),
+            domain=domain,
+            secret_hash=hash_secret(password),
+            hash_scheme="sha256",
+            active=active,
+            position=1,
+        )
+        self.client.hset(auth_key(username), mapping=entry.to_redis())
+        return Credential(username, password, domain, entry)
+
+    def deactivate(self, credential: Credential, *, publish: bool = True) -> None:
+        tombstone = credential.entry.model_copy(update={"active": False, "position": credential.entry.position + 1})
+        self.client.hset(auth_key(credential.username), mapping=tombstone.to_redis())
+        if publish:
+            self.client.publish(REVOCATIONS_CHANNEL, credential.username)
+
+
+@pytest.fixture
+def credentials(rdb: redis.Redis) -> Credentials:
+    return Credentials(rdb)
+
+
+class RelayThread:
+    """A Relay on its own event loop (uvloop, as in production) in a background thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.relay: Relay | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+
+    def start(self) -> RelayThread:
+        import uvloop
+
+        def run() -> None:
+            self.loop = uvloop.new_event_loop()
+            asyncio.set_event_loop(self.loop)
+            try:
+                self.relay = Relay(self.settings)
+                self.loop.run_until_complete(self.relay.start())
+            except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
+                self._error = exc
+                self._started.set()
+                return
+            self._started.set()
+            self.loop.run_forever()
+            self.loop.close()
+
+        self._thread = threading.Thread(target=run, name="relay-under-test", daemon=True)
+        self._thread.start()
+        self._started.wait(30)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    @property
+    def submission_port(self) -> int:
+        assert self.relay is not None
+        return self.relay.submission_port
+
+    @property
+    def smtps_port(self) -> int:
+        assert self.relay is not None
+        return self.relay.smtps_port
+
+    @property
+    def health_port(self) -> int:
+        assert self.relay is not None
+        return self.relay.health.port
+
+    def call(self, coro: Any, timeout: float = 30) -> Any:
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        if self.loop is None or self.relay is None or not self.loop.is_running():
+            return
+        self.call(self.relay.drain(), timeout=60)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        assert self._thread is not None
+        self._thread.join(10)
+
+
+def relay_settings(certs: Certs, sink: Sink, redis_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "redis_url": redis_url,
+        "relay_hostname": "relay.test",
+        "relay_bind_host": "127.0.0.1",
+        "relay_submission_port": 0,
+        "relay_smtps_port": 0,
+        "relay_health_port": 0,
+        "relay_tls_cert_file": certs.cert_file,
+        "relay_tls_key_file": certs.key_file,
+        "relay_upstream_host": sink.host,
+        "relay_upstream_port": sink.port,
+        "relay_upstream_ca_file": certs.ca_file,
+        "relay_upstream_timeout_seconds": 10,
+        "relay_drain_grace_seconds": 0.5,
+        "relay_max_connections_per_minute": 100_000,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def make_relay(certs: Certs, sink: Sink, relay_redis_url: str) -> Iterator[Any]:
+    """Start a relay with setting overrides; every relay started is stopped after the test."""
+    started: list[RelayThread] = []
+
+    def factory(**overrides: Any) -> RelayThread:
+        overrides.setdefault("redis_url", relay_redis_url)
+        url = overrides.pop("redis_url")
+        thread = RelayThread(relay_settings(certs, sink, url, **overrides)).start()
+        started.append(thread)
+        return thread
+
+    yield factory
+    for thread in started:
+        thread.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_relay(certs: Certs, sink: Sink, redis_server: Any) -> Iterator[RelayThread]:
+    """One relay with default limits for the tests that do not change settings."""
+    url = str(redis_server.url).rsplit("/", 1)[0] + f"/{RELAY_REDIS_DB}"
+    thread = RelayThread(relay_settings(certs, sink, url)).start()
+    yield thread
+    thread.stop()
+
+
+@dataclass
+class Client:
+    """Opens smtplib sessions to one relay on either port, already over TLS when asked."""
+
+    relay: RelayThread
+    certs: Certs
+
+    def port(self, kind: str) -> int:
+        return self.relay.submission_port if kind == "submission" else self.relay.smtps_port
+
+    def plain(self, *, source: str = "127.0.0.1") -> smtplib.SMTP:
+        return smtplib.SMTP("127.0.0.1", self.relay.submission_port, timeout=10, source_address=(source, 0))
+
+    def tls(self, kind: str = "submission", *, source: str = "127.0.0.1") -> smtplib.SMTP:
+        context = self.certs.client_context()
+        if kind == "submission":
+            client = smtplib.SMTP("localhost", self.relay.submission_port, timeout=10, source_address=(source, 0))
+            client.ehlo("client.test")
+            client.starttls(context=context)
+        else:
+            client = smtplib.SMTP_SSL(
+                "localhost", self.relay.smtps_port, timeout=10, context=context, source_address=(source, 0)
+            )
+        client.ehlo("client.test")
+        return client
+
+    def login(
+        self, credential: Credential, kind: str = "submission", mechanism: str = "PLAIN", *, source: str = "127.0.0.1"
+    ) -> smtplib.SMTP:
+        client = self.tls(kind, source=source)
+        code, _ = auth(client, mechanism, credential.username, credential.password)
+        assert code == 235
+        return client
+
+
+def auth(client: smtplib.SMTP, mechanism: str, username: str, password: str) -> tuple[int, bytes]:
+    """AUTH with one mechanism; returns the final reply instead of raising."""
+    client.user, client.password = username, password
+    try:
+        if mechanism == "PLAIN":
+            return client.auth("PLAIN", client.auth_plain)
+        return client.auth("LOGIN", client.auth_login, initial_response_ok=False)
+    except smtplib.SMTPAuthenticationError as exc:
+        return exc.smtp_code, exc.smtp_error
+
+
+def message(
+    sender: str,
+    to: str = "rcpt@dest.example",
+    *,
+    subject: str = "hello",
+    body: str = "Hi.\r\n",
+    from_header: str | None = None,
+) -> bytes:
+    return (
+        f"From: {from_header or sender}\r\nTo: {to}\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{uuid.uuid4().hex}@test>\r\n\r\n{body}"
+    ).encode()
+
+
+@pytest.fixture
+def client(shared_relay: RelayThread, certs: Certs) -> Client:
+    return Client(shared_relay, certs)
+
+
+class Raw:
+    """A byte-level SMTP client for what smtplib refuses to send (pipelining, bare CR/LF, injections)."""
+
+    def __init__(
+        self,
+        port: int,
+        *,
+        implicit_tls: bool = False,
+        certs: Certs | None = None,
+        source: str = "127.0.0.1",
+        timeout: float = 10,
+    ) -> None:
+        import socket
+
+        self.certs = certs
+        self.sock: Any = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
+        if implicit_tls:
+            assert certs is not None
+            self.sock = certs.client_context().wrap_socket(self.sock, server_hostname="localhost")
+        self.buffer = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def line(self) -> bytes:
+        while b"\r\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed; pending {self.buffer!r}")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\r\n")
+        return line
+
+    def reply(self) -> str:
+        """One (possibly multi-line) reply, lines joined with \\n."""
+        lines = [self.line()]
+        while lines[-1][3:4] == b"-":
+            lines.append(self.line())
+        return "\n".join(x.decode("utf-8", "replace") for x in lines)
+
+    def command(self, text: str | bytes) -> str:
+        self.send(text.encode() + b"\r\n" if isinstance(text, str) else text)
+        return self.reply()
+
+    def starttls(self) -> None:
+        assert self.certs is not None
+        assert self.buffer == b"", self.buffer
+        self.sock = self.certs.client_context().wrap_socket(self.sock, server_hostname="localhost")
+
+    def closed(self, timeout: float = 5) -> bool:
+        """True when the server closed the connection (EOF) within `timeout`."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buffer += chunk
+        except (ConnectionError, ssl.SSLError):
+            return True
+        except TimeoutError:
+            return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def plain_auth_arg(username: str, password: str) -> str:
+    import base64
+
+    return base64.b64encode(f"\0{username}\0{password}".encode()).decode()
+
+
+def login_raw(raw: Raw, credential: Credential, *, implicit_tls: bool = False) -> None:
+    """Banner, EHLO, STARTTLS (unless implicit), EHLO, AUTH PLAIN: a logged-in Raw session."""
+    assert raw.reply().startswith("220")
+    assert raw.command("EHLO raw.test").startswith("250")
+    if not implicit_tls:
+        assert raw.command("STARTTLS").startswith("220")
+        raw.starttls()
+        assert raw.command("EHLO raw.test").startswith("250")
+    reply = raw.command(f"AUTH PLAIN {plain_auth_arg(credential.username, credential.password)}")
+    assert reply.startswith("235"), reply
+
+
+def metric(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0

@@ -1,0 +1,341 @@
+"""TESTING.md A1-A14: SMTP transport, TLS and AUTH."""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import socket
+import ssl
+import statistics
+import time
+from typing import Any
+
+import pytest
+from taifa_localstack import Redis, free_port, wait_until
+
+from tests.integration.relay.support import (
+    Certs,
+    Client,
+    Credentials,
+    Raw,
+    Sink,
+    auth,
+    message,
+    metric,
+    plain_auth_arg,
+)
+
+
+def test_a1_auth_is_not_advertised_before_tls_only_starttls(client: Client) -> None:
+    with client.plain() as smtp:
+        code, _text = smtp.ehlo("client.test")
+        assert code == 250
+        assert smtp.has_extn("starttls")
+        assert not smtp.has_extn("auth")
+        smtp.starttls(context=client.certs.client_context())
+        smtp.ehlo("client.test")
+        assert smtp.esmtp_features["auth"].split() == ["LOGIN", "PLAIN"]
+        assert not smtp.has_extn("starttls")
+
+
+def test_a2_auth_before_tls_is_refused_without_a_lookup_and_the_secret_is_never_logged(
+    client: Client, credentials: Credentials, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    cred = credentials.create()
+    lookups = metric("taifa_relay_auth_lookups_total")
+    raw = Raw(client.relay.submission_port)
+    assert raw.reply().startswith("220")
+    raw.command("EHLO raw.test")
+    secret_arg = plain_auth_arg(cred.username, cred.password)
+    assert raw.command(f"AUTH PLAIN {secret_arg}") == "530 5.7.0 Must issue a STARTTLS command first"
+    # AUTH LOGIN's continuation line is treated as a (refused) command, never read as a credential.
+    assert raw.command("AUTH LOGIN").startswith("530 5.7.0")
+    assert raw.command(plain_auth_arg(cred.username, cred.password)).startswith("530 5.7.0")
+    assert raw.command("QUIT").startswith("221")
+    raw.close()
+    assert metric("taifa_relay_auth_lookups_total") == lookups
+    assert cred.password not in caplog.text and secret_arg not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "command", ["MAIL FROM:<a@b.example>", "RCPT TO:<a@b.example>", "DATA", "VRFY root", "RSET", "HELP", "EXPN list"]
+)
+def test_a3_every_command_except_ehlo_helo_noop_quit_starttls_is_530_before_tls(client: Client, command: str) -> None:
+    with client.plain() as smtp:
+        assert smtp.docmd("EHLO", "client.test")[0] == 250
+        assert smtp.docmd("NOOP")[0] == 250
+        assert smtp.docmd(command)[0] == 530
+
+
+def test_a4_a5_commands_pipelined_behind_starttls_are_discarded_and_state_is_reset(
+    client: Client, credentials: Credentials
+) -> None:
+    cred = credentials.create()
+    raw = Raw(client.relay.submission_port, certs=client.certs)
+    assert raw.reply().startswith("220")
+    raw.command("EHLO raw.test")
+    raw.send(
+        b"STARTTLS\r\n"
+        + f"AUTH PLAIN {plain_auth_arg(cred.username, cred.password)}\r\n".encode()
+        + f"MAIL FROM:<x@{cred.domain}>\r\n".encode()
+    )
+    assert raw.line().startswith(b"220")
+    raw.buffer = b""  # whatever else arrived in clear is the attacker's, not the server's
+    raw.starttls()
+    # No injected command ran: no EHLO is remembered, no AUTH happened.
+    assert raw.command(f"MAIL FROM:<x@{cred.domain}>").startswith("503")
+    assert raw.command("EHLO raw.test").startswith("250")
+    assert raw.command(f"MAIL FROM:<x@{cred.domain}>") == "530 5.7.0 Authentication required"
+    raw.close()
+
+
+@pytest.mark.parametrize("port", ["submission", "smtps"])
+def test_a6_auth_mechanisms_errors_and_reauth(client: Client, credentials: Credentials, port: str) -> None:
+    cred = credentials.create()
+    with client.tls(port) as smtp:
+        assert smtp.docmd("AUTH CRAM-MD5") == (504, b"5.5.4 Unrecognized authentication type")
+        assert smtp.docmd("AUTH PLAIN not-base64!") == (501, b"5.5.2 Can't decode base64")
+        assert auth(smtp, "LOGIN", cred.username, cred.password) == (235, b"2.7.0 Authentication successful")
+        assert smtp.docmd("AUTH PLAIN " + plain_auth_arg(cred.username, cred.password))[0] == 503
+
+
+def test_a6_auth_login_uses_two_334_prompts(client: Client, credentials: Credentials) -> None:
+    import base64
+
+    cred = credentials.create()
+    raw = Raw(client.relay.submission_port, certs=client.certs)
+    assert raw.reply().startswith("220")
+    raw.command("EHLO raw.test")
+    raw.command("STARTTLS")
+    raw.starttls()
+    raw.command("EHLO raw.test")
+    assert raw.command("AUTH LOGIN") == "334 " + base64.b64encode(b"User Name\x00").decode()
+    assert raw.command(base64.b64encode(cred.username.encode()).decode()).startswith("334 ")
+    assert raw.command(base64.b64encode(cred.password.encode()).decode()) == "235 2.7.0 Authentication successful"
+    raw.close()
+
+
+def test_a7_no_mail_is_accepted_without_auth_over_many_attempts(client: Client, sink: Sink) -> None:
+    before = sink.count()
+    attempts = 0
+    for port in ["submission", "smtps"] * 20:
+        # Fewer errors per connection than the tarpit's soft limit, so the run stays fast.
+        with client.tls(port) as smtp:
+            for command in [
+                "MAIL FROM:<a@victim.example>",
+                "RCPT TO:<b@dest.example>",
+                "DATA",
+                "MAIL FROM:<> ",
+                "MAIL FROM:<postmaster>",
+            ]:
+                assert smtp.docmd(command)[0] == 530
+                attempts += 1
+    assert attempts == 200
+    assert sink.count() == before
+
+
+def test_a8_connection_survives_two_failures_and_is_dropped_at_the_third(
+    client: Client, credentials: Credentials
+) -> None:
+    cred = credentials.create()
+    smtp = client.tls(source="127.0.0.21")
+    assert auth(smtp, "PLAIN", cred.username, "x")[0] == 535
+    assert auth(smtp, "PLAIN", cred.username, "y")[0] == 535
+    assert smtp.noop()[0] == 250
+    assert auth(smtp, "PLAIN", cred.username, "z")[0] == 454
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        smtp.noop()
+    # A fresh connection starts with a fresh per-connection count.
+    with client.tls(source="127.0.0.21") as again:
+        assert auth(again, "PLAIN", cred.username, cred.password)[0] == 235
+
+
+def test_a9_a10_address_throttling_spares_other_addresses(
+    make_relay: Any, certs: Certs, credentials: Credentials
+) -> None:
+    relay = make_relay(relay_max_auth_failures_per_address=10)
+    client = Client(relay, certs)
+    cred = credentials.create()
+    replies = []
+    for _ in range(14):
+        with client.tls(source="127.0.0.31") as smtp:
+            replies.append(auth(smtp, "PLAIN", cred.username, "guess")[0])
+    assert replies[:9] == [535] * 9
+    assert set(replies[9:]) == {454}
+    # The owner, elsewhere, is not locked out while the attack goes on.
+    with client.tls(source="127.0.0.32") as owner:
+        assert auth(owner, "LOGIN", cred.username, cred.password)[0] == 235
+    # The attacking address is refused even with the right password until the window passes.
+    with client.tls(source="127.0.0.31") as smtp:
+        assert auth(smtp, "PLAIN", cred.username, cred.password)[0] == 454
+
+
+def test_a11_unknown_user_wrong_secret_and_revoked_look_alike(
+    make_relay: Any, certs: Certs, credentials: Credentials
+) -> None:
+    """Bounded sanity version: the full 1,000-sample Welch test is in `make bench-relay`."""
+    relay = make_relay(
+        relay_max_auth_failures_per_connection=10_000,
+        relay_max_auth_failures_per_address=10_000_000,
+        relay_error_soft_limit=10_000,
+        relay_error_hard_limit=10_000,
+    )
+    client = Client(relay, certs)
+    known = credentials.create()
+    revoked = credentials.create(active=False)
+    cases = {
+        "unknown": (f"ghost-{known.username}", known.password),
+        "wrong": (known.username, "wrong-" + known.password),
+        "revoked": (revoked.username, revoked.password),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    texts = set()
+    with client.tls() as smtp:
+        for _ in range(150):
+            for name, (user, password) in cases.items():
+                arg = plain_auth_arg(user, password)
+                started = time.perf_counter()
+                code, text = smtp.docmd("AUTH", "PLAIN " + arg)
+                samples[name].append(time.perf_counter() - started)
+                texts.add((code, text))
+    assert texts == {(535, b"5.7.8 Authentication credentials invalid")}
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    assert max(medians.values()) / min(medians.values()) < 1.5, medians
+
+
+def test_a12_auth_fails_closed_with_454_when_redis_is_down(make_relay: Any, certs: Certs, tmp_path: Any) -> None:
+    own = Redis(tmp_path / "redis")
+    own.start()
+    try:
+        relay = make_relay(redis_url=own.url)
+        client = Client(relay, certs)
+        with client.tls() as smtp:
+            own.stop()
+            assert auth(smtp, "PLAIN", "someone@x.example", "secret") == (
+                454,
+                b"4.7.0 Temporary authentication failure",
+            )
+            assert auth(smtp, "LOGIN", "someone@x.example", "secret")[0] == 454
+    finally:
+        own.stop()
+
+
+def test_a12_unreachable_redis_from_the_start_is_454(make_relay: Any, certs: Certs) -> None:
+    relay = make_relay(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    with Client(relay, certs).tls("smtps") as smtp:
+        assert auth(smtp, "PLAIN", "someone@x.example", "secret")[0] == 454
+
+
+def test_a12_redis_lost_mid_session_refuses_the_next_mail_with_454(
+    make_relay: Any, certs: Certs, tmp_path: Any
+) -> None:
+    import redis as redis_lib
+
+    from tests.integration.relay.support import Credentials as Creds
+
+    own = Redis(tmp_path / "redis")
+    own.start()
+    try:
+        cred = Creds(redis_lib.Redis.from_url(own.url)).create()
+        relay = make_relay(redis_url=own.url)
+        with Client(relay, certs).login(cred) as smtp:
+            own.stop()
+            assert smtp.docmd(f"MAIL FROM:<a@{cred.domain}>") == (454, b"4.7.0 Temporary authentication failure")
+    finally:
+        own.stop()
+
+
+def test_a13_revoked_credential_gets_535_at_once(client: Client, credentials: Credentials) -> None:
+    cred = credentials.create()
+    credentials.deactivate(cred)
+    with client.tls() as smtp:
+        assert auth(smtp, "PLAIN", cred.username, cred.password)[0] == 535
+
+
+def test_a13_live_session_is_refused_at_next_mail_after_revocation(
+    client: Client, credentials: Credentials, sink: Sink
+) -> None:
+    cred = credentials.create()
+    sender = f"app@{cred.domain}"
+    with client.login(cred) as smtp:
+        assert smtp.sendmail(sender, ["a@dest.example"], message(sender)) == {}
+        credentials.deactivate(cred, publish=False)  # even a missed channel message: MAIL re-reads the entry
+        assert smtp.docmd(f"MAIL FROM:<{sender}>") == (535, b"5.7.8 Authentication credentials no longer valid")
+        assert smtp.docmd(f"MAIL FROM:<{sender}>")[0] == 530
+
+
+def test_a13_revocation_message_refuses_the_next_rcpt_of_an_open_transaction(
+    client: Client, credentials: Credentials
+) -> None:
+    cred = credentials.create()
+    with client.login(cred) as smtp:
+        assert smtp.docmd(f"MAIL FROM:<app@{cred.domain}>")[0] == 250
+        credentials.deactivate(cred)
+        replies: list[int] = []
+
+        def refused() -> bool:
+            replies.append(smtp.docmd("RCPT TO:<a@dest.example>")[0])
+            return replies[-1] == 535
+
+        wait_until(refused, 5, "RCPT refused after revocation")
+        assert smtp.docmd("DATA")[0] == 530
+
+
+@pytest.mark.parametrize("port", ["submission", "smtps"])
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
+def test_a14_tls_below_1_2_is_refused(client: Client, port: str, version: ssl.TLSVersion) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(str(client.certs.ca_file))
+    context.set_ciphers("ALL:@SECLEVEL=0")
+    context.minimum_version = version
+    context.maximum_version = version
+    _expect_handshake_failure(client, port, context)
+
+
+@pytest.mark.parametrize("port", ["submission", "smtps"])
+@pytest.mark.parametrize(
+    "ciphers",
+    [
+        "AES128-SHA:AES256-SHA",
+        "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA",
+        "ALL:!AESGCM:!CHACHA20:!AESCCM:@SECLEVEL=0",
+    ],
+)
+def test_a14_weak_or_non_aead_tls12_ciphers_are_refused(client: Client, port: str, ciphers: str) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(str(client.certs.ca_file))
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(ciphers)
+    _expect_handshake_failure(client, port, context)
+
+
+@pytest.mark.parametrize("port", ["submission", "smtps"])
+def test_a14_tls12_with_ecdsa_aead_and_a_verified_chain_works(client: Client, port: str) -> None:
+    context = client.certs.client_context()
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    sock = _tls_socket(client, port, context)
+    try:
+        assert sock.version() == "TLSv1.2"
+        name, _, _ = sock.cipher()
+        assert name.startswith("ECDHE-ECDSA-") and ("GCM" in name or "CHACHA20" in name)
+    finally:
+        sock.close()
+
+
+def _tls_socket(client: Client, port: str, context: ssl.SSLContext) -> ssl.SSLSocket:
+    if port == "smtps":
+        raw = socket.create_connection(("127.0.0.1", client.relay.smtps_port), timeout=5)
+        return context.wrap_socket(raw, server_hostname="localhost")
+    plain = Raw(client.relay.submission_port)
+    assert plain.reply().startswith("220")
+    plain.command("EHLO raw.test")
+    assert plain.command("STARTTLS").startswith("220")
+    return context.wrap_socket(plain.sock, server_hostname="localhost")
+
+
+def _expect_handshake_failure(client: Client, port: str, context: ssl.SSLContext) -> None:
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        sock = _tls_socket(client, port, context)
+        sock.close()
