@@ -74,3 +74,14 @@ clean:
 .PHONY: bench-relay
 bench-relay: setup
 	$(BIN)/python bench/relay/bench_relay.py
+
+# The projector's benchmark (issue 4): live events/s and batch-apply p99, rebuild of 1,000,000 events
+# from the event store (and of the live set from Kafka). QUICK=1 for a smoke-sized run.
+.PHONY: bench-projector chaos-projector
+bench-projector: setup
+	$(BIN)/python bench/projector/bench_projector.py $(if $(QUICK),--quick)
+
+# The projector's crash test at chaos size (TESTING.md E1): KILLS SIGKILLs while EVENTS events flow.
+chaos-projector: setup
+	TAIFA_PROJECTOR_CHAOS_KILLS=$(or $(KILLS),100) TAIFA_PROJECTOR_CHAOS_EVENTS=$(or $(EVENTS),10000) \
+		$(BIN)/pytest tests/integration/projector/test_projector_crash.py -q -s -o timeout=3600

@@ -230,7 +230,7 @@ def smtp_ready(port: int) -> bool:
         return probe.noop()[0] == 250
 
 
-async def main(scale: float, timing_samples: int) -> None:
+async def main(scale: float, timing_samples: int, recheck_cache_seconds: float) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-relay-"))
     ca = trustme.CA(key_type=trustme.KeyType.ECDSA)
     issued = ca.issue_cert("localhost", "127.0.0.1", key_type=trustme.KeyType.ECDSA)
@@ -280,6 +280,7 @@ async def main(scale: float, timing_samples: int) -> None:
             "TAIFA_RELAY_ERROR_HARD_LIMIT": "100000000",
             "TAIFA_RELAY_UPSTREAM_POOL_SIZE": "32",
             "TAIFA_RELAY_DRAIN_GRACE_SECONDS": "2",
+            "TAIFA_RELAY_RECHECK_CACHE_SECONDS": str(recheck_cache_seconds),
         }
         relay_command = [str(Path(sys.executable).parent / "taifa-relay"), "run"]
         if os.environ.get("BENCH_RELAY_PROFILE"):  # cProfile output, to find the relay's hot spots
@@ -317,7 +318,8 @@ async def main(scale: float, timing_samples: int) -> None:
 
         print(
             f"make bench-relay: {CONCURRENCY} concurrent connections, STARTTLS (ECDSA P-256) + AUTH PLAIN, "
-            f"uvloop on both servers, {os.cpu_count()} CPUs shared with the load generator"
+            f"uvloop on both servers, {os.cpu_count()} CPUs shared with the load generator, "
+            f"per-MAIL credential re-check cached {recheck_cache_seconds:g} s"
         )
         scenarios = [
             ("(a) 1 x 2 KB per connection", int(1000 * scale), 1, 2048),
@@ -404,5 +406,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the number of connections")
     parser.add_argument("--timing-samples", type=int, default=1000)
+    parser.add_argument(
+        "--recheck-cache-seconds", type=float, default=0.0, help="TAIFA_RELAY_RECHECK_CACHE_SECONDS for the relay"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.scale, args.timing_samples))
+    asyncio.run(main(args.scale, args.timing_samples, args.recheck_cache_seconds))

@@ -253,7 +253,7 @@ class MemoryTLS:
         self.tls.write(text.encode() + b"\r\n")
         self._flush()
         reply = self.line()
-        while reply[3:4] == b"-" or reply.splitlines()[-1][3:4] == b"-":
+        while reply.splitlines()[-1][3:4] == b"-":
             reply += self.line()
         return reply
 

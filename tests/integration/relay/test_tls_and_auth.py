@@ -339,3 +339,45 @@ def _expect_handshake_failure(client: Client, port: str, context: ssl.SSLContext
     with pytest.raises((ssl.SSLError, ConnectionError)):
         sock = _tls_socket(client, port, context)
         sock.close()
+
+
+def test_a13_with_a_recheck_cache_the_revocation_message_still_refuses_the_next_mail_at_once(
+    make_relay: Any, certs: Certs, credentials: Credentials
+) -> None:
+    relay = make_relay(relay_recheck_cache_seconds=30)
+    cred = credentials.create()
+    sender = f"app@{cred.domain}"
+    client = Client(relay, certs)
+    with client.login(cred) as first, client.login(cred, "smtps") as second:
+        assert first.sendmail(sender, ["a@dest.example"], message(sender)) == {}
+        credentials.deactivate(cred)  # tombstone + message on the channel
+
+        def refused() -> bool:
+            code = second.docmd(f"MAIL FROM:<{sender}>")[0]
+            if code == 250:
+                second.rset()
+            return code == 535
+
+        wait_until(refused, 5, "MAIL refused after the revocation message")
+        assert first.docmd(f"MAIL FROM:<{sender}>")[0] == 535
+
+
+def test_a13_with_a_recheck_cache_a_missed_message_is_caught_when_the_cache_expires(
+    make_relay: Any, certs: Certs, credentials: Credentials
+) -> None:
+    relay = make_relay(relay_recheck_cache_seconds=0.5)
+    cred = credentials.create()
+    sender = f"app@{cred.domain}"
+    with Client(relay, certs).login(cred) as smtp:
+        assert smtp.sendmail(sender, ["a@dest.example"], message(sender)) == {}
+        credentials.deactivate(cred, publish=False)
+        started = time.monotonic()
+
+        def refused() -> bool:
+            code = smtp.docmd(f"MAIL FROM:<{sender}>")[0]
+            if code == 250:
+                smtp.rset()
+            return code == 535
+
+        wait_until(refused, 5, "MAIL refused once the cached re-check expired")
+        assert time.monotonic() - started < 2

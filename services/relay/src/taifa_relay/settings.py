@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     relay_upstream_timeout_seconds: float = Field(30.0, description="Timeout of each upstream SMTP step.")
     relay_upstream_pool_size: int = Field(32, description="Idle upstream connections kept for reuse.")
 
+    relay_recheck_cache_seconds: float = Field(
+        0.0,
+        description="How long one per-transaction re-check of a credential may be reused by other sessions of "
+        "the same username (0: every MAIL reads Redis). Revocation messages and resubscriptions clear it.",
+    )
     relay_max_message_bytes: int = Field(10_240_000, description="Message size limit (advertised with SIZE).")
     relay_max_recipients: int = Field(100, description="Recipients per message; more get 452 4.5.3.")
     relay_max_line_length: int = Field(1001, description="Longest DATA line accepted, CRLF included (RFC 5321).")

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -18,6 +19,16 @@ from taifa_events.auth_cache import REVOCATIONS_CHANNEL, AuthCacheEntry, auth_ke
 log = logging.getLogger("taifa.relay.cache")
 
 THROTTLE_PREFIX = "taifa:relay:authfail:"
+_STAND_IN = {
+    b"credential_id": b"00000000-0000-0000-0000-000000000000",
+    b"account_id": b"00000000-0000-0000-0000-000000000000",
+    b"domain_id": b"00000000-0000-0000-0000-000000000000",
+    b"domain": b"stand-in.invalid",
+    b"secret_hash": b"0" * 64,
+    b"hash_scheme": b"sha256",
+    b"active": b"0",
+    b"position": b"1",
+}
 
 
 class CacheUnavailable(Exception):
@@ -45,7 +56,11 @@ class AuthCache:
             mapping = await self._redis.hgetall(auth_key(username))
         except (RedisError, OSError) as exc:
             raise CacheUnavailable(type(exc).__name__) from None
-        return AuthCacheEntry.from_redis(mapping)
+        if not mapping:
+            # Unknown user: parse a stand-in entry anyway, so that the reply takes as long as for a known one.
+            AuthCacheEntry.from_redis(_STAND_IN)
+            return None
+        return AuthCacheEntry.from_redis(cast(dict[bytes, bytes], mapping))
 
     async def still_active(self, username: str, credential_id: str) -> bool:
         """Per-transaction re-check: the entry still exists, is active and is the same credential."""
@@ -53,7 +68,10 @@ class AuthCache:
             active, current = await self._redis.hmget(auth_key(username), ["active", "credential_id"])
         except (RedisError, OSError) as exc:
             raise CacheUnavailable(type(exc).__name__) from None
-        return active == b"1" and current is not None and current.decode() == credential_id
+        if current is None:
+            return False
+        current_id = current.decode() if isinstance(current, bytes) else current
+        return active in (b"1", "1") and current_id == credential_id
 
     def is_throttled(self, throttle_key: str) -> bool:
         until = self._throttled.get(throttle_key)
@@ -89,13 +107,18 @@ class AuthCache:
         except (RedisError, OSError):
             return False
 
-    async def listen_revocations(self, on_revoked: Callable[[str], None], stop: asyncio.Event) -> None:
-        """Call `on_revoked(username)` for every message on the revocation channel; reconnect on errors."""
+    async def listen_revocations(
+        self, on_revoked: Callable[[str], None], stop: asyncio.Event, on_subscribed: Callable[[], None] | None = None
+    ) -> None:
+        """Call `on_revoked(username)` for every message on the revocation channel; reconnect on errors
+        (calling `on_subscribed` after each subscription, since messages may have been missed meanwhile)."""
         while not stop.is_set():
             client = aioredis.Redis.from_url(self._url)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(REVOCATIONS_CHANNEL)
+                if on_subscribed is not None:
+                    on_subscribed()
                 while not stop.is_set():
                     message = await pubsub.get_message(timeout=1.0)
                     if message and message.get("type") == "message":
@@ -107,7 +130,7 @@ class AuthCache:
                     await asyncio.wait_for(stop.wait(), 1.0)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                     await client.aclose()
 
     async def close(self) -> None:

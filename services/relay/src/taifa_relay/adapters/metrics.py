@@ -21,3 +21,7 @@ AUTH_SECONDS = Histogram(
     "Server-side time of one AUTH check (cache lookup, hashing, comparison)",
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1),
 )
+
+# Children bound once: `labels()` takes a lock and a dict lookup on every call.
+AUTH_SUCCESS = AUTH_RESULTS.labels(result="success")
+AUTH_FAILURE = AUTH_RESULTS.labels(result="failure")

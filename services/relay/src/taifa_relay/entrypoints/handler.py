@@ -42,6 +42,7 @@ class RelayHandler:
         max_auth_failures_per_connection: int,
         max_auth_failures_per_address: int,
         max_own_received_headers: int,
+        recheck_cache_seconds: float = 0.0,
     ) -> None:
         self.cache = cache
         self.upstream = upstream
@@ -54,6 +55,9 @@ class RelayHandler:
         self.max_failures_connection = max_auth_failures_per_connection
         self.max_failures_address = max_auth_failures_per_address
         self.max_own_received = max_own_received_headers
+        self.recheck_cache_seconds = recheck_cache_seconds
+        # username -> (credential_id, monotonic time until which its last re-check may be reused)
+        self._recent_checks: dict[str, tuple[str, float]] = {}
         self.sessions: set[RelaySMTP] = set()
         self.no_sessions = asyncio.Event()
         self.no_sessions.set()
@@ -102,8 +106,13 @@ class RelayHandler:
 
     def revoke(self, username: str) -> None:
         """A message on the revocation channel: sessions logged in as `username` are refused from now on."""
+        self._recent_checks.pop(username.lower(), None)
         for server in self._by_username.get(username.lower(), ()):
             server.relay_session.revoked = True
+
+    def forget_rechecks(self) -> None:
+        """The revocation channel was (re)subscribed: messages may have been missed, so re-read everything."""
+        self._recent_checks.clear()
 
     # --- AUTH ----------------------------------------------------------------------------------
     async def authenticate(self, server: RelaySMTP, login: bytes, password: bytes) -> AuthResult:
@@ -138,7 +147,7 @@ class RelayHandler:
         else:
             ok = secret_matches(secret, entry.secret_hash, entry.hash_scheme) and entry.active
         if ok and entry is not None:
-            metrics.AUTH_RESULTS.labels(result="success").inc()
+            metrics.AUTH_SUCCESS.inc()
             session.username = username
             session.credential_id = str(entry.credential_id)
             session.domain = entry.domain.lower()
@@ -146,7 +155,7 @@ class RelayHandler:
             self._by_username[username].add(server)
             log.info("AUTH success", extra={"client": session.client_ip, "credential_id": session.credential_id})
             return AuthResult(success=True, auth_data=session.credential_id)
-        metrics.AUTH_RESULTS.labels(result="failure").inc()
+        metrics.AUTH_FAILURE.inc()
         session.auth_failures += 1
         address_failures = await self.cache.record_failure(throttle_key)
         if address_failures >= self.max_failures_address:
@@ -162,14 +171,17 @@ class RelayHandler:
         session = server.relay_session
         if not session.authenticated:
             return True
-        if recheck and not session.revoked and session.username:
+        if recheck and not session.revoked and session.username and not self._recently_checked(session):
+            credential_id = session.credential_id or ""
             try:
-                active = await self.cache.still_active(session.username, session.credential_id or "")
+                active = await self.cache.still_active(session.username, credential_id)
             except CacheUnavailable:
                 await server.push(replies.AUTH_TEMPORARY_FAILURE)
                 return False
             if not active:
                 session.revoked = True
+            elif self.recheck_cache_seconds > 0:
+                self._recent_checks[session.username] = (credential_id, time.monotonic() + self.recheck_cache_seconds)
         if not session.revoked:
             return True
         self._drop_authentication(server, session)
@@ -177,10 +189,21 @@ class RelayHandler:
         await server.push(replies.CREDENTIAL_REVOKED)
         return False
 
+    def _recently_checked(self, session: RelaySession) -> bool:
+        if self.recheck_cache_seconds <= 0 or session.username is None:
+            return False
+        recent = self._recent_checks.get(session.username)
+        if recent is None or recent[0] != session.credential_id:
+            return False
+        if recent[1] > time.monotonic():
+            return True
+        del self._recent_checks[session.username]
+        return False
+
     def _drop_authentication(self, server: RelaySMTP, session: RelaySession) -> None:
         session.authenticated = False
         session.auth_data = None
-        server._set_rset_state()
+        server._set_rset_state()  # type: ignore[no-untyped-call]
 
     # --- aiosmtpd hooks ------------------------------------------------------------------------
     async def handle_MAIL(

@@ -49,6 +49,7 @@ class Relay:
             max_auth_failures_per_connection=settings.relay_max_auth_failures_per_connection,
             max_auth_failures_per_address=settings.relay_max_auth_failures_per_address,
             max_own_received_headers=settings.relay_max_own_received_headers,
+            recheck_cache_seconds=settings.relay_recheck_cache_seconds,
         )
         self.limits = ProtocolLimits(
             hostname=settings.relay_hostname,
@@ -88,7 +89,9 @@ class Relay:
         self.submission_port = submission.sockets[0].getsockname()[1]
         self.smtps_port = smtps.sockets[0].getsockname()[1]
         self._tasks = [
-            asyncio.create_task(self.cache.listen_revocations(self.handler.revoke, self._stop)),
+            asyncio.create_task(
+                self.cache.listen_revocations(self.handler.revoke, self._stop, self.handler.forget_rechecks)
+            ),
             asyncio.create_task(self.tls.watch(self.settings.relay_tls_reload_seconds, self._stop)),
             asyncio.create_task(self._watch_readiness()),
         ]

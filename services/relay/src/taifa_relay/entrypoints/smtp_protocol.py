@@ -21,17 +21,18 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Session, TLSSetupException
 
 from taifa_relay.adapters import metrics
 from taifa_relay.domain import policy, replies
+from taifa_relay.entrypoints.message_reader import read_message
 
 if TYPE_CHECKING:
     from taifa_relay.entrypoints.handler import RelayHandler
 
 log = logging.getLogger("taifa.relay.smtp")
-READ_CHUNK = 65536
-EOD = b"\r\n.\r\n"
 
 
 @dataclass(frozen=True, slots=True)
 class ProtocolLimits:
+    """The per-connection limits (from Settings), handed to every protocol instance."""
+
     hostname: str
     max_message_bytes: int
     max_line_length: int
@@ -57,7 +58,7 @@ class RelaySession(Session):
         self.revoked = False
         self.auth_failures = 0
 
-    @property  # type: ignore[override]
+    @property
     def login_data(self) -> Any:
         return self._login_data
 
@@ -310,14 +311,15 @@ class RelaySMTP(SMTP):
             raise TLSSetupException()
         previous = self.relay_session
         self._original_transport = plain
-        self._tls_protocol = secure  # type: ignore[assignment] - aiosmtpd only tests it for "TLS is on"
+        # aiosmtpd only tests this attribute for "TLS is on".
+        self._tls_protocol = secure  # type: ignore[assignment]
         self.transport = secure
         self._reader._transport = secure  # type: ignore[attr-defined]
         self._writer._transport = secure  # type: ignore[attr-defined]
         # CVE-2024-34083 / RFC 3207 §4.2: nothing read in clear survives, no state carries over.
         self._reader._buffer.clear()  # type: ignore[attr-defined]
         if new_session:
-            self._set_rset_state()
+            self._set_rset_state()  # type: ignore[no-untyped-call]
             self.session = self._create_session()
             session = self.relay_session
             session.peer = previous.peer
@@ -394,67 +396,20 @@ class RelaySMTP(SMTP):
         if not await self.handler.still_authorised(self, recheck=False):
             return
         await self.push(replies.DATA_START)
-        outcome = await self._read_message()
+        outcome, leftover = await read_message(self._reader, self.limits, self.loop, on_data=self._reset_timeout)
+        self._unread(leftover)
+        if outcome == replies.DATA_TOO_SLOW:
+            metrics.REJECTIONS.labels(reason="data-too-slow").inc()
+            await self.close_with(replies.DATA_TOO_SLOW)
+            return
         if outcome is None:
             return
         if isinstance(outcome, str):
             status = outcome
         else:
             status = await self.handler.deliver(self, bytes(outcome))
-        self._set_post_data_state()
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push(status)
-
-    async def _read_message(self) -> bytearray | str | None:
-        """Read DATA up to CRLF.CRLF: the unstuffed message, a refusal reply, or None if the client is gone."""
-        limits = self.limits
-        # A leading CRLF lets an empty message (".\r\n" at once) match the same terminator.
-        buf = bytearray(b"\r\n")
-        scan = 0
-        received = 0
-        overflow = False
-        started = self.loop.time()
-        while True:
-            deadline = self.loop.time() + limits.idle_timeout
-            if limits.min_data_rate > 0:
-                deadline = min(deadline, started + limits.data_rate_grace + received / limits.min_data_rate)
-            try:
-                async with asyncio.timeout_at(deadline):
-                    chunk = await self._reader.read(READ_CHUNK)
-            except TimeoutError:
-                metrics.REJECTIONS.labels(reason="data-too-slow").inc()
-                await self.close_with(replies.DATA_TOO_SLOW)
-                return None
-            if not chunk:
-                return None
-            self._reset_timeout()
-            received += len(chunk)
-            buf += chunk
-            end = buf.find(EOD, scan)
-            if end >= 0:
-                self._unread(buf[end + len(EOD) :])
-                if overflow:
-                    return replies.MESSAGE_TOO_BIG
-                del buf[end + 2 :]
-                break
-            if overflow or len(buf) > limits.max_message_bytes + len(EOD):
-                # Over the limit: keep only the bytes that could begin the terminator.
-                overflow = True
-                del buf[: -(len(EOD) - 1)]
-                scan = 0
-            else:
-                scan = max(0, len(buf) - (len(EOD) - 1))
-        if policy.has_bare_newline(buf):
-            metrics.REJECTIONS.labels(reason="bare-newline").inc()
-            return replies.BARE_NEWLINE
-        if len(buf) > limits.max_line_length and policy.longest_line(buf) > limits.max_line_length:
-            return replies.LINE_TOO_LONG
-        # Undo dot-stuffing (RFC 5321 §4.5.2), then drop the leading CRLF added above.
-        if b"\r\n." in buf:
-            buf = bytearray(buf.replace(b"\r\n.", b"\r\n"))
-        del buf[:2]
-        if len(buf) > limits.max_message_bytes:
-            return replies.MESSAGE_TOO_BIG
-        return buf
 
     def _unread(self, data: bytes | bytearray) -> None:
         """Give back commands pipelined after the end of DATA (the same StreamReader buffer aiosmtpd clears
