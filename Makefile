@@ -85,3 +85,9 @@ bench-projector: setup
 chaos-projector: setup
 	TAIFA_PROJECTOR_CHAOS_KILLS=$(or $(KILLS),100) TAIFA_PROJECTOR_CHAOS_EVENTS=$(or $(EVENTS),10000) \
 		$(BIN)/pytest tests/integration/projector/test_projector_crash.py -q -s -o timeout=3600
+
+# Figures, never pass/fail: every service's benchmark in one run.
+bench: bench-projector bench-relay
+
+# The long crash runs that do not belong in the default suite.
+chaos: chaos-projector

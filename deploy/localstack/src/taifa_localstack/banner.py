@@ -20,9 +20,11 @@ EXAMPLES: list[tuple[str, str]] = [
         '  -H "Authorization: Bearer $TAIFA_API_KEY" -H "Content-Type: application/json" \\\n'
         '  -d "{\\"domain_id\\": \\"$TAIFA_DOMAIN_ID\\"}" | (umask 077; tee ' + CREDENTIAL_FILE + ")\n"
         "SMTP_USER=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"username\"])' "
-        + CREDENTIAL_FILE + ")\n"
+        + CREDENTIAL_FILE
+        + ")\n"
         "SMTP_PASS=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"password\"])' "
-        + CREDENTIAL_FILE + ")",
+        + CREDENTIAL_FILE
+        + ")",
     ),
     (
         "Send with swaks (STARTTLS, AUTH LOGIN)",

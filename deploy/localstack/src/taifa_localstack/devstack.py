@@ -87,20 +87,36 @@ class DevStack:
             **self._relay_env(certs),
         }
         self._step("migrations", self._migrate)
-        self._serve("mail sink", [sys.executable, "-m", "taifa_localstack.mailsink", "--host", "127.0.0.1",
-                                  "--port", str(self.ports.sink), "--maildir", str(maildir)], run_dir, None)
+        self._serve(
+            "mail sink",
+            [
+                sys.executable,
+                "-m",
+                "taifa_localstack.mailsink",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.ports.sink),
+                "--maildir",
+                str(maildir),
+            ],
+            run_dir,
+            None,
+        )
         self._serve("projector", [_tool("taifa-projector"), "run"], run_dir, self.ports.projector_health)
         self._serve("credential-api", [_tool("taifa-api"), "serve"], run_dir, self.ports.api)
         self._serve("relay", [_tool("taifa-relay"), "run"], run_dir, self.ports.relay_health)
         self._step("demo account and verified domain", lambda: self._seed())
-        self.env.update({
-            "TAIFA_API_URL": f"http://127.0.0.1:{self.ports.api}",
-            "TAIFA_SMTP_HOST": "127.0.0.1",
-            "TAIFA_SMTP_PORT": str(self.ports.smtp),
-            "TAIFA_SMTPS_PORT": str(self.ports.smtps),
-            "TAIFA_CA_FILE": str(certs.ca_file),
-            "TAIFA_MAILDIR": str(maildir),
-        })
+        self.env.update(
+            {
+                "TAIFA_API_URL": f"http://127.0.0.1:{self.ports.api}",
+                "TAIFA_SMTP_HOST": "127.0.0.1",
+                "TAIFA_SMTP_PORT": str(self.ports.smtp),
+                "TAIFA_SMTPS_PORT": str(self.ports.smtps),
+                "TAIFA_CA_FILE": str(certs.ca_file),
+                "TAIFA_MAILDIR": str(maildir),
+            }
+        )
 
     def _relay_env(self, certs: DevCertificates) -> dict[str, str]:
         return {
@@ -128,17 +144,23 @@ class DevStack:
         self._running.append(service)
 
     def _seed(self) -> None:
-        account = json.loads(run_once([_tool("taifa-admin"), "account", "create", "--name", DEMO_ACCOUNT_NAME,
-                                       "--plan", DEMO_PLAN], env=self.env))
+        account = json.loads(
+            run_once(
+                [_tool("taifa-admin"), "account", "create", "--name", DEMO_ACCOUNT_NAME, "--plan", DEMO_PLAN],
+                env=self.env,
+            )
+        )
         api_url = f"http://127.0.0.1:{self.ports.api}"
         domain = _post_json(f"{api_url}/v1/domains", {"name": DEMO_DOMAIN}, account["api_key"])
         run_once([_tool("taifa-admin"), "domain", "verify", "--force", domain["id"]], env=self.env)
-        self.env.update({
-            "TAIFA_API_KEY": account["api_key"],
-            "TAIFA_ACCOUNT_ID": account["account_id"],
-            "TAIFA_DOMAIN_ID": domain["id"],
-            "TAIFA_DOMAIN": domain["name"],
-        })
+        self.env.update(
+            {
+                "TAIFA_API_KEY": account["api_key"],
+                "TAIFA_ACCOUNT_ID": account["account_id"],
+                "TAIFA_DOMAIN_ID": domain["id"],
+                "TAIFA_DOMAIN": domain["name"],
+            }
+        )
 
     def _step(self, what: str, action: Callable[[], object]) -> None:
         began = time.monotonic()
@@ -170,7 +192,9 @@ def _tool(name: str) -> str:
 
 def _post_json(url: str, body: dict[str, object], api_key: str) -> dict[str, str]:
     request = urllib.request.Request(  # noqa: S310 - loopback URL we built
-        url, data=json.dumps(body).encode(), method="POST",
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
         headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310

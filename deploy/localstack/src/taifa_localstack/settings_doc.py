@@ -51,8 +51,14 @@ def render_table() -> str:
     for service, model in load_models().items():
         for field_name, field in model.model_fields.items():
             name = env_name(model, field_name)
-            row = rows.setdefault(name, {"services": [], "default": _default(field),
-                                         "description": (field.description or "").replace("|", "\\|")})
+            row = rows.setdefault(
+                name,
+                {
+                    "services": [],
+                    "default": _default(field),
+                    "description": (field.description or "").replace("|", "\\|"),
+                },
+            )
             row["services"].append(service)
     lines = ["| variable | services | default | meaning |", "|---|---|---|---|"]
     for name in sorted(rows):

@@ -115,9 +115,7 @@ def decode(raw: bytes | str | dict[str, Any]) -> Envelope[EventData]:
         raise InvalidEvent("envelope lacks event_type, schema_version or data")
     parsed = parse_data(event_type, version, data)
     try:
-        return _ANY_ENVELOPE.model_validate(
-            {**obj, "schema_version": type(parsed).SCHEMA_VERSION, "data": parsed}
-        )
+        return _ANY_ENVELOPE.model_validate({**obj, "schema_version": type(parsed).SCHEMA_VERSION, "data": parsed})
     except ValidationError as exc:
         raise InvalidEvent(f"invalid envelope: {_brief(exc)}") from None
 
