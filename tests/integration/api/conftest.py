@@ -1,10 +1,10 @@
 """Fixtures of the credential API's integration tests: a fresh database per module on the session PostgreSQL,
-a Redis database index per module, and the app running in-process (lifespan included) behind httpx."""
+a Redis and (where needed) a broker and the real projector per module, and the app running in-process
+(lifespan included) behind httpx."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 
@@ -12,9 +12,7 @@ import pytest
 from api_support import ApiHarness, create_database, running_api, venv_bin
 from taifa_api.adapters import migrate
 from taifa_api.settings import Settings
-from taifa_localstack import TOPIC_PARTITIONS, ServiceProcess, Tansu, create_topics, free_port, run_once
-
-_redis_indexes = itertools.cycle(range(8, 16))
+from taifa_localstack import TOPIC_PARTITIONS, Redis, ServiceProcess, Tansu, create_topics, free_port, run_once
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +26,14 @@ def api_db(postgres_server) -> str:
 
 
 @pytest.fixture(scope="module")
-def api_redis(redis_server) -> str:
-    return redis_server.url.rsplit("/", 1)[0] + f"/{next(_redis_indexes)}"
+def api_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis of the module's own: the projector's cache epoch and keys never meet another suite's."""
+    server = Redis(tmp_path_factory.mktemp("api-redis"))
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -55,13 +59,6 @@ def make_settings(api_db: str, api_redis: str) -> Callable[..., Settings]:
 async def api(make_settings: Callable[..., Settings]) -> AsyncIterator[ApiHarness]:
     async with running_api(make_settings()) as harness:
         yield harness
-
-
-@pytest.fixture
-def no_env_leak(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("TAIFA_API_JWT_SECRET", "TAIFA_API_JWT_PUBLIC_KEYS"):
-        monkeypatch.delenv(name, raising=False)
-    yield
 
 
 @pytest.fixture(scope="module")

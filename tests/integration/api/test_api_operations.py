@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import signal
+import tempfile
 import uuid
+from pathlib import Path
 
 from api_support import running_api, venv_bin
 from taifa_api.adapters import migrate
@@ -32,8 +37,11 @@ async def test_healthz_readyz_metrics_and_openapi(api) -> None:
     assert "password" not in listed and "secret_hash" not in listed
 
 
-async def test_database_down_gives_a_generic_503_and_readyz_says_not_ready(make_settings, tmp_path) -> None:
-    postgres = Postgres(tmp_path / "pg")
+async def test_database_down_gives_a_generic_503_and_readyz_says_not_ready(make_settings) -> None:
+    # Outside pytest's temp root: a concurrent pytest session resets that root to 0700, which would lock
+    # the unprivileged postgres user out of its data directory on restart.
+    workdir = Path(tempfile.mkdtemp(prefix="taifa-api-pg-"))
+    postgres = Postgres(workdir)
     await asyncio.to_thread(postgres.start)
     try:
         await asyncio.to_thread(migrate.upgrade, postgres.url)
@@ -43,6 +51,8 @@ async def test_database_down_gives_a_generic_503_and_readyz_says_not_ready(make_
         async with running_api(make_settings(database_url=postgres.url)) as api:
             tenant = await api.tenant()
             domain = await api.verified_domain(tenant)
+            # Fast shutdown (SIGINT): connections are cut at once, committed work is kept.
+            os.kill(postgres.pid, signal.SIGINT)
             await asyncio.to_thread(postgres.stop)
             responses = [
                 await api.client.get("/v1/domains", headers=tenant.headers),
@@ -65,6 +75,7 @@ async def test_database_down_gives_a_generic_503_and_readyz_says_not_ready(make_
             assert (await api.credential(tenant, domain["id"])).status_code == 201
     finally:
         await asyncio.to_thread(postgres.stop)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 async def test_redis_down_does_not_block_writes_and_marks_projection_pending(make_settings) -> None:

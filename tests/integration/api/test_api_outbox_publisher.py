@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import tempfile
 import uuid
 from collections import defaultdict
+from pathlib import Path
 
 import asyncpg
 from api_support import consume_all, create_database, running_api, venv_bin
@@ -135,6 +138,7 @@ async def test_publisher_resumes_after_sigkill_without_a_gap(api_db, broker, tmp
         "TAIFA_API_PORT": str(port),
         "TAIFA_API_HOST": "127.0.0.1",
         "TAIFA_API_PROJECTION_WAIT_SECONDS": "0",
+        "TAIFA_API_LOG_LEVEL": "debug",
     }
     server = ServiceProcess(
         "taifa-api", [venv_bin("taifa-api"), "serve"], tmp_path, env=env, ready_url=f"http://127.0.0.1:{port}/readyz"
@@ -151,6 +155,7 @@ async def test_publisher_resumes_after_sigkill_without_a_gap(api_db, broker, tmp
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await writer
+        password, api_key = await _create_over_http(pool, port)
         last = await max_position(api_db)
         await wait_published(api_db, last)
         messages = await consume_all(broker.bootstrap, last)
@@ -159,7 +164,26 @@ async def test_publisher_resumes_after_sigkill_without_a_gap(api_db, broker, tmp
         await pool.close()
     positions = {decode(m.value).position for m in messages}
     assert positions == set(range(1, last + 1)), "a committed event never reached Kafka"
-    assert "outbox publisher is the active publisher" in server.log_path.read_text()
+    log = server.log_path.read_text()
+    assert "outbox publisher is the active publisher" in log
+    assert "POST /v1/smtp/credentials" in log  # the access log was captured (debug level)
+    payloads = b"".join(m.value for m in messages).decode()
+    for secret in (password, api_key):
+        assert secret not in log and secret not in payloads
+
+
+async def _create_over_http(pool: asyncpg.Pool, port: int) -> tuple[str, str]:
+    """A credential created through the real server; returns the password and the API key used."""
+    import httpx
+
+    issued = (await commands.create_account(pool, "http", "pro", "test")).value
+    headers = {"Authorization": f"Bearer {issued.api_key}"}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers) as client:
+        domain = (await client.post("/v1/domains", json={"name": f"{uuid.uuid4().hex[:8]}.example"})).json()
+        await commands.force_verify_domain(pool, uuid.UUID(domain["id"]), "test")
+        created = await client.post("/v1/smtp/credentials", json={"domain_id": domain["id"]})
+        assert created.status_code == 201, created.text
+        return created.json()["password"], issued.api_key
 
 
 async def _keep_writing(pool: asyncpg.Pool) -> None:
@@ -201,3 +225,35 @@ async def test_writes_succeed_while_the_broker_is_down_and_are_published_when_it
             assert {decode(m.value).position for m in messages} == set(range(1, last + 1))
     finally:
         await asyncio.to_thread(late_broker.stop)
+
+
+async def test_a_broker_that_comes_back_empty_gets_the_whole_log_again(make_settings, postgres_server) -> None:
+    database_url = await asyncio.to_thread(create_database, postgres_server.url)
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="taifa-api-tansu-"))
+    first = Tansu(workdir / "first", port=port)
+    await asyncio.to_thread(first.start)
+    await create_topics(first.bootstrap, TOPIC_PARTITIONS)
+    replacement = Tansu(workdir / "second", port=port)
+    pool = await database.create_pool(database_url, min_size=1, max_size=4)
+    publisher = OutboxPublisher(database_url, first.bootstrap, idle_poll_seconds=30, log_check_seconds=0.5)
+    stop = asyncio.Event()
+    task = asyncio.create_task(publisher.run(stop))
+    try:
+        await some_events(pool, tenants=2)
+        await wait_published(database_url, await max_position(database_url))
+        await asyncio.to_thread(first.stop)  # in-memory broker: everything it held is gone
+        await asyncio.to_thread(replacement.start)
+        await create_topics(replacement.bootstrap, TOPIC_PARTITIONS)
+        await some_events(pool, tenants=1)
+        last = await max_position(database_url)
+        messages = await consume_all(replacement.bootstrap, last, timeout=40)
+        assert {decode(m.value).position for m in messages} >= set(range(1, last + 1))
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+        await pool.close()
+        await asyncio.to_thread(replacement.stop)
+        await asyncio.to_thread(first.stop)
+        shutil.rmtree(workdir, ignore_errors=True)

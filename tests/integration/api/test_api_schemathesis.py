@@ -11,7 +11,7 @@ from taifa_api.adapters import database
 from taifa_api.application import commands
 from taifa_localstack import ServiceProcess, free_port
 
-MAX_EXAMPLES = "15"
+MAX_EXAMPLES = "10"
 
 
 async def _seed(database_url: str) -> tuple[str, str]:
@@ -77,7 +77,8 @@ def test_schemathesis_finds_no_failures_with_authentication(api_db, api_redis, b
     finally:
         server.stop()
     report = result.stdout[-6000:] + result.stderr[-2000:]
-    print(report)
     assert result.returncode == 0, report
-    assert "No issues found" in result.stdout or " 0 failures" in result.stdout or "passed" in result.stdout, report
+    assert " passed" in result.stdout and "failed" not in result.stdout.split("SUMMARY")[-1], report
+    # The run reached business logic: no "missing test data" / "missing authentication" warnings.
+    assert "Missing test data" not in result.stdout and "Missing authentication" not in result.stdout, report
     assert api_key not in server.log_path.read_text(errors="replace")

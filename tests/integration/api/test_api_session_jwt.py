@@ -13,7 +13,7 @@ from api_support import running_api
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-SECRET = "test-hs256-secret-that-is-long-enough-0123456789"
+SECRET = "test-hs256-secret-that-is-long-enough-for-hs512-too-0123456789abcdef"
 ISSUER = "https://auth.taifa.test"
 AUDIENCE = "taifa-api"
 UNAUTHORIZED = b'{"error":{"code":"unauthorized","message":"Missing or invalid authentication."}}'
@@ -84,7 +84,9 @@ async def test_jwt_attacks_are_all_the_same_401(jwt_api) -> None:
     attacks = {
         "alg none": unsigned(good),
         "alg None": unsigned(good, "None"),
-        "forged secret": jwt.encode(good, "another-secret-of-enough-length-0123456789", algorithm="HS256"),
+        "forged secret": jwt.encode(
+            good, "another-secret-of-enough-length-for-hs512-too-0123456789abcdefgh", algorithm="HS256"
+        ),
         "hs256 signed with the rsa public key": _hs256_with_raw_key(good, public_pem),
         "expired": jwt.encode(claims(account, exp=int(time.time()) - 10), SECRET, algorithm="HS256"),
         "missing exp": jwt.encode(claims(account, exp=None), SECRET, algorithm="HS256"),

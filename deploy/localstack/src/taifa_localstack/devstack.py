@@ -80,7 +80,11 @@ class DevStack:
         maildir = run_dir / "maildir"
         self.env = {
             **self._infra.env(),
+            "TAIFA_API_HOST": "127.0.0.1",
             "TAIFA_API_PORT": str(self.ports.api),
+            # The 201 response shows where to send: the local relay, not production.
+            "TAIFA_API_SMTP_HOST": "127.0.0.1",
+            "TAIFA_API_SMTP_PORT": str(self.ports.smtp),
             "TAIFA_JWT_SECRET": jwt_secret,  # the contract's name in dev.env
             "TAIFA_API_JWT_SECRET": jwt_secret,
             "TAIFA_PROJECTOR_HEALTH_PORT": str(self.ports.projector_health),

@@ -35,7 +35,8 @@ class Settings(BaseSettings):
     )
     api_jwt_public_keys: str | None = Field(
         None,
-        description="PEM public key(s) (RSA, EC or Ed25519, concatenated) for RS256/ES256/EdDSA session JWTs.",
+        description="PEM public key(s) (RSA, EC P-256 or Ed25519, concatenated), or the path of a file holding "
+        "them, for RS256/ES256/EdDSA session JWTs.",
     )
     api_jwt_issuer: str | None = Field(None, description="Required `iss` claim of session JWTs, when set.")
     api_jwt_audience: str | None = Field(None, description="Required `aud` claim of session JWTs, when set.")
@@ -76,6 +77,12 @@ class Settings(BaseSettings):
     )
     api_publisher_retry_seconds: float = Field(
         1.0, description="Pause before the publisher retries after losing the database or the broker."
+    )
+
+    api_publisher_log_check_seconds: float = Field(
+        30.0,
+        description="How often the publisher checks that the broker still holds what it sent "
+        "(an emptied log is replayed from the event store).",
     )
 
     api_db_pool_min: int = Field(2, description="Minimum PostgreSQL connections in the API pool.")

@@ -3,7 +3,8 @@
 One publisher is active at a time (a session advisory lock on its dedicated connection), so several API
 processes are safe. It wakes on LISTEN/NOTIFY (with a slow safety re-check), records the last position
 Kafka acknowledged, and after a crash resumes from there: nothing is skipped, a few events may be sent
-twice (consumers are idempotent).
+twice (consumers are idempotent). A broker that lost the log (restarted empty, topics recreated) is
+noticed at start and every `log_check_seconds`, and the whole event store is replayed to it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Final
 
 import asyncpg
@@ -20,6 +22,7 @@ from taifa_events import encode
 
 from taifa_api import metrics
 from taifa_api.adapters import database, event_store
+from taifa_api.adapters.broker_log import BrokerLogWatch
 
 PUBLISHER_LOCK_KEY: Final = 0x7A1FA_0002
 PUBLISHER_NAME: Final = "kafka"
@@ -36,12 +39,15 @@ class OutboxPublisher:
         batch_size: int = 500,
         idle_poll_seconds: float = 2.0,
         retry_seconds: float = 1.0,
+        log_check_seconds: float = 30.0,
     ) -> None:
         self._database_url = database_url
         self._bootstrap = bootstrap
         self._batch_size = batch_size
         self._idle_poll = idle_poll_seconds
         self._retry = retry_seconds
+        self._log_check = log_check_seconds
+        self._watch = BrokerLogWatch(bootstrap)
         self.is_leader = False
         self.published_position = 0
 
@@ -85,18 +91,30 @@ class OutboxPublisher:
         )
         await producer.start()
         try:
-            last = await self._load_progress(conn)
+            self._watch.forget()
+            last = await self._replay_if_log_lost(await self._load_progress(conn))
+            next_check = time.monotonic() + self._log_check
             while not stop.is_set():
                 wake.clear()
+                if time.monotonic() >= next_check:
+                    last = await self._replay_if_log_lost(last)
+                    next_check = time.monotonic() + self._log_check
                 rows = await event_store.read_after(conn, last, self._batch_size)
                 if rows:
                     last = await self._publish(producer, rows)
                     await self._save_progress(conn, last)
                     continue
-                await _wait_any(wake, stop, self._idle_poll)
+                await _wait_any(wake, stop, min(self._idle_poll, max(0.0, next_check - time.monotonic())))
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(producer.stop(), 10)
+
+    async def _replay_if_log_lost(self, last: int) -> int:
+        if not await self._watch.log_lost(expect_messages=last > 0):
+            return last
+        log.warning("the broker lost events already published (new or wiped log); replaying from position 1")
+        self._watch.forget()
+        return 0
 
     async def _publish(self, producer: AIOKafkaProducer, rows: list[asyncpg.Record]) -> int:
         """Send a batch in position order and wait until Kafka acknowledged all of it."""
@@ -114,7 +132,8 @@ class OutboxPublisher:
                     ],
                 )
             )
-        await asyncio.gather(*pending)
+        for acknowledged in await asyncio.gather(*pending):
+            self._watch.record(acknowledged)
         last = int(rows[-1]["position"])
         metrics.PUBLISHED.inc(len(rows))
         metrics.PUBLISHED_POSITION.set(last)

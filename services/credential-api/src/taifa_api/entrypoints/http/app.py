@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 batch_size=settings.api_publisher_batch_size,
                 idle_poll_seconds=settings.api_publisher_idle_poll_seconds,
                 retry_seconds=settings.api_publisher_retry_seconds,
+                log_check_seconds=settings.api_publisher_log_check_seconds,
             )
             app.state.publisher = publisher
             tasks.append(asyncio.create_task(publisher.run(stop), name="outbox-publisher"))

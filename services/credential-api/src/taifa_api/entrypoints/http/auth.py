@@ -9,6 +9,7 @@ import hmac
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 from uuid import UUID
 
@@ -48,9 +49,11 @@ class Principal:
     via_cookie: bool
 
 
-def load_public_keys(pem_text: str | None) -> list[Any]:
-    if not pem_text:
+def load_public_keys(setting: str | None) -> list[Any]:
+    """Public keys from PEM text, or from the file the setting names (e.g. a mounted Kubernetes secret)."""
+    if not setting:
         return []
+    pem_text = setting if "-----BEGIN" in setting else Path(setting).read_text()
     return [load_pem_public_key(block.encode()) for block in _PEM_BLOCK.findall(pem_text)]
 
 
