@@ -64,7 +64,10 @@ def generate(total: int, seed: int = 1, active: int = 2000) -> Iterator[dict[str
     position = 0
     while position < total:
         if len(lanes) < active:
-            account, domain = uuid.UUID(int=rng.getrandbits(128), version=4), uuid.UUID(int=rng.getrandbits(128), version=4)
+            account, domain = (
+                uuid.UUID(int=rng.getrandbits(128), version=4),
+                uuid.UUID(int=rng.getrandbits(128), version=4),
+            )
             name = f"d{domain.hex[:12]}.example"
             lanes.append({"account": str(account), "domain": str(domain), "name": name, "version": 0,
                           "steps": 3 + 2 * rng.randrange(0, 3), "credential": None})  # fmt: skip
@@ -75,19 +78,36 @@ def generate(total: int, seed: int = 1, active: int = 2000) -> Iterator[dict[str
         common = {"account_id": lane["account"], "domain_id": lane["domain"]}
         if step == 0:
             event_type, stream, version = "DomainRegistered", lane["domain"], 1
-            data = {**common, "name": lane["name"], "verification_name": f"_taifa.{lane['name']}",
-                    "verification_value": f"taifa-verification={rng.getrandbits(64):016x}", "created_at": _ts(position)}  # fmt: skip
+            data = {
+                **common,
+                "name": lane["name"],
+                "verification_name": f"_taifa.{lane['name']}",
+                "verification_value": f"taifa-verification={rng.getrandbits(64):016x}",
+                "created_at": _ts(position),
+            }
         elif step == 1:
             event_type, stream, version = "DomainVerified", lane["domain"], 2
             data = {**common, "name": lane["name"], "verified_at": _ts(position), "method": "dns"}
         elif lane["credential"] is None:
             lane["credential"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
             event_type, stream, version = "CredentialCreated", lane["credential"], 1
-            data = {**common, "credential_id": lane["credential"], "domain": lane["name"], "username": username,
-                    "secret_hash": f"{rng.getrandbits(256):064x}", "hash_scheme": "sha256", "created_at": _ts(position)}  # fmt: skip
+            data = {
+                **common,
+                "credential_id": lane["credential"],
+                "domain": lane["name"],
+                "username": username,
+                "secret_hash": f"{rng.getrandbits(256):064x}",
+                "hash_scheme": "sha256",
+                "created_at": _ts(position),
+            }
         else:
             event_type, stream, version = "CredentialDeactivated", lane["credential"], 2
-            data = {**common, "credential_id": lane["credential"], "username": username, "deactivated_at": _ts(position)}
+            data = {
+                **common,
+                "credential_id": lane["credential"],
+                "username": username,
+                "deactivated_at": _ts(position),
+            }
             lane["credential"] = None
         lane["version"] += 1
         if lane["version"] >= lane["steps"]:
@@ -120,9 +140,10 @@ async def produce(bootstrap: str, total: int) -> float:
         for event in generate(total, seed=7):
             pending.append(
                 await producer.send(
-                    topic_of(event), json.dumps(event, separators=(",", ":")).encode(),
+                    topic_of(event),
+                    json.dumps(event, separators=(",", ":")).encode(),
                     key=event["data"]["domain_id"].encode(),
-                )  # fmt: skip
+                )
             )
             if len(pending) >= 20_000:
                 await asyncio.gather(*pending)
@@ -137,15 +158,15 @@ async def live(settings: Settings, total: int) -> dict[str, float]:
     projector = Projector(settings, health=False)
     await projector.start()
     marks: list[float] = []
-    process = projector.applier.process
+    apply = projector.applier.apply
 
-    async def timed(records):  # type: ignore[no-untyped-def]
+    async def timed(batch):  # type: ignore[no-untyped-def]
         marks.append(time.perf_counter())
-        report = await process(records)
+        report = await apply(batch)
         marks.append(time.perf_counter())
         return report
 
-    projector.applier.process = timed  # type: ignore[method-assign]
+    projector.applier.apply = timed  # type: ignore[method-assign]
     stop = asyncio.Event()
     task = asyncio.create_task(projector.consume(stop))
     try:
@@ -196,7 +217,9 @@ async def with_stores(settings: Settings, action):  # type: ignore[no-untyped-de
     pool = await create_pool(settings.database_url, 2)
     client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=60)
     try:
-        return await action(ReadModelStore(pool, settings.projector_group_id), AuthCache(client, settings.projector_group_id))
+        return await action(
+            ReadModelStore(pool, settings.projector_group_id), AuthCache(client, settings.projector_group_id)
+        )
     finally:
         await client.aclose()
         await pool.close()
@@ -231,10 +254,16 @@ def main() -> None:
             flush=True,
         )
         summary = asyncio.run(
-            with_stores(settings, lambda s, c: rebuild_from_kafka(s, c, settings.kafka_bootstrap, settings.projector_topics))
+            with_stores(
+                settings, lambda s, c: rebuild_from_kafka(s, c, settings.kafka_bootstrap, settings.projector_topics)
+            )
         )
-        print(f"  rebuild from Kafka: {summary.events:,} events in {summary.seconds:.1f}s "
-              f"({summary.events / summary.seconds:,.0f} events/s; phases {_phases(summary.phases)})", flush=True)  # fmt: skip
+        rate = summary.events / summary.seconds
+        print(
+            f"  rebuild from Kafka: {summary.events:,} events in {summary.seconds:.1f}s "
+            f"({rate:,.0f} events/s; phases {_phases(summary.phases)})",
+            flush=True,
+        )
 
         filled = asyncio.run(fill_event_store(settings.database_url, rebuild_n))
         print(f"  wrote {rebuild_n:,} events to event_store in {filled:.1f}s", flush=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
@@ -61,10 +60,16 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0
         except Exception as exc:  # noqa: BLE001 - a store may be restarting; keep polling
             last = exc
         await asyncio.sleep(0.05)
-    if os.environ.get("TAIFA_TEST_DUMP_TASKS"):
-        for task in asyncio.all_tasks():
-            task.print_stack()
     raise AssertionError(f"{what} not reached within {timeout}s (last error: {last!r})")
+
+
+def holds(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    """A synchronous condition (e.g. on an in-process projector's counters) in the form `eventually` polls."""
+
+    async def run() -> bool:
+        return bool(check())
+
+    return run
 
 
 @contextlib.asynccontextmanager

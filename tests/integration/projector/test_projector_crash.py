@@ -34,9 +34,7 @@ def projector_process(isolated, workdir, name: str) -> ServiceProcess:
         TAIFA_PROJECTOR_POLL_TIMEOUT_MS="50",
         TAIFA_PROJECTOR_CACHE_CHECK_SECONDS="0.2",
     )
-    return ServiceProcess(
-        name, [PROJECTOR_BIN, "run"], workdir, env=env, ready_url=f"http://127.0.0.1:{port}/readyz"
-    )
+    return ServiceProcess(name, [PROJECTOR_BIN, "run"], workdir, env=env, ready_url=f"http://127.0.0.1:{port}/readyz")
 
 
 async def produce_paced(isolated, events, seconds: float) -> None:

@@ -14,7 +14,7 @@ from taifa_events import envelope_to_json, topics
 from taifa_localstack import Postgres, Redis
 
 from tests.integration.projector.conftest import Isolated, migrate
-from tests.integration.projector.projector_harness import ReadSide, eventually, produce, running
+from tests.integration.projector.projector_harness import ReadSide, eventually, holds, produce, running
 from tests.unit.projector.projector_events import Domain
 
 
@@ -61,7 +61,7 @@ async def test_poison_messages_go_to_the_dlq_with_headers_and_the_partition_move
     async with ReadSide(settings) as side, running(settings) as projector:
         await eventually(lambda: side.offsets_total(), what="offsets recorded")
         await eventually(lambda: _count_is(side, 5), what="all five records consumed")
-        assert projector.totals.dead_lettered == 3
+        await eventually(holds(lambda: projector.totals.dead_lettered == 3), what="dead letters counted")
         assert {r["credential_id"] for r in await side.pool.fetch("SELECT credential_id FROM rm_smtp_credentials")} == {
             before.data.credential_id,
             after.data.credential_id,
@@ -113,7 +113,11 @@ async def test_postgres_restart_pauses_consumption_commits_nothing_and_catches_u
             await asyncio.to_thread(postgres.stop)
             await produce(isolated.bootstrap, isolated.topic_names, second)
             await eventually(
-                _async(lambda: _sample("taifa_projector_transient_failures_total", {"store": "postgres"}) > transient_before),
+                holds(
+                    lambda: (
+                        _sample("taifa_projector_transient_failures_total", {"store": "postgres"}) > transient_before
+                    )
+                ),
                 what="projector noticed PostgreSQL is down",
             )
             await asyncio.to_thread(postgres.start)
@@ -130,13 +134,6 @@ async def test_postgres_restart_pauses_consumption_commits_nothing_and_catches_u
         assert dlq_after == dlq_before
     finally:
         await asyncio.to_thread(postgres.stop)
-
-
-def _async(check):  # type: ignore[no-untyped-def]
-    async def run() -> bool:
-        return bool(check())
-
-    return run
 
 
 async def _rows_are(side: ReadSide, total: int) -> bool:
@@ -209,5 +206,3 @@ async def _all_revoked(side: ReadSide, domains: list[Domain]) -> bool:
         if entry is None or entry.active:
             return False
     return True
-
-

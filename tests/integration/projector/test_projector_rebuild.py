@@ -8,7 +8,7 @@ import json
 import asyncpg
 from taifa_events import envelope_to_json
 
-from tests.integration.projector.projector_harness import ReadSide, eventually, produce, rebuild, running
+from tests.integration.projector.projector_harness import ReadSide, eventually, holds, produce, rebuild, running
 from tests.unit.projector.projector_events import Domain, scenario
 
 # The event store is the credential-api's table (docs/interfaces.md); the projector only reads it.
@@ -68,6 +68,7 @@ async def test_rebuild_from_kafka_equals_live_and_live_resumes_after_it(isolated
         await produce(isolated.bootstrap, isolated.topic_names, [later.registered(10_000)])
         async with running(settings) as projector:
             await eventually(lambda: side.count("rm_domains", f"name = '{later.name}'"), what="new event applied")
+            await eventually(holds(lambda: projector.totals.applied >= 1), what="totals counted")
             assert projector.totals.applied == 1 and projector.totals.duplicates == 0
 
 

@@ -122,6 +122,9 @@ def test_cache_fields_are_exactly_what_the_shared_format_writes() -> None:
 
     d = Domain()
     created = d.created(7)
-    for entry in latest_auth_entries([created]).values(), latest_auth_entries([created, d.deactivated(created, 8)]).values():
+    for entry in (
+        latest_auth_entries([created]).values(),
+        latest_auth_entries([created, d.deactivated(created, 8)]).values(),
+    ):
         (entry,) = entry
         assert dict(zip(ENTRY_FIELDS, entry_values(entry), strict=True)) == to_cache_entry(entry).to_redis()

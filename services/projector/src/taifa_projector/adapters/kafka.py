@@ -139,7 +139,9 @@ async def read_topics_to_end(
     try:
         await consumer.topics()  # loads the metadata of every topic
         partitions = [
-            TopicPartition(topic, p) for topic in topic_names for p in sorted(consumer.partitions_for_topic(topic) or ())
+            TopicPartition(topic, p)
+            for topic in topic_names
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
         ]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)

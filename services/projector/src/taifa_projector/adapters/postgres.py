@@ -44,6 +44,7 @@ AUTH_COLUMNS = (
 )  # fmt: skip
 AUTH_TYPES = ("text", "uuid", "uuid", "uuid", "text", "text", "text", "bool", "bigint")
 
+PROCESSED_PKEY = "projector_processed_events_pkey"  # as migration 0001 names it
 READ_SIDE_TABLES = (
     "rm_smtp_credentials",
     "rm_domains",
@@ -258,8 +259,13 @@ class ReadModelStore:
             await conn.copy_records_to_table(
                 "projector_auth_entries", records=[astuple(r) for r in projection.auth.values()], columns=AUTH_COLUMNS
             )
+            # A primary key built once after the load is several times faster than one grown row by row.
+            await conn.execute(f"ALTER TABLE projector_processed_events DROP CONSTRAINT {PROCESSED_PKEY}")
             await conn.copy_records_to_table(
                 "projector_processed_events", records=list(processed), columns=("event_id", "position")
+            )
+            await conn.execute(
+                f"ALTER TABLE projector_processed_events ADD CONSTRAINT {PROCESSED_PKEY} PRIMARY KEY (event_id)"
             )
             parked = [
                 (stream, position, json.dumps(envelope_to_json(event)))

@@ -24,7 +24,16 @@ CACHE_OFFSETS_PREFIX = "taifa:projector:cache-offsets:"
 # KEYS = entry keys; ARGV[i] = a JSON array of the values of ENTRY_FIELDS for KEYS[i] (one argument per
 # entry keeps the client's encoding cheap). Each entry is written only if its position is newer than
 # the stored one (compare-on-position). Returns how many applied.
-ENTRY_FIELDS = ("credential_id", "account_id", "domain_id", "domain", "secret_hash", "hash_scheme", "active", "position")
+ENTRY_FIELDS = (
+    "credential_id",
+    "account_id",
+    "domain_id",
+    "domain",
+    "secret_hash",
+    "hash_scheme",
+    "active",
+    "position",
+)
 WRITE_IF_NEWER = """
 local applied = 0
 for i, key in ipairs(KEYS) do
@@ -116,7 +125,7 @@ class AuthCache:
         for entry in entries:
             keys.append(auth_cache.auth_key(entry.username))
             args.append(json.dumps(entry_values(entry)))
-        pipe.scripts.add(self._write_if_newer)
+        pipe.scripts.add(self._write_if_newer)  # type: ignore[arg-type]  # redis-py types the set as sync Scripts
         pipe.evalsha(self._write_if_newer.sha, len(keys), *keys, *args)
 
     def _queue_offsets(self, pipe: aioredis.client.Pipeline, offsets: dict[TopicPartitionKey, int]) -> None:
@@ -124,7 +133,7 @@ class AuthCache:
             args: list[str | int] = []
             for tp, offset in offsets.items():
                 args += [_offset_field(tp), offset]
-            pipe.scripts.add(self._raise_offsets)
+            pipe.scripts.add(self._raise_offsets)  # type: ignore[arg-type]  # redis-py types the set as sync Scripts
             pipe.evalsha(self._raise_offsets.sha, 1, self.offsets_key, *args)
 
     async def write_batch(
@@ -134,18 +143,19 @@ class AuthCache:
         applied: Sequence[UUID],
         revoked_usernames: Sequence[str],
     ) -> None:
-        """One MULTI/EXEC: entries (if newer), cache offsets, read-your-writes keys, then the announcements."""
+        """One MULTI/EXEC: entries (if newer), cache offsets, revocations, then the read-your-writes signal."""
         async with self.client.pipeline(transaction=True) as pipe:
             self._queue_entries(pipe, list(entries))
             self._queue_offsets(pipe, offsets)
+            for username in revoked_usernames:
+                pipe.publish(auth_cache.REVOCATIONS_CHANNEL, username)
+            # Last: the API ends its wait on this, so relays must have heard of revocations first.
             if applied:
-                pipe.scripts.add(self._signal_applied)
+                pipe.scripts.add(self._signal_applied)  # type: ignore[arg-type]  # redis-py types the set as sync Scripts
                 pipe.evalsha(
                     self._signal_applied.sha, 0, auth_cache.APPLIED_KEY_PREFIX, self.applied_ttl,
                     auth_cache.APPLIED_CHANNEL, *(str(event_id) for event_id in applied),
                 )  # fmt: skip
-            for username in revoked_usernames:
-                pipe.publish(auth_cache.REVOCATIONS_CHANNEL, username)
             await pipe.execute()
 
     async def load_entries(self, entries: Sequence[AuthEntry], chunk: int) -> None:

@@ -45,6 +45,16 @@ class BatchReport:
     dead_lettered: int = 0
 
 
+@dataclass
+class DecodedBatch:
+    """Records with their decoded events, and those that could not be decoded (with the reason)."""
+
+    records: Sequence[Record]
+    next_offsets: dict[TopicPartitionKey, int]
+    events: list[tuple[Record, Event]] = field(default_factory=list)
+    undecodable: list[tuple[Record, str]] = field(default_factory=list)
+
+
 def next_offsets(records: Sequence[Record]) -> dict[TopicPartitionKey, int]:
     offsets: dict[TopicPartitionKey, int] = {}
     for record in records:
@@ -78,18 +88,30 @@ class BatchApplier:
         self.retry_max = retry_max
         self.publish_applied = publish_applied
 
-    async def process(self, records: Sequence[Record]) -> BatchReport:
-        """Apply `records` (several partitions, each in offset order); returns the offsets to commit."""
-        report = BatchReport(next_offsets=next_offsets(records))
-        decoded: list[tuple[Record, Event]] = []
+    @staticmethod
+    def decode(records: Sequence[Record]) -> DecodedBatch:
+        """Decode a batch (pure CPU: the consume loop runs it while the previous batch's I/O is pending)."""
+        batch = DecodedBatch(records=records, next_offsets=next_offsets(records))
         for record in records:
             try:
                 if record.value is None:
                     raise InvalidEvent("record has no value")
-                decoded.append((record, decode(record.value)))
+                batch.events.append((record, decode(record.value)))
             except InvalidEvent as exc:
-                # Deterministic: decoding again gives the same answer, so one attempt is enough.
-                await self._dead_letter(record, REASON_UNDECODABLE, str(exc), attempts=1, report=report)
+                batch.undecodable.append((record, str(exc)))
+        return batch
+
+    async def process(self, records: Sequence[Record]) -> BatchReport:
+        """Decode and apply `records` (several partitions, each in offset order)."""
+        return await self.apply(self.decode(records))
+
+    async def apply(self, batch: DecodedBatch) -> BatchReport:
+        """Apply a decoded batch; returns the offsets to commit to Kafka."""
+        report = BatchReport(next_offsets=batch.next_offsets)
+        for record, reason in batch.undecodable:
+            # Deterministic: decoding again gives the same answer, so one attempt is enough.
+            await self._dead_letter(record, REASON_UNDECODABLE, reason, attempts=1, report=report)
+        decoded = batch.events
         last_error: BaseException | None = None
         for attempt in range(1, self.max_attempts + 1):
             try:

@@ -11,6 +11,7 @@ instance writing meanwhile would be overwritten by the TRUNCATE.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +38,7 @@ Progress = Callable[[str, int, int], None]
 EVENT_STORE_COLUMNS = (
     "event_id, event_type, schema_version, stream_id, stream_version, position, occurred_at, correlation_id, data"
 )
+SELECT_PAGE = f"SELECT {EVENT_STORE_COLUMNS} FROM event_store WHERE position > $1 ORDER BY position LIMIT $2"  # noqa: S608
 
 
 def _no_progress(_phase: str, _done: int, _total: int) -> None:
@@ -89,21 +91,28 @@ async def _write(
     progress: Progress,
 ) -> RebuildSummary:
     projection = folder.projection
-    started = time.monotonic()
-    progress("read models", 0, 1)
-    await store.replace_all(projection, list(folder.processed.items()), offsets)
-    progress("read models", 1, 1)
-    summary.phases["postgres"] = time.monotonic() - started
-
-    started = time.monotonic()
     entries = list(projection.auth.values())
-    await cache.clear()
-    for start in range(0, len(entries), chunk):
-        await cache.load_entries(entries[start : start + chunk], chunk)
-        progress("auth cache", min(start + chunk, len(entries)), len(entries))
+
+    async def write_postgres() -> None:
+        started = time.monotonic()
+        progress("read models", 0, 1)
+        await store.replace_all(projection, list(folder.processed.items()), offsets)
+        progress("read models", 1, 1)
+        summary.phases["postgres"] = time.monotonic() - started
+
+    async def write_redis() -> None:
+        started = time.monotonic()
+        await cache.clear()
+        for start in range(0, len(entries), chunk):
+            await cache.load_entries(entries[start : start + chunk], chunk)
+            progress("auth cache", min(start + chunk, len(entries)), len(entries))
+        summary.phases["redis"] = time.monotonic() - started
+
+    # Both stores are written from the same in-memory projection, so they can be written at once;
+    # the cache is marked complete (offsets, epoch) only when both are done.
+    await asyncio.gather(write_postgres(), write_redis())
     await cache.raise_offsets(await store.load_offsets())
     await cache.set_epoch(uuid4().hex)
-    summary.phases["redis"] = time.monotonic() - started
 
     summary.events = len(folder.processed)
     summary.invalid = folder.invalid
@@ -128,20 +137,17 @@ async def rebuild_from_event_store(
             total = int(await conn.fetchval("SELECT count(*) FROM event_store"))
             after = 0
             done = 0
-            while True:
-                rows = await conn.fetch(
-                    f"SELECT {EVENT_STORE_COLUMNS} FROM event_store WHERE position > $1 "  # noqa: S608 - constant columns
-                    "ORDER BY position LIMIT $2",
-                    after,
-                    EVENT_STORE_CHUNK,
-                )
-                if not rows:
-                    break
+            # Keyset pages by position; the next page is read while this one is folded.
+            rows = await conn.fetch(SELECT_PAGE, after, EVENT_STORE_CHUNK)
+            while rows:
+                after = rows[-1]["position"]
+                next_page = asyncio.create_task(conn.fetch(SELECT_PAGE, after, EVENT_STORE_CHUNK))
+                await asyncio.sleep(0)  # let the query go out before the CPU-bound fold
                 for row in rows:
                     folder.add_raw(dict(row))
-                after = rows[-1]["position"]
                 done += len(rows)
                 progress("events", done, total)
+                rows = await next_page
         finally:
             await conn.reset_type_codec("jsonb", schema="pg_catalog")
     summary.phases["read"] = time.monotonic() - began

@@ -7,8 +7,9 @@ that. The same fold serves the live consumer and both rebuilds, which is why the
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 from uuid import UUID
 
 from taifa_events import Envelope, EventData
@@ -27,6 +28,7 @@ from taifa_projector.domain.model import (
 )
 
 Event = Envelope[EventData]
+RowT = TypeVar("RowT", CredentialRow, DomainRow)
 
 
 @dataclass
@@ -61,7 +63,13 @@ class Projection:
         elif is_domain_event(event):
             self._apply_row(event, self.domains, self.changed_domains, apply_domain_event)
 
-    def _apply_row(self, event: Event, rows: dict, changed: set[UUID], rule) -> None:  # type: ignore[type-arg,no-untyped-def]
+    def _apply_row(
+        self,
+        event: Event,
+        rows: dict[UUID, RowT],
+        changed: set[UUID],
+        rule: Callable[[RowT | None, Event], RowT | None],
+    ) -> None:
         stream = event.data.stream_id()
         before = rows.get(stream)
         after = rule(before, event)

@@ -13,7 +13,7 @@ from typing import Annotated
 import redis.asyncio as aioredis
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from taifa_projector.adapters.postgres import ReadModelStore, create_pool
@@ -91,7 +91,7 @@ def rebuild(
                 TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                 console=console,
             ) as bar:  # fmt: skip
-                tasks: dict[str, int] = {}
+                tasks: dict[str, TaskID] = {}
 
                 def progress(phase: str, done: int, total: int) -> None:
                     if phase not in tasks:

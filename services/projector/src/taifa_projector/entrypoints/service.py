@@ -27,7 +27,7 @@ from taifa_projector.adapters.kafka import (
 )
 from taifa_projector.adapters.postgres import ReadModelStore, create_pool
 from taifa_projector.adapters.redis_cache import AuthCache
-from taifa_projector.application.batches import BatchApplier, BatchReport
+from taifa_projector.application.batches import BatchApplier, BatchReport, DecodedBatch
 from taifa_projector.application.cache import CacheGuard
 from taifa_projector.application.retry import retry_transient
 from taifa_projector.domain.records import TopicPartitionKey
@@ -110,23 +110,44 @@ class Projector:
         return [(tp.topic, tp.partition) for tp in self.consumer.assignment()]
 
     async def consume(self, stop: asyncio.Event) -> None:
-        """Poll, apply and commit until `stop` is set."""
+        """Poll, apply and commit until `stop` is set.
+
+        Batches are applied strictly one after another; the next batch is polled and decoded while the
+        previous one waits on PostgreSQL and Redis (decoding has no effects).
+        """
         s = self.settings
-        while not stop.is_set():
-            await self.guard.maybe_check(self.assigned())
-            polled = await self.consumer.getmany(
-                timeout_ms=s.projector_poll_timeout_ms, max_records=s.projector_batch_size
-            )
-            records = [to_record(m) for messages in polled.values() for m in messages]
-            if not records:
-                continue
-            started = time.perf_counter()
-            report = await self.applier.process(records)
-            elapsed = time.perf_counter() - started
-            metrics.BATCH_SECONDS.observe(elapsed)
-            self.batch_seconds.append(elapsed)
-            self._add_to_totals(report)
-            await self._commit(report.next_offsets)
+        in_flight: asyncio.Task[BatchReport] | None = None
+        try:
+            while not stop.is_set():
+                if in_flight is None:
+                    await self.guard.maybe_check(self.assigned())
+                polled = await self.consumer.getmany(
+                    timeout_ms=s.projector_poll_timeout_ms, max_records=s.projector_batch_size
+                )
+                records = [to_record(m) for messages in polled.values() for m in messages]
+                decoded = self.applier.decode(records) if records else None
+                if in_flight is not None:
+                    await self._finish(in_flight)
+                    in_flight = None
+                    await self.guard.maybe_check(self.assigned())
+                if decoded is not None:
+                    in_flight = asyncio.create_task(self._apply(decoded))
+        finally:
+            if in_flight is not None:
+                await self._finish(in_flight)
+
+    async def _apply(self, decoded: DecodedBatch) -> BatchReport:
+        started = time.perf_counter()
+        report = await self.applier.apply(decoded)
+        elapsed = time.perf_counter() - started
+        metrics.BATCH_SECONDS.observe(elapsed)
+        self.batch_seconds.append(elapsed)
+        return report
+
+    async def _finish(self, in_flight: asyncio.Task[BatchReport]) -> None:
+        report = await in_flight
+        self._add_to_totals(report)
+        await self._commit(report.next_offsets)
 
     def _add_to_totals(self, report: BatchReport) -> None:
         self.totals.applied += report.applied
