@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PACKAGES := libs/events deploy/localstack $(wildcard services/*)
+PACKAGES := libs/events libs/runtime deploy/localstack $(wildcard services/*)
 PYPROJECTS := $(wildcard $(addsuffix /pyproject.toml,$(PACKAGES)))
 STAMP := $(VENV)/.installed
 NODE_DIR := tests/e2e/node
@@ -59,7 +59,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check libs deploy/localstack
-	$(BIN)/mypy libs/events/src deploy/localstack/src
+	$(BIN)/mypy libs/events/src libs/runtime/src deploy/localstack/src
 
 stack: setup
 	$(BIN)/taifa-stack run

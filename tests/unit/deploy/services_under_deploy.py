@@ -95,8 +95,36 @@ class Service:
         return "\n".join(p.read_text() for p in sorted(self.source.rglob("*.py")))
 
     def serves_path(self, path: str) -> bool:
-        """The path appears as a route literal in the service's code (decorator or dispatch)."""
-        return re.search(r"""["']""" + re.escape(path) + r"""["']""", self.source_text()) is not None
+        """The path is a route of the service: a literal in its code, or served by the shared HealthServer it uses."""
+        source = self.source_text()
+        if re.search(r"""["']""" + re.escape(path) + r"""["']""", source):
+            return True
+        return "taifa_runtime.health import HealthServer" in source and health_server_serves(path)
+
+
+def health_server_serves(path: str) -> bool:
+    """Ask the shared operations HTTP app itself (WSGI call, readiness stubbed as true)."""
+    import asyncio
+
+    from taifa_runtime.health import HealthServer
+
+    async def ready() -> bool:
+        return True
+
+    async def call() -> str:
+        server = HealthServer("127.0.0.1", 0, ready)
+        await server.start()
+        try:
+            statuses: list[str] = []
+            body = await asyncio.to_thread(
+                lambda: list(server.app({"PATH_INFO": path, "REQUEST_METHOD": "GET"}, lambda s, h: statuses.append(s)))
+            )
+            assert body
+            return statuses[0]
+        finally:
+            await server.stop()
+
+    return asyncio.run(call()).startswith("200")
 
 
 SERVICES: dict[str, Service] = {

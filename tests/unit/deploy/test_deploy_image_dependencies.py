@@ -1,4 +1,4 @@
-"""Each image installs only its own service (plus libs/events): everything the service's code imports
+"""Each image installs only its own service (plus libs/events and libs/runtime): everything the service's code imports
 must come from the dependencies its pyproject.toml declares. In the shared development venv a missing
 declaration goes unnoticed; in the image it is an ImportError at start."""
 
@@ -57,16 +57,23 @@ def required_imports(service: Service) -> set[str]:
 def installable_closure(service: Service) -> set[str]:
     """Canonical names of the distributions an image of this service contains."""
     pyproject = tomllib.loads((service.directory / "pyproject.toml").read_text())
-    pending = [Requirement(r) for r in pyproject["project"]["dependencies"]]
-    seen: set[str] = set()
+    # (requirement, the extras its parent asked for): an extra's dependencies count only when requested.
+    pending = [(Requirement(r), frozenset[str]()) for r in pyproject["project"]["dependencies"]]
+    seen: set[tuple[str, frozenset[str]]] = set()
+    names: set[str] = set()
     while pending:
-        requirement = pending.pop()
-        name = canonicalize_name(requirement.name)
-        if name in seen or (requirement.marker and not requirement.marker.evaluate({"extra": ""})):
+        requirement, parent_extras = pending.pop()
+        if requirement.marker and not any(
+            requirement.marker.evaluate({"extra": extra}) for extra in (parent_extras or {""})
+        ):
             continue
-        seen.add(name)
-        pending.extend(Requirement(r) for r in metadata.requires(requirement.name) or [])
-    return seen
+        key = (canonicalize_name(requirement.name), frozenset(requirement.extras))
+        if key in seen:
+            continue
+        seen.add(key)
+        names.add(key[0])
+        pending.extend((Requirement(r), key[1]) for r in metadata.requires(requirement.name) or [])
+    return names
 
 
 def test_every_import_of_each_service_is_installed_in_its_image() -> None:

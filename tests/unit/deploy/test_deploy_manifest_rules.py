@@ -160,6 +160,7 @@ def test_images_are_pinned_slim_multi_stage_non_root_and_without_healthcheck() -
         for source in re.findall(r"^COPY (?!--from)(\S+)", text, re.M):
             assert (REPO / source).is_dir(), source
         assert f"COPY services/{service.name} " in text and "COPY libs/events " in text
+        assert "COPY libs/runtime " in text
 
 
 def test_the_docker_build_context_contains_the_packages_and_no_local_state() -> None:
@@ -167,5 +168,5 @@ def test_the_docker_build_context_contains_the_packages_and_no_local_state() -> 
     rules = [line for line in ignore if line and not line.startswith("#")]
     assert rules[0] == "*"  # allow-list: nothing enters the context unless listed
     allowed_dirs = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
-    assert allowed_dirs == {"libs/events", *(f"services/{name}" for name in SERVICES)}
+    assert allowed_dirs == {"libs/events", "libs/runtime", *(f"services/{name}" for name in SERVICES)}
     assert {"**/*.pem", "**/*.key", "**/.env", "**/*.egg-info"} <= set(rules)

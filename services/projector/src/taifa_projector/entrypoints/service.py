@@ -16,6 +16,7 @@ from collections import deque
 import redis.asyncio as aioredis
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
+from taifa_runtime.health import HealthServer
 
 from taifa_projector import metrics
 from taifa_projector.adapters.kafka import (
@@ -31,7 +32,6 @@ from taifa_projector.application.batches import BatchApplier, BatchReport, Decod
 from taifa_projector.application.cache import CacheGuard
 from taifa_projector.application.retry import retry_transient
 from taifa_projector.domain.records import TopicPartitionKey
-from taifa_projector.entrypoints.health import HealthServer
 from taifa_projector.settings import Settings
 
 log = logging.getLogger(__name__)

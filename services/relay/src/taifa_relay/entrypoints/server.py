@@ -10,12 +10,13 @@ import contextlib
 import logging
 import signal
 
+from taifa_runtime.health import HealthServer
+
 from taifa_relay.adapters.auth_cache import AuthCache
 from taifa_relay.adapters.tls import ReloadingContext
 from taifa_relay.adapters.upstream import UpstreamClient
 from taifa_relay.domain import replies
 from taifa_relay.entrypoints.handler import RelayHandler
-from taifa_relay.entrypoints.health import HealthServer
 from taifa_relay.entrypoints.smtp_protocol import ProtocolLimits, RelaySMTP
 from taifa_relay.settings import Settings
 
@@ -64,7 +65,8 @@ class Relay:
             error_delay=settings.relay_error_delay_seconds,
             proxy_timeout=settings.relay_proxy_protocol_timeout_seconds if settings.relay_proxy_protocol else None,
         )
-        self.health = HealthServer(settings.relay_bind_host, settings.relay_health_port)
+        self._ready = False
+        self.health = HealthServer(settings.relay_bind_host, settings.relay_health_port, self._report_ready)
         self._servers: list[asyncio.Server] = []
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -95,19 +97,22 @@ class Relay:
             asyncio.create_task(self.tls.watch(self.settings.relay_tls_reload_seconds, self._stop)),
             asyncio.create_task(self._watch_readiness()),
         ]
-        self.health.start()
+        await self.health.start()
         log.info("relay listening", extra={"submission": self.submission_port, "smtps": self.smtps_port})
+
+    async def _report_ready(self) -> bool:
+        return self._ready
 
     async def _watch_readiness(self) -> None:
         while not self._stop.is_set():
-            self.health.ready = await self.cache.ping()
+            self._ready = await self.cache.ping()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), 1.0)
-        self.health.ready = False
+        self._ready = False
 
     async def drain(self) -> None:
         """Stop accepting, give open sessions the grace period to finish, then close what is left."""
-        self.health.ready = False
+        self._ready = False
         for server in self._servers:
             server.close()
         if self.handler.sessions:
@@ -122,7 +127,7 @@ class Relay:
                 await task
         await self.upstream.close()
         await self.cache.close()
-        self.health.stop()
+        await self.health.stop()
         log.info("relay stopped")
 
     async def serve_until_signalled(self) -> None:

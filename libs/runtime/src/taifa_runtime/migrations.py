@@ -1,0 +1,70 @@
+"""Versioned schema migrations with Alembic over asyncpg, one history and version table per owning service.
+
+A service keeps its revisions in its own script directory and calls `upgrade(database_url, that_dir,
+its_version_table)`; the directory's `env.py` is the two lines `from taifa_runtime.migrations import
+run_env` / `run_env()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import command
+from alembic.config import Config
+
+_URL_OPTION = "taifa.database_url"
+_VERSION_TABLE_OPTION = "taifa.version_table"
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """The asyncpg DSN (`postgresql://...`) as SQLAlchemy's `postgresql+asyncpg://...` URL."""
+    for prefix in ("postgresql://", "postgres://"):
+        if database_url.startswith(prefix):
+            return "postgresql+asyncpg://" + database_url[len(prefix) :]
+    return database_url
+
+
+def alembic_config(database_url: str, script_location: str, version_table: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", script_location)
+    # `%` would be read as interpolation by configparser.
+    config.set_main_option(_URL_OPTION, database_url.replace("%", "%%"))
+    config.set_main_option(_VERSION_TABLE_OPTION, version_table)
+    return config
+
+
+def upgrade(database_url: str, script_location: str, version_table: str, revision: str = "head") -> None:
+    """Bring the schema to `revision` (blocking; runs its own event loop, so call it outside one)."""
+    command.upgrade(alembic_config(database_url, script_location, version_table), revision)
+
+
+def run_env() -> None:
+    """The body of every script directory's env.py: run the pending revisions online, or emit SQL offline."""
+    from alembic import context
+    from sqlalchemy import Connection, pool
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    config = context.config
+    version_table = config.get_main_option(_VERSION_TABLE_OPTION) or "alembic_version"
+
+    def run(connection: Connection) -> None:
+        context.configure(connection=connection, target_metadata=None, version_table=version_table)
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def run_async() -> None:
+        url = sqlalchemy_url(config.get_main_option(_URL_OPTION) or "")
+        engine = create_async_engine(url, poolclass=pool.NullPool)
+        try:
+            async with engine.connect() as connection:
+                await connection.run_sync(run)
+                await connection.commit()
+        finally:
+            await engine.dispose()
+
+    if context.is_offline_mode():
+        context.configure(url="postgresql://", literal_binds=True, version_table=version_table)
+        with context.begin_transaction():
+            context.run_migrations()
+    else:
+        asyncio.run(run_async())
