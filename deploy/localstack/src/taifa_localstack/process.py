@@ -52,6 +52,10 @@ class ManagedProcess:
         return None
 
     @property
+    def cwd(self) -> Path:
+        return self.workdir
+
+    @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
@@ -67,7 +71,7 @@ class ManagedProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                cwd=self.workdir,
+                cwd=self.cwd,
                 env=self.env(),
                 start_new_session=True,  # its own process group: stop() reaches every child
                 user=self.user,

@@ -6,6 +6,7 @@ Readiness is always a real protocol exchange: a SQL query, a Redis PING, a Kafka
 from __future__ import annotations
 
 import asyncio
+import atexit
 import glob
 import os
 import shutil
@@ -60,24 +61,29 @@ class Postgres(ManagedProcess):
     def __init__(self, workdir: Path, port: int | None = None) -> None:
         super().__init__(workdir, user=_unprivileged_user())
         self.port = port or free_port()
-        self.datadir = workdir / "pgdata"
+        # The server's own files (data, socket) must be reachable by the server's user. Under root that
+        # user is not us, so they live in a private temp dir it owns (removed when this process exits),
+        # not below `workdir`, whose 0700 parents (pytest's, a home directory) it may not traverse.
+        self.rundir = workdir
+        if self.user:
+            self.rundir = Path(tempfile.mkdtemp(prefix="taifa-pg-"))
+            shutil.chown(self.rundir, self.user)
+            atexit.register(shutil.rmtree, self.rundir, True)
+        self.datadir = self.rundir / "pgdata"
         self._bin = Path(find_binary("postgres", ["/usr/lib/postgresql/*/bin/postgres"])).parent
 
     @property
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
 
+    @property
+    def cwd(self) -> Path:
+        return self.rundir
+
     def _initdb(self) -> None:
         if (self.datadir / "PG_VERSION").exists():
             return
         self.workdir.mkdir(parents=True, exist_ok=True)
-        if self.user:
-            shutil.chown(self.workdir, self.user)
-            # Temp dirs are 0700: let the unprivileged server user traverse (not list) the parents.
-            for parent in self.workdir.parents:
-                if parent == Path(tempfile.gettempdir()) or parent == Path("/"):
-                    break
-                parent.chmod(parent.stat().st_mode | 0o011)
         result = subprocess.run(
             [
                 str(self._bin / "initdb"),
@@ -109,7 +115,7 @@ class Postgres(ManagedProcess):
             "-c",
             "listen_addresses=127.0.0.1",
             "-c",
-            f"unix_socket_directories={self.workdir}",
+            f"unix_socket_directories={self.rundir}",
         ]
         for key, value in POSTGRES_TUNING.items():
             args += ["-c", f"{key}={value}"]
