@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from pathlib import Path
 
 
@@ -36,3 +38,14 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def kill_tree(proc: subprocess.Popen[str], known: set[int]) -> None:
+    """After a failed test: SIGKILL the command and everything below it, so nothing outlives the test."""
+    if proc.poll() is None:
+        known |= descendants(proc.pid)
+        proc.kill()
+        proc.wait(10)
+    for pid in known:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)

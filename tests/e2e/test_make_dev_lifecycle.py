@@ -9,7 +9,7 @@ from pathlib import Path
 
 from taifa_localstack import wait_until
 
-from tests.process_tree import alive, descendants
+from tests.process_tree import alive, descendants, kill_tree
 
 TOOL = Path(sys.executable).parent / "taifa-stack"
 
@@ -19,6 +19,7 @@ def test_make_dev_reaches_ready_refuses_a_second_start_and_stops_cleanly(tmp_pat
     cmd = [str(TOOL), "dev", "--free-ports", "--workdir", str(state)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output: list[str] = []
+    children: set[int] = set()
     try:
         for line in proc.stdout:  # type: ignore[union-attr]
             output.append(line)
@@ -38,5 +39,4 @@ def test_make_dev_reaches_ready_refuses_a_second_start_and_stops_cleanly(tmp_pat
         wait_until(lambda: not any(alive(pid) for pid in children), 30, "every child gone")
         assert not (state / "dev.env").exists(), "dev.env only exists while the stack runs"
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        kill_tree(proc, children)

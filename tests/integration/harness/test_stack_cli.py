@@ -9,12 +9,13 @@ from pathlib import Path
 
 from taifa_localstack import wait_until
 
-from tests.process_tree import alive, descendants
+from tests.process_tree import alive, descendants, kill_tree
 
 
 def test_ctrl_c_of_make_stack_leaves_nothing_running(tmp_path: Path) -> None:
     tool = Path(sys.executable).parent / "taifa-stack"
     proc = subprocess.Popen([str(tool), "run", "--workdir", str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    children: set[int] = set()
     try:
         lines = []
         for line in proc.stdout:  # type: ignore[union-attr]
@@ -30,5 +31,4 @@ def test_ctrl_c_of_make_stack_leaves_nothing_running(tmp_path: Path) -> None:
         assert proc.wait(60) == 0
         wait_until(lambda: not any(alive(pid) for pid in children), 20, "every child gone")
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        kill_tree(proc, children)
