@@ -6,11 +6,12 @@ from functools import cached_property
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from taifa_runtime.kafka import KafkaConnectionSettings
 
 from taifa_api.domain.plans import DEFAULT_PLAN_LIMITS
 
 
-class Settings(BaseSettings):
+class Settings(BaseSettings, KafkaConnectionSettings):
     """The credential API's configuration. Infrastructure names are shared with the other services."""
 
     model_config = SettingsConfigDict(env_prefix="TAIFA_", extra="ignore", frozen=True)
@@ -21,9 +22,6 @@ class Settings(BaseSettings):
     )
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0", description="Redis URL: rate limits and the projector's applied signal."
-    )
-    kafka_bootstrap: str = Field(
-        "127.0.0.1:9092", description="Kafka bootstrap servers (host:port[,host:port]) for the outbox publisher."
     )
 
     api_host: str = Field("0.0.0.0", description="Address the HTTP server binds to.")

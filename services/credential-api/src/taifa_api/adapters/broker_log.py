@@ -3,14 +3,17 @@ topics deleted and recreated), so the publisher can replay the event store inste
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import RecordMetadata
 from taifa_events import topics
 
 
 class BrokerLogWatch:
-    def __init__(self, bootstrap: str) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, kafka: Mapping[str, Any]) -> None:
+        self._kafka = kafka
         self._highest: dict[TopicPartition, int] = {}
 
     def record(self, metadata: RecordMetadata) -> None:
@@ -23,7 +26,7 @@ class BrokerLogWatch:
 
     async def log_lost(self, *, expect_messages: bool) -> bool:
         """True when the topics are empty although we published before, or shorter than what we saw acked."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(**self._kafka, group_id=None, enable_auto_commit=False)
         await consumer.start()
         try:
             await consumer.topics()  # fresh cluster metadata

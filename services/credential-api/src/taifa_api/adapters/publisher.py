@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -34,7 +35,7 @@ class OutboxPublisher:
     def __init__(
         self,
         database_url: str,
-        bootstrap: str,
+        kafka: str | Mapping[str, Any],
         *,
         batch_size: int = 500,
         idle_poll_seconds: float = 2.0,
@@ -42,12 +43,13 @@ class OutboxPublisher:
         log_check_seconds: float = 30.0,
     ) -> None:
         self._database_url = database_url
-        self._bootstrap = bootstrap
+        # A bootstrap "host:port" list, or the full client options (TLS/SASL) from the settings.
+        self._kafka = {"bootstrap_servers": kafka} if isinstance(kafka, str) else dict(kafka)
         self._batch_size = batch_size
         self._idle_poll = idle_poll_seconds
         self._retry = retry_seconds
         self._log_check = log_check_seconds
-        self._watch = BrokerLogWatch(bootstrap)
+        self._watch = BrokerLogWatch(self._kafka)
         self.is_leader = False
         self.published_position = 0
 
@@ -83,7 +85,7 @@ class OutboxPublisher:
         wake = asyncio.Event()
         await conn.add_listener(event_store.NOTIFY_CHANNEL, lambda *_: wake.set())
         producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap,
+            **self._kafka,
             acks="all",
             enable_idempotence=False,
             linger_ms=0,

@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.api_publisher_enabled:
             publisher = OutboxPublisher(
                 settings.database_url,
-                settings.kafka_bootstrap,
+                settings.kafka_client_options(),
                 batch_size=settings.api_publisher_batch_size,
                 idle_poll_seconds=settings.api_publisher_idle_poll_seconds,
                 retry_seconds=settings.api_publisher_retry_seconds,
