@@ -15,8 +15,8 @@ import asyncio
 import math
 import os
 import secrets
+import shutil
 import ssl
-import statistics
 import sys
 import tempfile
 import time
@@ -27,21 +27,14 @@ from pathlib import Path
 import aiosmtplib
 import redis
 import trustme
+from server_cpu import auth_cost, cpu_seconds, timing
 from taifa_events import hash_secret
 from taifa_events.auth_cache import AuthCacheEntry, auth_key
 from taifa_localstack import Redis, ServiceProcess, free_port, wait_until
 
 HERE = Path(__file__).resolve().parent
 CONCURRENCY = 20
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(*pids: int) -> float:
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLK_TCK
+TMPFS = Path("/dev/shm")  # noqa: S108 - only a parent: the sink gets a private mkdtemp directory in it
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -128,76 +121,6 @@ async def run_scenario(
     return Result(name, connections * per_connection, elapsed, latencies, sum(cpu_each), cpu_each)
 
 
-async def auth_cost(
-    port: int, context: ssl.SSLContext, user: str, password: str, pid: int, batches: int = 5, batch: int = 200
-) -> tuple[float, float, float]:
-    """Server CPU per AUTH and per NOOP (same prepared TLS connections), and the relay's own AUTH p50."""
-    auth_cpu = noop_cpu = 0.0
-    for _ in range(batches):
-        clients = []
-        for _ in range(batch):
-            client = aiosmtplib.SMTP(
-                hostname="localhost",
-                port=port,
-                tls_context=context,
-                start_tls=True,
-                timeout=60,
-                local_hostname="bench.test",
-            )
-            await client.connect()
-            await client.ehlo()
-            clients.append(client)
-        before = cpu_seconds(pid)
-        for client in clients:
-            await client.noop()
-        noop_cpu += cpu_seconds(pid) - before
-        before = cpu_seconds(pid)
-        for client in clients:
-            await client.auth_plain(user, password)
-        auth_cpu += cpu_seconds(pid) - before
-        for client in clients:
-            client.close()
-    n = batches * batch
-    return auth_cpu / n, noop_cpu / n, 0.0
-
-
-def welch(a: list[float], b: list[float]) -> tuple[float, float]:
-    """Welch's t statistic and its two-sided p-value (normal approximation; n is large)."""
-    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
-    t = (statistics.fmean(a) - statistics.fmean(b)) / math.sqrt(va + vb)
-    return t, 2 * (1 - statistics.NormalDist().cdf(abs(t)))
-
-
-async def timing(port: int, context: ssl.SSLContext, cases: dict[str, tuple[str, str]], samples: int) -> None:
-    client = aiosmtplib.SMTP(
-        hostname="localhost", port=port, tls_context=context, start_tls=True, timeout=60, local_hostname="bench.test"
-    )
-    await client.connect()
-    await client.ehlo()
-    import base64
-
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    replies = set()
-    for _ in range(samples):
-        for name, (user, password) in cases.items():
-            arg = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
-            started = time.perf_counter()
-            response = await client.execute_command(b"AUTH", b"PLAIN", arg.encode())
-            times[name].append(time.perf_counter() - started)
-            replies.add((response.code, response.message))
-    client.close()
-    medians = {name: statistics.median(v) for name, v in times.items()}
-    print(f"\nA11 timing ({samples} AUTHs each, interleaved; replies seen: {sorted(replies)})")
-    for name, median in medians.items():
-        print(f"  {name:<8} median {median * 1e6:8.1f} us   mean {statistics.fmean(times[name]) * 1e6:8.1f} us")
-    names = list(cases)
-    for i, first in enumerate(names):
-        for second in names[i + 1 :]:
-            t, p = welch(times[first], times[second])
-            spread = abs(medians[first] - medians[second]) / min(medians[first], medians[second]) * 100
-            print(f"  {first} vs {second}: medians differ {spread:4.1f} %, Welch t={t:+.2f} p={p:.3f}")
-
-
 def write_credential(client: redis.Redis, *, active: bool = True) -> tuple[str, str, str]:
     domain = f"bench{uuid.uuid4().hex[:8]}.example"
     password = secrets.token_urlsafe(32)
@@ -230,8 +153,20 @@ def smtp_ready(port: int) -> bool:
         return probe.noop()[0] == 250
 
 
-async def main(scale: float, timing_samples: int, recheck_cache_seconds: float) -> None:
+def sink_maildir_parent(choice: str) -> Path | None:
+    """Where the sink's Maildir goes: tmpfs by default (the sink stands in for an upstream MTA on another
+    machine; its file-system costs are not the relay's), or the bench's work directory on disk."""
+    if choice == "tmpfs" and TMPFS.is_dir():
+        return TMPFS
+    return None
+
+
+async def main(
+    scale: float, timing_samples: int, recheck_cache_seconds: float, sink_storage: str, bare_tls: str
+) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-relay-"))
+    shm = sink_maildir_parent(sink_storage)
+    sink_dir = Path(tempfile.mkdtemp(prefix="bench-relay-sink-", dir=shm)) if shm else work
     ca = trustme.CA(key_type=trustme.KeyType.ECDSA)
     issued = ca.issue_cert("localhost", "127.0.0.1", key_type=trustme.KeyType.ECDSA)
     cert, key, ca_file = work / "relay.crt", work / "relay.key", work / "ca.pem"
@@ -254,7 +189,7 @@ async def main(scale: float, timing_samples: int, recheck_cache_seconds: float) 
                 "--port",
                 str(sink_port),
                 "--maildir",
-                str(work / "Maildir"),
+                str(sink_dir / "Maildir"),
             ],
             work,
         )
@@ -305,7 +240,9 @@ async def main(scale: float, timing_samples: int, recheck_cache_seconds: float) 
         relay.start()
         started.append(relay)
         bare = ServiceProcess(
-            "bare", [sys.executable, str(HERE / "bare_server.py"), str(bare_port), str(cert), str(key)], work
+            "bare",
+            [sys.executable, str(HERE / "bare_server.py"), str(bare_port), str(cert), str(key), bare_tls],
+            work,
         )
         bare.start()
         started.append(bare)
@@ -319,7 +256,21 @@ async def main(scale: float, timing_samples: int, recheck_cache_seconds: float) 
         print(
             f"make bench-relay: {CONCURRENCY} concurrent connections, STARTTLS (ECDSA P-256) + AUTH PLAIN, "
             f"uvloop on both servers, {os.cpu_count()} CPUs shared with the load generator, "
-            f"per-MAIL credential re-check cached {recheck_cache_seconds:g} s"
+            f"per-MAIL credential re-check cached {recheck_cache_seconds:g} s, "
+            f"sink Maildir in {sink_dir} ({'tmpfs' if shm else 'disk'}, no fsync)"
+        )
+        print(
+            "  relay = `taifa-relay run` (Redis lookups, policy, Received header, logging, metrics) forwarding "
+            "to the mail sink (aiosmtpd, Maildir); its CPU is the two processes together.\n"
+            "  bare  = stock aiosmtpd on uvloop, same certificate, STARTTLS and AUTH required, any AUTH accepted, "
+            "every message answered 250 and dropped (bench/relay/bare_server.py); TLS layer after STARTTLS: "
+            + (
+                "uvloop native, as in the relay"
+                if bare_tls == "native"
+                else "aiosmtpd's own (pure-Python asyncio "
+                "SSLProtocol; the relay uses uvloop's native TLS, cheaper per record: --bare-tls native to compare "
+                "like with like)"
+            )
         )
         scenarios = [
             ("(a) 1 x 2 KB per connection", int(1000 * scale), 1, 2048),
@@ -400,6 +351,8 @@ async def main(scale: float, timing_samples: int, recheck_cache_seconds: float) 
         for process in reversed(started):
             process.stop()
         redis_server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(sink_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
@@ -409,5 +362,20 @@ if __name__ == "__main__":
     parser.add_argument(
         "--recheck-cache-seconds", type=float, default=0.0, help="TAIFA_RELAY_RECHECK_CACHE_SECONDS for the relay"
     )
+    parser.add_argument(
+        "--sink-storage",
+        choices=["tmpfs", "disk"],
+        default="tmpfs",
+        help="where the mail sink writes its Maildir: /dev/shm (default) or the work directory under $TMPDIR",
+    )
+    parser.add_argument(
+        "--bare-tls",
+        choices=["aiosmtpd", "native"],
+        default="aiosmtpd",
+        help="the bare server's TLS layer after STARTTLS: aiosmtpd's own (default) or uvloop's, as the relay",
+    )
+    parser.add_argument("--quick", action="store_true", help="a short run: --scale 0.3 --timing-samples 100")
     args = parser.parse_args()
-    asyncio.run(main(args.scale, args.timing_samples, args.recheck_cache_seconds))
+    if args.quick:
+        args.scale, args.timing_samples = 0.3, 100
+    asyncio.run(main(args.scale, args.timing_samples, args.recheck_cache_seconds, args.sink_storage, args.bare_tls))

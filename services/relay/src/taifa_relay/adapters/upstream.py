@@ -22,6 +22,10 @@ from taifa_relay.adapters.tls import upstream_context
 log = logging.getLogger("taifa.relay.upstream")
 
 
+class _ClosedBeforeMail(Exception):
+    """The connection was found closed at MAIL: nothing of the message reached the upstream."""
+
+
 @dataclass(frozen=True, slots=True)
 class UpstreamReply:
     """The upstream's verdict: `accepted`, or a code/text that maps to the reply for our client."""
@@ -80,11 +84,13 @@ class UpstreamClient:
                 client = self._idle.pop() if reused else await self._connect()
                 try:
                     return await self._transaction(client, sender, recipients, message)
-                except aiosmtplib.SMTPServerDisconnected:
+                except _ClosedBeforeMail:
                     client.close()
-                    # A pooled connection the upstream had closed: retry once on a fresh one.
+                    # A pooled connection the upstream had closed, found before any of this message was
+                    # sent: retry once on a fresh one. A disconnect later (the data may have gone out)
+                    # is never retried here, so a retry cannot duplicate the message.
                     if not reused or attempt:
-                        raise
+                        raise aiosmtplib.SMTPServerDisconnected("upstream closed the connection") from None
             raise aiosmtplib.SMTPServerDisconnected("unreachable")
         except (TimeoutError, SMTPException, OSError) as exc:
             log.warning("upstream unavailable", extra={"error": type(exc).__name__})
@@ -96,7 +102,10 @@ class UpstreamClient:
         self, client: aiosmtplib.SMTP, sender: str, recipients: list[str], message: bytes
     ) -> UpstreamReply:
         try:
-            await client.mail(sender)
+            try:
+                await client.mail(sender)
+            except aiosmtplib.SMTPServerDisconnected:
+                raise _ClosedBeforeMail from None
             for recipient in recipients:
                 await client.rcpt(recipient)
             response = await client.data(message)

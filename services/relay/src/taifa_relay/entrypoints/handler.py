@@ -21,7 +21,8 @@ from taifa_relay.adapters import metrics
 from taifa_relay.adapters.auth_cache import AuthCache, CacheUnavailable
 from taifa_relay.adapters.upstream import UpstreamClient
 from taifa_relay.domain import policy, replies
-from taifa_relay.entrypoints.smtp_protocol import RelaySession, RelaySMTP
+from taifa_relay.entrypoints.session_state import RelaySession, hook_names
+from taifa_relay.entrypoints.smtp_protocol import RelaySMTP
 
 log = logging.getLogger("taifa.relay.session")
 
@@ -63,6 +64,9 @@ class RelayHandler:
         self.no_sessions.set()
         self._per_client: dict[str, int] = defaultdict(int)
         self._by_username: dict[str, set[RelaySMTP]] = defaultdict(set)
+
+    def __dir__(self) -> list[str]:
+        return hook_names(type(self), ("handle_", "auth_"))
 
     # --- sessions ------------------------------------------------------------------------------
     def admit(self, server: RelaySMTP) -> str | None:

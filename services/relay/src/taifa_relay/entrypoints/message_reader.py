@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from taifa_relay.domain import policy, replies
 
 if TYPE_CHECKING:
-    from taifa_relay.entrypoints.smtp_protocol import ProtocolLimits
+    from taifa_relay.entrypoints.session_state import ProtocolLimits
 
 READ_CHUNK = 65536
 EOD = b"\r\n.\r\n"

@@ -13,58 +13,20 @@ import collections
 import logging
 import ssl
 from base64 import b64decode
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AnyStr, cast
 
 from aiosmtpd.proxy_protocol import get_proxy
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Session, TLSSetupException
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, TLSSetupException
 
 from taifa_relay.adapters import metrics
 from taifa_relay.domain import policy, replies
 from taifa_relay.entrypoints.message_reader import read_message
+from taifa_relay.entrypoints.session_state import ProtocolLimits, RelaySession, hook_names
 
 if TYPE_CHECKING:
     from taifa_relay.entrypoints.handler import RelayHandler
 
 log = logging.getLogger("taifa.relay.smtp")
-
-
-@dataclass(frozen=True, slots=True)
-class ProtocolLimits:
-    """The per-connection limits (from Settings), handed to every protocol instance."""
-
-    hostname: str
-    max_message_bytes: int
-    max_line_length: int
-    max_command_length: int
-    idle_timeout: float
-    min_data_rate: int
-    data_rate_grace: float
-    error_soft_limit: int
-    error_hard_limit: int
-    error_delay: float
-    proxy_timeout: float | None
-
-
-class RelaySession(Session):
-    """aiosmtpd's Session plus what the relay tracks, without the deprecated `login_data` warnings."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(loop)
-        self.client_ip = ""
-        self.username: str | None = None
-        self.credential_id: str | None = None
-        self.domain: str | None = None
-        self.revoked = False
-        self.auth_failures = 0
-
-    @property
-    def login_data(self) -> Any:
-        return self._login_data
-
-    @login_data.setter
-    def login_data(self, value: Any) -> None:
-        self._login_data = value
 
 
 class RelaySMTP(SMTP):
@@ -106,6 +68,10 @@ class RelaySMTP(SMTP):
         self._errors = 0
         self._admitted = False
         self._closing = False
+        self._held_lines: list[str] = []
+
+    def __dir__(self) -> list[str]:
+        return hook_names(type(self), ("smtp_", "auth_"))
 
     def _create_session(self) -> RelaySession:
         return RelaySession(self.loop)
@@ -138,6 +104,12 @@ class RelaySMTP(SMTP):
                 return
             if self._errors > self.limits.error_soft_limit:
                 await asyncio.sleep(self.limits.error_delay)
+        if text[3:4] == "-":  # a continuation line (EHLO): sent with the final line, as one TLS record
+            self._held_lines.append(text)
+            return
+        if self._held_lines:
+            text = "\r\n".join([*self._held_lines, text])
+            self._held_lines.clear()
         await super().push(text)
 
     async def close_with(self, status: str) -> None:

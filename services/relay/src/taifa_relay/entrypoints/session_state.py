@@ -1,0 +1,60 @@
+"""What one SMTP connection carries besides aiosmtpd's own state: its limits and the relay's session fields."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from aiosmtpd.smtp import Session
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolLimits:
+    """The per-connection limits (from Settings), handed to every protocol instance."""
+
+    hostname: str
+    max_message_bytes: int
+    max_line_length: int
+    max_command_length: int
+    idle_timeout: float
+    min_data_rate: int
+    data_rate_grace: float
+    error_soft_limit: int
+    error_hard_limit: int
+    error_delay: float
+    proxy_timeout: float | None
+
+
+class RelaySession(Session):
+    """aiosmtpd's Session plus what the relay tracks, without the deprecated `login_data` warnings."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.client_ip = ""
+        self.username: str | None = None
+        self.credential_id: str | None = None
+        self.domain: str | None = None
+        self.revoked = False
+        self.auth_failures = 0
+
+    @property
+    def login_data(self) -> Any:
+        return self._login_data
+
+    @login_data.setter
+    def login_data(self, value: Any) -> None:
+        self._login_data = value
+
+
+@functools.cache
+def hook_names(cls: type, prefixes: tuple[str, ...]) -> list[str]:
+    """The attribute names of `cls` that start with one of `prefixes`, computed once per class.
+
+    aiosmtpd builds its command, AUTH-mechanism and hook tables at every connection from `dir()` of the
+    protocol and of the handler (`inspect.getmembers` reads every attribute: about 0.25 ms per connection)
+    and keeps only the `smtp_*`, `auth_*` and `handle_*` names; `__dir__` returning just those gives it
+    the same tables for a fraction of the cost.
+    """
+    return sorted(name for name in dir(cls) if name.startswith(prefixes))
