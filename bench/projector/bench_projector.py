@@ -160,10 +160,15 @@ async def live(settings: Settings, total: int) -> dict[str, float]:
     marks: list[float] = []
     apply = projector.applier.apply
 
+    cpu: list[float] = []
+
     async def timed(batch):  # type: ignore[no-untyped-def]
+        if not marks:
+            cpu.append(time.process_time())
         marks.append(time.perf_counter())
         report = await apply(batch)
         marks.append(time.perf_counter())
+        cpu[1:] = [time.process_time()]
         return report
 
     projector.applier.apply = timed  # type: ignore[method-assign]
@@ -184,6 +189,7 @@ async def live(settings: Settings, total: int) -> dict[str, float]:
         "events": total,
         "seconds": seconds,
         "events_per_s": total / seconds,
+        "cpu_us_per_event": 1e6 * (cpu[-1] - cpu[0]) / total,
         "batches": len(batches),
         "batch_p50_ms": 1000 * statistics.median(batches),
         "batch_p99_ms": 1000 * batches[min(len(batches) - 1, int(0.99 * len(batches)))],
@@ -250,28 +256,33 @@ def main() -> None:
         print(
             f"  live: {figures['events_per_s']:,.0f} events/s ({live_n:,} in {figures['seconds']:.1f}s, "
             f"{figures['batches']} batches), batch apply p50 {figures['batch_p50_ms']:.1f} ms, "
-            f"p99 {figures['batch_p99_ms']:.1f} ms",
+            f"p99 {figures['batch_p99_ms']:.1f} ms; projector CPU {figures['cpu_us_per_event']:.1f} us/event",
             flush=True,
         )
+        cpu = time.process_time()
         summary = asyncio.run(
             with_stores(
                 settings, lambda s, c: rebuild_from_kafka(s, c, settings.kafka_bootstrap, settings.projector_topics)
             )
         )
+        cpu = time.process_time() - cpu
         rate = summary.events / summary.seconds
         print(
             f"  rebuild from Kafka: {summary.events:,} events in {summary.seconds:.1f}s "
-            f"({rate:,.0f} events/s; phases {_phases(summary.phases)})",
+            f"({rate:,.0f} events/s; phases {_phases(summary.phases)}; CPU {1e6 * cpu / summary.events:.1f} us/event)",
             flush=True,
         )
 
         filled = asyncio.run(fill_event_store(settings.database_url, rebuild_n))
         print(f"  wrote {rebuild_n:,} events to event_store in {filled:.1f}s", flush=True)
+        cpu = time.process_time()
         summary = asyncio.run(with_stores(settings, lambda s, c: rebuild_from_event_store(s, c)))
+        cpu = time.process_time() - cpu
         print(
             f"  rebuild from event store: {summary.events:,} events -> {summary.credentials:,} credentials, "
             f"{summary.domains:,} domains, {summary.auth_entries:,} cache entries in {summary.seconds:.1f}s "
-            f"({summary.events / summary.seconds:,.0f} events/s; phases {_phases(summary.phases)})",
+            f"({summary.events / summary.seconds:,.0f} events/s; phases {_phases(summary.phases)}; "
+            f"CPU {1e6 * cpu / summary.events:.1f} us/event)",
             flush=True,
         )
     sys.exit(0)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID, uuid4
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from taifa_events.events import EVENT_TYPES, EventData
 from taifa_events.upcasters import upcast
@@ -97,11 +97,59 @@ def parse_data(event_type: str, schema_version: int, data: dict[str, Any]) -> Ev
 _ANY_ENVELOPE = Envelope[EventData]
 
 
+class _Header(BaseModel):
+    """The two envelope fields that choose how the rest is read (strict: as `decode` checks them)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    event_type: StrictStr
+    schema_version: StrictInt
+
+
+# event_type -> (the envelope parametrised with its data class, the current schema version).
+_TYPED_ENVELOPES: dict[str, tuple[type[Envelope[Any]], int]] = {
+    name: (Envelope[cls], cls.SCHEMA_VERSION)  # type: ignore[valid-type]
+    for name, cls in EVENT_TYPES.items()
+}
+
+
+def _decode_current(raw: bytes | str | dict[str, Any]) -> Envelope[EventData] | None:
+    """The fast path: an envelope of a known type at its current schema version, parsed and validated in
+    one pass by pydantic-core. None for anything else (old version, unknown type, invalid, not JSON),
+    which `decode` then reads the careful way, so results and refusal reasons are the same either way.
+    """
+    try:
+        if isinstance(raw, dict):
+            event_type, version = raw.get("event_type"), raw.get("schema_version")
+            if not isinstance(event_type, str) or type(version) is not int or not isinstance(raw.get("data"), dict):
+                return None
+        else:
+            header = _Header.model_validate_json(raw)
+            event_type, version = header.event_type, header.schema_version
+        typed = _TYPED_ENVELOPES.get(event_type)
+        if typed is None or typed[1] != version:
+            return None
+        model = typed[0]
+        envelope: Envelope[EventData]
+        envelope = model.model_validate(raw) if isinstance(raw, dict) else model.model_validate_json(raw)
+        return envelope
+    except ValidationError:
+        return None
+
+
 def decode(raw: bytes | str | dict[str, Any]) -> Envelope[EventData]:
     """Parse an envelope from JSON bytes/text or an already-parsed dict; raise InvalidEvent if impossible.
 
     The returned envelope carries the *current* schema version of its data.
     """
+    fast = _decode_current(raw)
+    if fast is not None:
+        return fast
+    return _decode_carefully(raw)
+
+
+def _decode_carefully(raw: bytes | str | dict[str, Any]) -> Envelope[EventData]:
+    """Step by step: JSON, the header, upcasting, the data, the envelope (each refusal with its reason)."""
     try:
         obj = raw if isinstance(raw, dict) else json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

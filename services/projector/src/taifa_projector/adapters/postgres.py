@@ -170,10 +170,21 @@ class ReadModelStore:
     async def _load_for(self, conn: asyncpg.Connection, events: Sequence[Event]) -> Projection:
         """Lock and load every row `events` can touch."""
         projection = Projection()
-        credential_ids = list({e.data.stream_id() for e in events if is_credential_event(e)})
-        domain_ids = list({e.data.stream_id() for e in events if is_domain_event(e)})
-        usernames = list({str(getattr(e.data, "username", "")).lower() for e in events if is_credential_event(e)})
-        creating = list({e.data.stream_id() for e in events if creates_stream(e)})
+        credential_set: set[UUID] = set()
+        domain_set: set[UUID] = set()
+        username_set: set[str] = set()
+        creating_set: set[UUID] = set()
+        for e in events:  # one pass: this runs for every event of every batch
+            stream = e.data.stream_id()
+            if is_credential_event(e):
+                credential_set.add(stream)
+                username_set.add(str(getattr(e.data, "username", "")).lower())
+            elif is_domain_event(e):
+                domain_set.add(stream)
+            if creates_stream(e):
+                creating_set.add(stream)
+        credential_ids, domain_ids = list(credential_set), list(domain_set)
+        usernames, creating = list(username_set), list(creating_set)
         if credential_ids:
             for r in await conn.fetch(
                 SELECT_CREDENTIALS + " WHERE credential_id = ANY($1::uuid[]) FOR UPDATE",

@@ -21,9 +21,9 @@ from taifa_projector.domain.records import TopicPartitionKey
 
 CACHE_OFFSETS_PREFIX = "taifa:projector:cache-offsets:"
 
-# KEYS = entry keys; ARGV[i] = a JSON array of the values of ENTRY_FIELDS for KEYS[i] (one argument per
-# entry keeps the client's encoding cheap). Each entry is written only if its position is newer than
-# the stored one (compare-on-position). Returns how many applied.
+# KEYS = entry keys; ARGV[1] = a JSON array with, for each KEYS[i], the array of the values of
+# ENTRY_FIELDS (one argument for the whole batch keeps the client's encoding cheap). Each entry is
+# written only if its position is newer than the stored one (compare-on-position). Returns how many applied.
 ENTRY_FIELDS = (
     "credential_id",
     "account_id",
@@ -36,8 +36,9 @@ ENTRY_FIELDS = (
 )
 WRITE_IF_NEWER = """
 local applied = 0
+local values = cjson.decode(ARGV[1])
 for i, key in ipairs(KEYS) do
-  local v = cjson.decode(ARGV[i])
+  local v = values[i]
   local current = redis.call('HGET', key, 'position')
   if (not current) or tonumber(current) < tonumber(v[8]) then
     redis.call('HSET', key,
@@ -60,16 +61,19 @@ end
 return 1
 """
 
-# ARGV[1] = key prefix, ARGV[2] = TTL, ARGV[3] = channel, ARGV[4..] = event ids: the read-your-writes
-# key of each event, then its id on the channel (docs/interfaces.md). One command per batch.
+# ARGV[1] = key prefix, ARGV[2] = TTL, ARGV[3] = channel, ARGV[4] = the event ids joined by ",": the
+# read-your-writes key of each event, then its id on the channel (docs/interfaces.md). One command per
+# batch, one argument for all ids (thousands of separate arguments cost the client more than Redis).
 SIGNAL_APPLIED = """
-for i = 4, #ARGV do
-  redis.call('SET', ARGV[1] .. ARGV[i], '1', 'EX', ARGV[2])
+local ids = {}
+for id in string.gmatch(ARGV[4], '[^,]+') do
+  ids[#ids + 1] = id
+  redis.call('SET', ARGV[1] .. id, '1', 'EX', ARGV[2])
 end
-for i = 4, #ARGV do
-  redis.call('PUBLISH', ARGV[3], ARGV[i])
+for _, id in ipairs(ids) do
+  redis.call('PUBLISH', ARGV[3], id)
 end
-return #ARGV - 3
+return #ids
 """
 
 
@@ -120,13 +124,10 @@ class AuthCache:
     def _queue_entries(self, pipe: aioredis.client.Pipeline, entries: Sequence[AuthEntry]) -> None:
         if not entries:
             return
-        keys: list[str] = []
-        args: list[str] = []
-        for entry in entries:
-            keys.append(auth_cache.auth_key(entry.username))
-            args.append(json.dumps(entry_values(entry)))
+        keys = [auth_cache.auth_key(entry.username) for entry in entries]
+        values = json.dumps([entry_values(entry) for entry in entries])
         pipe.scripts.add(self._write_if_newer)  # type: ignore[arg-type]  # redis-py types the set as sync Scripts
-        pipe.evalsha(self._write_if_newer.sha, len(keys), *keys, *args)
+        pipe.evalsha(self._write_if_newer.sha, len(keys), *keys, values)
 
     def _queue_offsets(self, pipe: aioredis.client.Pipeline, offsets: dict[TopicPartitionKey, int]) -> None:
         if offsets:
@@ -154,7 +155,7 @@ class AuthCache:
                 pipe.scripts.add(self._signal_applied)  # type: ignore[arg-type]  # redis-py types the set as sync Scripts
                 pipe.evalsha(
                     self._signal_applied.sha, 0, auth_cache.APPLIED_KEY_PREFIX, self.applied_ttl,
-                    auth_cache.APPLIED_CHANNEL, *(str(event_id) for event_id in applied),
+                    auth_cache.APPLIED_CHANNEL, ",".join(map(str, applied)),
                 )  # fmt: skip
             await pipe.execute()
 

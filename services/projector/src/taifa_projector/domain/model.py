@@ -83,7 +83,7 @@ class AuthEntry:
 
 def credential_row_from_created(event: Envelope[EventData]) -> CredentialRow:
     data = event.data
-    assert isinstance(data, CredentialCreated)
+    assert type(data) is CredentialCreated
     return CredentialRow(
         credential_id=data.credential_id,
         account_id=data.account_id,
@@ -102,22 +102,26 @@ def apply_credential_event(row: CredentialRow | None, event: Envelope[EventData]
     if row is not None and event.position <= row.position:
         return row
     data = event.data
-    if isinstance(data, CredentialCreated):
+    if type(data) is CredentialCreated:
         if row is not None:
             # A creation never undoes a later state; only an unseen creation makes the row.
             return row
         return credential_row_from_created(event)
-    if isinstance(data, CredentialDeactivated):
+    if type(data) is CredentialDeactivated:
         if row is None:
             return None
-        return replace(row, is_active=False, deactivated_at=data.deactivated_at, position=event.position)
+        # Built field by field: dataclasses.replace costs twice as much, and this runs for half the events.
+        return CredentialRow(
+            row.credential_id, row.account_id, row.domain_id, row.domain, row.username,
+            False, row.created_at, data.deactivated_at, event.position,
+        )  # fmt: skip
     return row
 
 
 def auth_entry_for(event: Envelope[EventData]) -> AuthEntry | None:
     """The cache entry an SMTP-credential event writes for its username (a tombstone for a deactivation)."""
     data = event.data
-    if isinstance(data, CredentialCreated):
+    if type(data) is CredentialCreated:
         return AuthEntry(
             username=data.username.lower(),
             credential_id=data.credential_id,
@@ -129,7 +133,7 @@ def auth_entry_for(event: Envelope[EventData]) -> AuthEntry | None:
             active=True,
             position=event.position,
         )
-    if isinstance(data, CredentialDeactivated):
+    if type(data) is CredentialDeactivated:
         username = data.username.lower()
         return AuthEntry(
             username=username,
@@ -160,7 +164,7 @@ def apply_domain_event(row: DomainRow | None, event: Envelope[EventData]) -> Dom
     if row is not None and event.position <= row.position:
         return row
     data = event.data
-    if isinstance(data, DomainRegistered):
+    if type(data) is DomainRegistered:
         if row is not None:
             return row
         return DomainRow(
@@ -177,11 +181,12 @@ def apply_domain_event(row: DomainRow | None, event: Envelope[EventData]) -> Dom
         )
     if row is None:
         return None
-    if isinstance(data, DomainVerified):
-        return replace(
-            row, status=STATUS_VERIFIED, status_reason=None, verified_at=data.verified_at, position=event.position
-        )
-    if isinstance(data, DomainVerificationFailed):
+    if type(data) is DomainVerified:
+        return DomainRow(
+            row.domain_id, row.account_id, row.name, STATUS_VERIFIED, None, row.verification_name,
+            row.verification_value, row.created_at, data.verified_at, event.position,
+        )  # fmt: skip
+    if type(data) is DomainVerificationFailed:
         if row.status == STATUS_VERIFIED:
             # A failed re-check never un-verifies a domain; it only moves the position on.
             return replace(row, position=event.position)
@@ -190,19 +195,21 @@ def apply_domain_event(row: DomainRow | None, event: Envelope[EventData]) -> Dom
 
 
 # --- routing -----------------------------------------------------------------------------------
+# Exact classes (the event classes are final): `isinstance` against pydantic models goes through
+# ABCMeta.__instancecheck__, a measurable share of a batch's CPU. Same for the rules above.
 
-CREDENTIAL_EVENTS = (CredentialCreated, CredentialDeactivated)
-DOMAIN_EVENTS = (DomainRegistered, DomainVerified, DomainVerificationFailed)
-CREATING_EVENTS = (CredentialCreated, DomainRegistered)
+CREDENTIAL_EVENTS = frozenset({CredentialCreated, CredentialDeactivated})
+DOMAIN_EVENTS = frozenset({DomainRegistered, DomainVerified, DomainVerificationFailed})
+CREATING_EVENTS = frozenset({CredentialCreated, DomainRegistered})
 
 
 def is_credential_event(event: Envelope[EventData]) -> bool:
-    return isinstance(event.data, CREDENTIAL_EVENTS)
+    return type(event.data) in CREDENTIAL_EVENTS
 
 
 def is_domain_event(event: Envelope[EventData]) -> bool:
-    return isinstance(event.data, DOMAIN_EVENTS)
+    return type(event.data) in DOMAIN_EVENTS
 
 
 def creates_stream(event: Envelope[EventData]) -> bool:
-    return isinstance(event.data, CREATING_EVENTS)
+    return type(event.data) in CREATING_EVENTS

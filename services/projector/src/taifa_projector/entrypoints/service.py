@@ -18,7 +18,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from taifa_runtime.health import HealthServer
 
-from taifa_projector import metrics
+from taifa_projector import heap, metrics
 from taifa_projector.adapters.kafka import (
     KafkaDeadLetters,
     SeekToRecordedOffsets,
@@ -88,6 +88,7 @@ class Projector:
             self.health = HealthServer(s.projector_health_host, s.projector_health_port, self.ready)
             await self.health.start()
         self._started = True
+        heap.freeze_long_lived()
         log.info("projector started: group %s, topics %s", s.projector_group_id, ",".join(s.projector_topics))
 
     async def _load_offsets(self, partitions: list[TopicPartitionKey]) -> dict[TopicPartitionKey, int]:
