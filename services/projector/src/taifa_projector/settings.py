@@ -7,9 +7,10 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from taifa_events import topics
+from taifa_runtime.kafka import KafkaConnectionSettings
 
 
-class Settings(BaseSettings):
+class Settings(BaseSettings, KafkaConnectionSettings):
     """Projector configuration; every field is an environment variable with the `TAIFA_` prefix."""
 
     model_config = SettingsConfigDict(env_prefix="TAIFA_", extra="ignore")
@@ -19,7 +20,6 @@ class Settings(BaseSettings):
         description="PostgreSQL DSN (asyncpg) holding the read models and the projector's bookkeeping.",
     )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL of the auth cache the relay reads.")
-    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port].")
 
     projector_group_id: str = Field(
         "taifa-projector",

@@ -9,7 +9,8 @@ beginning when none are recorded or the log is shorter than recorded (a new or r
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from taifa_events import topics
@@ -26,11 +27,17 @@ DLQ_HEADER_OFFSET = "taifa-dlq-source-offset"
 DLQ_HEADER_ATTEMPTS = "taifa-dlq-attempts"
 
 LoadOffsets = Callable[[list[TopicPartitionKey]], Awaitable[dict[TopicPartitionKey, int]]]
+# A bootstrap "host:port" list, or the full client options (TLS/SASL) from Settings.kafka_client_options().
+KafkaConnection = str | Mapping[str, Any]
 
 
-def make_producer(bootstrap: str) -> AIOKafkaProducer:
+def _client_options(kafka: KafkaConnection) -> dict[str, Any]:
+    return {"bootstrap_servers": kafka} if isinstance(kafka, str) else dict(kafka)
+
+
+def make_producer(kafka: KafkaConnection) -> AIOKafkaProducer:
     # The local broker (Tansu) does not support the idempotent producer: docs/interfaces.md.
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all")
+    return AIOKafkaProducer(**_client_options(kafka), enable_idempotence=False, acks="all")
 
 
 class KafkaDeadLetters:
@@ -86,7 +93,7 @@ class SeekToRecordedOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 def make_consumer(
-    bootstrap: str,
+    kafka: KafkaConnection,
     topic_names: Sequence[str],
     *,
     group_id: str,
@@ -96,7 +103,7 @@ def make_consumer(
     listener: SeekToRecordedOffsets,
 ) -> AIOKafkaConsumer:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **_client_options(kafka),
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -123,7 +130,7 @@ def to_record(message: object) -> Record:
 
 
 async def read_topics_to_end(
-    bootstrap: str, topic_names: Sequence[str], *, chunk: int = 10_000
+    kafka: KafkaConnection, topic_names: Sequence[str], *, chunk: int = 10_000
 ) -> AsyncIterator[tuple[list[Record], dict[TopicPartitionKey, int], dict[TopicPartitionKey, int]]]:
     """Every record from offset 0 up to each partition's high-water mark when first fetched, without a group.
 
@@ -132,7 +139,7 @@ async def read_topics_to_end(
     far, ends known so far) so a caller can show progress.
     """
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest", group_id=None,
+        **_client_options(kafka), enable_auto_commit=False, auto_offset_reset="earliest", group_id=None,
         max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
     )  # fmt: skip
     await consumer.start()

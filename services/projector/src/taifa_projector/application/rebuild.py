@@ -21,7 +21,7 @@ from uuid import UUID, uuid4
 from taifa_events import InvalidEvent, decode
 
 from taifa_projector import heap, metrics
-from taifa_projector.adapters.kafka import read_topics_to_end
+from taifa_projector.adapters.kafka import KafkaConnection, read_topics_to_end
 from taifa_projector.adapters.postgres import ReadModelStore
 from taifa_projector.adapters.redis_cache import AuthCache
 from taifa_projector.domain.projection import Projection
@@ -169,7 +169,7 @@ async def _rebuild_from_event_store(
 async def rebuild_from_kafka(
     store: ReadModelStore,
     cache: AuthCache,
-    bootstrap: str,
+    kafka: KafkaConnection,
     topic_names: Sequence[str],
     *,
     chunk: int = 5000,
@@ -177,17 +177,22 @@ async def rebuild_from_kafka(
 ) -> RebuildSummary:
     """Replay the topics from offset 0 up to their end offsets at the start."""
     with heap.growing_heap():
-        return await _rebuild_from_kafka(store, cache, bootstrap, topic_names, chunk, progress)
+        return await _rebuild_from_kafka(store, cache, kafka, topic_names, chunk, progress)
 
 
 async def _rebuild_from_kafka(
-    store: ReadModelStore, cache: AuthCache, bootstrap: str, topic_names: Sequence[str], chunk: int, progress: Progress
+    store: ReadModelStore,
+    cache: AuthCache,
+    kafka: KafkaConnection,
+    topic_names: Sequence[str],
+    chunk: int,
+    progress: Progress,
 ) -> RebuildSummary:
     began = time.monotonic()
     summary = RebuildSummary(SOURCE_KAFKA)
     folder = _Folder()
     ends: dict[TopicPartitionKey, int] = {}
-    async for records, done, ends in read_topics_to_end(bootstrap, topic_names):
+    async for records, done, ends in read_topics_to_end(kafka, topic_names):
         for record in records:
             folder.add_raw(record.value)
         heap.freeze_long_lived(collect=False)

@@ -104,7 +104,7 @@ def rebuild(
                     )
                 else:
                     summary = await rebuild_from_kafka(
-                        store, cache, settings.kafka_bootstrap, settings.projector_topics,
+                        store, cache, settings.kafka_client_options(), settings.projector_topics,
                         chunk=settings.projector_cache_chunk, progress=progress,
                     )  # fmt: skip
             return summary

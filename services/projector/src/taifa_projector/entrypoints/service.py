@@ -62,7 +62,7 @@ class Projector:
         self.guard = CacheGuard(
             self.store, self.cache, interval=s.projector_cache_check_seconds, chunk=s.projector_cache_chunk
         )
-        self.producer = make_producer(s.kafka_bootstrap)
+        self.producer = make_producer(s.kafka_client_options())
         await self.producer.start()
         self.applier = BatchApplier(
             self.store,
@@ -75,7 +75,7 @@ class Projector:
         )
         listener = SeekToRecordedOffsets(self._load_offsets, self.guard.request_check)
         self.consumer = make_consumer(
-            s.kafka_bootstrap,
+            s.kafka_client_options(),
             s.projector_topics,
             group_id=s.projector_group_id,
             batch_size=s.projector_batch_size,
