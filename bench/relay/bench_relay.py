@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import math
 import os
-import secrets
 import shutil
 import ssl
 import sys
@@ -24,13 +23,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiosmtplib
 import redis
 import trustme
-from server_cpu import auth_cost, cpu_seconds, timing
-from taifa_events import hash_secret
-from taifa_events.auth_cache import AuthCacheEntry, auth_key
+from server_cpu import auth_cost, cpu_seconds, timing, tls_client
 from taifa_localstack import Redis, ServiceProcess, free_port, wait_until
+from taifa_localstack.authcache import seed_credential
 
 HERE = Path(__file__).resolve().parent
 CONCURRENCY = 20
@@ -96,16 +93,7 @@ async def run_scenario(
         while not queue.empty():
             queue.get_nowait()
             started = time.perf_counter()
-            client = aiosmtplib.SMTP(
-                hostname="localhost",
-                port=port,
-                tls_context=context,
-                start_tls=True,
-                timeout=60,
-                local_hostname="bench.test",
-            )
-            await client.connect()
-            await client.ehlo()
+            client = await tls_client(port, context)
             await client.auth_plain(user, password)
             for _ in range(per_connection):
                 begun = time.perf_counter() if per_connection > 1 else started
@@ -122,21 +110,8 @@ async def run_scenario(
 
 
 def write_credential(client: redis.Redis, *, active: bool = True) -> tuple[str, str, str]:
-    domain = f"bench{uuid.uuid4().hex[:8]}.example"
-    password = secrets.token_urlsafe(32)
-    username = f"{secrets.token_hex(4)}@{domain}"
-    entry = AuthCacheEntry(
-        credential_id=uuid.uuid4(),
-        account_id=uuid.uuid4(),
-        domain_id=uuid.uuid4(),
-        domain=domain,
-        secret_hash=hash_secret(password),
-        hash_scheme="sha256",
-        active=active,
-        position=1,
-    )
-    client.hset(auth_key(username), mapping=entry.to_redis())
-    return username, password, domain
+    seeded = seed_credential(client, f"bench{uuid.uuid4().hex[:8]}.example", active=active)
+    return seeded.username, seeded.password, seeded.domain
 
 
 def fetch(url: str) -> str:

@@ -16,6 +16,16 @@ import aiosmtplib
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+async def tls_client(port: int, context: ssl.SSLContext) -> aiosmtplib.SMTP:
+    """A load-generator client: connected to the relay (or the bare server), STARTTLS done, EHLO sent."""
+    client = aiosmtplib.SMTP(
+        hostname="localhost", port=port, tls_context=context, start_tls=True, timeout=60, local_hostname="bench.test"
+    )
+    await client.connect()
+    await client.ehlo()
+    return client
+
+
 def cpu_seconds(*pids: int) -> float:
     total = 0
     for pid in pids:
@@ -32,16 +42,7 @@ async def auth_cost(
     for _ in range(batches):
         clients = []
         for _ in range(batch):
-            client = aiosmtplib.SMTP(
-                hostname="localhost",
-                port=port,
-                tls_context=context,
-                start_tls=True,
-                timeout=60,
-                local_hostname="bench.test",
-            )
-            await client.connect()
-            await client.ehlo()
+            client = await tls_client(port, context)
             clients.append(client)
         before = cpu_seconds(pid)
         for client in clients:
@@ -65,11 +66,7 @@ def welch(a: list[float], b: list[float]) -> tuple[float, float]:
 
 
 async def timing(port: int, context: ssl.SSLContext, cases: dict[str, tuple[str, str]], samples: int) -> None:
-    client = aiosmtplib.SMTP(
-        hostname="localhost", port=port, tls_context=context, start_tls=True, timeout=60, local_hostname="bench.test"
-    )
-    await client.connect()
-    await client.ehlo()
+    client = await tls_client(port, context)
     times: dict[str, list[float]] = {name: [] for name in cases}
     replies = set()
     for _ in range(samples):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import mailbox
-import secrets
 import smtplib
 import ssl
 import sys
@@ -20,9 +19,9 @@ from typing import Any
 import pytest
 import redis
 import trustme
-from taifa_events import hash_secret
 from taifa_events.auth_cache import REVOCATIONS_CHANNEL, AuthCacheEntry, auth_key
 from taifa_localstack import ServiceProcess, free_port, wait_until
+from taifa_localstack.authcache import seed_credential
 from taifa_relay.entrypoints.server import Relay
 from taifa_relay.settings import Settings
 
@@ -145,21 +144,8 @@ class Credentials:
         self.client = client
 
     def create(self, domain: str | None = None, *, active: bool = True) -> Credential:
-        domain = domain or f"t{uuid.uuid4().hex[:10]}.example"
-        password = secrets.token_urlsafe(32)
-        username = f"{secrets.token_hex(4)}@{domain}"
-        entry = AuthCacheEntry(
-            credential_id=uuid.uuid4(),
-            account_id=uuid.uuid4(),
-            domain_id=uuid.uuid4(),
-            domain=domain,
-            secret_hash=hash_secret(password),
-            hash_scheme="sha256",
-            active=active,
-            position=1,
-        )
-        self.client.hset(auth_key(username), mapping=entry.to_redis())
-        return Credential(username, password, domain, entry)
+        seeded = seed_credential(self.client, domain, active=active)
+        return Credential(seeded.username, seeded.password, seeded.domain, seeded.entry)
 
     def deactivate(self, credential: Credential, *, publish: bool = True) -> None:
         tombstone = credential.entry.model_copy(update={"active": False, "position": credential.entry.position + 1})
