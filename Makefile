@@ -60,6 +60,9 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check libs deploy/localstack
 	$(BIN)/mypy libs/events/src libs/runtime/src deploy/localstack/src
+	$(BIN)/mypy services/credential-api/src services/projector/src services/relay/src
+	$(BIN)/mypy --strict services/credential-api/src/taifa_api/domain services/projector/src/taifa_projector/domain \
+		services/relay/src/taifa_relay/domain
 
 stack: setup
 	$(BIN)/taifa-stack run

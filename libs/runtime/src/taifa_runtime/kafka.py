@@ -23,9 +23,7 @@ class KafkaConnectionSettings(BaseModel):
     # A settings error must never echo the inputs: they include passwords.
     model_config = ConfigDict(hide_input_in_errors=True)
 
-    kafka_bootstrap: str = Field(
-        "127.0.0.1:9092", description="Kafka bootstrap servers (host:port[,host:port])."
-    )
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers (host:port[,host:port]).")
     kafka_security_protocol: SecurityProtocol = Field(
         "PLAINTEXT", description="Kafka security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
     )

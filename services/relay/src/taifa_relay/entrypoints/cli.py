@@ -44,7 +44,7 @@ def configure_logging(level: str) -> None:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     # Records carry only what the JSON above prints: skip the caller lookup (a stack walk per record) and the
     # thread/process fields, about a quarter of the cost of the two lines a relayed message logs.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False

@@ -17,7 +17,8 @@ from taifa_relay.adapters.tls import ReloadingContext
 from taifa_relay.adapters.upstream import UpstreamClient
 from taifa_relay.domain import replies
 from taifa_relay.entrypoints.handler import RelayHandler
-from taifa_relay.entrypoints.smtp_protocol import ProtocolLimits, RelaySMTP
+from taifa_relay.entrypoints.session_state import ProtocolLimits
+from taifa_relay.entrypoints.smtp_protocol import RelaySMTP
 from taifa_relay.settings import Settings
 
 log = logging.getLogger("taifa.relay")

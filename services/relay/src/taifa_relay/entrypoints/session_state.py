@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +47,9 @@ class RelaySession(Session):
         self._login_data = value
 
 
-@functools.cache
+_HOOK_NAMES: dict[tuple[int, tuple[str, ...]], list[str]] = {}
+
+
 def hook_names(cls: type, prefixes: tuple[str, ...]) -> list[str]:
     """The attribute names of `cls` that start with one of `prefixes`, computed once per class.
 
@@ -57,4 +58,8 @@ def hook_names(cls: type, prefixes: tuple[str, ...]) -> list[str]:
     and keeps only the `smtp_*`, `auth_*` and `handle_*` names; `__dir__` returning just those gives it
     the same tables for a fraction of the cost.
     """
-    return sorted(name for name in dir(cls) if name.startswith(prefixes))
+    key = (id(cls), prefixes)  # classes live as long as the process
+    names = _HOOK_NAMES.get(key)
+    if names is None:
+        names = _HOOK_NAMES[key] = sorted(name for name in dir(cls) if name.startswith(prefixes))
+    return names
