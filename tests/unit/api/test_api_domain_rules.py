@@ -104,6 +104,11 @@ def test_passwords_are_url_safe_with_256_bits() -> None:
         assert re.fullmatch(r"[A-Za-z0-9_-]{43,}", password)
 
 
+def test_passwords_never_start_with_a_dash_that_command_line_clients_read_as_an_option() -> None:
+    # About 1 draw in 64 starts with "-": 2,000 draws would show ~31 of them.
+    assert not [p for p in (credentials.new_password() for _ in range(2000)) if p.startswith("-")]
+
+
 def _check(**overrides: object) -> None:
     args: dict[str, object] = {
         "domain_status": "verified",

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from taifa_events import hash_secret
+from taifa_events import hash_secret, new_secret
 from taifa_events.auth_cache import AuthCacheEntry, auth_key
 
 
@@ -22,7 +22,7 @@ class SeededCredential:
 def seed_credential(client: Any, domain: str | None = None, *, active: bool = True) -> SeededCredential:
     """HSET one cache entry (sync redis client) for a new random password; returns what a client logs in with."""
     domain = domain or f"t{uuid.uuid4().hex[:10]}.example"
-    password = secrets.token_urlsafe(32)
+    password = new_secret()
     username = f"{secrets.token_hex(4)}@{domain}"
     entry = AuthCacheEntry(
         credential_id=uuid.uuid4(),

@@ -23,7 +23,7 @@ from taifa_events.events import (
     DomainVerified,
     EventData,
 )
-from taifa_events.secret_hash import HASH_SCHEME, hash_secret, secret_matches
+from taifa_events.secret_hash import HASH_SCHEME, hash_secret, new_secret, secret_matches
 
 __all__ = [
     "EVENT_TYPES",
@@ -45,6 +45,7 @@ __all__ = [
     "envelope_to_json",
     "hash_secret",
     "make_envelope",
+    "new_secret",
     "parse_data",
     "rfc3339",
     "secret_matches",

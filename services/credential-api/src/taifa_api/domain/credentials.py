@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Final
 from uuid import UUID
+
+from taifa_events import new_secret
 
 from taifa_api.domain.errors import CredentialExists, CredentialLimitReached, DomainNotVerified
 from taifa_api.domain.plans import may_add_active_credential
 
-PASSWORD_BYTES: Final = 32  # 256 bits of entropy, URL-safe base64 (43 characters)
 VERIFIED: Final = "verified"
 PENDING: Final = "pending"
 
@@ -20,7 +20,7 @@ def username_for(account_id: UUID, domain: str) -> str:
 
 
 def new_password() -> str:
-    return secrets.token_urlsafe(PASSWORD_BYTES)
+    return new_secret()
 
 
 def check_may_create_credential(
