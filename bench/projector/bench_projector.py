@@ -1,8 +1,10 @@
 """Projector benchmark (`make bench-projector`): live throughput, batch-apply p99, rebuild time.
 
 Starts its own PostgreSQL, Redis and Tansu broker (taifa_localstack), then
-1. produces N live events to Kafka and runs one projector in this process until all are applied:
-   prints events/s (first batch start to last batch end) and the batch-apply p50/p99;
+1. produces N live events to Kafka, then for 1 and for 2 projector processes in one consumer group
+   (partitions are the unit of scale; the read side is emptied between runs) applies them all:
+   prints events/s (first batch start to last batch end), the batch-apply p50/p99, the projectors'
+   CPU per event and the whole machine's (PostgreSQL, Redis and the broker share the 2 cores);
 2. rebuilds from Kafka offset 0 (the same N events);
 3. writes M events into `event_store` and times `rebuild --from event-store` into read model and cache.
 
@@ -16,6 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
+import os
 import random
 import statistics
 import sys
@@ -33,7 +37,7 @@ from aiokafka import AIOKafkaProducer
 from taifa_events import topics
 from taifa_localstack import Stack
 from taifa_projector.adapters import migrate
-from taifa_projector.adapters.postgres import ReadModelStore, create_pool
+from taifa_projector.adapters.postgres import READ_SIDE_TABLES, ReadModelStore, create_pool
 from taifa_projector.adapters.redis_cache import AuthCache
 from taifa_projector.application.rebuild import rebuild_from_event_store, rebuild_from_kafka
 from taifa_projector.entrypoints.service import Projector
@@ -154,42 +158,102 @@ async def produce(bootstrap: str, total: int) -> float:
     return time.perf_counter() - began
 
 
-async def live(settings: Settings, total: int) -> dict[str, float]:
-    projector = Projector(settings, health=False)
-    await projector.start()
-    marks: list[float] = []
-    apply = projector.applier.apply
+def _instance(settings: Settings, stop: Any, results: Any) -> None:
+    """One projector instance in its own process (as in production): consume until `stop`, then report
+    its batches as (start, end, applied) marks on the system-wide monotonic clock, and its CPU seconds."""
 
-    cpu: list[float] = []
+    async def go() -> None:
+        projector = Projector(settings, health=False)
+        await projector.start()
+        marks: list[tuple[float, float, int]] = []
+        apply = projector.applier.apply
 
-    async def timed(batch):  # type: ignore[no-untyped-def]
-        if not marks:
-            cpu.append(time.process_time())
-        marks.append(time.perf_counter())
-        report = await apply(batch)
-        marks.append(time.perf_counter())
-        cpu[1:] = [time.process_time()]
-        return report
+        async def timed(batch):  # type: ignore[no-untyped-def]
+            began = time.perf_counter()
+            report = await apply(batch)
+            marks.append((began, time.perf_counter(), report.applied))
+            return report
 
-    projector.applier.apply = timed  # type: ignore[method-assign]
-    stop = asyncio.Event()
-    task = asyncio.create_task(projector.consume(stop))
+        projector.applier.apply = timed  # type: ignore[method-assign]
+        done = asyncio.Event()
+        cpu = time.process_time()
+        task = asyncio.create_task(projector.consume(done))
+        while not stop.is_set() and not task.done():  # noqa: ASYNC110 - a multiprocessing Event cannot be awaited
+            await asyncio.sleep(0.05)
+        done.set()
+        await task
+        cpu = time.process_time() - cpu
+        await projector.close()
+        results.put((marks, cpu, list(projector.batch_seconds)))
+
+    asyncio.run(go())
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (every process: projectors, PostgreSQL, Redis, broker)."""
+    with open("/proc/stat") as stat:
+        ticks = [int(v) for v in stat.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+async def _count_applied(database_url: str, total: int, stalled_after: float = 120.0) -> None:
+    """Poll until `total` events are recorded as applied; fail if the count stops moving."""
+    conn = await asyncpg.connect(database_url)
     try:
-        while projector.totals.applied < total:
-            if task.done():
-                task.result()
+        applied, moved = -1, time.monotonic()
+        while applied < total:
+            count = await conn.fetchval("SELECT count(*) FROM projector_processed_events")
+            if count != applied:
+                applied, moved = count, time.monotonic()
+            elif time.monotonic() - moved > stalled_after:
+                raise RuntimeError(f"projectors stalled at {applied:,} of {total:,} events")
             await asyncio.sleep(0.1)
     finally:
+        await conn.close()
+
+
+async def reset_read_side(settings: Settings) -> None:
+    """Empty read models, bookkeeping and cache, so that the next run applies every event afresh."""
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await conn.execute(f"TRUNCATE {', '.join(READ_SIDE_TABLES)}, projector_offsets")
+    finally:
+        await conn.close()
+    client = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        await client.flushall()
+    finally:
+        await client.aclose()
+
+
+def live(settings: Settings, total: int, instances: int) -> dict[str, float]:
+    """`instances` projector processes in one consumer group over the same `total` events."""
+    asyncio.run(reset_read_side(settings))
+    settings = settings.model_copy(update={"projector_group_id": f"bench-{instances}"})
+    context = multiprocessing.get_context("spawn")
+    stop, results = context.Event(), context.Queue()
+    processes = [context.Process(target=_instance, args=(settings, stop, results)) for _ in range(instances)]
+    busy = machine_busy_seconds()
+    for process in processes:
+        process.start()
+    try:
+        asyncio.run(_count_applied(settings.database_url, total))
+        busy = machine_busy_seconds() - busy
+    finally:
         stop.set()
-        await task
-        await projector.close()
-    seconds = marks[-1] - marks[0]
-    batches = sorted(projector.batch_seconds)
+        reports = [results.get(timeout=120) for _ in processes]
+        for process in processes:
+            process.join()
+    marks = [mark for batch_marks, _, _ in reports for mark in batch_marks]
+    seconds = max(end for _, end, _ in marks) - min(began for began, _, _ in marks)
+    batches = sorted(b for _, _, batch_seconds in reports for b in batch_seconds)
     return {
         "events": total,
         "seconds": seconds,
         "events_per_s": total / seconds,
-        "cpu_us_per_event": 1e6 * (cpu[-1] - cpu[0]) / total,
+        "cpu_us_per_event": 1e6 * sum(cpu for _, cpu, _ in reports) / total,
+        "machine_us_per_event": 1e6 * busy / total,
+        "shares": ", ".join(f"{sum(a for _, _, a in m):,}" for m, _, _ in reports),
         "batches": len(batches),
         "batch_p50_ms": 1000 * statistics.median(batches),
         "batch_p99_ms": 1000 * batches[min(len(batches) - 1, int(0.99 * len(batches)))],
@@ -236,6 +300,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     parser.add_argument("--live-events", type=int, default=None)
     parser.add_argument("--rebuild-events", type=int, default=None)
+    parser.add_argument(
+        "--instances", type=int, nargs="+", default=[1, 2],
+        help="projector processes sharing the partitions, one live run per value (default: 1 then 2)",
+    )  # fmt: skip
     args = parser.parse_args()
     live_n = args.live_events or (20_000 if args.quick else 200_000)
     rebuild_n = args.rebuild_events or (50_000 if args.quick else 1_000_000)
@@ -252,13 +320,17 @@ def main() -> None:
 
         produced = asyncio.run(produce(settings.kafka_bootstrap, live_n))
         print(f"  produced {live_n:,} events to Kafka in {produced:.1f}s", flush=True)
-        figures = asyncio.run(live(settings, live_n))
-        print(
-            f"  live: {figures['events_per_s']:,.0f} events/s ({live_n:,} in {figures['seconds']:.1f}s, "
-            f"{figures['batches']} batches), batch apply p50 {figures['batch_p50_ms']:.1f} ms, "
-            f"p99 {figures['batch_p99_ms']:.1f} ms; projector CPU {figures['cpu_us_per_event']:.1f} us/event",
-            flush=True,
-        )
+        for instances in args.instances:
+            figures = live(settings, live_n, instances)
+            print(
+                f"  live, {instances} projector process{'es' if instances > 1 else ''} in one group "
+                f"(applied {figures['shares']}): {figures['events_per_s']:,.0f} events/s "
+                f"({live_n:,} in {figures['seconds']:.1f}s, {figures['batches']} batches), batch apply "
+                f"p50 {figures['batch_p50_ms']:.1f} ms, p99 {figures['batch_p99_ms']:.1f} ms; projector CPU "
+                f"{figures['cpu_us_per_event']:.1f} us/event, whole machine (PostgreSQL, Redis, broker included) "
+                f"{figures['machine_us_per_event']:.1f} us/event",
+                flush=True,
+            )
         cpu = time.process_time()
         summary = asyncio.run(
             with_stores(

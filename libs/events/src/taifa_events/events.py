@@ -7,10 +7,10 @@ a domain or its SMTP username, so that those events stay in one partition, in or
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, NoReturn
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 from taifa_events import topics
 
@@ -18,6 +18,16 @@ from taifa_events import topics
 FORBIDDEN_SECRET_FIELDS = frozenset({"password", "secret", "api_key", "plaintext", "token"})
 
 Plan = Literal["free", "starter", "pro", "enterprise"]
+
+
+def _refuse_plaintext_secret(value: Any, info: ValidationInfo) -> NoReturn:
+    raise ValueError(f"events never carry plaintext secrets (field {info.field_name!r})")
+
+
+# Declared as fields (always None, never serialised) rather than checked by a model validator: a field's
+# validator runs only when the field is present, so valid events pay nothing for the check, while a
+# model validator would be a Python call for every event decoded (a tenth of the projector's CPU).
+_NoPlaintextSecret = Annotated[None, BeforeValidator(_refuse_plaintext_secret), Field(exclude=True, repr=False)]
 
 
 class EventData(BaseModel):
@@ -29,14 +39,12 @@ class EventData(BaseModel):
     SCHEMA_VERSION: ClassVar[int] = 1
     TOPIC: ClassVar[str]
 
-    @model_validator(mode="before")
-    @classmethod
-    def _refuse_plaintext_secrets(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            leaked = FORBIDDEN_SECRET_FIELDS.intersection(value)
-            if leaked:
-                raise ValueError(f"events never carry plaintext secrets (field {sorted(leaked)[0]!r})")
-        return value
+    # FORBIDDEN_SECRET_FIELDS: present in the input -> refused; absent -> None.
+    password: _NoPlaintextSecret = None
+    secret: _NoPlaintextSecret = None
+    api_key: _NoPlaintextSecret = None
+    plaintext: _NoPlaintextSecret = None
+    token: _NoPlaintextSecret = None
 
     def stream_id(self) -> UUID:
         """The aggregate this event belongs to."""

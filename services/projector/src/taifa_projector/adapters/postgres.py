@@ -24,8 +24,9 @@ from taifa_projector.domain.model import (
     creates_stream,
     is_credential_event,
     is_domain_event,
+    newer_entry,
 )
-from taifa_projector.domain.projection import Event, Projection
+from taifa_projector.domain.projection import Event, Projection, latest_auth_entries
 from taifa_projector.domain.records import TopicPartitionKey
 
 CREDENTIAL_COLUMNS = (
@@ -70,6 +71,12 @@ UPSERT_AUTH = _upsert_sql("projector_auth_entries", AUTH_COLUMNS, AUTH_TYPES, "u
 SELECT_CREDENTIALS = f"SELECT {', '.join(CREDENTIAL_COLUMNS)} FROM rm_smtp_credentials"  # noqa: S608
 SELECT_DOMAINS = f"SELECT {', '.join(DOMAIN_COLUMNS)} FROM rm_domains"  # noqa: S608
 SELECT_AUTH = f"SELECT {', '.join(AUTH_COLUMNS)} FROM projector_auth_entries"  # noqa: S608
+RECORD_PROCESSED = (
+    "WITH batch AS (SELECT * FROM unnest($1::uuid[], $2::bigint[]) AS b(event_id, position)), "
+    "inserted AS (INSERT INTO projector_processed_events (event_id, position) SELECT * FROM batch "
+    "ON CONFLICT DO NOTHING RETURNING event_id) "
+    "SELECT b.event_id FROM batch b LEFT JOIN inserted i USING (event_id) WHERE i.event_id IS NULL"
+)
 RECORD_OFFSETS = (
     "INSERT INTO projector_offsets (group_id, topic, partition, next_offset) "
     "SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[]) "
@@ -84,6 +91,16 @@ class BatchOutcome:
     new_events: list[Event]
     duplicates: int
     projection: Projection
+    # Events this group had applied before (a redelivery): their cache entries are written again, since a
+    # crash may have come between the PostgreSQL commit and the Redis write.
+    seen_before: list[Event]
+
+    def auth_entries(self) -> dict[str, AuthEntry]:
+        """What the batch writes to the auth cache: the entries the fold changed, plus the redelivered ones."""
+        entries = latest_auth_entries(self.seen_before)
+        for username in self.projection.changed_auth:
+            entries[username] = newer_entry(entries.get(username), self.projection.auth[username])
+        return entries
 
 
 _GETTERS: dict[type, Any] = {}
@@ -151,21 +168,21 @@ class ReadModelStore:
         for event in events:
             unique.setdefault(event.event_id, event)
         async with self.pool.acquire() as conn, conn.transaction():
-            new_ids = set()
+            seen_ids: set[UUID] = set()
             if unique:
-                rows = await conn.fetch(
-                    "INSERT INTO projector_processed_events (event_id, position) "
-                    "SELECT * FROM unnest($1::uuid[], $2::bigint[]) ON CONFLICT DO NOTHING RETURNING event_id",
-                    list(unique),
-                    [e.position for e in unique.values()],
-                )
-                new_ids = {r["event_id"] for r in rows}
-            fresh = [e for e in unique.values() if e.event_id in new_ids]
+                # Returns only the ids that were already recorded (usually none), not every inserted one.
+                rows = await conn.fetch(RECORD_PROCESSED, list(unique), [e.position for e in unique.values()])
+                seen_ids = {r["event_id"] for r in rows}
+            if seen_ids:
+                fresh = [e for e in unique.values() if e.event_id not in seen_ids]
+                seen_before = [e for e in unique.values() if e.event_id in seen_ids]
+            else:
+                fresh, seen_before = list(unique.values()), []
             projection = await self._load_for(conn, fresh)
             projection.apply_all(fresh)
             await self._write(conn, projection)
             await self._record_offsets(conn, offsets)
-        return BatchOutcome(new_events=fresh, duplicates=len(events) - len(fresh), projection=projection)
+        return BatchOutcome(fresh, len(events) - len(fresh), projection, seen_before)
 
     async def _load_for(self, conn: asyncpg.Connection, events: Sequence[Event]) -> Projection:
         """Lock and load every row `events` can touch."""
