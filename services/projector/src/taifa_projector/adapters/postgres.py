@@ -33,17 +33,14 @@ CREDENTIAL_COLUMNS = (
     "credential_id", "account_id", "domain_id", "domain", "username",
     "is_active", "created_at", "deactivated_at", "position",
 )  # fmt: skip
-CREDENTIAL_TYPES = ("uuid", "uuid", "uuid", "text", "text", "bool", "timestamptz", "timestamptz", "bigint")
 DOMAIN_COLUMNS = (
     "domain_id", "account_id", "name", "status", "status_reason", "verification_name",
     "verification_value", "created_at", "verified_at", "position",
 )  # fmt: skip
-DOMAIN_TYPES = ("uuid", "uuid", "text", "text", "text", "text", "text", "timestamptz", "timestamptz", "bigint")
 AUTH_COLUMNS = (
     "username", "credential_id", "account_id", "domain_id", "domain",
     "secret_hash", "hash_scheme", "active", "position",
 )  # fmt: skip
-AUTH_TYPES = ("text", "uuid", "uuid", "uuid", "text", "text", "text", "bool", "bigint")
 
 PROCESSED_PKEY = "projector_processed_events_pkey"  # as migration 0001 names it
 READ_SIDE_TABLES = (
@@ -55,18 +52,18 @@ READ_SIDE_TABLES = (
 )
 
 
-def _upsert_sql(table: str, columns: Sequence[str], types: Sequence[str], key: str) -> str:
-    params = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, start=1))
+def _upsert_sql(table: str, columns: Sequence[str], row_type: str, key: str) -> str:
+    """Upsert from one array of rows (`row_type`, migration 0002: the same columns in the same order)."""
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != key)
     return (
-        f"INSERT INTO {table} AS r ({', '.join(columns)}) SELECT * FROM unnest({params}) "  # noqa: S608 - constants
+        f"INSERT INTO {table} AS r ({', '.join(columns)}) SELECT * FROM unnest($1::{row_type}[]) "  # noqa: S608
         f"ON CONFLICT ({key}) DO UPDATE SET {updates} WHERE r.position < EXCLUDED.position"
     )
 
 
-UPSERT_CREDENTIALS = _upsert_sql("rm_smtp_credentials", CREDENTIAL_COLUMNS, CREDENTIAL_TYPES, "credential_id")
-UPSERT_DOMAINS = _upsert_sql("rm_domains", DOMAIN_COLUMNS, DOMAIN_TYPES, "domain_id")
-UPSERT_AUTH = _upsert_sql("projector_auth_entries", AUTH_COLUMNS, AUTH_TYPES, "username")
+UPSERT_CREDENTIALS = _upsert_sql("rm_smtp_credentials", CREDENTIAL_COLUMNS, "projector_credential_row", "credential_id")
+UPSERT_DOMAINS = _upsert_sql("rm_domains", DOMAIN_COLUMNS, "projector_domain_row", "domain_id")
+UPSERT_AUTH = _upsert_sql("projector_auth_entries", AUTH_COLUMNS, "projector_auth_row", "username")
 # Column lists are module constants, never input.
 SELECT_CREDENTIALS = f"SELECT {', '.join(CREDENTIAL_COLUMNS)} FROM rm_smtp_credentials"  # noqa: S608
 SELECT_DOMAINS = f"SELECT {', '.join(DOMAIN_COLUMNS)} FROM rm_domains"  # noqa: S608
@@ -113,14 +110,6 @@ def astuple(row: Any) -> tuple[Any, ...]:
         getter = _GETTERS[type(row)] = attrgetter(*(f.name for f in fields(row)))
     values: tuple[Any, ...] = getter(row)
     return values
-
-
-def _columns(rows: Iterable[Any], width: int) -> list[list[Any]]:
-    columns: list[list[Any]] = [[] for _ in range(width)]
-    for row in rows:
-        for i, value in enumerate(astuple(row)):
-            columns[i].append(value)
-    return columns
 
 
 async def create_pool(database_url: str, size: int) -> asyncpg.Pool:
@@ -231,14 +220,14 @@ class ReadModelStore:
 
     async def _write(self, conn: asyncpg.Connection, projection: Projection) -> None:
         if projection.changed_credentials:
-            rows = [projection.credentials[i] for i in projection.changed_credentials]
-            await conn.execute(UPSERT_CREDENTIALS, *_columns(rows, len(CREDENTIAL_COLUMNS)))
+            credentials = projection.credentials
+            await conn.execute(UPSERT_CREDENTIALS, [astuple(credentials[i]) for i in projection.changed_credentials])
         if projection.changed_domains:
-            rows_d = [projection.domains[i] for i in projection.changed_domains]
-            await conn.execute(UPSERT_DOMAINS, *_columns(rows_d, len(DOMAIN_COLUMNS)))
+            domains = projection.domains
+            await conn.execute(UPSERT_DOMAINS, [astuple(domains[i]) for i in projection.changed_domains])
         if projection.changed_auth:
-            rows_a = [projection.auth[u] for u in projection.changed_auth]
-            await conn.execute(UPSERT_AUTH, *_columns(rows_a, len(AUTH_COLUMNS)))
+            auth = projection.auth
+            await conn.execute(UPSERT_AUTH, [astuple(auth[u]) for u in projection.changed_auth])
         if projection.unparked_streams:
             await conn.execute(
                 "DELETE FROM projector_parked_events WHERE stream_id = ANY($1::uuid[])",
