@@ -6,7 +6,7 @@ import itertools
 import random
 
 from taifa_projector.domain.model import TOMBSTONE_HASH
-from taifa_projector.domain.projection import Projection, latest_auth_entries
+from taifa_projector.domain.projection import Projection, cache_writes, latest_auth_entries
 
 from tests.unit.projector.projector_events import Domain
 
@@ -128,3 +128,17 @@ def test_cache_fields_are_exactly_what_the_shared_format_writes() -> None:
     ):
         (entry,) = entry
         assert dict(zip(ENTRY_FIELDS, entry_values(entry), strict=True)) == to_cache_entry(entry).to_redis()
+
+
+def test_cache_writes_are_the_folds_changes_plus_the_redelivered_events() -> None:
+    a, b = Domain(), Domain()
+    a_created = a.created(1)
+    b_created = b.created(2)
+    # Only b's creation is new to this batch; a's deactivation was applied before (a redelivery after a
+    # crash between the PostgreSQL commit and the Redis write) and must still reach the cache.
+    projection = fold([b_created])
+    writes = cache_writes(projection, [a.deactivated(a_created, 3)])
+    assert set(writes) == {a.username.lower(), b.username.lower()}
+    assert writes[b.username.lower()].active and not writes[a.username.lower()].active
+    # Nothing new and nothing redelivered: nothing to write.
+    assert cache_writes(Projection(), []) == {}

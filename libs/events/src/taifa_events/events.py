@@ -14,9 +14,6 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 
 from taifa_events import topics
 
-# Field names that would carry a plaintext secret. An event refuses them outright: only hashes travel.
-FORBIDDEN_SECRET_FIELDS = frozenset({"password", "secret", "api_key", "plaintext", "token"})
-
 Plan = Literal["free", "starter", "pro", "enterprise"]
 
 
@@ -39,7 +36,7 @@ class EventData(BaseModel):
     SCHEMA_VERSION: ClassVar[int] = 1
     TOPIC: ClassVar[str]
 
-    # FORBIDDEN_SECRET_FIELDS: present in the input -> refused; absent -> None.
+    # Field names that would carry a plaintext secret: refused outright (only hashes travel); absent -> None.
     password: _NoPlaintextSecret = None
     secret: _NoPlaintextSecret = None
     api_key: _NoPlaintextSecret = None

@@ -24,9 +24,8 @@ from taifa_projector.domain.model import (
     creates_stream,
     is_credential_event,
     is_domain_event,
-    newer_entry,
 )
-from taifa_projector.domain.projection import Event, Projection, latest_auth_entries
+from taifa_projector.domain.projection import Event, Projection
 from taifa_projector.domain.records import TopicPartitionKey
 
 CREDENTIAL_COLUMNS = (
@@ -88,16 +87,7 @@ class BatchOutcome:
     new_events: list[Event]
     duplicates: int
     projection: Projection
-    # Events this group had applied before (a redelivery): their cache entries are written again, since a
-    # crash may have come between the PostgreSQL commit and the Redis write.
-    seen_before: list[Event]
-
-    def auth_entries(self) -> dict[str, AuthEntry]:
-        """What the batch writes to the auth cache: the entries the fold changed, plus the redelivered ones."""
-        entries = latest_auth_entries(self.seen_before)
-        for username in self.projection.changed_auth:
-            entries[username] = newer_entry(entries.get(username), self.projection.auth[username])
-        return entries
+    seen_before: list[Event]  # events applied before (a redelivery)
 
 
 _GETTERS: dict[type, Any] = {}

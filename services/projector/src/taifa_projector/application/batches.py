@@ -22,7 +22,7 @@ from taifa_projector import metrics
 from taifa_projector.adapters.postgres import BatchOutcome, ReadModelStore
 from taifa_projector.adapters.redis_cache import AuthCache
 from taifa_projector.application.retry import is_transient, retry_transient
-from taifa_projector.domain.projection import Event
+from taifa_projector.domain.projection import Event, cache_writes
 from taifa_projector.domain.records import Record, TopicPartitionKey
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ class BatchApplier:
             initial=self.retry_initial,
             maximum=self.retry_max,
         )
-        entries = outcome.auth_entries()
+        entries = cache_writes(outcome.projection, outcome.seen_before)
         revoked = [u for u, entry in entries.items() if not entry.active]
         applied = [e.event_id for e in events] if self.publish_applied else []
         await retry_transient(

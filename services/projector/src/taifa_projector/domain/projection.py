@@ -113,3 +113,12 @@ def latest_auth_entries(events: Iterable[Event]) -> dict[str, AuthEntry]:
         if entry is not None:
             entries[entry.username] = newer_entry(entries.get(entry.username), entry)
     return entries
+
+
+def cache_writes(projection: Projection, redelivered: Iterable[Event]) -> dict[str, AuthEntry]:
+    """What a live batch writes to the auth cache: the entries its fold changed, plus those of events applied
+    before (a redelivery: a crash may have come between the PostgreSQL commit and the Redis write)."""
+    entries = latest_auth_entries(redelivered)
+    for username in projection.changed_auth:
+        entries[username] = newer_entry(entries.get(username), projection.auth[username])
+    return entries
