@@ -184,7 +184,7 @@ def _instance(settings: Settings, stop: Any, results: Any) -> None:
         await task
         cpu = time.process_time() - cpu
         await projector.close()
-        results.put((marks, cpu, list(projector.batch_seconds)))
+        results.put((marks, cpu))
 
     asyncio.run(go())
 
@@ -244,16 +244,16 @@ def live(settings: Settings, total: int, instances: int) -> dict[str, float]:
         reports = [results.get(timeout=120) for _ in processes]
         for process in processes:
             process.join()
-    marks = [mark for batch_marks, _, _ in reports for mark in batch_marks]
+    marks = [mark for batch_marks, _ in reports for mark in batch_marks]
     seconds = max(end for _, end, _ in marks) - min(began for began, _, _ in marks)
-    batches = sorted(b for _, _, batch_seconds in reports for b in batch_seconds)
+    batches = sorted(end - began for began, end, _ in marks)
     return {
         "events": total,
         "seconds": seconds,
         "events_per_s": total / seconds,
-        "cpu_us_per_event": 1e6 * sum(cpu for _, cpu, _ in reports) / total,
+        "cpu_us_per_event": 1e6 * sum(cpu for _, cpu in reports) / total,
         "machine_us_per_event": 1e6 * busy / total,
-        "shares": ", ".join(f"{sum(a for _, _, a in m):,}" for m, _, _ in reports),
+        "shares": ", ".join(f"{sum(a for _, _, a in m):,}" for m, _ in reports),
         "batches": len(batches),
         "batch_p50_ms": 1000 * statistics.median(batches),
         "batch_p99_ms": 1000 * batches[min(len(batches) - 1, int(0.99 * len(batches)))],
