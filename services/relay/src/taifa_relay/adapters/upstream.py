@@ -2,6 +2,11 @@
 
 A transaction is all-or-nothing: if any recipient is refused the upstream transaction is reset, so the
 client's retry can never duplicate a message for the recipients that were accepted.
+
+The message body goes through aiosmtplib's protocol layer rather than `SMTP.data()`: `data()` runs two regular
+expressions over every message (line-ending normalisation and dot-stuffing, about 0.14 ms for 10 KB, a tenth of
+the relay's CPU per message), while the relay's reader has already refused any bare CR or LF. A message that is
+not CRLF-only (never from the relay's own reader) still goes through `data()`.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiosmtplib
-from aiosmtplib import SMTPException, SMTPResponseException
+from aiosmtplib import SMTPDataError, SMTPException, SMTPResponseException, SMTPServerDisconnected, SMTPTimeoutError
 
 from taifa_relay.adapters import metrics
 from taifa_relay.adapters.tls import upstream_context
@@ -108,7 +113,7 @@ class UpstreamClient:
                 raise _ClosedBeforeMail from None
             for recipient in recipients:
                 await client.rcpt(recipient)
-            response = await client.data(message)
+            response = await self._data(client, message)
         except SMTPResponseException as exc:
             with contextlib.suppress(SMTPException, OSError):
                 await client.rset()
@@ -120,9 +125,43 @@ class UpstreamClient:
         self._release(client)
         return UpstreamReply(True, response.code, response.message)
 
+    async def _data(self, client: aiosmtplib.SMTP, message: bytes) -> aiosmtplib.SMTPResponse:
+        """DATA, the dot-stuffed body and its end; what `SMTP.data()` does, minus its regular expressions."""
+        if not crlf_only(message):
+            return await client.data(message)
+        start = await client.execute_command(b"DATA")
+        if start.code != 354:
+            raise SMTPDataError(start.code, start.message)
+        protocol = client.protocol
+        if protocol is None:
+            raise SMTPServerDisconnected("upstream closed the connection")
+        try:
+            # The pooled client is this transaction's alone: nothing else writes or reads on it meanwhile.
+            protocol.write(dot_stuffed(message) + b".\r\n")
+            response = await protocol.read_response(timeout=self._timeout)
+        except (SMTPServerDisconnected, SMTPTimeoutError):
+            client.close()
+            raise
+        if response.code != 250:
+            raise SMTPDataError(response.code, response.message)
+        return response
+
     async def close(self) -> None:
         idle, self._idle = self._idle, []
         for client in idle:
             with contextlib.suppress(SMTPException, OSError, TimeoutError):
                 await asyncio.wait_for(client.quit(), 2)
             client.close()
+
+
+def crlf_only(message: bytes) -> bool:
+    """Every CR and every LF of `message` belongs to a CRLF pair, and it ends with one (or is empty)."""
+    pairs = message.count(b"\r\n")
+    return message.count(b"\r") == pairs == message.count(b"\n") and (not message or message.endswith(b"\r\n"))
+
+
+def dot_stuffed(message: bytes) -> bytes:
+    """RFC 5321 §4.5.2: a line that begins with "." gets one more."""
+    if message.startswith(b"."):
+        message = b"." + message
+    return message.replace(b"\r\n.", b"\r\n..") if b"\r\n." in message else message
