@@ -22,3 +22,6 @@ TRANSIENT_FAILURES = Counter(
 )
 CACHE_REBUILDS = Counter("taifa_projector_cache_rebuilds_total", "Auth-cache rebuilds from the read model.", ["reason"])
 REBUILDS = Counter("taifa_projector_rebuilds_total", "Full read-model rebuilds.", ["source"])
+PROCESSED_PRUNED = Counter(
+    "taifa_projector_processed_ids_pruned_total", "Processed-event ids forgotten once far behind the newest position."
+)

@@ -53,6 +53,16 @@ class Settings(BaseSettings, KafkaConnectionSettings):
     )
     projector_cache_chunk: int = Field(5000, ge=1, description="Entries per pipeline when the cache is rebuilt.")
     projector_db_pool_size: int = Field(4, ge=1, description="PostgreSQL connections the projector keeps.")
+    projector_processed_keep_positions: int = Field(
+        1_000_000,
+        ge=1,
+        description="Processed-event ids kept for duplicate counting, in positions behind the newest applied event; "
+        "older ones are pruned (a redelivery of those is still harmless: every write is conditional on position).",
+    )
+    projector_prune_interval_seconds: float = Field(
+        60.0, gt=0, description="How often one projector instance prunes old processed-event ids."
+    )
+    projector_prune_chunk: int = Field(10_000, ge=1, description="Processed-event ids deleted per transaction.")
     projector_publish_applied: bool = Field(
         True, description="Set the read-your-writes key and publish each applied event id (the API waits on it)."
     )

@@ -73,6 +73,12 @@ RECORD_PROCESSED = (
     "ON CONFLICT DO NOTHING RETURNING event_id) "
     "SELECT b.event_id FROM batch b LEFT JOIN inserted i USING (event_id) WHERE i.event_id IS NULL"
 )
+# One chunk of the oldest processed-event ids; only one instance prunes at a time (the others skip).
+PRUNE_LOCK = 0x7461_6966_6170_7275  # "taifapru": pg_try_advisory_xact_lock key
+PRUNE_PROCESSED = (
+    "DELETE FROM projector_processed_events WHERE event_id IN "
+    "(SELECT event_id FROM projector_processed_events WHERE position < $1 LIMIT $2)"
+)
 RECORD_OFFSETS = (
     "INSERT INTO projector_offsets (group_id, topic, partition, next_offset) "
     "SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[]) "
@@ -244,6 +250,18 @@ class ReadModelStore:
                 "SELECT topic, partition, next_offset FROM projector_offsets WHERE group_id = $1", self.group_id
             )
         return [AuthEntry(*r) for r in rows], {(r["topic"], r["partition"]): r["next_offset"] for r in offsets}
+
+    async def prune_processed(self, below_position: int, chunk: int) -> int | None:
+        """Forget up to `chunk` processed-event ids below `below_position`; None if another instance is pruning.
+
+        Safe at any time: every write is conditional on position, so an event whose id was forgotten and that
+        is delivered again changes nothing; it is only no longer counted as a duplicate.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", PRUNE_LOCK):
+                return None
+            status = await conn.execute(PRUNE_PROCESSED, below_position, chunk)
+        return int(status.rsplit(" ", 1)[-1])
 
     # --- rebuild -----------------------------------------------------------------------------
 

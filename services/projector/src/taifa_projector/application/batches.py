@@ -43,6 +43,7 @@ class BatchReport:
     applied: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
+    highest_position: int = 0  # of the events applied (pruning of old processed-event ids keys on it)
 
 
 @dataclass
@@ -169,6 +170,7 @@ class BatchApplier:
             metrics.EVENTS_DUPLICATE.inc(outcome.duplicates)
         report.applied += len(outcome.new_events)
         report.duplicates += outcome.duplicates
+        report.highest_position = max(report.highest_position, max((e.position for e in events), default=0))
 
     async def _dead_letter(
         self, record: Record, reason: str, error: str, *, attempts: int, report: BatchReport

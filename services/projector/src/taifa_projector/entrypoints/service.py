@@ -30,6 +30,7 @@ from taifa_projector.adapters.postgres import ReadModelStore, create_pool
 from taifa_projector.adapters.redis_cache import AuthCache
 from taifa_projector.application.batches import BatchApplier, BatchReport, DecodedBatch
 from taifa_projector.application.cache import CacheGuard
+from taifa_projector.application.pruning import ProcessedPruner
 from taifa_projector.application.retry import retry_transient
 from taifa_projector.domain.records import TopicPartitionKey
 from taifa_projector.settings import Settings
@@ -61,6 +62,12 @@ class Projector:
         self.cache = AuthCache(self.redis, s.projector_group_id)
         self.guard = CacheGuard(
             self.store, self.cache, interval=s.projector_cache_check_seconds, chunk=s.projector_cache_chunk
+        )
+        self.pruner = ProcessedPruner(
+            self.store,
+            keep_positions=s.projector_processed_keep_positions,
+            interval=s.projector_prune_interval_seconds,
+            chunk=s.projector_prune_chunk,
         )
         self.producer = make_producer(s.kafka_client_options())
         await self.producer.start()
@@ -131,6 +138,7 @@ class Projector:
                     await self._finish(in_flight)
                     in_flight = None
                     await self.guard.maybe_check(self.assigned())
+                    await self.pruner.maybe_prune(self.totals.highest_position)
                 if decoded is not None:
                     in_flight = asyncio.create_task(self._apply(decoded))
         finally:
@@ -154,6 +162,7 @@ class Projector:
         self.totals.applied += report.applied
         self.totals.duplicates += report.duplicates
         self.totals.dead_lettered += report.dead_lettered
+        self.totals.highest_position = max(self.totals.highest_position, report.highest_position)
         self.totals.next_offsets.update(report.next_offsets)
 
     async def _commit(self, offsets: dict[TopicPartitionKey, int]) -> None:
