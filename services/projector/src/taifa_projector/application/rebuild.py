@@ -2,7 +2,8 @@
 
 Events are folded in memory with the same rules as the live consumer, then written in one
 PostgreSQL transaction (COPY) and one pass over Redis. Run it with the projectors stopped: a live
-instance writing meanwhile would be overwritten by the TRUNCATE.
+instance writing meanwhile would be overwritten by the TRUNCATE (the CLI enforces it with
+`adapters.read_side_lock`).
 
 - from the event store: the offsets recorded for the group are kept, so a projector started
   afterwards resumes where it was and finds the events it meets already applied;

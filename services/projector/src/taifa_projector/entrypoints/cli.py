@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from taifa_projector.adapters.postgres import ReadModelStore, create_pool
+from taifa_projector.adapters.read_side_lock import ReadSideLock
 from taifa_projector.adapters.redis_cache import AuthCache
 from taifa_projector.application.checksum import read_side_checksums
 from taifa_projector.application.rebuild import RebuildSummary, rebuild_from_event_store, rebuild_from_kafka
@@ -85,6 +86,10 @@ def rebuild(
     settings = Settings()
 
     async def main() -> RebuildSummary:
+        lock = ReadSideLock(settings.database_url, exclusive=True)
+        if not await lock.try_acquire():
+            console.print("[red]live projectors are running: stop them first (the rebuild replaces what they write)")
+            raise typer.Exit(1)
         pool, client, store, cache = await _with_stores(settings)
         try:
             with Progress(
@@ -111,6 +116,7 @@ def rebuild(
         finally:
             await client.aclose()
             await pool.close()
+            await lock.release()
 
     summary = asyncio.run(main())
     table = Table(title=f"rebuild from {summary.source}", show_header=False)

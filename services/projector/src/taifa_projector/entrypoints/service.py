@@ -27,6 +27,7 @@ from taifa_projector.adapters.kafka import (
     to_record,
 )
 from taifa_projector.adapters.postgres import ReadModelStore, create_pool
+from taifa_projector.adapters.read_side_lock import ReadSideLock
 from taifa_projector.adapters.redis_cache import AuthCache
 from taifa_projector.application.batches import BatchApplier, BatchReport, DecodedBatch
 from taifa_projector.application.cache import CacheGuard
@@ -57,6 +58,8 @@ class Projector:
             initial=s.projector_retry_initial_seconds,
             maximum=s.projector_retry_max_seconds,
         )
+        self.read_side = ReadSideLock(s.database_url, exclusive=False)
+        await self._hold_read_side()
         self.redis = aioredis.Redis.from_url(s.redis_url, socket_timeout=10, socket_connect_timeout=5)
         self.store = ReadModelStore(self.pool, s.projector_group_id)
         self.cache = AuthCache(self.redis, s.projector_group_id)
@@ -98,6 +101,21 @@ class Projector:
         heap.freeze_long_lived()
         log.info("projector started: group %s, topics %s", s.projector_group_id, ",".join(s.projector_topics))
 
+    async def _hold_read_side(self) -> None:
+        """Hold the read side shared (a rebuild holds it exclusively): wait while a rebuild runs."""
+
+        async def hold() -> None:
+            if not await self.read_side.try_acquire():
+                log.warning("a rebuild of the read side is running; waiting for it to finish")
+                await self.read_side.acquire()
+
+        await retry_transient(
+            hold,
+            store="postgres",
+            initial=self.settings.projector_retry_initial_seconds,
+            maximum=self.settings.projector_retry_max_seconds,
+        )
+
     async def _load_offsets(self, partitions: list[TopicPartitionKey]) -> dict[TopicPartitionKey, int]:
         return await retry_transient(
             lambda: self.store.load_offsets(partitions),
@@ -128,6 +146,8 @@ class Projector:
         try:
             while not stop.is_set():
                 if in_flight is None:
+                    if not self.read_side.held:  # its connection was lost (a database restart)
+                        await self._hold_read_side()
                     await self.guard.maybe_check(self.assigned())
                 polled = await self.consumer.getmany(
                     timeout_ms=s.projector_poll_timeout_ms, max_records=s.projector_batch_size
@@ -186,6 +206,7 @@ class Projector:
             ("producer", "stop"),
             ("redis", "aclose"),
             ("pool", "close"),
+            ("read_side", "release"),
         ):
             part = getattr(self, name, None)
             if part is not None:
