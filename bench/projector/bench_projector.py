@@ -34,7 +34,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
-from taifa_events import topics
+from taifa_events import kafka_headers, topics
 from taifa_localstack import Stack
 from taifa_projector.adapters import migrate
 from taifa_projector.adapters.postgres import READ_SIDE_TABLES, ReadModelStore, create_pool
@@ -147,6 +147,8 @@ async def produce(bootstrap: str, total: int) -> float:
                     topic_of(event),
                     json.dumps(event, separators=(",", ":")).encode(),
                     key=event["data"]["domain_id"].encode(),
+                    # The headers the API's publisher sends with every event.
+                    headers=kafka_headers(event["event_type"], event["event_id"], event["schema_version"]),
                 )
             )
             if len(pending) >= 20_000:

@@ -16,7 +16,7 @@ from api_support import consume_all, create_database, running_api, venv_bin
 from taifa_api.adapters import database, migrate
 from taifa_api.adapters.publisher import OutboxPublisher
 from taifa_api.application import commands
-from taifa_events import decode
+from taifa_events import declared_type, decode
 from taifa_localstack import TOPIC_PARTITIONS, ServiceProcess, Tansu, create_topics, free_port, wait_until
 
 
@@ -80,7 +80,9 @@ async def test_events_reach_kafka_in_position_order_with_key_value_and_headers(a
         assert dict(message.headers) == {
             "event_type": envelope.event_type.encode(),
             "event_id": str(envelope.event_id).encode(),
+            "schema_version": str(envelope.schema_version).encode(),
         }
+        assert declared_type(message.headers) == (envelope.event_type, envelope.schema_version)
         by_partition[(message.topic, message.partition)].append(envelope.position)
     for positions in by_partition.values():
         assert positions == sorted(positions)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID, uuid4
@@ -25,8 +26,9 @@ class Envelope(BaseModel, Generic[DataT]):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     event_id: UUID
-    event_type: str
-    schema_version: int = Field(ge=1)
+    # Strict, as `decode` reads them before choosing the data model: "2" is not a schema version.
+    event_type: StrictStr
+    schema_version: StrictInt = Field(ge=1)
     stream_id: UUID
     stream_version: int = Field(ge=1)
     position: int = Field(ge=1)
@@ -81,6 +83,38 @@ def encode(envelope: Envelope[Any]) -> bytes:
     return json.dumps(envelope_to_json(envelope), separators=(",", ":"), sort_keys=True).encode()
 
 
+# Kafka record headers every published event carries (docs/interfaces.md). `event_type` and
+# `schema_version` let a consumer pick the data model before parsing the value; the value stays the truth.
+HEADER_EVENT_TYPE = "event_type"
+HEADER_EVENT_ID = "event_id"
+HEADER_SCHEMA_VERSION = "schema_version"
+
+
+def kafka_headers(event_type: str, event_id: UUID | str, schema_version: int) -> list[tuple[str, bytes]]:
+    """The headers of an event's Kafka record: `kafka_headers(e.event_type, e.event_id, e.schema_version)`."""
+    return [
+        (HEADER_EVENT_TYPE, event_type.encode()),
+        (HEADER_EVENT_ID, str(event_id).encode()),
+        (HEADER_SCHEMA_VERSION, str(schema_version).encode()),
+    ]
+
+
+def declared_type(headers: Iterable[tuple[str, bytes]] | None) -> tuple[str, int] | None:
+    """(event_type, schema_version) as a record's headers declare them; None if either is missing or odd."""
+    event_type = version = None
+    for name, value in headers or ():
+        if name == HEADER_EVENT_TYPE:
+            event_type = value
+        elif name == HEADER_SCHEMA_VERSION:
+            version = value
+    if event_type is None or version is None or not version.isdigit():
+        return None
+    try:
+        return event_type.decode(), int(version)
+    except UnicodeDecodeError:
+        return None
+
+
 def parse_data(event_type: str, schema_version: int, data: dict[str, Any]) -> EventData:
     """Validate raw event data, upcasting an old schema version first."""
     cls = EVENT_TYPES.get(event_type)
@@ -113,12 +147,25 @@ _TYPED_ENVELOPES: dict[str, tuple[type[Envelope[Any]], int]] = {
 }
 
 
-def _decode_current(raw: bytes | str | dict[str, Any]) -> Envelope[EventData] | None:
+def _decode_current(
+    raw: bytes | str | dict[str, Any], declared: tuple[str, int] | None = None
+) -> Envelope[EventData] | None:
     """The fast path: an envelope of a known type at its current schema version, parsed and validated in
     one pass by pydantic-core. None for anything else (old version, unknown type, invalid, not JSON),
     which `decode` then reads the careful way, so results and refusal reasons are the same either way.
+
+    `declared` (from the Kafka headers) saves parsing the header fields first; the envelope read with it
+    must carry the same type and version, or the careful way decides.
     """
     try:
+        if declared is not None and not isinstance(raw, dict):
+            typed = _TYPED_ENVELOPES.get(declared[0])
+            if typed is None or typed[1] != declared[1]:
+                return None
+            hinted: Envelope[EventData] = typed[0].model_validate_json(raw)
+            if (hinted.event_type, hinted.schema_version) != declared:
+                return None
+            return hinted
         if isinstance(raw, dict):
             event_type, version = raw.get("event_type"), raw.get("schema_version")
             if not isinstance(event_type, str) or type(version) is not int or not isinstance(raw.get("data"), dict):
@@ -137,12 +184,13 @@ def _decode_current(raw: bytes | str | dict[str, Any]) -> Envelope[EventData] | 
         return None
 
 
-def decode(raw: bytes | str | dict[str, Any]) -> Envelope[EventData]:
+def decode(raw: bytes | str | dict[str, Any], *, declared: tuple[str, int] | None = None) -> Envelope[EventData]:
     """Parse an envelope from JSON bytes/text or an already-parsed dict; raise InvalidEvent if impossible.
 
-    The returned envelope carries the *current* schema version of its data.
+    The returned envelope carries the *current* schema version of its data. `declared` is the
+    (event_type, schema_version) the Kafka headers name (`declared_type`): a hint, never trusted alone.
     """
-    fast = _decode_current(raw)
+    fast = _decode_current(raw, declared)
     if fast is not None:
         return fast
     return _decode_carefully(raw)

@@ -19,7 +19,7 @@ from typing import Any, Final
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from taifa_events import encode
+from taifa_events import encode, kafka_headers
 
 from taifa_api import metrics
 from taifa_api.adapters import database, event_store
@@ -128,10 +128,7 @@ class OutboxPublisher:
                     row["topic"],
                     value=encode(envelope),
                     key=envelope.key,
-                    headers=[
-                        ("event_type", envelope.event_type.encode()),
-                        ("event_id", str(envelope.event_id).encode()),
-                    ],
+                    headers=kafka_headers(envelope.event_type, envelope.event_id, envelope.schema_version),
                 )
             )
         for acknowledged in await asyncio.gather(*pending):

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from taifa_events import topics
+from taifa_events import declared_type, topics
 
 from taifa_projector.domain.records import Record, TopicPartitionKey
 
@@ -126,6 +126,7 @@ def to_record(message: object) -> Record:
         offset=message.offset,  # type: ignore[attr-defined]
         key=message.key,  # type: ignore[attr-defined]
         value=message.value,  # type: ignore[attr-defined]
+        declared=declared_type(message.headers),  # type: ignore[attr-defined]
     )
 
 

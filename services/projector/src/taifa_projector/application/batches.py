@@ -97,7 +97,7 @@ class BatchApplier:
             try:
                 if record.value is None:
                     raise InvalidEvent("record has no value")
-                batch.events.append((record, decode(record.value)))
+                batch.events.append((record, decode(record.value, declared=record.declared)))
             except InvalidEvent as exc:
                 batch.undecodable.append((record, str(exc)))
         return batch

@@ -73,11 +73,11 @@ class _Folder:
         self.processed: dict[UUID, int] = {}
         self.invalid = 0
 
-    def add_raw(self, raw: bytes | str | dict[str, Any] | None) -> None:
+    def add_raw(self, raw: bytes | str | dict[str, Any] | None, declared: tuple[str, int] | None = None) -> None:
         try:
             if raw is None:
                 raise InvalidEvent("no value")
-            event = decode(raw)
+            event = decode(raw, declared=declared)
         except InvalidEvent:
             # Undecodable records went to the dead-letter topic when they were live; they change nothing here.
             self.invalid += 1
@@ -195,7 +195,7 @@ async def _rebuild_from_kafka(
     ends: dict[TopicPartitionKey, int] = {}
     async for records, done, ends in read_topics_to_end(kafka, topic_names):
         for record in records:
-            folder.add_raw(record.value)
+            folder.add_raw(record.value, record.declared)
         heap.freeze_long_lived(collect=False)
         progress("events", sum(done.values()), sum(ends.values()))
     summary.phases["read"] = time.monotonic() - began

@@ -16,6 +16,7 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    declared: tuple[str, int] | None = None  # (event_type, schema_version) its headers name: a decoding hint
 
     @property
     def tp(self) -> TopicPartitionKey:
