@@ -89,8 +89,14 @@ chaos-projector: setup
 	TAIFA_PROJECTOR_CHAOS_KILLS=$(or $(KILLS),100) TAIFA_PROJECTOR_CHAOS_EVENTS=$(or $(EVENTS),10000) \
 		$(BIN)/pytest tests/integration/projector/test_projector_crash.py -q -s -o timeout=3600
 
+# TESTING.md C8 at full size: the relay's dialogue fuzz for about an hour (about a million commands).
+.PHONY: fuzz-relay
+fuzz-relay: setup
+	TAIFA_RELAY_FUZZ_EXAMPLES=$(or $(EXAMPLES),30000) TAIFA_RELAY_FUZZ_STEPS=$(or $(STEPS),50) \
+		$(BIN)/pytest tests/integration/relay/test_dialogue_fuzz.py -q -s -o timeout=10800
+
 # Figures, never pass/fail: every service's benchmark in one run.
 bench: bench-projector bench-relay
 
 # The long crash runs that do not belong in the default suite.
-chaos: chaos-projector
+chaos: chaos-projector fuzz-relay
