@@ -77,3 +77,30 @@ async def _waiting_for_lock(side: ReadSide) -> bool:
         READ_SIDE_LOCK,
     )
     return bool(waiting)
+
+
+async def test_a_projector_takes_the_lock_again_when_its_connection_is_lost(isolated) -> None:
+    settings = isolated.settings()
+    async with ReadSide(settings) as side, running(settings):
+        first = await eventually_holder(side)
+        await side.pool.execute("SELECT pg_terminate_backend($1)", first)
+        await eventually(lambda: _held_by_other_than(side, first), what="shared lock held again")
+        refused = await asyncio.to_thread(_rebuild_process, isolated)
+        assert refused.returncode == 1 and "live projectors are running" in refused.stderr
+
+
+async def eventually_holder(side: ReadSide) -> int:
+    await eventually(lambda: _held_by_other_than(side, 0), what="shared lock held")
+    return int(await side.pool.fetchval(_HOLDER, READ_SIDE_LOCK))
+
+
+_HOLDER = (
+    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND mode = 'ShareLock' "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND ((classid::bigint << 32) | objid::bigint) = $1"
+)
+
+
+async def _held_by_other_than(side: ReadSide, pid: int) -> bool:
+    holder = await side.pool.fetchval(_HOLDER, READ_SIDE_LOCK)
+    return holder is not None and holder != pid

@@ -146,9 +146,7 @@ class Projector:
         try:
             while not stop.is_set():
                 if in_flight is None:
-                    if not self.read_side.held:  # its connection was lost (a database restart)
-                        await self._hold_read_side()
-                    await self.guard.maybe_check(self.assigned())
+                    await self._between_batches()
                 polled = await self.consumer.getmany(
                     timeout_ms=s.projector_poll_timeout_ms, max_records=s.projector_batch_size
                 )
@@ -157,13 +155,20 @@ class Projector:
                 if in_flight is not None:
                     await self._finish(in_flight)
                     in_flight = None
-                    await self.guard.maybe_check(self.assigned())
-                    await self.pruner.maybe_prune(self.totals.highest_position)
+                    await self._between_batches()
                 if decoded is not None:
                     in_flight = asyncio.create_task(self._apply(decoded))
         finally:
             if in_flight is not None:
                 await self._finish(in_flight)
+
+    async def _between_batches(self) -> None:
+        """With no batch in flight: hold the read side again if its connection was lost (a database
+        restart), check the auth cache, prune old processed-event ids (each at its own interval)."""
+        if not self.read_side.held:
+            await self._hold_read_side()
+        await self.guard.maybe_check(self.assigned())
+        await self.pruner.maybe_prune(self.totals.highest_position)
 
     async def _apply(self, decoded: DecodedBatch) -> BatchReport:
         started = time.perf_counter()
