@@ -89,7 +89,7 @@ chaos-projector: setup
 	TAIFA_PROJECTOR_CHAOS_KILLS=$(or $(KILLS),100) TAIFA_PROJECTOR_CHAOS_EVENTS=$(or $(EVENTS),10000) \
 		$(BIN)/pytest tests/integration/projector/test_projector_crash.py -q -s -o timeout=3600
 
-# TESTING.md C8 at full size: the relay's dialogue fuzz for about an hour (about a million commands).
+# TESTING.md C8 at full size: the relay's dialogue fuzz, over a million commands (about 20 minutes here).
 .PHONY: fuzz-relay
 fuzz-relay: setup
 	TAIFA_RELAY_FUZZ_EXAMPLES=$(or $(EXAMPLES),30000) TAIFA_RELAY_FUZZ_STEPS=$(or $(STEPS),50) \
