@@ -23,6 +23,7 @@ from aiosmtplib import SMTPDataError, SMTPException, SMTPResponseException, SMTP
 
 from taifa_relay.adapters import metrics
 from taifa_relay.adapters.tls import upstream_context
+from taifa_relay.domain import policy
 
 log = logging.getLogger("taifa.relay.upstream")
 
@@ -156,8 +157,7 @@ class UpstreamClient:
 
 def crlf_only(message: bytes) -> bool:
     """Every CR and every LF of `message` belongs to a CRLF pair, and it ends with one (or is empty)."""
-    pairs = message.count(b"\r\n")
-    return message.count(b"\r") == pairs == message.count(b"\n") and (not message or message.endswith(b"\r\n"))
+    return not policy.has_bare_newline(message) and (not message or message.endswith(b"\r\n"))
 
 
 def dot_stuffed(message: bytes) -> bytes:
