@@ -26,28 +26,27 @@ class ReadSideLock:
 
     async def try_acquire(self) -> bool:
         """Take the lock if nobody holds it in the other mode; False (and no connection kept) otherwise."""
-        conn = await self._connect()
-        if await conn.fetchval(f"SELECT pg_try_advisory_lock{self._suffix}($1)", READ_SIDE_LOCK):
-            self._conn = conn
-            return True
-        await conn.close()
-        return False
+        return await self._take(f"SELECT pg_try_advisory_lock{self._suffix}($1)")
 
     async def acquire(self) -> None:
         """Take the lock, waiting as long as it is held in the other mode."""
-        conn = await self._connect()
-        try:
-            await conn.execute(f"SELECT pg_advisory_lock{self._suffix}($1)", READ_SIDE_LOCK)
-        except BaseException:
-            await conn.close()
-            raise
-        self._conn = conn
+        await self._take(f"SELECT pg_advisory_lock{self._suffix}($1)")
 
     async def release(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
             await conn.close()  # ends the session, and with it the lock
 
-    async def _connect(self) -> asyncpg.Connection:
+    async def _take(self, query: str) -> bool:
         await self.release()
-        return await asyncpg.connect(self._dsn)
+        conn = await asyncpg.connect(self._dsn)
+        try:
+            taken = await conn.fetchval(query, READ_SIDE_LOCK)  # the try_ form answers false; the other waits
+        except BaseException:
+            await conn.close()
+            raise
+        if taken is False:
+            await conn.close()
+            return False
+        self._conn = conn
+        return True
