@@ -2,9 +2,10 @@
 
 The table holds one row per applied event so that a redelivery is recognised and counted as a duplicate.
 Correctness never depends on it (every write is conditional on the event's position), so ids more than
-`keep_positions` positions behind the newest applied event are deleted, a chunk per transaction, at most every
-`interval` seconds, by one instance at a time. A failure is logged and retried at the next interval: pruning
-never holds up the stream.
+`keep_positions` positions behind the newest applied event are deleted, a chunk per transaction, every
+`interval` seconds, by one instance at a time. One call spends at most `budget` seconds (it runs between two
+batches); a backlog (say, after an upgrade) is worked off over the following calls. A failure is logged and
+retried at the next interval: pruning never holds up the stream for long.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ log = logging.getLogger(__name__)
 
 
 class ProcessedPruner:
-    def __init__(self, store: ReadModelStore, *, keep_positions: int, interval: float, chunk: int) -> None:
+    def __init__(
+        self, store: ReadModelStore, *, keep_positions: int, interval: float, chunk: int, budget: float = 0.2
+    ) -> None:
         self.store = store
         self.keep_positions = keep_positions
         self.interval = interval
         self.chunk = chunk
+        self.budget = budget
         self._next_run = time.monotonic() + interval
 
     async def maybe_prune(self, highest_position: int) -> int:
@@ -39,6 +43,7 @@ class ProcessedPruner:
         if below <= 0:
             return 0
         pruned = 0
+        stop_at = time.monotonic() + self.budget
         try:
             while True:
                 deleted = await self.store.prune_processed(below, self.chunk)
@@ -47,6 +52,9 @@ class ProcessedPruner:
                 pruned += deleted
                 metrics.PROCESSED_PRUNED.inc(deleted)
                 if deleted < self.chunk:
+                    break
+                if time.monotonic() >= stop_at:
+                    self._next_run = time.monotonic()  # more to do: go on between the next two batches
                     break
         except Exception as exc:
             if not is_transient(exc):
