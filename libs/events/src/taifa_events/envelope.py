@@ -158,18 +158,12 @@ def _decode_current(
     must carry the same type and version, or the careful way decides.
     """
     try:
-        if declared is not None and not isinstance(raw, dict):
-            typed = _TYPED_ENVELOPES.get(declared[0])
-            if typed is None or typed[1] != declared[1]:
-                return None
-            hinted: Envelope[EventData] = typed[0].model_validate_json(raw)
-            if (hinted.event_type, hinted.schema_version) != declared:
-                return None
-            return hinted
         if isinstance(raw, dict):
             event_type, version = raw.get("event_type"), raw.get("schema_version")
             if not isinstance(event_type, str) or type(version) is not int or not isinstance(raw.get("data"), dict):
                 return None
+        elif declared is not None:
+            event_type, version = declared
         else:
             header = _Header.model_validate_json(raw)
             event_type, version = header.event_type, header.schema_version
@@ -179,6 +173,8 @@ def _decode_current(
         model = typed[0]
         envelope: Envelope[EventData]
         envelope = model.model_validate(raw) if isinstance(raw, dict) else model.model_validate_json(raw)
+        if (envelope.event_type, envelope.schema_version) != (event_type, version):
+            return None  # the headers named another type or version than the value has
         return envelope
     except ValidationError:
         return None
