@@ -47,7 +47,8 @@ class RelaySession(Session):
         self._login_data = value
 
 
-_HOOK_NAMES: dict[tuple[int, tuple[str, ...]], list[str]] = {}
+# Keyed by the class itself (functools.cache would do, but mypy refuses a class as its Hashable argument).
+_HOOK_NAMES: dict[tuple[type, tuple[str, ...]], list[str]] = {}
 
 
 def hook_names(cls: type, prefixes: tuple[str, ...]) -> list[str]:
@@ -58,7 +59,7 @@ def hook_names(cls: type, prefixes: tuple[str, ...]) -> list[str]:
     and keeps only the `smtp_*`, `auth_*` and `handle_*` names; `__dir__` returning just those gives it
     the same tables for a fraction of the cost.
     """
-    key = (id(cls), prefixes)  # classes live as long as the process
+    key = (cls, prefixes)
     names = _HOOK_NAMES.get(key)
     if names is None:
         names = _HOOK_NAMES[key] = sorted(name for name in dir(cls) if name.startswith(prefixes))
