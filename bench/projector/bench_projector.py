@@ -42,6 +42,7 @@ from taifa_projector.adapters.redis_cache import AuthCache
 from taifa_projector.application.rebuild import rebuild_from_event_store, rebuild_from_kafka
 from taifa_projector.entrypoints.service import Projector
 from taifa_projector.settings import Settings
+from taifa_runtime import loop as runtime_loop
 
 EVENT_STORE_DDL = """
 CREATE TABLE IF NOT EXISTS event_store (
@@ -188,7 +189,7 @@ def _instance(settings: Settings, stop: Any, results: Any) -> None:
         await projector.close()
         results.put((marks, cpu))
 
-    asyncio.run(go())
+    runtime_loop.run(go())  # as `taifa-projector run` does
 
 
 def machine_busy_seconds() -> float:
@@ -355,7 +356,7 @@ def main() -> None:
                 flush=True,
             )
         cpu = time.process_time()
-        summary = asyncio.run(
+        summary = runtime_loop.run(
             with_stores(
                 settings, lambda s, c: rebuild_from_kafka(s, c, settings.kafka_bootstrap, settings.projector_topics)
             )
@@ -371,7 +372,7 @@ def main() -> None:
         filled = asyncio.run(fill_event_store(settings.database_url, rebuild_n))
         print(f"  wrote {rebuild_n:,} events to event_store in {filled:.1f}s", flush=True)
         cpu = time.process_time()
-        summary = asyncio.run(with_stores(settings, lambda s, c: rebuild_from_event_store(s, c)))
+        summary = runtime_loop.run(with_stores(settings, lambda s, c: rebuild_from_event_store(s, c)))
         cpu = time.process_time() - cpu
         print(
             f"  rebuild from event store: {summary.events:,} events -> {summary.credentials:,} credentials, "

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from taifa_events import topics
+from taifa_localstack import TOPIC_PARTITIONS
 
 from tests.unit.deploy.conftest import REPO, Rendered, containers, pod_specs
 from tests.unit.deploy.services_under_deploy import SERVICES
@@ -102,6 +103,13 @@ def test_the_kafka_topics_are_the_event_library_topics_and_their_dead_letters(ov
         assert spec["config"]["min.insync.replicas"] < spec["replicas"] or spec["replicas"] == 1
         if name in topics.ALL_TOPICS:
             assert spec["partitions"] >= projector_replicas
+
+
+def test_the_local_stack_has_the_partition_counts_of_the_manifests(overlay: Rendered) -> None:
+    """Tests, `make dev` and the benchmark see the production topology: how partitions split between
+    projector instances (the range assignor, per topic) decides how evenly they share the work."""
+    kafka_topics = {t["metadata"]["name"]: t["spec"]["partitions"] for t in overlay.of_kind("KafkaTopic")}
+    assert kafka_topics == TOPIC_PARTITIONS
 
 
 def test_autoscaled_deployments_leave_the_replica_count_to_their_autoscaler(overlay: Rendered) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import signal
@@ -15,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from taifa_runtime import loop as runtime_loop
 
 from taifa_projector.adapters.postgres import ReadModelStore, create_pool
 from taifa_projector.adapters.read_side_lock import ReadSideLock
@@ -51,11 +51,7 @@ def run() -> None:
             loop.add_signal_handler(sig, stop.set)
         await service.run(settings, stop)
 
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        uvloop.install()
-    asyncio.run(main())
+    runtime_loop.run(main())
 
 
 @app.command()
@@ -118,7 +114,7 @@ def rebuild(
             await pool.close()
             await lock.release()
 
-    summary = asyncio.run(main())
+    summary = runtime_loop.run(main())
     table = Table(title=f"rebuild from {summary.source}", show_header=False)
     for name, value in (
         ("events applied", summary.events),
@@ -148,4 +144,4 @@ def checksum() -> None:
             await client.aclose()
             await pool.close()
 
-    typer.echo(json.dumps(asyncio.run(main()), indent=2))
+    typer.echo(json.dumps(runtime_loop.run(main()), indent=2))

@@ -1,14 +1,14 @@
-"""`taifa-relay run`: start the relay with settings from TAIFA_* variables (uvloop when available)."""
+"""`taifa-relay run`: start the relay with settings from TAIFA_* variables (on uvloop)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
 from typing import Any
 
 import typer
+from taifa_runtime import loop as runtime_loop
 
 from taifa_relay.settings import Settings
 
@@ -61,12 +61,7 @@ def run() -> None:
     async def main() -> None:
         await Relay(settings).serve_until_signalled()
 
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main())
-    else:
-        uvloop.run(main())
+    runtime_loop.run(main())
 
 
 @app.command()
