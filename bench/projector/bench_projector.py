@@ -1,7 +1,7 @@
 """Projector benchmark (`make bench-projector`): live throughput, batch-apply p99, rebuild time.
 
 Starts its own PostgreSQL, Redis and Tansu broker (taifa_localstack), then
-1. produces N live events to Kafka, then for 1 and for 2 projector processes in one consumer group
+1. produces N live events to Kafka, then for 1, 2 and 3 projector processes in one consumer group (3 runs each)
    (partitions are the unit of scale; the read side is emptied between runs) applies them all:
    prints events/s (first batch start to last batch end), the batch-apply p50/p99, the projectors'
    CPU per event and the whole machine's (PostgreSQL, Redis and the broker share the 2 cores);
@@ -252,7 +252,7 @@ async def reset_read_side(settings: Settings) -> None:
 def live(settings: Settings, total: int, instances: int) -> dict[str, float]:
     """`instances` projector processes in one consumer group over the same `total` events."""
     asyncio.run(reset_read_side(settings))
-    settings = settings.model_copy(update={"projector_group_id": f"bench-{instances}"})
+    settings = settings.model_copy(update={"projector_group_id": f"bench-{instances}-{uuid.uuid4().hex[:8]}"})
     context = multiprocessing.get_context("spawn")
     stop, results = context.Event(), context.Queue()
     processes = [context.Process(target=_instance, args=(settings, stop, results)) for _ in range(instances)]
@@ -325,8 +325,12 @@ def main() -> None:
     parser.add_argument("--live-events", type=int, default=None)
     parser.add_argument("--rebuild-events", type=int, default=None)
     parser.add_argument(
-        "--instances", type=int, nargs="+", default=[1, 2],
-        help="projector processes sharing the partitions, one live run per value (default: 1 then 2)",
+        "--instances", type=int, nargs="+", default=[1, 2, 3],
+        help="projector processes sharing the partitions, live runs per value (default: 1, 2, 3)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--repeat", type=int, default=None,
+        help="live runs per process count (default 3, 1 with --quick): this shared VM's speed varies from run to run",
     )  # fmt: skip
     args = parser.parse_args()
     live_n = args.live_events or (20_000 if args.quick else 200_000)
@@ -344,17 +348,27 @@ def main() -> None:
 
         produced = asyncio.run(produce(settings.kafka_bootstrap, live_n))
         print(f"  produced {live_n:,} events to Kafka in {produced:.1f}s", flush=True)
+        repeat = args.repeat or (1 if args.quick else 3)
         for instances in args.instances:
-            figures = live(settings, live_n, instances)
-            print(
-                f"  live, {instances} projector process{'es' if instances > 1 else ''} in one group "
-                f"(applied {figures['shares']}): {figures['events_per_s']:,.0f} events/s "
-                f"({live_n:,} in {figures['seconds']:.1f}s, {figures['batches']} batches), batch apply "
-                f"p50 {figures['batch_p50_ms']:.1f} ms, p99 {figures['batch_p99_ms']:.1f} ms; projector CPU "
-                f"{figures['cpu_us_per_event']:.1f} us/event, whole machine (PostgreSQL, Redis, broker included) "
-                f"{figures['machine_us_per_event']:.1f} us/event",
-                flush=True,
-            )
+            rates = []
+            for _ in range(repeat):
+                figures = live(settings, live_n, instances)
+                rates.append(figures["events_per_s"])
+                print(
+                    f"  live, {instances} projector process{'es' if instances > 1 else ''} in one group "
+                    f"(applied {figures['shares']}): {figures['events_per_s']:,.0f} events/s "
+                    f"({live_n:,} in {figures['seconds']:.1f}s, {figures['batches']} batches), batch apply "
+                    f"p50 {figures['batch_p50_ms']:.1f} ms, p99 {figures['batch_p99_ms']:.1f} ms; projector CPU "
+                    f"{figures['cpu_us_per_event']:.1f} us/event, whole machine (PostgreSQL, Redis, broker "
+                    f"included) {figures['machine_us_per_event']:.1f} us/event",
+                    flush=True,
+                )
+            if repeat > 1:
+                print(
+                    f"  => {instances} process{'es' if instances > 1 else ''}: median {statistics.median(rates):,.0f} "
+                    f"events/s over {repeat} runs (min {min(rates):,.0f}, max {max(rates):,.0f})",
+                    flush=True,
+                )
         cpu = time.process_time()
         summary = runtime_loop.run(
             with_stores(

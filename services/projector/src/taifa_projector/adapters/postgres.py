@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
-from operator import attrgetter
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -28,18 +27,11 @@ from taifa_projector.domain.model import (
 from taifa_projector.domain.projection import Event, Projection
 from taifa_projector.domain.records import TopicPartitionKey
 
-CREDENTIAL_COLUMNS = (
-    "credential_id", "account_id", "domain_id", "domain", "username",
-    "is_active", "created_at", "deactivated_at", "position",
-)  # fmt: skip
-DOMAIN_COLUMNS = (
-    "domain_id", "account_id", "name", "status", "status_reason", "verification_name",
-    "verification_value", "created_at", "verified_at", "position",
-)  # fmt: skip
-AUTH_COLUMNS = (
-    "username", "credential_id", "account_id", "domain_id", "domain",
-    "secret_hash", "hash_scheme", "active", "position",
-)  # fmt: skip
+# The tables' columns in the order of the row tuples (and of the row types of migration 0002): rows go to
+# asyncpg as they are.
+CREDENTIAL_COLUMNS = CredentialRow._fields
+DOMAIN_COLUMNS = DomainRow._fields
+AUTH_COLUMNS = AuthEntry._fields
 
 PROCESSED_PKEY = "projector_processed_events_pkey"  # as migration 0001 names it
 READ_SIDE_TABLES = (
@@ -94,18 +86,6 @@ class BatchOutcome:
     duplicates: int
     projection: Projection
     seen_before: list[Event]  # events applied before (a redelivery)
-
-
-_GETTERS: dict[type, Any] = {}
-
-
-def astuple(row: Any) -> tuple[Any, ...]:
-    """A row's values in column order (dataclasses.astuple deep-copies every value: far too slow here)."""
-    getter = _GETTERS.get(type(row))
-    if getter is None:
-        getter = _GETTERS[type(row)] = attrgetter(*(f.name for f in fields(row)))
-    values: tuple[Any, ...] = getter(row)
-    return values
 
 
 async def create_pool(database_url: str, size: int) -> asyncpg.Pool:
@@ -217,13 +197,13 @@ class ReadModelStore:
     async def _write(self, conn: asyncpg.Connection, projection: Projection) -> None:
         if projection.changed_credentials:
             credentials = projection.credentials
-            await conn.execute(UPSERT_CREDENTIALS, [astuple(credentials[i]) for i in projection.changed_credentials])
+            await conn.execute(UPSERT_CREDENTIALS, [credentials[i] for i in projection.changed_credentials])
         if projection.changed_domains:
             domains = projection.domains
-            await conn.execute(UPSERT_DOMAINS, [astuple(domains[i]) for i in projection.changed_domains])
+            await conn.execute(UPSERT_DOMAINS, [domains[i] for i in projection.changed_domains])
         if projection.changed_auth:
             auth = projection.auth
-            await conn.execute(UPSERT_AUTH, [astuple(auth[u]) for u in projection.changed_auth])
+            await conn.execute(UPSERT_AUTH, [auth[u] for u in projection.changed_auth])
         if projection.unparked_streams:
             await conn.execute(
                 "DELETE FROM projector_parked_events WHERE stream_id = ANY($1::uuid[])",
@@ -275,14 +255,14 @@ class ReadModelStore:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(f"TRUNCATE {', '.join(READ_SIDE_TABLES)}")
             await conn.copy_records_to_table(
-                "rm_smtp_credentials", records=[astuple(r) for r in projection.credentials.values()],
+                "rm_smtp_credentials", records=list(projection.credentials.values()),
                 columns=CREDENTIAL_COLUMNS,
             )  # fmt: skip
             await conn.copy_records_to_table(
-                "rm_domains", records=[astuple(r) for r in projection.domains.values()], columns=DOMAIN_COLUMNS
+                "rm_domains", records=list(projection.domains.values()), columns=DOMAIN_COLUMNS
             )
             await conn.copy_records_to_table(
-                "projector_auth_entries", records=[astuple(r) for r in projection.auth.values()], columns=AUTH_COLUMNS
+                "projector_auth_entries", records=list(projection.auth.values()), columns=AUTH_COLUMNS
             )
             # A primary key built once after the load is several times faster than one grown row by row.
             await conn.execute(f"ALTER TABLE projector_processed_events DROP CONSTRAINT {PROCESSED_PKEY}")

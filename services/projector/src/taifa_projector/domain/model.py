@@ -8,9 +8,8 @@ applied when the creating event arrives.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 from uuid import UUID
 
 from taifa_events import (
@@ -32,8 +31,12 @@ STATUS_PENDING: DomainStatus = "pending"
 STATUS_VERIFIED: DomainStatus = "verified"
 
 
-@dataclass(frozen=True, slots=True)
-class CredentialRow:
+# Rows and entries are named tuples: immutable values like frozen dataclasses, but built and compared in C
+# (a frozen dataclass's __init__ cost 1.4 us against 0.4 us, paid for every event) and handed to asyncpg as
+# they are, in column order.
+
+
+class CredentialRow(NamedTuple):
     """One row of `rm_smtp_credentials`."""
 
     credential_id: UUID
@@ -47,8 +50,7 @@ class CredentialRow:
     position: int
 
 
-@dataclass(frozen=True, slots=True)
-class DomainRow:
+class DomainRow(NamedTuple):
     """One row of `rm_domains`."""
 
     domain_id: UUID
@@ -63,8 +65,7 @@ class DomainRow:
     position: int
 
 
-@dataclass(frozen=True, slots=True)
-class AuthEntry:
+class AuthEntry(NamedTuple):
     """One username's auth-cache entry (mirrored in PostgreSQL so the cache can be rebuilt)."""
 
     username: str
@@ -110,7 +111,7 @@ def apply_credential_event(row: CredentialRow | None, event: Envelope[EventData]
     if type(data) is CredentialDeactivated:
         if row is None:
             return None
-        # Built field by field: dataclasses.replace costs twice as much, and this runs for half the events.
+        # Built field by field: `_replace` costs twice as much, and this runs for half the events.
         return CredentialRow(
             row.credential_id, row.account_id, row.domain_id, row.domain, row.username,
             False, row.created_at, data.deactivated_at, event.position,
@@ -189,8 +190,8 @@ def apply_domain_event(row: DomainRow | None, event: Envelope[EventData]) -> Dom
     if type(data) is DomainVerificationFailed:
         if row.status == STATUS_VERIFIED:
             # A failed re-check never un-verifies a domain; it only moves the position on.
-            return replace(row, position=event.position)
-        return replace(row, status_reason=data.reason, position=event.position)
+            return row._replace(position=event.position)
+        return row._replace(status_reason=data.reason, position=event.position)
     return row
 
 

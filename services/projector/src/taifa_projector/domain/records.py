@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 TopicPartitionKey = tuple[str, int]
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One Kafka record: where it came from and its raw key and value."""
+class Record(NamedTuple):
+    """One Kafka record: where it came from and its raw key and value (a named tuple: one is built per
+    consumed record, and a frozen dataclass costs three times as much to build)."""
 
     topic: str
     partition: int
