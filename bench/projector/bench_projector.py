@@ -271,7 +271,20 @@ def live(settings: Settings, total: int, instances: int) -> dict[str, float]:
     # From the first batch to the last (the processes' start-up is not the projection's cost), to 0.1 s.
     busy = _busy_between(samples, first, last)
     batches = sorted(end - began for began, end, _ in marks)
+    # The first and the last fifth of the events: does the rate hold while the tables grow?
+    done, fifth, times = 0, [], sorted(marks, key=lambda m: m[1])
+    for _, end, applied in times:
+        done += applied
+        fifth.append((end, done))
+
+    def reached(share: float) -> float:
+        return next(end for end, n in fifth if n >= share * total)
+
+    first_fifth = 0.2 * total / (reached(0.2) - first)
+    last_fifth = 0.2 * total / (last - reached(0.8))
     return {
+        "first_fifth": first_fifth,
+        "last_fifth": last_fifth,
         "events": total,
         "seconds": seconds,
         "events_per_s": total / seconds,
@@ -360,7 +373,8 @@ def main() -> None:
                     f"({live_n:,} in {figures['seconds']:.1f}s, {figures['batches']} batches), batch apply "
                     f"p50 {figures['batch_p50_ms']:.1f} ms, p99 {figures['batch_p99_ms']:.1f} ms; projector CPU "
                     f"{figures['cpu_us_per_event']:.1f} us/event, whole machine (PostgreSQL, Redis, broker "
-                    f"included) {figures['machine_us_per_event']:.1f} us/event",
+                    f"included) {figures['machine_us_per_event']:.1f} us/event; first fifth of the events "
+                    f"{figures['first_fifth']:,.0f}/s, last fifth {figures['last_fifth']:,.0f}/s",
                     flush=True,
                 )
             if repeat > 1:
