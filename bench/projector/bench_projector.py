@@ -349,8 +349,11 @@ def main() -> None:
     live_n = args.live_events or (20_000 if args.quick else 200_000)
     rebuild_n = args.rebuild_events or (50_000 if args.quick else 1_000_000)
 
-    workdir = Path(tempfile.mkdtemp(prefix="taifa-bench-projector-"))
-    with Stack(workdir) as stack:
+    # Removed at the end: a 1,000,000-event run leaves gigabytes of PostgreSQL files otherwise.
+    with (
+        tempfile.TemporaryDirectory(prefix="taifa-bench-projector-", ignore_cleanup_errors=True) as tmp,
+        Stack(Path(tmp)) as stack,
+    ):
         env = stack.env()
         settings = Settings(
             database_url=env["TAIFA_DATABASE_URL"], redis_url=env["TAIFA_REDIS_URL"],
