@@ -6,6 +6,7 @@ from functools import cached_property
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from taifa_events import auth_cache
 from taifa_runtime.kafka import KafkaConnectionSettings
 
 from taifa_api.domain.plans import DEFAULT_PLAN_LIMITS
@@ -51,6 +52,8 @@ class Settings(BaseSettings, KafkaConnectionSettings):
 
     api_projection_wait_seconds: float = Field(
         5.0,
+        ge=0,
+        le=auth_cache.APPLIED_TTL_SECONDS,  # the applied signal's key must outlive the wait
         description="How long POST/DELETE wait for the projector's applied signal before answering "
         "with `X-Taifa-Projection: pending`.",
     )
