@@ -249,7 +249,16 @@ async def reset_read_side(settings: Settings) -> None:
         await client.aclose()
 
 
-def live(settings: Settings, total: int, instances: int) -> dict[str, float]:
+async def redis_footprint(redis_url: str) -> tuple[int, float]:
+    """Keys and used memory (MB) of the Redis the projectors wrote: auth entries and read-your-writes keys."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        return int(await client.dbsize()), int((await client.info("memory"))["used_memory"]) / 1e6
+    finally:
+        await client.aclose()
+
+
+def live(settings: Settings, total: int, instances: int) -> dict[str, Any]:
     """`instances` projector processes in one consumer group over the same `total` events."""
     asyncio.run(reset_read_side(settings))
     settings = settings.model_copy(update={"projector_group_id": f"bench-{instances}-{uuid.uuid4().hex[:8]}"})
@@ -265,6 +274,7 @@ def live(settings: Settings, total: int, instances: int) -> dict[str, float]:
         reports = [results.get(timeout=120) for _ in processes]
         for process in processes:
             process.join()
+    redis_keys, redis_mb = asyncio.run(redis_footprint(settings.redis_url))
     marks = [mark for batch_marks, _ in reports for mark in batch_marks]
     first, last = min(began for began, _, _ in marks), max(end for _, end, _ in marks)
     seconds = last - first
@@ -272,7 +282,8 @@ def live(settings: Settings, total: int, instances: int) -> dict[str, float]:
     busy = _busy_between(samples, first, last)
     batches = sorted(end - began for began, end, _ in marks)
     # The first and the last fifth of the events: does the rate hold while the tables grow?
-    done, fifth, times = 0, [], sorted(marks, key=lambda m: m[1])
+    done, times = 0, sorted(marks, key=lambda m: m[1])
+    fifth: list[tuple[float, int]] = []
     for _, end, applied in times:
         done += applied
         fifth.append((end, done))
@@ -283,6 +294,8 @@ def live(settings: Settings, total: int, instances: int) -> dict[str, float]:
     first_fifth = 0.2 * total / (reached(0.2) - first)
     last_fifth = 0.2 * total / (last - reached(0.8))
     return {
+        "redis_keys": redis_keys,
+        "redis_mb": redis_mb,
         "first_fifth": first_fifth,
         "last_fifth": last_fifth,
         "events": total,
@@ -377,7 +390,8 @@ def main() -> None:
                     f"p50 {figures['batch_p50_ms']:.1f} ms, p99 {figures['batch_p99_ms']:.1f} ms; projector CPU "
                     f"{figures['cpu_us_per_event']:.1f} us/event, whole machine (PostgreSQL, Redis, broker "
                     f"included) {figures['machine_us_per_event']:.1f} us/event; first fifth of the events "
-                    f"{figures['first_fifth']:,.0f}/s, last fifth {figures['last_fifth']:,.0f}/s",
+                    f"{figures['first_fifth']:,.0f}/s, last fifth {figures['last_fifth']:,.0f}/s; Redis after it "
+                    f"{figures['redis_keys']:,} keys, {figures['redis_mb']:.0f} MB",
                     flush=True,
                 )
             if repeat > 1:
