@@ -134,3 +134,24 @@ def test_auth_cache_entry_round_trips_and_damaged_entries_read_as_missing() -> N
     assert auth_cache.AuthCacheEntry.from_redis({}) is None
     assert auth_cache.AuthCacheEntry.from_redis({b"active": b"1"}) is None
     assert auth_cache.auth_key("AB@Example.COM") == auth_cache.auth_key("ab@example.com")
+
+
+def test_revocation_message_round_trips_with_the_credential_id() -> None:
+    credential_id = uuid.uuid4()
+    message = auth_cache.revocation_message("AB@Example.com", credential_id)
+    assert auth_cache.parse_revocation(message) == auth_cache.Revocation("ab@example.com", str(credential_id))
+    assert auth_cache.parse_revocation(message.encode()) == auth_cache.Revocation("ab@example.com", str(credential_id))
+
+
+def test_plain_username_revocation_revokes_every_session_of_the_name() -> None:
+    assert auth_cache.parse_revocation(b"ab@example.com") == auth_cache.Revocation("ab@example.com", None)
+
+
+def test_damaged_revocation_message_reads_as_none() -> None:
+    assert auth_cache.parse_revocation("{not json") is None
+    assert auth_cache.parse_revocation('{"username": 3}') is None
+    assert auth_cache.parse_revocation("") is None
+
+
+def test_domain_owner_key_is_case_and_trailing_dot_insensitive() -> None:
+    assert auth_cache.domain_owner_key("Mail.Example.COM.") == auth_cache.domain_owner_key("mail.example.com")

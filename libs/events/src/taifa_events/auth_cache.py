@@ -9,7 +9,8 @@ from an old snapshot) the projector sees the epoch missing or changed and rebuil
 
 from __future__ import annotations
 
-from typing import Self
+import json
+from typing import NamedTuple, Self
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,6 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field
 KEY_PREFIX = "taifa:auth:user:"
 REVOCATIONS_CHANNEL = "taifa:auth:revocations"
 EPOCH_KEY = "taifa:auth:epoch"
+# The highest event position whose effects this cache holds. The projector raises it in the same Redis
+# transaction as the entries it writes (never lowers it; a rebuild sets it last). A relay remembers the
+# highest value it has read: a cache whose watermark went backwards (restarted from an old snapshot) or
+# whose epoch is missing (flushed) is treated as unavailable (454, retry) until the projector repairs it,
+# so a revoked credential never logs in again from stale data.
+WATERMARK_KEY = "taifa:auth:watermark"
+# Verified domain names and the account that holds each (`DOMAIN_OWNER_PREFIX + name` -> account id), kept
+# by the projector from DomainVerified / DomainReleased. The relay reads them so that a credential for
+# `example.com` cannot send as `mail.example.com` once another account has verified that subdomain.
+DOMAIN_OWNER_PREFIX = "taifa:auth:domain:"
 
 # Read-your-writes: once an event's effects are in both stores the projector sets
 # `APPLIED_KEY_PREFIX + event_id` (with a TTL) and publishes the event id on APPLIED_CHANNEL.
@@ -31,6 +42,39 @@ APPLIED_TTL_SECONDS = 60
 def auth_key(username: str) -> str:
     """The Redis key of one username's entry (usernames are compared lowercase)."""
     return KEY_PREFIX + username.lower()
+
+
+def domain_owner_key(name: str) -> str:
+    """The Redis key holding the account id that has verified domain `name` (compared lowercase)."""
+    return DOMAIN_OWNER_PREFIX + name.rstrip(".").lower()
+
+
+class Revocation(NamedTuple):
+    """One message on REVOCATIONS_CHANNEL: `credential_id` None only for the seed's plain-username form."""
+
+    username: str
+    credential_id: str | None
+
+
+def revocation_message(username: str, credential_id: UUID | str) -> str:
+    """The message published when a credential is deactivated: sessions of that credential (not of a newer
+    credential with the same username) are refused from then on."""
+    return json.dumps({"username": username.lower(), "credential_id": str(credential_id)}, separators=(",", ":"))
+
+
+def parse_revocation(message: str | bytes) -> Revocation | None:
+    """Read a revocation message; a plain username (the seed's form) revokes every session of that name."""
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+    if not text.startswith("{"):
+        return Revocation(text.strip().lower(), None) if text.strip() else None
+    try:
+        body = json.loads(text)
+        username, credential_id = body["username"], body.get("credential_id")
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(username, str) or not username or not isinstance(credential_id, str | None):
+        return None
+    return Revocation(username.lower(), credential_id)
 
 
 def applied_key(event_id: UUID | str) -> str:

@@ -115,6 +115,17 @@ class DomainVerificationFailed(_DomainEvent):
     checked_at: AwareDatetime
 
 
+class DomainReleased(_DomainEvent):
+    """The account no longer holds the name: released by its owner (DELETE), by an operator, or because its
+    verification record stayed missing past the grace period. Its credentials are deactivated by
+    `CredentialDeactivated` events appended in the same transaction; another account may verify the name."""
+
+    EVENT_TYPE: ClassVar[str] = "DomainReleased"
+    name: str
+    released_at: AwareDatetime
+    reason: Literal["owner", "verification_lost", "operator"] = "owner"
+
+
 class _CredentialEvent(EventData):
     """Credential events live in the credential's stream but are keyed by domain id (one username, one partition)."""
 
@@ -154,6 +165,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         DomainRegistered,
         DomainVerified,
         DomainVerificationFailed,
+        DomainReleased,
         CredentialCreated,
         CredentialDeactivated,
     )
