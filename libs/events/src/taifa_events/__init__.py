@@ -1,6 +1,6 @@
 """Taifa Mail events: schemas, envelope, codec, topics, upcasters and the auth-cache format. No I/O."""
 
-from taifa_events import auth_cache, topics
+from taifa_events import auth_cache, signing, topics
 from taifa_events.envelope import (
     Envelope,
     InvalidEvent,
@@ -55,5 +55,6 @@ __all__ = [
     "parse_data",
     "rfc3339",
     "secret_matches",
+    "signing",
     "topics",
 ]
