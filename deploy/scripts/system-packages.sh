@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
 # Installs the system packages the local stack needs when they are missing (apt-get, as root);
 # otherwise says exactly what to install. Idempotent and quiet when everything is present.
+#
+# The local stack runs its own PostgreSQL and Redis processes, so the services that Debian's postgresql and
+# redis-server packages start from their postinst are not wanted. A PostgreSQL or Redis the machine already
+# had is never touched: only the packages this run installs are kept from starting, with a temporary
+# policy-rc.d (the Debian way: invoke-rc.d and deb-systemd-invoke ask it and skip a forbidden start when
+# it exits 101) that names only those services and is removed when the script ends. When the machine has a
+# policy-rc.d of its own, it is left alone, and the services this run installed are stopped afterwards.
 set -euo pipefail
 
+# Overridable for the unit test (tests/unit/deploy/test_system_packages_script.py) only.
+POLICY_RC_D=${TAIFA_POLICY_RC_D:-/usr/sbin/policy-rc.d}
+POSTGRESQL_LIB=${TAIFA_POSTGRESQL_LIB:-/usr/lib/postgresql}
+
 missing=()
-have_postgres() { command -v postgres >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; }
+have_postgres() { command -v postgres >/dev/null 2>&1 || compgen -G "$POSTGRESQL_LIB/*/bin/postgres" >/dev/null; }
 have_postgres || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v swaks >/dev/null 2>&1 || missing+=(swaks)
@@ -19,12 +30,52 @@ if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     exit 1
 fi
 
+# The services (init script / systemd unit names) of the packages this run installs.
+new_services=()
+for package in "${missing[@]}"; do
+    case "$package" in
+        postgresql | redis-server) new_services+=("$package") ;;
+    esac
+done
+
+own_policy=0
+remove_policy() { if [ "$own_policy" -eq 1 ]; then rm -f "$POLICY_RC_D"; fi; }
+trap remove_policy EXIT
+trap 'exit 130' INT TERM HUP
+if [ ${#new_services[@]} -gt 0 ] && [ ! -e "$POLICY_RC_D" ]; then
+    patterns=""
+    for service in "${new_services[@]}"; do
+        patterns+="${patterns:+ | }$service | $service.service | $service@*"
+    done
+    # noclobber: never replace a policy-rc.d that appeared meanwhile.
+    if (
+        set -o noclobber
+        cat >"$POLICY_RC_D" <<POLICY
+#!/bin/sh
+# Temporary, written by deploy/scripts/system-packages.sh (taifa) while apt-get installs: forbids
+# every action on the services being installed, and is removed when the install ends. Any other
+# service is answered as without a policy-rc.d (invoke-rc.d blocks all when there is no /sbin/init).
+while [ "\${1#-}" != "\$1" ]; do shift; done
+case "\$1" in
+    $patterns) exit 101 ;;
+esac
+[ -e /sbin/init ] || exit 101
+exit 0
+POLICY
+    ) 2>/dev/null; then
+        own_policy=1
+        chmod 755 "$POLICY_RC_D"
+    fi
+fi
+
 echo "installing system packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# Debian's postgresql package starts a cluster of its own; the local stack runs its own processes.
-if command -v pg_ctlcluster >/dev/null 2>&1; then
-    service postgresql stop >/dev/null 2>&1 || true
+
+# Without our policy in force the new packages may have started their services: stop those, and only those.
+if [ "$own_policy" -eq 0 ]; then
+    for service in "${new_services[@]}"; do
+        service "$service" stop >/dev/null 2>&1 || true
+    done
 fi
-service redis-server stop >/dev/null 2>&1 || true
