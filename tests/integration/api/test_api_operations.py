@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import signal
 import tempfile
@@ -84,4 +85,24 @@ async def test_redis_down_does_not_block_writes_and_marks_projection_pending(mak
         response = await api.client.post("/v1/domains", json={"name": "noredis.example"}, headers=tenant.headers)
         assert response.status_code == 201
         assert response.headers["X-Taifa-Projection"] == "pending"
-        assert (await api.client.get("/readyz")).status_code == 503
+
+
+async def test_readyz_stays_ready_with_redis_down_and_reports_it_degraded(make_settings) -> None:
+    """Writes need only PostgreSQL: an unreachable Redis degrades read-your-writes and rate limits, no more."""
+    async with running_api(make_settings(redis_url="redis://127.0.0.1:1/0")) as api:
+        ready = await api.client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["status"] == "degraded"
+        assert ready.json()["checks"]["postgres"] == "ok" and ready.json()["checks"]["redis"] != "ok"
+
+
+async def test_unknown_methods_get_405_and_never_become_metric_labels(api) -> None:
+    methods = [f"X{secrets.token_hex(6).upper()}" for _ in range(50)]
+    for method in methods:
+        response = await api.client.request(method, "/v1/domains")
+        assert response.status_code == 405, method
+        assert response.json() == {"error": {"code": "method_not_allowed", "message": "Method not allowed."}}
+        assert "GET" in response.headers["Allow"]
+    page = (await api.client.get("/metrics")).text
+    assert not [method for method in methods if method in page]
+    assert 'taifa_api_http_requests_total{method="OTHER",route="unmatched",status="405"}' in page

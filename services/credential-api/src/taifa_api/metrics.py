@@ -9,6 +9,13 @@ HTTP_LATENCY = Histogram("taifa_api_http_request_seconds", "HTTP request latency
 API_KEY_LOOKUPS = Counter("taifa_api_key_lookups_total", "API keys looked up in the database (well-formed only).")
 AUTH_FAILURES = Counter("taifa_api_auth_failures_total", "Requests refused with 401.")
 RATE_LIMITED = Counter("taifa_api_rate_limited_total", "Requests refused with 429.")
+AUTH_THROTTLED = Counter(
+    "taifa_api_auth_throttled_total",
+    "Requests refused with 429 before authentication: too many failures from the address.",
+)
+RATE_LIMIT_FALLBACKS = Counter(
+    "taifa_api_rate_limit_fallbacks_total", "Rate-limit decisions taken per process because Redis was unreachable."
+)
 EVENTS_APPENDED = Counter("taifa_api_events_appended_total", "Events appended to the event store.", ["event_type"])
 PROJECTION_WAITS = Counter("taifa_api_projection_waits_total", "Read-your-writes waits by outcome.", ["outcome"])
 PUBLISHED = Counter("taifa_api_outbox_published_total", "Events sent to Kafka by the outbox publisher.")

@@ -60,6 +60,20 @@ class Settings(BaseSettings, KafkaConnectionSettings):
     api_rate_limit_requests: int = Field(600, description="Requests allowed per API key/account per window.")
     api_rate_limit_window_seconds: int = Field(60, description="Length of the rate-limit window in seconds.")
     api_max_body_bytes: int = Field(65536, description="Largest request body accepted; larger gets 413.")
+    api_auth_failure_limit: int = Field(
+        30,
+        gt=0,
+        description="Failed authentications allowed per client address (IPv6: per /64) per window, checked "
+        "before any lookup; beyond it `429` with `Retry-After`. Successful requests do not count.",
+    )
+    api_auth_failure_window_seconds: int = Field(
+        60, gt=0, description="Window of `TAIFA_API_AUTH_FAILURE_LIMIT` (its tokens refill evenly over it)."
+    )
+    api_trusted_proxies: str = Field(
+        "",
+        description="Comma-separated addresses or CIDRs of reverse proxies (the Ingress controller) whose "
+        "`X-Forwarded-For` names the client; empty = the peer address is the client.",
+    )
 
     api_dns_nameservers: str = Field(
         "",

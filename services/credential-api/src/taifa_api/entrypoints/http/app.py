@@ -12,12 +12,14 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from taifa_api.adapters import database
 from taifa_api.adapters.dns import TxtResolver
 from taifa_api.adapters.projection import ProjectionWaiter
 from taifa_api.adapters.publisher import OutboxPublisher
 from taifa_api.adapters.rate_limit import RateLimiter
+from taifa_api.domain.throttle import TokenBuckets
 from taifa_api.entrypoints.http import errors
 from taifa_api.entrypoints.http.auth import Authenticator
 from taifa_api.entrypoints.http.guard import RequestGuard
@@ -81,7 +83,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="SMTP credentials and domains (CONTRACT.md §1).",
         lifespan=lifespan,
     )
-    app.add_middleware(RequestGuard, services=lambda: app.state.services)
+    app.add_middleware(
+        RequestGuard,
+        services=lambda: app.state.services,
+        auth_throttle=TokenBuckets(settings.api_auth_failure_limit, settings.api_auth_failure_window_seconds),
+    )
+    if settings.api_trusted_proxies.strip():
+        # Outermost: the guard's per-address throttle sees the client the trusted proxy names, never a header
+        # sent by anybody else.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.api_trusted_proxies)
     errors.install(app)
     app.include_router(router)
 
@@ -101,8 +111,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.wait_for(svc.redis.ping(), 2)
         except Exception as exc:  # noqa: BLE001
             checks["redis"] = type(exc).__name__
-        ready = all(value == "ok" for value in checks.values())
-        body = StatusOut(status="ok" if ready else "unavailable", checks=checks)
+        # Only PostgreSQL decides: every write commits there. Without Redis the API still serves; writes answer
+        # `X-Taifa-Projection: pending` and the per-key limit falls back to a per-process one (guard.py).
+        ready = checks["postgres"] == "ok"
+        status = "unavailable" if not ready else "ok" if checks["redis"] == "ok" else "degraded"
+        body = StatusOut(status=status, checks=checks)
         return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["operations"], response_class=Response, responses={200: {"content": {"text/plain": {}}}})

@@ -26,6 +26,8 @@ STATUS_OF_REFUSAL: Final[dict[str, int]] = {
     codes.CREDENTIAL_EXISTS: 409,
 }
 
+STANDARD_METHODS: Final = ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE")
+
 MESSAGES: Final[dict[str, str]] = {
     codes.UNAUTHORIZED: "Missing or invalid authentication.",
     codes.CSRF_FAILED: "The X-CSRF-Token header does not match the taifa_csrf cookie.",
@@ -79,13 +81,16 @@ async def _on_refusal(_: Request, exc: Exception) -> JSONResponse:
     return error_response(STATUS_OF_REFUSAL.get(exc.code, 400), exc.code, exc.message)
 
 
-def _allowed_methods(request: Request) -> str:
-    """Every method some route serves at this path (Starlette's own 405 names only the first route's)."""
-    methods: set[str] = set()
-    for route in request.app.routes:
-        match, _ = route.matches({**request.scope, "method": "GET"})
-        if match != Match.NONE:
-            methods |= set(getattr(route, "methods", None) or ())
+def allowed_methods(app: Any, scope: Any) -> str:
+    """Every method some route serves at this path, for the `Allow` header of a 405 (Starlette's own names only
+    the first route's). Each standard method is tried against every route: included routers match that way too.
+    """
+    methods = {
+        method
+        for route in app.routes
+        for method in STANDARD_METHODS
+        if route.matches({**scope, "method": method})[0] == Match.FULL
+    }
     methods.discard("HEAD")
     return ", ".join(sorted(methods))
 
@@ -99,7 +104,7 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     )
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
-        headers["Allow"] = _allowed_methods(request)
+        headers["Allow"] = allowed_methods(request.app, request.scope)
     return error_response(exc.status_code, code, MESSAGES.get(code, "Request refused."), headers=headers)
 
 

@@ -1,8 +1,10 @@
-"""ASGI middleware in front of every route: body size, authentication, rate limit and CSRF, in that order.
+"""ASGI middleware in front of every route: method, body size, failed-auth throttle per client address,
+authentication, rate limit and CSRF, in that order.
 
 It runs before FastAPI parses anything, so an unauthenticated request gets 401 even with a malformed body,
-and an oversized body gets 413 without being parsed. The authenticated Principal goes into
-`scope["state"]["principal"]` for the routes' dependency.
+and an oversized body gets 413 without being parsed. A method outside the fixed set gets 405 before
+anything else (metrics included: the method is a label, so only known methods may become one). The
+authenticated Principal goes into `scope["state"]["principal"]` for the routes' dependency.
 """
 
 from __future__ import annotations
@@ -12,17 +14,19 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from redis.exceptions import RedisError
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taifa_api import metrics
 from taifa_api.domain import errors as codes
+from taifa_api.domain.throttle import TokenBuckets, client_group
 from taifa_api.entrypoints.http import auth
-from taifa_api.entrypoints.http.errors import UNAVAILABLE_ERRORS, error_response, unauthorized
+from taifa_api.entrypoints.http.errors import UNAVAILABLE_ERRORS, allowed_methods, error_response, unauthorized
 
 PROTECTED_PREFIX: Final = "/v1"
 UNSAFE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+KNOWN_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", *UNSAFE_METHODS})
+OTHER_METHOD: Final = "OTHER"
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +36,20 @@ class BodyTooLarge(Exception):
 
 
 class RequestGuard:
-    def __init__(self, app: ASGIApp, services: Callable[[], Any]) -> None:
+    def __init__(self, app: ASGIApp, services: Callable[[], Any], auth_throttle: TokenBuckets) -> None:
         self.app = app
         self._services = services
+        self._auth_throttle = auth_throttle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        method = scope["method"]
+        if method not in KNOWN_METHODS:
+            metrics.HTTP_REQUESTS.labels(OTHER_METHOD, "unmatched", "405").inc()
+            allow = allowed_methods(scope["app"], scope) if "app" in scope else ""
+            await error_response(405, codes.METHOD_NOT_ALLOWED, headers={"Allow": allow})(scope, receive, send)
             return
         started = time.perf_counter()
         status_seen = {"status": 500}
@@ -53,8 +64,8 @@ class RequestGuard:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
-            metrics.HTTP_REQUESTS.labels(scope["method"], template, str(status_seen["status"])).inc()
-            metrics.HTTP_LATENCY.labels(scope["method"], template).observe(time.perf_counter() - started)
+            metrics.HTTP_REQUESTS.labels(method, template, str(status_seen["status"])).inc()
+            metrics.HTTP_LATENCY.labels(method, template).observe(time.perf_counter() - started)
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         services = self._services()
@@ -77,25 +88,29 @@ class RequestGuard:
         await self.app(scope, _replay(body, receive), send)
 
     async def _check_caller(self, scope: Scope, connection: HTTPConnection, services: Any) -> Any:
+        # Every attempt takes a token of its client address before any lookup; only a failed one keeps it spent.
+        address = client_group(scope["client"][0] if scope.get("client") else None)
+        now = time.monotonic()
+        wait = self._auth_throttle.take(address, now)
+        if wait:
+            metrics.AUTH_THROTTLED.inc()
+            return error_response(429, codes.RATE_LIMITED, headers={"Retry-After": str(wait)})
         try:
             principal = await services.authenticator.authenticate(
                 connection.headers.get("authorization"), connection.cookies.get(auth.SESSION_COOKIE)
             )
         except UNAVAILABLE_ERRORS as exc:
+            self._auth_throttle.give_back(address, now)  # our outage, not the caller's failure
             log.warning("authentication backend unavailable: %s", type(exc).__name__)
             return error_response(503, codes.UNAVAILABLE, headers={"Retry-After": "1"})
         if principal is None:
             metrics.AUTH_FAILURES.inc()
             return unauthorized()
-        try:
-            decision = await services.rate_limiter.hit(principal.subject)
-        except (RedisError, OSError) as exc:
-            # Availability over strictness: the database stays the source of truth for every write.
-            log.warning("rate limiter unavailable (%s); request allowed", type(exc).__name__)
-        else:
-            if not decision.allowed:
-                metrics.RATE_LIMITED.inc()
-                return error_response(429, codes.RATE_LIMITED, headers={"Retry-After": str(decision.retry_after)})
+        self._auth_throttle.give_back(address, now)
+        decision = await services.rate_limiter.hit(principal.subject)
+        if not decision.allowed:
+            metrics.RATE_LIMITED.inc()
+            return error_response(429, codes.RATE_LIMITED, headers={"Retry-After": str(decision.retry_after)})
         if principal.via_cookie and scope["method"] in UNSAFE_METHODS:
             header = connection.headers.get(auth.CSRF_HEADER)
             if not auth.csrf_ok(connection.cookies.get(auth.CSRF_COOKIE), header):
