@@ -61,9 +61,11 @@ class Postgres(ManagedProcess):
     name = "postgres"
     database = "taifa"
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, *, tls: tuple[Path, Path] | None = None) -> None:
+        """`tls` = (certificate chain file, private key file): the server then offers TLS (`ssl=on`)."""
         super().__init__(workdir, user=_unprivileged_user())
         self.port = port or free_port()
+        self._tls = tls
         # The server's own files (data, socket) must be reachable by the server's user. Under root that
         # user is not us, so they live in a private temp dir it owns (removed when this process exits),
         # not below `workdir`, whose 0700 parents (pytest's, a home directory) it may not traverse.
@@ -122,10 +124,27 @@ class Postgres(ManagedProcess):
         ]
         for key, value in POSTGRES_TUNING.items():
             args += ["-c", f"{key}={value}"]
+        if self._tls:
+            cert_file, key_file = self._tls_files()
+            args += ["-c", "ssl=on", "-c", f"ssl_cert_file={cert_file}", "-c", f"ssl_key_file={key_file}"]
         return args
+
+    def _tls_files(self) -> tuple[Path, Path]:
+        """Copies the server may read: its key must belong to the server's user with mode 0600."""
+        return self.rundir / "server.crt", self.rundir / "server.key"
+
+    def _install_tls(self) -> None:
+        if not self._tls:
+            return
+        for source, target in zip(self._tls, self._tls_files(), strict=True):
+            shutil.copyfile(source, target)
+            target.chmod(0o600)
+            if self.user:
+                shutil.chown(target, self.user)
 
     def start(self, timeout: float = 60.0) -> None:
         self._initdb()
+        self._install_tls()
         super().start(timeout)
         self._ensure_database()
 

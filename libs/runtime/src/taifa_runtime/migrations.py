@@ -8,6 +8,8 @@ run_env` / `run_env()`.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -16,12 +18,21 @@ _URL_OPTION = "taifa.database_url"
 _VERSION_TABLE_OPTION = "taifa.version_table"
 
 
-def sqlalchemy_url(database_url: str) -> str:
-    """The asyncpg DSN (`postgresql://...`) as SQLAlchemy's `postgresql+asyncpg://...` URL."""
-    for prefix in ("postgresql://", "postgres://"):
-        if database_url.startswith(prefix):
-            return "postgresql+asyncpg://" + database_url[len(prefix) :]
-    return database_url
+def connector(database_url: str) -> Callable[[], Awaitable[Any]]:
+    """What SQLAlchemy's engine calls to connect: asyncpg parses the DSN itself, exactly as the services' pools do.
+
+    SQLAlchemy's asyncpg dialect would pass every query parameter of its URL to `asyncpg.connect` as a keyword,
+    and libpq's TLS parameters (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`...) are not keywords there: the
+    documented `?sslmode=verify-full&sslrootcert=...` DSN would fail. Handing the DSN over untouched keeps one
+    meaning of a DSN for migrations and services.
+    """
+
+    async def connect() -> Any:
+        import asyncpg
+
+        return await asyncpg.connect(database_url, timeout=30)
+
+    return connect
 
 
 def alembic_config(database_url: str, script_location: str, version_table: str) -> Config:
@@ -53,8 +64,11 @@ def run_env() -> None:
             context.run_migrations()
 
     async def run_async() -> None:
-        url = sqlalchemy_url(config.get_main_option(_URL_OPTION) or "")
-        engine = create_async_engine(url, poolclass=pool.NullPool)
+        engine = create_async_engine(
+            "postgresql+asyncpg://",
+            async_creator=connector(config.get_main_option(_URL_OPTION) or ""),
+            poolclass=pool.NullPool,
+        )
         try:
             async with engine.connect() as connection:
                 await connection.run_sync(run)
