@@ -12,7 +12,7 @@ NODE_DIR := tests/e2e/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-packages test lint stack dev bench chaos clean tools docs
+.PHONY: help setup system-packages test lint stack dev bench chaos clean tools docs lock
 
 help:
 	@echo "make dev    - start the whole stack locally (PostgreSQL, Redis, broker, services, mail sink)"
@@ -27,9 +27,19 @@ setup: system-packages $(STAMP) $(NODE_STAMP) tools
 system-packages:
 	@bash deploy/scripts/system-packages.sh
 
-$(STAMP): $(PYPROJECTS) requirements-dev.txt
+# Supply chain: every third-party package (the packages' dependencies, the tools of requirements-dev.txt and
+# the build backend) comes from requirements.lock, each file checked against its sha256 (--require-hashes), as
+# wheels only (no third-party code runs at install time). Then our own packages from this tree alone: no index
+# (the names taifa-events/taifa-runtime can never resolve from one), no dependency resolution (the lock has
+# them all), built by the locked setuptools (no build isolation). `pip check` proves the lock was complete.
+LOCK := requirements.lock
+
+$(STAMP): $(PYPROJECTS) $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt $(addprefix -e ,$(dir $(PYPROJECTS)))
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --only-binary=:all: -r $(LOCK)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-index --no-deps --no-build-isolation \
+		$(addprefix -e ,$(dir $(PYPROJECTS)))
+	$(BIN)/pip check --disable-pip-version-check
 	@touch $@
 
 # nodemailer for the end-to-end tests, exactly as locked.
@@ -46,6 +56,12 @@ dev: setup
 TOOLS := $(VENV)/tools
 
 tools: $(TOOLS)/k8s/.installed $(TOOLS)/checkov/.installed
+
+# Regenerate the locks after changing a pyproject.toml's dependencies or requirements-dev.txt, then commit them:
+# requirements.lock (the dev venv) and services/<name>/requirements.lock (each image), with hashes, by the pinned
+# uv of deploy/tools/requirements-lock.txt (deploy/scripts/lock.py says how).
+lock: $(TOOLS)/lock/.installed
+	$(TOOLS)/lock/bin/python deploy/scripts/lock.py
 
 $(TOOLS)/%/.installed: deploy/tools/requirements-%.txt
 	@test -x $(TOOLS)/$*/bin/python || $(PYTHON) -m venv $(TOOLS)/$*
