@@ -13,8 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from taifa_localstack import TOPIC_PARTITIONS, Postgres, Redis, Tansu, create_topics
+from taifa_localstack import TOPIC_PARTITIONS, Postgres, Redis, Tansu, create_topics, event_signing_env
 from taifa_localstack.process import ManagedProcess
+
+# One event signing key per test session, made now and never stored: every API and projector a test starts
+# (in-process Settings and subprocesses alike inherit the environment) signs and verifies with it, and
+# tests that produce events themselves sign with `tests.event_signing.signing_keyring()`.
+# (`setdefault`: importing this module twice must not change the key.)
+for _name, _value in event_signing_env("tests").items():
+    os.environ.setdefault(_name, _value)
 
 
 def _use_containers() -> bool:
@@ -68,3 +75,4 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tansu]:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+

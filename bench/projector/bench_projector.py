@@ -29,6 +29,7 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
+from taifa_events.signing import Keyring
 from taifa_localstack import Stack
 from taifa_projector.adapters import migrate
 from taifa_projector.adapters.postgres import READ_SIDE_TABLES, ReadModelStore, create_pool
@@ -227,11 +228,13 @@ def main() -> None:
         settings = Settings(
             database_url=env["TAIFA_DATABASE_URL"], redis_url=env["TAIFA_REDIS_URL"],
             kafka_bootstrap=env["TAIFA_KAFKA_BOOTSTRAP"], projector_group_id="bench",
+            event_signing_keys=env["TAIFA_EVENT_SIGNING_KEYS"],  # the stack's key, made for this run
         )  # fmt: skip
+        keyring = Keyring.parse(env["TAIFA_EVENT_SIGNING_KEYS"], env["TAIFA_EVENT_SIGNING_KEY_ID"])
         migrate.upgrade(settings.database_url)
         print(f"projector bench: {live_n:,} live events, {rebuild_n:,} for the event-store rebuild", flush=True)
 
-        produced = asyncio.run(produce(settings.kafka_bootstrap, live_n))
+        produced = asyncio.run(produce(settings.kafka_bootstrap, live_n, keyring))
         print(f"  produced {live_n:,} events to Kafka in {produced:.1f}s", flush=True)
         repeat = args.repeat or (1 if args.quick else 3)
         for instances in args.instances:
@@ -259,7 +262,10 @@ def main() -> None:
         cpu = time.process_time()
         summary = runtime_loop.run(
             with_stores(
-                settings, lambda s, c: rebuild_from_kafka(s, c, settings.kafka_bootstrap, settings.projector_topics)
+                settings,
+                lambda s, c: rebuild_from_kafka(
+                    s, c, settings.kafka_bootstrap, settings.projector_topics, keyring=settings.event_keyring()
+                ),
             )
         )
         cpu = time.process_time() - cpu

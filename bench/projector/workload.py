@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from taifa_events import kafka_headers, topics
+from taifa_events.signing import Keyring
 
 EVENT_STORE_DDL = """
 CREATE TABLE IF NOT EXISTS event_store (
@@ -109,7 +110,8 @@ def topic_of(event: dict[str, Any]) -> str:
     return topics.DOMAINS if event["event_type"].startswith("Domain") else topics.SMTP_CREDENTIALS
 
 
-async def produce(bootstrap: str, total: int) -> float:
+async def produce(bootstrap: str, total: int, keyring: Keyring) -> float:
+    """Send `total` generated events, each signed as the API's publisher signs (the projector verifies)."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, enable_idempotence=False, acks="all", linger_ms=20, max_batch_size=256 * 1024
     )
@@ -118,15 +120,12 @@ async def produce(bootstrap: str, total: int) -> float:
     try:
         pending = []
         for event in generate(total, seed=7):
-            pending.append(
-                await producer.send(
-                    topic_of(event),
-                    json.dumps(event, separators=(",", ":")).encode(),
-                    key=event["data"]["domain_id"].encode(),
-                    # The headers the API's publisher sends with every event.
-                    headers=kafka_headers(event["event_type"], event["event_id"], event["schema_version"]),
-                )
-            )
+            value = json.dumps(event, separators=(",", ":")).encode()
+            # The headers the API's publisher sends with every event, its signature included.
+            headers = kafka_headers(event["event_type"], event["event_id"], event["schema_version"])
+            headers += keyring.headers(value)
+            key = event["data"]["domain_id"].encode()
+            pending.append(await producer.send(topic_of(event), value, key=key, headers=headers))
             if len(pending) >= 20_000:
                 await asyncio.gather(*pending)
                 pending = []

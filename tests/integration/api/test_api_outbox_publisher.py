@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import tempfile
 import uuid
@@ -17,12 +18,17 @@ from taifa_api.adapters import database, migrate
 from taifa_api.adapters.publisher import OutboxPublisher
 from taifa_api.application import commands
 from taifa_events import declared_type, decode
+from taifa_events.signing import signature_of
 from taifa_localstack import TOPIC_PARTITIONS, ServiceProcess, Tansu, create_topics, free_port, wait_until
+
+from tests.event_signing import signing_keyring
 
 
 @contextlib.asynccontextmanager
 async def publishing(database_url: str, bootstrap: str, idle_poll: float = 30.0):
-    publisher = OutboxPublisher(database_url, bootstrap, idle_poll_seconds=idle_poll, retry_seconds=0.2)
+    publisher = OutboxPublisher(
+        database_url, bootstrap, keyring=signing_keyring(), idle_poll_seconds=idle_poll, retry_seconds=0.2
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(publisher.run(stop))
     try:
@@ -77,11 +83,19 @@ async def test_events_reach_kafka_in_position_order_with_key_value_and_headers(a
         row = rows[envelope.position]
         assert message.topic == row["topic"]
         assert message.key == row["partition_key"].encode() == envelope.key
-        assert dict(message.headers) == {
+        headers = dict(message.headers)
+        assert headers == {
             "event_type": envelope.event_type.encode(),
             "event_id": str(envelope.event_id).encode(),
             "schema_version": str(envelope.schema_version).encode(),
+            "taifa-signature": headers["taifa-signature"],
+            "taifa-signature-key-id": os.environ["TAIFA_EVENT_SIGNING_KEY_ID"].encode(),
         }
+        # Signed over the exact value bytes with the configured key: what the projector verifies.
+        assert (
+            signing_keyring().verify(message.value, signature_of(message.headers))
+            == headers["taifa-signature-key-id"].decode()
+        )
         assert declared_type(message.headers) == (envelope.event_type, envelope.schema_version)
         by_partition[(message.topic, message.partition)].append(envelope.position)
     for positions in by_partition.values():
@@ -107,7 +121,10 @@ async def test_publisher_wakes_on_notify_not_on_a_slow_poll(api_db, broker) -> N
 
 async def test_only_one_publisher_is_active_and_a_standby_takes_over(api_db, broker) -> None:
     pool = await database.create_pool(api_db, min_size=1, max_size=2)
-    publishers = [OutboxPublisher(api_db, broker.bootstrap, idle_poll_seconds=30, retry_seconds=0.2) for _ in range(2)]
+    publishers = [
+        OutboxPublisher(api_db, broker.bootstrap, keyring=signing_keyring(), idle_poll_seconds=30, retry_seconds=0.2)
+        for _ in range(2)
+    ]
     stops = [asyncio.Event(), asyncio.Event()]
     tasks = [asyncio.create_task(p.run(s)) for p, s in zip(publishers, stops, strict=True)]
     try:
@@ -239,7 +256,9 @@ async def test_a_broker_that_comes_back_empty_gets_the_whole_log_again(make_sett
     await create_topics(first.bootstrap, TOPIC_PARTITIONS)
     replacement = Tansu(workdir / "second", port=port)
     pool = await database.create_pool(database_url, min_size=1, max_size=4)
-    publisher = OutboxPublisher(database_url, first.bootstrap, idle_poll_seconds=30, log_check_seconds=0.5)
+    publisher = OutboxPublisher(
+        database_url, first.bootstrap, keyring=signing_keyring(), idle_poll_seconds=30, log_check_seconds=0.5
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(publisher.run(stop))
     try:

@@ -13,12 +13,15 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from taifa_events import Envelope, auth_cache, encode
+from taifa_events.signing import Keyring
 from taifa_localstack import run_once
 from taifa_projector.adapters.postgres import ReadModelStore
 from taifa_projector.adapters.redis_cache import AuthCache
 from taifa_projector.application.checksum import read_side_checksums
 from taifa_projector.entrypoints.service import Projector
 from taifa_projector.settings import Settings
+
+from tests.event_signing import signing_keyring
 
 
 async def produce(
@@ -27,23 +30,31 @@ async def produce(
     events: Sequence[Envelope[Any]],
     *,
     raw: Sequence[tuple[str, bytes, bytes]] = (),
+    keyring: Keyring | None = None,
+    unsigned: bool = False,
 ) -> None:
-    """Send encoded envelopes to the test's topics (key = Envelope.key), then raw (topic, key, value) records."""
+    """Send encoded envelopes to the test's topics (key = Envelope.key), then raw (topic, key, value) records.
+
+    Each record is signed as the API's publisher signs, with `keyring`'s active key (default: the session's
+    key, which the projectors under test accept); `unsigned=True` sends them without a signature.
+    """
+    signer = keyring or signing_keyring()
+
+    def signature(value: bytes) -> list[tuple[str, bytes]]:
+        return [] if unsigned else signer.headers(value)
+
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all", linger_ms=5)
     await producer.start()
     try:
         futures = []
         for event in events:
+            value = encode(event)
+            headers = [("event_type", event.event_type.encode()), ("event_id", str(event.event_id).encode())]
             futures.append(
-                await producer.send(
-                    topic_names[event.topic],
-                    encode(event),
-                    key=event.key,
-                    headers=[("event_type", event.event_type.encode()), ("event_id", str(event.event_id).encode())],
-                )
+                await producer.send(topic_names[event.topic], value, key=event.key, headers=headers + signature(value))
             )
         for topic, key, value in raw:
-            futures.append(await producer.send(topic_names[topic], value, key=key))
+            futures.append(await producer.send(topic_names[topic], value, key=key, headers=signature(value)))
         await asyncio.gather(*futures)
     finally:
         await producer.stop()

@@ -2,6 +2,7 @@
 
 from taifa_localstack.process import ManagedProcess, ServiceFailed, free_port, wait_until
 from taifa_localstack.services import Postgres, Redis, ServiceProcess, Tansu, create_topics, run_once
+from taifa_localstack.signing_keys import event_signing_env
 from taifa_localstack.stack import TOPIC_PARTITIONS, Stack
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "Stack",
     "Tansu",
     "create_topics",
+    "event_signing_env",
     "free_port",
     "run_once",
     "wait_until",

@@ -14,6 +14,7 @@ from taifa_events import topics
 
 from taifa_localstack.process import ManagedProcess
 from taifa_localstack.services import Postgres, Redis, Tansu, create_topics
+from taifa_localstack.signing_keys import event_signing_env
 
 # The partition counts of deploy/k8s/base/kafka/topics.yaml (a deploy test keeps them equal): with 3 domain
 # partitions, two projector instances split the domain events 2:1 and the busier one set the pace.
@@ -34,6 +35,8 @@ class Stack:
         self.redis = Redis(self.workdir / "redis")
         self.kafka = Tansu(self.workdir / "tansu")
         self._started: list[ManagedProcess] = []
+        # The services' event signing key for this run (the API signs, the projector verifies).
+        self.signing = event_signing_env()
 
     def start(self) -> None:
         try:
@@ -55,6 +58,7 @@ class Stack:
             "TAIFA_DATABASE_URL": self.postgres.url,
             "TAIFA_REDIS_URL": self.redis.url,
             "TAIFA_KAFKA_BOOTSTRAP": self.kafka.bootstrap,
+            **self.signing,
         }
 
     def __enter__(self) -> Stack:

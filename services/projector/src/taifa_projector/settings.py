@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from taifa_events import topics
+from taifa_events.signing import InvalidKeyring, Keyring
 from taifa_runtime.kafka import KafkaConnectionSettings
 
 
@@ -66,6 +67,31 @@ class Settings(BaseSettings, KafkaConnectionSettings):
     projector_publish_applied: bool = Field(
         True, description="Set the read-your-writes key and publish each applied event id (the API waits on it)."
     )
+
+    event_signing_keys: SecretStr | None = Field(
+        None,
+        description="Keys that may sign events, `id:secret[,id:secret]` (the API's TAIFA_EVENT_SIGNING_KEYS, from the "
+        "same Secret): a record that no configured key signed is dead-lettered, never applied. Required to consume "
+        "and for `rebuild --from kafka`.",
+    )
+
+    @model_validator(mode="after")
+    def _signing_keys_parse(self) -> Settings:
+        if self.event_signing_keys is not None:
+            try:
+                Keyring.parse(self.event_signing_keys.get_secret_value())
+            except InvalidKeyring as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+    def event_keyring(self) -> Keyring:
+        """The keys events are verified with; InvalidKeyring (a message for operators) when none is configured."""
+        if self.event_signing_keys is None:
+            raise InvalidKeyring(
+                "TAIFA_EVENT_SIGNING_KEYS is not set: the projector applies only events signed by the API "
+                "and refuses to consume without the keys to check them"
+            )
+        return Keyring.parse(self.event_signing_keys.get_secret_value())
 
     @field_validator("projector_topics", mode="before")
     @classmethod

@@ -5,6 +5,10 @@ processes are safe. It wakes on LISTEN/NOTIFY (with a slow safety re-check), rec
 Kafka acknowledged, and after a crash resumes from there: nothing is skipped, a few events may be sent
 twice (consumers are idempotent). A broker that lost the log (restarted empty, topics recreated) is
 noticed at start and every `log_check_seconds`, and the whole event store is replayed to it.
+
+Every record is signed (`taifa_events.signing`: HMAC-SHA256 of the exact value bytes, key id and tag in
+headers) with the keyring's active key: the projector applies only records that verify, so being able
+to produce to Kafka is not enough to mint a login.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from taifa_events import encode, kafka_headers
+from taifa_events.signing import Keyring
 
 from taifa_api import metrics
 from taifa_api.adapters import database, event_store
@@ -37,6 +42,7 @@ class OutboxPublisher:
         database_url: str,
         kafka: str | Mapping[str, Any],
         *,
+        keyring: Keyring,
         batch_size: int = 500,
         idle_poll_seconds: float = 2.0,
         retry_seconds: float = 1.0,
@@ -45,6 +51,9 @@ class OutboxPublisher:
         self._database_url = database_url
         # A bootstrap "host:port" list, or the full client options (TLS/SASL) from the settings.
         self._kafka = {"bootstrap_servers": kafka} if isinstance(kafka, str) else dict(kafka)
+        if keyring.active is None:
+            raise ValueError("the publisher needs a keyring with an active signing key")
+        self._keyring = keyring
         self._batch_size = batch_size
         self._idle_poll = idle_poll_seconds
         self._retry = retry_seconds
@@ -123,12 +132,11 @@ class OutboxPublisher:
         pending = []
         for row in rows:
             envelope = event_store.row_to_envelope(row)
+            value = encode(envelope)
+            headers = kafka_headers(envelope.event_type, envelope.event_id, envelope.schema_version)
             pending.append(
                 await producer.send(
-                    row["topic"],
-                    value=encode(envelope),
-                    key=envelope.key,
-                    headers=kafka_headers(envelope.event_type, envelope.event_id, envelope.schema_version),
+                    row["topic"], value=value, key=envelope.key, headers=headers + self._keyring.headers(value)
                 )
             )
         for acknowledged in await asyncio.gather(*pending):

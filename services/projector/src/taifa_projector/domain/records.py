@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from taifa_events.signing import Signature
+
 TopicPartitionKey = tuple[str, int]
 
 
@@ -17,6 +19,7 @@ class Record(NamedTuple):
     key: bytes | None
     value: bytes | None
     declared: tuple[str, int] | None = None  # (event_type, schema_version) its headers name: a decoding hint
+    signature: Signature | None = None  # what its signature headers claim; verified before decoding
 
     @property
     def tp(self) -> TopicPartitionKey:

@@ -1,0 +1,92 @@
+"""Only events the API signed reach the auth cache: whoever can produce to Kafka cannot mint a login.
+
+Real broker, PostgreSQL and Redis; the events are well-formed, only their signatures differ.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+from taifa_events import decode, encode, topics
+from taifa_events.signing import Keyring
+
+from tests.event_signing import signing_keyring
+from tests.integration.projector.projector_harness import ReadSide, eventually, holds, produce, rebuild, running
+from tests.integration.projector.test_projector_failures import read_dlq
+from tests.unit.projector.projector_events import Domain
+
+
+async def test_unsigned_unknown_key_and_forged_events_are_dead_lettered_and_a_rotated_key_is_accepted(
+    isolated,
+) -> None:
+    session = signing_keyring()
+    next_secret = secrets.token_hex(32)
+    rotated = Keyring.parse(f"next:{next_secret}", active="next")
+    attacker = Keyring.parse(f"attacker:{secrets.token_hex(32)}", active="attacker")
+    # The real key id with a secret of the attacker's own.
+    forger = Keyring.parse(f"{session.active}:{secrets.token_hex(32)}", active=session.active)
+    # Rotation: the projector holds the current key and the next one.
+    settings = isolated.settings(event_signing_keys=f"{os.environ['TAIFA_EVENT_SIGNING_KEYS']},next:{next_secret}")
+
+    unsigned, unknown, forged, by_next = Domain(), Domain(), Domain(), Domain()
+    setup = []
+    for i, d in enumerate((unsigned, unknown, forged, by_next)):
+        setup += [d.registered(10 * i + 1), d.verified(10 * i + 2)]
+    await produce(isolated.bootstrap, isolated.topic_names, setup)  # signed with the session's key
+    attacks = {
+        "unsigned": unsigned.created(50),
+        "unknown_signing_key": unknown.created(51),
+        "bad_signature": forged.created(52),
+    }
+    names = isolated.topic_names
+    await produce(isolated.bootstrap, names, [attacks["unsigned"]], unsigned=True)
+    await produce(isolated.bootstrap, names, [attacks["unknown_signing_key"]], keyring=attacker)
+    await produce(isolated.bootstrap, names, [attacks["bad_signature"]], keyring=forger)
+    accepted = by_next.created(53)
+    await produce(isolated.bootstrap, names, [accepted], keyring=rotated)
+
+    async with ReadSide(settings) as side, running(settings) as projector:
+        await eventually(lambda: side.entry(by_next.username), what="the rotated key's credential applied")
+        await eventually(holds(lambda: projector.totals.dead_lettered == 3), what="three dead letters")
+        for d in (unsigned, unknown, forged):
+            assert await side.entry(d.username) is None, d.username
+        rows = await side.pool.fetch("SELECT credential_id FROM rm_smtp_credentials")
+        assert {r["credential_id"] for r in rows} == {accepted.data.credential_id}
+        assert await side.count("rm_domains") == 4  # the signed setup events were applied
+
+    dlq = await read_dlq(isolated.bootstrap, topics.dead_letter_topic(names[topics.SMTP_CREDENTIALS]), 3)
+    reasons = {decode(m.value).event_id: dict(m.headers)["taifa-dlq-reason"].decode() for m in dlq}
+    assert reasons == {event.event_id: reason for reason, event in attacks.items()}
+    for message in dlq:
+        headers = dict(message.headers)
+        assert headers["taifa-dlq-attempts"] == b"1"  # deterministic: never retried
+        assert message.value in {encode(e) for e in attacks.values()}  # the record unchanged, for forensics
+
+
+async def test_a_rebuild_from_kafka_skips_records_that_do_not_verify(isolated) -> None:
+    good, bad = Domain(), Domain()
+    await produce(isolated.bootstrap, isolated.topic_names, [good.registered(1), good.verified(2), good.created(3)])
+    await produce(isolated.bootstrap, isolated.topic_names, [bad.registered(4), bad.verified(5), bad.created(6)])
+    attacker = Keyring.parse(f"attacker:{secrets.token_hex(32)}", active="attacker")
+    await produce(isolated.bootstrap, isolated.topic_names, [bad.created(7)], unsigned=True)
+    await produce(isolated.bootstrap, isolated.topic_names, [Domain().created(8)], keyring=attacker)
+
+    summary = rebuild(isolated, "kafka")
+
+    assert summary["unverified"] == 2 and summary["events"] == 6
+    async with ReadSide(isolated.settings()) as side:
+        assert await side.count("rm_smtp_credentials") == 2
+
+
+def test_the_projector_refuses_to_start_without_signing_keys(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAIFA_EVENT_SIGNING")}
+    tool = str(Path(sys.executable).with_name("taifa-projector"))
+    for args in (["run"], ["rebuild", "--from", "kafka"]):
+        result = subprocess.run([tool, *args], env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "refusing to start: TAIFA_EVENT_SIGNING_KEYS is not set" in result.stderr.replace("\n", " ")
+        assert "Traceback" not in result.stderr
