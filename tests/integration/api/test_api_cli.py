@@ -9,7 +9,9 @@ import uuid
 
 import asyncpg
 import pytest
+from alembic.script import ScriptDirectory
 from api_support import create_database, venv_bin
+from taifa_api.adapters import migrate
 from taifa_localstack import ServiceFailed, run_once
 
 
@@ -44,7 +46,7 @@ def test_migrate_creates_the_schema_once_and_is_idempotent(postgres_server) -> N
         "publisher_progress",
         "alembic_version_api",
     } <= set(tables)
-    assert version == "0001"
+    assert version == ScriptDirectory(migrate.SCRIPT_LOCATION).get_current_head()
 
 
 async def test_event_store_is_append_only(api_db, api) -> None:
@@ -116,3 +118,50 @@ def test_admin_refuses_unknown_plans_and_ids(api_db) -> None:
         check=False,
     )
     assert result.returncode != 0
+
+
+def _refusal(database_url: str, *args: str) -> tuple[int, dict]:
+    result = subprocess.run(
+        [venv_bin("taifa-admin"), *args],
+        env={"TAIFA_DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.returncode, json.loads(result.stderr.strip().splitlines()[-1])
+
+
+async def test_force_verify_exits_non_zero_with_a_json_error_when_refused(api_db, api) -> None:
+    alice, bob = await api.tenant(), await api.tenant()
+    name = f"taken-{uuid.uuid4().hex[:6]}.example"
+    await api.verified_domain(alice, name)
+    bobs = await api.domain(bob, name)
+    before = await api.pool.fetchval("SELECT count(*) FROM event_store")
+    code, error = await asyncio.to_thread(_refusal, api_db, "domain", "verify", "--force", bobs["id"])
+    assert code != 0 and error["error"]["code"] == "domain_taken"
+    assert await api.pool.fetchval("SELECT count(*) FROM event_store") == before
+
+    released = await api.domain(bob)
+    assert (await api.client.delete(f"/v1/domains/{released['id']}", headers=bob.headers)).status_code == 204
+    code, error = await asyncio.to_thread(_refusal, api_db, "domain", "verify", "--force", released["id"])
+    assert code != 0 and error["error"]["code"] == "domain_released"
+    code, error = await asyncio.to_thread(_refusal, api_db, "domain", "verify", "--force", str(uuid.uuid4()))
+    assert code != 0 and error["error"]["code"] == "not_found"
+
+
+async def test_operator_release_deactivates_the_domains_credentials(api_db, api) -> None:
+    tenant = await api.tenant()
+    domain = await api.verified_domain(tenant)
+    credential = (await api.credential(tenant, domain["id"])).json()
+    released = await asyncio.to_thread(admin, api_db, "domain", "release", domain["id"])
+    assert released == {"domain_id": domain["id"], "released": True, "events": 2}
+    reason = await api.pool.fetchval(
+        "SELECT data->>'reason' FROM event_store WHERE event_type = 'DomainReleased' AND stream_id = $1",
+        uuid.UUID(domain["id"]),
+    )
+    active = await api.pool.fetchval(
+        "SELECT is_active FROM credentials WHERE credential_id = $1", uuid.UUID(credential["id"])
+    )
+    assert (reason, active) == ("operator", False)
+    code, error = await asyncio.to_thread(_refusal, api_db, "domain", "release", domain["id"])
+    assert code != 0 and error["error"]["code"] == "not_found"

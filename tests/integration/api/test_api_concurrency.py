@@ -73,3 +73,44 @@ async def test_parallel_appends_keep_positions_gap_free(make_settings) -> None:
         )
         positions = [r["position"] for r in await pod_a.pool.fetch("SELECT position FROM event_store ORDER BY 1")]
         assert positions == list(range(1, len(positions) + 1))
+
+
+async def test_parallel_registrations_never_exceed_the_domain_cap(make_settings) -> None:
+    cap = 4
+    settings = make_settings(api_max_domains_per_account=cap)
+    async with running_api(settings) as pod_a, running_api(settings) as pod_b:
+        tenant = await pod_a.tenant()
+        responses = await asyncio.gather(
+            *[
+                (pod_a if i % 2 else pod_b).client.post(
+                    "/v1/domains", json={"name": f"cap{i}-{uuid.uuid4().hex[:6]}.example"}, headers=tenant.headers
+                )
+                for i in range(cap + 8)
+            ]
+        )
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses == [201] * cap + [403] * 8, statuses
+        assert {r.json()["error"]["code"] for r in responses if r.status_code == 403} == {"domain_limit_reached"}
+        held = await pod_a.pool.fetchval("SELECT count(*) FROM domains WHERE account_id = $1", tenant.account_id)
+        events = await pod_a.pool.fetchval(
+            "SELECT count(*) FROM event_store WHERE event_type = 'DomainRegistered' AND data->>'account_id' = $1",
+            str(tenant.account_id),
+        )
+        assert (held, events) == (cap, cap)
+
+
+async def test_parallel_deletes_of_one_domain_release_it_once(api) -> None:
+    tenant = await api.tenant()
+    domain = await api.verified_domain(tenant)
+    assert (await api.credential(tenant, domain["id"])).status_code == 201
+    responses = await asyncio.gather(
+        *[api.client.delete(f"/v1/domains/{domain['id']}", headers=tenant.headers) for _ in range(10)]
+    )
+    assert sorted(r.status_code for r in responses) == [204] + [404] * 9
+    counts = await api.pool.fetchrow(
+        "SELECT count(*) FILTER (WHERE event_type = 'DomainReleased') AS released, "
+        "count(*) FILTER (WHERE event_type = 'CredentialDeactivated') AS deactivated "
+        "FROM event_store WHERE data->>'domain_id' = $1",
+        domain["id"],
+    )
+    assert (counts["released"], counts["deactivated"]) == (1, 1)

@@ -188,6 +188,7 @@ async def test_unknown_ids_are_404(api) -> None:
         ("DELETE", "/v1/smtp/credentials/not-a-uuid", b""),
         ("GET", "/v1/domains/123", b""),
         ("POST", "/v1/domains/zzz/verify", b""),
+        ("DELETE", "/v1/domains/not-a-uuid", b""),
     ],
 )
 async def test_malformed_body_uuid_or_json_is_422_validation_error(api, method, path, content) -> None:
@@ -302,11 +303,17 @@ async def test_another_accounts_ids_give_a_404_identical_to_an_unknown_id_and_ch
         await c.delete(f"/v1/smtp/credentials/{unknown}", headers=alice.headers),
     )
     same(await api.credential(alice, bob_domain["id"]), await api.credential(alice, unknown))
+    same(
+        await c.delete(f"/v1/domains/{bob_domain['id']}", headers=alice.headers),
+        await c.delete(f"/v1/domains/{unknown}", headers=alice.headers),
+    )
     assert await event_rows(api.settings.database_url) == before
     active = await api.pool.fetchval(
         "SELECT is_active FROM credentials WHERE credential_id = $1", uuid.UUID(bob_credential["id"])
     )
     assert active is True
+    status = await api.pool.fetchval("SELECT status FROM domains WHERE domain_id = $1", uuid.UUID(bob_domain["id"]))
+    assert status == "verified"
 
 
 # --- secrets -------------------------------------------------------------------------------------------------

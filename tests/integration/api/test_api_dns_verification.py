@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from api_support import running_api
+from api_support import running_api, venv_bin
 from dnslib import QTYPE, RCODE, RR, TXT
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
+from taifa_api.adapters.dns import TxtResolver
+from taifa_api.application import commands, recheck
+from taifa_localstack import run_once
 
 
 class ZoneResolver(BaseResolver):
@@ -116,3 +122,124 @@ async def test_unreachable_nameserver_leaves_the_domain_pending_with_a_reason(ma
             body = (await verify(api, tenant, domain["id"])).json()
             assert body["status"] == "pending"
             assert "timed out" in body["status_reason"]
+
+
+async def _types(api, stream_id: str) -> list[str]:
+    rows = await api.pool.fetch(
+        "SELECT event_type FROM event_store WHERE stream_id = $1 ORDER BY position", uuid.UUID(stream_id)
+    )
+    return [r["event_type"] for r in rows]
+
+
+async def test_repeated_failed_verifies_append_one_event_an_hour_unless_the_reason_changes(dns_api) -> None:
+    api, zone = dns_api
+    tenant = await api.tenant()
+    domain = await api.domain(tenant)
+    for _ in range(5):
+        body = (await verify(api, tenant, domain["id"])).json()
+        assert body["status"] == "pending" and "no DNS record" in body["status_reason"]
+    assert await _types(api, domain["id"]) == ["DomainRegistered", "DomainVerificationFailed"]
+
+    zone.txt[domain["verification"]["name"]] = ["taifa-verification=wrong"]  # a new reason: recorded at once
+    for _ in range(3):
+        assert "does not hold" in (await verify(api, tenant, domain["id"])).json()["status_reason"]
+    assert (await _types(api, domain["id"])).count("DomainVerificationFailed") == 2
+
+    resolver = TxtResolver(api.settings.dns_nameservers, 2)
+    later = datetime.now(UTC) + timedelta(minutes=61)
+    for _ in range(3):
+        await commands.verify_domain(
+            api.pool, tenant.account_id, uuid.UUID(domain["id"]), resolver.lookup_txt, "t", clock=lambda: later
+        )
+    assert (await _types(api, domain["id"])).count("DomainVerificationFailed") == 3
+
+
+async def _dns_verified(api, zone, tenant, name: str | None = None) -> dict:
+    domain = await api.domain(tenant, name)
+    zone.txt[domain["verification"]["name"]] = [domain["verification"]["value"]]
+    assert (await verify(api, tenant, domain["id"])).json()["status"] == "verified"
+    return domain
+
+
+async def _recheck(api, at: datetime) -> recheck.RecheckReport:
+    resolver = TxtResolver(api.settings.dns_nameservers, 2)
+    return await recheck.recheck_domains(
+        api.pool, resolver.lookup_txt, interval=timedelta(0), grace=timedelta(hours=72), clock=lambda: at
+    )
+
+
+async def _state(api, domain_id: str):
+    return await api.pool.fetchrow(
+        "SELECT status, verification_missing_since FROM domains WHERE domain_id = $1", uuid.UUID(domain_id)
+    )
+
+
+async def test_a_domain_whose_record_is_missing_for_72_hours_is_released_with_its_credentials(dns_api) -> None:
+    api, zone = dns_api
+    alice, bob = await api.tenant(), await api.tenant()
+    name = f"lost-{uuid.uuid4().hex[:6]}.example"
+    domain = await _dns_verified(api, zone, alice, name)
+    credential = (await api.credential(alice, domain["id"])).json()
+    now = datetime.now(UTC)
+
+    await _recheck(api, now)
+    assert dict(await _state(api, domain["id"])) == {"status": "verified", "verification_missing_since": None}
+
+    del zone.txt[f"_taifa.{name}"]
+    before = len(await _types(api, domain["id"]))
+    day1 = now + timedelta(days=1)
+    await _recheck(api, day1)
+    assert (await _state(api, domain["id"]))["verification_missing_since"] == day1
+    await _recheck(api, now + timedelta(days=3))  # 48 h missing: still held, and no event per check
+    assert (await _state(api, domain["id"]))["status"] == "verified"
+    assert len(await _types(api, domain["id"])) == before
+
+    report = await _recheck(api, day1 + timedelta(hours=72))
+    assert uuid.UUID(domain["id"]) in report.released
+    assert (await _state(api, domain["id"]))["status"] == "released"
+    assert (await _types(api, domain["id"]))[-1] == "DomainReleased"
+    released = await api.pool.fetchval(
+        "SELECT data->>'reason' FROM event_store WHERE stream_id = $1 AND event_type = 'DomainReleased'",
+        uuid.UUID(domain["id"]),
+    )
+    assert released == "verification_lost"
+    assert await _types(api, credential["id"]) == ["CredentialCreated", "CredentialDeactivated"]
+    # Another account may now verify the name through DNS.
+    assert (await _dns_verified(api, zone, bob, name))["name"] == name
+
+
+async def test_a_record_back_within_the_grace_period_clears_the_clock(dns_api) -> None:
+    api, zone = dns_api
+    tenant = await api.tenant()
+    domain = await _dns_verified(api, zone, tenant)
+    record = domain["verification"]["name"]
+    value = zone.txt.pop(record)
+    now = datetime.now(UTC)
+    await _recheck(api, now)
+    assert (await _state(api, domain["id"]))["verification_missing_since"] == now
+    zone.txt[record] = value
+    await _recheck(api, now + timedelta(days=2))
+    del zone.txt[record]
+    await _recheck(api, now + timedelta(days=4))  # missing again: a new clock, not the old one
+    state = await _state(api, domain["id"])
+    assert state["status"] == "verified" and state["verification_missing_since"] == now + timedelta(days=4)
+
+
+async def test_admin_domain_recheck_releases_a_domain_missing_past_the_grace_period(dns_api) -> None:
+    api, zone = dns_api
+    tenant = await api.tenant()
+    domain = await _dns_verified(api, zone, tenant)
+    del zone.txt[domain["verification"]["name"]]
+    env = {
+        "TAIFA_DATABASE_URL": api.settings.database_url,
+        "TAIFA_API_DNS_NAMESERVERS": api.settings.api_dns_nameservers,
+        "TAIFA_API_DOMAIN_RECHECK_INTERVAL_SECONDS": "0",
+        "TAIFA_API_DOMAIN_RECHECK_GRACE_SECONDS": "0",
+    }
+    command = [venv_bin("taifa-admin"), "domain", "recheck"]
+    first = json.loads(await asyncio.to_thread(run_once, command, env=env))
+    assert first["missing"] >= 1 and domain["id"] not in first["released"]
+    assert (await _state(api, domain["id"]))["verification_missing_since"] is not None
+    second = json.loads(await asyncio.to_thread(run_once, command, env=env))
+    assert domain["id"] in second["released"]
+    assert (await _state(api, domain["id"]))["status"] == "released"

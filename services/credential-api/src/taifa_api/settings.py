@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from taifa_events import auth_cache
 from taifa_runtime.kafka import KafkaConnectionSettings
 
-from taifa_api.domain.plans import DEFAULT_PLAN_LIMITS
+from taifa_api.domain.plans import DEFAULT_MAX_DOMAINS, DEFAULT_PLAN_LIMITS
 
 
 class Settings(BaseSettings, KafkaConnectionSettings):
@@ -80,6 +80,24 @@ class Settings(BaseSettings, KafkaConnectionSettings):
         description="Comma-separated nameservers for domain verification (`ip` or `ip:port`); empty = system.",
     )
     api_dns_timeout_seconds: float = Field(3.0, description="Total time allowed for one verification lookup.")
+    api_domain_recheck_interval_seconds: int = Field(
+        86400,
+        ge=0,
+        description="`taifa-admin domain recheck` looks a verified domain's TXT record up again once its last check "
+        "is older than this (the CronJob runs hourly, so each domain is re-checked about daily).",
+    )
+    api_domain_recheck_grace_seconds: int = Field(
+        259200,
+        ge=0,
+        description="A verified domain whose TXT record has been missing this long (72 h by default) is released "
+        "(`DomainReleased`, reason `verification_lost`) and its credentials deactivated.",
+    )
+    api_max_domains_per_account: int = Field(
+        DEFAULT_MAX_DOMAINS,
+        ge=1,
+        description="Domains (pending or verified) one account may hold; registering one more is "
+        "`403 domain_limit_reached`.",
+    )
 
     api_smtp_host: str = Field("mail.govconnect.ke", description="SMTP host shown in credential responses.")
     api_smtp_port: int = Field(587, description="SMTP port shown in credential responses.")

@@ -11,7 +11,10 @@ from taifa_api.application.commands import DnsAnswer
 
 
 class TxtResolver:
-    """Reads TXT records; every failure becomes a human reason, never an exception."""
+    """Reads TXT records; every failure becomes a human reason, never an exception.
+
+    NXDOMAIN and "no TXT record" are conclusive (the record is provably absent); a timeout or SERVFAIL is not.
+    """
 
     def __init__(self, nameservers: list[tuple[str, int]], timeout: float) -> None:
         self._nameservers = nameservers
@@ -36,8 +39,8 @@ class TxtResolver:
         except dns.resolver.NoAnswer:
             return DnsAnswer(failure=f"no TXT record at {name}")
         except dns.exception.Timeout:
-            return DnsAnswer(failure=f"DNS lookup of {name} timed out")
-        except dns.exception.DNSException as exc:
-            return DnsAnswer(failure=f"DNS lookup of {name} failed ({type(exc).__name__})")
+            return DnsAnswer(failure=f"DNS lookup of {name} timed out", conclusive=False)
+        except dns.exception.DNSException as exc:  # SERVFAIL (NoNameservers) and the like: no answer at all
+            return DnsAnswer(failure=f"DNS lookup of {name} failed ({type(exc).__name__})", conclusive=False)
         values = [b"".join(rdata.strings).decode("utf-8", "replace") for rdata in answer]
         return DnsAnswer(values=values)

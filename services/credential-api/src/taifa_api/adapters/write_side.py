@@ -17,6 +17,8 @@ from taifa_api.domain.models import ApiKeyRecord, CredentialRecord, DomainRecord
 _DOMAIN_COLUMNS = (
     "domain_id, account_id, name, status, status_reason, verification_name, verification_value, created_at, verified_at"
 )
+_DOMAIN_STATE_COLUMNS = "released_at, verification_checked_at, verification_missing_since, failure_recorded_at"
+_LIVE = "status <> 'released'"  # a released domain no longer exists for its account
 _CREDENTIAL_COLUMNS = "credential_id, account_id, domain_id, username, is_active, created_at, deactivated_at"
 
 
@@ -80,7 +82,7 @@ async def insert_domain(conn: asyncpg.Connection, domain: DomainRecord) -> bool:
     """Insert a domain; False when this account already has the name (nothing inserted)."""
     status = await conn.execute(
         f"INSERT INTO domains ({_DOMAIN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
-        "ON CONFLICT (account_id, name) DO NOTHING",
+        f"ON CONFLICT (account_id, name) WHERE {_LIVE} DO NOTHING",
         domain.domain_id,
         domain.account_id,
         domain.name,
@@ -100,20 +102,32 @@ async def find_domain(
     account_id: UUID | None,
     *,
     for_update: bool = False,
+    include_released: bool = False,
 ) -> DomainRecord | None:
-    """The domain if it exists and (when `account_id` is given) belongs to that account."""
-    sql = f"SELECT {_DOMAIN_COLUMNS} FROM domains WHERE domain_id = $1 AND ($2::uuid IS NULL OR account_id = $2)"
+    """The domain if it exists, is not released (unless asked) and (when `account_id` is given) is that account's."""
+    sql = (
+        f"SELECT {_DOMAIN_COLUMNS}, {_DOMAIN_STATE_COLUMNS} FROM domains "
+        "WHERE domain_id = $1 AND ($2::uuid IS NULL OR account_id = $2)"
+    )
+    if not include_released:
+        sql += f" AND {_LIVE}"
     row = await conn.fetchrow(sql + (" FOR NO KEY UPDATE" if for_update else ""), domain_id, account_id)
     return DomainRecord(**dict(row)) if row else None
 
 
 async def find_domain_by_name(conn: asyncpg.Connection, account_id: UUID, name: str) -> DomainRecord | None:
     row = await conn.fetchrow(
-        f"SELECT {_DOMAIN_COLUMNS} FROM domains WHERE account_id = $1 AND name = $2",
+        f"SELECT {_DOMAIN_COLUMNS}, {_DOMAIN_STATE_COLUMNS} FROM domains "
+        f"WHERE account_id = $1 AND name = $2 AND {_LIVE}",
         account_id,
         name,
     )
     return DomainRecord(**dict(row)) if row else None
+
+
+async def count_live_domains(conn: asyncpg.Connection, account_id: UUID) -> int:
+    """Domains the account holds (pending or verified); call it under the account row lock."""
+    return int(await conn.fetchval(f"SELECT count(*) FROM domains WHERE account_id = $1 AND {_LIVE}", account_id))
 
 
 async def name_verified_by_another_account(conn: asyncpg.Connection, name: str, account_id: UUID) -> bool:
@@ -129,14 +143,62 @@ async def name_verified_by_another_account(conn: asyncpg.Connection, name: str, 
 async def mark_domain_verified(conn: asyncpg.Connection, domain_id: UUID, now: datetime) -> None:
     """Raises asyncpg.UniqueViolationError when another account holds the verified name."""
     await conn.execute(
-        "UPDATE domains SET status = 'verified', status_reason = NULL, verified_at = $2 WHERE domain_id = $1",
+        "UPDATE domains SET status = 'verified', status_reason = NULL, verified_at = $2, "
+        "verification_checked_at = $2, verification_missing_since = NULL, failure_recorded_at = NULL "
+        "WHERE domain_id = $1",
         domain_id,
         now,
     )
 
 
-async def set_domain_status_reason(conn: asyncpg.Connection, domain_id: UUID, reason: str) -> None:
-    await conn.execute("UPDATE domains SET status_reason = $2 WHERE domain_id = $1", domain_id, reason)
+async def set_domain_status_reason(
+    conn: asyncpg.Connection, domain_id: UUID, reason: str, recorded_at: datetime | None
+) -> None:
+    """Store the latest failure reason; `recorded_at` when a `DomainVerificationFailed` was appended for it."""
+    await conn.execute(
+        "UPDATE domains SET status_reason = $2, failure_recorded_at = coalesce($3, failure_recorded_at) "
+        "WHERE domain_id = $1",
+        domain_id,
+        reason,
+        recorded_at,
+    )
+
+
+async def release_domain(conn: asyncpg.Connection, domain_id: UUID, now: datetime) -> None:
+    """Released: the name leaves the one-verified-owner index and the account's own uniqueness of names."""
+    await conn.execute(
+        "UPDATE domains SET status = 'released', released_at = $2 WHERE domain_id = $1 AND status <> 'released'",
+        domain_id,
+        now,
+    )
+
+
+async def domains_due_for_recheck(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    checked_before: datetime,
+    limit: int,
+) -> list[DomainRecord]:
+    """Verified domains last checked before `checked_before` (never checked first), oldest first."""
+    rows = await conn.fetch(
+        f"SELECT {_DOMAIN_COLUMNS}, {_DOMAIN_STATE_COLUMNS} FROM domains WHERE status = 'verified' "
+        "AND (verification_checked_at IS NULL OR verification_checked_at < $1) "
+        "ORDER BY verification_checked_at NULLS FIRST, domain_id LIMIT $2",
+        checked_before,
+        limit,
+    )
+    return [DomainRecord(**dict(row)) for row in rows]
+
+
+async def record_recheck(
+    conn: asyncpg.Connection, domain_id: UUID, checked_at: datetime, missing_since: datetime | None
+) -> None:
+    """The re-check's state lives here, not in events: one check a day per domain would be noise in the log."""
+    await conn.execute(
+        "UPDATE domains SET verification_checked_at = $2, verification_missing_since = $3 WHERE domain_id = $1",
+        domain_id,
+        checked_at,
+        missing_since,
+    )
 
 
 # --- credentials -----------------------------------------------------------------------------------------
@@ -174,6 +236,15 @@ async def lock_credential(conn: asyncpg.Connection, credential_id: UUID, account
         account_id,
     )
     return CredentialRecord(**dict(row)) if row else None
+
+
+async def lock_active_credentials_of_domain(conn: asyncpg.Connection, domain_id: UUID) -> list[CredentialRecord]:
+    rows = await conn.fetch(
+        f"SELECT {_CREDENTIAL_COLUMNS} FROM credentials WHERE domain_id = $1 AND is_active "
+        "ORDER BY created_at, credential_id FOR NO KEY UPDATE",
+        domain_id,
+    )
+    return [CredentialRecord(**dict(row)) for row in rows]
 
 
 async def deactivate_credential(conn: asyncpg.Connection, credential_id: UUID, now: datetime) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -16,6 +16,7 @@ from taifa_events import (
     CredentialCreated,
     CredentialDeactivated,
     DomainRegistered,
+    DomainReleased,
     DomainVerificationFailed,
     DomainVerified,
     Envelope,
@@ -25,23 +26,35 @@ from taifa_events import (
 
 from taifa_api.adapters import event_store, write_side
 from taifa_api.domain import api_keys, credentials, verification
-from taifa_api.domain.errors import CredentialExists, NotFound
+from taifa_api.domain.errors import (
+    CredentialExists,
+    DomainAlreadyReleased,
+    DomainLimitReached,
+    DomainTaken,
+    NotFound,
+)
 from taifa_api.domain.models import CredentialRecord, DomainRecord, IssuedApiKey, NewCredential
 from taifa_api.domain.names import normalise_domain_name
+from taifa_api.domain.plans import DEFAULT_MAX_DOMAINS, may_add_domain
 
 T = TypeVar("T")
 
 REASON_TAKEN = "the domain is verified by another account"
 
 TxtLookup = Callable[[str], Awaitable["DnsAnswer"]]
+Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True)
 class DnsAnswer:
-    """TXT strings found at a name, or the reason none could be read."""
+    """TXT strings found at a name, or the reason none could be read.
+
+    `conclusive` is False when DNS gave no answer at all (timeout, SERVFAIL): the record may still be there.
+    """
 
     values: list[str] = field(default_factory=list)
     failure: str | None = None
+    conclusive: bool = True
 
 
 @dataclass(frozen=True)
@@ -107,9 +120,17 @@ async def revoke_api_key(pool: asyncpg.Pool, key_id: UUID, correlation_id: str) 
 
 
 async def register_domain(
-    pool: asyncpg.Pool, account_id: UUID, raw_name: str, correlation_id: str
+    pool: asyncpg.Pool,
+    account_id: UUID,
+    raw_name: str,
+    correlation_id: str,
+    *,
+    max_domains: int = DEFAULT_MAX_DOMAINS,
 ) -> Outcome[DomainRecord]:
-    """Register a domain (pending). Registering a name the account already has returns that domain."""
+    """Register a domain (pending). Registering a name the account already has returns that domain.
+
+    The per-account cap is checked under the account row lock, so concurrent registrations cannot pass it.
+    """
     name = normalise_domain_name(raw_name)
     now = _now()
     record = DomainRecord(
@@ -124,10 +145,15 @@ async def register_domain(
         verified_at=None,
     )
     async with pool.acquire() as conn, conn.transaction():
-        if not await write_side.insert_domain(conn, record):
-            existing = await write_side.find_domain_by_name(conn, account_id, name)
-            assert existing is not None
+        if await write_side.lock_account_plan(conn, account_id) is None:
+            raise NotFound()
+        existing = await write_side.find_domain_by_name(conn, account_id, name)
+        if existing is not None:
             return Outcome(existing, [])
+        if not may_add_domain(await write_side.count_live_domains(conn, account_id), max_domains):
+            raise DomainLimitReached()
+        if not await write_side.insert_domain(conn, record):  # unreachable under the account lock; kept as a guard
+            raise DomainLimitReached()
         event = DomainRegistered(
             domain_id=record.domain_id,
             account_id=account_id,
@@ -140,7 +166,13 @@ async def register_domain(
 
 
 async def verify_domain(
-    pool: asyncpg.Pool, account_id: UUID, domain_id: UUID, lookup_txt: TxtLookup, correlation_id: str
+    pool: asyncpg.Pool,
+    account_id: UUID,
+    domain_id: UUID,
+    lookup_txt: TxtLookup,
+    correlation_id: str,
+    *,
+    clock: Clock = _now,
 ) -> Outcome[DomainRecord]:
     """Look the TXT record up (outside any transaction), then record the result under a row lock."""
     domain = await write_side.find_domain(pool, domain_id, account_id)
@@ -151,12 +183,16 @@ async def verify_domain(
     answer = await lookup_txt(domain.verification_name)
     found = answer.failure is None and verification.txt_proves_control(answer.values, domain.verification_value)
     reason = None if found else (answer.failure or f"TXT record {domain.verification_name} does not hold the value")
-    return await _record_verification(pool, domain_id, account_id, reason, "dns", correlation_id)
+    return await _record_verification(pool, domain_id, account_id, reason, "dns", correlation_id, clock())
 
 
 async def force_verify_domain(pool: asyncpg.Pool, domain_id: UUID, correlation_id: str) -> Outcome[DomainRecord]:
-    """Operator override: verified without DNS (still one account per verified name)."""
-    return await _record_verification(pool, domain_id, None, None, "operator", correlation_id)
+    """Operator override: verified without DNS (still one account per verified name).
+
+    Refused (DomainTaken, DomainAlreadyReleased, NotFound) rather than recorded as a failure: the operator
+    gets an error and a non-zero exit, and nothing is appended.
+    """
+    return await _record_verification(pool, domain_id, None, None, "operator", correlation_id, _now())
 
 
 async def _record_verification(
@@ -166,40 +202,98 @@ async def _record_verification(
     failure: str | None,
     method: str,
     correlation_id: str,
+    now: datetime,
 ) -> Outcome[DomainRecord]:
-    now = _now()
+    operator = method == "operator"
     async with pool.acquire() as conn, conn.transaction():
-        domain = await write_side.find_domain(conn, domain_id, account_id, for_update=True)
+        domain = await write_side.find_domain(conn, domain_id, account_id, for_update=True, include_released=operator)
         if domain is None:
             raise NotFound()
+        if domain.status == credentials.RELEASED:
+            raise DomainAlreadyReleased()
         if domain.status == credentials.VERIFIED:
             return Outcome(domain, [])
         if failure is None and await write_side.name_verified_by_another_account(conn, domain.name, domain.account_id):
             failure = REASON_TAKEN
-        event: EventData
         if failure is None:
             try:
                 async with conn.transaction():
                     await write_side.mark_domain_verified(conn, domain_id, now)
             except asyncpg.UniqueViolationError:
                 failure = REASON_TAKEN
+        if operator and failure is not None:
+            raise DomainTaken()
+        events: list[EventData] = []
         if failure is None:
-            event = DomainVerified(
-                domain_id=domain_id,
-                account_id=domain.account_id,
-                name=domain.name,
-                verified_at=now,
-                method=method,
+            events.append(
+                DomainVerified(
+                    domain_id=domain_id, account_id=domain.account_id, name=domain.name, verified_at=now, method=method
+                )
             )
         else:
-            await write_side.set_domain_status_reason(conn, domain_id, failure)
-            event = DomainVerificationFailed(
-                domain_id=domain_id, account_id=domain.account_id, reason=failure[:500], checked_at=now
+            record = verification.should_record_failure(
+                reason=failure,
+                previous_reason=domain.status_reason,
+                previous_recorded_at=domain.failure_recorded_at,
+                now=now,
             )
-        events = await _append(conn, [event], correlation_id)
+            await write_side.set_domain_status_reason(conn, domain_id, failure, now if record else None)
+            if record:
+                events.append(
+                    DomainVerificationFailed(
+                        domain_id=domain_id, account_id=domain.account_id, reason=failure[:500], checked_at=now
+                    )
+                )
+        appended = await _append(conn, events, correlation_id) if events else []
         updated = await write_side.find_domain(conn, domain_id, None)
         assert updated is not None
-        return Outcome(updated, events)
+        return Outcome(updated, appended)
+
+
+async def release_domain(
+    pool: asyncpg.Pool,
+    domain_id: UUID,
+    account_id: UUID | None,
+    reason: Literal["owner", "operator"],
+    correlation_id: str,
+) -> Outcome[DomainRecord]:
+    """Release a domain (DELETE by its owner, or an operator): an already released one is NotFound."""
+    async with pool.acquire() as conn, conn.transaction():
+        domain = await write_side.find_domain(conn, domain_id, account_id, for_update=True)
+        if domain is None:
+            raise NotFound()
+        events = await release_locked_domain(conn, domain, reason, _now(), correlation_id)
+    return Outcome(domain, events)
+
+
+async def release_locked_domain(
+    conn: asyncpg.Connection,
+    domain: DomainRecord,
+    reason: Literal["owner", "operator", "verification_lost"],
+    now: datetime,
+    correlation_id: str,
+) -> list[Envelope[Any]]:
+    """In the caller's transaction, with the domain row locked: deactivate every active credential of the
+    domain, free the name and append the events (the deactivations first, then `DomainReleased`)."""
+    events: list[EventData] = []
+    for credential in await write_side.lock_active_credentials_of_domain(conn, domain.domain_id):
+        await write_side.deactivate_credential(conn, credential.credential_id, now)
+        events.append(
+            CredentialDeactivated(
+                credential_id=credential.credential_id,
+                account_id=credential.account_id,
+                domain_id=credential.domain_id,
+                username=credential.username,
+                deactivated_at=now,
+            )
+        )
+    await write_side.release_domain(conn, domain.domain_id, now)
+    events.append(
+        DomainReleased(
+            domain_id=domain.domain_id, account_id=domain.account_id, name=domain.name, released_at=now, reason=reason
+        )
+    )
+    return await _append(conn, events, correlation_id)
 
 
 # --- SMTP credentials ------------------------------------------------------------------------------------
@@ -215,7 +309,7 @@ async def create_credential(
             async with conn.transaction():
                 plan = await write_side.lock_account_plan(conn, account_id)
                 domain = await write_side.find_domain(conn, domain_id, account_id, for_update=True)
-                if plan is None or domain is None:
+                if plan is None or domain is None:  # a released domain is not found either
                     raise NotFound()
                 credentials.check_may_create_credential(
                     domain_status=domain.status,

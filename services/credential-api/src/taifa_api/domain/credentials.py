@@ -12,6 +12,7 @@ from taifa_api.domain.plans import may_add_active_credential
 
 VERIFIED: Final = "verified"
 PENDING: Final = "pending"
+RELEASED: Final = "released"  # the account no longer holds the name; its credentials are deactivated
 
 
 def username_for(account_id: UUID, domain: str) -> str:

@@ -10,6 +10,9 @@ CREDENTIAL_LIMIT_REACHED: Final = "credential_limit_reached"
 CSRF_FAILED: Final = "csrf_failed"
 NOT_FOUND: Final = "not_found"
 CREDENTIAL_EXISTS: Final = "credential_exists"
+DOMAIN_LIMIT_REACHED: Final = "domain_limit_reached"
+DOMAIN_TAKEN: Final = "domain_taken"
+DOMAIN_RELEASED: Final = "domain_released"
 VALIDATION_ERROR: Final = "validation_error"
 RATE_LIMITED: Final = "rate_limited"
 PAYLOAD_TOO_LARGE: Final = "payload_too_large"
@@ -46,6 +49,30 @@ class CredentialExists(CommandRefused):
 class CredentialLimitReached(CommandRefused):
     code = CREDENTIAL_LIMIT_REACHED
     message = "The account's plan allows no more active SMTP credentials."
+
+
+class DomainLimitReached(CommandRefused):
+    code = DOMAIN_LIMIT_REACHED
+    message = "The account has as many domains as it may have; delete one first."
+
+
+class DomainTaken(CommandRefused):
+    """Operator override refused: another account holds the verified name (one account at a time)."""
+
+    code = DOMAIN_TAKEN
+    message = "The domain name is verified by another account."
+
+
+class DomainAlreadyReleased(CommandRefused):
+    """Operator override refused: a released domain is never verified again (the account registers it anew)."""
+
+    code = DOMAIN_RELEASED
+    message = "The domain has been released."
+
+
+class InvalidCursor(CommandRefused):
+    code = VALIDATION_ERROR
+    message = "cursor: not a cursor this list returned."
 
 
 class InvalidDomainName(ValueError):

@@ -26,6 +26,10 @@ class DomainRecord:
     verification_value: str
     created_at: datetime
     verified_at: datetime | None
+    released_at: datetime | None = None
+    verification_checked_at: datetime | None = None
+    verification_missing_since: datetime | None = None
+    failure_recorded_at: datetime | None = None
 
 
 @dataclass(frozen=True)

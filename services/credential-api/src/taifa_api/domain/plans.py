@@ -10,6 +10,8 @@ PLANS: Final[tuple[str, ...]] = ("free", "starter", "pro", "enterprise")
 
 DEFAULT_PLAN_LIMITS: Final[dict[str, int]] = {"free": 1, "starter": 5, "pro": 25, "enterprise": 250}
 
+DEFAULT_MAX_DOMAINS: Final = 1000  # domains (pending or verified) one account may hold, whatever its plan
+
 
 def is_known_plan(plan: str) -> bool:
     return plan in PLANS
@@ -18,3 +20,8 @@ def is_known_plan(plan: str) -> bool:
 def may_add_active_credential(plan: str, active_now: int, limits: dict[str, int]) -> bool:
     """True when one more active credential stays within the plan's limit (unknown plans allow none)."""
     return active_now + 1 <= limits.get(plan, 0)
+
+
+def may_add_domain(live_domains: int, max_domains: int) -> bool:
+    """True when one more domain stays within the per-account cap (checked under the account row lock)."""
+    return live_domains + 1 <= max_domains

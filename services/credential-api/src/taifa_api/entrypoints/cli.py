@@ -115,7 +115,11 @@ def domain_verify(
     domain_id: Annotated[UUID, typer.Argument(help="Domain id.")],
     force: Annotated[bool, typer.Option("--force", help="Mark verified without DNS (operators only).")] = False,
 ) -> None:
-    """Mark a domain verified without DNS (`--force` is required)."""
+    """Mark a domain verified without DNS (`--force` is required).
+
+    Exits 1 with a JSON error when refused: unknown id (`not_found`), the name verified by another account
+    (`domain_taken`), or a released domain (`domain_released`).
+    """
     if not force:
         typer.echo(json.dumps({"error": {"code": "validation_error", "message": "--force is required"}}), err=True)
         raise typer.Exit(2)
@@ -127,6 +131,45 @@ def domain_verify(
                 "name": domain.name,
                 "status": domain.status,
                 "status_reason": domain.status_reason,
+            }
+        )
+    )
+
+
+@domain_cli.command("release")
+def domain_release(domain_id: Annotated[UUID, typer.Argument(help="Domain id.")]) -> None:
+    """Release a domain as an operator: its credentials are deactivated and another account may verify the name."""
+    outcome = _run(lambda pool: commands.release_domain(pool, domain_id, None, "operator", _correlation()))
+    typer.echo(json.dumps({"domain_id": str(domain_id), "released": True, "events": len(outcome.events)}))
+
+
+@domain_cli.command("recheck")
+def domain_recheck() -> None:
+    """Look verified domains' TXT records up again (those not checked within TAIFA_API_DOMAIN_RECHECK_INTERVAL_SECONDS);
+    release the ones missing for TAIFA_API_DOMAIN_RECHECK_GRACE_SECONDS. Run hourly by the `taifa-domain-recheck`
+    CronJob."""
+    from datetime import timedelta
+
+    from taifa_api.adapters.dns import TxtResolver
+    from taifa_api.application import recheck
+
+    settings = Settings()
+    resolver = TxtResolver(settings.dns_nameservers, settings.api_dns_timeout_seconds)
+    report = _run(
+        lambda pool: recheck.recheck_domains(
+            pool,
+            resolver.lookup_txt,
+            interval=timedelta(seconds=settings.api_domain_recheck_interval_seconds),
+            grace=timedelta(seconds=settings.api_domain_recheck_grace_seconds),
+        )
+    )
+    typer.echo(
+        json.dumps(
+            {
+                "checked": report.checked,
+                "confirmed": report.confirmed,
+                "missing": report.missing,
+                "released": [str(domain_id) for domain_id in report.released],
             }
         )
     )

@@ -22,8 +22,12 @@ log = logging.getLogger(__name__)
 STATUS_OF_REFUSAL: Final[dict[str, int]] = {
     codes.DOMAIN_NOT_VERIFIED: 400,
     codes.CREDENTIAL_LIMIT_REACHED: 403,
+    codes.DOMAIN_LIMIT_REACHED: 403,
     codes.NOT_FOUND: 404,
     codes.CREDENTIAL_EXISTS: 409,
+    codes.DOMAIN_TAKEN: 409,
+    codes.DOMAIN_RELEASED: 409,
+    codes.VALIDATION_ERROR: 422,
 }
 
 STANDARD_METHODS: Final = ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE")

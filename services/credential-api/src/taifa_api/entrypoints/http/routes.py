@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 import asyncpg
 import redis.asyncio as aioredis
-from fastapi import APIRouter, Depends, Request, Response, Security
+from fastapi import APIRouter, Depends, Query, Request, Response, Security
 from fastapi.security import APIKeyCookie, HTTPBearer
 from taifa_events import Envelope
 
@@ -18,11 +19,12 @@ from taifa_api.adapters.dns import TxtResolver
 from taifa_api.adapters.projection import ProjectionWaiter
 from taifa_api.adapters.rate_limit import RateLimiter
 from taifa_api.application import commands
+from taifa_api.domain import paging
 from taifa_api.domain.errors import NotFound
 from taifa_api.domain.models import DomainRecord
 from taifa_api.domain.verification import RECORD_TYPE
 from taifa_api.entrypoints.http.auth import SESSION_COOKIE, Authenticator, Principal
-from taifa_api.entrypoints.http.errors import documented
+from taifa_api.entrypoints.http.errors import ErrorBody, documented
 from taifa_api.entrypoints.http.schemas import (
     CredentialCreatedOut,
     CredentialCreateIn,
@@ -84,11 +86,14 @@ router = APIRouter(prefix="/v1", responses=documented(401, 413, 422, 429, 503))
 
 
 async def _await_projection(svc: Services, events: list[Envelope[Any]], response: Response) -> None:
+    """Wait for every event of the command: they may be on different topics and partitions (a domain release
+    deactivates credentials on another topic than the release itself), so the last one proves nothing alone."""
     for event in events:
         metrics.EVENTS_APPENDED.labels(event.event_type).inc()
     if not events:
         return
-    applied = await svc.waiter.wait_applied(events[-1].event_id, svc.settings.api_projection_wait_seconds)
+    within = svc.settings.api_projection_wait_seconds
+    applied = all(await asyncio.gather(*(svc.waiter.wait_applied(event.event_id, within) for event in events)))
     metrics.PROJECTION_WAITS.labels("applied" if applied else "pending").inc()
     response.headers[PROJECTION_HEADER] = "applied" if applied else "pending"
 
@@ -154,13 +159,68 @@ async def create_credential(
     )
 
 
+Limit = Annotated[
+    int,
+    Query(
+        ge=1,
+        le=paging.MAX_LIMIT,
+        description=f"Items per page, 1..{paging.MAX_LIMIT} (default {paging.DEFAULT_LIMIT}).",
+    ),
+]
+Cursor = Annotated[
+    str | None,
+    Query(
+        max_length=paging.MAX_CURSOR_LENGTH,
+        description='Opaque: the `cursor` of the previous response\'s `Link: rel="next"`.',
+    ),
+]
+_LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "One page, newest first",
+        "headers": {
+            "Link": {
+                "description": 'Present only when more items remain: `</v1/...?cursor=...&limit=...>; rel="next"`.',
+                "schema": {"type": "string"},
+            }
+        },
+    }
+}
+
+
+def _page(
+    kind: paging.ListKind, rows: list[dict[str, Any]], id_column: str, limit: int, request: Request, response: Response
+) -> list[dict[str, Any]]:
+    """Trim the one extra row fetched to learn whether more remain, and announce the next page.
+
+    The link is a relative reference (RFC 8288 resolves it against the request URI): it never echoes the
+    Host header, which a client or proxy controls.
+    """
+    if len(rows) <= limit:
+        return rows
+    page = rows[:limit]
+    last = page[-1]
+    cursor = paging.encode_cursor(kind, paging.Position(last["created_at"], last[id_column]))
+    response.headers["Link"] = f'<{request.url.path}?cursor={cursor}&limit={limit}>; rel="next"'
+    return page
+
+
 @router.get(
     "/smtp/credentials",
     response_model=list[CredentialOut],
     operation_id="list_credentials",
-    summary="This account's credentials, newest first",
+    responses=_LIST_RESPONSES,
+    summary="This account's credentials, newest first, one page at a time",
 )
-async def list_credentials(svc: Svc, who: Caller) -> list[CredentialOut]:
+async def list_credentials(
+    svc: Svc,
+    who: Caller,
+    request: Request,
+    response: Response,
+    limit: Limit = paging.DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> list[CredentialOut]:
+    after = paging.decode_cursor("credentials", cursor) if cursor is not None else None
+    rows = await read_models.list_credentials(svc.pool, who.account_id, after=after, limit=limit + 1)
     smtp = _smtp(svc.settings)
     return [
         CredentialOut(
@@ -173,7 +233,7 @@ async def list_credentials(svc: Svc, who: Caller) -> list[CredentialOut]:
             deactivated_at=row["deactivated_at"],
             smtp=smtp,
         )
-        for row in await read_models.list_credentials(svc.pool, who.account_id)
+        for row in _page("credentials", rows, "credential_id", limit, request, response)
     ]
 
 
@@ -209,6 +269,10 @@ _DOMAIN_LINKS = {
     responses={
         **documented(403),
         200: {"model": DomainOut, "description": "The account already has this name"},
+        403: {
+            "model": ErrorBody,
+            "description": "`domain_limit_reached`: the account holds as many domains as allowed",
+        },
         201: {"description": "Registered, pending verification", "links": _DOMAIN_LINKS},
     },
     summary="Register a domain; publish the TXT record it returns, then verify",
@@ -216,7 +280,9 @@ _DOMAIN_LINKS = {
 async def register_domain(
     body: DomainCreateIn, svc: Svc, who: Caller, corr: Correlation, response: Response
 ) -> DomainOut:
-    outcome = await commands.register_domain(svc.pool, who.account_id, body.name, corr)
+    outcome = await commands.register_domain(
+        svc.pool, who.account_id, body.name, corr, max_domains=svc.settings.api_max_domains_per_account
+    )
     if not outcome.events:
         response.status_code = 200
     await _await_projection(svc, outcome.events, response)
@@ -227,10 +293,20 @@ async def register_domain(
     "/domains",
     response_model=list[DomainOut],
     operation_id="list_domains",
-    summary="This account's domains, newest first",
+    responses=_LIST_RESPONSES,
+    summary="This account's domains (released ones left out), newest first, one page at a time",
 )
-async def list_domains(svc: Svc, who: Caller) -> list[DomainOut]:
-    return [_domain_out(row) for row in await read_models.list_domains(svc.pool, who.account_id)]
+async def list_domains(
+    svc: Svc,
+    who: Caller,
+    request: Request,
+    response: Response,
+    limit: Limit = paging.DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> list[DomainOut]:
+    after = paging.decode_cursor("domains", cursor) if cursor is not None else None
+    rows = await read_models.list_domains(svc.pool, who.account_id, after=after, limit=limit + 1)
+    return [_domain_out(row) for row in _page("domains", rows, "domain_id", limit, request, response)]
 
 
 @router.get(
@@ -258,3 +334,22 @@ async def verify_domain(domain_id: UUID, svc: Svc, who: Caller, corr: Correlatio
     outcome = await commands.verify_domain(svc.pool, who.account_id, domain_id, svc.resolver.lookup_txt, corr)
     await _await_projection(svc, outcome.events, response)
     return _domain_out(outcome.value)
+
+
+@router.delete(
+    "/domains/{domain_id}",
+    status_code=204,
+    response_class=Response,
+    operation_id="release_domain",
+    responses={
+        **documented(403, 404),
+        204: {"description": "Released: its credentials are deactivated and refused by the relay from now on"},
+        404: {"model": ErrorBody, "description": "No such domain for this account (or already released)"},
+    },
+    summary="Release a domain: deactivate its credentials and free the name for other accounts",
+)
+async def release_domain(domain_id: UUID, svc: Svc, who: Caller, corr: Correlation) -> Response:
+    outcome = await commands.release_domain(svc.pool, domain_id, who.account_id, "owner", corr)
+    response = Response(status_code=204)
+    await _await_projection(svc, outcome.events, response)
+    return response

@@ -1,0 +1,124 @@
+"""Re-verification of verified domains (`taifa-admin domain recheck`, run by a CronJob).
+
+Each verified domain is looked up again once its last check is older than the interval. A record that is
+provably missing starts a clock in the write side (`verification_missing_since`, no event per check); a
+later successful check clears it; a domain whose record has stayed missing for the grace period (72 h by
+default, as SES does for DKIM records) is released with `DomainReleased(reason="verification_lost")` and its
+credentials deactivated in the same transaction, so another account may verify the name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from taifa_events import Envelope
+
+from taifa_api.adapters import write_side
+from taifa_api.application.commands import Clock, TxtLookup, _now, release_locked_domain
+from taifa_api.domain import credentials, verification
+from taifa_api.domain.models import DomainRecord
+from taifa_api.domain.verification import Recheck
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RecheckReport:
+    """What one run did, printed by the CLI as JSON (ids only: no names of other tenants in logs)."""
+
+    checked: int = 0
+    confirmed: int = 0
+    missing: int = 0
+    released: list[UUID] = field(default_factory=list)
+    events: list[Envelope[Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One lookup of a domain's verification record: found, or missing (provably, or DNS gave no answer)."""
+
+    found: bool
+    conclusive: bool
+
+
+async def observe(lookup_txt: TxtLookup, domain: DomainRecord) -> Observation:
+    """Look the record up through the DNS port (never raises: failures are answers)."""
+    answer = await lookup_txt(domain.verification_name)
+    found = answer.failure is None and verification.txt_proves_control(answer.values, domain.verification_value)
+    return Observation(found=found, conclusive=found or answer.failure is None or answer.conclusive)
+
+
+async def _apply(
+    pool: asyncpg.Pool, looked_up: DomainRecord, seen: Observation, grace: timedelta, now: datetime
+) -> tuple[Recheck | None, list[Envelope[Any]]]:
+    """Decide again under the row lock (the domain may have been released or re-verified meanwhile)."""
+    async with pool.acquire() as conn, conn.transaction():
+        domain = await write_side.find_domain(conn, looked_up.domain_id, None, for_update=True)
+        if domain is None or domain.status != credentials.VERIFIED:
+            return None, []
+        decision = verification.recheck_outcome(
+            found=seen.found,
+            conclusive=seen.conclusive,
+            missing_since=domain.verification_missing_since,
+            now=now,
+            grace=grace,
+        )
+        events: list[Envelope[Any]] = []
+        missing_since = {
+            Recheck.CONFIRMED: None,
+            Recheck.START_CLOCK: now,
+            Recheck.STILL_MISSING: domain.verification_missing_since,
+            Recheck.RELEASE: domain.verification_missing_since,
+        }[decision]
+        await write_side.record_recheck(conn, domain.domain_id, now, missing_since)
+        if decision is Recheck.RELEASE:
+            events = await release_locked_domain(conn, domain, "verification_lost", now, f"recheck:{domain.domain_id}")
+        return decision, events
+
+
+async def recheck_domains(
+    pool: asyncpg.Pool,
+    lookup_txt: TxtLookup,
+    *,
+    interval: timedelta,
+    grace: timedelta,
+    clock: Clock = _now,
+    batch_size: int = 100,
+    concurrency: int = 10,
+) -> RecheckReport:
+    """Check every verified domain not checked within `interval`, `concurrency` lookups at a time."""
+    report = RecheckReport()
+    checked_before = clock() - interval
+    seen: set[UUID] = set()
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(domain: DomainRecord) -> None:
+        async with limit:
+            seen_now = await observe(lookup_txt, domain)
+        decision, events = await _apply(pool, domain, seen_now, grace, clock())
+        if decision is None:
+            return
+        report.checked += 1
+        report.confirmed += decision is Recheck.CONFIRMED
+        report.missing += decision in (Recheck.START_CLOCK, Recheck.STILL_MISSING)
+        if decision is Recheck.RELEASE:
+            report.released.append(domain.domain_id)
+            report.events.extend(events)
+            log.warning("domain %s released: verification record missing past the grace period", domain.domain_id)
+
+    while True:
+        due = [
+            d
+            for d in await write_side.domains_due_for_recheck(pool, checked_before, batch_size)
+            if d.domain_id not in seen
+        ]
+        if not due:
+            return report
+        seen.update(d.domain_id for d in due)
+        await asyncio.gather(*(one(domain) for domain in due))
