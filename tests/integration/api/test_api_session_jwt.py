@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import os
+import subprocess
 import time
 import uuid
+from datetime import UTC, datetime
 
 import jwt
 import pytest
-from api_support import running_api
+from api_support import running_api, venv_bin
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from taifa_api.entrypoints.http.app import create_app
+from taifa_api.entrypoints.http.auth import InvalidKeyConfiguration
+from taifa_localstack import ServiceFailed, run_once
 
 SECRET = "test-hs256-secret-that-is-long-enough-for-hs512-too-0123456789abcdef"
 ISSUER = "https://auth.taifa.test"
@@ -172,3 +179,60 @@ async def test_rs_only_configuration_refuses_hs256(make_settings) -> None:
         assert (await get_with_cookie(api, hs)).status_code == 401
         confused = _hs256_with_raw_key(claims(tenant.account_id, iss=None, aud=None), _pem(RSA_KEY).encode())
         assert (await get_with_cookie(api, confused)).status_code == 401
+
+
+def revoke_session(database_url: str, *args: str) -> dict:
+    out = run_once([venv_bin("taifa-admin"), "session", "revoke", *args], env={"TAIFA_DATABASE_URL": database_url})
+    return json.loads(out)
+
+
+async def test_a_session_revoked_by_jti_gets_the_one_401_from_the_next_request(jwt_api, api_db) -> None:
+    tenant = await jwt_api.tenant()
+    stolen_jti, other_jti = f"s-{uuid.uuid4()}", f"s-{uuid.uuid4()}"
+    exp = int(time.time()) + 300
+    stolen = jwt.encode(claims(tenant.account_id, jti=stolen_jti, exp=exp), SECRET, "HS256")
+    other = jwt.encode(claims(tenant.account_id, jti=other_jti), SECRET, "HS256")
+    without_jti = jwt.encode(claims(tenant.account_id), SECRET, "HS256")
+    for token in (stolen, other, without_jti):
+        assert (await get_with_cookie(jwt_api, token)).status_code == 200
+
+    expires_at = datetime.fromtimestamp(exp, UTC).isoformat()
+    revoked = await asyncio.to_thread(revoke_session, api_db, "--jti", stolen_jti, "--expires-at", expires_at)
+    assert revoked == {"jti": stolen_jti, "revoked": True, "changed": True, "expires_at": expires_at}
+
+    response = await get_with_cookie(jwt_api, stolen)
+    assert (response.status_code, response.content) == (401, UNAUTHORIZED)
+    assert (await get_with_cookie(jwt_api, other)).status_code == 200
+    assert (await get_with_cookie(jwt_api, without_jti)).status_code == 200
+    again = await asyncio.to_thread(revoke_session, api_db, "--jti", stolen_jti)
+    assert again["changed"] is False
+
+
+async def test_jti_can_be_required(make_settings) -> None:
+    async with running_api(make_settings(api_jwt_secret=SECRET, api_jwt_require_jti=True)) as api:
+        tenant = await api.tenant()
+        bare = jwt.encode(claims(tenant.account_id, iss=None, aud=None), SECRET, "HS256")
+        assert (await get_with_cookie(api, bare)).status_code == 401
+        with_jti = jwt.encode(claims(tenant.account_id, iss=None, aud=None, jti="s-1"), SECRET, "HS256")
+        assert (await get_with_cookie(api, with_jti)).status_code == 200
+
+
+def test_revoke_refuses_a_malformed_jti_or_expiry(api_db) -> None:
+    for args in (["--jti", ""], ["--jti", "x" * 256], ["--jti", "ok", "--expires-at", "tomorrow"]):
+        with pytest.raises(ServiceFailed, match="validation_error"):
+            revoke_session(api_db, *args)
+
+
+async def test_an_api_with_unusable_public_keys_refuses_to_start(make_settings, tmp_path) -> None:
+    with pytest.raises(InvalidKeyConfiguration):
+        create_app(make_settings(api_jwt_public_keys=str(tmp_path / "missing.pem")))
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [venv_bin("taifa-api"), "serve"],
+        env={**os.environ, "TAIFA_API_JWT_PUBLIC_KEYS": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2 and "refusing to start" in result.stderr and "Traceback" not in result.stderr

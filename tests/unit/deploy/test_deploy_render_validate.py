@@ -23,7 +23,6 @@ EXPECTED_KINDS = {
     "ServiceAccount",
     "ConfigMap",
     "Deployment",
-    "CronJob",
     "Service",
     "Ingress",
     "PodDisruptionBudget",

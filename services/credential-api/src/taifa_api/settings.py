@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from taifa_events import auth_cache
 from taifa_runtime.kafka import KafkaConnectionSettings
 
 from taifa_api.domain.plans import DEFAULT_MAX_DOMAINS, DEFAULT_PLAN_LIMITS
+
+MIN_HS256_SECRET_BYTES = 32
 
 
 class Settings(BaseSettings, KafkaConnectionSettings):
@@ -40,6 +42,17 @@ class Settings(BaseSettings, KafkaConnectionSettings):
     api_jwt_issuer: str | None = Field(None, description="Required `iss` claim of session JWTs, when set.")
     api_jwt_audience: str | None = Field(None, description="Required `aud` claim of session JWTs, when set.")
     api_jwt_leeway_seconds: int = Field(0, description="Clock skew allowed on `exp`/`nbf` of session JWTs.")
+    api_jwt_max_lifetime_seconds: int = Field(
+        43200,
+        gt=0,
+        description="Longest session JWT accepted: `exp` may lie at most this far after `iat` (after now when the "
+        "token has no `iat`).",
+    )
+    api_jwt_require_jti: bool = Field(
+        False,
+        description="Refuse session JWTs without a `jti` claim (only tokens with one can be revoked one by one "
+        "with `taifa-admin session revoke`).",
+    )
 
     api_plan_limit_free: int = Field(DEFAULT_PLAN_LIMITS["free"], description="Active SMTP credentials, plan free.")
     api_plan_limit_starter: int = Field(
@@ -120,6 +133,14 @@ class Settings(BaseSettings, KafkaConnectionSettings):
 
     api_db_pool_min: int = Field(2, description="Minimum PostgreSQL connections in the API pool.")
     api_db_pool_max: int = Field(20, description="Maximum PostgreSQL connections in the API pool.")
+
+    @field_validator("api_jwt_secret")
+    @classmethod
+    def _hs256_secret_is_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        """RFC 7518 §3.2: an HS256 key must be at least as long as the hash output (32 bytes)."""
+        if value is not None and len(value.get_secret_value().encode()) < MIN_HS256_SECRET_BYTES:
+            raise ValueError(f"must be at least {MIN_HS256_SECRET_BYTES} bytes (RFC 7518 section 3.2)")
+        return value
 
     @cached_property
     def plan_limits(self) -> dict[str, int]:

@@ -28,6 +28,8 @@ domain_cli = typer.Typer(help="Domains.", no_args_is_help=True)
 admin_app.add_typer(account_cli, name="account")
 admin_app.add_typer(apikey_cli, name="apikey")
 admin_app.add_typer(domain_cli, name="domain")
+session_cli = typer.Typer(help="Session JWTs (the `taifa_session` cookie).", no_args_is_help=True)
+admin_app.add_typer(session_cli, name="session")
 
 
 @api_app.command()
@@ -36,11 +38,17 @@ def serve() -> None:
     import uvicorn
 
     from taifa_api.entrypoints.http.app import create_app
+    from taifa_api.entrypoints.http.auth import InvalidKeyConfiguration
 
     settings = Settings()
     logging.basicConfig(level=settings.api_log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        app = create_app(settings)
+    except InvalidKeyConfiguration as exc:
+        typer.echo(f"taifa-api: refusing to start: {exc}", err=True)
+        raise typer.Exit(2) from None
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.api_log_level.lower(),
@@ -171,5 +179,41 @@ def domain_recheck() -> None:
                 "missing": report.missing,
                 "released": [str(domain_id) for domain_id in report.released],
             }
+        )
+    )
+
+@session_cli.command("revoke")
+def session_revoke(
+    jti: Annotated[str, typer.Option("--jti", help="The `jti` claim of the session JWT to refuse from now on.")],
+    expires_at: Annotated[
+        str | None,
+        typer.Option(
+            "--expires-at",
+            help="The token's `exp` (ISO 8601, UTC if no offset): the revocation may be deleted after it. "
+            "Without it the revocation is kept for good.",
+        ),
+    ] = None,
+) -> None:
+    """Revoke one session JWT by its `jti`: the API answers 401 to it from the next request on."""
+    from datetime import datetime
+
+    from taifa_api.application import sessions
+
+    try:
+        expiry = datetime.fromisoformat(expires_at) if expires_at is not None else None
+    except ValueError:
+        typer.echo(
+            json.dumps({"error": {"code": "validation_error", "message": "--expires-at: not ISO 8601"}}), err=True
+        )
+        raise typer.Exit(2) from None
+    leeway = Settings().api_jwt_leeway_seconds
+    try:
+        changed = _run(lambda pool: sessions.revoke_session(pool, jti, expiry, leeway))
+    except sessions.InvalidJti as exc:
+        typer.echo(json.dumps({"error": {"code": "validation_error", "message": str(exc)}}), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        json.dumps(
+            {"jti": jti, "revoked": True, "changed": changed, "expires_at": expiry.isoformat() if expiry else None}
         )
     )

@@ -21,7 +21,7 @@ from taifa_api.adapters.publisher import OutboxPublisher
 from taifa_api.adapters.rate_limit import RateLimiter
 from taifa_api.domain.throttle import TokenBuckets
 from taifa_api.entrypoints.http import errors
-from taifa_api.entrypoints.http.auth import Authenticator
+from taifa_api.entrypoints.http.auth import Authenticator, load_public_keys
 from taifa_api.entrypoints.http.guard import RequestGuard
 from taifa_api.entrypoints.http.routes import Services, router
 from taifa_api.entrypoints.http.schemas import StatusOut
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    load_public_keys(settings.api_jwt_public_keys)  # InvalidKeyConfiguration: refuse to start, before any connection
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

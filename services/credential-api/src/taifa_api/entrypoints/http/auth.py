@@ -1,6 +1,8 @@
 """Authentication of `/v1` requests: API keys (`Authorization: Bearer tm_...`) and the `taifa_session` JWT cookie.
 
-Every failure returns None, so the caller answers with one and the same 401 whatever went wrong.
+Every failure returns None, so the caller answers with one and the same 401 whatever went wrong. A key
+configuration that could never verify anything (no usable public key, a short HS256 secret) refuses to
+start instead: a deployment that silently accepts no session is found at once, not by its users.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -20,8 +23,9 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from taifa_events import hash_secret
 
 from taifa_api import metrics
+from taifa_api.adapters import sessions as revoked_sessions
 from taifa_api.adapters import write_side
-from taifa_api.domain import api_keys
+from taifa_api.domain import api_keys, sessions
 from taifa_api.settings import Settings
 
 SESSION_COOKIE: Final = "taifa_session"
@@ -36,6 +40,7 @@ ASYMMETRIC_ALGORITHMS: Final[dict[str, type[Any]]] = {
     "EdDSA": ed25519.Ed25519PublicKey,
 }
 _PEM_BLOCK: Final = re.compile(r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)
+MIN_RSA_BITS: Final = 2048
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +54,55 @@ class Principal:
     via_cookie: bool
 
 
+class InvalidKeyConfiguration(ValueError):
+    """TAIFA_API_JWT_PUBLIC_KEYS is set but unusable; the message says why (public keys only, never a secret)."""
+
+
+def _unusable(key: Any) -> str | None:
+    if isinstance(key, rsa.RSAPublicKey):
+        return None if key.key_size >= MIN_RSA_BITS else f"an RSA key needs {MIN_RSA_BITS} bits or more"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return None if isinstance(key.curve, ec.SECP256R1) else "ES256 needs an EC key on P-256"
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return None
+    return "not an RSA, EC P-256 or Ed25519 key"
+
+
 def load_public_keys(setting: str | None) -> list[Any]:
-    """Public keys from PEM text, or from the file the setting names (e.g. a mounted Kubernetes secret)."""
+    """Public keys from PEM text, or from the file the setting names (e.g. a mounted Kubernetes secret).
+
+    Unset gives no keys (RS256/ES256/EdDSA off). Set, it must hold at least one key and every key must be one
+    an accepted algorithm can use; otherwise InvalidKeyConfiguration.
+    """
     if not setting:
         return []
-    pem_text = setting if "-----BEGIN" in setting else Path(setting).read_text()
-    return [load_pem_public_key(block.encode()) for block in _PEM_BLOCK.findall(pem_text)]
+    if "-----BEGIN" in setting:
+        pem_text = setting
+    else:
+        try:
+            pem_text = Path(setting).read_text()
+        except (OSError, ValueError) as exc:
+            raise InvalidKeyConfiguration(
+                f"TAIFA_API_JWT_PUBLIC_KEYS names a file that cannot be read ({type(exc).__name__})"
+            ) from None
+    blocks = _PEM_BLOCK.findall(pem_text)
+    if not blocks:
+        raise InvalidKeyConfiguration(
+            "TAIFA_API_JWT_PUBLIC_KEYS holds no PEM `PUBLIC KEY` block (certificates and private keys are not read)"
+        )
+    keys = []
+    for number, block in enumerate(blocks, start=1):
+        try:
+            key = load_pem_public_key(block.encode())
+        except (ValueError, TypeError):
+            raise InvalidKeyConfiguration(
+                f"public key {number} of TAIFA_API_JWT_PUBLIC_KEYS cannot be parsed"
+            ) from None
+        reason = _unusable(key)
+        if reason:
+            raise InvalidKeyConfiguration(f"public key {number} of TAIFA_API_JWT_PUBLIC_KEYS: {reason}")
+        keys.append(key)
+    return keys
 
 
 class Authenticator:
@@ -65,6 +113,8 @@ class Authenticator:
         self._issuer = settings.api_jwt_issuer
         self._audience = settings.api_jwt_audience
         self._leeway = settings.api_jwt_leeway_seconds
+        self._max_lifetime = settings.api_jwt_max_lifetime_seconds
+        self._require_jti = settings.api_jwt_require_jti
 
     async def authenticate(self, authorization: str | None, session_cookie: str | None) -> Principal | None:
         """An Authorization header wins over the cookie; an invalid header never falls back to the cookie."""
@@ -121,9 +171,13 @@ class Authenticator:
                     leeway=self._leeway,
                     options={"require": required},
                 )
-                return claims
             except jwt.PyJWTError:
                 continue
+            if not sessions.lifetime_ok(claims, time.time(), self._max_lifetime):
+                return None
+            if not sessions.jti_acceptable(claims, self._require_jti):
+                return None
+            return claims
         return None
 
     async def _session(self, token: str) -> Principal | None:
@@ -134,8 +188,8 @@ class Authenticator:
             account_id = UUID(str(claims["account_id"]))
         except ValueError:
             return None
-        if not await write_side.account_exists(self._pool, account_id):
-            return None
+        if not await revoked_sessions.session_usable(self._pool, account_id, claims.get("jti")):
+            return None  # unknown account, or this token's jti revoked (`taifa-admin session revoke`)
         return Principal(account_id=account_id, subject=f"account:{account_id}", via_cookie=True)
 
 
