@@ -104,9 +104,15 @@ def rendering(request: pytest.FixtureRequest, rendered: dict[str, Rendered]) -> 
     yield rendered[request.param]
 
 
+def pod_template(workload: dict[str, Any]) -> dict[str, Any]:
+    """The pod template of a Deployment, Job or CronJob."""
+    spec = workload["spec"]
+    return dict(spec["jobTemplate"]["spec"]["template"] if workload["kind"] == "CronJob" else spec["template"])
+
+
 def pod_specs(objects: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(workload, pod spec) for every Deployment and Job."""
-    return [(o, o["spec"]["template"]["spec"]) for o in objects if o["kind"] in ("Deployment", "Job")]
+    """(workload, pod spec) for every Deployment, Job and CronJob."""
+    return [(o, pod_template(o)["spec"]) for o in objects if o["kind"] in ("Deployment", "Job", "CronJob")]
 
 
 def containers(pod_spec: dict[str, Any]) -> list[dict[str, Any]]:

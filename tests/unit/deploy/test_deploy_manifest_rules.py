@@ -9,7 +9,7 @@ from typing import Any
 from taifa_events import topics
 from taifa_localstack import TOPIC_PARTITIONS
 
-from tests.unit.deploy.conftest import REPO, Rendered, containers, pod_specs
+from tests.unit.deploy.conftest import REPO, Rendered, containers, pod_specs, pod_template
 from tests.unit.deploy.services_under_deploy import SERVICES
 
 DNS = {("UDP", 53), ("TCP", 53)}
@@ -35,8 +35,8 @@ def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 
 
 def pod_labels(overlay: Rendered, workload: str) -> dict[str, str]:
-    kind = "Job" if workload == "taifa-migrations" else "Deployment"
-    return dict(overlay.get(kind, workload)["spec"]["template"]["metadata"]["labels"])
+    kind = {"taifa-migrations": "Job", "taifa-domain-recheck": "CronJob"}.get(workload, "Deployment")
+    return dict(pod_template(overlay.get(kind, workload))["metadata"]["labels"])
 
 
 def allowed(overlay: Rendered, workload: str, direction: str) -> set[tuple[str, int]]:
@@ -64,6 +64,7 @@ def test_each_workload_reaches_only_its_dependencies(overlay: Rendered) -> None:
     assert allowed(overlay, "projector", "egress") == DNS | KAFKA | POSTGRES | REDIS
     assert allowed(overlay, "credential-api", "egress") == DNS | KAFKA | POSTGRES | REDIS
     assert allowed(overlay, "taifa-migrations", "egress") == DNS | POSTGRES
+    assert allowed(overlay, "taifa-domain-recheck", "egress") == DNS | POSTGRES
 
 
 def test_each_workload_accepts_only_its_listeners(overlay: Rendered) -> None:
@@ -77,6 +78,16 @@ def test_each_workload_accepts_only_its_listeners(overlay: Rendered) -> None:
     assert allowed(overlay, "credential-api", "ingress") == {("TCP", 8080)}
     assert allowed(overlay, "projector", "ingress") == {("TCP", 9102)}
     assert allowed(overlay, "taifa-migrations", "ingress") == set()
+    assert allowed(overlay, "taifa-domain-recheck", "ingress") == set()
+
+
+def test_verified_domains_are_rechecked_every_hour_one_run_at_a_time(overlay: Rendered) -> None:
+    cron = overlay.get("CronJob", "taifa-domain-recheck")
+    assert cron["spec"]["schedule"].split()[1:] == ["*", "*", "*", "*"]
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert cron["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] < 3600
+    (container,) = pod_template(cron)["spec"]["containers"]
+    assert (container["command"], container["args"]) == (["taifa-admin"], ["domain", "recheck"])
 
 
 def test_the_kafka_egress_port_is_the_bootstrap_port(overlay: Rendered) -> None:

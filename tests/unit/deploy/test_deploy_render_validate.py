@@ -23,6 +23,7 @@ EXPECTED_KINDS = {
     "ServiceAccount",
     "ConfigMap",
     "Deployment",
+    "CronJob",
     "Service",
     "Ingress",
     "PodDisruptionBudget",
