@@ -66,7 +66,7 @@ lock: $(TOOLS)/lock/.installed
 $(TOOLS)/%/.installed: deploy/tools/requirements-%.txt
 	@test -x $(TOOLS)/$*/bin/python || $(PYTHON) -m venv $(TOOLS)/$*
 	$(TOOLS)/$*/bin/pip install --quiet --disable-pip-version-check --upgrade pip==25.3
-	$(TOOLS)/$*/bin/pip install --quiet --disable-pip-version-check -r $<
+	$(TOOLS)/$*/bin/pip install --quiet --disable-pip-version-check --require-hashes -r $<
 	@touch $@
 
 test: setup

@@ -107,6 +107,26 @@ def compile_lock(
     output.write_text(text)
 
 
+def rehash_tool_requirements(path: Path) -> None:
+    """A deploy-test tool venv's requirements (deploy/tools/requirements-*.txt, installed by `make tools`).
+
+    The file is its own input: its pins are resolved again (same versions) and written back with the hash of
+    every file of each release, under its header comment. To change a tool, edit its pin there (dropping the
+    transitive pins that no longer fit) and run `make lock`. Python 3.11.5 is the floor: checkov's soupsieve
+    needs it.
+    """
+    lines = path.read_text().splitlines(keepends=True)
+    header = "".join(lines[: next(i for i, line in enumerate(lines) if not line.startswith("#"))])
+    with tempfile.TemporaryDirectory() as tmp:
+        output = Path(tmp) / "out.txt"
+        command = [
+            str(UV), "pip", "compile", "--no-config", "--quiet", "--universal", "--python-version", "3.11.5",
+            "--generate-hashes", "--no-header", "--no-annotate", "--output-file", str(output), str(path),
+        ]  # fmt: skip
+        subprocess.run(command, cwd=REPO, check=True)
+        path.write_text(header + output.read_text())
+
+
 def main() -> int:
     if not UV.is_file():
         print(f"{UV} is missing: run `make lock` (it installs the pinned uv first)", file=sys.stderr)
@@ -117,6 +137,10 @@ def main() -> int:
         lock = service / "requirements.lock"
         compile_lock([REPO / lib for lib in LIBS] + [service], [], lock, DEV_LOCK, with_extras=False)
         print(f"wrote {lock.relative_to(REPO)}")
+    for tool in (REPO / "deploy" / "tools").glob("requirements-*.txt"):
+        if tool.name != "requirements-lock.txt":  # uv itself: see that file's header
+            rehash_tool_requirements(tool)
+            print(f"wrote {tool.relative_to(REPO)}")
     return 0
 
 

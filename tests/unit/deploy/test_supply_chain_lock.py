@@ -213,3 +213,10 @@ def test_the_makefile_installs_the_lock_with_hashes_and_our_packages_without_an_
     assert editables == {str(d.relative_to(REPO)) for d in PACKAGE_DIRS}
     assert not [w for w in words[2:] if not w.startswith("-") and w.rstrip("/") not in editables]
     assert "pip check" in result.stdout, "the venv is checked for a dependency the lock missed"
+
+
+@pytest.mark.parametrize("tool", sorted((REPO / "deploy" / "tools").glob("requirements-*.txt")), ids=lambda p: p.stem)
+def test_every_deploy_tool_venv_is_pinned_with_hashes(tool: Path) -> None:
+    entries = read_lock(tool)
+    assert entries
+    assert not OURS & {e.name for e in entries}
