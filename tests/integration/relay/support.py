@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import redis
 import trustme
-from taifa_events.auth_cache import REVOCATIONS_CHANNEL, AuthCacheEntry, auth_key
+from taifa_events.auth_cache import REVOCATIONS_CHANNEL, AuthCacheEntry, revocation_message
 from taifa_localstack import ServiceProcess, free_port, wait_until
-from taifa_localstack.authcache import seed_credential
+from taifa_localstack.authcache import next_position, seed_credential, write_entry
 from taifa_relay.entrypoints.server import Relay
 from taifa_relay.settings import Settings
 
@@ -140,20 +140,26 @@ class Credential:
 
 
 class Credentials:
-    """Writes auth-cache entries the way the projector does (AuthCacheEntry.to_redis)."""
+    """Writes auth-cache entries the way the projector does (AuthCacheEntry.to_redis, a position above the
+    watermark, the watermark raised, the epoch set) and publishes revocations in the projector's form."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
 
-    def create(self, domain: str | None = None, *, active: bool = True) -> Credential:
-        seeded = seed_credential(self.client, domain, active=active)
+    def create(self, domain: str | None = None, *, active: bool = True, username: str | None = None) -> Credential:
+        seeded = seed_credential(self.client, domain, active=active, username=username)
         return Credential(seeded.username, seeded.password, seeded.domain, seeded.entry)
 
     def deactivate(self, credential: Credential, *, publish: bool = True) -> None:
-        tombstone = credential.entry.model_copy(update={"active": False, "position": credential.entry.position + 1})
-        self.client.hset(auth_key(credential.username), mapping=tombstone.to_redis())
+        tombstone = credential.entry.model_copy(update={"active": False, "position": next_position(self.client)})
+        write_entry(self.client, credential.username, tombstone)
         if publish:
-            self.client.publish(REVOCATIONS_CHANNEL, credential.username)
+            self.publish_revocation(credential)
+
+    def publish_revocation(self, credential: Credential) -> None:
+        self.client.publish(
+            REVOCATIONS_CHANNEL, revocation_message(credential.username, credential.entry.credential_id)
+        )
 
 
 @pytest.fixture

@@ -59,7 +59,10 @@ bodies = st.lists(
 
 def test_c8_random_dialogues_keep_the_invariants(make_relay: Any, certs: Certs, credentials: Credentials) -> None:
     relay = make_relay(
-        relay_error_delay_seconds=0.0, relay_max_auth_failures_per_address=1_000_000, relay_idle_timeout_seconds=5
+        relay_error_delay_seconds=0.0,
+        relay_max_auth_failures_per_address=1_000_000,
+        relay_max_auth_failures_per_address_username=1_000_000,
+        relay_idle_timeout_seconds=5,
     )
     cred = credentials.create()
     sent = [0]

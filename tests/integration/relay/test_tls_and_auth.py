@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import smtplib
 import socket
 import ssl
@@ -63,9 +64,23 @@ def test_a2_auth_before_tls_is_refused_without_a_lookup_and_the_secret_is_never_
 )
 def test_a3_every_command_except_ehlo_helo_noop_quit_starttls_is_530_before_tls(client: Client, command: str) -> None:
     with client.plain() as smtp:
+        assert smtp.docmd("HELO", "client.test")[0] == 250
         assert smtp.docmd("EHLO", "client.test")[0] == 250
         assert smtp.docmd("NOOP")[0] == 250
-        assert smtp.docmd(command)[0] == 530
+        assert smtp.docmd(command) == (530, b"5.7.0 Must issue a STARTTLS command first")
+        assert smtp.docmd("HELO", "again.test")[0] == 250  # still allowed after a refusal
+        assert smtp.docmd("QUIT")[0] == 221
+
+
+def test_a3_helo_before_tls_does_not_open_anything_and_starttls_still_works(client: Client) -> None:
+    with client.plain() as smtp:
+        assert smtp.docmd("HELO", "client.test")[0] == 250
+        assert smtp.docmd("MAIL FROM:<a@b.example>")[0] == 530
+        assert smtp.docmd("AUTH PLAIN AGFAYg==")[0] == 530
+        smtp.ehlo("client.test")
+        smtp.starttls(context=client.certs.client_context())
+        assert smtp.ehlo("client.test")[0] == 250
+        assert smtp.has_extn("auth")
 
 
 def test_a4_a5_commands_pipelined_behind_starttls_are_discarded_and_state_is_reset(
@@ -154,7 +169,7 @@ def test_a8_connection_survives_two_failures_and_is_dropped_at_the_third(
 def test_a9_a10_address_throttling_spares_other_addresses(
     make_relay: Any, certs: Certs, credentials: Credentials
 ) -> None:
-    relay = make_relay(relay_max_auth_failures_per_address=10)
+    relay = make_relay(relay_max_auth_failures_per_address_username=10)
     client = Client(relay, certs)
     cred = credentials.create()
     replies = []
@@ -174,34 +189,49 @@ def test_a9_a10_address_throttling_spares_other_addresses(
 def test_a11_unknown_user_wrong_secret_and_revoked_look_alike(
     make_relay: Any, certs: Certs, credentials: Credentials
 ) -> None:
-    """Bounded sanity version: the full 1,000-sample Welch test is in `make bench-relay`."""
+    """TESTING.md A11: same reply, and medians of the three kinds within 5 % of each other. The kinds are
+    interleaved in a fresh random order every round on one connection, so load from other processes on the
+    box hits all three alike; a measurement is repeated (at most 3 times) only as a whole, and one of them
+    must pass on its own. The 1,000-sample Welch test is in `make bench-relay`."""
     relay = make_relay(
         relay_max_auth_failures_per_connection=10_000,
+        relay_max_auth_failures_per_address_username=10_000_000,
         relay_max_auth_failures_per_address=10_000_000,
         relay_error_soft_limit=10_000,
         relay_error_hard_limit=10_000,
     )
     client = Client(relay, certs)
     known = credentials.create()
-    revoked = credentials.create(active=False)
+    revoked = credentials.create()
+    credentials.deactivate(revoked)
     cases = {
         "unknown": (f"ghost-{known.username}", known.password),
         "wrong": (known.username, "wrong-" + known.password),
         "revoked": (revoked.username, revoked.password),
     }
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    texts = set()
-    with client.tls() as smtp:
-        for _ in range(150):
-            for name, (user, password) in cases.items():
-                arg = plain_auth_arg(user, password)
-                started = time.perf_counter()
-                code, text = smtp.docmd("AUTH", "PLAIN " + arg)
-                samples[name].append(time.perf_counter() - started)
-                texts.add((code, text))
-    assert texts == {(535, b"5.7.8 Authentication credentials invalid")}
-    medians = {name: statistics.median(values) for name, values in samples.items()}
-    assert max(medians.values()) / min(medians.values()) < 1.5, medians
+    arguments = {name: "PLAIN " + plain_auth_arg(user, password) for name, (user, password) in cases.items()}
+    rng = random.Random(11)
+    attempts: list[dict[str, float]] = []
+    for _ in range(3):
+        samples: dict[str, list[float]] = {name: [] for name in cases}
+        texts = set()
+        with client.tls() as smtp:
+            for round_number in range(650):
+                order = list(arguments)
+                rng.shuffle(order)
+                for name in order:
+                    started = time.perf_counter()
+                    code, text = smtp.docmd("AUTH", arguments[name])
+                    elapsed = time.perf_counter() - started
+                    texts.add((code, text))
+                    if round_number >= 50:  # warm-up: connection pool, caches
+                        samples[name].append(elapsed)
+        assert texts == {(535, b"5.7.8 Authentication credentials invalid")}
+        medians = {name: statistics.median(values) for name, values in samples.items()}
+        attempts.append(medians)
+        if max(medians.values()) <= 1.05 * min(medians.values()):
+            return
+    pytest.fail(f"medians differ by more than 5 % in each of 3 measurements: {attempts}")
 
 
 def test_a12_auth_fails_closed_with_454_when_redis_is_down(make_relay: Any, certs: Certs, tmp_path: Any) -> None:

@@ -13,7 +13,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TAIFA_", extra="ignore")
 
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding the auth cache (read only).")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis holding the auth cache (read) and the relay's failure counters (write).",
+    )
 
     relay_hostname: str = Field("localhost", description="Name in the banner, EHLO reply and Received: headers.")
     relay_bind_host: str = Field("0.0.0.0", description="Address the SMTP and HTTP listeners bind to.")
@@ -35,7 +38,8 @@ class Settings(BaseSettings):
     relay_recheck_cache_seconds: float = Field(
         0.0,
         description="How long one per-transaction re-check of a credential may be reused by other sessions of "
-        "the same username (0: every MAIL reads Redis). Revocation messages and resubscriptions clear it.",
+        "the same username (0: every MAIL reads Redis). Revocation messages and resubscriptions clear it; the "
+        "check at the end of DATA always reads Redis.",
     )
     relay_max_message_bytes: int = Field(10_240_000, description="Message size limit (advertised with SIZE).")
     relay_max_recipients: int = Field(100, description="Recipients per message; more get 452 4.5.3.")
@@ -47,8 +51,18 @@ class Settings(BaseSettings):
     relay_max_sessions_per_client: int = Field(50, description="Concurrent sessions per client address.")
     relay_max_connections_per_minute: int = Field(120, description="New connections per client address per minute.")
     relay_max_auth_failures_per_connection: int = Field(3, description="Failed AUTHs before 454 and disconnect.")
-    relay_max_auth_failures_per_address: int = Field(10, description="Failed AUTHs per client address per window.")
-    relay_auth_failure_window_seconds: int = Field(60, description="Window of the per-address AUTH failure count.")
+    relay_max_auth_failures_per_address_username: int = Field(
+        10,
+        description="Failed AUTHs for one username from one client address (IPv6: its /64) per window; then that "
+        "username gets 454 4.7.0 from that address (other usernames and other addresses are not affected).",
+    )
+    relay_max_auth_failures_per_address: int = Field(
+        200,
+        description="Failed AUTHs from one client address (IPv6: its /64) across all usernames per window "
+        "(credential stuffing); then every AUTH from it gets 454 4.7.0. Far above the per-username limit, so "
+        "that one stale credential never locks out the others used from a shared address.",
+    )
+    relay_auth_failure_window_seconds: int = Field(60, description="Window of the AUTH failure counts (seconds).")
     relay_error_soft_limit: int = Field(10, description="Error replies after which each further reply is delayed.")
     relay_error_hard_limit: int = Field(20, description="Error replies after which the connection is closed.")
     relay_error_delay_seconds: float = Field(1.0, description="Delay added per error reply past the soft limit.")

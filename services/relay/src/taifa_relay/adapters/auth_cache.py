@@ -1,24 +1,33 @@
-"""Reads the projector's auth cache from Redis, counts failed AUTHs per address, listens for revocations.
+"""Reads the projector's auth cache from Redis, counts failed AUTHs, listens for revocations.
 
-Redis being unreachable surfaces as `CacheUnavailable`, which the protocol turns into `454 4.7.0`.
+Every read checks that the cache can be trusted: its epoch exists (it was not flushed) and its watermark (the
+highest event position it holds) is not below the highest one this relay has read (it was not restarted from an
+older snapshot, where a revoked credential may still be active). Redis unreachable, or a cache that fails this
+check, surfaces as `CacheUnavailable`, which the protocol turns into a temporary `454 4.7.0` / `451 4.3.0`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Callable
-from typing import cast
+from typing import NamedTuple, cast
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-from taifa_events.auth_cache import REVOCATIONS_CHANNEL, AuthCacheEntry, auth_key
+from redis.exceptions import RedisError, ResponseError
+from taifa_events.auth_cache import EPOCH_KEY, REVOCATIONS_CHANNEL, WATERMARK_KEY, AuthCacheEntry, auth_key
+
+from taifa_relay.adapters import metrics
 
 log = logging.getLogger("taifa.relay.cache")
 
 THROTTLE_PREFIX = "taifa:relay:authfail:"
+# Written by the readiness check with the same commands as the failure counters: a Redis user that may not
+# write the relay's keys (a read-only ACL, a read-only replica) makes the relay not ready.
+PROBE_KEY = THROTTLE_PREFIX + "readiness-probe"
 _STAND_IN = {
     b"credential_id": b"00000000-0000-0000-0000-000000000000",
     b"account_id": b"00000000-0000-0000-0000-000000000000",
@@ -32,14 +41,38 @@ _STAND_IN = {
 
 
 class CacheUnavailable(Exception):
-    """Redis could not answer; the caller must fail closed."""
+    """Redis could not answer, or its cache cannot be trusted right now; the caller must fail closed."""
+
+
+class CacheStale(CacheUnavailable):
+    """The cache's epoch is missing or its watermark is missing or lower than one this relay has read."""
+
+
+class WriteRefused(CacheUnavailable):
+    """Redis refused a write (NOPERM from an ACL without write access, READONLY replica...)."""
+
+
+class Lookup(NamedTuple):
+    """What one AUTH reads in one round trip: the entry and the failure counts that apply to this attempt."""
+
+    entry: AuthCacheEntry | None
+    failures_for_username: int
+    failures_for_address: int
+
+
+def failure_keys(address_group: str, username: str) -> tuple[str, str]:
+    """The counter keys of (address group, username) and of the address group alone. The username is hashed:
+    keys have a bounded size and no username appears in plain text in Redis."""
+    digest = hashlib.sha256(username.encode("utf-8", "replace")).hexdigest()[:32]
+    return f"{THROTTLE_PREFIX}user:{address_group}:{digest}", f"{THROTTLE_PREFIX}addr:{address_group}"
 
 
 class AuthCache:
     """Credential lookups and failure counters over one Redis connection pool.
 
-    Failure counts live in Redis (shared by every relay instance); an address whose count has reached the
-    limit is also remembered here until its window ends, so that AUTH costs one Redis command, not two.
+    Failure counts live in Redis (shared by every relay instance) and are read in the same round trip as the
+    entry; a key whose count has reached its limit is also remembered here until its window ends, so that an
+    attack costs no Redis command at all.
     """
 
     def __init__(self, url: str, *, failure_window_seconds: int, timeout: float = 2.0) -> None:
@@ -49,57 +82,152 @@ class AuthCache:
         self._url = url
         self._window = failure_window_seconds
         self._throttled: dict[str, float] = {}
+        # The highest cache watermark read so far: a lower one later means Redis went back in time.
+        self._highest_watermark = 0
+        self._untrusted_reason: str | None = None
+        self._writes_refused = False
 
-    async def entry(self, username: str) -> AuthCacheEntry | None:
-        """The entry for `username`; None if missing or damaged (fail closed)."""
+    # --- reads ---------------------------------------------------------------------------------
+    async def lookup(self, username: str, address_group: str) -> Lookup:
+        """The entry for `username` (None if missing or damaged: fail closed) and the failure counts, read with
+        the cache's epoch and watermark in one MULTI; raises CacheUnavailable / CacheStale."""
+        user_key, address_key = failure_keys(address_group, username)
         try:
-            mapping = await self._redis.hgetall(auth_key(username))
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hgetall(auth_key(username))
+                pipe.get(EPOCH_KEY)
+                pipe.get(WATERMARK_KEY)
+                pipe.get(user_key)
+                pipe.get(address_key)
+                mapping, epoch, watermark, for_user, for_address = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise CacheUnavailable(type(exc).__name__) from None
-        if not mapping:
+        self._check_trust(epoch, watermark)
+        if mapping:
+            entry = AuthCacheEntry.from_redis(cast(dict[bytes, bytes], mapping))
+        else:
             # Unknown user: parse a stand-in entry anyway, so that the reply takes as long as for a known one.
             AuthCacheEntry.from_redis(_STAND_IN)
-            return None
-        return AuthCacheEntry.from_redis(cast(dict[bytes, bytes], mapping))
+            entry = None
+        return Lookup(entry, int(for_user or 0), int(for_address or 0))
 
-    async def still_active(self, username: str, credential_id: str) -> bool:
-        """Per-transaction re-check: the entry still exists, is active and is the same credential."""
+    async def still_valid(self, username: str, credential_id: str, secret_hash: str) -> bool:
+        """Re-check of a logged-in session: the entry exists, is active, and is still the credential and the
+        secret the session authenticated with (read with the epoch and watermark in one MULTI)."""
         try:
-            active, current = await self._redis.hmget(auth_key(username), ["active", "credential_id"])
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hmget(auth_key(username), ["active", "credential_id", "secret_hash"])
+                pipe.get(EPOCH_KEY)
+                pipe.get(WATERMARK_KEY)
+                (active, current_id, current_hash), epoch, watermark = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise CacheUnavailable(type(exc).__name__) from None
-        if current is None:
+        self._check_trust(epoch, watermark)
+        if current_id is None or current_hash is None:
             return False
-        current_id = current.decode() if isinstance(current, bytes) else current
-        return active in (b"1", "1") and current_id == credential_id
+        same_credential = bytes(current_id).decode("ascii", "replace").lower() == credential_id.lower()
+        same_secret = bytes(current_hash).decode("ascii", "replace") == secret_hash
+        return active == b"1" and same_credential and same_secret
 
-    def is_throttled(self, throttle_key: str) -> bool:
-        until = self._throttled.get(throttle_key)
-        if until is None:
-            return False
-        if until > time.monotonic():
-            return True
-        del self._throttled[throttle_key]
+    def _check_trust(self, epoch: bytes | None, watermark: bytes | None) -> None:
+        reason = None
+        if epoch is None:
+            reason = "epoch missing (flushed or not yet built)"
+        elif watermark is None or not watermark.isdigit():
+            reason = "watermark missing"
+        elif int(watermark) < self._highest_watermark:
+            reason = "watermark went backwards (restored from an older snapshot)"
+        if reason is None:
+            self._highest_watermark = int(cast(bytes, watermark))
+            if self._untrusted_reason is not None:
+                log.warning("auth cache trusted again", extra={"watermark": self._highest_watermark})
+                self._untrusted_reason = None
+                metrics.CACHE_TRUSTED.set(1)
+            return
+        if reason != self._untrusted_reason:
+            log.error(
+                "auth cache not trusted, AUTH answers 454 until the projector repairs it",
+                extra={"reason": reason, "highest_watermark_seen": self._highest_watermark},
+            )
+            self._untrusted_reason = reason
+            metrics.CACHE_TRUSTED.set(0)
+        raise CacheStale(reason)
+
+    @property
+    def highest_watermark(self) -> int:
+        return self._highest_watermark
+
+    # --- failure counters ----------------------------------------------------------------------
+    def is_throttled(self, address_group: str, username: str) -> bool:
+        """True while this relay has seen either counter of this attempt at its limit (until its window ends)."""
+        now = time.monotonic()
+        for key in failure_keys(address_group, username):
+            until = self._throttled.get(key)
+            if until is None:
+                continue
+            if until > now:
+                return True
+            del self._throttled[key]
         return False
 
-    def mark_throttled(self, throttle_key: str) -> None:
+    def mark_throttled(self, address_group: str, username: str, *, username_too: bool, address: bool) -> None:
         if len(self._throttled) > 100_000:  # bounded memory under a wide attack: forget the expired ones
             now = time.monotonic()
             self._throttled = {k: v for k, v in self._throttled.items() if v > now}
-        self._throttled[throttle_key] = time.monotonic() + self._window
+        user_key, address_key = failure_keys(address_group, username)
+        until = time.monotonic() + self._window
+        if username_too:
+            self._throttled[user_key] = until
+        if address:
+            self._throttled[address_key] = until
 
-    async def record_failure(self, throttle_key: str) -> int:
-        """Count one failed AUTH for the address group; the count expires `window` after the first failure."""
-        key = THROTTLE_PREFIX + throttle_key
+    async def record_failure(self, address_group: str, username: str) -> tuple[int, int]:
+        """Count one failed AUTH for (address group, username) and for the address group; each count expires
+        `window` after its first failure. Raises WriteRefused / CacheUnavailable: never a silent zero."""
+        user_key, address_key = failure_keys(address_group, username)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.incr(key)
-                pipe.expire(key, self._window, nx=True)
-                count, _ = await pipe.execute()
+                pipe.incr(user_key)
+                pipe.expire(user_key, self._window, nx=True)
+                pipe.incr(address_key)
+                pipe.expire(address_key, self._window, nx=True)
+                for_user, _, for_address, _ = await pipe.execute()
+        except ResponseError as exc:
+            self._write_refused(exc)
+            raise WriteRefused(type(exc).__name__) from None
+        except (RedisError, OSError) as exc:
+            raise CacheUnavailable(type(exc).__name__) from None
+        return int(for_user), int(for_address)
+
+    def _write_refused(self, exc: ResponseError) -> None:
+        metrics.REDIS_WRITES_REFUSED.inc()
+        if not self._writes_refused:
+            # Loud: the failure counters cannot be kept, so AUTH fails closed (454) and the relay is not ready.
+            log.error(
+                "Redis refused a write: the relay's Redis user needs write access to taifa:relay:* "
+                "(see the Redis ACLs in deploy/README.md); AUTH answers 454 and /readyz is not ready",
+                extra={"error": str(exc)[:200]},
+            )
+        self._writes_refused = True
+        metrics.REDIS_WRITABLE.set(0)
+
+    async def writable(self) -> bool:
+        """Readiness: Redis answers and accepts the writes the failure counters need."""
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incr(PROBE_KEY)
+                pipe.expire(PROBE_KEY, 60)
+                await pipe.execute()
+        except ResponseError as exc:
+            self._write_refused(exc)
+            return False
         except (RedisError, OSError):
-            log.warning("could not record an AUTH failure", extra={"throttle_key": throttle_key})
-            return 0
-        return int(count)
+            return False
+        if self._writes_refused:
+            log.warning("Redis accepts the relay's writes again")
+            self._writes_refused = False
+        metrics.REDIS_WRITABLE.set(1)
+        return True
 
     async def ping(self) -> bool:
         try:
@@ -110,7 +238,7 @@ class AuthCache:
     async def listen_revocations(
         self, on_revoked: Callable[[str], None], stop: asyncio.Event, on_subscribed: Callable[[], None] | None = None
     ) -> None:
-        """Call `on_revoked(username)` for every message on the revocation channel; reconnect on errors
+        """Call `on_revoked(message)` for every message on the revocation channel; reconnect on errors
         (calling `on_subscribed` after each subscription, since messages may have been missed meanwhile)."""
         while not stop.is_set():
             client = aioredis.Redis.from_url(self._url)

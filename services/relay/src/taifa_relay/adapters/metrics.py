@@ -25,3 +25,13 @@ AUTH_SECONDS = Histogram(
 # Children bound once: `labels()` takes a lock and a dict lookup on every call.
 AUTH_SUCCESS = AUTH_RESULTS.labels(result="success")
 AUTH_FAILURE = AUTH_RESULTS.labels(result="failure")
+
+# Whether the auth cache can be trusted and Redis accepts the relay's own writes (both fail loudly).
+CACHE_TRUSTED = Gauge(
+    "taifa_relay_auth_cache_trusted",
+    "1 while the auth cache's epoch exists and its watermark has not gone backwards; 0: AUTH answers 454",
+)
+REDIS_WRITABLE = Gauge("taifa_relay_redis_writable", "1 while Redis accepts the relay's failure-counter writes")
+REDIS_WRITES_REFUSED = Counter(
+    "taifa_relay_redis_writes_refused_total", "Writes Redis refused (NOPERM, READONLY): throttling cannot count"
+)

@@ -11,6 +11,8 @@ AUTH_INVALID: Final = "535 5.7.8 Authentication credentials invalid"
 CREDENTIAL_REVOKED: Final = "535 5.7.8 Authentication credentials no longer valid"
 AUTH_TEMPORARY_FAILURE: Final = "454 4.7.0 Temporary authentication failure"
 AUTH_TOO_MANY_FAILURES: Final = "454 4.7.0 Too many authentication failures, closing connection"
+# End of DATA: the credential could not be re-checked (Redis unreachable or its cache not trusted); nothing sent.
+RECHECK_UNAVAILABLE: Final = "451 4.3.0 Temporary authentication failure, try again later"
 SENDER_NOT_ALLOWED: Final = "553 5.7.1 Sender address rejected: not owned by user"
 NULL_SENDER_NOT_ALLOWED: Final = "553 5.7.1 Null sender not allowed for submission"
 HEADER_FROM_NOT_ALLOWED: Final = "550 5.7.1 From: header rejected: not owned by user"

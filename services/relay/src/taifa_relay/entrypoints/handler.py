@@ -15,10 +15,11 @@ from datetime import UTC, datetime
 
 from aiosmtpd.smtp import AuthResult, Envelope, Session
 from taifa_events import secret_matches
+from taifa_events.auth_cache import parse_revocation
 from taifa_events.secret_hash import HASH_SCHEME
 
 from taifa_relay.adapters import metrics
-from taifa_relay.adapters.auth_cache import AuthCache, CacheUnavailable
+from taifa_relay.adapters.auth_cache import AuthCache, CacheStale, CacheUnavailable, WriteRefused
 from taifa_relay.adapters.upstream import UpstreamClient
 from taifa_relay.domain import policy, replies
 from taifa_relay.entrypoints.session_state import RelaySession, hook_names
@@ -43,6 +44,7 @@ class RelayHandler:
         max_auth_failures_per_connection: int,
         max_auth_failures_per_address: int,
         max_own_received_headers: int,
+        max_auth_failures_per_address_username: int = 10,
         recheck_cache_seconds: float = 0.0,
     ) -> None:
         self.cache = cache
@@ -55,10 +57,11 @@ class RelayHandler:
         self._connections_this_minute: dict[str, int] = defaultdict(int)
         self.max_failures_connection = max_auth_failures_per_connection
         self.max_failures_address = max_auth_failures_per_address
+        self.max_failures_address_username = max_auth_failures_per_address_username
         self.max_own_received = max_own_received_headers
         self.recheck_cache_seconds = recheck_cache_seconds
-        # username -> (credential_id, monotonic time until which its last re-check may be reused)
-        self._recent_checks: dict[str, tuple[str, float]] = {}
+        # username -> (credential_id, secret hash, monotonic time until which its last MAIL re-check may be reused)
+        self._recent_checks: dict[str, tuple[str, str, float]] = {}
         self.sessions: set[RelaySMTP] = set()
         self.no_sessions = asyncio.Event()
         self.no_sessions.set()
@@ -100,19 +103,33 @@ class RelayHandler:
         self.sessions.discard(server)
         if not self.sessions:
             self.no_sessions.set()
-        if session.username:
-            users = self._by_username.get(session.username)
+        self._forget_login(server)
+        metrics.SESSIONS.dec()
+
+    def _forget_login(self, server: RelaySMTP) -> None:
+        """Take the session out of the username index (at the end of the session, on re-AUTH, on revocation)."""
+        username = server.relay_session.username
+        if username:
+            users = self._by_username.get(username)
             if users is not None:
                 users.discard(server)
                 if not users:
-                    del self._by_username[session.username]
-        metrics.SESSIONS.dec()
+                    del self._by_username[username]
 
-    def revoke(self, username: str) -> None:
-        """A message on the revocation channel: sessions logged in as `username` are refused from now on."""
-        self._recent_checks.pop(username.lower(), None)
-        for server in self._by_username.get(username.lower(), ()):
-            server.relay_session.revoked = True
+    def revoke(self, message: str | bytes) -> None:
+        """A message on the revocation channel: sessions of that credential (every session of the username for
+        the old plain-username form) are refused from now on; a newer credential with the same username keeps
+        its sessions."""
+        revocation = parse_revocation(message)
+        if revocation is None:
+            log.warning("unreadable revocation message ignored")
+            return
+        self._recent_checks.pop(revocation.username, None)
+        revoked_id = revocation.credential_id.lower() if revocation.credential_id is not None else None
+        for server in self._by_username.get(revocation.username, ()):
+            session = server.relay_session
+            if revoked_id is None or (session.credential_id or "").lower() == revoked_id:
+                session.revoked = True
 
     def forget_rechecks(self) -> None:
         """The revocation channel was (re)subscribed: messages may have been missed, so re-read everything."""
@@ -130,20 +147,25 @@ class RelayHandler:
         session = server.relay_session
         username = login.decode("utf-8", "replace").strip().lower()
         secret = password.decode("utf-8", "replace")
-        throttle_key = policy.throttle_key(session.client_ip)
-        if self.cache.is_throttled(throttle_key):
-            metrics.AUTH_RESULTS.labels(result="throttled").inc()
-            log.warning("AUTH throttled for address", extra={"client": session.client_ip})
-            await server.close_with(replies.AUTH_TOO_MANY_FAILURES)
-            return AuthResult(success=False, handled=True)
+        group = policy.throttle_key(session.client_ip)
+        if self.cache.is_throttled(group, username):
+            return await self._throttled(server)
         metrics.AUTH_LOOKUPS.inc()
         try:
-            entry = await self.cache.entry(username)
-        except CacheUnavailable:
-            metrics.AUTH_RESULTS.labels(result="unavailable").inc()
-            log.warning("auth cache unavailable", extra={"client": session.client_ip})
-            await server.push(replies.AUTH_TEMPORARY_FAILURE)
-            return AuthResult(success=False, handled=True)
+            found = await self.cache.lookup(username, group)
+        except CacheUnavailable as exc:
+            return await self._unavailable(server, exc)
+        if found.failures_for_username >= self.max_failures_address_username or (
+            found.failures_for_address >= self.max_failures_address
+        ):
+            self.cache.mark_throttled(
+                group,
+                username,
+                username_too=found.failures_for_username >= self.max_failures_address_username,
+                address=found.failures_for_address >= self.max_failures_address,
+            )
+            return await self._throttled(server)
+        entry = found.entry
         # Same work whatever the outcome: one SHA-256 and one constant-time comparison.
         if entry is None:
             secret_matches(secret, _DUMMY_HASH, HASH_SCHEME)
@@ -152,8 +174,10 @@ class RelayHandler:
             ok = secret_matches(secret, entry.secret_hash, entry.hash_scheme) and entry.active
         if ok and entry is not None:
             metrics.AUTH_SUCCESS.inc()
+            self._forget_login(server)  # a re-AUTH on this connection (after a revocation dropped the login)
             session.username = username
             session.credential_id = str(entry.credential_id)
+            session.secret_hash = entry.secret_hash  # for the re-checks; never logged
             session.domain = entry.domain.lower()
             session.revoked = False
             self._by_username[username].add(server)
@@ -161,52 +185,90 @@ class RelayHandler:
             return AuthResult(success=True, auth_data=session.credential_id)
         metrics.AUTH_FAILURE.inc()
         session.auth_failures += 1
-        address_failures = await self.cache.record_failure(throttle_key)
-        if address_failures >= self.max_failures_address:
-            self.cache.mark_throttled(throttle_key)
+        try:
+            for_username, for_address = await self.cache.record_failure(group, username)
+        except CacheUnavailable as exc:
+            # Failing closed: a failure that cannot be counted gets no verdict (throttling never silently stops).
+            return await self._unavailable(server, exc)
+        over_username = for_username >= self.max_failures_address_username
+        over_address = for_address >= self.max_failures_address
+        if over_username or over_address:
+            self.cache.mark_throttled(group, username, username_too=over_username, address=over_address)
         log.info("AUTH failure", extra={"client": session.client_ip, "failures": session.auth_failures})
-        if session.auth_failures >= self.max_failures_connection or address_failures >= self.max_failures_address:
+        if session.auth_failures >= self.max_failures_connection or over_username or over_address:
             await server.close_with(replies.AUTH_TOO_MANY_FAILURES)
             return AuthResult(success=False, handled=True)
         return AuthResult(success=False, handled=False)
 
+    async def _throttled(self, server: RelaySMTP) -> AuthResult:
+        metrics.AUTH_RESULTS.labels(result="throttled").inc()
+        log.warning("AUTH throttled", extra={"client": server.relay_session.client_ip})
+        await server.close_with(replies.AUTH_TOO_MANY_FAILURES)
+        return AuthResult(success=False, handled=True)
+
+    async def _unavailable(self, server: RelaySMTP, exc: CacheUnavailable) -> AuthResult:
+        result = "cache-stale" if isinstance(exc, CacheStale) else "unavailable"
+        if isinstance(exc, WriteRefused):
+            result = "write-refused"
+        metrics.AUTH_RESULTS.labels(result=result).inc()
+        log.warning("AUTH answered 454: auth cache unavailable", extra={"client": server.relay_session.client_ip})
+        await server.push(replies.AUTH_TEMPORARY_FAILURE)
+        return AuthResult(success=False, handled=True)
+
     async def still_authorised(self, server: RelaySMTP, *, recheck: bool) -> bool:
-        """False (after replying) when the session's credential was revoked; `recheck` re-reads the cache."""
+        """False (after replying) when the session's credential was revoked; `recheck` re-reads the cache (or
+        reuses another session's re-check of the same credential and secret, see recheck_cache_seconds)."""
         session = server.relay_session
         if not session.authenticated:
             return True
-        if recheck and not session.revoked and session.username and not self._recently_checked(session):
-            credential_id = session.credential_id or ""
+        if recheck and not session.revoked and not self._recently_checked(session):
             try:
-                active = await self.cache.still_active(session.username, credential_id)
+                valid = await self._still_valid(session)
             except CacheUnavailable:
                 await server.push(replies.AUTH_TEMPORARY_FAILURE)
                 return False
-            if not active:
-                session.revoked = True
-            elif self.recheck_cache_seconds > 0:
-                self._recent_checks[session.username] = (credential_id, time.monotonic() + self.recheck_cache_seconds)
+            if valid and self.recheck_cache_seconds > 0 and session.username:
+                self._recent_checks[session.username] = (
+                    session.credential_id or "",
+                    session.secret_hash or "",
+                    time.monotonic() + self.recheck_cache_seconds,
+                )
         if not session.revoked:
             return True
-        self._drop_authentication(server, session)
-        metrics.AUTH_RESULTS.labels(result="revoked-in-session").inc()
-        await server.push(replies.CREDENTIAL_REVOKED)
+        await server.push(self._refuse_revoked(server))
         return False
+
+    async def _still_valid(self, session: RelaySession) -> bool:
+        """Read the entry (never the reuse cache): same credential, same secret, active, cache trusted. Marks the
+        session revoked when not; raises CacheUnavailable when Redis cannot tell."""
+        valid = bool(session.username) and await self.cache.still_valid(
+            session.username or "", session.credential_id or "", session.secret_hash or ""
+        )
+        if not valid:
+            session.revoked = True
+        return valid
+
+    def _refuse_revoked(self, server: RelaySMTP) -> str:
+        self._drop_authentication(server, server.relay_session)
+        metrics.AUTH_RESULTS.labels(result="revoked-in-session").inc()
+        return replies.CREDENTIAL_REVOKED
 
     def _recently_checked(self, session: RelaySession) -> bool:
         if self.recheck_cache_seconds <= 0 or session.username is None:
             return False
         recent = self._recent_checks.get(session.username)
-        if recent is None or recent[0] != session.credential_id:
+        if recent is None or recent[0] != session.credential_id or recent[1] != session.secret_hash:
             return False
-        if recent[1] > time.monotonic():
+        if recent[2] > time.monotonic():
             return True
         del self._recent_checks[session.username]
         return False
 
     def _drop_authentication(self, server: RelaySMTP, session: RelaySession) -> None:
+        self._forget_login(server)
         session.authenticated = False
         session.auth_data = None
+        session.username = session.credential_id = session.secret_hash = session.domain = None
         server._set_rset_state()  # type: ignore[no-untyped-call]
 
     # --- aiosmtpd hooks ------------------------------------------------------------------------
@@ -249,9 +311,9 @@ class RelayHandler:
             return replies.HEADER_FROM_MISSING
         if not from_ok:
             return replies.HEADER_FROM_NOT_ALLOWED
-        if session.revoked:
-            self._drop_authentication(server, session)
-            return replies.CREDENTIAL_REVOKED
+        refusal = await self._end_of_data_check(server)
+        if refusal is not None:
+            return refusal
         queue_id = secrets.token_hex(8)
         trace = policy.received_header(
             helo=session.host_name or "unknown",
@@ -278,6 +340,19 @@ class RelayHandler:
             )
             return f"{replies.QUEUED} {queue_id}"
         return upstream_failure_reply(result.code, result.text)
+
+    async def _end_of_data_check(self, server: RelaySMTP) -> str | None:
+        """Right before the upstream send, re-read the entry once more (one MULTI, never the reuse cache): a
+        revocation whose channel message was lost (published while the relay resubscribed) still stops the
+        message. None when the session may send; else the reply, and nothing is sent."""
+        session = server.relay_session
+        if not session.revoked:
+            try:
+                await self._still_valid(session)
+            except CacheUnavailable:
+                metrics.REJECTIONS.labels(reason="end-of-data-recheck-unavailable").inc()
+                return replies.RECHECK_UNAVAILABLE
+        return self._refuse_revoked(server) if session.revoked else None
 
 
 def upstream_failure_reply(code: int, text: str) -> str:

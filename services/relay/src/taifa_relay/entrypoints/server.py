@@ -50,6 +50,7 @@ class Relay:
             max_connections_per_minute=settings.relay_max_connections_per_minute,
             max_auth_failures_per_connection=settings.relay_max_auth_failures_per_connection,
             max_auth_failures_per_address=settings.relay_max_auth_failures_per_address,
+            max_auth_failures_per_address_username=settings.relay_max_auth_failures_per_address_username,
             max_own_received_headers=settings.relay_max_own_received_headers,
             recheck_cache_seconds=settings.relay_recheck_cache_seconds,
         )
@@ -106,7 +107,9 @@ class Relay:
 
     async def _watch_readiness(self) -> None:
         while not self._stop.is_set():
-            self._ready = await self.cache.ping()
+            # Ready only while Redis answers AND accepts the relay's writes: with a read-only user the failure
+            # counters cannot be kept (AUTH then fails closed with 454), which must not go unnoticed.
+            self._ready = await self.cache.writable()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), 1.0)
         self._ready = False

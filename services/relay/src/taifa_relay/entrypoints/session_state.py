@@ -34,6 +34,8 @@ class RelaySession(Session):
         self.client_ip = ""
         self.username: str | None = None
         self.credential_id: str | None = None
+        # The secret hash the session authenticated with: the re-checks require it unchanged. Never logged.
+        self.secret_hash: str | None = None
         self.domain: str | None = None
         self.revoked = False
         self.auth_failures = 0

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("taifa.relay.smtp")
 
+_ALLOWED_BEFORE_TLS = frozenset({"NOOP", "EHLO", "HELO", "STARTTLS", "QUIT"})
+
 
 class RelaySMTP(SMTP):
     """One client connection on the submission (STARTTLS) or the implicit-TLS port."""
@@ -216,7 +218,8 @@ class RelaySMTP(SMTP):
         if not self._tls_handshake_okay and command != "QUIT":
             await self.push("554 5.7.0 Command refused due to lack of security")
             return
-        if self.require_starttls and not self._tls_protocol and command not in {"NOOP", "EHLO", "STARTTLS", "QUIT"}:
+        # HELO too (TESTING.md A3): it only names the client; STARTTLS still has to come before anything else.
+        if self.require_starttls and not self._tls_protocol and command not in _ALLOWED_BEFORE_TLS:
             await self.push(replies.STARTTLS_FIRST)
             return
         method = self._smtp_methods.get(command)
