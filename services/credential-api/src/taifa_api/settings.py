@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from taifa_events import auth_cache
+from taifa_events.signing import InvalidKeyring, Keyring
 from taifa_runtime.kafka import KafkaConnectionSettings
 
 from taifa_api.domain.plans import DEFAULT_MAX_DOMAINS, DEFAULT_PLAN_LIMITS
@@ -131,6 +132,16 @@ class Settings(BaseSettings, KafkaConnectionSettings):
         "(an emptied log is replayed from the event store).",
     )
 
+    event_signing_keys: SecretStr | None = Field(
+        None,
+        description="Event signing keys, `id:secret[,id:secret]` (each secret 32+ bytes, from a Secret): the API's "
+        "outbox publisher signs every Kafka record (HMAC-SHA256) with the active one; the projector applies only "
+        "records one of them signed. Required by both (`taifa-admin` alone does without).",
+    )
+    event_signing_key_id: str | None = Field(
+        None, description="Id of the key in TAIFA_EVENT_SIGNING_KEYS that signs new events (the active key)."
+    )
+
     api_db_pool_min: int = Field(2, description="Minimum PostgreSQL connections in the API pool.")
     api_db_pool_max: int = Field(20, description="Maximum PostgreSQL connections in the API pool.")
 
@@ -141,6 +152,26 @@ class Settings(BaseSettings, KafkaConnectionSettings):
         if value is not None and len(value.get_secret_value().encode()) < MIN_HS256_SECRET_BYTES:
             raise ValueError(f"must be at least {MIN_HS256_SECRET_BYTES} bytes (RFC 7518 section 3.2)")
         return value
+
+    @model_validator(mode="after")
+    def _signing_keys_parse(self) -> Settings:
+        # Malformed keys fail at once (every command); missing keys only where events are signed.
+        if self.event_signing_keys is not None:
+            try:
+                Keyring.parse(self.event_signing_keys.get_secret_value(), self.event_signing_key_id)
+            except InvalidKeyring as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+    def event_keyring(self) -> Keyring:
+        """The keyring the outbox publisher signs with; InvalidKeyring (a message for operators) if unusable."""
+        if self.event_signing_keys is None or not self.event_signing_key_id:
+            raise InvalidKeyring(
+                "TAIFA_EVENT_SIGNING_KEYS and TAIFA_EVENT_SIGNING_KEY_ID must be set: the outbox publisher signs "
+                "every event it sends and the projector applies only signed events (or set "
+                "TAIFA_API_PUBLISHER_ENABLED=false in a process that must not publish)"
+            )
+        return Keyring.parse(self.event_signing_keys.get_secret_value(), self.event_signing_key_id)
 
     @cached_property
     def plan_limits(self) -> dict[str, int]:

@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 from uuid import UUID, uuid4
 
 import typer
+from taifa_events.signing import InvalidKeyring
 
 from taifa_api.adapters import database
 from taifa_api.application import commands
@@ -41,6 +42,12 @@ def serve() -> None:
     from taifa_api.entrypoints.http.auth import InvalidKeyConfiguration
 
     settings = Settings()
+    if settings.api_publisher_enabled:
+        try:
+            settings.event_keyring()
+        except InvalidKeyring as exc:
+            typer.echo(f"taifa-api: refusing to start: {exc}", err=True)
+            raise typer.Exit(2) from None
     logging.basicConfig(level=settings.api_log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         app = create_app(settings)
@@ -181,6 +188,7 @@ def domain_recheck() -> None:
             }
         )
     )
+
 
 @session_cli.command("revoke")
 def session_revoke(

@@ -36,6 +36,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Refuse to start publishing unsigned: without a usable key the projector would dead-letter every event.
+        keyring = settings.event_keyring() if settings.api_publisher_enabled else None
         pool = await database.create_pool(
             settings.database_url, min_size=settings.api_db_pool_min, max_size=settings.api_db_pool_max
         )
@@ -55,10 +57,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stop = asyncio.Event()
         waiter_task = asyncio.create_task(waiter.run(stop), name="projection-waiter")
         tasks: list[asyncio.Task[None]] = []
-        if settings.api_publisher_enabled:
+        if keyring is not None:
             publisher = OutboxPublisher(
                 settings.database_url,
                 settings.kafka_client_options(),
+                keyring=keyring,
                 batch_size=settings.api_publisher_batch_size,
                 idle_poll_seconds=settings.api_publisher_idle_poll_seconds,
                 retry_seconds=settings.api_publisher_retry_seconds,
