@@ -5,7 +5,7 @@ Usage: validate_manifests.py RENDERED.yaml [--kubernetes-version 1.33.0 ...] [--
 Every object is checked, and each one says how:
 - built-in kinds: the Kubernetes JSON schemas shipped by `kubernetes-validate`, strict mode (unknown
   fields are errors, like `kubectl apply` with strict field validation), for each version asked;
-- custom resources (cert-manager Certificate, Strimzi KafkaTopic): a schema vendored from the
+- custom resources (cert-manager Certificate, Strimzi KafkaTopic and KafkaUser): a schema vendored from the
   upstream CRD's openAPIV3Schema (deploy/k8s/schemas/, each file names its source and commit), and
   their `metadata` against the Kubernetes ObjectMeta schema;
 - anything else is reported as `no-schema` and counts as a failure: nothing passes unvalidated.

@@ -28,6 +28,7 @@ SECRET_PLACEHOLDERS = {
     "TAIFA_DATABASE_URL": "postgresql://taifa:placeholder@postgres.internal:5432/taifa",
     "TAIFA_REDIS_URL": "rediss://relay:placeholder@redis.internal:6379/0",
     "TAIFA_API_JWT_SECRET": "placeholder-placeholder-placeholder-placeholder",
+    "TAIFA_EVENT_SIGNING_KEYS": "taifa-1:placeholder-placeholder-placeholder-placeholder",
 }
 
 

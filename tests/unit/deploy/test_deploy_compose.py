@@ -10,7 +10,7 @@ import yaml
 from taifa_events import topics
 
 from tests.unit.deploy.conftest import DEPLOY, REPO
-from tests.unit.deploy.services_under_deploy import IMAGE_REGISTRY, service_of_image
+from tests.unit.deploy.services_under_deploy import IMAGE_REGISTRY, SECRET_PLACEHOLDERS, service_of_image
 
 COMPOSE = DEPLOY / "compose.yaml"
 
@@ -61,10 +61,26 @@ def test_the_topics_created_are_the_event_library_topics_and_their_dead_letters(
     assert created == set(topics.ALL_TOPICS) | {topics.dead_letter_topic(t) for t in topics.ALL_TOPICS}
 
 
+def interpolated(service: dict[str, Any]) -> dict[str, str]:
+    """The service's environment with `${VAR:?...}` (a value the user exports) as a placeholder."""
+    env = {k: str(v) for k, v in (service.get("environment") or {}).items()}
+    for key, value in env.items():
+        match = re.fullmatch(r"\$\{(\w+):\?[^}]*\}", value)
+        if match:
+            assert match.group(1) == key, key
+            env[key] = SECRET_PLACEHOLDERS[key]
+    return env
+
+
+def test_the_event_signing_key_is_exported_by_the_user_never_committed(compose: dict[str, Any]) -> None:
+    for name in ("credential-api", "projector"):
+        assert compose[name]["environment"]["TAIFA_EVENT_SIGNING_KEYS"].startswith("${TAIFA_EVENT_SIGNING_KEYS:?")
+
+
 def test_every_env_var_is_a_real_setting_and_the_settings_validate(compose: dict[str, Any]) -> None:
     for name, service in ours(compose).items():
         target = service_of_image(service["image"])
-        env = {k: str(v) for k, v in (service.get("environment") or {}).items()}
+        env = interpolated(service)
         unknown = sorted(set(env) - set(target.env_names()))
         assert not unknown, f"{name}: {unknown} are not settings of {target.package}"
         target.settings_from(env)
@@ -80,7 +96,7 @@ def test_every_command_is_a_cli_command_and_every_published_port_is_listened_on(
             continue
         entrypoint = re.search(r'^ENTRYPOINT \["([^"]+)"\]', target.dockerfile.read_text(), re.M)
         assert entrypoint and service["command"][0] in target.cli_commands(entrypoint.group(1)), name
-        settings = target.settings_from({k: str(v) for k, v in (service.get("environment") or {}).items()})
+        settings = target.settings_from(interpolated(service))
         listening = {getattr(settings, f) for f in type(settings).model_fields if f.endswith("_port")}
         for mapping in service.get("ports") or []:
             assert int(mapping.split(":")[-1]) in listening, f"{name} publishes {mapping}"

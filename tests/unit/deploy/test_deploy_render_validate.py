@@ -32,8 +32,11 @@ EXPECTED_KINDS = {
     "Job",
     "Certificate",
     "KafkaTopic",
+    "KafkaUser",
 }
-CUSTOM_KINDS = {"Certificate", "KafkaTopic"}
+CUSTOM_KINDS = {"Certificate", "KafkaTopic", "KafkaUser"}
+# Objects of namespace `kafka` (Strimzi's): the topics and the policy that guards the brokers.
+KAFKA_NAMESPACE = {("KafkaTopic", None), ("NetworkPolicy", "taifa-kafka-brokers")}
 
 
 def validate(path: Path) -> tuple[int, dict[str, Any]]:
@@ -58,9 +61,11 @@ def test_each_overlay_renders_every_kind_the_deployment_needs(overlay: Rendered)
     kinds = {o["kind"] for o in overlay.objects}
     assert kinds == EXPECTED_KINDS
     assert {d["metadata"]["name"] for d in overlay.of_kind("Deployment")} == {"credential-api", "projector", "relay"}
-    app_objects = [o for o in overlay.objects if o["kind"] not in ("Namespace", "KafkaTopic")]
+    in_kafka = [o for o in overlay.objects if {(o["kind"], None), (o["kind"], o["metadata"]["name"])} & KAFKA_NAMESPACE]
+    app_objects = [o for o in overlay.objects if o["kind"] != "Namespace" and o not in in_kafka]
     assert {o["metadata"].get("namespace") for o in app_objects} == {"taifa"}
-    assert {o["metadata"]["namespace"] for o in overlay.of_kind("KafkaTopic")} == {"kafka"}
+    assert {o["metadata"]["namespace"] for o in in_kafka} == {"kafka"}
+    assert len(in_kafka) == len(overlay.of_kind("KafkaTopic")) + 1
 
 
 def test_every_rendered_object_validates_against_its_schema(rendering: Rendered) -> None:
@@ -101,6 +106,13 @@ kind: Certificate
 metadata: {name: c, namespace: taifa}
 spec: {secretName: s, issuerRef: {name: x}, privateKey: {algorithm: DSA}}
 ---
+apiVersion: kafka.strimzi.io/v1beta2
+kind: KafkaUser
+metadata: {name: u, namespace: taifa}
+spec:
+  authentication: {type: scram-sha-256}
+  authorization: {type: simple, acls: [{resource: {type: topic, name: t}, operations: [Wrte]}]}
+---
 apiVersion: monitoring.coreos.com/v1
 kind: ServiceMonitor
 metadata: {name: s}
@@ -112,6 +124,7 @@ metadata: {name: s}
     assert "livenesProbe" in errors["Deployment"]
     assert "partition" in errors["KafkaTopic"]
     assert "DSA" in errors["Certificate"]
+    assert "scram-sha-256" in errors["KafkaUser"] and "Wrte" in errors["KafkaUser"]
     assert "no schema" in errors["ServiceMonitor"]
 
 
