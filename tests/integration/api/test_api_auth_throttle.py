@@ -3,6 +3,7 @@ address is the peer unless a trusted proxy names it, and the per-key limit holds
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -56,6 +57,20 @@ async def test_successful_requests_do_not_count_against_the_address(make_setting
         async with client_at(api, "203.0.113.8") as client:
             for _ in range(10):
                 assert (await client.get("/v1/domains", headers=tenant.headers)).status_code == 200
+            statuses = [(await client.get("/v1/domains", headers=bad_key())).status_code for _ in range(4)]
+            assert statuses == [401, 401, 401, 429]
+
+
+async def test_a_busy_client_with_a_valid_key_is_never_throttled_by_its_own_concurrency(make_settings) -> None:
+    """Every attempt reserves a token until it authenticates; a credential that has just authenticated skips the
+    reservation, so 50 parallel requests of one app server are not mistaken for failures."""
+    async with running_api(make_settings(api_auth_failure_limit=3, api_auth_failure_window_seconds=3600)) as api:
+        tenant = await api.tenant()
+        async with client_at(api, "203.0.113.9") as client:
+            assert (await client.get("/v1/domains", headers=tenant.headers)).status_code == 200
+            responses = await asyncio.gather(*(client.get("/v1/domains", headers=tenant.headers) for _ in range(50)))
+            assert [r.status_code for r in responses] == [200] * 50
+            # Failures from the same address are still limited.
             statuses = [(await client.get("/v1/domains", headers=bad_key())).status_code for _ in range(4)]
             assert statuses == [401, 401, 401, 429]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from taifa_api.domain.throttle import TokenBuckets, client_group
+from taifa_api.domain.throttle import RecentlySeen, TokenBuckets, client_group
 
 
 def test_a_bucket_allows_capacity_then_refills_evenly_over_the_window() -> None:
@@ -35,3 +35,14 @@ def test_clients_are_grouped_by_ipv4_address_and_ipv6_64() -> None:
     assert client_group("2001:db8:1:3::a") != client_group("2001:db8:1:2::a")
     assert client_group("::ffff:203.0.113.7") == "203.0.113.7"
     assert client_group(None) == "unknown"
+
+
+def test_recently_seen_keys_expire_and_stay_bounded() -> None:
+    seen = RecentlySeen(ttl_seconds=300, max_keys=10)
+    seen.add(b"k", 0.0)
+    assert seen.seen(b"k", 300.0) and not seen.seen(b"k", 300.1)
+    for n in range(100):
+        seen.add(bytes([n]), 0.0)
+    assert len(seen) == 10 and seen.seen(bytes([99]), 1.0) and not seen.seen(bytes([0]), 1.0)
+    seen.discard(bytes([99]))
+    assert not seen.seen(bytes([99]), 1.0)

@@ -57,6 +57,38 @@ class TokenBuckets:
         self._store(key, min(self._capacity, self._level(key, now) + 1.0), now)
 
 
+class RecentlySeen:
+    """Keys seen within the last `ttl_seconds` (bounded like TokenBuckets). The guard keeps fingerprints of
+    credentials that just authenticated here: their next requests skip the failed-auth reservation, so one
+    client's parallel requests never look like failures, while each is still checked against the database."""
+
+    def __init__(self, ttl_seconds: float, *, max_keys: int = DEFAULT_MAX_KEYS) -> None:
+        self._ttl = ttl_seconds
+        self._max_keys = max(1, max_keys)
+        self._seen: OrderedDict[bytes, float] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def seen(self, key: bytes, now: float) -> bool:
+        stamp = self._seen.get(key)
+        if stamp is None:
+            return False
+        if now - stamp > self._ttl:
+            del self._seen[key]
+            return False
+        return True
+
+    def add(self, key: bytes, now: float) -> None:
+        self._seen[key] = now
+        self._seen.move_to_end(key)
+        while len(self._seen) > self._max_keys:
+            self._seen.popitem(last=False)
+
+    def discard(self, key: bytes) -> None:
+        self._seen.pop(key, None)
+
+
 def client_group(address: str | None) -> str:
     """The key a client address is limited under: the IPv4 address, or the IPv6 /64 (one customer's network
     rotates freely inside its /64, so per-address counting there would limit nothing)."""

@@ -9,7 +9,9 @@ authenticated Principal goes into `scope["state"]["principal"]` for the routes' 
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -19,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taifa_api import metrics
 from taifa_api.domain import errors as codes
-from taifa_api.domain.throttle import TokenBuckets, client_group
+from taifa_api.domain.throttle import RecentlySeen, TokenBuckets, client_group
 from taifa_api.entrypoints.http import auth
 from taifa_api.entrypoints.http.errors import UNAVAILABLE_ERRORS, allowed_methods, error_response, unauthorized
 
@@ -40,6 +42,8 @@ class RequestGuard:
         self.app = app
         self._services = services
         self._auth_throttle = auth_throttle
+        self._authenticated = RecentlySeen(ttl_seconds=300)
+        self._fingerprint_key = secrets.token_bytes(32)  # per process: fingerprints match nothing stored anywhere
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,25 +92,34 @@ class RequestGuard:
         await self.app(scope, _replay(body, receive), send)
 
     async def _check_caller(self, scope: Scope, connection: HTTPConnection, services: Any) -> Any:
-        # Every attempt takes a token of its client address before any lookup; only a failed one keeps it spent.
+        # Every attempt takes a token of its client address before any lookup and only a failed one keeps it
+        # spent, so parallel attempts cannot overshoot the limit. A credential that authenticated here lately
+        # skips the reservation (a busy client's parallel requests are not failures); it is still checked below.
+        authorization = connection.headers.get("authorization")
+        session_cookie = connection.cookies.get(auth.SESSION_COOKIE)
+        fingerprint = self._fingerprint(authorization, session_cookie)
         address = client_group(scope["client"][0] if scope.get("client") else None)
         now = time.monotonic()
-        wait = self._auth_throttle.take(address, now)
-        if wait:
+        reserved = fingerprint is None or not self._authenticated.seen(fingerprint, now)
+        if reserved and (wait := self._auth_throttle.take(address, now)):
             metrics.AUTH_THROTTLED.inc()
             return error_response(429, codes.RATE_LIMITED, headers={"Retry-After": str(wait)})
         try:
-            principal = await services.authenticator.authenticate(
-                connection.headers.get("authorization"), connection.cookies.get(auth.SESSION_COOKIE)
-            )
+            principal = await services.authenticator.authenticate(authorization, session_cookie)
         except UNAVAILABLE_ERRORS as exc:
-            self._auth_throttle.give_back(address, now)  # our outage, not the caller's failure
+            if reserved:
+                self._auth_throttle.give_back(address, now)  # our outage, not the caller's failure
             log.warning("authentication backend unavailable: %s", type(exc).__name__)
             return error_response(503, codes.UNAVAILABLE, headers={"Retry-After": "1"})
         if principal is None:
+            if fingerprint is not None:
+                self._authenticated.discard(fingerprint)  # revoked since: its failures count again
             metrics.AUTH_FAILURES.inc()
             return unauthorized()
-        self._auth_throttle.give_back(address, now)
+        if reserved:
+            self._auth_throttle.give_back(address, now)
+        if fingerprint is not None:
+            self._authenticated.add(fingerprint, now)
         decision = await services.rate_limiter.hit(principal.subject)
         if not decision.allowed:
             metrics.RATE_LIMITED.inc()
@@ -117,6 +130,13 @@ class RequestGuard:
                 return error_response(403, codes.CSRF_FAILED)
         scope.setdefault("state", {})["principal"] = principal
         return None
+
+    def _fingerprint(self, authorization: str | None, session_cookie: str | None) -> bytes | None:
+        """A keyed hash of the presented credential (never the credential itself), or None without one."""
+        presented = authorization if authorization is not None else session_cookie
+        if not presented:
+            return None
+        return hashlib.blake2b(presented.encode(), key=self._fingerprint_key, digest_size=16).digest()
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:
