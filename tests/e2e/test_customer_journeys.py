@@ -90,6 +90,30 @@ def test_deactivation_refuses_the_next_login_and_a_live_session_then_a_new_crede
     assert delivered(env, subject)
 
 
+def test_deleting_the_domain_refuses_its_credential_at_once_and_frees_the_name(env, new_tenant) -> None:
+    from tests.e2e.conftest import admin
+
+    tenant = new_tenant()
+    credential = tenant.create_credential()
+    live = smtp_session(env)
+    live.login(credential["username"], credential["password"])
+
+    assert tenant.api.delete(f"/v1/domains/{tenant.domain_id}").status_code == 204
+
+    with smtp_session(env) as fresh, pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+        fresh.login(credential["username"], credential["password"])
+    assert refused.value.smtp_code == 535
+    code, _ = live.mail(f"app@{tenant.domain}")
+    assert code in (530, 535), "a session logged in before the release is refused at its next MAIL"
+    live.close()
+    assert tenant.api.get(f"/v1/domains/{tenant.domain_id}").status_code == 404
+    assert [c["is_active"] for c in tenant.api.get("/v1/smtp/credentials").json()] == [False]
+
+    other = new_tenant(verified=False)
+    again = other.api.post("/v1/domains", json={"name": tenant.domain}).json()
+    assert admin(env, "domain", "verify", "--force", again["id"])["status"] == "verified"
+
+
 def test_another_account_sees_404_for_foreign_ids(new_tenant) -> None:
     owner, stranger = new_tenant(), new_tenant()
     credential = owner.create_credential()
