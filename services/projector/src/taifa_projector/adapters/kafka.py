@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from taifa_events import declared_type, topics
+from taifa_events import declared_type, signing, topics
+from taifa_events.signing import signature_of
 
 from taifa_projector.domain.records import Record, TopicPartitionKey
 
@@ -55,6 +56,11 @@ class KafkaDeadLetters:
             (DLQ_HEADER_OFFSET, str(record.offset).encode()),
             (DLQ_HEADER_ATTEMPTS, str(attempts).encode()),
         ]
+        if record.signature is not None:  # kept, so that a record replayed from the DLQ still verifies
+            headers += [
+                (signing.HEADER_SIGNATURE, record.signature.tag.hex().encode()),
+                (signing.HEADER_KEY_ID, record.signature.key_id.encode()),
+            ]
         await self.producer.send_and_wait(
             topics.dead_letter_topic(record.topic), record.value, key=record.key, headers=headers
         )
@@ -127,6 +133,7 @@ def to_record(message: object) -> Record:
         key=message.key,  # type: ignore[attr-defined]
         value=message.value,  # type: ignore[attr-defined]
         declared=declared_type(message.headers),  # type: ignore[attr-defined]
+        signature=signature_of(message.headers),  # type: ignore[attr-defined]
     )
 
 

@@ -6,6 +6,11 @@ MULTI; only then does the caller commit the offsets to Kafka. A transient failur
 retried forever with back-off and nothing is committed meanwhile. A batch that fails
 deterministically is retried a bounded number of times, then applied event by event so that only the
 offending events go to the dead-letter topic and the partition moves on.
+
+Before anything is decoded, each record's signature is verified (`taifa_events.signing`): an unsigned
+record, one signed with a key not configured, or one whose tag does not match is dead-lettered at once
+(reason `unsigned`, `unknown_signing_key` or `bad_signature`; deterministic, so one attempt) and never
+reaches the read model or the auth cache. Whoever can produce to Kafka cannot mint a login.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from taifa_events import InvalidEvent, decode
+from taifa_events.signing import Keyring, SignatureRefused
 
 from taifa_projector import metrics
 from taifa_projector.adapters.postgres import BatchOutcome, ReadModelStore
@@ -54,6 +60,7 @@ class DecodedBatch:
     next_offsets: dict[TopicPartitionKey, int]
     events: list[tuple[Record, Event]] = field(default_factory=list)
     undecodable: list[tuple[Record, str]] = field(default_factory=list)
+    unverified: list[tuple[Record, SignatureRefused]] = field(default_factory=list)
 
 
 def next_offsets(records: Sequence[Record]) -> dict[TopicPartitionKey, int]:
@@ -76,6 +83,7 @@ class BatchApplier:
         cache: AuthCache,
         dead_letters: DeadLetters,
         *,
+        keyring: Keyring,
         max_attempts: int,
         retry_initial: float,
         retry_max: float,
@@ -84,16 +92,21 @@ class BatchApplier:
         self.store = store
         self.cache = cache
         self.dead_letters = dead_letters
+        self.keyring = keyring
         self.max_attempts = max_attempts
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self.publish_applied = publish_applied
 
-    @staticmethod
-    def decode(records: Sequence[Record]) -> DecodedBatch:
-        """Decode a batch (pure CPU: the consume loop runs it while the previous batch's I/O is pending)."""
+    def decode(self, records: Sequence[Record]) -> DecodedBatch:
+        """Verify and decode a batch (pure CPU: the consume loop runs it while the previous batch's I/O is pending)."""
         batch = DecodedBatch(records=records, next_offsets=next_offsets(records))
         for record in records:
+            try:
+                self.keyring.verify(record.value, record.signature)
+            except SignatureRefused as refused:
+                batch.unverified.append((record, refused))
+                continue
             try:
                 if record.value is None:
                     raise InvalidEvent("record has no value")
@@ -109,6 +122,9 @@ class BatchApplier:
     async def apply(self, batch: DecodedBatch) -> BatchReport:
         """Apply a decoded batch; returns the offsets to commit to Kafka."""
         report = BatchReport(next_offsets=batch.next_offsets)
+        for record, refused in batch.unverified:
+            # Deterministic too: the same bytes never verify later (one attempt; the reason in the DLQ headers).
+            await self._dead_letter(record, refused.reason, refused.detail, attempts=1, report=report)
         for record, reason in batch.undecodable:
             # Deterministic: decoding again gives the same answer, so one attempt is enough.
             await self._dead_letter(record, REASON_UNDECODABLE, reason, attempts=1, report=report)

@@ -7,7 +7,10 @@ instance writing meanwhile would be overwritten by the TRUNCATE (the CLI enforce
 
 - from the event store: the offsets recorded for the group are kept, so a projector started
   afterwards resumes where it was and finds the events it meets already applied;
-- from Kafka: the group's offsets become the end offsets the rebuild read up to.
+- from Kafka: the group's offsets become the end offsets the rebuild read up to. Every record's
+  signature is verified as the live consumer does: one that does not verify (unsigned, unknown key,
+  wrong tag) is skipped and counted in `RebuildSummary.unverified`, never applied (the live
+  projector dead-lettered it). The event store needs no signature: PostgreSQL is the log of record.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from taifa_events import InvalidEvent, decode
+from taifa_events.signing import Keyring, SignatureRefused
 
 from taifa_projector import heap, metrics
 from taifa_projector.adapters.kafka import KafkaConnection, read_topics_to_end
@@ -57,6 +61,7 @@ class RebuildSummary:
     source: str
     events: int = 0
     invalid: int = 0
+    unverified: int = 0  # Kafka records whose signature did not verify (skipped)
     credentials: int = 0
     domains: int = 0
     auth_entries: int = 0
@@ -173,12 +178,13 @@ async def rebuild_from_kafka(
     kafka: KafkaConnection,
     topic_names: Sequence[str],
     *,
+    keyring: Keyring,
     chunk: int = 5000,
     progress: Progress = _no_progress,
 ) -> RebuildSummary:
-    """Replay the topics from offset 0 up to their end offsets at the start."""
+    """Replay the topics from offset 0 up to their end offsets at the start, verified with `keyring`."""
     with heap.growing_heap():
-        return await _rebuild_from_kafka(store, cache, kafka, topic_names, chunk, progress)
+        return await _rebuild_from_kafka(store, cache, kafka, topic_names, keyring, chunk, progress)
 
 
 async def _rebuild_from_kafka(
@@ -186,6 +192,7 @@ async def _rebuild_from_kafka(
     cache: AuthCache,
     kafka: KafkaConnection,
     topic_names: Sequence[str],
+    keyring: Keyring,
     chunk: int,
     progress: Progress,
 ) -> RebuildSummary:
@@ -195,6 +202,11 @@ async def _rebuild_from_kafka(
     ends: dict[TopicPartitionKey, int] = {}
     async for records, done, ends in read_topics_to_end(kafka, topic_names):
         for record in records:
+            try:
+                keyring.verify(record.value, record.signature)
+            except SignatureRefused:
+                summary.unverified += 1
+                continue
             folder.add_raw(record.value, record.declared)
         heap.freeze_long_lived(collect=False)
         progress("events", sum(done.values()), sum(ends.values()))

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from taifa_events.signing import InvalidKeyring, Keyring
 from taifa_runtime import loop as runtime_loop
 
 from taifa_projector.adapters.postgres import ReadModelStore, create_pool
@@ -38,11 +39,21 @@ def _logging() -> None:
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
 
 
+def _require_keyring(settings: Settings) -> Keyring:
+    """The event verification keys, or a clear refusal (exit status 2) when none are configured."""
+    try:
+        return settings.event_keyring()
+    except InvalidKeyring as exc:
+        console.print(f"taifa-projector: refusing to start: {exc}", markup=False)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def run() -> None:
     """Consume the event topics until SIGTERM/SIGINT (health and metrics on TAIFA_PROJECTOR_HEALTH_PORT)."""
     _logging()
     settings = Settings()
+    _require_keyring(settings)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -80,6 +91,8 @@ def rebuild(
 ) -> None:
     """Drop and rebuild the read models and the auth cache (stop the projectors first)."""
     settings = Settings()
+    # From Kafka every record's signature is checked; the event store is the log of record and needs none.
+    keyring = _require_keyring(settings) if source is Source.kafka else None
 
     async def main() -> RebuildSummary:
         lock = ReadSideLock(settings.database_url, exclusive=True)
@@ -106,6 +119,7 @@ def rebuild(
                 else:
                     summary = await rebuild_from_kafka(
                         store, cache, settings.kafka_client_options(), settings.projector_topics,
+                        keyring=keyring or settings.event_keyring(),
                         chunk=settings.projector_cache_chunk, progress=progress,
                     )  # fmt: skip
             return summary
@@ -119,6 +133,7 @@ def rebuild(
     for name, value in (
         ("events applied", summary.events),
         ("invalid (skipped)", summary.invalid),
+        ("signature refused (skipped)", summary.unverified),
         ("credentials", summary.credentials),
         ("domains", summary.domains),
         ("auth cache entries", summary.auth_entries),
@@ -128,7 +143,16 @@ def rebuild(
     ):
         table.add_row(name, str(value))
     console.print(table)
-    typer.echo(json.dumps({"source": summary.source, "events": summary.events, "seconds": round(summary.seconds, 3)}))
+    typer.echo(
+        json.dumps(
+            {
+                "source": summary.source,
+                "events": summary.events,
+                "unverified": summary.unverified,
+                "seconds": round(summary.seconds, 3),
+            }
+        )
+    )
 
 
 @app.command()

@@ -52,6 +52,7 @@ class Projector:
 
     async def start(self) -> None:
         s = self.settings
+        keyring = s.event_keyring()  # no keys, no consuming: refuse before touching anything
         self.pool = await retry_transient(
             lambda: create_pool(s.database_url, s.projector_db_pool_size),
             store="postgres",
@@ -78,6 +79,7 @@ class Projector:
             self.store,
             self.cache,
             KafkaDeadLetters(self.producer),
+            keyring=keyring,
             max_attempts=s.projector_max_attempts,
             retry_initial=s.projector_retry_initial_seconds,
             retry_max=s.projector_retry_max_seconds,
