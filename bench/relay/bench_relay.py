@@ -185,6 +185,8 @@ async def main(
             "TAIFA_RELAY_TLS_KEY_FILE": str(key),
             "TAIFA_RELAY_UPSTREAM_HOST": "127.0.0.1",
             "TAIFA_RELAY_UPSTREAM_PORT": str(sink_port),
+            # The local sink offers no STARTTLS here: the figures are the relay's own cost, as before.
+            "TAIFA_RELAY_UPSTREAM_TLS": "none",
             "TAIFA_RELAY_MAX_SESSIONS_PER_CLIENT": "100000",
             "TAIFA_RELAY_MAX_CONNECTIONS_PER_MINUTE": "100000000",
             "TAIFA_RELAY_MAX_AUTH_FAILURES_PER_CONNECTION": "100000000",

@@ -253,6 +253,45 @@ def test_b8_upstream_certificate_is_verified(
     assert upstream.messages == []
 
 
+def test_upstream_without_starttls_gets_nothing_when_tls_is_required(
+    scripted: Any, make_relay: Any, certs: Certs, credentials: Credentials
+) -> None:
+    upstream = scripted(tls=None)
+    relay = make_relay(relay_upstream_port=upstream.port)  # TAIFA_RELAY_UPSTREAM_TLS defaults to required
+    assert _send_one(relay, certs, credentials) == (451, b"4.4.1 Upstream temporarily unavailable, try again later")
+    assert upstream.messages == []
+    assert not any(c.startswith(("MAIL", "RCPT", "DATA")) for c in upstream.commands), upstream.commands
+
+
+def test_required_tls_verifies_the_upstream_even_when_verification_is_switched_off(
+    scripted: Any, make_relay: Any, certs: Certs, credentials: Credentials
+) -> None:
+    upstream = scripted(tls=_server_context(trustme.CA(key_type=trustme.KeyType.ECDSA)))
+    relay = make_relay(relay_upstream_port=upstream.port, relay_upstream_verify=False)
+    assert _send_one(relay, certs, credentials)[0] == 451
+    assert upstream.messages == []
+
+
+@pytest.mark.parametrize("mode", ["opportunistic", "none"])
+def test_upstream_without_starttls_is_used_in_clear_only_when_configured(
+    scripted: Any, make_relay: Any, certs: Certs, credentials: Credentials, mode: str
+) -> None:
+    upstream = scripted(tls=None)
+    relay = make_relay(relay_upstream_port=upstream.port, relay_upstream_tls=mode)
+    assert _send_one(relay, certs, credentials)[0] == 250
+    assert len(upstream.messages) == 1
+    assert "STARTTLS" not in upstream.commands
+
+
+def test_tls_none_never_starts_tls_even_when_offered(
+    scripted: Any, make_relay: Any, certs: Certs, credentials: Credentials
+) -> None:
+    upstream = scripted(tls=_server_context(certs.ca))
+    relay = make_relay(relay_upstream_port=upstream.port, relay_upstream_tls="none")
+    assert _send_one(relay, certs, credentials)[0] == 250
+    assert "STARTTLS" not in upstream.commands and len(upstream.messages) == 1
+
+
 def test_upstream_unreachable_is_451_4_4_1(make_relay: Any, certs: Certs, credentials: Credentials) -> None:
     relay = make_relay(relay_upstream_port=free_port())
     code, text = _send_one(relay, certs, credentials)
@@ -279,7 +318,7 @@ def test_upstream_4xx_becomes_451_and_5xx_is_passed_through(
     replies: dict[str, str],
     expected: tuple[int, bytes],
 ) -> None:
-    upstream = scripted(replies=replies)
+    upstream = scripted(tls=_server_context(certs.ca), replies=replies)
     relay = make_relay(relay_upstream_port=upstream.port)
     assert _send_one(relay, certs, credentials) == expected
     if "END" not in replies:
@@ -289,7 +328,7 @@ def test_upstream_4xx_becomes_451_and_5xx_is_passed_through(
 def test_one_refused_recipient_relays_nothing_so_a_retry_cannot_duplicate(
     scripted: Any, make_relay: Any, certs: Certs, credentials: Credentials
 ) -> None:
-    upstream = scripted(replies={"RCPT": "250 OK"})
+    upstream = scripted(tls=_server_context(certs.ca), replies={"RCPT": "250 OK"})
     relay = make_relay(relay_upstream_port=upstream.port)
     cred = credentials.create()
     sender = f"app@{cred.domain}"

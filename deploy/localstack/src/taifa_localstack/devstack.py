@@ -103,6 +103,11 @@ class DevStack:
                 str(self.ports.sink),
                 "--maildir",
                 str(maildir),
+                # STARTTLS with a certificate of the dev CA: the relay's default upstream TLS is `required`.
+                "--tls-cert",
+                str(certs.cert_file),
+                "--tls-key",
+                str(certs.key_file),
             ],
             run_dir,
             None,
@@ -133,6 +138,8 @@ class DevStack:
             "TAIFA_RELAY_TLS_KEY_FILE": str(certs.key_file),
             "TAIFA_RELAY_UPSTREAM_HOST": "127.0.0.1",
             "TAIFA_RELAY_UPSTREAM_PORT": str(self.ports.sink),
+            "TAIFA_RELAY_UPSTREAM_TLS": "required",
+            "TAIFA_RELAY_UPSTREAM_CA_FILE": str(certs.ca_file),
         }
 
     def _migrate(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,8 +30,15 @@ class Settings(BaseSettings):
 
     relay_upstream_host: str = Field("127.0.0.1", description="Upstream MTA the relay forwards to.")
     relay_upstream_port: int = Field(25, description="Upstream MTA port.")
-    relay_upstream_starttls: bool = Field(True, description="Use STARTTLS to the upstream when it offers it.")
-    relay_upstream_verify: bool = Field(True, description="Verify the upstream's certificate (and hostname).")
+    relay_upstream_tls: Literal["required", "opportunistic", "none"] = Field(
+        "required",
+        description="TLS to the upstream MTA. `required`: it must offer STARTTLS and its certificate must verify, "
+        "else nothing is sent and the client gets 451 4.4.1 (never a fallback to plaintext); `opportunistic`: "
+        "STARTTLS when offered, plaintext otherwise; `none`: plaintext.",
+    )
+    relay_upstream_verify: bool = Field(
+        True, description="Verify the upstream's certificate (and hostname); `required` TLS always verifies."
+    )
     relay_upstream_ca_file: Path | None = Field(None, description="CA bundle for the upstream; system CAs if unset.")
     relay_upstream_timeout_seconds: float = Field(30.0, description="Timeout of each upstream SMTP step.")
     relay_upstream_pool_size: int = Field(32, description="Idle upstream connections kept for reuse.")
@@ -48,8 +56,13 @@ class Settings(BaseSettings):
     relay_idle_timeout_seconds: float = Field(300.0, description="Idle connections get 421 4.4.2 and are closed.")
     relay_min_data_rate: int = Field(500, description="Minimum DATA rate in bytes/second after the grace period.")
     relay_data_rate_grace_seconds: float = Field(10.0, description="Time DATA may take before the rate is enforced.")
-    relay_max_sessions_per_client: int = Field(50, description="Concurrent sessions per client address.")
-    relay_max_connections_per_minute: int = Field(120, description="New connections per client address per minute.")
+    relay_max_sessions: int = Field(
+        2000, description="Concurrent sessions of this relay process (TLS handshakes included); more get 421 4.7.0."
+    )
+    relay_max_sessions_per_client: int = Field(50, description="Concurrent sessions per client address (IPv6: /64).")
+    relay_max_connections_per_minute: int = Field(
+        120, description="New connections per client address (IPv6: /64) per minute, counted before TLS."
+    )
     relay_max_auth_failures_per_connection: int = Field(3, description="Failed AUTHs before 454 and disconnect.")
     relay_max_auth_failures_per_address_username: int = Field(
         10,

@@ -28,6 +28,11 @@ from taifa_relay.domain import policy
 log = logging.getLogger("taifa.relay.upstream")
 
 
+# TAIFA_RELAY_UPSTREAM_TLS -> aiosmtplib's `start_tls`: True raises when STARTTLS is not offered or the
+# handshake fails (never a plaintext fallback), None upgrades only when offered, False never does.
+STARTTLS_FLAG: dict[str, bool | None] = {"required": True, "opportunistic": None, "none": False}
+
+
 class _ClosedBeforeMail(Exception):
     """The connection was found closed at MAIL: nothing of the message reached the upstream."""
 
@@ -48,7 +53,7 @@ class UpstreamClient:
         port: int,
         *,
         local_hostname: str,
-        starttls: bool,
+        tls_mode: str,
         verify: bool,
         ca_file: Path | None,
         timeout: float,
@@ -57,8 +62,11 @@ class UpstreamClient:
         self._host = host
         self._port = port
         self._local_hostname = local_hostname
-        self._starttls = starttls
-        self._tls = upstream_context(verify=verify, ca_file=ca_file)
+        if tls_mode not in STARTTLS_FLAG:
+            raise ValueError(f"unknown upstream TLS mode {tls_mode!r}")
+        self._starttls = STARTTLS_FLAG[tls_mode]
+        # `required` means an encrypted AND authenticated upstream: its certificate is always verified.
+        self._tls = upstream_context(verify=verify or tls_mode == "required", ca_file=ca_file)
         self._timeout = timeout
         self._pool_size = pool_size
         self._idle: list[aiosmtplib.SMTP] = []
@@ -69,7 +77,7 @@ class UpstreamClient:
             port=self._port,
             local_hostname=self._local_hostname,
             timeout=self._timeout,
-            start_tls=None if self._starttls else False,
+            start_tls=self._starttls,
             tls_context=self._tls,
         )
         await client.connect()

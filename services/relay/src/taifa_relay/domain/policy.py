@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from email.utils import format_datetime, getaddresses
+from typing import NamedTuple
+
+from taifa_relay.domain import replies
 
 _DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 HEADER_END = b"\r\n\r\n"
+# RFC 5322 ftext: printable US-ASCII except the colon.
+_FIELD_NAME = re.compile(rb"^[\x21-\x39\x3b-\x7e]+$")
 RECEIVED_MARKER = "(Taifa relay)"
 
 
@@ -46,35 +52,112 @@ def header_block(message: bytes) -> bytes:
     return message if end < 0 else message[: end + 2]
 
 
-def header_values(headers: bytes, name: str) -> list[str]:
-    """All unfolded values of header `name` (case-insensitive) in a CRLF header block."""
-    wanted = name.lower().encode("ascii") + b":"
-    values: list[str] = []
-    current: list[bytes] | None = None
+def header_fields(headers: bytes) -> list[tuple[bytes, bytes]]:
+    """Every field of a CRLF header block as (lowercase name, unfolded value), read as loosely as the
+    loosest RFC 5322 reader would, so that no field some parser reads as From can pass unseen.
+
+    The name is what precedes the first colon with surrounding whitespace stripped (the obsolete
+    `From : x` form of RFC 5322 §4.5.3 and indented variants). A line starting with SP or HTAB continues
+    the previous field only when there is one; otherwise (the first line, or after a line that is no
+    field) it is read as a field of its own. An mbox separator (`From x@y date`, no colon after the name)
+    reads as a From field with an empty value, so it can never stand beside, or instead of, a real From.
+    """
+    fields: list[tuple[bytes, bytes]] = []
+    name: bytes | None = None
+    value: list[bytes] = []
     for line in headers.split(b"\r\n"):
-        if line[:1] in (b" ", b"\t"):
-            if current is not None:
-                current.append(line)
+        if line[:1] in (b" ", b"\t") and name is not None:
+            value.append(line)
             continue
-        if current is not None:
-            values.append(b"".join(current).decode("utf-8", "replace").strip())
-            current = None
-        if line[: len(wanted)].lower() == wanted:
-            current = [line[len(wanted) :]]
-    if current is not None:
-        values.append(b"".join(current).decode("utf-8", "replace").strip())
-    return values
+        if name is not None:
+            fields.append((name, b"".join(value)))
+            name = None
+        head, colon, rest = line.partition(b":")
+        candidate = head.strip().lower()
+        if colon and _FIELD_NAME.match(candidate):
+            name, value = candidate, [rest]
+        elif line.lstrip()[:5].lower() in (b"from ", b"from\t"):
+            fields.append((b"from", b""))
+    if name is not None:
+        fields.append((name, b"".join(value)))
+    return fields
 
 
-def header_from_allowed(headers: bytes, credential_domain: str) -> bool | None:
-    """Whether the From: header is acceptable: None when missing or ambiguous, else all addresses owned."""
-    values = header_values(headers, "From")
+def header_values(headers: bytes, name: str) -> list[str]:
+    """All unfolded values of header `name` (case-insensitive) in a CRLF header block (see header_fields)."""
+    wanted = name.lower().encode("ascii")
+    return [value.decode("utf-8", "replace").strip() for field, value in header_fields(headers) if field == wanted]
+
+
+def header_addresses(values: list[str]) -> list[str] | None:
+    """The addresses of one header's values; None unless there is exactly one value and every address in it
+    has a domain part (a missing, repeated or unparsable header is ambiguous)."""
     if len(values) != 1:
         return None
     addresses = [addr for _, addr in getaddresses(values)]
     if not addresses or any(not addr or "@" not in addr for addr in addresses):
         return None
+    return addresses
+
+
+def header_from_allowed(headers: bytes, credential_domain: str) -> bool | None:
+    """Whether the From: header is acceptable: None when missing or ambiguous, else all addresses owned."""
+    addresses = header_addresses(header_values(headers, "From"))
+    if addresses is None:
+        return None
     return all(sender_allowed(addr, credential_domain) for addr in addresses)
+
+
+class HeaderVerdict(NamedTuple):
+    """The header identity check: a refusal reply, or the domain names whose owners must still be looked up."""
+
+    refusal: str | None
+    lookups: list[str]
+
+
+def check_header_identities(headers: bytes, credential_domain: str) -> HeaderVerdict:
+    """From: (exactly one field, every address in the credential's domain or a subdomain) and Sender:
+    (optional; if present one field with one mailbox, same rule: MUAs show it as "on behalf of").
+    The verdict's lookups are the subdomains that another account may hold (`owner_lookup_names`)."""
+    fields = header_fields(headers)
+    from_addresses = header_addresses([_text(v) for n, v in fields if n == b"from"])
+    if from_addresses is None:
+        return HeaderVerdict(replies.HEADER_FROM_MISSING, [])
+    if not all(sender_allowed(addr, credential_domain) for addr in from_addresses):
+        return HeaderVerdict(replies.HEADER_FROM_NOT_ALLOWED, [])
+    sender_values = [_text(v) for n, v in fields if n == b"sender"]
+    sender_addresses = header_addresses(sender_values) if sender_values else []
+    if sender_addresses is None or len(sender_addresses) > 1:
+        return HeaderVerdict(replies.HEADER_SENDER_NOT_ALLOWED, [])
+    if not all(sender_allowed(addr, credential_domain) for addr in sender_addresses):
+        return HeaderVerdict(replies.HEADER_SENDER_NOT_ALLOWED, [])
+    names: set[str] = set()
+    for addr in (*from_addresses, *sender_addresses):
+        names.update(owner_lookup_names(address_domain(addr) or "", credential_domain))
+    return HeaderVerdict(None, sorted(names))
+
+
+def owner_lookup_names(sender_domain: str, credential_domain: str) -> list[str]:
+    """The names that may be another account's verified domain: the sender's domain and every domain between
+    it and the credential's (which is excluded). `a.b.example.com` under `example.com` gives
+    [`a.b.example.com`, `b.example.com`]; the credential's own domain gives [] (no lookup at all)."""
+    own = credential_domain.rstrip(".").lower()
+    domain = sender_domain.rstrip(".").lower()
+    if not own or domain == own or not domain.endswith("." + own):
+        return []
+    labels = domain[: -len(own) - 1].split(".")
+    return [".".join(labels[i:]) + "." + own for i in range(len(labels))]
+
+
+def owners_allow(owners: Sequence[str | None], account_id: str | None) -> bool:
+    """True when no looked-up name is verified by an account other than `account_id` (contract §4: a
+    subdomain another account has verified is that account's). Without an account id, any owner refuses."""
+    mine = (account_id or "").strip().lower()
+    return all(owner is None or (bool(mine) and owner.strip().lower() == mine) for owner in owners)
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "replace").strip()
 
 
 def own_received_count(headers: bytes, hostname: str) -> int:
@@ -108,8 +191,9 @@ def longest_line(data: bytes | bytearray) -> int:
     return max(map(len, data.split(b"\r\n"))) + 2
 
 
-def throttle_key(client_ip: str) -> str:
-    """The address group whose AUTH failures are counted together: the /32 for IPv4, the /64 for IPv6."""
+def address_group(client_ip: str) -> str:
+    """The client address group that every per-client limit counts together (sessions, connection rate, AUTH
+    failures): the address for IPv4, the /64 for IPv6, since one IPv6 host is given a whole /64 to rotate in."""
     try:
         ip = ipaddress.ip_address(client_ip)
     except ValueError:
@@ -119,6 +203,9 @@ def throttle_key(client_ip: str) -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
     return str(ip)
+
+
+throttle_key = address_group  # the name the AUTH failure counters use
 
 
 def is_null_sender(arg: str | None) -> bool:

@@ -20,6 +20,7 @@ from taifa_events.secret_hash import HASH_SCHEME
 
 from taifa_relay.adapters import metrics
 from taifa_relay.adapters.auth_cache import AuthCache, CacheStale, CacheUnavailable, WriteRefused
+from taifa_relay.adapters.domain_owners import DomainOwners
 from taifa_relay.adapters.upstream import UpstreamClient
 from taifa_relay.domain import policy, replies
 from taifa_relay.entrypoints.session_state import RelaySession, hook_names
@@ -37,8 +38,10 @@ class RelayHandler:
         *,
         cache: AuthCache,
         upstream: UpstreamClient,
+        domain_owners: DomainOwners,
         hostname: str,
         max_recipients: int,
+        max_sessions: int,
         max_sessions_per_client: int,
         max_connections_per_minute: int,
         max_auth_failures_per_connection: int,
@@ -49,8 +52,10 @@ class RelayHandler:
     ) -> None:
         self.cache = cache
         self.upstream = upstream
+        self.domain_owners = domain_owners
         self.hostname = hostname
         self.max_recipients = max_recipients
+        self.max_sessions = max_sessions
         self.max_sessions_per_client = max_sessions_per_client
         self.max_connections_per_minute = max_connections_per_minute
         self._rate_window_start = time.monotonic()
@@ -73,9 +78,11 @@ class RelayHandler:
 
     # --- sessions ------------------------------------------------------------------------------
     def admit(self, server: RelaySMTP) -> str | None:
-        """Count the session against its client address; the refusal reply when that address has too many
-        sessions open, or opened too many in the current minute (Postfix anvil style fixed window)."""
-        ip = server.relay_session.client_ip
+        """Count the session against its client's address group (`policy.address_group`: an IPv6 /64 is one
+        client) and against the relay's global cap; the refusal reply when the group opened too many connections
+        in the current minute (Postfix anvil style fixed window), has too many sessions open, or the relay is
+        full. Called before any TLS handshake, so a handshake flood on the implicit-TLS port is counted too."""
+        ip = policy.address_group(server.relay_session.client_ip)
         now = time.monotonic()
         if now - self._rate_window_start >= 60:
             self._rate_window_start = now
@@ -84,6 +91,9 @@ class RelayHandler:
             log.warning("connection rate cap reached", extra={"client": ip})
             return replies.TOO_MANY_CONNECTIONS
         self._connections_this_minute[ip] += 1
+        if len(self.sessions) >= self.max_sessions:
+            log.warning("global session cap reached", extra={"client": ip, "sessions": len(self.sessions)})
+            return replies.SERVER_BUSY
         if self._per_client[ip] >= self.max_sessions_per_client:
             log.warning("session cap reached", extra={"client": ip})
             return replies.TOO_MANY_SESSIONS
@@ -96,7 +106,7 @@ class RelayHandler:
 
     def release(self, server: RelaySMTP) -> None:
         session = server.relay_session
-        ip = session.client_ip
+        ip = policy.address_group(session.client_ip)
         self._per_client[ip] -= 1
         if self._per_client[ip] <= 0:
             del self._per_client[ip]
@@ -147,7 +157,7 @@ class RelayHandler:
         session = server.relay_session
         username = login.decode("utf-8", "replace").strip().lower()
         secret = password.decode("utf-8", "replace")
-        group = policy.throttle_key(session.client_ip)
+        group = policy.address_group(session.client_ip)
         if self.cache.is_throttled(group, username):
             return await self._throttled(server)
         metrics.AUTH_LOOKUPS.inc()
@@ -179,6 +189,7 @@ class RelayHandler:
             session.credential_id = str(entry.credential_id)
             session.secret_hash = entry.secret_hash  # for the re-checks; never logged
             session.domain = entry.domain.lower()
+            session.account_id = str(entry.account_id)
             session.revoked = False
             self._by_username[username].add(server)
             log.info("AUTH success", extra={"client": session.client_ip, "credential_id": session.credential_id})
@@ -275,12 +286,35 @@ class RelayHandler:
     async def handle_MAIL(
         self, server: RelaySMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        domain = server.relay_session.domain or ""
+        session = server.relay_session
+        domain = session.domain or ""
         if not policy.sender_allowed(address, domain):
             return replies.SENDER_NOT_ALLOWED
+        refusal = await self._subdomain_refusal(
+            policy.owner_lookup_names(policy.address_domain(address) or "", domain),
+            session,
+            replies.SENDER_NOT_ALLOWED,
+        )
+        if refusal is not None:
+            return refusal
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 2.1.0 OK"
+
+    async def _subdomain_refusal(self, names: list[str], session: RelaySession, refusal: str) -> str | None:
+        """`refusal` when one of `names` (subdomains of the credential's domain) is another account's verified
+        domain; a temporary reply when that cannot be read; None when allowed (no lookup when `names` is empty)."""
+        if not names:
+            return None
+        try:
+            owners = await self.domain_owners.owners(names)
+        except CacheUnavailable:
+            log.warning("domain owner lookup failed", extra={"client": session.client_ip})
+            return replies.SENDER_CHECK_UNAVAILABLE
+        if policy.owners_allow(owners, session.account_id):
+            return None
+        log.info("sender in another account's subdomain", extra={"credential_id": session.credential_id})
+        return refusal
 
     async def handle_RCPT(
         self, server: RelaySMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -306,11 +340,12 @@ class RelayHandler:
         headers = policy.header_block(message)
         if policy.own_received_count(headers, self.hostname) >= self.max_own_received:
             return replies.MAIL_LOOP
-        from_ok = policy.header_from_allowed(headers, session.domain or "")
-        if from_ok is None:
-            return replies.HEADER_FROM_MISSING
-        if not from_ok:
-            return replies.HEADER_FROM_NOT_ALLOWED
+        identities = policy.check_header_identities(headers, session.domain or "")
+        if identities.refusal is not None:
+            return identities.refusal
+        refusal = await self._subdomain_refusal(identities.lookups, session, replies.HEADER_FROM_NOT_ALLOWED)
+        if refusal is not None:
+            return refusal
         refusal = await self._end_of_data_check(server)
         if refusal is not None:
             return refusal

@@ -9,10 +9,12 @@ import asyncio
 import contextlib
 import logging
 import signal
+from typing import Any
 
 from taifa_runtime.health import HealthServer
 
 from taifa_relay.adapters.auth_cache import AuthCache
+from taifa_relay.adapters.domain_owners import DomainOwners
 from taifa_relay.adapters.tls import ReloadingContext
 from taifa_relay.adapters.upstream import UpstreamClient
 from taifa_relay.domain import replies
@@ -22,6 +24,18 @@ from taifa_relay.entrypoints.smtp_protocol import RelaySMTP
 from taifa_relay.settings import Settings
 
 log = logging.getLogger("taifa.relay")
+
+
+def _quiet_aborted_handshakes(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """uvloop's `start_tls` leaves an internal future unretrieved when the peer resets during the handshake (the
+    protocol has already handled the failure): routine for scanners and handshake floods, so not an error
+    with a traceback per connection. Everything else goes to the default handler."""
+    if context.get("message") == "Future exception was never retrieved" and isinstance(
+        context.get("exception"), OSError
+    ):
+        log.debug("TLS handshake aborted by the peer", extra={"error": type(context["exception"]).__name__})
+        return
+    loop.default_exception_handler(context)
 
 
 class Relay:
@@ -35,17 +49,20 @@ class Relay:
             settings.relay_upstream_host,
             settings.relay_upstream_port,
             local_hostname=settings.relay_hostname,
-            starttls=settings.relay_upstream_starttls,
+            tls_mode=settings.relay_upstream_tls,
             verify=settings.relay_upstream_verify,
             ca_file=settings.relay_upstream_ca_file,
             timeout=settings.relay_upstream_timeout_seconds,
             pool_size=settings.relay_upstream_pool_size,
         )
+        self.domain_owners = DomainOwners(settings.redis_url)
         self.handler = RelayHandler(
             cache=self.cache,
             upstream=self.upstream,
+            domain_owners=self.domain_owners,
             hostname=settings.relay_hostname,
             max_recipients=settings.relay_max_recipients,
+            max_sessions=settings.relay_max_sessions,
             max_sessions_per_client=settings.relay_max_sessions_per_client,
             max_connections_per_minute=settings.relay_max_connections_per_minute,
             max_auth_failures_per_connection=settings.relay_max_auth_failures_per_connection,
@@ -80,15 +97,12 @@ class Relay:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_quiet_aborted_handshakes)
         host = self.settings.relay_bind_host
         submission = await loop.create_server(lambda: self._factory(False), host, self.submission_port)
-        if self.settings.relay_proxy_protocol:
-            # The PROXY header arrives before the TLS handshake: the protocol starts TLS after reading it.
-            smtps = await loop.create_server(lambda: self._factory(True), host, self.smtps_port)
-        else:
-            smtps = await loop.create_server(
-                lambda: self._factory(True), host, self.smtps_port, ssl=self.tls.context, ssl_handshake_timeout=30
-            )
+        # Plain TCP on the implicit-TLS port too: the protocol admits the connection (session and rate caps)
+        # first and starts TLS after, so a flood of handshakes is counted and capped like any connection.
+        smtps = await loop.create_server(lambda: self._factory(True), host, self.smtps_port)
         self._servers = [submission, smtps]
         self.submission_port = submission.sockets[0].getsockname()[1]
         self.smtps_port = smtps.sockets[0].getsockname()[1]
@@ -131,6 +145,7 @@ class Relay:
                 await task
         await self.upstream.close()
         await self.cache.close()
+        await self.domain_owners.close()
         await self.health.stop()
         log.info("relay stopped")
 

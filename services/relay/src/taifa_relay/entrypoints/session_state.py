@@ -37,6 +37,7 @@ class RelaySession(Session):
         # The secret hash the session authenticated with: the re-checks require it unchanged. Never logged.
         self.secret_hash: str | None = None
         self.domain: str | None = None
+        self.account_id: str | None = None
         self.revoked = False
         self.auth_failures = 0
 

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("taifa.relay.smtp")
 
+# A TLS handshake (implicit TLS or STARTTLS) that takes longer is abandoned and the connection closed.
+TLS_HANDSHAKE_SECONDS = 30.0
+
 _ALLOWED_BEFORE_TLS = frozenset({"NOOP", "EHLO", "HELO", "STARTTLS", "QUIT"})
 
 
@@ -63,9 +66,10 @@ class RelaySMTP(SMTP):
         self.command_size_limits["MAIL"] = self.command_size_limit + 26
         self.limits = limits
         self.implicit_tls = implicit_tls
-        # Behind a PROXY-protocol balancer the implicit-TLS listener is plain TCP: the PROXY header comes
-        # first, then this protocol starts TLS itself.
-        self._tls_after_proxy = tls_context if implicit_tls and limits.proxy_timeout is not None else None
+        # The implicit-TLS listener is plain TCP: this protocol starts TLS itself once the connection has been
+        # admitted (and behind a PROXY-protocol balancer, once the PROXY header has been read), so connections
+        # that never finish a handshake count against the admission limits like any other.
+        self._implicit_tls_context = tls_context if implicit_tls else None
         self.handler: RelayHandler = handler
         self._errors = 0
         self._admitted = False
@@ -156,15 +160,21 @@ class RelaySMTP(SMTP):
                 return
             session.client_ip = str(session.proxy_data.src_addr)
             self._reset_timeout()
-            if self._tls_after_proxy is not None and not await self._tls_after_proxy_header(self._tls_after_proxy):
-                if self.transport is not None:
-                    self.transport.close()
-                return
         refusal = self.handler.admit(self)
         if refusal is not None:
-            await self.close_with(refusal)
+            if self._implicit_tls_context is None:
+                await self.close_with(refusal)
+            elif self.transport is not None:
+                # No plaintext reply where the client expects a TLS record: the refusal is the close itself.
+                self._closing = True
+                self.transport.close()
             return
         self._admitted = True
+        if self._implicit_tls_context is not None and not await self._implicit_tls(self._implicit_tls_context):
+            log.info("TLS handshake failed", extra={"client": session.client_ip})
+            if self.transport is not None:
+                self.transport.close()
+            return
         await super().push(f"220 {self.hostname} ESMTP")
         while self.transport is not None and not self._closing:
             try:
@@ -247,9 +257,24 @@ class RelaySMTP(SMTP):
         await self.push("220 2.0.0 Ready to start TLS")
         await self._start_tls(self.tls_context, new_session=True)
 
-    async def _tls_after_proxy_header(self, context: ssl.SSLContext) -> bool:
-        """Implicit TLS behind a PROXY balancer: the ClientHello may already sit in our buffer behind the
-        header, so it is handed to the TLS layer instead of being dropped (unlike after STARTTLS)."""
+    async def _implicit_tls(self, context: ssl.SSLContext) -> bool:
+        """The implicit-TLS handshake, after admission; False when it failed or timed out.
+
+        Reading stops first. When nothing has been read yet (the usual case: the ClientHello is still in the
+        socket) the loop's own TLS takes over (uvloop's native TLS). When bytes were already read (behind a
+        PROXY header, or a ClientHello that arrived before this task ran) they are handed to the TLS layer."""
+        cast(asyncio.Transport, self.transport).pause_reading()
+        if self._reader._buffer:  # type: ignore[attr-defined]
+            return await self._tls_with_early_bytes(context)
+        try:
+            await self._start_tls(context, new_session=False)
+        except TLSSetupException:
+            return False
+        return True
+
+    async def _tls_with_early_bytes(self, context: ssl.SSLContext) -> bool:
+        """Implicit TLS whose ClientHello already sits in our buffer (behind a PROXY header, or read before the
+        handshake began): it is handed to the TLS layer instead of being dropped (unlike after STARTTLS)."""
         plain = cast(asyncio.Transport, self.transport)
         early = bytes(self._reader._buffer)  # type: ignore[attr-defined]
         self._reader._buffer.clear()  # type: ignore[attr-defined]
@@ -257,12 +282,13 @@ class RelaySMTP(SMTP):
         tls = sslproto.SSLProtocol(self.loop, self, context, waiter, server_side=True, call_connection_made=False)
         plain.set_protocol(tls)
         tls.connection_made(plain)
+        plain.resume_reading()
         if early:
             buffer = tls.get_buffer(len(early))
             buffer[: len(early)] = early
             tls.buffer_updated(len(early))
         try:
-            await asyncio.wait_for(waiter, self.limits.idle_timeout)
+            await asyncio.wait_for(waiter, min(self.limits.idle_timeout, TLS_HANDSHAKE_SECONDS))
         except (ssl.SSLError, OSError, TimeoutError, ConnectionError):
             return False
         secure = tls._app_transport
@@ -278,7 +304,11 @@ class RelaySMTP(SMTP):
         plain = cast(asyncio.Transport, self.transport)
         try:
             secure = await self.loop.start_tls(
-                plain, self, context, server_side=True, ssl_handshake_timeout=self.limits.idle_timeout
+                plain,
+                self,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=min(self.limits.idle_timeout, TLS_HANDSHAKE_SECONDS),
             )
         except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as error:
             raise TLSSetupException() from error

@@ -1,0 +1,95 @@
+"""Admission before any work: the relay's global session cap, per-client limits keyed by address group (an IPv6
+/64 is one client), and connections on the implicit-TLS port counted before their TLS handshake."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from typing import Any
+
+import pytest
+from taifa_localstack import wait_until
+
+from tests.integration.relay.support import Certs, Raw
+
+
+def _proxied(port: int, source: str) -> Raw:
+    """A connection that claims `source` through the PROXY protocol (v1), as a load balancer would."""
+    raw = Raw(port)
+    family = "TCP6" if ":" in source else "TCP4"
+    destination = "2001:db8::25" if family == "TCP6" else "192.0.2.25"
+    raw.send(f"PROXY {family} {source} {destination} 40000 587\r\n".encode())
+    return raw
+
+
+def test_the_global_session_cap_gives_421_to_the_next_client(make_relay: Any) -> None:
+    relay = make_relay(relay_max_sessions=3)
+    held = [Raw(relay.submission_port, source=f"127.0.0.{101 + n}") for n in range(3)]
+    for raw in held:
+        assert raw.reply().startswith("220")
+    newcomer = Raw(relay.submission_port, source="127.0.0.110")
+    assert newcomer.reply() == "421 4.7.0 Server busy, too many connections, try again later"
+    assert newcomer.closed()
+    held[0].command("QUIT")
+    held[0].close()
+
+    def admitted() -> bool:
+        again = Raw(relay.submission_port, source="127.0.0.111")
+        try:
+            return again.reply().startswith("220")
+        finally:
+            again.close()
+
+    wait_until(admitted, 5, "a freed slot admits a new session")
+    for raw in [*held[1:], newcomer]:
+        raw.close()
+
+
+def test_addresses_in_one_ipv6_64_share_the_per_client_session_cap(make_relay: Any) -> None:
+    relay = make_relay(relay_proxy_protocol=True, relay_max_sessions_per_client=2)
+    first = _proxied(relay.submission_port, "2001:db8:1:2::1")
+    second = _proxied(relay.submission_port, "2001:db8:1:2:ffff:ffff:ffff:fffe")
+    assert first.reply().startswith("220") and second.reply().startswith("220")
+    same_64 = _proxied(relay.submission_port, "2001:db8:1:2:abcd::9")
+    assert same_64.reply() == "421 4.7.0 Too many concurrent connections from your address"
+    next_64 = _proxied(relay.submission_port, "2001:db8:1:3::1")
+    assert next_64.reply().startswith("220")
+    for raw in (first, second, same_64, next_64):
+        raw.close()
+
+
+def test_addresses_in_one_ipv6_64_share_the_connection_rate_cap(make_relay: Any) -> None:
+    relay = make_relay(relay_proxy_protocol=True, relay_max_connections_per_minute=3)
+    replies = []
+    for n in range(4):
+        raw = _proxied(relay.submission_port, f"2001:db8:7:7::{n + 1:x}")
+        replies.append(raw.reply()[:3])
+        raw.close()
+    assert replies == ["220", "220", "220", "421"]
+    other = _proxied(relay.submission_port, "2001:db8:7:8::1")
+    assert other.reply().startswith("220")
+    other.close()
+
+
+@pytest.mark.parametrize(
+    "limit", [{"relay_max_connections_per_minute": 3}, {"relay_max_sessions_per_client": 3}], ids=["rate", "sessions"]
+)
+def test_connections_that_never_finish_a_tls_handshake_count_against_the_limits(
+    make_relay: Any, certs: Certs, limit: dict[str, int]
+) -> None:
+    relay = make_relay(**limit)
+    # Raw TCP connections to the implicit-TLS port that never send a ClientHello.
+    held = [Raw(relay.smtps_port, source="127.0.0.121") for _ in range(3)]
+    extra = Raw(relay.smtps_port, source="127.0.0.121")
+    assert extra.closed(), "the connection over the cap is closed without a handshake"
+    assert extra.buffer == b"", "no plaintext reply on the implicit-TLS port"
+    with pytest.raises((ssl.SSLError, ConnectionError, smtplib.SMTPServerDisconnected)):
+        smtplib.SMTP_SSL(
+            "localhost", relay.smtps_port, timeout=10, context=certs.client_context(), source_address=("127.0.0.121", 0)
+        )
+    with smtplib.SMTP_SSL(
+        "localhost", relay.smtps_port, timeout=10, context=certs.client_context(), source_address=("127.0.0.122", 0)
+    ) as other:
+        assert other.ehlo("client.test")[0] == 250
+    for raw in [*held, extra]:
+        raw.close()
