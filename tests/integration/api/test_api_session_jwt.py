@@ -229,10 +229,16 @@ async def test_an_api_with_unusable_public_keys_refuses_to_start(make_settings, 
     result = await asyncio.to_thread(
         subprocess.run,
         [venv_bin("taifa-api"), "serve"],
-        env={**os.environ, "TAIFA_API_JWT_PUBLIC_KEYS": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"},
+        env={
+            **os.environ,
+            "TAIFA_API_PUBLISHER_ENABLED": "false",
+            "TAIFA_API_JWT_PUBLIC_KEYS": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----",
+        },
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    assert result.returncode == 2 and "refusing to start" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2, result.stderr
+    assert "refusing to start" in result.stderr and "TAIFA_API_JWT_PUBLIC_KEYS" in result.stderr
+    assert "Traceback" not in result.stderr
