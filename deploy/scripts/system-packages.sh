@@ -18,7 +18,14 @@ missing=()
 have_postgres() { command -v postgres >/dev/null 2>&1 || compgen -G "$POSTGRESQL_LIB/*/bin/postgres" >/dev/null; }
 have_postgres || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-command -v swaks >/dev/null 2>&1 || missing+=(swaks)
+# swaks speaks TLS through Perl's Net::SSLeay / IO::Socket::SSL, which it only recommends: without them every
+# `swaks --tls` of the tests says "TLS not available".
+swaks_tls=(libnet-ssleay-perl libio-socket-ssl-perl)
+if ! command -v swaks >/dev/null 2>&1; then
+    missing+=(swaks "${swaks_tls[@]}")
+elif command -v perl >/dev/null 2>&1 && ! perl -MNet::SSLeay -MIO::Socket::SSL -e1 >/dev/null 2>&1; then
+    missing+=("${swaks_tls[@]}")
+fi
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 

@@ -239,3 +239,25 @@ def test_a_failed_install_still_removes_the_temporary_policy(machine: Machine) -
 
     assert result.returncode == 100
     assert not machine.policy.exists(), "a leftover policy-rc.d would keep forbidding redis-server for good"
+
+
+def test_swaks_without_perls_tls_modules_gets_them_installed(machine: Machine) -> None:
+    machine.has("postgres", "redis-server", "swaks", "node", "npm")
+    machine._stub("perl", "#!/bin/sh\nexit 2\n")  # Net::SSLeay / IO::Socket::SSL cannot be loaded
+
+    result = machine.run()
+
+    assert result.returncode == 0, result.stderr
+    assert "apt-get install -y -qq --no-install-recommends libnet-ssleay-perl libio-socket-ssl-perl" in machine.calls()
+
+
+def test_a_missing_swaks_comes_with_its_tls_modules(machine: Machine) -> None:
+    machine.has("postgres", "redis-server", "node", "npm")
+
+    result = machine.run()
+
+    assert result.returncode == 0, result.stderr
+    assert (
+        "apt-get install -y -qq --no-install-recommends swaks libnet-ssleay-perl libio-socket-ssl-perl"
+        in machine.calls()
+    )
