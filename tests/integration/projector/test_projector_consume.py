@@ -60,7 +60,8 @@ async def test_applied_signal_and_revocation_are_published_after_both_stores_hav
                         entry = await side.entry(d.username)
                         assert row is not None and not row["is_active"]
                         assert entry is not None and not entry.active and entry.position == 2
-            assert d.username.lower() in seen[auth_cache.REVOCATIONS_CHANNEL]
+            revoked = [auth_cache.parse_revocation(m) for m in seen[auth_cache.REVOCATIONS_CHANNEL]]
+            assert auth_cache.Revocation(d.username.lower(), str(a.data.credential_id)) in revoked
             assert str(a.event_id) in seen[auth_cache.APPLIED_CHANNEL]
     finally:
         await pubsub.aclose()

@@ -79,6 +79,22 @@ def test_a13_revoked_credential_never_logs_in_from_an_old_snapshot_restored_afte
         live.close()
 
 
+def test_a_relay_without_logins_still_refuses_a_snapshot_older_than_the_watermark_it_has_seen(
+    make_relay: Any, certs: Certs, own_redis: Redis
+) -> None:
+    client = redis_lib.Redis.from_url(own_redis.url)
+    writer = Credentials(client)
+    revoked = writer.create()
+    relay = make_relay(redis_url=own_redis.url)
+    client.save()
+    writer.deactivate(revoked, publish=False)  # watermark 2; this relay serves no login in between
+    wait_until(lambda: relay.relay.cache.highest_watermark == 2, 10, "relay learnt the watermark")
+    own_redis.stop()
+    own_redis.start()
+    with Client(relay, certs).tls() as smtp:
+        assert auth(smtp, "PLAIN", revoked.username, revoked.password) == TEMPORARY
+
+
 def test_after_a_flush_valid_users_get_454_until_the_cache_is_repaired(
     make_relay: Any, certs: Certs, own_redis: Redis
 ) -> None:

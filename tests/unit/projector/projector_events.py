@@ -11,6 +11,7 @@ from taifa_events import (
     CredentialCreated,
     CredentialDeactivated,
     DomainRegistered,
+    DomainReleased,
     DomainVerificationFailed,
     DomainVerified,
     Envelope,
@@ -55,6 +56,13 @@ class Domain:
         data = DomainVerificationFailed(
             domain_id=self.domain_id, account_id=self.account_id, reason="TXT record not found", checked_at=at(position)
         )
+        return make_envelope(data, stream_version=version, position=position, correlation_id="test")
+
+    def released(self, position: int, version: int = 3, reason: str = "owner") -> Envelope[Any]:
+        data = DomainReleased(
+            domain_id=self.domain_id, account_id=self.account_id, name=self.name, released_at=at(position),
+            reason=reason,  # type: ignore[arg-type]
+        )  # fmt: skip
         return make_envelope(data, stream_version=version, position=position, correlation_id="test")
 
     def created(self, position: int, credential_id: uuid.UUID | None = None) -> Envelope[Any]:

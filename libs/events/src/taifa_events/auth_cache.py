@@ -4,7 +4,10 @@ One Redis hash per SMTP username. A write applies only when its `position` is ne
 one; a deactivation is a tombstone (`active` = 0) with a newer position, announced on
 `REVOCATIONS_CHANNEL` so relays can drop live sessions at once. A missing entry means "no such
 credential". `EPOCH_KEY` exists while the cache is complete: when Redis loses data (flush, restart
-from an old snapshot) the projector sees the epoch missing or changed and rebuilds.
+from an old snapshot) the projector sees the epoch missing or changed and rebuilds. While it repairs a
+cache that fell behind (old snapshot), or after Redis refused one of its writes, the projector deletes the
+epoch first, so relays treat the cache as unavailable until the rebuild sets a new epoch and then the
+watermark. Revocations are published for every applied `CredentialDeactivated` (`revocation_message`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ WATERMARK_KEY = "taifa:auth:watermark"
 # Verified domain names and the account that holds each (`DOMAIN_OWNER_PREFIX + name` -> account id), kept
 # by the projector from DomainVerified / DomainReleased. The relay reads them so that a credential for
 # `example.com` cannot send as `mail.example.com` once another account has verified that subdomain.
+# Format: a plain string, the owning account's UUID in canonical text (`str(uuid)`); no key = no account
+# holds that name. Set on DomainVerified, deleted on DomainReleased (only while it still names the releasing
+# account), both position-guarded with the position kept in a projector-only sibling key; rebuilt with the
+# auth entries from the read model. A relay GETs `domain_owner_key(name)` for the name and each parent.
 DOMAIN_OWNER_PREFIX = "taifa:auth:domain:"
 
 # Read-your-writes: once an event's effects are in both stores the projector sets

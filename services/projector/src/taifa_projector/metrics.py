@@ -25,3 +25,15 @@ REBUILDS = Counter("taifa_projector_rebuilds_total", "Full read-model rebuilds."
 PROCESSED_PRUNED = Counter(
     "taifa_projector_processed_ids_pruned_total", "Processed-event ids forgotten once far behind the newest position."
 )
+CACHE_WRITE_REFUSED = Counter(
+    "taifa_projector_cache_write_refused_total",
+    "Auth-cache writes Redis refused after the read model committed (entries deleted, cache marked incomplete).",
+    ["error"],
+)
+CACHE_REBUILD_FAILURES = Counter(
+    "taifa_projector_cache_rebuild_failures_total", "Auth-cache rebuilds from the read model that failed (retried)."
+)
+CREDENTIALS_QUARANTINED = Counter(
+    "taifa_projector_credentials_quarantined_total",
+    "Credentials revoked because their deactivation could not be applied to the read model (dead-lettered).",
+)

@@ -19,12 +19,14 @@ from taifa_events import decode, envelope_to_json
 from taifa_projector.domain.model import (
     AuthEntry,
     CredentialRow,
+    DomainOwner,
     DomainRow,
     creates_stream,
     is_credential_event,
     is_domain_event,
+    quarantined,
 )
-from taifa_projector.domain.projection import Event, Projection
+from taifa_projector.domain.projection import Event, Projection, owners_of
 from taifa_projector.domain.records import TopicPartitionKey
 
 # The tables' columns in the order of the row tuples (and of the row types of migration 0002): rows go to
@@ -86,6 +88,16 @@ class BatchOutcome:
     duplicates: int
     projection: Projection
     seen_before: list[Event]  # events applied before (a redelivery)
+
+
+@dataclass(frozen=True)
+class CacheSnapshot:
+    """What the auth cache is rebuilt from, read in one consistent snapshot of the read model."""
+
+    entries: list[AuthEntry]  # quarantined credentials already turned into tombstones
+    owners: list[DomainOwner]  # in position order
+    offsets: dict[TopicPartitionKey, int]
+    highest_position: int  # of the events applied: the cache's watermark once rebuilt (0 when none)
 
 
 async def create_pool(database_url: str, size: int) -> asyncpg.Pool:
@@ -222,14 +234,52 @@ class ReadModelStore:
 
     # --- the cache's source ------------------------------------------------------------------
 
-    async def auth_snapshot(self) -> tuple[list[AuthEntry], dict[TopicPartitionKey, int]]:
-        """Every auth entry and this group's offsets, read from one consistent snapshot."""
+    async def auth_snapshot(self) -> CacheSnapshot:
+        """Every auth entry (quarantine honoured), the domain owners, this group's offsets and the highest
+        applied position, read from one consistent snapshot."""
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             rows = await conn.fetch(SELECT_AUTH)
+            revoked = await self._quarantine(conn)
+            domains = await conn.fetch(SELECT_DOMAINS + " WHERE status <> 'pending'")
             offsets = await conn.fetch(
                 "SELECT topic, partition, next_offset FROM projector_offsets WHERE group_id = $1", self.group_id
             )
-        return [AuthEntry(*r) for r in rows], {(r["topic"], r["partition"]): r["next_offset"] for r in offsets}
+            # Pruning keeps the newest ids, so the maximum survives it.
+            highest = await conn.fetchval("SELECT coalesce(max(position), 0) FROM projector_processed_events")
+        return CacheSnapshot(
+            entries=quarantined((AuthEntry(*r) for r in rows), revoked),
+            owners=owners_of(DomainRow(*r) for r in domains),
+            offsets={(r["topic"], r["partition"]): r["next_offset"] for r in offsets},
+            highest_position=int(highest),
+        )
+
+    # --- quarantine (deactivations the read model refused) --------------------------------------
+
+    async def quarantine(self, revoked: dict[UUID, int]) -> None:
+        """Record credentials whose deactivation was dead-lettered (credential id -> its position), in a
+        transaction of its own; only a uuid and a bigint, which PostgreSQL cannot refuse."""
+        if revoked:
+            await self.pool.execute(
+                "INSERT INTO projector_quarantined_credentials (credential_id, position) "
+                "SELECT * FROM unnest($1::uuid[], $2::bigint[]) ON CONFLICT (credential_id) "
+                "DO UPDATE SET position = greatest(projector_quarantined_credentials.position, EXCLUDED.position)",
+                list(revoked),
+                list(revoked.values()),
+            )
+
+    async def quarantined_credentials(self) -> dict[UUID, int]:
+        async with self.pool.acquire() as conn:
+            return await self._quarantine(conn)
+
+    @staticmethod
+    async def _quarantine(conn: asyncpg.Connection) -> dict[UUID, int]:
+        rows = await conn.fetch("SELECT credential_id, position FROM projector_quarantined_credentials")
+        return {r["credential_id"]: r["position"] for r in rows}
+
+    async def active_entries_of_domain(self, domain_id: UUID) -> list[AuthEntry]:
+        """The active auth entries of one domain (a dead-lettered deactivation that could not be decoded)."""
+        rows = await self.pool.fetch(SELECT_AUTH + " WHERE domain_id = $1 AND active", domain_id)
+        return [AuthEntry(*r) for r in rows]
 
     async def prune_processed(self, below_position: int, chunk: int) -> int | None:
         """Forget up to `chunk` processed-event ids below `below_position`; None if another instance is pruning.

@@ -1,10 +1,15 @@
 """The Redis auth cache (CONTRACT.md §3, format in `taifa_events.auth_cache`) and the read-your-writes signal.
 
 Entries are written with a compare-on-position script, one MULTI/EXEC per batch so that a batch's
-entries, the consumed offsets the cache has seen and the applied signals land together. The offsets
-(`cache-offsets:<group>`) let the projector notice a cache that lost writes (restart from an old
-snapshot, or a crash between the PostgreSQL commit and the Redis write); a missing `EPOCH_KEY`
-means the cache was flushed.
+entries, domain owners, the watermark, the consumed offsets the cache has seen, the revocations and the
+applied signals land together. The offsets (`cache-offsets:<group>`) let the projector notice a cache
+that lost writes (restart from an old snapshot, or a crash between the PostgreSQL commit and the Redis
+write); a missing `EPOCH_KEY` means the cache was flushed.
+
+Domain owners: `domain_owner_key(name)` holds the owning account id as a plain string; the position of
+the event that last changed it is kept beside it in `OWNER_POSITION_PREFIX + name` (projector-only
+bookkeeping, never read by the relay), so an older event never overwrites a newer one and a release
+leaves its position behind (a late, older verification cannot bring the name back).
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ from uuid import UUID
 import redis.asyncio as aioredis
 from taifa_events import auth_cache
 
-from taifa_projector.domain.model import AuthEntry
+from taifa_projector.domain.model import AuthEntry, DomainOwner
 from taifa_projector.domain.records import TopicPartitionKey
 
 CACHE_OFFSETS_PREFIX = "taifa:projector:cache-offsets:"
+OWNER_POSITION_PREFIX = "taifa:projector:domain-owner-position:"
 
 # KEYS = entry keys; ARGV[1] = a JSON array with, for each KEYS[i], the array of the values of
 # ENTRY_FIELDS (one argument for the whole batch keeps the client's encoding cheap). Each entry is
@@ -56,6 +62,39 @@ for i = 1, #ARGV, 2 do
   local current = redis.call('HGET', KEYS[1], ARGV[i])
   if (not current) or tonumber(current) < tonumber(ARGV[i + 1]) then
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return 1
+"""
+
+# KEYS[1] = a number kept as a string (the watermark); ARGV[1] = a candidate. Only ever raised.
+RAISE_NUMBER = """
+local current = redis.call('GET', KEYS[1])
+if (not current) or tonumber(current) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 1
+"""
+
+# KEYS = (owner key, owner position key) pairs; ARGV[1] = a JSON array with, per pair, [account id, holds
+# ("1" / "0"), position]. A change applies only when newer than the stored position; a release (holds "0")
+# deletes the owner only while it still names that account, and then keeps its position.
+WRITE_OWNERS = """
+local values = cjson.decode(ARGV[1])
+for i = 1, #KEYS, 2 do
+  local v = values[(i + 1) / 2]
+  local current = redis.call('GET', KEYS[i + 1])
+  if (not current) or tonumber(current) < tonumber(v[3]) then
+    if v[2] == '1' then
+      redis.call('SET', KEYS[i], v[1])
+      redis.call('SET', KEYS[i + 1], v[3])
+    else
+      local owner = redis.call('GET', KEYS[i])
+      if (not owner) or owner == v[1] then
+        redis.call('DEL', KEYS[i])
+        redis.call('SET', KEYS[i + 1], v[3])
+      end
+    end
   end
 end
 return 1
@@ -104,6 +143,10 @@ def entry_values(entry: AuthEntry) -> list[str]:
     ]
 
 
+def owner_position_key(name: str) -> str:
+    return OWNER_POSITION_PREFIX + auth_cache.domain_owner_key(name).removeprefix(auth_cache.DOMAIN_OWNER_PREFIX)
+
+
 def _offset_field(tp: TopicPartitionKey) -> str:
     return f"{tp[0]}/{tp[1]}"
 
@@ -119,6 +162,8 @@ class AuthCache:
         self.applied_ttl = applied_ttl
         self._write_if_newer = client.register_script(WRITE_IF_NEWER)
         self._raise_offsets = client.register_script(RAISE_OFFSETS)
+        self._raise_number = client.register_script(RAISE_NUMBER)
+        self._write_owners = client.register_script(WRITE_OWNERS)
         self._signal_applied = client.register_script(SIGNAL_APPLIED)
 
     def _queue_entries(self, pipe: aioredis.client.Pipeline, entries: Sequence[AuthEntry]) -> None:
@@ -128,6 +173,20 @@ class AuthCache:
         values = json.dumps([entry_values(entry) for entry in entries])
         pipe.scripts.add(self._write_if_newer)  # type: ignore[arg-type]  # redis-py types the set as sync Scripts
         pipe.evalsha(self._write_if_newer.sha, len(keys), *keys, values)
+
+    def _queue_owners(self, pipe: aioredis.client.Pipeline, owners: Sequence[DomainOwner]) -> None:
+        if not owners:
+            return
+        keys: list[str] = []
+        for owner in owners:
+            keys += [auth_cache.domain_owner_key(owner.name), owner_position_key(owner.name)]
+        values = json.dumps([[str(o.account_id), "1" if o.holds else "0", str(o.position)] for o in owners])
+        pipe.scripts.add(self._write_owners)  # type: ignore[arg-type]  # redis-py types the set as sync Scripts
+        pipe.evalsha(self._write_owners.sha, len(keys), *keys, values)
+
+    def _queue_watermark(self, pipe: aioredis.client.Pipeline, position: int) -> None:
+        pipe.scripts.add(self._raise_number)  # type: ignore[arg-type]  # redis-py types the set as sync Scripts
+        pipe.evalsha(self._raise_number.sha, 1, auth_cache.WATERMARK_KEY, position)
 
     def _queue_offsets(self, pipe: aioredis.client.Pipeline, offsets: dict[TopicPartitionKey, int]) -> None:
         if offsets:
@@ -142,14 +201,21 @@ class AuthCache:
         entries: Iterable[AuthEntry],
         offsets: dict[TopicPartitionKey, int],
         applied: Sequence[UUID],
-        revoked_usernames: Sequence[str],
+        revocations: Sequence[tuple[str, UUID]],
+        *,
+        owners: Sequence[DomainOwner] = (),
+        watermark: int = 0,
     ) -> None:
-        """One MULTI/EXEC: entries (if newer), cache offsets, revocations, then the read-your-writes signal."""
+        """One MULTI/EXEC: entries and owners (if newer), the watermark (raised to `watermark`, never lowered),
+        cache offsets, revocations, then the read-your-writes signal."""
         async with self.client.pipeline(transaction=True) as pipe:
             self._queue_entries(pipe, list(entries))
+            self._queue_owners(pipe, owners)
+            if watermark > 0:
+                self._queue_watermark(pipe, watermark)
             self._queue_offsets(pipe, offsets)
-            for username in revoked_usernames:
-                pipe.publish(auth_cache.REVOCATIONS_CHANNEL, username)
+            for username, credential_id in revocations:
+                pipe.publish(auth_cache.REVOCATIONS_CHANNEL, auth_cache.revocation_message(username, credential_id))
             # Last: the API ends its wait on this, so relays must have heard of revocations first.
             if applied:
                 pipe.scripts.add(self._signal_applied)  # type: ignore[arg-type]  # redis-py types the set as sync Scripts
@@ -165,6 +231,35 @@ class AuthCache:
             async with self.client.pipeline(transaction=False) as pipe:
                 self._queue_entries(pipe, entries[start : start + chunk])
                 await pipe.execute()
+
+    async def fail_closed(self, usernames: Iterable[str], revocations: Sequence[tuple[str, UUID]]) -> None:
+        """After a write Redis refused (out of memory, a key of the wrong type...): delete the epoch (the
+        cache is incomplete: relays answer "try again later" and the projector rebuilds it) and the entries
+        the write was for (a missing entry fails closed; one DEL, so all at once), and announce the revocations.
+        DEL and PUBLISH are what a full Redis still accepts, but not inside MULTI (Redis refuses a transaction
+        queued while out of memory): a plain pipeline."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.delete(auth_cache.EPOCH_KEY, *{auth_cache.auth_key(u) for u in usernames})
+            for username, credential_id in revocations:
+                pipe.publish(auth_cache.REVOCATIONS_CHANNEL, auth_cache.revocation_message(username, credential_id))
+            await pipe.execute()
+
+    async def load_owners(self, owners: Sequence[DomainOwner], chunk: int) -> None:
+        """Write domain owners (position-guarded, in the given order) in chunks: cache rebuilds."""
+        for start in range(0, len(owners), chunk):
+            async with self.client.pipeline(transaction=False) as pipe:
+                self._queue_owners(pipe, owners[start : start + chunk])
+                await pipe.execute()
+
+    async def raise_watermark(self, position: int) -> None:
+        """Raise the watermark to `position` (creating it when missing); never lowers it."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            self._queue_watermark(pipe, position)
+            await pipe.execute()
+
+    async def watermark(self) -> int | None:
+        value = await self.client.get(auth_cache.WATERMARK_KEY)
+        return None if value is None else int(value)
 
     async def raise_offsets(self, offsets: dict[TopicPartitionKey, int]) -> None:
         async with self.client.pipeline(transaction=False) as pipe:
@@ -188,19 +283,37 @@ class AuthCache:
     async def set_epoch(self, epoch: str) -> None:
         await self.client.set(auth_cache.EPOCH_KEY, epoch)
 
+    async def drop_epoch(self) -> None:
+        """Mark the cache incomplete: relays treat it as unavailable until a rebuild sets a new epoch."""
+        await self.client.delete(auth_cache.EPOCH_KEY)
+
     async def clear(self) -> int:
-        """Delete every auth entry, the epoch and this group's cache offsets (a full rebuild starts here)."""
+        """Delete every auth entry, domain owner (and its position), the epoch, the watermark and this group's
+        cache offsets (a full rebuild starts here)."""
         removed = 0
-        await self.client.delete(auth_cache.EPOCH_KEY, self.offsets_key)
-        batch: list[bytes | str] = []
-        async for key in self.client.scan_iter(match=auth_cache.KEY_PREFIX + "*", count=5000):
-            batch.append(key)
-            if len(batch) >= 5000:
+        await self.client.delete(auth_cache.EPOCH_KEY, auth_cache.WATERMARK_KEY, self.offsets_key)
+        for prefix in (auth_cache.KEY_PREFIX, auth_cache.DOMAIN_OWNER_PREFIX, OWNER_POSITION_PREFIX):
+            batch: list[bytes | str] = []
+            async for key in self.client.scan_iter(match=prefix + "*", count=5000):
+                batch.append(key)
+                if len(batch) >= 5000:
+                    removed += await self.client.unlink(*batch)
+                    batch = []
+            if batch:
                 removed += await self.client.unlink(*batch)
-                batch = []
-        if batch:
-            removed += await self.client.unlink(*batch)
         return removed
+
+    async def all_domain_owners(self) -> dict[str, str]:
+        """Every domain-owner key and owner-position key as stored (key -> value): checksums, tests."""
+        result: dict[str, str] = {}
+        for prefix in (auth_cache.DOMAIN_OWNER_PREFIX, OWNER_POSITION_PREFIX):
+            keys = [key async for key in self.client.scan_iter(match=prefix + "*", count=5000)]
+            values = await self.client.mget(keys) if keys else []
+            for key, value in zip(keys, values, strict=True):
+                if value is not None:
+                    name = key.decode() if isinstance(key, bytes) else key
+                    result[name] = value.decode() if isinstance(value, bytes) else value
+        return result
 
     async def all_entries(self) -> dict[str, dict[str, str]]:
         """Every auth entry as stored (checksums, tests)."""

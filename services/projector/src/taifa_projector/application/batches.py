@@ -7,6 +7,20 @@ retried forever with back-off and nothing is committed meanwhile. A batch that f
 deterministically is retried a bounded number of times, then applied event by event so that only the
 offending events go to the dead-letter topic and the partition moves on.
 
+Revocations come from the event stream: every newly applied `CredentialDeactivated` is announced on
+`REVOCATIONS_CHANNEL` with its credential id, even when the same batch creates a new credential for
+the username. Failing closed where an effect cannot be applied:
+- a `CredentialDeactivated` the read model refuses (dead-lettered) still gets its tombstone in Redis and
+  its revocation, and its credential id is quarantined (`projector_quarantined_credentials`, its own
+  transaction) so no cache rebuild from the read model brings the credential back; an authentic record
+  that cannot be decoded but whose headers declare `CredentialDeactivated` revokes every active entry of
+  the domain its key names (one active credential per domain), at the position the value names if it can
+  be read, else just above each entry's own;
+- a Redis write refused after the PostgreSQL commit (out of memory, a key of the wrong type: not a
+  connection failure, which is retried) deletes the entries it was for and the epoch (a missing entry and
+  a missing epoch both fail closed; the cache guard rebuilds), logs an error and counts
+  `taifa_projector_cache_write_refused_total`. If even that is refused, the projector stops (`CacheRefused`).
+
 Before anything is decoded, each record's signature is verified (`taifa_events.signing`): an unsigned
 record, one signed with a key not configured, or one whose tag does not match is dead-lettered at once
 (reason `unsigned`, `unknown_signing_key` or `bad_signature`; deterministic, so one attempt) and never
@@ -15,26 +29,35 @@ reaches the read model or the auth cache. Whoever can produce to Kafka cannot mi
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+from uuid import UUID
 
-from taifa_events import InvalidEvent, decode
+from taifa_events import CredentialDeactivated, InvalidEvent, decode
 from taifa_events.signing import Keyring, SignatureRefused
 
 from taifa_projector import metrics
 from taifa_projector.adapters.postgres import BatchOutcome, ReadModelStore
 from taifa_projector.adapters.redis_cache import AuthCache
 from taifa_projector.application.retry import is_transient, retry_transient
-from taifa_projector.domain.projection import Event, cache_writes
+from taifa_projector.domain.model import AuthEntry, DomainOwner, auth_entry_for, tombstone_for
+from taifa_projector.domain.projection import Event, cache_writes, revocations
 from taifa_projector.domain.records import Record, TopicPartitionKey
 
 log = logging.getLogger(__name__)
 
 REASON_UNDECODABLE = "undecodable"
 REASON_REJECTED = "rejected"
+DEACTIVATION = CredentialDeactivated.EVENT_TYPE
+
+
+class CacheRefused(Exception):
+    """Redis refused a write and then the fail-closed fallback too: the projector stops rather than go on
+    with a cache that may hold a credential the read model has deactivated."""
 
 
 class DeadLetters(Protocol):
@@ -128,6 +151,8 @@ class BatchApplier:
         for record, reason in batch.undecodable:
             # Deterministic: decoding again gives the same answer, so one attempt is enough.
             await self._dead_letter(record, REASON_UNDECODABLE, reason, attempts=1, report=report)
+            if record.declared is not None and record.declared[0] == DEACTIVATION:
+                await self._revoke_undecodable(record)
         decoded = batch.events
         last_error: BaseException | None = None
         for attempt in range(1, self.max_attempts + 1):
@@ -135,7 +160,7 @@ class BatchApplier:
                 await self._apply([e for _, e in decoded], report.next_offsets, report)
                 return report
             except Exception as exc:
-                if is_transient(exc):
+                if is_transient(exc) or isinstance(exc, CacheRefused):
                     raise
                 last_error = exc
                 log.warning(
@@ -154,12 +179,14 @@ class BatchApplier:
                     await self._apply([event], single, report)
                     break
                 except Exception as exc:
-                    if is_transient(exc):
+                    if is_transient(exc) or isinstance(exc, CacheRefused):
                         raise
                     if attempt == self.max_attempts:
                         await self._dead_letter(
                             record, REASON_REJECTED, error_name(exc), attempts=attempt, report=report
                         )
+                        if type(event.data) is CredentialDeactivated:
+                            await self._revoke_rejected(event)
                         await self._apply([], single, report)
         # Record the batch's end offsets (dead-lettered records at the tails included).
         await self._apply([], report.next_offsets, report)
@@ -172,13 +199,14 @@ class BatchApplier:
             maximum=self.retry_max,
         )
         entries = cache_writes(outcome.projection, outcome.seen_before)
-        revoked = [u for u, entry in entries.items() if not entry.active]
         applied = [e.event_id for e in events] if self.publish_applied else []
-        await retry_transient(
-            lambda: self.cache.write_batch(entries.values(), offsets, applied, revoked),
-            store="redis",
-            initial=self.retry_initial,
-            maximum=self.retry_max,
+        await self._write_cache(
+            list(entries.values()),
+            offsets,
+            applied,
+            revocations(outcome.new_events),
+            owners=outcome.projection.changed_owners(),
+            watermark=max((e.position for e in events), default=0),
         )
         for event_type, count in Counter(e.event_type for e in outcome.new_events).items():
             metrics.EVENTS_APPLIED.labels(event_type).inc(count)
@@ -188,6 +216,90 @@ class BatchApplier:
         report.duplicates += outcome.duplicates
         report.highest_position = max(report.highest_position, max((e.position for e in events), default=0))
 
+    async def _write_cache(
+        self,
+        entries: list[AuthEntry],
+        offsets: dict[TopicPartitionKey, int],
+        applied: list[UUID],
+        revoked: list[tuple[str, UUID]],
+        *,
+        owners: list[DomainOwner],
+        watermark: int,
+    ) -> None:
+        """One Redis transaction for the batch; if Redis refuses it (not unreachable: that is retried), fail
+        closed: delete those entries and the epoch, announce the revocations, and let the guard rebuild."""
+        try:
+            await retry_transient(
+                lambda: self.cache.write_batch(entries, offsets, applied, revoked, owners=owners, watermark=watermark),
+                store="redis",
+                initial=self.retry_initial,
+                maximum=self.retry_max,
+            )
+        except Exception as exc:  # noqa: BLE001 - retry_transient only lets deterministic failures through
+            metrics.CACHE_WRITE_REFUSED.labels(error_name(exc)).inc()
+            log.error(
+                "Redis refused the auth-cache write after the read model committed (%s): deleting its %d entries "
+                "and the cache epoch (relays fail closed until the cache is rebuilt)",
+                error_name(exc),
+                len(entries),
+            )
+            try:
+                await retry_transient(
+                    lambda: self.cache.fail_closed([e.username for e in entries], revoked),
+                    store="redis",
+                    initial=self.retry_initial,
+                    maximum=self.retry_max,
+                )
+            except Exception as fallback:
+                log.critical("Redis refused the fail-closed fallback too (%s); stopping", error_name(fallback))
+                raise CacheRefused(error_name(fallback)) from fallback
+
+    async def _revoke_rejected(self, event: Event) -> None:
+        """A deactivation the read model refused: quarantine its credential, tombstone it, announce it."""
+        tombstone = auth_entry_for(event)
+        assert tombstone is not None
+        await self._quarantine({tombstone.credential_id: event.position})
+        await self._write_cache(
+            [tombstone], {}, [], [(tombstone.username, tombstone.credential_id)], owners=[], watermark=0
+        )
+
+    async def _revoke_undecodable(self, record: Record) -> None:
+        """An authentic record declaring `CredentialDeactivated` that cannot be decoded: revoke every active entry
+        of the domain its key names (only one credential per domain is active), fail closed."""
+        try:
+            domain_id = UUID((record.key or b"").decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            log.error("undecodable deactivation without a domain id key: nothing could be revoked")
+            return
+        position = declared_position(record.value)
+        active = await retry_transient(
+            lambda: self.store.active_entries_of_domain(domain_id),
+            store="postgres",
+            initial=self.retry_initial,
+            maximum=self.retry_max,
+        )
+        tombstones = [
+            tombstone_for(e, position or e.position + 1) for e in active if position is None or e.position < position
+        ]
+        if not tombstones:
+            return
+        log.error(
+            "undecodable deactivation for domain %s: revoking its %d active credentials", domain_id, len(tombstones)
+        )
+        await self._quarantine({t.credential_id: t.position for t in tombstones})
+        await self._write_cache(
+            tombstones, {}, [], [(t.username, t.credential_id) for t in tombstones], owners=[], watermark=0
+        )
+
+    async def _quarantine(self, revoked: dict[UUID, int]) -> None:
+        await retry_transient(
+            lambda: self.store.quarantine(revoked),
+            store="postgres",
+            initial=self.retry_initial,
+            maximum=self.retry_max,
+        )
+        metrics.CREDENTIALS_QUARANTINED.inc(len(revoked))
+
     async def _dead_letter(
         self, record: Record, reason: str, error: str, *, attempts: int, report: BatchReport
     ) -> None:
@@ -195,3 +307,12 @@ class BatchApplier:
         await self.dead_letters.send(record, reason=reason, error=error, attempts=attempts)
         metrics.DLQ_RECORDS.labels(record.topic, reason).inc()
         report.dead_lettered += 1
+
+
+def declared_position(value: bytes | None) -> int | None:
+    """The `position` an undecodable record's value names, if it is a JSON object that names one."""
+    try:
+        position = json.loads(value or b"").get("position")
+    except (ValueError, AttributeError):
+        return None
+    return position if isinstance(position, int) and not isinstance(position, bool) and position > 0 else None

@@ -3,8 +3,11 @@
 The cache is complete while `EPOCH_KEY` exists and, for every partition this instance owns, the
 offsets the cache has seen are not behind the offsets PostgreSQL recorded. A flush removes the epoch;
 a restart from an old snapshot (or a crash between the two commits) leaves the cache behind. Either
-way the entries are rewritten from `projector_auth_entries` with compare-on-position writes, so the
-live stream can keep writing meanwhile: whichever write is newer wins.
+way the entries are rewritten from `projector_auth_entries` (credentials quarantined after a refused
+deactivation as tombstones) and the domain owners from `rm_domains`, with compare-on-position writes, so
+the live stream can keep writing meanwhile: whichever write is newer wins. Then the offsets, the epoch,
+and last the watermark (raised to the read model's highest applied position, never lowered: a live batch
+may have raised it past the snapshot meanwhile), so a relay that sees the watermark sees a complete cache.
 """
 
 from __future__ import annotations
@@ -40,18 +43,25 @@ async def cache_gap(store: ReadModelStore, cache: AuthCache, partitions: Iterabl
 async def rebuild_cache(store: ReadModelStore, cache: AuthCache, chunk: int, reason: str) -> int:
     """Rewrite every entry from the read model (newer live writes win), then mark the cache complete."""
     started = time.monotonic()
-    entries, offsets = await store.auth_snapshot()
-    await cache.load_entries(entries, chunk)
-    await cache.raise_offsets(offsets)
+    if reason != REASON_EPOCH_MISSING:
+        # Stale entries (an old snapshot may hold credentials revoked since): unavailable until repaired.
+        await cache.drop_epoch()
+    snapshot = await store.auth_snapshot()
+    await cache.load_entries(snapshot.entries, chunk)
+    await cache.load_owners(snapshot.owners, chunk)
+    await cache.raise_offsets(snapshot.offsets)
     await cache.set_epoch(uuid4().hex)
+    await cache.raise_watermark(snapshot.highest_position)
     metrics.CACHE_REBUILDS.labels(reason).inc()
     log.warning(
-        "auth cache rebuilt from the read model (%s): %d entries in %.2fs",
+        "auth cache rebuilt from the read model (%s): %d entries, %d domain owners, watermark %d in %.2fs",
         reason,
-        len(entries),
+        len(snapshot.entries),
+        len(snapshot.owners),
+        snapshot.highest_position,
         time.monotonic() - started,
     )
-    return len(entries)
+    return len(snapshot.entries)
 
 
 class CacheGuard:
@@ -92,7 +102,8 @@ class CacheGuard:
     def _reap(self) -> None:
         if self._task is not None and self._task.done():
             if not self._task.cancelled() and self._task.exception() is not None:
-                log.warning("cache rebuild failed (%s); will retry", type(self._task.exception()).__name__)
+                metrics.CACHE_REBUILD_FAILURES.inc()
+                log.error("cache rebuild failed (%s); will retry", type(self._task.exception()).__name__)
             self._task = None
 
     async def close(self) -> None:

@@ -1,4 +1,5 @@
-"""A checksum of the read side (sorted read-model rows and auth-cache entries): "rebuild equals live"."""
+"""A checksum of the read side (sorted read-model rows, auth-cache entries, domain-owner keys with their
+positions): "rebuild equals live". The watermark and epoch are not part of it (a rebuild sets new ones)."""
 
 from __future__ import annotations
 
@@ -21,5 +22,6 @@ async def read_side_checksums(store: ReadModelStore, cache: AuthCache) -> dict[s
     sums = {table: _digest(await store.sorted_rows(table, key)) for table, key in CHECKED_TABLES}
     entries = await cache.all_entries()
     sums["auth_cache"] = _digest(sorted(entries.items()))
+    sums["domain_owners"] = _digest(sorted((await cache.all_domain_owners()).items()))
     sums["all"] = _digest(sorted(sums.items()))
     return sums

@@ -29,7 +29,8 @@ from taifa_projector import heap, metrics
 from taifa_projector.adapters.kafka import KafkaConnection, read_topics_to_end
 from taifa_projector.adapters.postgres import ReadModelStore
 from taifa_projector.adapters.redis_cache import AuthCache
-from taifa_projector.domain.projection import Projection
+from taifa_projector.domain.model import quarantined
+from taifa_projector.domain.projection import Projection, owners_of
 from taifa_projector.domain.records import TopicPartitionKey
 
 SOURCE_EVENT_STORE = "event-store"
@@ -103,7 +104,9 @@ async def _write(
     progress: Progress,
 ) -> RebuildSummary:
     projection = folder.projection
-    entries = list(projection.auth.values())
+    # Credentials whose deactivation the live projector could not apply stay revoked (quarantine).
+    entries = quarantined(projection.auth.values(), await store.quarantined_credentials())
+    owners = owners_of(projection.domains.values())
 
     async def write_postgres() -> None:
         started = time.monotonic()
@@ -118,13 +121,15 @@ async def _write(
         for start in range(0, len(entries), chunk):
             await cache.load_entries(entries[start : start + chunk], chunk)
             progress("auth cache", min(start + chunk, len(entries)), len(entries))
+        await cache.load_owners(owners, chunk)
         summary.phases["redis"] = time.monotonic() - started
 
     # Both stores are written from the same in-memory projection, so they can be written at once;
-    # the cache is marked complete (offsets, epoch) only when both are done.
+    # the cache is marked complete (offsets, epoch, then the watermark) only when both are done.
     await asyncio.gather(write_postgres(), write_redis())
     await cache.raise_offsets(await store.load_offsets())
     await cache.set_epoch(uuid4().hex)
+    await cache.raise_watermark(max(folder.processed.values(), default=0))
 
     summary.events = len(folder.processed)
     summary.invalid = folder.invalid

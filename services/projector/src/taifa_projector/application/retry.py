@@ -22,6 +22,23 @@ T = TypeVar("T")
 
 # SQLSTATE classes that mean "the server could not do it now", not "the request is wrong".
 TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+# Redis error codes of a server state that passes (restart, replica promotion, a busy script, a failed save,
+# scripts lost in a restart). Anything else (ERR, WRONGTYPE, OOM, EXECABORT, NOPERM...) is an answer about
+# the request: retrying it forever would stall the projector silently, so it is deterministic (batches.py
+# then fails closed). OOM is deterministic too: waiting for memory is the operator's call, not a retry loop.
+TRANSIENT_REDIS_CODES = frozenset(
+    {"LOADING", "BUSY", "MISCONF", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "NOSCRIPT"}
+)
+PIPELINE_MARKER = "caused error: "
+
+
+def redis_error_code(exc: BaseException) -> str:
+    """The error code Redis answered (`WRONGTYPE`, `OOM`...), also from a pipeline's annotated error
+    ("Command # 1 (...) of pipeline caused error: ('OOM ...',)")."""
+    text = str(exc)
+    if PIPELINE_MARKER in text:
+        text = text.split(PIPELINE_MARKER, 1)[1].lstrip("('\"")
+    return text.split(" ", 1)[0]
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -29,8 +46,7 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.PostgresError):
         return (exc.sqlstate or "")[:2] in TRANSIENT_SQLSTATE_CLASSES
     if isinstance(exc, redis.exceptions.ResponseError):
-        # LOADING (restart reading its snapshot), BUSY, MISCONF, READONLY, ... are all server states.
-        return not str(exc).startswith(("ERR", "WRONGTYPE"))
+        return redis_error_code(exc) in TRANSIENT_REDIS_CODES
     return isinstance(
         exc,
         (

@@ -8,6 +8,7 @@ applied when the creating event arrives.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Literal, NamedTuple
 from uuid import UUID
@@ -16,6 +17,7 @@ from taifa_events import (
     CredentialCreated,
     CredentialDeactivated,
     DomainRegistered,
+    DomainReleased,
     DomainVerificationFailed,
     DomainVerified,
     Envelope,
@@ -26,9 +28,12 @@ from taifa_events.secret_hash import HASH_SCHEME
 # A tombstone keeps no secret: a revoked hash is useless to the relay, so it is not kept.
 TOMBSTONE_HASH = "0" * 64
 
-DomainStatus = Literal["pending", "verified"]
+DomainStatus = Literal["pending", "verified", "released"]
 STATUS_PENDING: DomainStatus = "pending"
 STATUS_VERIFIED: DomainStatus = "verified"
+# Released (DomainReleased: by its owner, an operator, or a lost verification record) is final for that
+# domain row: the API hides it (404), and the name may be registered and verified again under a new id.
+STATUS_RELEASED: DomainStatus = "released"
 
 
 # Rows and entries are named tuples: immutable values like frozen dataclasses, but built and compared in C
@@ -63,6 +68,8 @@ class DomainRow(NamedTuple):
     created_at: datetime
     verified_at: datetime | None
     position: int
+    # Last, as migration 0004 appended the column (table, row type and tuple keep one column order).
+    released_at: datetime | None = None
 
 
 class AuthEntry(NamedTuple):
@@ -157,6 +164,31 @@ def newer_entry(current: AuthEntry | None, candidate: AuthEntry) -> AuthEntry:
     return current
 
 
+def revocation_of(event: Envelope[EventData]) -> tuple[str, UUID] | None:
+    """(username, credential id) a deactivation revokes: relays drop that credential's sessions, and only
+    that credential's (a newer credential with the same username keeps its sessions)."""
+    data = event.data
+    if type(data) is CredentialDeactivated:
+        return data.username.lower(), data.credential_id
+    return None
+
+
+def tombstone_for(entry: AuthEntry, position: int) -> AuthEntry:
+    """The entry revoked at `position` (or at its own, if newer): no secret, inactive."""
+    return entry._replace(
+        secret_hash=TOMBSTONE_HASH, hash_scheme=HASH_SCHEME, active=False, position=max(entry.position, position)
+    )
+
+
+def quarantined(entries: Iterable[AuthEntry], revoked: Mapping[UUID, int]) -> list[AuthEntry]:
+    """Entries with every quarantined credential (credential id -> position of its deactivation, recorded
+    when that deactivation could not be applied to the read model) turned into a tombstone: a cache
+    rebuilt from the read model never brings such a credential back."""
+    return [
+        tombstone_for(e, revoked[e.credential_id]) if e.active and e.credential_id in revoked else e for e in entries
+    ]
+
+
 # --- domains -----------------------------------------------------------------------------------
 
 
@@ -182,11 +214,18 @@ def apply_domain_event(row: DomainRow | None, event: Envelope[EventData]) -> Dom
         )
     if row is None:
         return None
+    if row.status == STATUS_RELEASED:
+        # Final: nothing after the release changes the row (nor its position, which orders the name's owner).
+        return row
     if type(data) is DomainVerified:
         return DomainRow(
             row.domain_id, row.account_id, row.name, STATUS_VERIFIED, None, row.verification_name,
             row.verification_value, row.created_at, data.verified_at, event.position,
         )  # fmt: skip
+    if type(data) is DomainReleased:
+        return row._replace(
+            status=STATUS_RELEASED, status_reason=data.reason, released_at=data.released_at, position=event.position
+        )
     if type(data) is DomainVerificationFailed:
         if row.status == STATUS_VERIFIED:
             # A failed re-check never un-verifies a domain; it only moves the position on.
@@ -195,12 +234,33 @@ def apply_domain_event(row: DomainRow | None, event: Envelope[EventData]) -> Dom
     return row
 
 
+class DomainOwner(NamedTuple):
+    """What a domain row says about its name's owner key (`auth_cache.domain_owner_key`): `account_id` holds
+    the name from `position` on (`holds`), or gave it up at `position`."""
+
+    name: str
+    account_id: UUID
+    holds: bool
+    position: int
+
+
+def domain_owner_for(row: DomainRow) -> DomainOwner | None:
+    """The owner-key change a domain row stands for: a verified row holds its name; a released row that had
+    been verified gives it up; a pending row (or one released before it was ever verified) says nothing, so
+    releasing another account's pending registration never touches the verified owner's key."""
+    if row.status == STATUS_VERIFIED:
+        return DomainOwner(row.name, row.account_id, True, row.position)
+    if row.status == STATUS_RELEASED and row.verified_at is not None:
+        return DomainOwner(row.name, row.account_id, False, row.position)
+    return None
+
+
 # --- routing -----------------------------------------------------------------------------------
 # Exact classes (the event classes are final): `isinstance` against pydantic models goes through
 # ABCMeta.__instancecheck__, a measurable share of a batch's CPU. Same for the rules above.
 
 CREDENTIAL_EVENTS = frozenset({CredentialCreated, CredentialDeactivated})
-DOMAIN_EVENTS = frozenset({DomainRegistered, DomainVerified, DomainVerificationFailed})
+DOMAIN_EVENTS = frozenset({DomainRegistered, DomainVerified, DomainVerificationFailed, DomainReleased})
 CREATING_EVENTS = frozenset({CredentialCreated, DomainRegistered})
 
 

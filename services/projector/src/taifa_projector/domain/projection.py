@@ -17,14 +17,17 @@ from taifa_events import Envelope, EventData
 from taifa_projector.domain.model import (
     AuthEntry,
     CredentialRow,
+    DomainOwner,
     DomainRow,
     apply_credential_event,
     apply_domain_event,
     auth_entry_for,
     creates_stream,
+    domain_owner_for,
     is_credential_event,
     is_domain_event,
     newer_entry,
+    revocation_of,
 )
 
 Event = Envelope[EventData]
@@ -47,7 +50,6 @@ class Projection:
     # parked streams whose stored parked events were resolved (delete them) / newly parked events (store them)
     unparked_streams: set[UUID] = field(default_factory=set)
     newly_parked: dict[tuple[UUID, int], Event] = field(default_factory=dict)
-    revoked_usernames: list[str] = field(default_factory=list)
 
     def apply_all(self, events: Iterable[Event]) -> None:
         for event in events:
@@ -101,8 +103,30 @@ class Projection:
         if winner is not current:
             self.auth[entry.username] = winner
             self.changed_auth.add(entry.username)
-            if not winner.active:
-                self.revoked_usernames.append(winner.username)
+
+    def changed_owners(self) -> list[DomainOwner]:
+        """The owner-key changes of the domain rows this fold changed, in position order."""
+        return owners_of(self.domains[i] for i in self.changed_domains)
+
+
+def owners_of(rows: Iterable[DomainRow]) -> list[DomainOwner]:
+    """The owner-key changes `rows` stand for, in position order (the live batch and the cache rebuild from
+    the read model write them through the same position-guarded script, so both end in the same keys)."""
+    owners = [o for o in map(domain_owner_for, rows) if o is not None]
+    owners.sort(key=lambda o: o.position)
+    return owners
+
+
+def revocations(events: Iterable[Event]) -> list[tuple[str, UUID]]:
+    """(username, credential id) of every deactivation among `events` (a batch's newly applied events), in
+    position order, each once. Taken from the events, not from the batch's final cache entries: a
+    deactivation followed by a new credential for the same username in one batch must still be announced."""
+    found: dict[tuple[str, UUID], int] = {}
+    for event in events:
+        revoked = revocation_of(event)
+        if revoked is not None and revoked not in found:
+            found[revoked] = event.position
+    return sorted(found, key=found.__getitem__)
 
 
 def latest_auth_entries(events: Iterable[Event]) -> dict[str, AuthEntry]:

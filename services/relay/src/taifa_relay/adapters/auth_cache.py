@@ -212,17 +212,22 @@ class AuthCache:
         metrics.REDIS_WRITABLE.set(0)
 
     async def writable(self) -> bool:
-        """Readiness: Redis answers and accepts the writes the failure counters need."""
+        """Readiness: Redis answers and accepts the writes the failure counters need. Also learns the cache's
+        watermark, so that a relay with no logins still knows how far the cache had got before a restore
+        from an older snapshot (a lower value read here is ignored: the lookups refuse it)."""
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.incr(PROBE_KEY)
                 pipe.expire(PROBE_KEY, 60)
-                await pipe.execute()
+                pipe.get(WATERMARK_KEY)
+                _, _, watermark = await pipe.execute()
         except ResponseError as exc:
             self._write_refused(exc)
             return False
         except (RedisError, OSError):
             return False
+        if watermark is not None and watermark.isdigit():
+            self._highest_watermark = max(self._highest_watermark, int(watermark))
         if self._writes_refused:
             log.warning("Redis accepts the relay's writes again")
             self._writes_refused = False
