@@ -99,6 +99,9 @@ async def test_after_a_flush_the_rebuild_restores_epoch_and_watermark_from_the_r
         assert await side.cache.epoch() is not None
         assert not (await side.entry(domains[0].username)).active
         assert all([(await side.entry(d.username)).active for d in domains[1:]])
+        # A cache from before the watermark existed (an upgrade): it gets one, relays need it.
+        await side.redis.delete(auth_cache.WATERMARK_KEY)
+        await eventually(lambda: _watermark_is(side, 40), what="watermark set on a cache without one")
 
 
 async def _owner(side: ReadSide, name: str) -> str | None:

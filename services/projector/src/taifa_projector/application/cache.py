@@ -27,12 +27,17 @@ log = logging.getLogger(__name__)
 
 REASON_EPOCH_MISSING = "epoch_missing"
 REASON_BEHIND = "cache_behind_read_model"
+# A cache written before the watermark existed (an upgrade), or whose watermark was deleted: relays do not
+# trust a cache without one, so it is set from the read model (nothing else is wrong with the entries).
+REASON_WATERMARK_MISSING = "watermark_missing"
 
 
 async def cache_gap(store: ReadModelStore, cache: AuthCache, partitions: Iterable[TopicPartitionKey]) -> str | None:
     """Why the cache is incomplete for `partitions`, or None if it is complete."""
     if await cache.epoch() is None:
         return REASON_EPOCH_MISSING
+    if await cache.watermark() is None:
+        return REASON_WATERMARK_MISSING
     recorded = await store.load_offsets(list(partitions))
     seen = await cache.offsets()
     if any(seen.get(tp, -1) < offset for tp, offset in recorded.items()):
@@ -43,7 +48,7 @@ async def cache_gap(store: ReadModelStore, cache: AuthCache, partitions: Iterabl
 async def rebuild_cache(store: ReadModelStore, cache: AuthCache, chunk: int, reason: str) -> int:
     """Rewrite every entry from the read model (newer live writes win), then mark the cache complete."""
     started = time.monotonic()
-    if reason != REASON_EPOCH_MISSING:
+    if reason == REASON_BEHIND:
         # Stale entries (an old snapshot may hold credentials revoked since): unavailable until repaired.
         await cache.drop_epoch()
     snapshot = await store.auth_snapshot()
