@@ -17,6 +17,12 @@ BATCH_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 LAG = Gauge("taifa_projector_lag", "Records behind the partition's high-water mark.", ["topic", "partition"])
+LOG_GAP = Gauge(
+    "taifa_projector_log_gap",
+    "1 while a partition is stopped because its log starts after the offset this group recorded (events deleted "
+    "by retention before they were applied); the projector is not ready until rebuilt from the event store.",
+    ["topic", "partition"],
+)
 TRANSIENT_FAILURES = Counter(
     "taifa_projector_transient_failures_total", "Transient failures retried with back-off.", ["store"]
 )

@@ -3,7 +3,9 @@ producer, and a reader of whole topics for rebuilds.
 
 Offsets in PostgreSQL are the truth (they commit with the effects); offsets committed to Kafka only
 follow them, for lag tools. On every assignment the consumer seeks to the recorded offsets, or to the
-beginning when none are recorded or the log is shorter than recorded (a new or recreated topic).
+beginning when none are recorded or the log is shorter than recorded (a new or recreated topic). It
+never resets an offset by itself (`auto_offset_reset="none"`): a recorded offset below the log start is a
+retention gap, and the partition is paused and reported instead of skipped (`domain.log_positions`).
 """
 
 from __future__ import annotations
@@ -13,9 +15,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import OffsetOutOfRangeError
 from taifa_events import declared_type, signing, topics
 from taifa_events.signing import signature_of
 
+from taifa_projector.domain.log_positions import (
+    FromBeginning,
+    LogGap,
+    LogNotFromZero,
+    Position,
+    Resume,
+    on_assignment,
+    on_out_of_range,
+)
 from taifa_projector.domain.records import Record, TopicPartitionKey
 
 log = logging.getLogger(__name__)
@@ -28,6 +40,8 @@ DLQ_HEADER_OFFSET = "taifa-dlq-source-offset"
 DLQ_HEADER_ATTEMPTS = "taifa-dlq-attempts"
 
 LoadOffsets = Callable[[list[TopicPartitionKey]], Awaitable[dict[TopicPartitionKey, int]]]
+# The first offset each partition still holds (ListOffsets "earliest").
+LogStarts = Callable[[list[TopicPartition]], Awaitable[dict[TopicPartition, int]]]
 # A bootstrap "host:port" list, or the full client options (TLS/SASL) from Settings.kafka_client_options().
 KafkaConnection = str | Mapping[str, Any]
 
@@ -67,35 +81,115 @@ class KafkaDeadLetters:
 
 
 class SeekToRecordedOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
-    """On assignment, position each partition at the offset PostgreSQL recorded."""
+    """On assignment, position each partition at the offset PostgreSQL recorded, or stop it at a log gap.
 
-    def __init__(self, load_offsets: LoadOffsets, on_assigned: Callable[[], None]) -> None:
+    `log_starts` asks the broker where each partition's log starts (the consumer's `beginning_offsets`
+    unless given); `on_gap` hears of every partition stopped, `on_revoked` of every partition taken away.
+    """
+
+    def __init__(
+        self,
+        load_offsets: LoadOffsets,
+        on_assigned: Callable[[], None],
+        *,
+        on_gap: Callable[[LogGap], None],
+        on_revoked: Callable[[list[TopicPartitionKey]], None],
+        log_starts: LogStarts | None = None,
+    ) -> None:
         self.consumer: AIOKafkaConsumer | None = None
         self.load_offsets = load_offsets
         self.on_assigned = on_assigned
+        self.on_gap = on_gap
+        self.on_revoked = on_revoked
+        self._log_starts = log_starts
+
+    async def log_starts(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        if self._log_starts is not None:
+            return await self._log_starts(partitions)
+        assert self.consumer is not None
+        starts: dict[TopicPartition, int] = await self.consumer.beginning_offsets(partitions)
+        return starts
 
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
         log.info("partitions revoked: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked))
+        self.on_revoked([(tp.topic, tp.partition) for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
-        consumer = self.consumer
-        assert consumer is not None
         if not assigned:
             return
-        recorded = await self.load_offsets([(tp.topic, tp.partition) for tp in assigned])
-        fresh: list[TopicPartition] = []
-        for tp in assigned:
-            offset = recorded.get((tp.topic, tp.partition))
-            if offset is None:
-                fresh.append(tp)
-            else:
-                # An offset past the end of a recreated log is out of range: auto_offset_reset
-                # ("earliest") then replays it from the start, which the idempotent writes absorb.
-                consumer.seek(tp, offset)
-        if fresh:
-            await consumer.seek_to_beginning(*fresh)
+        await self.reposition(assigned)
         log.info("partitions assigned: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
         self.on_assigned()
+
+    async def reposition(self, partitions: Sequence[TopicPartition]) -> None:
+        """Position `partitions` from the offsets PostgreSQL recorded and where their logs start.
+
+        Also the answer to NoOffsetForPartitionError: the consumer's fetcher may look for a position of a
+        just-assigned partition while this listener is still reading PostgreSQL (it never picks one itself).
+        """
+        recorded = await self.load_offsets([(tp.topic, tp.partition) for tp in partitions])
+        starts = await self.log_starts(list(partitions))
+        # An offset past the end of a recreated log is out of range: the first fetch says so and
+        # `out_of_range` replays that partition from 0 (the idempotent writes absorb what was applied).
+        await self._position(
+            {tp: on_assignment((tp.topic, tp.partition), recorded.get((tp.topic, tp.partition)), starts.get(tp, 0))
+             for tp in partitions}
+        )  # fmt: skip
+
+    async def out_of_range(self, fetch_offsets: Mapping[TopicPartition, int]) -> None:
+        """A fetch was out of range (the consumer raised OffsetOutOfRangeError): a new log, or a gap."""
+        starts = await self.log_starts(list(fetch_offsets))
+        positions = {
+            tp: on_out_of_range((tp.topic, tp.partition), offset, starts.get(tp, 0))
+            for tp, offset in fetch_offsets.items()
+        }
+        for tp, position in positions.items():
+            if isinstance(position, FromBeginning):
+                log.warning(
+                    "%s[%d]: recorded offset %d is past the end of the log (a recreated topic, or a broker that "
+                    "lost its data): reading it again from offset 0",
+                    tp.topic, tp.partition, fetch_offsets[tp],
+                )  # fmt: skip
+        await self._position(positions)
+
+    async def past_end(self) -> None:
+        """Partitions positioned past their log's end: a new log even where the broker reports no error.
+
+        Kafka answers a fetch past the end with OFFSET_OUT_OF_RANGE; the local broker (Tansu) answers with
+        no records and the high-water mark. Every fetch response carries that mark, so a position above
+        it means the log is not the one the offset was recorded in.
+        """
+        consumer = self.consumer
+        assert consumer is not None
+        paused = consumer.paused()
+        beyond: dict[TopicPartition, int] = {}
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None or tp in paused:
+                continue
+            position = await consumer.position(tp)
+            if position > highwater:
+                beyond[tp] = position
+        if beyond:
+            await self.out_of_range(beyond)
+
+    async def _position(self, positions: Mapping[TopicPartition, Position]) -> None:
+        consumer = self.consumer
+        assert consumer is not None
+        fresh: list[TopicPartition] = []
+        for tp, position in positions.items():
+            if isinstance(position, Resume):
+                consumer.seek(tp, position.offset)
+            elif isinstance(position, FromBeginning):
+                fresh.append(tp)
+            else:
+                # Paused for good (while this instance owns it). The seek only gives the partition a valid
+                # position, so the consumer never looks for a committed offset; nothing is fetched from it.
+                consumer.seek(tp, position.log_start)
+                consumer.pause(tp)
+                self.on_gap(position)
+        if fresh:
+            await consumer.seek_to_beginning(*fresh)
 
 
 def make_consumer(
@@ -112,7 +206,7 @@ def make_consumer(
         **_client_options(kafka),
         group_id=group_id,
         enable_auto_commit=False,
-        auto_offset_reset="earliest",
+        auto_offset_reset="none",  # never skip: an out-of-range offset is decided by `out_of_range`
         session_timeout_ms=session_timeout_ms,
         heartbeat_interval_ms=max(100, session_timeout_ms // 3),
         max_poll_interval_ms=max_poll_interval_ms,
@@ -137,6 +231,23 @@ def to_record(message: object) -> Record:
     )
 
 
+async def log_starts(kafka: KafkaConnection, topic_names: Sequence[str]) -> dict[TopicPartitionKey, int]:
+    """The first offset each partition of `topic_names` still holds (0 unless records were deleted)."""
+    consumer = AIOKafkaConsumer(**_client_options(kafka), enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        await consumer.topics()  # loads the metadata of every topic
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topic_names
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        starts = await consumer.beginning_offsets(partitions) if partitions else {}
+        return {(tp.topic, tp.partition): offset for tp, offset in starts.items()}
+    finally:
+        await consumer.stop()
+
+
 async def read_topics_to_end(
     kafka: KafkaConnection, topic_names: Sequence[str], *, chunk: int = 10_000
 ) -> AsyncIterator[tuple[list[Record], dict[TopicPartitionKey, int], dict[TopicPartitionKey, int]]]:
@@ -144,10 +255,11 @@ async def read_topics_to_end(
 
     The end of a partition is the high-water mark of its first fetch response (the local broker's
     ListOffsets answer lags behind, the fetch high-water mark does not). Yields (records, positions so
-    far, ends known so far) so a caller can show progress.
+    far, ends known so far) so a caller can show progress. Raises `LogNotFromZero` if a partition does
+    not start at offset 0, or stops doing so while it is read (retention), before yielding its records.
     """
     consumer = AIOKafkaConsumer(
-        **_client_options(kafka), enable_auto_commit=False, auto_offset_reset="earliest", group_id=None,
+        **_client_options(kafka), enable_auto_commit=False, auto_offset_reset="none", group_id=None,
         max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
     )  # fmt: skip
     await consumer.start()
@@ -160,10 +272,17 @@ async def read_topics_to_end(
         ]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
+        starts = {(tp.topic, tp.partition): await consumer.position(tp) for tp in partitions}
+        if any(starts.values()):
+            raise LogNotFromZero(starts)
         ends: dict[TopicPartitionKey, int] = {}
         done: dict[TopicPartitionKey, int] = {(tp.topic, tp.partition): 0 for tp in partitions}
         while len(ends) < len(partitions) or any(done[key] < end for key, end in ends.items()):
-            batch = await consumer.getmany(timeout_ms=200, max_records=chunk)
+            try:
+                batch = await consumer.getmany(timeout_ms=200, max_records=chunk)
+            except OffsetOutOfRangeError as exc:
+                moved = await consumer.beginning_offsets(list(exc.args[0]))
+                raise LogNotFromZero({(tp.topic, tp.partition): start for tp, start in moved.items()}) from exc
             records: list[Record] = []
             for tp in partitions:
                 key = (tp.topic, tp.partition)

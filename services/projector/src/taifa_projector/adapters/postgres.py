@@ -2,7 +2,7 @@
 
 A live batch is applied in ONE transaction: record the event ids, lock and load the rows the batch
 touches, fold, write what changed (each write conditional on `position` once more), record the
-consumed offsets. A rebuild replaces every table in one transaction with COPY.
+consumed offsets. A rebuild fills new tables with COPY and swaps them in (`table_swap`), in one transaction.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from uuid import UUID
 import asyncpg
 from taifa_events import decode, envelope_to_json
 
+from taifa_projector.adapters import table_swap
 from taifa_projector.domain.model import (
     AuthEntry,
     CredentialRow,
@@ -35,7 +36,6 @@ CREDENTIAL_COLUMNS = CredentialRow._fields
 DOMAIN_COLUMNS = DomainRow._fields
 AUTH_COLUMNS = AuthEntry._fields
 
-PROCESSED_PKEY = "projector_processed_events_pkey"  # as migration 0001 names it
 READ_SIDE_TABLES = (
     "rm_smtp_credentials",
     "rm_domains",
@@ -77,6 +77,13 @@ RECORD_OFFSETS = (
     "INSERT INTO projector_offsets (group_id, topic, partition, next_offset) "
     "SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[]) "
     "ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()"
+)
+# Never lowers a recorded offset.
+RAISE_OFFSETS = (
+    "INSERT INTO projector_offsets AS o (group_id, topic, partition, next_offset) "
+    "SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[]) "
+    "ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now() "
+    "WHERE o.next_offset < EXCLUDED.next_offset"
 )
 
 
@@ -300,27 +307,29 @@ class ReadModelStore:
         projection: Projection,
         processed: Sequence[tuple[UUID, int]],
         offsets: dict[TopicPartitionKey, int] | None,
+        *,
+        offsets_at_least: dict[TopicPartitionKey, int] | None = None,
     ) -> None:
-        """Drop and refill the read side in one transaction (readers see the old or the new, never half)."""
+        """Replace the read side in one transaction: new tables filled beside the live ones, then swapped in.
+
+        Readers of the live tables wait only for the swap (`adapters.table_swap`), never for the load;
+        they see the old content or the new, never half. `offsets` (a Kafka rebuild) replace the group's
+        offsets; `offsets_at_least` (an event-store rebuild past a retention gap) only raise them.
+        """
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(f"TRUNCATE {', '.join(READ_SIDE_TABLES)}")
+            shadows = await table_swap.create_shadows(conn, READ_SIDE_TABLES)
             await conn.copy_records_to_table(
-                "rm_smtp_credentials", records=list(projection.credentials.values()),
+                shadows.name("rm_smtp_credentials"), records=list(projection.credentials.values()),
                 columns=CREDENTIAL_COLUMNS,
             )  # fmt: skip
             await conn.copy_records_to_table(
-                "rm_domains", records=list(projection.domains.values()), columns=DOMAIN_COLUMNS
+                shadows.name("rm_domains"), records=list(projection.domains.values()), columns=DOMAIN_COLUMNS
             )
             await conn.copy_records_to_table(
-                "projector_auth_entries", records=list(projection.auth.values()), columns=AUTH_COLUMNS
+                shadows.name("projector_auth_entries"), records=list(projection.auth.values()), columns=AUTH_COLUMNS
             )
-            # A primary key built once after the load is several times faster than one grown row by row.
-            await conn.execute(f"ALTER TABLE projector_processed_events DROP CONSTRAINT {PROCESSED_PKEY}")
             await conn.copy_records_to_table(
-                "projector_processed_events", records=list(processed), columns=("event_id", "position")
-            )
-            await conn.execute(
-                f"ALTER TABLE projector_processed_events ADD CONSTRAINT {PROCESSED_PKEY} PRIMARY KEY (event_id)"
+                shadows.name("projector_processed_events"), records=list(processed), columns=("event_id", "position")
             )
             parked = [
                 (stream, position, json.dumps(envelope_to_json(event)))
@@ -329,12 +338,23 @@ class ReadModelStore:
             ]
             if parked:
                 await conn.executemany(
-                    "INSERT INTO projector_parked_events (stream_id, position, envelope) VALUES ($1, $2, $3::jsonb)",
+                    f"INSERT INTO {shadows.name('projector_parked_events')} (stream_id, position, envelope) "  # noqa: S608
+                    "VALUES ($1, $2, $3::jsonb)",
                     parked,
                 )
+            # Indexes and constraints built once the rows are in: several times faster than grown row by row.
+            await table_swap.finish_shadows(conn, shadows)
+            # Row writes before the swap takes its table locks, so those are held for the swap alone.
             if offsets is not None:
                 await conn.execute("DELETE FROM projector_offsets WHERE group_id = $1", self.group_id)
                 await self._record_offsets(conn, offsets)
+            if offsets_at_least:
+                await self._raise_offsets(conn, offsets_at_least)
+            await table_swap.swap_in(conn, shadows)
+
+    async def _raise_offsets(self, conn: asyncpg.Connection, offsets: dict[TopicPartitionKey, int]) -> None:
+        topics_, partitions, values = zip(*((t, p, o) for (t, p), o in offsets.items()), strict=True)
+        await conn.execute(RAISE_OFFSETS, self.group_id, list(topics_), list(partitions), list(values))
 
     # --- inspection --------------------------------------------------------------------------
 

@@ -1,13 +1,16 @@
 """Drop and rebuild the read models and the auth cache from the event store or from Kafka offset 0.
 
 Events are folded in memory with the same rules as the live consumer, then written in one
-PostgreSQL transaction (COPY) and one pass over Redis. Run it with the projectors stopped: a live
-instance writing meanwhile would be overwritten by the TRUNCATE (the CLI enforces it with
-`adapters.read_side_lock`).
+PostgreSQL transaction (COPY into new tables swapped in at the end, so readers never wait for the
+load) and one pass over Redis. Run it with the projectors stopped: a live instance writing meanwhile
+would be overwritten by the swap (the CLI enforces it with `adapters.read_side_lock`).
 
 - from the event store: the offsets recorded for the group are kept, so a projector started
-  afterwards resumes where it was and finds the events it meets already applied;
-- from Kafka: the group's offsets become the end offsets the rebuild read up to. Every record's
+  afterwards resumes where it was and finds the events it meets already applied; an offset below its
+  partition's log start (a retention gap, `domain.log_positions`) is raised to the log start, since
+  every record Kafka held when the rebuild began is in the event store it replays;
+- from Kafka: refused unless every partition still starts at offset 0 (else the log no longer holds
+  the whole history); the group's offsets become the end offsets the rebuild read up to. Every record's
   signature is verified as the live consumer does: one that does not verify (unsigned, unknown key,
   wrong tag) is skipped and counted in `RebuildSummary.unverified`, never applied (the live
   projector dead-lettered it). The event store needs no signature: PostgreSQL is the log of record.
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID, uuid4
@@ -26,9 +29,10 @@ from taifa_events import InvalidEvent, decode
 from taifa_events.signing import Keyring, SignatureRefused
 
 from taifa_projector import heap, metrics
-from taifa_projector.adapters.kafka import KafkaConnection, read_topics_to_end
+from taifa_projector.adapters.kafka import KafkaConnection, log_starts, read_topics_to_end
 from taifa_projector.adapters.postgres import ReadModelStore
 from taifa_projector.adapters.redis_cache import AuthCache
+from taifa_projector.domain.log_positions import LogNotFromZero
 from taifa_projector.domain.model import quarantined
 from taifa_projector.domain.projection import Projection, owners_of
 from taifa_projector.domain.records import TopicPartitionKey
@@ -39,6 +43,8 @@ EVENT_STORE_CHUNK = 20_000
 
 # Progress callback: (phase, done, total).
 Progress = Callable[[str, int, int], None]
+# Where each partition of the topics starts (adapters.kafka.log_starts; tests may report a trimmed log).
+LogStarts = Callable[[KafkaConnection, Sequence[str]], Awaitable[dict[TopicPartitionKey, int]]]
 
 # Each row as the envelope JSON `taifa_events.decode` reads, built by PostgreSQL (its CPU, not ours):
 # decoding it is then one pass in pydantic-core instead of asyncpg's jsonb decode, a dict and a validation.
@@ -102,6 +108,7 @@ async def _write(
     summary: RebuildSummary,
     chunk: int,
     progress: Progress,
+    offsets_at_least: dict[TopicPartitionKey, int] | None = None,
 ) -> RebuildSummary:
     projection = folder.projection
     # Credentials whose deactivation the live projector could not apply stay revoked (quarantine).
@@ -111,7 +118,7 @@ async def _write(
     async def write_postgres() -> None:
         started = time.monotonic()
         progress("read models", 0, 1)
-        await store.replace_all(projection, list(folder.processed.items()), offsets)
+        await store.replace_all(projection, list(folder.processed.items()), offsets, offsets_at_least=offsets_at_least)
         progress("read models", 1, 1)
         summary.phases["postgres"] = time.monotonic() - started
 
@@ -142,15 +149,28 @@ async def _write(
 
 
 async def rebuild_from_event_store(
-    store: ReadModelStore, cache: AuthCache, *, chunk: int = 5000, progress: Progress = _no_progress
+    store: ReadModelStore,
+    cache: AuthCache,
+    *,
+    chunk: int = 5000,
+    progress: Progress = _no_progress,
+    log_starts_before: dict[TopicPartitionKey, int] | None = None,
 ) -> RebuildSummary:
-    """Replay `event_store` in position order (one consistent snapshot)."""
+    """Replay `event_store` in position order (one consistent snapshot).
+
+    `log_starts_before`: each partition's log start, read BEFORE this call (so every record below it is
+    older than the snapshot); the group's offsets below them are raised to them.
+    """
     with heap.growing_heap():
-        return await _rebuild_from_event_store(store, cache, chunk, progress)
+        return await _rebuild_from_event_store(store, cache, chunk, progress, log_starts_before)
 
 
 async def _rebuild_from_event_store(
-    store: ReadModelStore, cache: AuthCache, chunk: int, progress: Progress
+    store: ReadModelStore,
+    cache: AuthCache,
+    chunk: int,
+    progress: Progress,
+    log_starts_before: dict[TopicPartitionKey, int] | None,
 ) -> RebuildSummary:
     began = time.monotonic()
     summary = RebuildSummary(SOURCE_EVENT_STORE)
@@ -172,7 +192,8 @@ async def _rebuild_from_event_store(
             progress("events", done, total)
             rows = await next_page
     summary.phases["read"] = time.monotonic() - began
-    await _write(store, cache, folder, None, summary, chunk, progress)
+    trimmed = {tp: start for tp, start in (log_starts_before or {}).items() if start > 0}
+    await _write(store, cache, folder, None, summary, chunk, progress, offsets_at_least=trimmed)
     summary.seconds = time.monotonic() - began
     return summary
 
@@ -186,8 +207,15 @@ async def rebuild_from_kafka(
     keyring: Keyring,
     chunk: int = 5000,
     progress: Progress = _no_progress,
+    starts: LogStarts = log_starts,
 ) -> RebuildSummary:
-    """Replay the topics from offset 0 up to their end offsets at the start, verified with `keyring`."""
+    """Replay the topics from offset 0 up to their end offsets at the start, verified with `keyring`.
+
+    Raises `LogNotFromZero`, before anything is written, when a partition no longer starts at offset 0.
+    """
+    trimmed = {tp: start for tp, start in (await starts(kafka, topic_names)).items() if start > 0}
+    if trimmed:
+        raise LogNotFromZero(trimmed)
     with heap.growing_heap():
         return await _rebuild_from_kafka(store, cache, kafka, topic_names, keyring, chunk, progress)
 

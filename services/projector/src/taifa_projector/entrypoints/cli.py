@@ -17,11 +17,14 @@ from rich.table import Table
 from taifa_events.signing import InvalidKeyring, Keyring
 from taifa_runtime import loop as runtime_loop
 
+from taifa_projector.adapters.kafka import log_starts
 from taifa_projector.adapters.postgres import ReadModelStore, create_pool
 from taifa_projector.adapters.read_side_lock import ReadSideLock
 from taifa_projector.adapters.redis_cache import AuthCache
 from taifa_projector.application.checksum import read_side_checksums
 from taifa_projector.application.rebuild import RebuildSummary, rebuild_from_event_store, rebuild_from_kafka
+from taifa_projector.domain.log_positions import LogNotFromZero
+from taifa_projector.domain.records import TopicPartitionKey
 from taifa_projector.entrypoints import service
 from taifa_projector.settings import Settings
 
@@ -85,6 +88,24 @@ async def _with_stores(settings: Settings):  # type: ignore[no-untyped-def]
     )
 
 
+async def _log_starts_before_event_store_rebuild(settings: Settings) -> dict[TopicPartitionKey, int] | None:
+    """Where each partition's log starts, read before the event store (offsets of a gap are raised to them).
+
+    Without Kafka the rebuild still runs and keeps the offsets as they are: a projector that finds a
+    gap then stops again and says so, so this is a warning, not a refusal.
+    """
+    try:
+        return await asyncio.wait_for(log_starts(settings.kafka_client_options(), settings.projector_topics), 60)
+    except Exception as exc:  # noqa: BLE001 - any Kafka failure: warn, rebuild anyway
+        console.print(
+            f"warning: could not read where the Kafka logs start ({type(exc).__name__}); the recorded offsets are "
+            "kept as they are, so a projector that finds a retention gap will stop again",
+            markup=False,
+            style="yellow",
+        )
+        return None
+
+
 @app.command()
 def rebuild(
     source: Annotated[Source, typer.Option("--from", help="Replay from Kafka offset 0 or from the event store.")],
@@ -113,9 +134,11 @@ def rebuild(
                     bar.update(tasks[phase], completed=done, total=max(total, 1))
 
                 if source is Source.event_store:
+                    starts = await _log_starts_before_event_store_rebuild(settings)
                     summary = await rebuild_from_event_store(
-                        store, cache, chunk=settings.projector_cache_chunk, progress=progress
-                    )
+                        store, cache, chunk=settings.projector_cache_chunk, progress=progress,
+                        log_starts_before=starts,
+                    )  # fmt: skip
                 else:
                     summary = await rebuild_from_kafka(
                         store, cache, settings.kafka_client_options(), settings.projector_topics,
@@ -123,6 +146,9 @@ def rebuild(
                         chunk=settings.projector_cache_chunk, progress=progress,
                     )  # fmt: skip
             return summary
+        except LogNotFromZero as exc:
+            console.print(f"taifa-projector rebuild: {exc}", markup=False, style="red")
+            raise typer.Exit(1) from None
         finally:
             await client.aclose()
             await pool.close()

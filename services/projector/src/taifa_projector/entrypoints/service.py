@@ -12,10 +12,11 @@ import contextlib
 import logging
 import time
 from collections import deque
+from typing import Any
 
 import redis.asyncio as aioredis
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
 from taifa_runtime.health import HealthServer
 
 from taifa_projector import heap, metrics
@@ -31,6 +32,7 @@ from taifa_projector.adapters.read_side_lock import ReadSideLock
 from taifa_projector.adapters.redis_cache import AuthCache
 from taifa_projector.application.batches import BatchApplier, BatchReport, DecodedBatch
 from taifa_projector.application.cache import CacheGuard
+from taifa_projector.application.log_gaps import LogGaps
 from taifa_projector.application.pruning import ProcessedPruner
 from taifa_projector.application.retry import retry_transient
 from taifa_projector.domain.records import TopicPartitionKey
@@ -49,6 +51,7 @@ class Projector:
         self.totals = BatchReport()
         self._started = False
         self.health: HealthServer | None = None
+        self.log_gaps = LogGaps()
 
     async def start(self) -> None:
         s = self.settings
@@ -85,7 +88,13 @@ class Projector:
             retry_max=s.projector_retry_max_seconds,
             publish_applied=s.projector_publish_applied,
         )
-        listener = SeekToRecordedOffsets(self._load_offsets, self.guard.request_check)
+        self.listener = SeekToRecordedOffsets(
+            self._load_offsets,
+            self.guard.request_check,
+            on_gap=self.log_gaps.found,
+            on_revoked=self.log_gaps.released,
+            log_starts=self._log_starts,
+        )
         self.consumer = make_consumer(
             s.kafka_client_options(),
             s.projector_topics,
@@ -93,7 +102,7 @@ class Projector:
             batch_size=s.projector_batch_size,
             session_timeout_ms=s.projector_session_timeout_ms,
             max_poll_interval_ms=s.projector_max_poll_interval_ms,
-            listener=listener,
+            listener=self.listener,
         )
         await self.consumer.start()
         if self.with_health:
@@ -126,9 +135,14 @@ class Projector:
             maximum=self.settings.projector_retry_max_seconds,
         )
 
+    async def _log_starts(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Where each partition's log starts (the broker's ListOffsets "earliest")."""
+        starts: dict[TopicPartition, int] = await self.consumer.beginning_offsets(partitions)
+        return starts
+
     async def ready(self) -> bool:
-        """Ready when consuming and both stores answer."""
-        if not self._started:
+        """Ready when consuming, no partition stopped at a log gap, and both stores answer."""
+        if not self._started or self.log_gaps:
             return False
         async with self.pool.acquire(timeout=1) as conn:
             await conn.fetchval("SELECT 1")
@@ -143,15 +157,12 @@ class Projector:
         Batches are applied strictly one after another; the next batch is polled and decoded while the
         previous one waits on PostgreSQL and Redis (decoding has no effects).
         """
-        s = self.settings
         in_flight: asyncio.Task[BatchReport] | None = None
         try:
             while not stop.is_set():
                 if in_flight is None:
                     await self._between_batches()
-                polled = await self.consumer.getmany(
-                    timeout_ms=s.projector_poll_timeout_ms, max_records=s.projector_batch_size
-                )
+                polled = await self._poll()
                 records = [to_record(m) for messages in polled.values() for m in messages]
                 decoded = self.applier.decode(records) if records else None
                 if in_flight is not None:
@@ -164,11 +175,32 @@ class Projector:
             if in_flight is not None:
                 await self._finish(in_flight)
 
+    async def _poll(self) -> dict[TopicPartition, list[Any]]:
+        """One poll. A partition out of range (a new log, or a gap) or not positioned yet (fetched before
+        the rebalance listener sought it) is positioned again from PostgreSQL and the log start: never skipped."""
+        s = self.settings
+        try:
+            polled: dict[TopicPartition, list[Any]] = await self.consumer.getmany(
+                timeout_ms=s.projector_poll_timeout_ms, max_records=s.projector_batch_size
+            )
+            return polled
+        except OffsetOutOfRangeError as exc:
+            positioning = self.listener.out_of_range(exc.args[0])
+        except NoOffsetForPartitionError as exc:
+            positioning = self.listener.reposition([exc.args[0]])
+        try:
+            await positioning
+        except KafkaError as exc:  # the partition stays unpositioned: the next poll raises again and retries
+            log.warning("could not ask Kafka where a log starts (%s); trying again", type(exc).__name__)
+        return {}
+
     async def _between_batches(self) -> None:
         """With no batch in flight: hold the read side again if its connection was lost (a database
-        restart), check the auth cache, prune old processed-event ids (each at its own interval)."""
+        restart), notice a partition positioned past the end of a new log, check the auth cache, prune old
+        processed-event ids (each at its own interval)."""
         if not self.read_side.held:
             await self._hold_read_side()
+        await self.listener.past_end()
         await self.guard.maybe_check(self.assigned())
         await self.pruner.maybe_prune(self.totals.highest_position)
 
@@ -205,6 +237,7 @@ class Projector:
 
     async def close(self) -> None:
         self._started = False
+        self.log_gaps.released(list(self.log_gaps.gaps))  # it owns no partition any more
         if self.health is not None:
             await self.health.stop()
         for name, method in (
