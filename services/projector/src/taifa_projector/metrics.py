@@ -43,3 +43,7 @@ CREDENTIALS_QUARANTINED = Counter(
     "taifa_projector_credentials_quarantined_total",
     "Credentials revoked because their deactivation could not be applied to the read model (dead-lettered).",
 )
+CACHE_REGRESSIONS = Counter(
+    "taifa_projector_cache_watermark_regressions_total",
+    "Batches that found the auth cache's watermark below one this instance had seen (Redis went back in time).",
+)

@@ -67,13 +67,23 @@ end
 return 1
 """
 
-# KEYS[1] = a number kept as a string (the watermark); ARGV[1] = a candidate. Only ever raised.
-RAISE_NUMBER = """
+# KEYS[1] = the watermark, KEYS[2] = the epoch; ARGV[1] = a candidate, ARGV[2] = the highest watermark this
+# writer has seen (0: none, no check). Only ever raised. A watermark below what this writer has seen means
+# Redis went back in time (restarted from an older snapshot): raising it would make relays trust stale
+# entries again, so the epoch is deleted instead (relays: unavailable; the guard rebuilds) and -1 returned.
+# Otherwise returns the watermark after the call (the writer remembers the highest).
+RAISE_WATERMARK = """
 local current = redis.call('GET', KEYS[1])
+local seen = tonumber(ARGV[2])
+if seen > 0 and ((not current) or tonumber(current) < seen) then
+  redis.call('DEL', KEYS[2])
+  return -1
+end
 if (not current) or tonumber(current) < tonumber(ARGV[1]) then
   redis.call('SET', KEYS[1], ARGV[1])
+  return tonumber(ARGV[1])
 end
-return 1
+return tonumber(current)
 """
 
 # KEYS = (owner key, owner position key) pairs; ARGV[1] = a JSON array with, per pair, [account id, holds
@@ -162,7 +172,9 @@ class AuthCache:
         self.applied_ttl = applied_ttl
         self._write_if_newer = client.register_script(WRITE_IF_NEWER)
         self._raise_offsets = client.register_script(RAISE_OFFSETS)
-        self._raise_number = client.register_script(RAISE_NUMBER)
+        self._raise_watermark = client.register_script(RAISE_WATERMARK)
+        # The highest watermark this instance has written or read back: a lower one later is a regression.
+        self.highest_watermark = 0
         self._write_owners = client.register_script(WRITE_OWNERS)
         self._signal_applied = client.register_script(SIGNAL_APPLIED)
 
@@ -184,9 +196,12 @@ class AuthCache:
         pipe.scripts.add(self._write_owners)  # type: ignore[arg-type]  # redis-py types the set as sync Scripts
         pipe.evalsha(self._write_owners.sha, len(keys), *keys, values)
 
-    def _queue_watermark(self, pipe: aioredis.client.Pipeline, position: int) -> None:
-        pipe.scripts.add(self._raise_number)  # type: ignore[arg-type]  # redis-py types the set as sync Scripts
-        pipe.evalsha(self._raise_number.sha, 1, auth_cache.WATERMARK_KEY, position)
+    def _queue_watermark(self, pipe: aioredis.client.Pipeline, position: int, seen: int) -> int:
+        """Queue the raise; returns the index of its result in the pipeline's results."""
+        index = len(pipe.command_stack)
+        pipe.scripts.add(self._raise_watermark)  # type: ignore[arg-type]  # redis-py types the set as sync Scripts
+        pipe.evalsha(self._raise_watermark.sha, 2, auth_cache.WATERMARK_KEY, auth_cache.EPOCH_KEY, position, seen)
+        return index
 
     def _queue_offsets(self, pipe: aioredis.client.Pipeline, offsets: dict[TopicPartitionKey, int]) -> None:
         if offsets:
@@ -205,14 +220,17 @@ class AuthCache:
         *,
         owners: Sequence[DomainOwner] = (),
         watermark: int = 0,
-    ) -> None:
+    ) -> bool:
         """One MULTI/EXEC: entries and owners (if newer), the watermark (raised to `watermark`, never lowered),
-        cache offsets, revocations, then the read-your-writes signal."""
+        cache offsets, revocations, then the read-your-writes signal. Returns False when the watermark had gone
+        back below one this instance saw (Redis restored from an older snapshot): the epoch is then deleted in
+        the same transaction, and the watermark not raised."""
+        index = None
         async with self.client.pipeline(transaction=True) as pipe:
             self._queue_entries(pipe, list(entries))
             self._queue_owners(pipe, owners)
             if watermark > 0:
-                self._queue_watermark(pipe, watermark)
+                index = self._queue_watermark(pipe, watermark, self.highest_watermark)
             self._queue_offsets(pipe, offsets)
             for username, credential_id in revocations:
                 pipe.publish(auth_cache.REVOCATIONS_CHANNEL, auth_cache.revocation_message(username, credential_id))
@@ -223,7 +241,12 @@ class AuthCache:
                     self._signal_applied.sha, 0, auth_cache.APPLIED_KEY_PREFIX, self.applied_ttl,
                     auth_cache.APPLIED_CHANNEL, ",".join(map(str, applied)),
                 )  # fmt: skip
-            await pipe.execute()
+            results = await pipe.execute()
+        if index is None:
+            return True
+        after = int(results[index])
+        self.highest_watermark = max(self.highest_watermark, after)
+        return after >= 0
 
     async def load_entries(self, entries: Sequence[AuthEntry], chunk: int) -> None:
         """Write many entries (compare-on-position) in chunks: cache rebuilds."""
@@ -252,10 +275,11 @@ class AuthCache:
                 await pipe.execute()
 
     async def raise_watermark(self, position: int) -> None:
-        """Raise the watermark to `position` (creating it when missing); never lowers it."""
+        """Raise the watermark to `position` (creating it when missing); never lowers it (rebuilds)."""
         async with self.client.pipeline(transaction=False) as pipe:
-            self._queue_watermark(pipe, position)
-            await pipe.execute()
+            self._queue_watermark(pipe, position, 0)
+            (after,) = await pipe.execute()
+        self.highest_watermark = max(self.highest_watermark, int(after))
 
     async def watermark(self) -> int | None:
         value = await self.client.get(auth_cache.WATERMARK_KEY)

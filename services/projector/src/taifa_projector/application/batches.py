@@ -229,12 +229,19 @@ class BatchApplier:
         """One Redis transaction for the batch; if Redis refuses it (not unreachable: that is retried), fail
         closed: delete those entries and the epoch, announce the revocations, and let the guard rebuild."""
         try:
-            await retry_transient(
+            current = await retry_transient(
                 lambda: self.cache.write_batch(entries, offsets, applied, revoked, owners=owners, watermark=watermark),
                 store="redis",
                 initial=self.retry_initial,
                 maximum=self.retry_max,
             )
+            if not current:
+                metrics.CACHE_REGRESSIONS.inc()
+                log.error(
+                    "the auth cache's watermark went back below %d (Redis restored from an older snapshot?): "
+                    "epoch deleted, relays refuse it until it is rebuilt",
+                    self.cache.highest_watermark,
+                )
         except Exception as exc:  # noqa: BLE001 - retry_transient only lets deterministic failures through
             metrics.CACHE_WRITE_REFUSED.labels(error_name(exc)).inc()
             log.error(
