@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -195,3 +196,24 @@ async def test_rebuild_from_kafka_is_refused_before_any_change_when_a_partition_
         assert f"{domains_partition[0]}[2] starts at offset 7" in message and "--from event-store" in message
         assert summary.events == 3
         assert await side.checksums() == before
+
+
+def test_the_rebuild_command_refuses_a_trimmed_log_in_one_message_and_exit_1_without_a_traceback(
+    isolated, monkeypatch
+) -> None:
+    from taifa_projector.entrypoints import cli
+    from typer.testing import CliRunner
+
+    partition = (isolated.topic_names[topics.DOMAINS], 1)
+
+    async def trimmed_starts(kafka, topic_names) -> dict[TopicPartitionKey, int]:
+        return {**await log_starts(kafka, topic_names), partition: 42}
+
+    monkeypatch.setattr(cli, "rebuild_from_kafka", functools.partial(rebuild_from_kafka, starts=trimmed_starts))
+    for name, value in isolated.env().items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(cli.app, ["rebuild", "--from", "kafka"])
+    said = " ".join((result.output + result.stderr).split())
+    assert result.exit_code == 1, said
+    assert f"{partition[0]}[1] starts at offset 42" in said and "rebuild with `--from event-store`" in said
+    assert "Traceback" not in said and isinstance(result.exception, SystemExit)  # a refusal, not a crash

@@ -21,6 +21,7 @@ from taifa_projector.adapters.kafka import log_starts
 from taifa_projector.adapters.postgres import ReadModelStore, create_pool
 from taifa_projector.adapters.read_side_lock import ReadSideLock
 from taifa_projector.adapters.redis_cache import AuthCache
+from taifa_projector.adapters.table_swap import SwapTimedOut
 from taifa_projector.application.checksum import read_side_checksums
 from taifa_projector.application.rebuild import RebuildSummary, rebuild_from_event_store, rebuild_from_kafka
 from taifa_projector.domain.log_positions import LogNotFromZero
@@ -146,7 +147,7 @@ def rebuild(
                         chunk=settings.projector_cache_chunk, progress=progress,
                     )  # fmt: skip
             return summary
-        except LogNotFromZero as exc:
+        except (LogNotFromZero, SwapTimedOut) as exc:  # nothing was changed: say why, no traceback
             console.print(f"taifa-projector rebuild: {exc}", markup=False, style="red")
             raise typer.Exit(1) from None
         finally:
