@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tests.integration.relay.support import Certs, Credential
 
+
 class Raw:
     """A byte-level SMTP client for what smtplib refuses to send (pipelining, bare CR/LF, injections)."""
 
