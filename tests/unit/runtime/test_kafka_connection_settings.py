@@ -19,8 +19,10 @@ def test_sasl_ssl_gives_a_verifying_tls_context_and_scram_credentials(tmp_path) 
     ca_file = tmp_path / "ca.pem"
     trustme.CA().cert_pem.write_to_path(str(ca_file))
     settings = KafkaConnectionSettings(
-        kafka_security_protocol="SASL_SSL", kafka_sasl_username="taifa-projector",
-        kafka_sasl_password="s3cret-from-a-secret", kafka_ca_file=ca_file,
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_username="taifa-projector",
+        kafka_sasl_password="s3cret-from-a-secret",
+        kafka_ca_file=ca_file,
     )
     options = settings.kafka_client_options()
     assert options["security_protocol"] == "SASL_SSL"

@@ -1,14 +1,16 @@
 """Versioned schema migrations with Alembic over asyncpg, one history and version table per owning service.
 
-A service keeps its revisions in its own script directory and calls `upgrade(database_url, that_dir,
-its_version_table)`; the directory's `env.py` is the two lines `from taifa_runtime.migrations import
-run_env` / `run_env()`.
+A service keeps its revisions in a `migrations/` script directory next to one module, which declares
+`MIGRATIONS = Migrations.beside(__file__, "alembic_version_<service>")`; the directory's `env.py` is the two
+lines `from taifa_runtime.migrations import run_env` / `run_env()`.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -47,6 +49,23 @@ def alembic_config(database_url: str, script_location: str, version_table: str) 
 def upgrade(database_url: str, script_location: str, version_table: str, revision: str = "head") -> None:
     """Bring the schema to `revision` (blocking; runs its own event loop, so call it outside one)."""
     command.upgrade(alembic_config(database_url, script_location, version_table), revision)
+
+
+@dataclass(frozen=True)
+class Migrations:
+    """One service's migration history: its script directory and the version table that records its head."""
+
+    script_location: str
+    version_table: str
+
+    @classmethod
+    def beside(cls, module_file: str, version_table: str) -> Migrations:
+        """The `migrations/` script directory next to `module_file` (a module's `__file__`)."""
+        return cls(str(Path(module_file).with_name("migrations")), version_table)
+
+    def upgrade(self, database_url: str, revision: str = "head") -> None:
+        """Bring the schema to `revision` (blocking; runs its own event loop, so call it outside one)."""
+        upgrade(database_url, self.script_location, self.version_table, revision)
 
 
 def run_env() -> None:
