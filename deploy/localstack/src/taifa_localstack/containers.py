@@ -1,4 +1,4 @@
-"""The same services as `services.py`, in Docker containers via testcontainers (TAIFA_TEST_SERVICES=containers).
+"""The infrastructure of `infrastructure.py` in Docker containers via testcontainers (TAIFA_TEST_SERVICES=containers).
 
 For developers with a Docker engine; the default (and CI) runs local processes. Needs the `containers` extra.
 """

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from taifa_localstack.devcerts import DevCertificates, make_dev_certificates
-from taifa_localstack.process import ManagedProcess, ServiceFailed, free_port
-from taifa_localstack.services import ServiceProcess, run_once
+from taifa_localstack.process import ManagedProcess, ServiceFailed, ServiceProcess, free_port, run_once
 from taifa_localstack.stack import Stack
 
 DEMO_ACCOUNT_NAME = "Taifa demo"

@@ -1,4 +1,7 @@
-"""A child process in its own process group, with a log file, a readiness deadline and a clean stop."""
+"""A child process in its own process group, with a log file, a readiness deadline and a clean stop.
+
+`ServiceProcess` runs one of our services that way, `run_once` a one-shot command such as a `migrate`.
+"""
 
 from __future__ import annotations
 
@@ -138,3 +141,46 @@ def wait_until(
         time.sleep(interval)
         interval = min(interval * 1.5, 0.5)
     raise (on_fail or ServiceFailed)(f"not {what} within {timeout:.0f}s{last_error}")
+
+
+class ServiceProcess(ManagedProcess):
+    """One of our own services (or any command) started with extra environment, ready when `ready_url` answers 200."""
+
+    def __init__(
+        self,
+        name: str,
+        command: Sequence[str],
+        workdir: Path,
+        *,
+        env: dict[str, str] | None = None,
+        ready_url: str | None = None,
+    ) -> None:
+        self.name = name
+        super().__init__(workdir)
+        self._command = list(command)
+        self._env = {**os.environ, **(env or {})}
+        self.ready_url = ready_url
+
+    def command(self) -> Sequence[str]:
+        return self._command
+
+    def env(self) -> dict[str, str] | None:
+        return self._env
+
+    def ready(self) -> bool:
+        if self.ready_url is None:
+            return self.running()
+        import urllib.request
+
+        with urllib.request.urlopen(self.ready_url, timeout=1) as response:  # noqa: S310 - loopback URL we built
+            return bool(response.status == 200)
+
+
+def run_once(command: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 120) -> str:
+    """Run a one-shot command (e.g. a `migrate`) with extra environment; its output goes into the error if it fails."""
+    result = subprocess.run(
+        list(command), env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if result.returncode != 0:
+        raise ServiceFailed(f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result.stdout

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from taifa_events import topics
 
+from taifa_localstack.infrastructure import Postgres, Redis, Tansu, create_topics
 from taifa_localstack.process import ManagedProcess
-from taifa_localstack.services import Postgres, Redis, Tansu, create_topics
 from taifa_localstack.signing_keys import event_signing_env
 
 # The partition counts of deploy/k8s/base/kafka/topics.yaml (a deploy test keeps them equal): with 3 domain
