@@ -100,12 +100,12 @@ bench-relay: setup
 bench-projector: setup
 	$(BIN)/python bench/projector/bench_projector.py $(if $(QUICK),--quick)
 
-# The projector's crash test at chaos size (TESTING.md E1): KILLS SIGKILLs while EVENTS events flow.
+# The projector's crash test at chaos size (case E1 of docs/testing.md): KILLS SIGKILLs while EVENTS events flow.
 chaos-projector: setup
 	TAIFA_PROJECTOR_CHAOS_KILLS=$(or $(KILLS),100) TAIFA_PROJECTOR_CHAOS_EVENTS=$(or $(EVENTS),10000) \
 		$(BIN)/pytest tests/integration/projector/test_projector_crash.py -q -s -o timeout=3600
 
-# TESTING.md C8 at full size: the relay's dialogue fuzz, over a million commands (about 20 minutes here).
+# Case C8 of docs/testing.md at full size: the relay's dialogue fuzz, over a million commands (about 20 minutes here).
 .PHONY: fuzz-relay
 fuzz-relay: setup
 	TAIFA_RELAY_FUZZ_EXAMPLES=$(or $(EXAMPLES),30000) TAIFA_RELAY_FUZZ_STEPS=$(or $(STEPS),50) \

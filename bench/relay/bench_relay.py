@@ -4,7 +4,7 @@ Scenarios (20 concurrent connections, STARTTLS + AUTH PLAIN on the submission po
   (a) one 2 KB message per connection;  (b) 50 messages of 10 KB per connection.
 For each: messages/s, p50/p99 latency, server CPU seconds and CPU ms per message (relay + its upstream
 mail sink together, against the bare server alone), and the ratio relay/bare. Then the server-side CPU
-cost of one AUTH, and TESTING.md A11 in full (1,000 AUTHs each for unknown user, wrong secret, revoked).
+cost of one AUTH, and case A11 of docs/testing.md in full (1,000 AUTHs each for unknown user, wrong secret, revoked).
 Everything runs on real processes: Redis, the mail sink, `taifa-relay run`, the bare server.
 """
 

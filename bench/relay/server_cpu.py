@@ -1,5 +1,5 @@
 """Server-side figures for `make bench-relay`: process CPU from /proc, the CPU cost of one AUTH, and the
-TESTING.md A11 timing comparison (unknown user / wrong secret / revoked credential)."""
+case A11 (docs/testing.md) timing comparison (unknown user / wrong secret / revoked credential)."""
 
 from __future__ import annotations
 

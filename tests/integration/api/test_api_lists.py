@@ -1,5 +1,5 @@
 # ruff: noqa: S608 - table and column names are constants of this module; values are bind parameters.
-"""Bounded lists (CONTRACT.md §1 "Lists"): keyset pages with `limit`, an opaque `cursor` and `Link: rel="next"`.
+"""Bounded lists (docs/api.md, "Paging"): keyset pages with `limit`, an opaque `cursor` and `Link: rel="next"`.
 
 The read-model rows are written straight into the projector's tables (the real schema, made by its own
 migration): this module tests the API's paging, not the projection, and 250 items take milliseconds.

@@ -1,6 +1,7 @@
 """Failed-AUTH throttling per (client address, username) with a low threshold and per client address with a much
-higher one (contract §4): one stale credential on a shared address never locks out the other credentials used
-from it, nothing locks a username out from other addresses, and credential stuffing from one address is stopped."""
+higher one (docs/api.md, "Reply codes"): one stale credential on a shared address never locks out the other
+credentials used from it, nothing locks a username out from other addresses, and credential stuffing from one
+address is stopped."""
 
 from __future__ import annotations
 

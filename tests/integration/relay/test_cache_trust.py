@@ -1,4 +1,4 @@
-"""When the auth cache cannot be trusted, and when Redis refuses the relay's writes: TESTING.md A13 after a Redis
+"""When the auth cache cannot be trusted, and when Redis refuses the relay's writes: case A13 after a Redis
 restart from an old snapshot (a revoked credential never logs in again), a flushed cache (valid users get 454 and
 retry, not 535), and the Redis ACL the relay needs (a read-only user makes it loudly not ready)."""
 

@@ -1,4 +1,5 @@
-"""CONTRACT.md §4, row by row, through Python smtplib on both ports with AUTH PLAIN and LOGIN."""
+"""The reply table of docs/api.md ("Reply codes"), row by row, through Python smtplib on both ports with AUTH
+PLAIN and LOGIN."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TESTING.md C8: a Hypothesis state machine drives random SMTP dialogues at a live relay.
+"""Case C8 of docs/testing.md: a Hypothesis state machine drives random SMTP dialogues at a live relay.
 
 Invariants: every reply is well formed, no exception text leaks, no MAIL is accepted before AUTH,
 no AUTH succeeds before TLS, the relay keeps serving, and once every dialogue is closed the relay tracks

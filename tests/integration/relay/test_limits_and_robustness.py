@@ -1,5 +1,5 @@
-"""TESTING.md C1-C7 and C9: line length, size, recipients, timeouts, error tarpit, concurrency and rate caps,
-and the swaks end-to-end matrix. Limits are configured small so that the tests are fast."""
+"""Cases C1-C7 and C9 of docs/testing.md: line length, size, recipients, timeouts, error tarpit, concurrency and
+rate caps, and the swaks end-to-end matrix. Limits are configured small so that the tests are fast."""
 
 from __future__ import annotations
 

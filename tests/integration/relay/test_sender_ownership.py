@@ -1,4 +1,4 @@
-"""Tenant isolation of subdomains (contract §4: a subdomain another account has verified is that account's) and
+"""Tenant isolation of subdomains (docs/api.md: a subdomain another account has verified is that account's) and
 the header From read the way any RFC 5322 reader would, through a running relay, a real Redis and the sink."""
 
 from __future__ import annotations

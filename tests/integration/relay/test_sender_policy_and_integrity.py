@@ -1,4 +1,4 @@
-"""TESTING.md B1-B9: no open relay, sender policy, message integrity (smuggling), forwarding upstream."""
+"""Cases B1-B9 of docs/testing.md: no open relay, sender policy, message integrity (smuggling), forwarding upstream."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TESTING.md A1-A14: SMTP transport, TLS and AUTH."""
+"""Cases A1-A14 of docs/testing.md: SMTP transport, TLS and AUTH."""
 
 from __future__ import annotations
 
@@ -189,7 +189,7 @@ def test_a9_a10_address_throttling_spares_other_addresses(
 def test_a11_unknown_user_wrong_secret_and_revoked_look_alike(
     make_relay: Any, certs: Certs, credentials: Credentials
 ) -> None:
-    """TESTING.md A11: same reply, and medians of the three kinds within 5 % of each other. The kinds are
+    """A11 (docs/testing.md): same reply, and medians of the three kinds within 5 % of each other. The kinds are
     interleaved in a fresh random order every round on one connection, so load from other processes on the
     box hits all three alike; a measurement is repeated (at most 3 times) only as a whole, and one of them
     must pass on its own. The 1,000-sample Welch test is in `make bench-relay`."""

@@ -1,4 +1,4 @@
-"""The auth cache format (CONTRACT.md §3): written by the projector, read by the relay.
+"""The auth cache format (docs/interfaces.md, "Redis"): written by the projector, read by the relay.
 
 One Redis hash per SMTP username. A write applies only when its `position` is newer than the stored
 one; a deactivation is a tombstone (`active` = 0) with a newer position, announced on

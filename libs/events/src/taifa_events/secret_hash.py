@@ -1,6 +1,6 @@
 """How SMTP passwords and API keys are hashed and compared.
 
-The secrets are 256-bit random strings, so a fast hash is safe (DESIGN.md point 7); the scheme name
+The secrets are 256-bit random strings, so a fast hash is safe (docs/architecture.md, "Secrets"); the scheme name
 travels with the hash so that a later scheme can be introduced without a flag day.
 """
 
