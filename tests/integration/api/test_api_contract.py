@@ -1,4 +1,4 @@
-"""CONTRACT.md §1 through the real app on real PostgreSQL and Redis: happy paths and every error row."""
+"""The REST API of docs/api.md through the real app on real PostgreSQL and Redis: happy paths and every error row."""
 
 from __future__ import annotations
 

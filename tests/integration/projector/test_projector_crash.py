@@ -28,7 +28,7 @@ def projector_process(isolated, workdir, name: str) -> ServiceProcess:
     port = free_port()
     env = isolated.env(
         TAIFA_PROJECTOR_HEALTH_PORT=str(port),
-        # Short sessions so a killed member's partitions move on at once (DESIGN.md: Tansu and aiokafka).
+        # Short sessions so a killed member's partitions move on at once (docs/architecture.md, "Real parts").
         TAIFA_PROJECTOR_SESSION_TIMEOUT_MS="1000",
         TAIFA_PROJECTOR_BATCH_SIZE="25",
         TAIFA_PROJECTOR_POLL_TIMEOUT_MS="50",
