@@ -84,7 +84,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="Taifa Mail credential API",
         version="1.0.0",
-        description="SMTP credentials and domains (CONTRACT.md §1).",
+        description=(
+            "SMTP credentials and domains of Taifa Mail. Authenticate with `Authorization: Bearer tm_...` (an API"
+            " key) or the `taifa_session` cookie (with `X-CSRF-Token` on writes). Every error is"
+            ' `{"error": {"code": ..., "message": ...}}`. The reference with examples is docs/api.md in the repository.'
+        ),
         lifespan=lifespan,
     )
     app.add_middleware(
