@@ -15,6 +15,7 @@ from uuid import UUID
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from taifa_events import auth_cache
+from taifa_runtime.lifecycle import sleep_unless_stopped
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,7 @@ class ProjectionWaiter:
                 log.error("applied-signal subscription failed (%s); resubscribing", type(exc).__name__)
             finally:
                 self._subscribed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._retry)
+            await sleep_unless_stopped(stop, self._retry)
 
     async def _listen(self, stop: asyncio.Event) -> None:
         pubsub = self._client.pubsub(ignore_subscribe_messages=True)

@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from taifa_events import encode, kafka_headers
 from taifa_events.signing import Keyring
+from taifa_runtime.lifecycle import sleep_unless_stopped
 
 from taifa_api import metrics
 from taifa_api.adapters import database, event_store
@@ -74,13 +75,13 @@ class OutboxPublisher:
             finally:
                 self.is_leader = False
                 metrics.PUBLISHER_LEADER.set(0)
-            await _wait(stop, self._retry)
+            await sleep_unless_stopped(stop, self._retry)
 
     async def _run_once(self, stop: asyncio.Event) -> None:
         conn = await database.connect(self._database_url)
         try:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", PUBLISHER_LOCK_KEY):
-                if await _wait(stop, self._retry):
+                if await sleep_unless_stopped(stop, self._retry):
                     return
             self.is_leader = True
             metrics.PUBLISHER_LEADER.set(1)
@@ -160,13 +161,6 @@ class OutboxPublisher:
             PUBLISHER_NAME,
             position,
         )
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep up to `seconds`, returning early (True) when `stop` is set."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
-    return stop.is_set()
 
 
 async def _wait_any(wake: asyncio.Event, stop: asyncio.Event, seconds: float) -> None:

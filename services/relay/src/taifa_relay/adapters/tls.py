@@ -7,6 +7,8 @@ import logging
 import ssl
 from pathlib import Path
 
+from taifa_runtime.lifecycle import sleep_unless_stopped
+
 log = logging.getLogger("taifa.relay.tls")
 
 # TLS 1.2 suites: forward secret AEAD only (no NULL/EXPORT/RC4/3DES/CBC); TLS 1.3 suites are always AEAD.
@@ -50,11 +52,8 @@ class ReloadingContext:
         return True
 
     async def watch(self, interval: float, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), interval)
-            except TimeoutError:
-                self.reload_if_changed()
+        while not await sleep_unless_stopped(stop, interval):
+            self.reload_if_changed()
 
 
 def upstream_context(*, verify: bool, ca_file: Path | None) -> ssl.SSLContext:
