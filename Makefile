@@ -16,8 +16,8 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make dev    - start the whole stack locally (PostgreSQL, Redis, broker, services, mail sink)"
-	@echo "make test   - install what is missing and run the whole test suite"
-	@echo "make lint   - ruff + mypy"
+	@echo "make test   - install what is missing, lint, and run the whole test suite"
+	@echo "make lint   - ruff + mypy + the import contracts of .importlinter (lint-imports)"
 	@echo "make stack  - only the infrastructure (PostgreSQL, Redis, broker) in the foreground"
 	@echo "make bench  - benchmarks that print figures"
 
@@ -69,7 +69,8 @@ $(TOOLS)/%/.installed: deploy/tools/requirements-%.txt
 	$(TOOLS)/$*/bin/pip install --quiet --disable-pip-version-check --require-hashes -r $<
 	@touch $@
 
-test: setup
+# Lint first: a broken import contract (.importlinter: layers, services independent) fails `make test`, hence CI.
+test: setup lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: setup
@@ -79,6 +80,7 @@ lint: setup
 	$(BIN)/mypy services/credential-api/src services/projector/src services/relay/src
 	$(BIN)/mypy --strict services/credential-api/src/taifa_api/domain services/projector/src/taifa_projector/domain \
 		services/relay/src/taifa_relay/domain
+	$(BIN)/lint-imports
 
 stack: setup
 	$(BIN)/taifa-stack run
@@ -87,7 +89,7 @@ docs: setup
 	$(BIN)/taifa-stack settings-doc --write README.md
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache
 
 # The relay's benchmark (issue 7): relay vs bare aiosmtpd, msgs/s, p50/p99, CPU per message, AUTH cost, A11 timing.
 .PHONY: bench-relay
