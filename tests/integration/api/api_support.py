@@ -14,7 +14,8 @@ from typing import Any
 
 import asyncpg
 import httpx
-from taifa_api.application import commands
+from taifa_api.application import use_cases
+from taifa_api.application.ports import UnitOfWorkFactory
 from taifa_api.entrypoints.http.app import create_app
 from taifa_api.settings import Settings
 
@@ -58,10 +59,14 @@ class ApiHarness:
 
     @property
     def pool(self) -> asyncpg.Pool:
-        return self.app.state.services.pool
+        return self.app.state.container.pool
+
+    @property
+    def uow(self) -> UnitOfWorkFactory:
+        return self.app.state.container.uow
 
     async def tenant(self, plan: str = "pro") -> Tenant:
-        outcome = await commands.create_account(self.pool, f"tenant-{uuid.uuid4().hex[:6]}", plan, "test")
+        outcome = await use_cases.create_account(self.uow, f"tenant-{uuid.uuid4().hex[:6]}", plan, "test")
         issued = outcome.value
         return Tenant(issued.account_id, issued.key_id, issued.api_key)
 
@@ -74,7 +79,7 @@ class ApiHarness:
 
     async def verified_domain(self, tenant: Tenant, name: str | None = None) -> dict[str, Any]:
         domain = await self.domain(tenant, name)
-        await commands.force_verify_domain(self.pool, uuid.UUID(domain["id"]), "test")
+        await use_cases.force_verify_domain(self.uow, uuid.UUID(domain["id"]), "test")
         return domain
 
     async def credential(self, tenant: Tenant, domain_id: str) -> httpx.Response:

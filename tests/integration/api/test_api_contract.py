@@ -9,7 +9,7 @@ import uuid
 import pytest
 from api_support import event_rows, running_api
 from taifa_api import metrics
-from taifa_api.application import commands
+from taifa_api.application import use_cases
 from taifa_api.domain import api_keys
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
@@ -143,7 +143,7 @@ async def test_bad_checksum_key_is_refused_before_any_lookup(api) -> None:
 async def test_revoked_api_key_is_401_from_then_on(api) -> None:
     tenant = await api.tenant()
     assert (await api.client.post("/v1/domains", json={"name": "r.example"}, headers=tenant.headers)).status_code == 201
-    await commands.revoke_api_key(api.pool, tenant.key_id, "test")
+    await use_cases.revoke_api_key(api.uow, tenant.key_id, "test")
     assert_error(await api.client.get("/v1/domains", headers=tenant.headers), 401, "unauthorized")
     assert_error(
         await api.client.post("/v1/domains", json={"name": "r2.example"}, headers=tenant.headers), 401, "unauthorized"

@@ -14,7 +14,7 @@ from api_support import running_api, venv_bin
 from dnslib import QTYPE, RCODE, RR, TXT
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
 from taifa_api.adapters.dns import TxtResolver
-from taifa_api.application import commands, recheck
+from taifa_api.application import recheck, use_cases
 from taifa_localstack import run_once
 
 
@@ -148,8 +148,8 @@ async def test_repeated_failed_verifies_append_one_event_an_hour_unless_the_reas
     resolver = TxtResolver(api.settings.dns_nameservers, 2)
     later = datetime.now(UTC) + timedelta(minutes=61)
     for _ in range(3):
-        await commands.verify_domain(
-            api.pool, tenant.account_id, uuid.UUID(domain["id"]), resolver.lookup_txt, "t", clock=lambda: later
+        await use_cases.verify_domain(
+            api.uow, tenant.account_id, uuid.UUID(domain["id"]), resolver.lookup_txt, "t", clock=lambda: later
         )
     assert (await _types(api, domain["id"])).count("DomainVerificationFailed") == 3
 
@@ -164,7 +164,7 @@ async def _dns_verified(api, zone, tenant, name: str | None = None) -> dict:
 async def _recheck(api, at: datetime) -> recheck.RecheckReport:
     resolver = TxtResolver(api.settings.dns_nameservers, 2)
     return await recheck.recheck_domains(
-        api.pool, resolver.lookup_txt, interval=timedelta(0), grace=timedelta(hours=72), clock=lambda: at
+        api.uow, resolver.lookup_txt, interval=timedelta(0), grace=timedelta(hours=72), clock=lambda: at
     )
 
 

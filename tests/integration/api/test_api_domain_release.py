@@ -8,7 +8,7 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 from api_support import event_rows, running_api
-from taifa_api.application import commands
+from taifa_api.application import use_cases
 from taifa_api.domain.errors import DomainAlreadyReleased
 from taifa_events import auth_cache
 
@@ -112,6 +112,6 @@ async def test_the_domain_cap_counts_live_domains_only(make_settings) -> None:
 async def test_operator_force_verify_of_a_released_domain_is_refused(api) -> None:
     tenant = await api.tenant()
     domain = await api.domain(tenant)
-    await commands.release_domain(api.pool, uuid.UUID(domain["id"]), tenant.account_id, "owner", "test")
+    await use_cases.release_domain(api.uow, uuid.UUID(domain["id"]), tenant.account_id, "owner", "test")
     with pytest.raises(DomainAlreadyReleased):
-        await commands.force_verify_domain(api.pool, uuid.UUID(domain["id"]), "test")
+        await use_cases.force_verify_domain(api.uow, uuid.UUID(domain["id"]), "test")

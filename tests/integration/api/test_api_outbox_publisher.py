@@ -16,7 +16,8 @@ import asyncpg
 from api_support import consume_all, create_database, running_api, venv_bin
 from taifa_api.adapters import database, migrate
 from taifa_api.adapters.publisher import OutboxPublisher
-from taifa_api.application import commands
+from taifa_api.adapters.unit_of_work import unit_of_work_factory
+from taifa_api.application import use_cases
 from taifa_events import declared_type, decode
 from taifa_events.signing import signature_of
 from taifa_localstack import TOPIC_PARTITIONS, ServiceProcess, Tansu, create_topics, free_port, wait_until
@@ -57,12 +58,13 @@ async def wait_published(database_url: str, position: int, timeout: float = 20) 
 
 
 async def some_events(pool: asyncpg.Pool, tenants: int = 3) -> None:
+    uow = unit_of_work_factory(pool)
     for _ in range(tenants):
-        account = (await commands.create_account(pool, "t", "pro", "test")).value.account_id
-        domain = (await commands.register_domain(pool, account, f"{uuid.uuid4().hex[:8]}.example", "c")).value
-        await commands.force_verify_domain(pool, domain.domain_id, "c")
-        created = await commands.create_credential(pool, account, domain.domain_id, {"pro": 25}, "c")
-        await commands.deactivate_credential(pool, account, created.value.record.credential_id, "c")
+        account = (await use_cases.create_account(uow, "t", "pro", "test")).value.account_id
+        domain = (await use_cases.register_domain(uow, account, f"{uuid.uuid4().hex[:8]}.example", "c")).value
+        await use_cases.force_verify_domain(uow, domain.domain_id, "c")
+        created = await use_cases.create_credential(uow, account, domain.domain_id, {"pro": 25}, "c")
+        await use_cases.deactivate_credential(uow, account, created.value.record.credential_id, "c")
 
 
 async def test_events_reach_kafka_in_position_order_with_key_value_and_headers(api_db, broker) -> None:
@@ -111,7 +113,7 @@ async def test_publisher_wakes_on_notify_not_on_a_slow_poll(api_db, broker) -> N
         async with publishing(api_db, broker.bootstrap, idle_poll=60) as publisher:
             await wait_published(api_db, await max_position(api_db))
             await asyncio.sleep(0.3)  # let it go idle on LISTEN (not a synchronisation point)
-            await commands.create_account(pool, "wake", "free", "test")
+            await use_cases.create_account(unit_of_work_factory(pool), "wake", "free", "test")
             target = await max_position(api_db)
             await wait_published(api_db, target, timeout=5)  # far below the 60 s poll
             assert publisher.published_position == target
@@ -195,11 +197,11 @@ async def _create_over_http(pool: asyncpg.Pool, port: int) -> tuple[str, str]:
     """A credential created through the real server; returns the password and the API key used."""
     import httpx
 
-    issued = (await commands.create_account(pool, "http", "pro", "test")).value
+    issued = (await use_cases.create_account(unit_of_work_factory(pool), "http", "pro", "test")).value
     headers = {"Authorization": f"Bearer {issued.api_key}"}
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers) as client:
         domain = (await client.post("/v1/domains", json={"name": f"{uuid.uuid4().hex[:8]}.example"})).json()
-        await commands.force_verify_domain(pool, uuid.UUID(domain["id"]), "test")
+        await use_cases.force_verify_domain(unit_of_work_factory(pool), uuid.UUID(domain["id"]), "test")
         created = await client.post("/v1/smtp/credentials", json={"domain_id": domain["id"]})
         assert created.status_code == 201, created.text
         return created.json()["password"], issued.api_key

@@ -8,7 +8,8 @@ import uuid
 
 from api_support import venv_bin
 from taifa_api.adapters import database
-from taifa_api.application import commands
+from taifa_api.adapters.unit_of_work import unit_of_work_factory
+from taifa_api.application import use_cases
 from taifa_localstack import ServiceProcess, free_port
 
 MAX_EXAMPLES = "10"
@@ -16,10 +17,11 @@ MAX_EXAMPLES = "10"
 
 async def _seed(database_url: str) -> tuple[str, str]:
     pool = await database.create_pool(database_url, min_size=1, max_size=2)
+    uow = unit_of_work_factory(pool)
     try:
-        issued = (await commands.create_account(pool, "schemathesis", "enterprise", "st")).value
-        domain = await commands.register_domain(pool, issued.account_id, f"st{uuid.uuid4().hex[:6]}.example", "st")
-        await commands.force_verify_domain(pool, domain.value.domain_id, "st")
+        issued = (await use_cases.create_account(uow, "schemathesis", "enterprise", "st")).value
+        domain = await use_cases.register_domain(uow, issued.account_id, f"st{uuid.uuid4().hex[:6]}.example", "st")
+        await use_cases.force_verify_domain(uow, domain.value.domain_id, "st")
         return issued.api_key, str(domain.value.domain_id)
     finally:
         await pool.close()

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from taifa_api.application.commands import DnsAnswer
+from taifa_api.application.ports import DnsAnswer
 from taifa_api.application.recheck import Observation, observe
 from taifa_api.domain import paging, verification
 from taifa_api.domain.errors import InvalidCursor

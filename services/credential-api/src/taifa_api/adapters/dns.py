@@ -7,7 +7,7 @@ import dns.exception
 import dns.nameserver
 import dns.resolver
 
-from taifa_api.application.commands import DnsAnswer
+from taifa_api.application.ports import DnsAnswer
 
 
 class TxtResolver:

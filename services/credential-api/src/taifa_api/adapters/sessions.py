@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
@@ -21,21 +21,21 @@ async def session_usable(conn: asyncpg.Connection | asyncpg.Pool, account_id: UU
     )
 
 
-async def revoke(pool: asyncpg.Pool, jti: str, expires_at: datetime | None, now: datetime, grace: timedelta) -> bool:
-    """Record the revocation (True if it is new; a repeated one keeps the later expiry, or none), then delete
-    revocations whose token expired more than `grace` (the accepted clock skew) ago."""
-    async with pool.acquire() as connection, connection.transaction():
-        inserted = await connection.fetchval(
-            "INSERT INTO revoked_sessions (jti, revoked_at, expires_at) VALUES ($1, $2, $3) "
-            "ON CONFLICT (jti) DO UPDATE SET expires_at = CASE "
-            "  WHEN revoked_sessions.expires_at IS NULL OR EXCLUDED.expires_at IS NULL THEN NULL "
-            "  ELSE greatest(revoked_sessions.expires_at, EXCLUDED.expires_at) END "
-            "RETURNING (xmax = 0)",
-            jti,
-            now,
-            expires_at,
-        )
-        await connection.execute(
-            "DELETE FROM revoked_sessions WHERE expires_at IS NOT NULL AND expires_at < $1", now - grace
-        )
+async def insert_revocation(conn: asyncpg.Connection, jti: str, expires_at: datetime | None, now: datetime) -> bool:
+    """Record the revocation (True if it is new); a repeated one keeps the later expiry, or none."""
+    inserted = await conn.fetchval(
+        "INSERT INTO revoked_sessions (jti, revoked_at, expires_at) VALUES ($1, $2, $3) "
+        "ON CONFLICT (jti) DO UPDATE SET expires_at = CASE "
+        "  WHEN revoked_sessions.expires_at IS NULL OR EXCLUDED.expires_at IS NULL THEN NULL "
+        "  ELSE greatest(revoked_sessions.expires_at, EXCLUDED.expires_at) END "
+        "RETURNING (xmax = 0)",
+        jti,
+        now,
+        expires_at,
+    )
     return bool(inserted)
+
+
+async def delete_expired(conn: asyncpg.Connection, expired_before: datetime) -> None:
+    """Forget revocations of tokens that expired before `expired_before` (no clock accepts them any more)."""
+    await conn.execute("DELETE FROM revoked_sessions WHERE expires_at IS NOT NULL AND expires_at < $1", expired_before)

@@ -1,8 +1,9 @@
 # ruff: noqa: S608 - SQL is built only from constant column lists; values are always bind parameters.
 """SQL of the command side's own tables (accounts, api_keys, domains, credentials).
 
-Every function runs on the connection it is given, so a use case can lock rows, check its invariants
-and append its events in one transaction.
+Every function runs on the connection it is given, so the unit of work (adapters/unit_of_work.py) can lock
+rows, check invariants and append events in one transaction. Changes are stored as whole records, the ones
+the domain functions return together with their events.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from uuid import UUID
 
 import asyncpg
 
-from taifa_api.domain.models import ApiKeyRecord, CredentialRecord, DomainRecord
+from taifa_api.domain.models import AccountRecord, ApiKeyRecord, CredentialRecord, DomainRecord
 
 _DOMAIN_COLUMNS = (
     "domain_id, account_id, name, status, status_reason, verification_name, verification_value, created_at, verified_at"
@@ -25,13 +26,13 @@ _CREDENTIAL_COLUMNS = "credential_id, account_id, domain_id, username, is_active
 # --- accounts and API keys -------------------------------------------------------------------------------
 
 
-async def insert_account(conn: asyncpg.Connection, account_id: UUID, name: str, plan: str, now: datetime) -> None:
+async def insert_account(conn: asyncpg.Connection, account: AccountRecord) -> None:
     await conn.execute(
         "INSERT INTO accounts (account_id, name, plan, created_at) VALUES ($1, $2, $3, $4)",
-        account_id,
-        name,
-        plan,
-        now,
+        account.account_id,
+        account.name,
+        account.plan,
+        account.created_at,
     )
 
 
@@ -45,15 +46,13 @@ async def account_exists(conn: asyncpg.Connection | asyncpg.Pool, account_id: UU
     return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM accounts WHERE account_id = $1)", account_id))
 
 
-async def insert_api_key(
-    conn: asyncpg.Connection, key_id: UUID, account_id: UUID, key_hash: str, now: datetime
-) -> None:
+async def insert_api_key(conn: asyncpg.Connection, key: ApiKeyRecord) -> None:
     await conn.execute(
         "INSERT INTO api_keys (key_id, account_id, key_hash, created_at) VALUES ($1, $2, $3, $4)",
-        key_id,
-        account_id,
-        key_hash,
-        now,
+        key.key_id,
+        key.account_id,
+        key.key_hash,
+        key.created_at,
     )
 
 
@@ -71,8 +70,11 @@ async def lock_api_key(conn: asyncpg.Connection, key_id: UUID) -> ApiKeyRecord |
     return ApiKeyRecord(**dict(row)) if row else None
 
 
-async def revoke_api_key(conn: asyncpg.Connection, key_id: UUID, now: datetime) -> None:
-    await conn.execute("UPDATE api_keys SET revoked_at = $2 WHERE key_id = $1 AND revoked_at IS NULL", key_id, now)
+async def update_api_key(conn: asyncpg.Connection, key: ApiKeyRecord) -> None:
+    """Store the key's revocation (a revoked key is never un-revoked)."""
+    await conn.execute(
+        "UPDATE api_keys SET revoked_at = $2 WHERE key_id = $1 AND revoked_at IS NULL", key.key_id, key.revoked_at
+    )
 
 
 # --- domains ---------------------------------------------------------------------------------------------
@@ -140,36 +142,21 @@ async def name_verified_by_another_account(conn: asyncpg.Connection, name: str, 
     )
 
 
-async def mark_domain_verified(conn: asyncpg.Connection, domain_id: UUID, now: datetime) -> None:
-    """Raises asyncpg.UniqueViolationError when another account holds the verified name."""
+async def update_domain(conn: asyncpg.Connection, domain: DomainRecord) -> None:
+    """Store the domain's changing state (the caller holds its row lock). Raises asyncpg.UniqueViolationError
+    when the domain is verified and another account holds the verified name."""
     await conn.execute(
-        "UPDATE domains SET status = 'verified', status_reason = NULL, verified_at = $2, "
-        "verification_checked_at = $2, verification_missing_since = NULL, failure_recorded_at = NULL "
+        "UPDATE domains SET status = $2, status_reason = $3, verified_at = $4, released_at = $5, "
+        "verification_checked_at = $6, verification_missing_since = $7, failure_recorded_at = $8 "
         "WHERE domain_id = $1",
-        domain_id,
-        now,
-    )
-
-
-async def set_domain_status_reason(
-    conn: asyncpg.Connection, domain_id: UUID, reason: str, recorded_at: datetime | None
-) -> None:
-    """Store the latest failure reason; `recorded_at` when a `DomainVerificationFailed` was appended for it."""
-    await conn.execute(
-        "UPDATE domains SET status_reason = $2, failure_recorded_at = coalesce($3, failure_recorded_at) "
-        "WHERE domain_id = $1",
-        domain_id,
-        reason,
-        recorded_at,
-    )
-
-
-async def release_domain(conn: asyncpg.Connection, domain_id: UUID, now: datetime) -> None:
-    """Released: the name leaves the one-verified-owner index and the account's own uniqueness of names."""
-    await conn.execute(
-        "UPDATE domains SET status = 'released', released_at = $2 WHERE domain_id = $1 AND status <> 'released'",
-        domain_id,
-        now,
+        domain.domain_id,
+        domain.status,
+        domain.status_reason,
+        domain.verified_at,
+        domain.released_at,
+        domain.verification_checked_at,
+        domain.verification_missing_since,
+        domain.failure_recorded_at,
     )
 
 
@@ -187,18 +174,6 @@ async def domains_due_for_recheck(
         limit,
     )
     return [DomainRecord(**dict(row)) for row in rows]
-
-
-async def record_recheck(
-    conn: asyncpg.Connection, domain_id: UUID, checked_at: datetime, missing_since: datetime | None
-) -> None:
-    """The re-check's state lives here, not in events: one check a day per domain would be noise in the log."""
-    await conn.execute(
-        "UPDATE domains SET verification_checked_at = $2, verification_missing_since = $3 WHERE domain_id = $1",
-        domain_id,
-        checked_at,
-        missing_since,
-    )
 
 
 # --- credentials -----------------------------------------------------------------------------------------
@@ -247,7 +222,11 @@ async def lock_active_credentials_of_domain(conn: asyncpg.Connection, domain_id:
     return [CredentialRecord(**dict(row)) for row in rows]
 
 
-async def deactivate_credential(conn: asyncpg.Connection, credential_id: UUID, now: datetime) -> None:
+async def update_credential(conn: asyncpg.Connection, credential: CredentialRecord) -> None:
+    """Store the credential's deactivation."""
     await conn.execute(
-        "UPDATE credentials SET is_active = false, deactivated_at = $2 WHERE credential_id = $1", credential_id, now
+        "UPDATE credentials SET is_active = $2, deactivated_at = $3 WHERE credential_id = $1",
+        credential.credential_id,
+        credential.is_active,
+        credential.deactivated_at,
     )

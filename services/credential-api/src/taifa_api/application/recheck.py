@@ -16,12 +16,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-import asyncpg
 from taifa_events import Envelope
 
-from taifa_api.adapters import write_side
-from taifa_api.application.commands import Clock, TxtLookup, _now, release_locked_domain
-from taifa_api.domain import credentials, verification
+from taifa_api.application.ports import Clock, TxtLookup, UnitOfWorkFactory
+from taifa_api.application.use_cases import release_locked_domain, utc_now
+from taifa_api.domain import credentials, domains, verification
 from taifa_api.domain.models import DomainRecord
 from taifa_api.domain.verification import Recheck
 
@@ -55,11 +54,11 @@ async def observe(lookup_txt: TxtLookup, domain: DomainRecord) -> Observation:
 
 
 async def _apply(
-    pool: asyncpg.Pool, looked_up: DomainRecord, seen: Observation, grace: timedelta, now: datetime
+    uow: UnitOfWorkFactory, looked_up: DomainRecord, seen: Observation, grace: timedelta, now: datetime
 ) -> tuple[Recheck | None, list[Envelope[Any]]]:
     """Decide again under the row lock (the domain may have been released or re-verified meanwhile)."""
-    async with pool.acquire() as conn, conn.transaction():
-        domain = await write_side.find_domain(conn, looked_up.domain_id, None, for_update=True)
+    async with uow() as work:
+        domain = await work.domains.get(looked_up.domain_id, None, lock=True)
         if domain is None or domain.status != credentials.VERIFIED:
             return None, []
         decision = verification.recheck_outcome(
@@ -69,26 +68,22 @@ async def _apply(
             now=now,
             grace=grace,
         )
+        checked = domains.record_recheck(domain, decision, now)
+        await work.domains.save(checked)
         events: list[Envelope[Any]] = []
-        missing_since = {
-            Recheck.CONFIRMED: None,
-            Recheck.START_CLOCK: now,
-            Recheck.STILL_MISSING: domain.verification_missing_since,
-            Recheck.RELEASE: domain.verification_missing_since,
-        }[decision]
-        await write_side.record_recheck(conn, domain.domain_id, now, missing_since)
         if decision is Recheck.RELEASE:
-            events = await release_locked_domain(conn, domain, "verification_lost", now, f"recheck:{domain.domain_id}")
-        return decision, events
+            events = await release_locked_domain(work, checked, "verification_lost", now, f"recheck:{domain.domain_id}")
+        await work.commit()
+    return decision, events
 
 
 async def recheck_domains(
-    pool: asyncpg.Pool,
+    uow: UnitOfWorkFactory,
     lookup_txt: TxtLookup,
     *,
     interval: timedelta,
     grace: timedelta,
-    clock: Clock = _now,
+    clock: Clock = utc_now,
     batch_size: int = 100,
     concurrency: int = 10,
 ) -> RecheckReport:
@@ -101,7 +96,7 @@ async def recheck_domains(
     async def one(domain: DomainRecord) -> None:
         async with limit:
             seen_now = await observe(lookup_txt, domain)
-        decision, events = await _apply(pool, domain, seen_now, grace, clock())
+        decision, events = await _apply(uow, domain, seen_now, grace, clock())
         if decision is None:
             return
         report.checked += 1
@@ -113,11 +108,9 @@ async def recheck_domains(
             log.warning("domain %s released: verification record missing past the grace period", domain.domain_id)
 
     while True:
-        due = [
-            d
-            for d in await write_side.domains_due_for_recheck(pool, checked_before, batch_size)
-            if d.domain_id not in seen
-        ]
+        async with uow() as work:
+            batch = await work.domains.due_for_recheck(checked_before, batch_size)
+        due = [d for d in batch if d.domain_id not in seen]
         if not due:
             return report
         seen.update(d.domain_id for d in due)

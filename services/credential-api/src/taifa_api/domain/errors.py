@@ -1,4 +1,4 @@
-"""Business errors of the command side, each with the contract's error code (CONTRACT.md §1)."""
+"""Business errors of the command side, each with the contract's error code (docs/api.md)."""
 
 from __future__ import annotations
 

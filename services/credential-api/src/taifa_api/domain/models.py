@@ -8,11 +8,20 @@ from uuid import UUID
 
 
 @dataclass(frozen=True)
+class AccountRecord:
+    account_id: UUID
+    name: str
+    plan: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class ApiKeyRecord:
     key_id: UUID
     account_id: UUID
     key_hash: str
     revoked_at: datetime | None
+    created_at: datetime | None = None  # not read back by the lookups that need only the hash and revocation
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,20 @@
-"""Console scripts: `taifa-api` (serve, migrate) and the operator CLI `taifa-admin` (CONTRACT.md §1, JSON output)."""
+"""Console scripts: `taifa-api` (serve, migrate) and the operator CLI `taifa-admin` (docs/api.md, JSON output)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 from uuid import UUID, uuid4
 
 import typer
 from taifa_events.signing import InvalidKeyring
 
-from taifa_api.adapters import database
-from taifa_api.application import commands
+from taifa_api import bootstrap
+from taifa_api.application import use_cases
+from taifa_api.bootstrap import Container
 from taifa_api.domain.errors import CommandRefused
 from taifa_api.domain.plans import PLANS
 from taifa_api.settings import Settings
@@ -48,7 +48,7 @@ def serve() -> None:
         except InvalidKeyring as exc:
             typer.echo(f"taifa-api: refusing to start: {exc}", err=True)
             raise typer.Exit(2) from None
-    logging.basicConfig(level=settings.api_log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    bootstrap.configure_logging(settings)
     try:
         app = create_app(settings)
     except InvalidKeyConfiguration as exc:
@@ -67,20 +67,16 @@ def serve() -> None:
 @api_app.command("migrate")
 def migrate_command() -> None:
     """Apply the database migrations (Alembic, version table alembic_version_api)."""
-    from taifa_api.adapters import migrate
-
-    migrate.upgrade(Settings().database_url)
-    typer.echo(json.dumps({"migrated": True, "version_table": migrate.VERSION_TABLE}))
+    version_table = bootstrap.migrate_schema(Settings())
+    typer.echo(json.dumps({"migrated": True, "version_table": version_table}))
 
 
-def _run(use_case: Callable[[Any], Awaitable[T]]) -> T:
+def _run(use_case: Callable[[Container], Awaitable[T]], settings: Settings | None = None) -> T:
+    """Run one use case on the command side's parts (bootstrap.command_side), closed before exit."""
+
     async def main() -> T:
-        settings = Settings()
-        pool = await database.create_pool(settings.database_url, min_size=1, max_size=2)
-        try:
-            return await use_case(pool)
-        finally:
-            await pool.close()
+        async with bootstrap.command_side(settings or Settings()) as parts:
+            return await use_case(parts)
 
     try:
         return asyncio.run(main())
@@ -104,7 +100,7 @@ def account_create(
             json.dumps({"error": {"code": "validation_error", "message": f"plan must be one of {PLANS}"}}), err=True
         )
         raise typer.Exit(2)
-    outcome = _run(lambda pool: commands.create_account(pool, name.strip(), plan, _correlation()))
+    outcome = _run(lambda parts: use_cases.create_account(parts.uow, name.strip(), plan, _correlation()))
     issued = outcome.value
     typer.echo(
         json.dumps({"account_id": str(issued.account_id), "key_id": str(issued.key_id), "api_key": issued.api_key})
@@ -114,14 +110,14 @@ def account_create(
 @apikey_cli.command("create")
 def apikey_create(account: Annotated[UUID, typer.Option("--account", help="Account id.")]) -> None:
     """Issue another API key for an account."""
-    issued = _run(lambda pool: commands.issue_api_key(pool, account, _correlation())).value
+    issued = _run(lambda parts: use_cases.issue_api_key(parts.uow, account, _correlation())).value
     typer.echo(json.dumps({"key_id": str(issued.key_id), "api_key": issued.api_key}))
 
 
 @apikey_cli.command("revoke")
 def apikey_revoke(key_id: Annotated[UUID, typer.Option("--key-id", help="Key id.")]) -> None:
     """Revoke an API key: it gets 401 from then on."""
-    outcome = _run(lambda pool: commands.revoke_api_key(pool, key_id, _correlation()))
+    outcome = _run(lambda parts: use_cases.revoke_api_key(parts.uow, key_id, _correlation()))
     typer.echo(json.dumps({"key_id": str(key_id), "revoked": True, "changed": bool(outcome.events)}))
 
 
@@ -138,7 +134,7 @@ def domain_verify(
     if not force:
         typer.echo(json.dumps({"error": {"code": "validation_error", "message": "--force is required"}}), err=True)
         raise typer.Exit(2)
-    domain = _run(lambda pool: commands.force_verify_domain(pool, domain_id, _correlation())).value
+    domain = _run(lambda parts: use_cases.force_verify_domain(parts.uow, domain_id, _correlation())).value
     typer.echo(
         json.dumps(
             {
@@ -154,7 +150,7 @@ def domain_verify(
 @domain_cli.command("release")
 def domain_release(domain_id: Annotated[UUID, typer.Argument(help="Domain id.")]) -> None:
     """Release a domain as an operator: its credentials are deactivated and another account may verify the name."""
-    outcome = _run(lambda pool: commands.release_domain(pool, domain_id, None, "operator", _correlation()))
+    outcome = _run(lambda parts: use_cases.release_domain(parts.uow, domain_id, None, "operator", _correlation()))
     typer.echo(json.dumps({"domain_id": str(domain_id), "released": True, "events": len(outcome.events)}))
 
 
@@ -165,18 +161,17 @@ def domain_recheck() -> None:
     CronJob."""
     from datetime import timedelta
 
-    from taifa_api.adapters.dns import TxtResolver
     from taifa_api.application import recheck
 
     settings = Settings()
-    resolver = TxtResolver(settings.dns_nameservers, settings.api_dns_timeout_seconds)
     report = _run(
-        lambda pool: recheck.recheck_domains(
-            pool,
-            resolver.lookup_txt,
+        lambda parts: recheck.recheck_domains(
+            parts.uow,
+            parts.resolver.lookup_txt,
             interval=timedelta(seconds=settings.api_domain_recheck_interval_seconds),
             grace=timedelta(seconds=settings.api_domain_recheck_grace_seconds),
-        )
+        ),
+        settings,
     )
     typer.echo(
         json.dumps(
@@ -214,9 +209,11 @@ def session_revoke(
             json.dumps({"error": {"code": "validation_error", "message": "--expires-at: not ISO 8601"}}), err=True
         )
         raise typer.Exit(2) from None
-    leeway = Settings().api_jwt_leeway_seconds
+    settings = Settings()
     try:
-        changed = _run(lambda pool: sessions.revoke_session(pool, jti, expiry, leeway))
+        changed = _run(
+            lambda parts: sessions.revoke_session(parts.uow, jti, expiry, settings.api_jwt_leeway_seconds), settings
+        )
     except sessions.InvalidJti as exc:
         typer.echo(json.dumps({"error": {"code": "validation_error", "message": str(exc)}}), err=True)
         raise typer.Exit(2) from None

@@ -1,4 +1,4 @@
-"""The contract's error body and the one place that maps exceptions to it (CONTRACT.md §1 "Errors")."""
+"""The contract's error body and the one place that maps exceptions to it (docs/api.md, "Errors")."""
 
 from __future__ import annotations
 

@@ -20,6 +20,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taifa_api import metrics
+from taifa_api.bootstrap import Container
 from taifa_api.domain import errors as codes
 from taifa_api.domain.throttle import RecentlySeen, TokenBuckets, client_group
 from taifa_api.entrypoints.http import auth
@@ -38,9 +39,16 @@ class BodyTooLarge(Exception):
 
 
 class RequestGuard:
-    def __init__(self, app: ASGIApp, services: Callable[[], Any], auth_throttle: TokenBuckets) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        container: Callable[[], Container],
+        authenticator: Callable[[], auth.Authenticator],
+        auth_throttle: TokenBuckets,
+    ) -> None:
         self.app = app
-        self._services = services
+        self._container = container
+        self._authenticator = authenticator
         self._auth_throttle = auth_throttle
         self._authenticated = RecentlySeen(ttl_seconds=300)
         self._fingerprint_key = secrets.token_bytes(32)  # per process: fingerprints match nothing stored anywhere
@@ -72,15 +80,15 @@ class RequestGuard:
             metrics.HTTP_LATENCY.labels(method, template).observe(time.perf_counter() - started)
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
-        services = self._services()
-        limit = services.settings.api_max_body_bytes
+        parts = self._container()
+        limit = parts.settings.api_max_body_bytes
         connection = HTTPConnection(scope)
         declared = connection.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             await error_response(413, codes.PAYLOAD_TOO_LARGE)(scope, receive, send)
             return
         if scope["path"].startswith(PROTECTED_PREFIX):
-            refusal = await self._check_caller(scope, connection, services)
+            refusal = await self._check_caller(scope, connection, parts)
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return
@@ -91,7 +99,7 @@ class RequestGuard:
             return
         await self.app(scope, _replay(body, receive), send)
 
-    async def _check_caller(self, scope: Scope, connection: HTTPConnection, services: Any) -> Any:
+    async def _check_caller(self, scope: Scope, connection: HTTPConnection, parts: Container) -> Any:
         # Every attempt takes a token of its client address before any lookup and only a failed one keeps it
         # spent, so parallel attempts cannot overshoot the limit. A credential that authenticated here lately
         # skips the reservation (a busy client's parallel requests are not failures); it is still checked below.
@@ -105,7 +113,7 @@ class RequestGuard:
             metrics.AUTH_THROTTLED.inc()
             return error_response(429, codes.RATE_LIMITED, headers={"Retry-After": str(wait)})
         try:
-            principal = await services.authenticator.authenticate(authorization, session_cookie)
+            principal = await self._authenticator().authenticate(authorization, session_cookie)
         except UNAVAILABLE_ERRORS as exc:
             if reserved:
                 self._auth_throttle.give_back(address, now)  # our outage, not the caller's failure
@@ -120,7 +128,8 @@ class RequestGuard:
             self._auth_throttle.give_back(address, now)
         if fingerprint is not None:
             self._authenticated.add(fingerprint, now)
-        decision = await services.rate_limiter.hit(principal.subject)
+        assert parts.rate_limiter is not None  # bootstrap.http_service always builds it
+        decision = await parts.rate_limiter.hit(principal.subject)
         if not decision.allowed:
             metrics.RATE_LIMITED.inc()
             return error_response(429, codes.RATE_LIMITED, headers={"Retry-After": str(decision.retry_after)})

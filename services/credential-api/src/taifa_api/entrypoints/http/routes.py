@@ -1,29 +1,24 @@
-"""The `/v1` routes: thin handlers that call one use case and shape its result (CONTRACT.md §1)."""
+"""The `/v1` routes: thin handlers that call one use case and shape its result (docs/api.md)."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
-import asyncpg
-import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, Query, Request, Response, Security
 from fastapi.security import APIKeyCookie, HTTPBearer
 from taifa_events import Envelope
 
 from taifa_api import metrics
 from taifa_api.adapters import read_models
-from taifa_api.adapters.dns import TxtResolver
-from taifa_api.adapters.projection import ProjectionWaiter
-from taifa_api.adapters.rate_limit import RateLimiter
-from taifa_api.application import commands
+from taifa_api.application import use_cases
+from taifa_api.bootstrap import Container
 from taifa_api.domain import paging
 from taifa_api.domain.errors import NotFound
 from taifa_api.domain.models import DomainRecord
 from taifa_api.domain.verification import RECORD_TYPE
-from taifa_api.entrypoints.http.auth import SESSION_COOKIE, Authenticator, Principal
+from taifa_api.entrypoints.http.auth import SESSION_COOKIE, Principal
 from taifa_api.entrypoints.http.errors import ErrorBody, documented
 from taifa_api.entrypoints.http.schemas import (
     CredentialCreatedOut,
@@ -39,26 +34,14 @@ from taifa_api.settings import Settings
 PROJECTION_HEADER = "X-Taifa-Projection"
 
 
-@dataclass
-class Services:
-    """What the routes need, built once per process in the app's lifespan."""
-
-    settings: Settings
-    pool: asyncpg.Pool
-    redis: aioredis.Redis
-    authenticator: Authenticator
-    rate_limiter: RateLimiter
-    waiter: ProjectionWaiter
-    resolver: TxtResolver
-
-
 # Declared for OpenAPI (and clients); the RequestGuard middleware has already authenticated the caller.
 _bearer = HTTPBearer(auto_error=False, description="API key `tm_...`")
 _cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False, description="Session JWT (+ X-CSRF-Token)")
 
 
-def services(request: Request) -> Services:
-    found: Services = request.app.state.services
+def container(request: Request) -> Container:
+    """The process's parts (bootstrap.http_service, opened by the app's lifespan)."""
+    found: Container = request.app.state.container
     return found
 
 
@@ -78,22 +61,23 @@ def correlation_id(request: Request) -> str:
     return given[:200] if given.isprintable() and given else str(uuid4())
 
 
-Svc = Annotated[Services, Depends(services)]
+Parts = Annotated[Container, Depends(container)]
 Caller = Annotated[Principal, Depends(caller)]
 Correlation = Annotated[str, Depends(correlation_id)]
 
 router = APIRouter(prefix="/v1", responses=documented(401, 413, 422, 429, 503))
 
 
-async def _await_projection(svc: Services, events: list[Envelope[Any]], response: Response) -> None:
+async def _await_projection(parts: Container, events: list[Envelope[Any]], response: Response) -> None:
     """Wait for every event of the command: they may be on different topics and partitions (a domain release
     deactivates credentials on another topic than the release itself), so the last one proves nothing alone."""
     for event in events:
         metrics.EVENTS_APPENDED.labels(event.event_type).inc()
     if not events:
         return
-    within = svc.settings.api_projection_wait_seconds
-    applied = all(await asyncio.gather(*(svc.waiter.wait_applied(event.event_id, within) for event in events)))
+    within = parts.settings.api_projection_wait_seconds
+    assert parts.waiter is not None  # bootstrap.http_service always runs it
+    applied = all(await asyncio.gather(*(parts.waiter.wait_applied(event.event_id, within) for event in events)))
     metrics.PROJECTION_WAITS.labels("applied" if applied else "pending").inc()
     response.headers[PROJECTION_HEADER] = "applied" if applied else "pending"
 
@@ -142,10 +126,11 @@ def _domain_out(row: DomainRecord | dict[str, Any]) -> DomainOut:
     summary="Create the SMTP credential of a verified domain (the password is shown only here)",
 )
 async def create_credential(
-    body: CredentialCreateIn, svc: Svc, who: Caller, corr: Correlation, response: Response
+    body: CredentialCreateIn, parts: Parts, who: Caller, corr: Correlation, response: Response
 ) -> CredentialCreatedOut:
-    outcome = await commands.create_credential(svc.pool, who.account_id, body.domain_id, svc.settings.plan_limits, corr)
-    await _await_projection(svc, outcome.events, response)
+    limits = parts.settings.plan_limits
+    outcome = await use_cases.create_credential(parts.uow, who.account_id, body.domain_id, limits, corr)
+    await _await_projection(parts, outcome.events, response)
     created = outcome.value
     return CredentialCreatedOut(
         id=created.record.credential_id,
@@ -155,7 +140,7 @@ async def create_credential(
         password=created.password,
         is_active=created.record.is_active,
         created_at=created.record.created_at,
-        smtp=_smtp(svc.settings),
+        smtp=_smtp(parts.settings),
     )
 
 
@@ -212,7 +197,7 @@ def _page(
     summary="This account's credentials, newest first, one page at a time",
 )
 async def list_credentials(
-    svc: Svc,
+    parts: Parts,
     who: Caller,
     request: Request,
     response: Response,
@@ -220,8 +205,8 @@ async def list_credentials(
     cursor: Cursor = None,
 ) -> list[CredentialOut]:
     after = paging.decode_cursor("credentials", cursor) if cursor is not None else None
-    rows = await read_models.list_credentials(svc.pool, who.account_id, after=after, limit=limit + 1)
-    smtp = _smtp(svc.settings)
+    rows = await read_models.list_credentials(parts.pool, who.account_id, after=after, limit=limit + 1)
+    smtp = _smtp(parts.settings)
     return [
         CredentialOut(
             id=row["credential_id"],
@@ -245,10 +230,10 @@ async def list_credentials(
     responses=documented(403, 404),
     summary="Deactivate a credential for good",
 )
-async def deactivate_credential(credential_id: UUID, svc: Svc, who: Caller, corr: Correlation) -> Response:
-    outcome = await commands.deactivate_credential(svc.pool, who.account_id, credential_id, corr)
+async def deactivate_credential(credential_id: UUID, parts: Parts, who: Caller, corr: Correlation) -> Response:
+    outcome = await use_cases.deactivate_credential(parts.uow, who.account_id, credential_id, corr)
     response = Response(status_code=204)
-    await _await_projection(svc, outcome.events, response)
+    await _await_projection(parts, outcome.events, response)
     return response
 
 
@@ -278,14 +263,14 @@ _DOMAIN_LINKS = {
     summary="Register a domain; publish the TXT record it returns, then verify",
 )
 async def register_domain(
-    body: DomainCreateIn, svc: Svc, who: Caller, corr: Correlation, response: Response
+    body: DomainCreateIn, parts: Parts, who: Caller, corr: Correlation, response: Response
 ) -> DomainOut:
-    outcome = await commands.register_domain(
-        svc.pool, who.account_id, body.name, corr, max_domains=svc.settings.api_max_domains_per_account
+    outcome = await use_cases.register_domain(
+        parts.uow, who.account_id, body.name, corr, max_domains=parts.settings.api_max_domains_per_account
     )
     if not outcome.events:
         response.status_code = 200
-    await _await_projection(svc, outcome.events, response)
+    await _await_projection(parts, outcome.events, response)
     return _domain_out(outcome.value)
 
 
@@ -297,7 +282,7 @@ async def register_domain(
     summary="This account's domains (released ones left out), newest first, one page at a time",
 )
 async def list_domains(
-    svc: Svc,
+    parts: Parts,
     who: Caller,
     request: Request,
     response: Response,
@@ -305,7 +290,7 @@ async def list_domains(
     cursor: Cursor = None,
 ) -> list[DomainOut]:
     after = paging.decode_cursor("domains", cursor) if cursor is not None else None
-    rows = await read_models.list_domains(svc.pool, who.account_id, after=after, limit=limit + 1)
+    rows = await read_models.list_domains(parts.pool, who.account_id, after=after, limit=limit + 1)
     return [_domain_out(row) for row in _page("domains", rows, "domain_id", limit, request, response)]
 
 
@@ -316,8 +301,8 @@ async def list_domains(
     responses=documented(404),
     summary="One domain",
 )
-async def get_domain(domain_id: UUID, svc: Svc, who: Caller) -> DomainOut:
-    row = await read_models.get_domain(svc.pool, who.account_id, domain_id)
+async def get_domain(domain_id: UUID, parts: Parts, who: Caller) -> DomainOut:
+    row = await read_models.get_domain(parts.pool, who.account_id, domain_id)
     if row is None:
         raise NotFound()
     return _domain_out(row)
@@ -330,9 +315,9 @@ async def get_domain(domain_id: UUID, svc: Svc, who: Caller) -> DomainOut:
     responses=documented(403, 404),
     summary="Look the verification TXT record up through DNS",
 )
-async def verify_domain(domain_id: UUID, svc: Svc, who: Caller, corr: Correlation, response: Response) -> DomainOut:
-    outcome = await commands.verify_domain(svc.pool, who.account_id, domain_id, svc.resolver.lookup_txt, corr)
-    await _await_projection(svc, outcome.events, response)
+async def verify_domain(domain_id: UUID, parts: Parts, who: Caller, corr: Correlation, response: Response) -> DomainOut:
+    outcome = await use_cases.verify_domain(parts.uow, who.account_id, domain_id, parts.resolver.lookup_txt, corr)
+    await _await_projection(parts, outcome.events, response)
     return _domain_out(outcome.value)
 
 
@@ -348,8 +333,8 @@ async def verify_domain(domain_id: UUID, svc: Svc, who: Caller, corr: Correlatio
     },
     summary="Release a domain: deactivate its credentials and free the name for other accounts",
 )
-async def release_domain(domain_id: UUID, svc: Svc, who: Caller, corr: Correlation) -> Response:
-    outcome = await commands.release_domain(svc.pool, domain_id, who.account_id, "owner", corr)
+async def release_domain(domain_id: UUID, parts: Parts, who: Caller, corr: Correlation) -> Response:
+    outcome = await use_cases.release_domain(parts.uow, domain_id, who.account_id, "owner", corr)
     response = Response(status_code=204)
-    await _await_projection(svc, outcome.events, response)
+    await _await_projection(parts, outcome.events, response)
     return response

@@ -1,0 +1,162 @@
+"""What the use cases need from the outside world, as interfaces: the unit of work (repositories of the write
+side's tables and the event store, in one transaction), DNS, the clock and the projection's applied signal.
+
+Adapters implement them (adapters/unit_of_work.py for PostgreSQL, adapters/dns.py for dnspython); the unit
+tests use in-memory fakes of these same interfaces.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Protocol, Self
+from uuid import UUID
+
+from taifa_events import Envelope, EventData
+
+from taifa_api.domain.models import AccountRecord, ApiKeyRecord, CredentialRecord, DomainRecord
+
+Clock = Callable[[], datetime]
+
+
+# --- DNS -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DnsAnswer:
+    """TXT strings found at a name, or the reason none could be read.
+
+    `conclusive` is False when DNS gave no answer at all (timeout, SERVFAIL): the record may still be there.
+    """
+
+    values: list[str] = field(default_factory=list)
+    failure: str | None = None
+    conclusive: bool = True
+
+
+TxtLookup = Callable[[str], Awaitable[DnsAnswer]]
+
+
+class DnsResolver(Protocol):
+    async def lookup_txt(self, name: str) -> DnsAnswer:
+        """The TXT strings at `name`; every failure is an answer (never an exception)."""
+
+
+# --- the projection's applied signal (read-your-writes) ----------------------------------------------------
+
+
+class ProjectionWaiter(Protocol):
+    async def wait_applied(self, event_id: UUID, within_seconds: float) -> bool:
+        """True when the projector signalled `event_id` applied within `within_seconds`."""
+
+
+# --- repositories of the write side ----------------------------------------------------------------------
+
+
+class AccountRepository(Protocol):
+    async def add(self, account: AccountRecord) -> None: ...
+
+    async def lock_plan(self, account_id: UUID) -> str | None:
+        """Lock the account (serialises its credential and domain changes) and return its plan; None if unknown."""
+
+
+class ApiKeyRepository(Protocol):
+    async def add(self, key: ApiKeyRecord) -> None: ...
+
+    async def lock(self, key_id: UUID) -> ApiKeyRecord | None: ...
+
+    async def save(self, key: ApiKeyRecord) -> None:
+        """Store the key's revocation."""
+
+
+class DomainRepository(Protocol):
+    async def add(self, domain: DomainRecord) -> bool:
+        """False (nothing stored) when the account already holds a live domain of that name."""
+
+    async def get(
+        self, domain_id: UUID, account_id: UUID | None, *, lock: bool = False, include_released: bool = False
+    ) -> DomainRecord | None:
+        """The domain if it exists, is live (unless asked) and belongs to `account_id` (when given)."""
+
+    async def get_by_name(self, account_id: UUID, name: str) -> DomainRecord | None:
+        """The account's live domain of that name."""
+
+    async def count_live(self, account_id: UUID) -> int: ...
+
+    async def name_verified_by_another_account(self, name: str, account_id: UUID) -> bool: ...
+
+    async def save(self, domain: DomainRecord) -> None:
+        """Store the domain's state. Raises `NameAlreadyVerified` (and stores nothing, the unit of work still
+        usable) when the domain is verified but another account holds the verified name."""
+
+    async def due_for_recheck(self, checked_before: datetime, limit: int) -> list[DomainRecord]:
+        """Verified domains last checked before `checked_before` (never checked first), oldest first."""
+
+
+class CredentialRepository(Protocol):
+    async def add(self, credential: CredentialRecord, secret_hash: str) -> None:
+        """Raises `CredentialExists` when the domain already has an active credential."""
+
+    async def lock(self, credential_id: UUID, account_id: UUID) -> CredentialRecord | None: ...
+
+    async def lock_active_of_domain(self, domain_id: UUID) -> list[CredentialRecord]: ...
+
+    async def domain_has_active(self, domain_id: UUID) -> bool: ...
+
+    async def count_active(self, account_id: UUID) -> int: ...
+
+    async def save(self, credential: CredentialRecord) -> None:
+        """Store the credential's deactivation."""
+
+
+class RevokedSessionRepository(Protocol):
+    async def add(self, jti: str, expires_at: datetime | None, now: datetime) -> bool:
+        """True if the revocation is new; a repeated one keeps the later expiry (or none, if either has none)."""
+
+    async def delete_expired(self, expired_before: datetime) -> None: ...
+
+
+class NameAlreadyVerified(Exception):
+    """Storing a verified domain found the name verified by another account (one account per verified name)."""
+
+
+# --- the unit of work ------------------------------------------------------------------------------------
+
+
+class AbstractUnitOfWork(abc.ABC):
+    """One transaction: the repositories' reads and writes and the appended events commit together or not at all.
+
+    Used as `async with uow_factory() as uow: ...; await uow.commit()`; leaving without `commit()` (an early
+    return, an exception) rolls everything back.
+    """
+
+    accounts: AccountRepository
+    api_keys: ApiKeyRepository
+    domains: DomainRepository
+    credentials: CredentialRepository
+    revoked_sessions: RevokedSessionRepository
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.rollback()
+
+    @abc.abstractmethod
+    async def append(self, events: Sequence[EventData], *, correlation_id: str) -> list[Envelope[Any]]:
+        """Append `events` to the event store in this transaction; their envelopes, with positions."""
+
+    @abc.abstractmethod
+    async def commit(self) -> None: ...
+
+    @abc.abstractmethod
+    async def rollback(self) -> None:
+        """Undo everything not committed (nothing after `commit()`)."""
+
+
+UnitOfWorkFactory = Callable[[], AbstractUnitOfWork]
