@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from taifa_api.application import use_cases
 from taifa_api.application.ports import AbstractUnitOfWork, DnsAnswer, NameAlreadyVerified
 from taifa_api.domain import credentials as rules
 from taifa_api.domain.errors import CredentialExists
@@ -228,3 +229,22 @@ class Clock:
     def advance(self, by: timedelta) -> datetime:
         self.now += by
         return self.now
+
+
+# --- seeding through the use cases --------------------------------------------------------------------------
+
+LIMITS = {"free": 1, "pro": 25}
+
+
+async def open_account(database: InMemoryDatabase, plan: str = "pro") -> UUID:
+    return (await use_cases.create_account(database, "acme", plan, "t")).value.account_id
+
+
+async def verified_domain(
+    database: InMemoryDatabase, account_id: UUID, name: str = "mail.example", *, clock: Clock | None = None
+) -> UUID:
+    """Registered and verified by the operator (at `clock`, else now)."""
+    at = clock or Clock(datetime.now(UTC))
+    domain = (await use_cases.register_domain(database, account_id, name, "t", clock=at)).value
+    await use_cases.force_verify_domain(database, domain.domain_id, "t", clock=at)
+    return domain.domain_id

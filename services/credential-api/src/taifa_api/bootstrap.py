@@ -19,11 +19,11 @@ from taifa_runtime.redis import redis_client
 
 from taifa_api.adapters import database, migrate
 from taifa_api.adapters.dns import TxtResolver
-from taifa_api.adapters.projection import ProjectionWaiter
+from taifa_api.adapters.projection_waiter import RedisProjectionWaiter
 from taifa_api.adapters.publisher import OutboxPublisher
 from taifa_api.adapters.rate_limit import RateLimiter
 from taifa_api.adapters.unit_of_work import unit_of_work_factory
-from taifa_api.application.ports import UnitOfWorkFactory
+from taifa_api.application.ports import DnsResolver, ProjectionWaiter, UnitOfWorkFactory
 from taifa_api.settings import Settings
 
 ADMIN_POOL_SIZE = 2  # one command at a time, plus the re-check's concurrent row locks queueing on a second
@@ -39,7 +39,7 @@ class Container:
     settings: Settings
     pool: asyncpg.Pool
     uow: UnitOfWorkFactory
-    resolver: TxtResolver
+    resolver: DnsResolver
     redis: aioredis.Redis | None = None
     waiter: ProjectionWaiter | None = None
     rate_limiter: RateLimiter | None = None
@@ -81,12 +81,13 @@ async def http_service(settings: Settings) -> AsyncIterator[Container]:
         )
         container.redis = redis_client(settings.redis_url, timeout=REDIS_TIMEOUT_SECONDS)
         stack.push_async_callback(container.redis.aclose)
-        container.waiter = ProjectionWaiter(container.redis)
+        waiter = RedisProjectionWaiter(container.redis)
+        container.waiter = waiter
         container.rate_limiter = RateLimiter(
             container.redis, settings.api_rate_limit_requests, settings.api_rate_limit_window_seconds
         )
         stop = asyncio.Event()
-        waiter_task = asyncio.create_task(container.waiter.run(stop), name="projection-waiter")
+        waiter_task = asyncio.create_task(waiter.run(stop), name="projection-waiter")
         tasks: list[asyncio.Task[None]] = []
         if keyring is not None:
             container.publisher = OutboxPublisher(

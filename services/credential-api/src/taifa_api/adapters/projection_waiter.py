@@ -20,7 +20,9 @@ from taifa_runtime.lifecycle import sleep_unless_stopped
 log = logging.getLogger(__name__)
 
 
-class ProjectionWaiter:
+class RedisProjectionWaiter:
+    """The application's ProjectionWaiter port on the projector's applied signals in Redis."""
+
     def __init__(self, client: aioredis.Redis, retry_seconds: float = 1.0) -> None:
         self._client = client
         self._retry = retry_seconds
