@@ -31,11 +31,11 @@ import asyncpg
 import redis.asyncio as aioredis
 from taifa_events.signing import Keyring
 from taifa_localstack import Stack
+from taifa_projector import bootstrap
 from taifa_projector.adapters import migrate
-from taifa_projector.adapters.postgres import READ_SIDE_TABLES, ReadModelStore, create_pool
-from taifa_projector.adapters.redis_cache import AuthCache
+from taifa_projector.adapters.postgres import READ_SIDE_TABLES
 from taifa_projector.application.rebuild import rebuild_from_event_store, rebuild_from_kafka
-from taifa_projector.entrypoints.service import Projector
+from taifa_projector.entrypoints.consume_loop import Projector
 from taifa_projector.settings import Settings
 from taifa_runtime import loop as runtime_loop
 from workload import fill_event_store, produce
@@ -191,15 +191,8 @@ def live(settings: Settings, total: int, instances: int) -> dict[str, Any]:
 
 
 async def with_stores(settings: Settings, action):  # type: ignore[no-untyped-def]
-    pool = await create_pool(settings.database_url, 2)
-    client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=60)
-    try:
-        return await action(
-            ReadModelStore(pool, settings.projector_group_id), AuthCache(client, settings.projector_group_id)
-        )
-    finally:
-        await client.aclose()
-        await pool.close()
+    async with bootstrap.tools(settings, redis_timeout=60) as parts:
+        return await action(parts)
 
 
 def main() -> None:
@@ -263,8 +256,12 @@ def main() -> None:
         summary = runtime_loop.run(
             with_stores(
                 settings,
-                lambda s, c: rebuild_from_kafka(
-                    s, c, settings.kafka_bootstrap, settings.projector_topics, keyring=settings.event_keyring()
+                lambda parts: rebuild_from_kafka(
+                    parts.store,
+                    parts.cache,
+                    parts.event_log,
+                    settings.projector_topics,
+                    keyring=settings.event_keyring(),
                 ),
             )
         )
@@ -279,7 +276,9 @@ def main() -> None:
         filled = asyncio.run(fill_event_store(settings.database_url, rebuild_n))
         print(f"  wrote {rebuild_n:,} events to event_store in {filled:.1f}s", flush=True)
         cpu = time.process_time()
-        summary = runtime_loop.run(with_stores(settings, lambda s, c: rebuild_from_event_store(s, c)))
+        summary = runtime_loop.run(
+            with_stores(settings, lambda parts: rebuild_from_event_store(parts.event_store, parts.store, parts.cache))
+        )
         cpu = time.process_time() - cpu
         print(
             f"  rebuild from event store: {summary.events:,} events -> {summary.credentials:,} credentials, "

@@ -15,10 +15,10 @@ from aiokafka import AIOKafkaProducer
 from taifa_events import Envelope, auth_cache, encode
 from taifa_events.signing import Keyring
 from taifa_localstack import run_once
-from taifa_projector.adapters.postgres import ReadModelStore
-from taifa_projector.adapters.redis_cache import AuthCache
+from taifa_projector.adapters.postgres import PostgresReadModelStore
+from taifa_projector.adapters.redis_cache import RedisAuthCacheWriter
 from taifa_projector.application.checksum import read_side_checksums
-from taifa_projector.entrypoints.service import Projector
+from taifa_projector.entrypoints.consume_loop import Projector
 from taifa_projector.settings import Settings
 
 from tests.event_signing import signing_keyring
@@ -111,8 +111,8 @@ class ReadSide:
     async def __aenter__(self) -> ReadSide:
         self.pool = await asyncpg.create_pool(self.settings.database_url, min_size=1, max_size=2)
         self.redis = aioredis.Redis.from_url(self.settings.redis_url)
-        self.store = ReadModelStore(self.pool, self.settings.projector_group_id)
-        self.cache = AuthCache(self.redis, self.settings.projector_group_id)
+        self.store = PostgresReadModelStore(self.pool, self.settings.projector_group_id)
+        self.cache = RedisAuthCacheWriter(self.redis, self.settings.projector_group_id)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

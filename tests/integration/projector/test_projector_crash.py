@@ -14,7 +14,7 @@ import time
 
 import pytest
 from taifa_localstack import ServiceProcess, free_port
-from taifa_projector.domain.projection import Projection
+from taifa_projector.domain.fold import ReadSideFold
 
 from tests.integration.projector.conftest import PROJECTOR_BIN
 from tests.integration.projector.projector_harness import ReadSide, eventually, produce, rebuild
@@ -80,7 +80,7 @@ async def test_sigkill_at_random_points_loses_nothing_and_applies_nothing_twice(
     assert processed == len(events) and parked == 0
 
     # The oracle: the same events folded in memory, in position order.
-    expected = Projection()
+    expected = ReadSideFold()
     expected.apply_all(events)
     async with ReadSide(isolated.settings()) as side:
         rows = {r["credential_id"]: r for r in await side.pool.fetch("SELECT * FROM rm_smtp_credentials")}

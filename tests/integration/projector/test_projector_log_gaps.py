@@ -5,16 +5,16 @@ still read again from 0.
 The local broker (Tansu 0.6) cannot delete records: it closes the connection on DeleteRecords
 (`AIOKafkaAdminClient.delete_records`) and keeps no retention. So a trimmed log is simulated at the one
 seam that asks the broker where a log starts: `Projector._log_starts` (the consumer's
-`beginning_offsets`) and the `starts` port of `rebuild_from_kafka`. Everything else is real: the broker,
-the consumer group, PostgreSQL, Redis; the decision itself is unit-tested in tests/unit/projector.
+`beginning_offsets`) and the `log_starts` of the `EventLog` port `rebuild_from_kafka` reads. Everything
+else is real: the broker, the consumer group, PostgreSQL, Redis; the decision itself is unit-tested in
+tests/unit/projector.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
 import pytest
@@ -22,13 +22,14 @@ import redis.asyncio as aioredis
 from aiokafka import TopicPartition
 from prometheus_client import REGISTRY
 from taifa_events import topics
-from taifa_projector.adapters.kafka import log_starts
-from taifa_projector.adapters.postgres import ReadModelStore
-from taifa_projector.adapters.redis_cache import AuthCache
+from taifa_projector.adapters.event_store import PostgresEventStoreReader
+from taifa_projector.adapters.kafka import KafkaTopics
+from taifa_projector.adapters.postgres import PostgresReadModelStore
+from taifa_projector.adapters.redis_cache import RedisAuthCacheWriter
+from taifa_projector.application.ports import EventLog, LogChunk
 from taifa_projector.application.rebuild import rebuild_from_event_store, rebuild_from_kafka
-from taifa_projector.domain.log_positions import LogNotFromZero
-from taifa_projector.domain.records import TopicPartitionKey
-from taifa_projector.entrypoints.service import Projector
+from taifa_projector.domain.log_positions import LogNotFromZero, TopicPartitionKey
+from taifa_projector.entrypoints.consume_loop import Projector
 from taifa_projector.settings import Settings
 
 from tests.integration.projector.projector_harness import ReadSide, eventually, holds, produce, running
@@ -46,6 +47,20 @@ class TrimmedLogProjector(Projector):
     async def _log_starts(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         real = await super()._log_starts(partitions)
         return {tp: self.trimmed.get((tp.topic, tp.partition), start) for tp, start in real.items()}
+
+
+class TrimmedLog:
+    """An `EventLog` whose broker says `trimmed` partitions start at the given offsets."""
+
+    def __init__(self, log: EventLog, trimmed: dict[TopicPartitionKey, int]) -> None:
+        self.log = log
+        self.trimmed = trimmed
+
+    async def log_starts(self, topic_names: Sequence[str]) -> dict[TopicPartitionKey, int]:
+        return {**await self.log.log_starts(topic_names), **self.trimmed}
+
+    def read_to_end(self, topic_names: Sequence[str]) -> AsyncIterator[LogChunk]:
+        return self.log.read_to_end(topic_names)
 
 
 @contextlib.asynccontextmanager
@@ -119,9 +134,12 @@ async def test_a_partition_whose_log_starts_after_the_recorded_offset_is_stopped
         pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
         client = aioredis.Redis.from_url(settings.redis_url)
         try:
-            store = ReadModelStore(pool, settings.projector_group_id)
+            store = PostgresReadModelStore(pool, settings.projector_group_id)
             await rebuild_from_event_store(
-                store, AuthCache(client, settings.projector_group_id), log_starts_before=trimmed
+                PostgresEventStoreReader(pool),
+                store,
+                RedisAuthCacheWriter(client, settings.projector_group_id),
+                log_starts_before=trimmed,
             )
         finally:
             await client.aclose()
@@ -164,8 +182,7 @@ async def test_rebuild_from_kafka_is_refused_before_any_change_when_a_partition_
     await produce(isolated.bootstrap, isolated.topic_names, [d.registered(1), d.verified(2), d.created(3)])
     domains_partition = (isolated.topic_names[topics.DOMAINS], 2)
 
-    async def trimmed_starts(kafka, topic_names) -> dict[TopicPartitionKey, int]:
-        return {**await log_starts(kafka, topic_names), domains_partition: 7}
+    trimmed_log = TrimmedLog(KafkaTopics(settings.kafka_client_options()), {domains_partition: 7})
 
     async with ReadSide(settings) as side:
         async with running(settings) as projector:
@@ -175,18 +192,17 @@ async def test_rebuild_from_kafka_is_refused_before_any_change_when_a_partition_
         pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
         client = aioredis.Redis.from_url(settings.redis_url)
         try:
-            store = ReadModelStore(pool, settings.projector_group_id)
-            cache = AuthCache(client, settings.projector_group_id)
+            store = PostgresReadModelStore(pool, settings.projector_group_id)
+            cache = RedisAuthCacheWriter(client, settings.projector_group_id)
             with pytest.raises(LogNotFromZero) as refused:
                 await rebuild_from_kafka(
-                    store, cache, settings.kafka_client_options(), settings.projector_topics,
-                    keyring=settings.event_keyring(), starts=trimmed_starts,
+                    store, cache, trimmed_log, settings.projector_topics, keyring=settings.event_keyring(),
                 )  # fmt: skip
             assert await side.checksums() == before
             assert await side.store.load_offsets() == offsets
             # The real log starts at 0 everywhere: the same rebuild without the simulated trim runs.
             summary = await rebuild_from_kafka(
-                store, cache, settings.kafka_client_options(), settings.projector_topics,
+                store, cache, KafkaTopics(settings.kafka_client_options()), settings.projector_topics,
                 keyring=settings.event_keyring(),
             )  # fmt: skip
         finally:
@@ -206,10 +222,10 @@ def test_the_rebuild_command_refuses_a_trimmed_log_in_one_message_and_exit_1_wit
 
     partition = (isolated.topic_names[topics.DOMAINS], 1)
 
-    async def trimmed_starts(kafka, topic_names) -> dict[TopicPartitionKey, int]:
-        return {**await log_starts(kafka, topic_names), partition: 42}
+    async def rebuild_from_trimmed_log(store, cache, log, *args, **kwargs):
+        return await rebuild_from_kafka(store, cache, TrimmedLog(log, {partition: 42}), *args, **kwargs)
 
-    monkeypatch.setattr(cli, "rebuild_from_kafka", functools.partial(rebuild_from_kafka, starts=trimmed_starts))
+    monkeypatch.setattr(cli, "rebuild_from_kafka", rebuild_from_trimmed_log)
     for name, value in isolated.env().items():
         monkeypatch.setenv(name, value)
     result = CliRunner().invoke(cli.app, ["rebuild", "--from", "kafka"])

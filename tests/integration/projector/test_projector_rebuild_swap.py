@@ -12,8 +12,9 @@ import asyncio
 
 import asyncpg
 import redis.asyncio as aioredis
-from taifa_projector.adapters.postgres import READ_SIDE_TABLES, ReadModelStore
-from taifa_projector.adapters.redis_cache import AuthCache
+from taifa_projector.adapters.kafka import KafkaTopics
+from taifa_projector.adapters.postgres import READ_SIDE_TABLES, PostgresReadModelStore
+from taifa_projector.adapters.redis_cache import RedisAuthCacheWriter
 from taifa_projector.application.rebuild import rebuild_from_kafka
 
 from tests.integration.projector.projector_harness import ReadSide, eventually, produce, running
@@ -56,13 +57,13 @@ async def test_readers_are_not_blocked_while_a_rebuild_writes_the_read_side(isol
             holding = holder.transaction()
             await holding.start()
             await holder.execute("LOCK TABLE projector_offsets IN SHARE MODE")
-            store = ReadModelStore(pool, settings.projector_group_id)
-            cache = AuthCache(client, settings.projector_group_id)
+            store = PostgresReadModelStore(pool, settings.projector_group_id)
+            cache = RedisAuthCacheWriter(client, settings.projector_group_id)
             rebuilding = asyncio.create_task(
                 rebuild_from_kafka(
                     store,
                     cache,
-                    settings.kafka_client_options(),
+                    KafkaTopics(settings.kafka_client_options()),
                     settings.projector_topics,
                     keyring=settings.event_keyring(),
                 )
@@ -111,12 +112,12 @@ async def test_the_swapped_in_tables_keep_the_live_indexes_constraints_and_grant
         pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
         client = aioredis.Redis.from_url(settings.redis_url)
         try:
-            store = ReadModelStore(pool, settings.projector_group_id)
-            cache = AuthCache(client, settings.projector_group_id)
+            store = PostgresReadModelStore(pool, settings.projector_group_id)
+            cache = RedisAuthCacheWriter(client, settings.projector_group_id)
             await rebuild_from_kafka(
                 store,
                 cache,
-                settings.kafka_client_options(),
+                KafkaTopics(settings.kafka_client_options()),
                 settings.projector_topics,
                 keyring=settings.event_keyring(),
             )

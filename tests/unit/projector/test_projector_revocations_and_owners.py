@@ -4,16 +4,18 @@ the quarantine of refused deactivations, and which Redis failures are transient 
 from __future__ import annotations
 
 import redis.exceptions
+from taifa_projector.adapters.driver_errors import redis_errors
 from taifa_projector.application.batches import declared_position
+from taifa_projector.application.ports import StoreError
 from taifa_projector.application.retry import is_transient
+from taifa_projector.domain.fold import ReadSideFold, cache_writes, owners_of, revocations
 from taifa_projector.domain.model import TOMBSTONE_HASH, domain_owner_for, quarantined
-from taifa_projector.domain.projection import Projection, cache_writes, owners_of, revocations
 
 from tests.unit.projector.projector_events import Domain
 
 
-def fold(events) -> Projection:
-    projection = Projection()
+def fold(events) -> ReadSideFold:
+    projection = ReadSideFold()
     projection.apply_all(events)
     return projection
 
@@ -111,12 +113,24 @@ def test_position_named_by_an_undecodable_value_is_read_when_it_can_be() -> None
     assert declared_position(None) is None
 
 
+def translated(exc: Exception) -> StoreError:
+    """What the Redis adapter reports for a redis-py failure."""
+    try:
+        with redis_errors:
+            raise exc
+    except StoreError as reported:
+        return reported
+    raise AssertionError("not translated")
+
+
 def test_redis_refusals_are_deterministic_even_inside_a_pipeline_and_server_states_are_transient() -> None:
     annotated = redis.exceptions.ResponseError("x")
     annotated.args = ("Command # 1 (EVALSHA abc 1 k) of pipeline caused error: ('WRONGTYPE Operation',)",)
-    assert not is_transient(annotated)
-    assert not is_transient(redis.exceptions.OutOfMemoryError("OOM command not allowed when used memory"))
-    assert not is_transient(redis.exceptions.ResponseError("ERR Error running script"))
-    assert is_transient(redis.exceptions.ReadOnlyError("READONLY You can't write against a read only replica."))
-    assert is_transient(redis.exceptions.BusyLoadingError("LOADING Redis is loading the dataset in memory"))
-    assert is_transient(redis.exceptions.ConnectionError("Connection refused"))
+    assert not is_transient(translated(annotated))
+    assert not is_transient(translated(redis.exceptions.OutOfMemoryError("OOM command not allowed when used memory")))
+    assert not is_transient(translated(redis.exceptions.ResponseError("ERR Error running script")))
+    assert is_transient(
+        translated(redis.exceptions.ReadOnlyError("READONLY You can't write against a read only replica."))
+    )
+    assert is_transient(translated(redis.exceptions.BusyLoadingError("LOADING Redis is loading the dataset in memory")))
+    assert is_transient(translated(redis.exceptions.ConnectionError("Connection refused")))

@@ -5,19 +5,19 @@ from __future__ import annotations
 import itertools
 import random
 
+from taifa_projector.domain.fold import ReadSideFold, cache_writes, latest_auth_entries
 from taifa_projector.domain.model import TOMBSTONE_HASH
-from taifa_projector.domain.projection import Projection, cache_writes, latest_auth_entries
 
 from tests.unit.projector.projector_events import Domain
 
 
-def fold(events) -> Projection:
-    projection = Projection()
+def fold(events) -> ReadSideFold:
+    projection = ReadSideFold()
     projection.apply_all(events)
     return projection
 
 
-def state(projection: Projection):
+def state(projection: ReadSideFold):
     return (projection.credentials, projection.domains, projection.auth, projection.parked)
 
 
@@ -141,4 +141,4 @@ def test_cache_writes_are_the_folds_changes_plus_the_redelivered_events() -> Non
     assert set(writes) == {a.username.lower(), b.username.lower()}
     assert writes[b.username.lower()].active and not writes[a.username.lower()].active
     # Nothing new and nothing redelivered: nothing to write.
-    assert cache_writes(Projection(), []) == {}
+    assert cache_writes(ReadSideFold(), []) == {}

@@ -1,1 +1,1 @@
-"""The only code that knows SQL, Redis and Kafka."""
+"""The only code that knows SQL, Redis and Kafka; driver failures leave it as `StoreUnavailable` / `StoreRejected`."""

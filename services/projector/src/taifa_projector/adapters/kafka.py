@@ -19,16 +19,17 @@ from aiokafka.errors import OffsetOutOfRangeError
 from taifa_events import declared_type, signing, topics
 from taifa_events.signing import signature_of
 
+from taifa_projector.application.ports import LogChunk, Record
 from taifa_projector.domain.log_positions import (
     FromBeginning,
     LogGap,
     LogNotFromZero,
     Position,
     Resume,
+    TopicPartitionKey,
     on_assignment,
     on_out_of_range,
 )
-from taifa_projector.domain.records import Record, TopicPartitionKey
 
 log = logging.getLogger(__name__)
 
@@ -248,9 +249,22 @@ async def log_starts(kafka: KafkaConnection, topic_names: Sequence[str]) -> dict
         await consumer.stop()
 
 
+class KafkaTopics:
+    """`ports.EventLog`: whole topics, read without a consumer group (rebuilds)."""
+
+    def __init__(self, kafka: KafkaConnection) -> None:
+        self.kafka = kafka
+
+    async def log_starts(self, topic_names: Sequence[str]) -> dict[TopicPartitionKey, int]:
+        return await log_starts(self.kafka, topic_names)
+
+    def read_to_end(self, topic_names: Sequence[str]) -> AsyncIterator[LogChunk]:
+        return read_topics_to_end(self.kafka, topic_names)
+
+
 async def read_topics_to_end(
     kafka: KafkaConnection, topic_names: Sequence[str], *, chunk: int = 10_000
-) -> AsyncIterator[tuple[list[Record], dict[TopicPartitionKey, int], dict[TopicPartitionKey, int]]]:
+) -> AsyncIterator[LogChunk]:
     """Every record from offset 0 up to each partition's high-water mark when first fetched, without a group.
 
     The end of a partition is the high-water mark of its first fetch response (the local broker's

@@ -3,13 +3,13 @@
 A live batch is applied in ONE transaction: record the event ids, lock and load the rows the batch
 touches, fold, write what changed (each write conditional on `position` once more), record the
 consumed offsets. A rebuild fills new tables with COPY and swaps them in (`table_swap`), in one transaction.
+Every method reports a driver's failure as `StoreUnavailable` / `StoreRejected` (`driver_errors`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -17,18 +17,19 @@ import asyncpg
 from taifa_events import decode, envelope_to_json
 
 from taifa_projector.adapters import table_swap
+from taifa_projector.adapters.driver_errors import postgres_errors
+from taifa_projector.application.ports import BatchOutcome, CacheSnapshot
+from taifa_projector.domain.fold import Event, ReadSideFold, owners_of
+from taifa_projector.domain.log_positions import TopicPartitionKey
 from taifa_projector.domain.model import (
     AuthEntry,
     CredentialRow,
-    DomainOwner,
     DomainRow,
     creates_stream,
     is_credential_event,
     is_domain_event,
     quarantined,
 )
-from taifa_projector.domain.projection import Event, Projection, owners_of
-from taifa_projector.domain.records import TopicPartitionKey
 
 # The tables' columns in the order of the row tuples (and of the row types of migration 0002): rows go to
 # asyncpg as they are.
@@ -87,34 +88,15 @@ RAISE_OFFSETS = (
 )
 
 
-@dataclass(frozen=True)
-class BatchOutcome:
-    """What one applied batch did: the events that were new, and the projection (rows it changed)."""
-
-    new_events: list[Event]
-    duplicates: int
-    projection: Projection
-    seen_before: list[Event]  # events applied before (a redelivery)
-
-
-@dataclass(frozen=True)
-class CacheSnapshot:
-    """What the auth cache is rebuilt from, read in one consistent snapshot of the read model."""
-
-    entries: list[AuthEntry]  # quarantined credentials already turned into tombstones
-    owners: list[DomainOwner]  # in position order
-    offsets: dict[TopicPartitionKey, int]
-    highest_position: int  # of the events applied: the cache's watermark once rebuilt (0 when none)
-
-
+@postgres_errors
 async def create_pool(database_url: str, size: int) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=size, command_timeout=60)
     assert pool is not None
     return pool
 
 
-class ReadModelStore:
-    """Reads and writes the projector's tables through one asyncpg pool."""
+class PostgresReadModelStore:
+    """Reads and writes the projector's tables through one asyncpg pool (`ports.ReadModelStore`)."""
 
     def __init__(self, pool: asyncpg.Pool, group_id: str) -> None:
         self.pool = pool
@@ -122,6 +104,7 @@ class ReadModelStore:
 
     # --- offsets -----------------------------------------------------------------------------
 
+    @postgres_errors
     async def load_offsets(self, partitions: Iterable[TopicPartitionKey] | None = None) -> dict[TopicPartitionKey, int]:
         """Recorded next offsets of this group (all of them, or those of `partitions`)."""
         rows = await self.pool.fetch(
@@ -146,6 +129,7 @@ class ReadModelStore:
 
     # --- live batches ------------------------------------------------------------------------
 
+    @postgres_errors
     async def apply_batch(self, events: Sequence[Event], offsets: dict[TopicPartitionKey, int]) -> BatchOutcome:
         """Apply `events` (in arrival order) and record `offsets`, all in one transaction."""
         unique: dict[UUID, Event] = {}
@@ -162,15 +146,15 @@ class ReadModelStore:
                 seen_before = [e for e in unique.values() if e.event_id in seen_ids]
             else:
                 fresh, seen_before = list(unique.values()), []
-            projection = await self._load_for(conn, fresh)
-            projection.apply_all(fresh)
-            await self._write(conn, projection)
+            fold = await self._load_for(conn, fresh)
+            fold.apply_all(fresh)
+            await self._write(conn, fold)
             await self._record_offsets(conn, offsets)
-        return BatchOutcome(fresh, len(events) - len(fresh), projection, seen_before)
+        return BatchOutcome(fresh, len(events) - len(fresh), fold, seen_before)
 
-    async def _load_for(self, conn: asyncpg.Connection, events: Sequence[Event]) -> Projection:
+    async def _load_for(self, conn: asyncpg.Connection, events: Sequence[Event]) -> ReadSideFold:
         """Lock and load every row `events` can touch."""
-        projection = Projection()
+        fold = ReadSideFold()
         credential_set: set[UUID] = set()
         domain_set: set[UUID] = set()
         username_set: set[str] = set()
@@ -191,56 +175,57 @@ class ReadModelStore:
                 SELECT_CREDENTIALS + " WHERE credential_id = ANY($1::uuid[]) FOR UPDATE",
                 credential_ids,
             ):
-                projection.credentials[r["credential_id"]] = CredentialRow(*r)
+                fold.credentials[r["credential_id"]] = CredentialRow(*r)
         if domain_ids:
             for r in await conn.fetch(
                 SELECT_DOMAINS + " WHERE domain_id = ANY($1::uuid[]) FOR UPDATE",
                 domain_ids,
             ):
-                projection.domains[r["domain_id"]] = DomainRow(*r)
+                fold.domains[r["domain_id"]] = DomainRow(*r)
         if usernames:
             for r in await conn.fetch(
                 SELECT_AUTH + " WHERE username = ANY($1::text[]) FOR UPDATE",
                 usernames,
             ):
-                projection.auth[r["username"]] = AuthEntry(*r)
+                fold.auth[r["username"]] = AuthEntry(*r)
         if creating:
             for r in await conn.fetch(
                 "SELECT stream_id, position, envelope::text AS envelope FROM projector_parked_events "
                 "WHERE stream_id = ANY($1::uuid[]) FOR UPDATE",
                 creating,
             ):
-                projection.parked.setdefault(r["stream_id"], {})[r["position"]] = decode(r["envelope"])
-        return projection
+                fold.parked.setdefault(r["stream_id"], {})[r["position"]] = decode(r["envelope"])
+        return fold
 
-    async def _write(self, conn: asyncpg.Connection, projection: Projection) -> None:
-        if projection.changed_credentials:
-            credentials = projection.credentials
-            await conn.execute(UPSERT_CREDENTIALS, [credentials[i] for i in projection.changed_credentials])
-        if projection.changed_domains:
-            domains = projection.domains
-            await conn.execute(UPSERT_DOMAINS, [domains[i] for i in projection.changed_domains])
-        if projection.changed_auth:
-            auth = projection.auth
-            await conn.execute(UPSERT_AUTH, [auth[u] for u in projection.changed_auth])
-        if projection.unparked_streams:
+    async def _write(self, conn: asyncpg.Connection, fold: ReadSideFold) -> None:
+        if fold.changed_credentials:
+            credentials = fold.credentials
+            await conn.execute(UPSERT_CREDENTIALS, [credentials[i] for i in fold.changed_credentials])
+        if fold.changed_domains:
+            domains = fold.domains
+            await conn.execute(UPSERT_DOMAINS, [domains[i] for i in fold.changed_domains])
+        if fold.changed_auth:
+            auth = fold.auth
+            await conn.execute(UPSERT_AUTH, [auth[u] for u in fold.changed_auth])
+        if fold.unparked_streams:
             await conn.execute(
                 "DELETE FROM projector_parked_events WHERE stream_id = ANY($1::uuid[])",
-                list(projection.unparked_streams),
+                list(fold.unparked_streams),
             )
-        if projection.newly_parked:
-            keys = list(projection.newly_parked)
+        if fold.newly_parked:
+            keys = list(fold.newly_parked)
             await conn.execute(
                 "INSERT INTO projector_parked_events (stream_id, position, envelope) "
                 "SELECT s, p, e::jsonb FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS t(s, p, e) "
                 "ON CONFLICT DO NOTHING",
                 [s for s, _ in keys],
                 [p for _, p in keys],
-                [json.dumps(envelope_to_json(projection.newly_parked[k])) for k in keys],
+                [json.dumps(envelope_to_json(fold.newly_parked[k])) for k in keys],
             )
 
     # --- the cache's source ------------------------------------------------------------------
 
+    @postgres_errors
     async def auth_snapshot(self) -> CacheSnapshot:
         """Every auth entry (quarantine honoured), the domain owners, this group's offsets and the highest
         applied position, read from one consistent snapshot."""
@@ -262,6 +247,7 @@ class ReadModelStore:
 
     # --- quarantine (deactivations the read model refused) --------------------------------------
 
+    @postgres_errors
     async def quarantine(self, revoked: dict[UUID, int]) -> None:
         """Record credentials whose deactivation was dead-lettered (credential id -> its position), in a
         transaction of its own; only a uuid and a bigint, which PostgreSQL cannot refuse."""
@@ -274,6 +260,7 @@ class ReadModelStore:
                 list(revoked.values()),
             )
 
+    @postgres_errors
     async def quarantined_credentials(self) -> dict[UUID, int]:
         async with self.pool.acquire() as conn:
             return await self._quarantine(conn)
@@ -283,11 +270,13 @@ class ReadModelStore:
         rows = await conn.fetch("SELECT credential_id, position FROM projector_quarantined_credentials")
         return {r["credential_id"]: r["position"] for r in rows}
 
+    @postgres_errors
     async def active_entries_of_domain(self, domain_id: UUID) -> list[AuthEntry]:
         """The active auth entries of one domain (a dead-lettered deactivation that could not be decoded)."""
         rows = await self.pool.fetch(SELECT_AUTH + " WHERE domain_id = $1 AND active", domain_id)
         return [AuthEntry(*r) for r in rows]
 
+    @postgres_errors
     async def prune_processed(self, below_position: int, chunk: int) -> int | None:
         """Forget up to `chunk` processed-event ids below `below_position`; None if another instance is pruning.
 
@@ -302,9 +291,10 @@ class ReadModelStore:
 
     # --- rebuild -----------------------------------------------------------------------------
 
+    @postgres_errors
     async def replace_all(
         self,
-        projection: Projection,
+        fold: ReadSideFold,
         processed: Sequence[tuple[UUID, int]],
         offsets: dict[TopicPartitionKey, int] | None,
         *,
@@ -319,21 +309,21 @@ class ReadModelStore:
         async with self.pool.acquire() as conn, conn.transaction():
             shadows = await table_swap.create_shadows(conn, READ_SIDE_TABLES)
             await conn.copy_records_to_table(
-                shadows.name("rm_smtp_credentials"), records=list(projection.credentials.values()),
+                shadows.name("rm_smtp_credentials"), records=list(fold.credentials.values()),
                 columns=CREDENTIAL_COLUMNS,
             )  # fmt: skip
             await conn.copy_records_to_table(
-                shadows.name("rm_domains"), records=list(projection.domains.values()), columns=DOMAIN_COLUMNS
+                shadows.name("rm_domains"), records=list(fold.domains.values()), columns=DOMAIN_COLUMNS
             )
             await conn.copy_records_to_table(
-                shadows.name("projector_auth_entries"), records=list(projection.auth.values()), columns=AUTH_COLUMNS
+                shadows.name("projector_auth_entries"), records=list(fold.auth.values()), columns=AUTH_COLUMNS
             )
             await conn.copy_records_to_table(
                 shadows.name("projector_processed_events"), records=list(processed), columns=("event_id", "position")
             )
             parked = [
                 (stream, position, json.dumps(envelope_to_json(event)))
-                for stream, waiting in projection.parked.items()
+                for stream, waiting in fold.parked.items()
                 for position, event in waiting.items()
             ]
             if parked:
@@ -358,6 +348,7 @@ class ReadModelStore:
 
     # --- inspection --------------------------------------------------------------------------
 
+    @postgres_errors
     async def sorted_rows(self, table: str, key: str) -> list[tuple[Any, ...]]:
         """Every row of a read-side table in key order (checksums, tests)."""
         assert table in READ_SIDE_TABLES

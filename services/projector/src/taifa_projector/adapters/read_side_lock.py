@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncpg
 
+from taifa_projector.adapters.driver_errors import postgres_errors
+
 READ_SIDE_LOCK = 0x7461_6966_6172_7364  # "taifards"
 
 
@@ -37,6 +39,7 @@ class ReadSideLock:
         if conn is not None and not conn.is_closed():
             await conn.close()  # ends the session, and with it the lock
 
+    @postgres_errors
     async def _take(self, query: str) -> bool:
         await self.release()
         conn = await asyncpg.connect(self._dsn)

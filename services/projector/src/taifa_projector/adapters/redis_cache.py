@@ -1,4 +1,5 @@
-"""The Redis auth cache (CONTRACT.md §3, format in `taifa_events.auth_cache`) and the read-your-writes signal.
+"""The Redis auth cache from the writer's side (docs/architecture.md; format in `taifa_events.auth_cache`), and
+the read-your-writes signal.
 
 Entries are written with a compare-on-position script, one MULTI/EXEC per batch so that a batch's
 entries, domain owners, the watermark, the consumed offsets the cache has seen, the revocations and the
@@ -10,6 +11,8 @@ Domain owners: `domain_owner_key(name)` holds the owning account id as a plain s
 the event that last changed it is kept beside it in `OWNER_POSITION_PREFIX + name` (projector-only
 bookkeeping, never read by the relay), so an older event never overwrites a newer one and a release
 leaves its position behind (a late, older verification cannot bring the name back).
+
+Every method reports a driver's failure as `StoreUnavailable` / `StoreRejected` (`driver_errors`).
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from uuid import UUID
 import redis.asyncio as aioredis
 from taifa_events import auth_cache
 
+from taifa_projector.adapters.driver_errors import redis_errors
+from taifa_projector.domain.log_positions import TopicPartitionKey
 from taifa_projector.domain.model import AuthEntry, DomainOwner
-from taifa_projector.domain.records import TopicPartitionKey
 
 CACHE_OFFSETS_PREFIX = "taifa:projector:cache-offsets:"
 OWNER_POSITION_PREFIX = "taifa:projector:domain-owner-position:"
@@ -161,8 +165,9 @@ def _offset_field(tp: TopicPartitionKey) -> str:
     return f"{tp[0]}/{tp[1]}"
 
 
-class AuthCache:
-    """Writes and inspects the auth cache for one consumer group."""
+class RedisAuthCacheWriter:
+    """Writes and inspects the auth cache for one consumer group (`ports.AuthCacheWriter`; the relay's
+    `AuthCache` is the reader)."""
 
     def __init__(
         self, client: aioredis.Redis, group_id: str, applied_ttl: int = auth_cache.APPLIED_TTL_SECONDS
@@ -211,6 +216,7 @@ class AuthCache:
             pipe.scripts.add(self._raise_offsets)  # type: ignore[arg-type]  # redis-py types the set as sync Scripts
             pipe.evalsha(self._raise_offsets.sha, 1, self.offsets_key, *args)
 
+    @redis_errors
     async def write_batch(
         self,
         entries: Iterable[AuthEntry],
@@ -248,6 +254,7 @@ class AuthCache:
         self.highest_watermark = max(self.highest_watermark, after)
         return after >= 0
 
+    @redis_errors
     async def load_entries(self, entries: Sequence[AuthEntry], chunk: int) -> None:
         """Write many entries (compare-on-position) in chunks: cache rebuilds."""
         for start in range(0, len(entries), chunk):
@@ -255,6 +262,7 @@ class AuthCache:
                 self._queue_entries(pipe, entries[start : start + chunk])
                 await pipe.execute()
 
+    @redis_errors
     async def fail_closed(self, usernames: Iterable[str], revocations: Sequence[tuple[str, UUID]]) -> None:
         """After a write Redis refused (out of memory, a key of the wrong type...): delete the epoch (the
         cache is incomplete: relays answer "try again later" and the projector rebuilds it) and the entries
@@ -267,6 +275,7 @@ class AuthCache:
                 pipe.publish(auth_cache.REVOCATIONS_CHANNEL, auth_cache.revocation_message(username, credential_id))
             await pipe.execute()
 
+    @redis_errors
     async def load_owners(self, owners: Sequence[DomainOwner], chunk: int) -> None:
         """Write domain owners (position-guarded, in the given order) in chunks: cache rebuilds."""
         for start in range(0, len(owners), chunk):
@@ -274,6 +283,7 @@ class AuthCache:
                 self._queue_owners(pipe, owners[start : start + chunk])
                 await pipe.execute()
 
+    @redis_errors
     async def raise_watermark(self, position: int) -> None:
         """Raise the watermark to `position` (creating it when missing); never lowers it (rebuilds)."""
         async with self.client.pipeline(transaction=False) as pipe:
@@ -281,15 +291,18 @@ class AuthCache:
             (after,) = await pipe.execute()
         self.highest_watermark = max(self.highest_watermark, int(after))
 
+    @redis_errors
     async def watermark(self) -> int | None:
         value = await self.client.get(auth_cache.WATERMARK_KEY)
         return None if value is None else int(value)
 
+    @redis_errors
     async def raise_offsets(self, offsets: dict[TopicPartitionKey, int]) -> None:
         async with self.client.pipeline(transaction=False) as pipe:
             self._queue_offsets(pipe, offsets)
             await pipe.execute()
 
+    @redis_errors
     async def offsets(self) -> dict[TopicPartitionKey, int]:
         raw = await self.client.hgetall(self.offsets_key)
         result: dict[TopicPartitionKey, int] = {}
@@ -298,19 +311,23 @@ class AuthCache:
             result[(topic, int(partition))] = int(value)
         return result
 
+    @redis_errors
     async def epoch(self) -> str | None:
         value = await self.client.get(auth_cache.EPOCH_KEY)
         if value is None:
             return None
         return value.decode() if isinstance(value, bytes) else str(value)
 
+    @redis_errors
     async def set_epoch(self, epoch: str) -> None:
         await self.client.set(auth_cache.EPOCH_KEY, epoch)
 
+    @redis_errors
     async def drop_epoch(self) -> None:
         """Mark the cache incomplete: relays treat it as unavailable until a rebuild sets a new epoch."""
         await self.client.delete(auth_cache.EPOCH_KEY)
 
+    @redis_errors
     async def clear(self) -> int:
         """Delete every auth entry, domain owner (and its position), the epoch, the watermark and this group's
         cache offsets (a full rebuild starts here)."""
@@ -327,6 +344,7 @@ class AuthCache:
                 removed += await self.client.unlink(*batch)
         return removed
 
+    @redis_errors
     async def all_domain_owners(self) -> dict[str, str]:
         """Every domain-owner key and owner-position key as stored (key -> value): checksums, tests."""
         result: dict[str, str] = {}
@@ -339,6 +357,7 @@ class AuthCache:
                     result[name] = value.decode() if isinstance(value, bytes) else value
         return result
 
+    @redis_errors
     async def all_entries(self) -> dict[str, dict[str, str]]:
         """Every auth entry as stored (checksums, tests)."""
         keys = [key async for key in self.client.scan_iter(match=auth_cache.KEY_PREFIX + "*", count=5000)]

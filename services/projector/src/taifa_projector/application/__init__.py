@@ -1,1 +1,1 @@
-"""Use cases: apply a batch, rebuild, check and rebuild the cache; adapters are passed in."""
+"""Use cases: apply a batch, rebuild, check and rebuild the cache, on the ports of `ports.py`."""

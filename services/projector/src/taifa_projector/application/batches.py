@@ -1,6 +1,6 @@
 """Apply one batch of Kafka records: decode, dead-letter the impossible, PostgreSQL, then Redis.
 
-Order of effects (DESIGN.md point 5): the read model and the consumed offsets commit in one
+Order of effects (docs/architecture.md, the projector): the read model and the consumed offsets commit in one
 PostgreSQL transaction; then the auth cache and the read-your-writes signal are written in one Redis
 MULTI; only then does the caller commit the offsets to Kafka. A transient failure of either store is
 retried forever with back-off and nothing is committed meanwhile. A batch that fails
@@ -34,19 +34,17 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 from uuid import UUID
 
 from taifa_events import CredentialDeactivated, InvalidEvent, decode
 from taifa_events.signing import Keyring, SignatureRefused
 
 from taifa_projector import metrics
-from taifa_projector.adapters.postgres import BatchOutcome, ReadModelStore
-from taifa_projector.adapters.redis_cache import AuthCache
-from taifa_projector.application.retry import is_transient, retry_transient
+from taifa_projector.application.ports import AuthCacheWriter, BatchOutcome, DeadLetters, ReadModelStore, Record
+from taifa_projector.application.retry import error_name, is_transient, retry_transient
+from taifa_projector.domain.fold import Event, cache_writes, revocations
+from taifa_projector.domain.log_positions import TopicPartitionKey
 from taifa_projector.domain.model import AuthEntry, DomainOwner, auth_entry_for, tombstone_for
-from taifa_projector.domain.projection import Event, cache_writes, revocations
-from taifa_projector.domain.records import Record, TopicPartitionKey
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +56,6 @@ DEACTIVATION = CredentialDeactivated.EVENT_TYPE
 class CacheRefused(Exception):
     """Redis refused a write and then the fail-closed fallback too: the projector stops rather than go on
     with a cache that may hold a credential the read model has deactivated."""
-
-
-class DeadLetters(Protocol):
-    async def send(self, record: Record, *, reason: str, error: str, attempts: int) -> None: ...
 
 
 @dataclass
@@ -93,17 +87,11 @@ def next_offsets(records: Sequence[Record]) -> dict[TopicPartitionKey, int]:
     return offsets
 
 
-def error_name(exc: BaseException) -> str:
-    """A failure's class (and SQLSTATE) without its message, which could quote event values."""
-    sqlstate = getattr(exc, "sqlstate", None)
-    return f"{type(exc).__name__}({sqlstate})" if sqlstate else type(exc).__name__
-
-
 class BatchApplier:
     def __init__(
         self,
         store: ReadModelStore,
-        cache: AuthCache,
+        cache: AuthCacheWriter,
         dead_letters: DeadLetters,
         *,
         keyring: Keyring,
@@ -194,18 +182,17 @@ class BatchApplier:
     async def _apply(self, events: list[Event], offsets: dict[TopicPartitionKey, int], report: BatchReport) -> None:
         outcome: BatchOutcome = await retry_transient(
             lambda: self.store.apply_batch(events, offsets),
-            store="postgres",
             initial=self.retry_initial,
             maximum=self.retry_max,
         )
-        entries = cache_writes(outcome.projection, outcome.seen_before)
+        entries = cache_writes(outcome.fold, outcome.seen_before)
         applied = [e.event_id for e in events] if self.publish_applied else []
         await self._write_cache(
             list(entries.values()),
             offsets,
             applied,
             revocations(outcome.new_events),
-            owners=outcome.projection.changed_owners(),
+            owners=outcome.fold.changed_owners(),
             watermark=max((e.position for e in events), default=0),
         )
         for event_type, count in Counter(e.event_type for e in outcome.new_events).items():
@@ -231,7 +218,6 @@ class BatchApplier:
         try:
             current = await retry_transient(
                 lambda: self.cache.write_batch(entries, offsets, applied, revoked, owners=owners, watermark=watermark),
-                store="redis",
                 initial=self.retry_initial,
                 maximum=self.retry_max,
             )
@@ -253,7 +239,6 @@ class BatchApplier:
             try:
                 await retry_transient(
                     lambda: self.cache.fail_closed([e.username for e in entries], revoked),
-                    store="redis",
                     initial=self.retry_initial,
                     maximum=self.retry_max,
                 )
@@ -281,7 +266,6 @@ class BatchApplier:
         position = declared_position(record.value)
         active = await retry_transient(
             lambda: self.store.active_entries_of_domain(domain_id),
-            store="postgres",
             initial=self.retry_initial,
             maximum=self.retry_max,
         )
@@ -301,7 +285,6 @@ class BatchApplier:
     async def _quarantine(self, revoked: dict[UUID, int]) -> None:
         await retry_transient(
             lambda: self.store.quarantine(revoked),
-            store="postgres",
             initial=self.retry_initial,
             maximum=self.retry_max,
         )

@@ -19,9 +19,8 @@ from collections.abc import Iterable
 from uuid import uuid4
 
 from taifa_projector import metrics
-from taifa_projector.adapters.postgres import ReadModelStore
-from taifa_projector.adapters.redis_cache import AuthCache
-from taifa_projector.domain.records import TopicPartitionKey
+from taifa_projector.application.ports import AuthCacheWriter, ReadModelStore
+from taifa_projector.domain.log_positions import TopicPartitionKey
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +31,9 @@ REASON_BEHIND = "cache_behind_read_model"
 REASON_WATERMARK_MISSING = "watermark_missing"
 
 
-async def cache_gap(store: ReadModelStore, cache: AuthCache, partitions: Iterable[TopicPartitionKey]) -> str | None:
+async def cache_gap(
+    store: ReadModelStore, cache: AuthCacheWriter, partitions: Iterable[TopicPartitionKey]
+) -> str | None:
     """Why the cache is incomplete for `partitions`, or None if it is complete."""
     if await cache.epoch() is None:
         return REASON_EPOCH_MISSING
@@ -45,7 +46,7 @@ async def cache_gap(store: ReadModelStore, cache: AuthCache, partitions: Iterabl
     return None
 
 
-async def rebuild_cache(store: ReadModelStore, cache: AuthCache, chunk: int, reason: str) -> int:
+async def rebuild_cache(store: ReadModelStore, cache: AuthCacheWriter, chunk: int, reason: str) -> int:
     """Rewrite every entry from the read model (newer live writes win), then mark the cache complete."""
     started = time.monotonic()
     if reason == REASON_BEHIND:
@@ -72,7 +73,7 @@ async def rebuild_cache(store: ReadModelStore, cache: AuthCache, chunk: int, rea
 class CacheGuard:
     """Checks the cache every `interval` seconds and rebuilds it in the background when it is incomplete."""
 
-    def __init__(self, store: ReadModelStore, cache: AuthCache, *, interval: float, chunk: int) -> None:
+    def __init__(self, store: ReadModelStore, cache: AuthCacheWriter, *, interval: float, chunk: int) -> None:
         self.store = store
         self.cache = cache
         self.interval = interval

@@ -7,8 +7,7 @@ import hashlib
 import json
 from typing import Any
 
-from taifa_projector.adapters.postgres import ReadModelStore
-from taifa_projector.adapters.redis_cache import AuthCache
+from taifa_projector.application.ports import AuthCacheWriter, ReadModelStore
 
 CHECKED_TABLES = (("rm_smtp_credentials", "credential_id"), ("rm_domains", "domain_id"))
 
@@ -17,7 +16,7 @@ def _digest(items: Any) -> str:
     return hashlib.sha256(json.dumps(items, default=str, sort_keys=True).encode()).hexdigest()
 
 
-async def read_side_checksums(store: ReadModelStore, cache: AuthCache) -> dict[str, str]:
+async def read_side_checksums(store: ReadModelStore, cache: AuthCacheWriter) -> dict[str, str]:
     """One SHA-256 per read model and for the auth cache, plus one over all of them."""
     sums = {table: _digest(await store.sorted_rows(table, key)) for table, key in CHECKED_TABLES}
     entries = await cache.all_entries()

@@ -13,8 +13,7 @@ import logging
 from collections.abc import Iterable
 
 from taifa_projector import metrics
-from taifa_projector.domain.log_positions import LogGap
-from taifa_projector.domain.records import TopicPartitionKey
+from taifa_projector.domain.log_positions import LogGap, TopicPartitionKey
 
 log = logging.getLogger(__name__)
 

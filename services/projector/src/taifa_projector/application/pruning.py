@@ -14,8 +14,8 @@ import logging
 import time
 
 from taifa_projector import metrics
-from taifa_projector.adapters.postgres import ReadModelStore
-from taifa_projector.application.retry import is_transient
+from taifa_projector.application.ports import ReadModelStore
+from taifa_projector.application.retry import error_name, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +59,7 @@ class ProcessedPruner:
         except Exception as exc:
             if not is_transient(exc):
                 raise
-            log.warning(
-                "pruning processed-event ids skipped (%s); next try in %.0fs", type(exc).__name__, self.interval
-            )
+            log.warning("pruning processed-event ids skipped (%s); next try in %.0fs", error_name(exc), self.interval)
         if pruned:
             log.info("forgot %d processed-event ids below position %d", pruned, below)
         return pruned

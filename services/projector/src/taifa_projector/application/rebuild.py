@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID, uuid4
@@ -29,13 +29,10 @@ from taifa_events import InvalidEvent, decode
 from taifa_events.signing import Keyring, SignatureRefused
 
 from taifa_projector import heap, metrics
-from taifa_projector.adapters.kafka import KafkaConnection, log_starts, read_topics_to_end
-from taifa_projector.adapters.postgres import ReadModelStore
-from taifa_projector.adapters.redis_cache import AuthCache
-from taifa_projector.domain.log_positions import LogNotFromZero
+from taifa_projector.application.ports import AuthCacheWriter, EventLog, EventStoreReader, ReadModelStore
+from taifa_projector.domain.fold import ReadSideFold, owners_of
+from taifa_projector.domain.log_positions import LogNotFromZero, TopicPartitionKey
 from taifa_projector.domain.model import quarantined
-from taifa_projector.domain.projection import Projection, owners_of
-from taifa_projector.domain.records import TopicPartitionKey
 
 SOURCE_EVENT_STORE = "event-store"
 SOURCE_KAFKA = "kafka"
@@ -43,20 +40,6 @@ EVENT_STORE_CHUNK = 20_000
 
 # Progress callback: (phase, done, total).
 Progress = Callable[[str, int, int], None]
-# Where each partition of the topics starts (adapters.kafka.log_starts; tests may report a trimmed log).
-LogStarts = Callable[[KafkaConnection, Sequence[str]], Awaitable[dict[TopicPartitionKey, int]]]
-
-# Each row as the envelope JSON `taifa_events.decode` reads, built by PostgreSQL (its CPU, not ours):
-# decoding it is then one pass in pydantic-core instead of asyncpg's jsonb decode, a dict and a validation.
-ENVELOPE_JSON = (
-    "json_build_object('event_id', event_id, 'event_type', event_type, 'schema_version', schema_version, "
-    "'stream_id', stream_id, 'stream_version', stream_version, 'position', position, "
-    "'occurred_at', occurred_at, 'correlation_id', correlation_id, 'data', data)::text"
-)
-SELECT_PAGE = (
-    f"SELECT position, {ENVELOPE_JSON} AS envelope FROM event_store "  # noqa: S608 - constants
-    "WHERE position > $1 ORDER BY position LIMIT $2"
-)
 
 
 def _no_progress(_phase: str, _done: int, _total: int) -> None:
@@ -78,10 +61,10 @@ class RebuildSummary:
 
 
 class _Folder:
-    """Folds decoded events into a Projection and remembers every event id once."""
+    """Folds decoded events into a ReadSideFold and remembers every event id once."""
 
     def __init__(self) -> None:
-        self.projection = Projection()
+        self.fold = ReadSideFold()
         self.processed: dict[UUID, int] = {}
         self.invalid = 0
 
@@ -97,12 +80,12 @@ class _Folder:
         if event.event_id in self.processed:
             return
         self.processed[event.event_id] = event.position
-        self.projection.apply(event)
+        self.fold.apply(event)
 
 
 async def _write(
     store: ReadModelStore,
-    cache: AuthCache,
+    cache: AuthCacheWriter,
     folder: _Folder,
     offsets: dict[TopicPartitionKey, int] | None,
     summary: RebuildSummary,
@@ -110,15 +93,15 @@ async def _write(
     progress: Progress,
     offsets_at_least: dict[TopicPartitionKey, int] | None = None,
 ) -> RebuildSummary:
-    projection = folder.projection
+    fold = folder.fold
     # Credentials whose deactivation the live projector could not apply stay revoked (quarantine).
-    entries = quarantined(projection.auth.values(), await store.quarantined_credentials())
-    owners = owners_of(projection.domains.values())
+    entries = quarantined(fold.auth.values(), await store.quarantined_credentials())
+    owners = owners_of(fold.domains.values())
 
     async def write_postgres() -> None:
         started = time.monotonic()
         progress("read models", 0, 1)
-        await store.replace_all(projection, list(folder.processed.items()), offsets, offsets_at_least=offsets_at_least)
+        await store.replace_all(fold, list(folder.processed.items()), offsets, offsets_at_least=offsets_at_least)
         progress("read models", 1, 1)
         summary.phases["postgres"] = time.monotonic() - started
 
@@ -140,17 +123,18 @@ async def _write(
 
     summary.events = len(folder.processed)
     summary.invalid = folder.invalid
-    summary.credentials = len(projection.credentials)
-    summary.domains = len(projection.domains)
+    summary.credentials = len(fold.credentials)
+    summary.domains = len(fold.domains)
     summary.auth_entries = len(entries)
-    summary.parked = sum(len(w) for w in projection.parked.values())
+    summary.parked = sum(len(w) for w in fold.parked.values())
     metrics.REBUILDS.labels(summary.source).inc()
     return summary
 
 
 async def rebuild_from_event_store(
+    event_store: EventStoreReader,
     store: ReadModelStore,
-    cache: AuthCache,
+    cache: AuthCacheWriter,
     *,
     chunk: int = 5000,
     progress: Progress = _no_progress,
@@ -162,12 +146,13 @@ async def rebuild_from_event_store(
     older than the snapshot); the group's offsets below them are raised to them.
     """
     with heap.growing_heap():
-        return await _rebuild_from_event_store(store, cache, chunk, progress, log_starts_before)
+        return await _rebuild_from_event_store(event_store, store, cache, chunk, progress, log_starts_before)
 
 
 async def _rebuild_from_event_store(
+    event_store: EventStoreReader,
     store: ReadModelStore,
-    cache: AuthCache,
+    cache: AuthCacheWriter,
     chunk: int,
     progress: Progress,
     log_starts_before: dict[TopicPartitionKey, int] | None,
@@ -175,22 +160,14 @@ async def _rebuild_from_event_store(
     began = time.monotonic()
     summary = RebuildSummary(SOURCE_EVENT_STORE)
     folder = _Folder()
-    async with store.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        total = int(await conn.fetchval("SELECT count(*) FROM event_store"))
-        after = 0
-        done = 0
-        # Keyset pages by position; the next page is read while this one is folded.
-        rows = await conn.fetch(SELECT_PAGE, after, EVENT_STORE_CHUNK)
-        while rows:
-            after = rows[-1]["position"]
-            next_page = asyncio.create_task(conn.fetch(SELECT_PAGE, after, EVENT_STORE_CHUNK))
-            await asyncio.sleep(0)  # let the query go out before the CPU-bound fold
-            for row in rows:
-                folder.add_raw(row["envelope"])
-            heap.freeze_long_lived(collect=False)
-            done += len(rows)
-            progress("events", done, total)
-            rows = await next_page
+    done = 0
+    # The reader fetches its next page while this one is folded.
+    async for envelopes, total in event_store.pages(EVENT_STORE_CHUNK):
+        for envelope in envelopes:
+            folder.add_raw(envelope)
+        heap.freeze_long_lived(collect=False)
+        done += len(envelopes)
+        progress("events", done, total)
     summary.phases["read"] = time.monotonic() - began
     trimmed = {tp: start for tp, start in (log_starts_before or {}).items() if start > 0}
     await _write(store, cache, folder, None, summary, chunk, progress, offsets_at_least=trimmed)
@@ -200,30 +177,29 @@ async def _rebuild_from_event_store(
 
 async def rebuild_from_kafka(
     store: ReadModelStore,
-    cache: AuthCache,
-    kafka: KafkaConnection,
+    cache: AuthCacheWriter,
+    log: EventLog,
     topic_names: Sequence[str],
     *,
     keyring: Keyring,
     chunk: int = 5000,
     progress: Progress = _no_progress,
-    starts: LogStarts = log_starts,
 ) -> RebuildSummary:
     """Replay the topics from offset 0 up to their end offsets at the start, verified with `keyring`.
 
     Raises `LogNotFromZero`, before anything is written, when a partition no longer starts at offset 0.
     """
-    trimmed = {tp: start for tp, start in (await starts(kafka, topic_names)).items() if start > 0}
+    trimmed = {tp: start for tp, start in (await log.log_starts(topic_names)).items() if start > 0}
     if trimmed:
         raise LogNotFromZero(trimmed)
     with heap.growing_heap():
-        return await _rebuild_from_kafka(store, cache, kafka, topic_names, keyring, chunk, progress)
+        return await _rebuild_from_kafka(store, cache, log, topic_names, keyring, chunk, progress)
 
 
 async def _rebuild_from_kafka(
     store: ReadModelStore,
-    cache: AuthCache,
-    kafka: KafkaConnection,
+    cache: AuthCacheWriter,
+    log: EventLog,
     topic_names: Sequence[str],
     keyring: Keyring,
     chunk: int,
@@ -233,7 +209,7 @@ async def _rebuild_from_kafka(
     summary = RebuildSummary(SOURCE_KAFKA)
     folder = _Folder()
     ends: dict[TopicPartitionKey, int] = {}
-    async for records, done, ends in read_topics_to_end(kafka, topic_names):
+    async for records, done, ends in log.read_to_end(topic_names):
         for record in records:
             try:
                 keyring.verify(record.value, record.signature)

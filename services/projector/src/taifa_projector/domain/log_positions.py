@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from taifa_projector.domain.records import TopicPartitionKey
+# A partition of a topic: (topic, partition number).
+TopicPartitionKey = tuple[str, int]
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The read-model rows and auth-cache entries, and how one event changes them.
 
-Every rule is conditional on the event's `position` (DESIGN.md point 4): an event at or below the
+Every rule is conditional on the event's `position` (docs/architecture.md, the projector): an event at or below the
 position a row already holds changes nothing, so duplicates and late arrivals are harmless. An event
 that needs a row its stream has not created yet (a deactivation before its creation) is *parked* and
 applied when the creating event arrives.

@@ -1,1 +1,1 @@
-"""Process entry points: the consumer service, the health server and the CLI."""
+"""Process entry points: the consume loop (`taifa-projector run`) and the operator CLI."""

@@ -4,29 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import signal
 from enum import StrEnum
 from typing import Annotated
 
-import redis.asyncio as aioredis
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from taifa_events.signing import InvalidKeyring, Keyring
 from taifa_runtime import loop as runtime_loop
+from taifa_runtime.lifecycle import stop_on_signals
 
-from taifa_projector.adapters.kafka import log_starts
-from taifa_projector.adapters.postgres import ReadModelStore, create_pool
-from taifa_projector.adapters.read_side_lock import ReadSideLock
-from taifa_projector.adapters.redis_cache import AuthCache
+from taifa_projector import bootstrap
 from taifa_projector.adapters.table_swap import SwapTimedOut
 from taifa_projector.application.checksum import read_side_checksums
+from taifa_projector.application.ports import EventLog
 from taifa_projector.application.rebuild import RebuildSummary, rebuild_from_event_store, rebuild_from_kafka
-from taifa_projector.domain.log_positions import LogNotFromZero
-from taifa_projector.domain.records import TopicPartitionKey
-from taifa_projector.entrypoints import service
+from taifa_projector.domain.log_positions import LogNotFromZero, TopicPartitionKey
+from taifa_projector.entrypoints import consume_loop
 from taifa_projector.settings import Settings
 
 app = typer.Typer(add_completion=False, help="Taifa Mail projector: read models and the auth cache from Kafka.")
@@ -36,11 +31,6 @@ console = Console(stderr=True)
 class Source(StrEnum):
     kafka = "kafka"
     event_store = "event-store"
-
-
-def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
 
 
 def _require_keyring(settings: Settings) -> Keyring:
@@ -55,16 +45,14 @@ def _require_keyring(settings: Settings) -> Keyring:
 @app.command()
 def run() -> None:
     """Consume the event topics until SIGTERM/SIGINT (health and metrics on TAIFA_PROJECTOR_HEALTH_PORT)."""
-    _logging()
     settings = Settings()
+    bootstrap.configure_logging(settings)
     _require_keyring(settings)
 
     async def main() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await service.run(settings, stop)
+        stop_on_signals(stop)
+        await consume_loop.run(settings, stop)
 
     runtime_loop.run(main())
 
@@ -78,25 +66,16 @@ def migrate() -> None:
     typer.echo("projector schema up to date")
 
 
-async def _with_stores(settings: Settings):  # type: ignore[no-untyped-def]
-    pool = await create_pool(settings.database_url, 2)
-    client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=30)
-    return (
-        pool,
-        client,
-        ReadModelStore(pool, settings.projector_group_id),
-        AuthCache(client, settings.projector_group_id),
-    )
-
-
-async def _log_starts_before_event_store_rebuild(settings: Settings) -> dict[TopicPartitionKey, int] | None:
+async def _log_starts_before_event_store_rebuild(
+    settings: Settings, log: EventLog
+) -> dict[TopicPartitionKey, int] | None:
     """Where each partition's log starts, read before the event store (offsets of a gap are raised to them).
 
     Without Kafka the rebuild still runs and keeps the offsets as they are: a projector that finds a
     gap then stops again and says so, so this is a warning, not a refusal.
     """
     try:
-        return await asyncio.wait_for(log_starts(settings.kafka_client_options(), settings.projector_topics), 60)
+        return await asyncio.wait_for(log.log_starts(settings.projector_topics), 60)
     except Exception as exc:  # noqa: BLE001 - any Kafka failure: warn, rebuild anyway
         console.print(
             f"warning: could not read where the Kafka logs start ({type(exc).__name__}); the recorded offsets are "
@@ -117,45 +96,49 @@ def rebuild(
     keyring = _require_keyring(settings) if source is Source.kafka else None
 
     async def main() -> RebuildSummary:
-        lock = ReadSideLock(settings.database_url, exclusive=True)
+        lock = bootstrap.exclusive_read_side(settings)
         if not await lock.try_acquire():
             console.print("[red]live projectors are running: stop them first (the rebuild replaces what they write)")
             raise typer.Exit(1)
-        pool, client, store, cache = await _with_stores(settings)
         try:
-            with Progress(
-                TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                console=console,
-            ) as bar:  # fmt: skip
-                tasks: dict[str, TaskID] = {}
-
-                def progress(phase: str, done: int, total: int) -> None:
-                    if phase not in tasks:
-                        tasks[phase] = bar.add_task(phase, total=max(total, 1))
-                    bar.update(tasks[phase], completed=done, total=max(total, 1))
-
-                if source is Source.event_store:
-                    starts = await _log_starts_before_event_store_rebuild(settings)
-                    summary = await rebuild_from_event_store(
-                        store, cache, chunk=settings.projector_cache_chunk, progress=progress,
-                        log_starts_before=starts,
-                    )  # fmt: skip
-                else:
-                    summary = await rebuild_from_kafka(
-                        store, cache, settings.kafka_client_options(), settings.projector_topics,
-                        keyring=keyring or settings.event_keyring(),
-                        chunk=settings.projector_cache_chunk, progress=progress,
-                    )  # fmt: skip
-            return summary
+            async with bootstrap.tools(settings) as parts:
+                return await _rebuild(settings, source, keyring, parts)
         except (LogNotFromZero, SwapTimedOut) as exc:  # nothing was changed: say why, no traceback
             console.print(f"taifa-projector rebuild: {exc}", markup=False, style="red")
             raise typer.Exit(1) from None
         finally:
-            await client.aclose()
-            await pool.close()
             await lock.release()
 
     summary = runtime_loop.run(main())
+    _print_summary(summary)
+
+
+async def _rebuild(
+    settings: Settings, source: Source, keyring: Keyring | None, parts: bootstrap.Tools
+) -> RebuildSummary:
+    with Progress(
+        TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=max(total, 1))
+            bar.update(tasks[phase], completed=done, total=max(total, 1))
+
+        if source is Source.event_store:
+            starts = await _log_starts_before_event_store_rebuild(settings, parts.event_log)
+            return await rebuild_from_event_store(
+                parts.event_store, parts.store, parts.cache, chunk=settings.projector_cache_chunk,
+                progress=progress, log_starts_before=starts,
+            )  # fmt: skip
+        return await rebuild_from_kafka(
+            parts.store, parts.cache, parts.event_log, settings.projector_topics,
+            keyring=keyring or settings.event_keyring(), chunk=settings.projector_cache_chunk, progress=progress,
+        )  # fmt: skip
+
+
+def _print_summary(summary: RebuildSummary) -> None:
     table = Table(title=f"rebuild from {summary.source}", show_header=False)
     for name, value in (
         ("events applied", summary.events),
@@ -188,11 +171,7 @@ def checksum() -> None:
     settings = Settings()
 
     async def main() -> dict[str, str]:
-        pool, client, store, cache = await _with_stores(settings)
-        try:
-            return await read_side_checksums(store, cache)
-        finally:
-            await client.aclose()
-            await pool.close()
+        async with bootstrap.tools(settings) as parts:
+            return await read_side_checksums(parts.store, parts.cache)
 
     typer.echo(json.dumps(runtime_loop.run(main()), indent=2))

@@ -1,6 +1,6 @@
 """Folding a sequence of events into read-model rows, auth entries and parked events.
 
-`Projection` holds the part of the read side a batch touches (live: loaded from PostgreSQL for the
+`ReadSideFold` holds the part of the read side a batch touches (live: loaded from PostgreSQL for the
 batch's ids; rebuild: everything, in memory) and records what changed, so the caller writes only
 that. The same fold serves the live consumer and both rebuilds, which is why they agree.
 """
@@ -35,7 +35,7 @@ RowT = TypeVar("RowT", CredentialRow, DomainRow)
 
 
 @dataclass
-class Projection:
+class ReadSideFold:
     """Rows by id plus the sets of ids whose rows changed during the fold."""
 
     credentials: dict[UUID, CredentialRow] = field(default_factory=dict)
@@ -139,10 +139,10 @@ def latest_auth_entries(events: Iterable[Event]) -> dict[str, AuthEntry]:
     return entries
 
 
-def cache_writes(projection: Projection, redelivered: Iterable[Event]) -> dict[str, AuthEntry]:
+def cache_writes(fold: ReadSideFold, redelivered: Iterable[Event]) -> dict[str, AuthEntry]:
     """What a live batch writes to the auth cache: the entries its fold changed, plus those of events applied
     before (a redelivery: a crash may have come between the PostgreSQL commit and the Redis write)."""
     entries = latest_auth_entries(redelivered)
-    for username in projection.changed_auth:
-        entries[username] = newer_entry(entries.get(username), projection.auth[username])
+    for username in fold.changed_auth:
+        entries[username] = newer_entry(entries.get(username), fold.auth[username])
     return entries

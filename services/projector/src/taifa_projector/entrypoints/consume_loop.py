@@ -1,41 +1,29 @@
-"""The projector process: wires the adapters, runs the consume loop and the health server.
+"""The consume loop of one projector instance: poll a batch, apply it, commit, check between batches.
 
 `run(settings, stop)` is the async entry (`taifa-projector run` calls it; tests may run it in-process).
 One loop per instance: poll a batch, apply it (PostgreSQL, then Redis), commit offsets to Kafka,
-check the auth cache between batches. Partitions are shared with other instances by the group.
+check the auth cache between batches. Partitions are shared with other instances by the group. The
+parts come from `bootstrap.consumer_parts`, and one `AsyncExitStack` closes them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
+from contextlib import AsyncExitStack
 from typing import Any
 
-import redis.asyncio as aioredis
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
 from taifa_runtime.health import HealthServer
 
-from taifa_projector import heap, metrics
-from taifa_projector.adapters.kafka import (
-    KafkaDeadLetters,
-    SeekToRecordedOffsets,
-    make_consumer,
-    make_producer,
-    to_record,
-)
-from taifa_projector.adapters.postgres import ReadModelStore, create_pool
-from taifa_projector.adapters.read_side_lock import ReadSideLock
-from taifa_projector.adapters.redis_cache import AuthCache
-from taifa_projector.application.batches import BatchApplier, BatchReport, DecodedBatch
-from taifa_projector.application.cache import CacheGuard
-from taifa_projector.application.log_gaps import LogGaps
-from taifa_projector.application.pruning import ProcessedPruner
+from taifa_projector import bootstrap, heap, metrics
+from taifa_projector.adapters.kafka import to_record
+from taifa_projector.application.batches import BatchReport, DecodedBatch
 from taifa_projector.application.retry import retry_transient
-from taifa_projector.domain.records import TopicPartitionKey
+from taifa_projector.domain.log_positions import TopicPartitionKey
 from taifa_projector.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,64 +38,25 @@ class Projector:
         self.batch_seconds: deque[float] = deque(maxlen=100_000)
         self.totals = BatchReport()
         self._started = False
-        self.health: HealthServer | None = None
-        self.log_gaps = LogGaps()
+        self._stack = AsyncExitStack()
 
     async def start(self) -> None:
         s = self.settings
-        keyring = s.event_keyring()  # no keys, no consuming: refuse before touching anything
-        self.pool = await retry_transient(
-            lambda: create_pool(s.database_url, s.projector_db_pool_size),
-            store="postgres",
-            initial=s.projector_retry_initial_seconds,
-            maximum=s.projector_retry_max_seconds,
+        parts = await bootstrap.consumer_parts(s, self._stack, log_starts=self._log_starts)
+        self.pool, self.redis, self.store, self.cache = parts.pool, parts.redis, parts.store, parts.cache
+        self.read_side, self.guard, self.pruner, self.applier = (
+            parts.read_side,
+            parts.guard,
+            parts.pruner,
+            parts.applier,
         )
-        self.read_side = ReadSideLock(s.database_url, exclusive=False)
+        self.log_gaps, self.listener, self.consumer = parts.log_gaps, parts.listener, parts.consumer
         await self._hold_read_side()
-        self.redis = aioredis.Redis.from_url(s.redis_url, socket_timeout=10, socket_connect_timeout=5)
-        self.store = ReadModelStore(self.pool, s.projector_group_id)
-        self.cache = AuthCache(self.redis, s.projector_group_id)
-        self.guard = CacheGuard(
-            self.store, self.cache, interval=s.projector_cache_check_seconds, chunk=s.projector_cache_chunk
-        )
-        self.pruner = ProcessedPruner(
-            self.store,
-            keep_positions=s.projector_processed_keep_positions,
-            interval=s.projector_prune_interval_seconds,
-            chunk=s.projector_prune_chunk,
-        )
-        self.producer = make_producer(s.kafka_client_options())
-        await self.producer.start()
-        self.applier = BatchApplier(
-            self.store,
-            self.cache,
-            KafkaDeadLetters(self.producer),
-            keyring=keyring,
-            max_attempts=s.projector_max_attempts,
-            retry_initial=s.projector_retry_initial_seconds,
-            retry_max=s.projector_retry_max_seconds,
-            publish_applied=s.projector_publish_applied,
-        )
-        self.listener = SeekToRecordedOffsets(
-            self._load_offsets,
-            self.guard.request_check,
-            on_gap=self.log_gaps.found,
-            on_revoked=self.log_gaps.released,
-            log_starts=self._log_starts,
-        )
-        self.consumer = make_consumer(
-            s.kafka_client_options(),
-            s.projector_topics,
-            group_id=s.projector_group_id,
-            batch_size=s.projector_batch_size,
-            session_timeout_ms=s.projector_session_timeout_ms,
-            max_poll_interval_ms=s.projector_max_poll_interval_ms,
-            listener=self.listener,
-        )
         await self.consumer.start()
         if self.with_health:
-            self.health = HealthServer(s.projector_health_host, s.projector_health_port, self.ready)
-            await self.health.start()
+            health = HealthServer(s.projector_health_host, s.projector_health_port, self.ready)
+            await health.start()
+            self._stack.push_async_callback(health.stop)
         self._started = True
         heap.freeze_long_lived()
         log.info("projector started: group %s, topics %s", s.projector_group_id, ",".join(s.projector_topics))
@@ -122,21 +71,12 @@ class Projector:
 
         await retry_transient(
             hold,
-            store="postgres",
-            initial=self.settings.projector_retry_initial_seconds,
-            maximum=self.settings.projector_retry_max_seconds,
-        )
-
-    async def _load_offsets(self, partitions: list[TopicPartitionKey]) -> dict[TopicPartitionKey, int]:
-        return await retry_transient(
-            lambda: self.store.load_offsets(partitions),
-            store="postgres",
             initial=self.settings.projector_retry_initial_seconds,
             maximum=self.settings.projector_retry_max_seconds,
         )
 
     async def _log_starts(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        """Where each partition's log starts (the broker's ListOffsets "earliest")."""
+        """Where each partition's log starts (the broker's ListOffsets "earliest"; tests simulate retention here)."""
         starts: dict[TopicPartition, int] = await self.consumer.beginning_offsets(partitions)
         return starts
 
@@ -237,21 +177,9 @@ class Projector:
 
     async def close(self) -> None:
         self._started = False
-        self.log_gaps.released(list(self.log_gaps.gaps))  # it owns no partition any more
-        if self.health is not None:
-            await self.health.stop()
-        for name, method in (
-            ("guard", "close"),
-            ("consumer", "stop"),
-            ("producer", "stop"),
-            ("redis", "aclose"),
-            ("pool", "close"),
-            ("read_side", "release"),
-        ):
-            part = getattr(self, name, None)
-            if part is not None:
-                with contextlib.suppress(Exception):
-                    await getattr(part, method)()
+        if hasattr(self, "log_gaps"):
+            self.log_gaps.released(list(self.log_gaps.gaps))  # it owns no partition any more
+        await self._stack.aclose()
 
 
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
