@@ -13,8 +13,8 @@ from prometheus_client import REGISTRY
 from redis.exceptions import RedisError
 from taifa_events import envelope_to_json, topics
 from taifa_localstack import Postgres, Redis
-from taifa_relay.adapters.auth_cache import AuthCache as RelayAuthCache
 from taifa_relay.adapters.auth_cache import CacheUnavailable
+from taifa_relay.adapters.auth_cache import RedisAuthCacheReader as RelayAuthCache
 
 from tests.integration.projector.conftest import Isolated, migrate
 from tests.integration.projector.projector_harness import ReadSide, eventually, holds, produce, running

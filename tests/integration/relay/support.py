@@ -185,7 +185,7 @@ class RelayThread:
             self.loop = uvloop.new_event_loop()
             asyncio.set_event_loop(self.loop)
             try:
-                self.relay = Relay(self.settings)
+                self.relay = Relay.from_settings(self.settings)
                 self.loop.run_until_complete(self.relay.start())
             except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
                 self._error = exc

@@ -54,7 +54,7 @@ def test_a13_revoked_credential_never_logs_in_from_an_old_snapshot_restored_afte
     writer.deactivate(revoked)  # tombstone at position 3, watermark raised to 3, revocation published
     with smtp_client.tls() as smtp:
         assert auth(smtp, "PLAIN", revoked.username, revoked.password)[0] == 535  # the relay has seen watermark 3
-    assert relay.relay.cache.highest_watermark == 3
+    assert relay.relay.parts.auth_cache.highest_watermark == 3
     live = smtp_client.login(other)
     try:
         own_redis.stop()
@@ -88,7 +88,7 @@ def test_a_relay_without_logins_still_refuses_a_snapshot_older_than_the_watermar
     relay = make_relay(redis_url=own_redis.url)
     client.save()
     writer.deactivate(revoked, publish=False)  # watermark 2; this relay serves no login in between
-    wait_until(lambda: relay.relay.cache.highest_watermark == 2, 10, "relay learnt the watermark")
+    wait_until(lambda: relay.relay.parts.auth_cache.highest_watermark == 2, 10, "relay learnt the watermark")
     own_redis.stop()
     own_redis.start()
     with Client(relay, certs).tls() as smtp:

@@ -193,11 +193,11 @@ def test_c8_random_dialogues_keep_the_invariants(make_relay: Any, certs: Certs, 
     assert after.reply().startswith("220")
     after.close()
     # Every dialogue is closed: nothing of them may stay behind in the relay (memory bounded by live sessions).
-    handler = relay.relay.handler
+    sessions = relay.relay.parts.sessions
     deadline = time.monotonic() + 30
-    while handler.sessions and time.monotonic() < deadline:
+    while sessions.sessions and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not handler.sessions
-    assert not handler._per_client and not handler._by_username
+    assert not sessions.sessions
+    assert not sessions.admission.per_client and not sessions._by_username
     elapsed = time.monotonic() - began
     print(f"\nC8 fuzz: {sent[0]:,} commands in {EXAMPLES} dialogues of up to {STEPS} steps, {elapsed:.0f}s")

@@ -123,13 +123,13 @@ def test_a_revocation_message_clears_the_recheck_cache_of_that_credential(
     make_relay: Any, certs: Certs, credentials: Credentials
 ) -> None:
     relay = make_relay(relay_recheck_cache_seconds=300)
-    handler = relay.relay.handler
+    sessions = relay.relay.parts.sessions
     cred = credentials.create()
     with Client(relay, certs).login(cred) as smtp:
         assert smtp.mail(f"app@{cred.domain}")[0] == 250
-        assert cred.username in handler._recent_checks
+        assert cred.username in sessions.recent_checks
         credentials.deactivate(cred)
-        wait_until(lambda: cred.username not in handler._recent_checks, 5, "reuse cache entry cleared")
+        wait_until(lambda: cred.username not in sessions.recent_checks, 5, "reuse cache entry cleared")
         assert smtp.docmd("RSET")[0] == 250
         assert smtp.docmd(f"MAIL FROM:<app@{cred.domain}>") == REVOKED
 
@@ -137,15 +137,15 @@ def test_a_revocation_message_clears_the_recheck_cache_of_that_credential(
 def test_re_auth_on_one_connection_leaves_no_stale_username_and_the_old_names_revocation_spares_it(
     client: Client, credentials: Credentials, rdb: redis_lib.Redis
 ) -> None:
-    handler = client.relay.relay.handler
+    sessions = client.relay.relay.parts.sessions
     first, second, marker = credentials.create(), credentials.create(), credentials.create()
     with client.login(first) as smtp, client.login(marker) as marker_session:
         assert smtp.mail(f"app@{first.domain}")[0] == 250
         credentials.deactivate(first)
         wait_until(lambda: smtp.rcpt("a@dest.example")[0] == 535, 5, "first login dropped")
         assert auth(smtp, "PLAIN", second.username, second.password)[0] == 235
-        assert first.username not in handler._by_username
-        assert in_sessions_of(handler, second.username) == [second.username]
+        assert first.username not in sessions._by_username
+        assert in_sessions_of(sessions, second.username) == [second.username]
         rdb.publish(REVOCATIONS_CHANNEL, first.username)  # every session of the FIRST name (plain form)
         credentials.publish_revocation(first)
         # Messages on one channel arrive in order: once the marker's revocation is applied, so are those above.
@@ -157,6 +157,6 @@ def test_re_auth_on_one_connection_leaves_no_stale_username_and_the_old_names_re
         assert smtp.data(message(f"app@{second.domain}"))[0] == 250
 
 
-def in_sessions_of(handler: Any, username: str) -> list[str]:
+def in_sessions_of(sessions: Any, username: str) -> list[str]:
     """The usernames of the sessions indexed under `username` (what a revocation of that name reaches)."""
-    return [server.relay_session.username for server in handler._by_username.get(username, ())]
+    return [state.username for state in sessions._by_username.get(username, ())]

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 from taifa_relay.domain import policy, replies
-from taifa_relay.entrypoints.handler import upstream_failure_reply
+from taifa_relay.domain.replies import upstream_failure_reply
 
 
 @pytest.mark.parametrize(

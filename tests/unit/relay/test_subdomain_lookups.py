@@ -1,19 +1,18 @@
-"""The session handler's use of the domain-owner lookups, with a fake of our own DomainOwners port: no lookup for
+"""The submission's use of the domain-owner lookups, with a fake of our own DomainOwnerLookup port: no lookup for
 the credential's own domain, refusal for another account's subdomain, and a temporary reply (never a pass)
 when the owners cannot be read."""
 
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
-from aiosmtpd.smtp import Envelope
-from taifa_relay.adapters.auth_cache import CacheUnavailable
+from taifa_relay.application.ports import CacheUnavailable
+from taifa_relay.application.sessions import RecentChecks, SessionRegistry, SessionState
+from taifa_relay.application.submission import Submission
 from taifa_relay.domain import policy, replies
-from taifa_relay.entrypoints.handler import RelayHandler
-from taifa_relay.entrypoints.session_state import RelaySession
+from taifa_relay.domain.limits import AdmissionLimits, AuthFailureLimits
 
 MINE = "11111111-1111-4111-8111-111111111111"
 THEIRS = "22222222-2222-4222-8222-222222222222"
@@ -32,28 +31,24 @@ class FakeOwners:
         return [self.owners_by_name.get(name) for name in names]
 
 
-def _handler(owners: FakeOwners) -> RelayHandler:
-    return RelayHandler(
-        cache=cast(Any, None),  # neither is reached by MAIL
+def _submission(owners: FakeOwners) -> Submission:
+    return Submission(
+        auth_cache=cast(Any, None),  # neither is reached by MAIL
         upstream=cast(Any, None),
-        domain_owners=cast(Any, owners),
+        domain_owners=owners,
+        sessions=SessionRegistry(AdmissionLimits(10, 10, 10), RecentChecks(0)),
         hostname="relay.test",
         max_recipients=10,
-        max_sessions=10,
-        max_sessions_per_client=10,
-        max_connections_per_minute=10,
-        max_auth_failures_per_connection=3,
-        max_auth_failures_per_address=10,
+        auth_limits=AuthFailureLimits(per_connection=3, per_address_username=10, per_address=10),
         max_own_received_headers=3,
     )
 
 
 def _mail(owners: FakeOwners, address: str) -> str:
     async def run() -> str:
-        session = RelaySession(asyncio.get_running_loop())
-        session.domain, session.account_id = "own.example", MINE
-        server = SimpleNamespace(relay_session=session)
-        return await _handler(owners).handle_MAIL(server, session, Envelope(), address, [])  # type: ignore[arg-type]
+        state = SessionState("192.0.2.7")
+        state.domain, state.account_id = "own.example", MINE
+        return (await _submission(owners).mail_from(state, address)).reply
 
     return asyncio.run(run())
 

@@ -3,7 +3,7 @@
 Every read checks that the cache can be trusted: its epoch exists (it was not flushed) and its watermark (the
 highest event position it holds) is not below the highest one this relay has read (it was not restarted from an
 older snapshot, where a revoked credential may still be active). Redis unreachable, or a cache that fails this
-check, surfaces as `CacheUnavailable`, which the protocol turns into a temporary `454 4.7.0` / `451 4.3.0`.
+check, surfaces as `CacheUnavailable`, which the application turns into a temporary `454 4.7.0` / `451 4.3.0`.
 """
 
 from __future__ import annotations
@@ -14,13 +14,17 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from typing import NamedTuple, cast
+from typing import cast
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 from taifa_events.auth_cache import EPOCH_KEY, REVOCATIONS_CHANNEL, WATERMARK_KEY, AuthCacheEntry, auth_key
+from taifa_runtime.lifecycle import sleep_unless_stopped
+from taifa_runtime.redis import redis_client
 
 from taifa_relay.adapters import metrics
+from taifa_relay.application.ports import CacheStale, CacheUnavailable, Lookup, WriteRefused
+
+__all__ = ["CacheStale", "CacheUnavailable", "Lookup", "RedisAuthCacheReader", "WriteRefused", "failure_keys"]
 
 log = logging.getLogger("taifa.relay.cache")
 
@@ -40,26 +44,6 @@ _STAND_IN = {
 }
 
 
-class CacheUnavailable(Exception):
-    """Redis could not answer, or its cache cannot be trusted right now; the caller must fail closed."""
-
-
-class CacheStale(CacheUnavailable):
-    """The cache's epoch is missing or its watermark is missing or lower than one this relay has read."""
-
-
-class WriteRefused(CacheUnavailable):
-    """Redis refused a write (NOPERM from an ACL without write access, READONLY replica...)."""
-
-
-class Lookup(NamedTuple):
-    """What one AUTH reads in one round trip: the entry and the failure counts that apply to this attempt."""
-
-    entry: AuthCacheEntry | None
-    failures_for_username: int
-    failures_for_address: int
-
-
 def failure_keys(address_group: str, username: str) -> tuple[str, str]:
     """The counter keys of (address group, username) and of the address group alone. The username is hashed:
     keys have a bounded size and no username appears in plain text in Redis."""
@@ -67,8 +51,9 @@ def failure_keys(address_group: str, username: str) -> tuple[str, str]:
     return f"{THROTTLE_PREFIX}user:{address_group}:{digest}", f"{THROTTLE_PREFIX}addr:{address_group}"
 
 
-class AuthCache:
-    """Credential lookups and failure counters over one Redis connection pool.
+class RedisAuthCacheReader:
+    """The relay's reader of the projector's auth cache (`application.ports.AuthCacheReader`): credential lookups,
+    and the relay's own failure counters, over one Redis connection pool. It never writes the cache itself.
 
     Failure counts live in Redis (shared by every relay instance) and are read in the same round trip as the
     entry; a key whose count has reached its limit is also remembered here until its window ends, so that an
@@ -76,9 +61,7 @@ class AuthCache:
     """
 
     def __init__(self, url: str, *, failure_window_seconds: int, timeout: float = 2.0) -> None:
-        self._redis = aioredis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
-        )
+        self._redis = redis_client(url, timeout=timeout, retry_on_timeout=False)
         self._url = url
         self._window = failure_window_seconds
         self._throttled: dict[str, float] = {}
@@ -91,6 +74,7 @@ class AuthCache:
     async def lookup(self, username: str, address_group: str) -> Lookup:
         """The entry for `username` (None if missing or damaged: fail closed) and the failure counts, read with
         the cache's epoch and watermark in one MULTI; raises CacheUnavailable / CacheStale."""
+        metrics.AUTH_LOOKUPS.inc()
         user_key, address_key = failure_keys(address_group, username)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
@@ -246,7 +230,8 @@ class AuthCache:
         """Call `on_revoked(message)` for every message on the revocation channel; reconnect on errors
         (calling `on_subscribed` after each subscription, since messages may have been missed meanwhile)."""
         while not stop.is_set():
-            client = aioredis.Redis.from_url(self._url)
+            # No read timeout: the subscriber waits on the channel on purpose, get_message bounds each wait.
+            client = redis_client(self._url, timeout=None)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(REVOCATIONS_CHANNEL)
@@ -259,8 +244,7 @@ class AuthCache:
                         on_revoked(data.decode() if isinstance(data, bytes) else str(data))
             except (RedisError, OSError) as exc:
                 log.warning("revocation channel lost, resubscribing", extra={"error": type(exc).__name__})
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1.0)
+                await sleep_unless_stopped(stop, 1.0)
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]

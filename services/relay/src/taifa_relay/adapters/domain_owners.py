@@ -9,20 +9,19 @@ backwards) is checked by the credential re-check that runs at the same MAIL and 
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from taifa_events.auth_cache import domain_owner_key
+from taifa_runtime.redis import redis_client
 
-from taifa_relay.adapters.auth_cache import CacheUnavailable
+from taifa_relay.application.ports import CacheUnavailable
 
 
 class DomainOwners:
-    """Owner lookups over a small Redis pool of their own (the auth cache's pool serves every AUTH)."""
+    """`application.ports.DomainOwnerLookup`: owner lookups over a small Redis pool of their own (the auth
+    cache's pool serves every AUTH)."""
 
     def __init__(self, url: str, *, timeout: float = 2.0) -> None:
-        self._redis = aioredis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
-        )
+        self._redis = redis_client(url, timeout=timeout, retry_on_timeout=False)
 
     async def owners(self, names: list[str]) -> list[str | None]:
         """The account id that verified each of `names` (None: no account has), in the same order."""

@@ -35,3 +35,21 @@ REDIS_WRITABLE = Gauge("taifa_relay_redis_writable", "1 while Redis accepts the 
 REDIS_WRITES_REFUSED = Counter(
     "taifa_relay_redis_writes_refused_total", "Writes Redis refused (NOPERM, READONLY): throttling cannot count"
 )
+
+# The application's decision outcomes and the counter each one adds to (bound once, on first use).
+_REJECTION_OUTCOMES = frozenset({"end-of-data-recheck-unavailable"})
+_OUTCOME_COUNTERS: dict[str, Counter] = {"success": AUTH_SUCCESS, "failure": AUTH_FAILURE}
+
+
+def count_outcomes(outcomes: tuple[str, ...]) -> None:
+    """Count what a decision of `taifa_relay.application.submission` names: AUTH results by result, the
+    end-of-DATA re-check that could not be made as a rejection."""
+    for outcome in outcomes:
+        counter = _OUTCOME_COUNTERS.get(outcome)
+        if counter is None:
+            if outcome in _REJECTION_OUTCOMES:
+                counter = REJECTIONS.labels(reason=outcome)
+            else:
+                counter = AUTH_RESULTS.labels(result=outcome)
+            _OUTCOME_COUNTERS[outcome] = counter
+        counter.inc()

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiosmtplib
@@ -23,6 +22,7 @@ from aiosmtplib import SMTPDataError, SMTPException, SMTPResponseException, SMTP
 
 from taifa_relay.adapters import metrics
 from taifa_relay.adapters.tls import upstream_context
+from taifa_relay.application.ports import UpstreamReply
 from taifa_relay.domain import policy
 
 log = logging.getLogger("taifa.relay.upstream")
@@ -37,16 +37,9 @@ class _ClosedBeforeMail(Exception):
     """The connection was found closed at MAIL: nothing of the message reached the upstream."""
 
 
-@dataclass(frozen=True, slots=True)
-class UpstreamReply:
-    """The upstream's verdict: `accepted`, or a code/text that maps to the reply for our client."""
-
-    accepted: bool
-    code: int
-    text: str
-
-
 class UpstreamClient:
+    """`application.ports.Upstream` over SMTP (aiosmtplib), with a pool of idle connections."""
+
     def __init__(
         self,
         host: str,

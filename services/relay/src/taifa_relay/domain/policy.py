@@ -1,6 +1,7 @@
 """Submission policy as pure functions: who may send as whom, what a message must look like, trace headers.
 
-The SMTP protocol code calls these; none of them does I/O, so they are unit-tested without a socket.
+The application layer (and the protocol, for what it checks before parsing) calls these; none of them does I/O,
+so they are unit-tested without a socket.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ from datetime import datetime
 from email.utils import format_datetime, getaddresses
 from typing import NamedTuple
 
+from taifa_events import secret_matches
+from taifa_events.auth_cache import AuthCacheEntry
+from taifa_events.secret_hash import HASH_SCHEME
+
 from taifa_relay.domain import replies
 
 _DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -19,6 +24,17 @@ HEADER_END = b"\r\n\r\n"
 # RFC 5322 ftext: printable US-ASCII except the colon.
 _FIELD_NAME = re.compile(rb"^[\x21-\x39\x3b-\x7e]+$")
 RECEIVED_MARKER = "(Taifa relay)"
+# Compared against for unknown usernames, so that they cost the same hashing work as a wrong password.
+_DUMMY_HASH = "0" * 64
+
+
+def credential_accepted(entry: AuthCacheEntry | None, secret: str) -> bool:
+    """True when `secret` is the active entry's secret. The same work whatever the outcome (one SHA-256 and one
+    constant-time comparison, against a dummy hash for an unknown username), so timing tells nothing."""
+    if entry is None:
+        secret_matches(secret, _DUMMY_HASH, HASH_SCHEME)
+        return False
+    return secret_matches(secret, entry.secret_hash, entry.hash_scheme) and entry.active
 
 
 def address_domain(address: str) -> str | None:
@@ -150,7 +166,7 @@ def owner_lookup_names(sender_domain: str, credential_domain: str) -> list[str]:
 
 
 def owners_allow(owners: Sequence[str | None], account_id: str | None) -> bool:
-    """True when no looked-up name is verified by an account other than `account_id` (contract §4: a
+    """True when no looked-up name is verified by an account other than `account_id` (docs/api.md: a
     subdomain another account has verified is that account's). Without an account id, any owner refuses."""
     mine = (account_id or "").strip().lower()
     return all(owner is None or (bool(mine) and owner.strip().lower() == mine) for owner in owners)

@@ -1,4 +1,5 @@
-"""Every SMTP reply the relay sends on its own behalf (CONTRACT.md §4), as named constants."""
+"""Every SMTP reply the relay sends on its own behalf (docs/api.md, SMTP reference), as named constants, and the
+few reply choices that depend on a value (the queue id, the upstream's answer)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,14 @@ SHUTTING_DOWN: Final = "421 4.3.2 Service shutting down, try again later"
 FORBIDDEN_COMMAND: Final = "521 5.7.0 Not an SMTP client, closing connection"
 INTERNAL_ERROR: Final = "451 4.3.0 Internal error, try again later"
 SYNTAX_ERROR: Final = "500 5.5.2 Error: bad syntax"
+BAD_BASE64: Final = "501 5.5.2 Can't decode base64"
+BAD_AUTH_VALUE: Final = "501 5.5.2 Can't split auth value"
+NOT_SECURED: Final = "554 5.7.0 Command refused due to lack of security"
+STARTTLS_SYNTAX: Final = "501 5.5.4 Syntax: STARTTLS"
+READY_FOR_TLS: Final = "220 2.0.0 Ready to start TLS"
+SENDER_OK: Final = "250 2.1.0 OK"
+RECIPIENT_OK: Final = "250 2.1.5 OK"
+RECIPIENT_MALFORMED: Final = "553 5.1.3 Recipient address rejected: malformed"
 UNRECOGNISED_COMMAND: Final = "500 5.5.1 Error: command not recognized"
 TLS_NOT_AVAILABLE: Final = "454 4.7.0 TLS not available"
 DATA_START: Final = "354 End data with <CR><LF>.<CR><LF>"
@@ -54,3 +63,18 @@ REWRITES: Final[dict[str, str]] = {
 
 # Commands that show the peer is not an SMTP client (Postfix smtpd_forbidden_commands).
 FORBIDDEN_COMMANDS: Final = frozenset({"CONNECT", "GET", "POST", "PUT", "HEAD", "USER", "PASS"})
+
+
+def queued(queue_id: str) -> str:
+    """The end-of-DATA reply for a message the upstream accepted, with the id its log line carries."""
+    return f"{QUEUED} {queue_id}"
+
+
+def upstream_failure_reply(code: int, text: str) -> str:
+    """Upstream unreachable or 4xx → our 451 4.4.x (the client retries); 5xx → passed through."""
+    if code == 0:
+        return UPSTREAM_UNAVAILABLE
+    if 500 <= code < 600:
+        clean = " ".join(text.replace("\r", " ").replace("\n", " ").split())[:200]
+        return f"{code} {clean}" if clean else f"{code} 5.0.0 Rejected by upstream"
+    return UPSTREAM_TEMPORARY

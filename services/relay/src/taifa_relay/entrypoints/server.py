@@ -1,4 +1,5 @@
-"""Wires settings, adapters and the SMTP protocol into running listeners; drains on SIGTERM.
+"""The relay's listeners: the parts from `taifa_relay.bootstrap` served on both SMTP ports, the revocation
+listener, the certificate watcher and the health port; drains on SIGTERM.
 
 `Relay` is what `taifa-relay run` starts and what the tests start in a thread of their own.
 """
@@ -8,15 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from typing import Any
 
 from taifa_runtime.health import HealthServer
+from taifa_runtime.lifecycle import sleep_unless_stopped, stop_on_signals
 
-from taifa_relay.adapters.auth_cache import AuthCache
-from taifa_relay.adapters.domain_owners import DomainOwners
-from taifa_relay.adapters.tls import ReloadingContext
-from taifa_relay.adapters.upstream import UpstreamClient
+from taifa_relay.bootstrap import RelayParts, build_relay_parts
 from taifa_relay.domain import replies
 from taifa_relay.entrypoints.handler import RelayHandler
 from taifa_relay.entrypoints.session_state import ProtocolLimits
@@ -39,38 +37,12 @@ def _quiet_aborted_handshakes(loop: asyncio.AbstractEventLoop, context: dict[str
 
 
 class Relay:
-    """Both SMTP listeners, the revocation listener, the certificate watcher and the health port."""
+    """Both SMTP listeners, the revocation listener, the certificate watcher and the health port, over `parts`."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.tls = ReloadingContext(settings.relay_tls_cert_file, settings.relay_tls_key_file)
-        self.cache = AuthCache(settings.redis_url, failure_window_seconds=settings.relay_auth_failure_window_seconds)
-        self.upstream = UpstreamClient(
-            settings.relay_upstream_host,
-            settings.relay_upstream_port,
-            local_hostname=settings.relay_hostname,
-            tls_mode=settings.relay_upstream_tls,
-            verify=settings.relay_upstream_verify,
-            ca_file=settings.relay_upstream_ca_file,
-            timeout=settings.relay_upstream_timeout_seconds,
-            pool_size=settings.relay_upstream_pool_size,
-        )
-        self.domain_owners = DomainOwners(settings.redis_url)
-        self.handler = RelayHandler(
-            cache=self.cache,
-            upstream=self.upstream,
-            domain_owners=self.domain_owners,
-            hostname=settings.relay_hostname,
-            max_recipients=settings.relay_max_recipients,
-            max_sessions=settings.relay_max_sessions,
-            max_sessions_per_client=settings.relay_max_sessions_per_client,
-            max_connections_per_minute=settings.relay_max_connections_per_minute,
-            max_auth_failures_per_connection=settings.relay_max_auth_failures_per_connection,
-            max_auth_failures_per_address=settings.relay_max_auth_failures_per_address,
-            max_auth_failures_per_address_username=settings.relay_max_auth_failures_per_address_username,
-            max_own_received_headers=settings.relay_max_own_received_headers,
-            recheck_cache_seconds=settings.relay_recheck_cache_seconds,
-        )
+    def __init__(self, parts: RelayParts) -> None:
+        self.parts = parts
+        settings = self.settings = parts.settings
+        self.handler = RelayHandler(parts.submission)
         self.limits = ProtocolLimits(
             hostname=settings.relay_hostname,
             max_message_bytes=settings.relay_max_message_bytes,
@@ -92,8 +64,19 @@ class Relay:
         self.submission_port = settings.relay_submission_port
         self.smtps_port = settings.relay_smtps_port
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Relay:
+        """A relay over parts freshly built from `settings` (`taifa_relay.bootstrap`)."""
+        return cls(build_relay_parts(settings))
+
     def _factory(self, implicit_tls: bool) -> RelaySMTP:
-        return RelaySMTP(self.handler, limits=self.limits, tls_context=self.tls.context, implicit_tls=implicit_tls)
+        return RelaySMTP(
+            self.handler,
+            sessions=self.parts.sessions,
+            limits=self.limits,
+            tls_context=self.parts.tls.context,
+            implicit_tls=implicit_tls,
+        )
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -108,9 +91,11 @@ class Relay:
         self.smtps_port = smtps.sockets[0].getsockname()[1]
         self._tasks = [
             asyncio.create_task(
-                self.cache.listen_revocations(self.handler.revoke, self._stop, self.handler.forget_rechecks)
+                self.parts.auth_cache.listen_revocations(
+                    self.parts.sessions.revoke, self._stop, self.parts.sessions.forget_rechecks
+                )
             ),
-            asyncio.create_task(self.tls.watch(self.settings.relay_tls_reload_seconds, self._stop)),
+            asyncio.create_task(self.parts.tls.watch(self.settings.relay_tls_reload_seconds, self._stop)),
             asyncio.create_task(self._watch_readiness()),
         ]
         await self.health.start()
@@ -123,9 +108,8 @@ class Relay:
         while not self._stop.is_set():
             # Ready only while Redis answers AND accepts the relay's writes: with a read-only user the failure
             # counters cannot be kept (AUTH then fails closed with 454), which must not go unnoticed.
-            self._ready = await self.cache.writable()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), 1.0)
+            self._ready = await self.parts.auth_cache.writable()
+            await sleep_unless_stopped(self._stop, 1.0)
         self._ready = False
 
     async def drain(self) -> None:
@@ -133,28 +117,21 @@ class Relay:
         self._ready = False
         for server in self._servers:
             server.close()
-        if self.handler.sessions:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.handler.no_sessions.wait(), self.settings.relay_drain_grace_seconds)
-        for session in list(self.handler.sessions):
-            await session.close_with(replies.SHUTTING_DOWN)
+        for connection in await self.parts.sessions.drain(self.settings.relay_drain_grace_seconds):
+            await connection.close_with(replies.SHUTTING_DOWN)
         self._stop.set()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await self.upstream.close()
-        await self.cache.close()
-        await self.domain_owners.close()
+        await self.parts.aclose()
         await self.health.stop()
         log.info("relay stopped")
 
     async def serve_until_signalled(self) -> None:
         await self.start()
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop_on_signals(stop)
         await stop.wait()
         log.info("signal received, draining", extra={"grace_seconds": self.settings.relay_drain_grace_seconds})
         await self.drain()

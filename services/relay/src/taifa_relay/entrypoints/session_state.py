@@ -1,4 +1,4 @@
-"""What one SMTP connection carries besides aiosmtpd's own state: its limits and the relay's session fields."""
+"""What one SMTP connection carries besides aiosmtpd's own state: its limits and the application's session state."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiosmtpd.smtp import Session
+
+from taifa_relay.application.sessions import SessionState
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,19 +29,11 @@ class ProtocolLimits:
 
 
 class RelaySession(Session):
-    """aiosmtpd's Session plus what the relay tracks, without the deprecated `login_data` warnings."""
+    """aiosmtpd's Session plus the application's `SessionState`, without the deprecated `login_data` warnings."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, state: SessionState | None = None) -> None:
         super().__init__(loop)
-        self.client_ip = ""
-        self.username: str | None = None
-        self.credential_id: str | None = None
-        # The secret hash the session authenticated with: the re-checks require it unchanged. Never logged.
-        self.secret_hash: str | None = None
-        self.domain: str | None = None
-        self.account_id: str | None = None
-        self.revoked = False
-        self.auth_failures = 0
+        self.state = state if state is not None else SessionState()
 
     @property
     def login_data(self) -> Any:

@@ -1,46 +1,47 @@
-"""aiosmtpd's SMTP protocol, narrowed for submission: the command loop, AUTH against the cache, and DATA.
+"""aiosmtpd's SMTP protocol, narrowed for submission: the command loop, TLS, AUTH and DATA.
 
-Kept thin: every decision is a call into `taifa_relay.domain.policy` or the session handler. The command loop
-is aiosmtpd 1.4.6's own, with the contract's replies, forbidden-command detection, an error tarpit and a
-per-client session cap; DATA is read in chunks (no buffering past the size limit, bare CR/LF refused).
+The only relay code that writes to the socket. Every decision is a call into the application
+(`taifa_relay.application.submission` and `.sessions`), which returns the reply and what to do with the session;
+this class acts on it. The command loop is aiosmtpd 1.4.6's own, with the replies of docs/api.md, forbidden-command
+detection and an error tarpit; DATA is read in chunks (no buffering past the size limit, bare CR/LF refused).
 """
 
 from __future__ import annotations
 
 import asyncio
-import asyncio.sslproto as sslproto
 import collections
 import logging
 import ssl
+import time
 from base64 import b64decode
-from typing import TYPE_CHECKING, Any, AnyStr, cast
+from typing import Any, AnyStr
 
 from aiosmtpd.proxy_protocol import get_proxy
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, TLSSetupException
+from aiosmtpd.smtp import MISSING, AuthResult, TLSSetupException
 
 from taifa_relay.adapters import metrics
-from taifa_relay.domain import policy, replies
+from taifa_relay.application.sessions import SessionRegistry
+from taifa_relay.application.submission import Accepted, Close, Decision, LoggedOut
+from taifa_relay.domain import replies
+from taifa_relay.entrypoints.handler import RelayHandler
 from taifa_relay.entrypoints.message_reader import read_message
 from taifa_relay.entrypoints.session_state import ProtocolLimits, RelaySession, hook_names
-
-if TYPE_CHECKING:
-    from taifa_relay.entrypoints.handler import RelayHandler
+from taifa_relay.entrypoints.tls_upgrade import TLSUpgradingSMTP
 
 log = logging.getLogger("taifa.relay.smtp")
-
-# A TLS handshake (implicit TLS or STARTTLS) that takes longer is abandoned and the connection closed.
-TLS_HANDSHAKE_SECONDS = 30.0
+session_log = logging.getLogger("taifa.relay.session")
 
 _ALLOWED_BEFORE_TLS = frozenset({"NOOP", "EHLO", "HELO", "STARTTLS", "QUIT"})
 
 
-class RelaySMTP(SMTP):
+class RelaySMTP(TLSUpgradingSMTP):
     """One client connection on the submission (STARTTLS) or the implicit-TLS port."""
 
     def __init__(
         self,
         handler: RelayHandler,
         *,
+        sessions: SessionRegistry[RelaySMTP],
         limits: ProtocolLimits,
         tls_context: ssl.SSLContext,
         implicit_tls: bool,
@@ -70,7 +71,8 @@ class RelaySMTP(SMTP):
         # admitted (and behind a PROXY-protocol balancer, once the PROXY header has been read), so connections
         # that never finish a handshake count against the admission limits like any other.
         self._implicit_tls_context = tls_context if implicit_tls else None
-        self.handler: RelayHandler = handler
+        self.submission = handler.submission
+        self.sessions = sessions
         self._errors = 0
         self._admitted = False
         self._closing = False
@@ -83,19 +85,8 @@ class RelaySMTP(SMTP):
         return RelaySession(self.loop)
 
     @property
-    def relay_session(self) -> RelaySession:
-        # No assert here: aiosmtpd's inspect.getmembers() reads every property before the session exists.
-        return cast(RelaySession, self.session)
-
-    @property
     def is_tls(self) -> bool:
         return self.implicit_tls or self._tls_protocol is not None
-
-    def tls_version(self) -> str | None:
-        if self.transport is None:
-            return None
-        ssl_object = self.transport.get_extra_info("ssl_object")
-        return ssl_object.version() if ssl_object is not None else None
 
     # --- replies -------------------------------------------------------------------------------
     async def push(self, status: AnyStr) -> None:
@@ -126,7 +117,7 @@ class RelaySMTP(SMTP):
             self.transport.close()
 
     def _timeout_cb(self) -> None:
-        log.info("idle timeout", extra={"client": self.relay_session.client_ip})
+        log.info("idle timeout", extra={"client": self.relay_session.state.client_ip})
         self._closing = True
         if self.transport is not None and not self.transport.is_closing():
             self._writer.write(replies.IDLE_TIMEOUT.encode("ascii") + b"\r\n")
@@ -138,29 +129,31 @@ class RelaySMTP(SMTP):
         super().connection_made(transport)
         if isinstance(previous, RelaySession) and self.session is not previous:
             # STARTTLS starts a fresh session (RFC 3207 §4.2) but the client is the same one.
-            self.relay_session.client_ip = previous.client_ip
+            self.relay_session.state = previous.state.for_same_client()
             self.relay_session.proxy_data = previous.proxy_data
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._admitted:
             self._admitted = False
-            self.handler.release(self)
+            self.sessions.release(self, self.relay_session.state)
+            metrics.SESSIONS.dec()
         super().connection_lost(error)
 
     async def _handle_client(self) -> None:
         session = self.relay_session
-        session.client_ip = str(session.peer[0]) if isinstance(session.peer, tuple) else "local"
+        state = session.state
+        state.client_ip = str(session.peer[0]) if isinstance(session.peer, tuple) else "local"
         if self._proxy_timeout is not None:
             self._reset_timeout(self._proxy_timeout)
             session.proxy_data = await get_proxy(self._reader)
             if not session.proxy_data or session.proxy_data.src_addr is None:
-                log.warning("invalid PROXY header", extra={"peer": session.client_ip})
+                log.warning("invalid PROXY header", extra={"peer": state.client_ip})
                 assert self.transport is not None
                 self.transport.close()
                 return
-            session.client_ip = str(session.proxy_data.src_addr)
+            state.client_ip = str(session.proxy_data.src_addr)
             self._reset_timeout()
-        refusal = self.handler.admit(self)
+        refusal = self.sessions.admit(self, state)
         if refusal is not None:
             if self._implicit_tls_context is None:
                 await self.close_with(refusal)
@@ -170,8 +163,10 @@ class RelaySMTP(SMTP):
                 self.transport.close()
             return
         self._admitted = True
+        metrics.SESSIONS.inc()
+        metrics.SESSIONS_TOTAL.labels(port="smtps" if self.implicit_tls else "submission").inc()
         if self._implicit_tls_context is not None and not await self._implicit_tls(self._implicit_tls_context):
-            log.info("TLS handshake failed", extra={"client": session.client_ip})
+            log.info("TLS handshake failed", extra={"client": state.client_ip})
             if self.transport is not None:
                 self.transport.close()
             return
@@ -183,7 +178,7 @@ class RelaySMTP(SMTP):
                 self._writer.close()
                 raise
             except TLSSetupException:
-                log.info("TLS handshake failed", extra={"client": session.client_ip})
+                log.info("TLS handshake failed", extra={"client": state.client_ip})
                 if self.transport is not None:
                     self.transport.close()
                 return
@@ -216,7 +211,7 @@ class RelaySMTP(SMTP):
             await self.push(replies.SYNTAX_ERROR)
             return
         if command in replies.FORBIDDEN_COMMANDS:
-            log.warning("forbidden command, closing", extra={"client": self.relay_session.client_ip})
+            log.warning("forbidden command, closing", extra={"client": self.relay_session.state.client_ip})
             metrics.REJECTIONS.labels(reason="forbidden-command").inc()
             await self.close_with(replies.FORBIDDEN_COMMAND)
             return
@@ -226,9 +221,9 @@ class RelaySMTP(SMTP):
             await self.push(replies.LINE_TOO_LONG)
             return
         if not self._tls_handshake_okay and command != "QUIT":
-            await self.push("554 5.7.0 Command refused due to lack of security")
+            await self.push(replies.NOT_SECURED)
             return
-        # HELO too (TESTING.md A3): it only names the client; STARTTLS still has to come before anything else.
+        # HELO too (docs/api.md: STARTTLS first on port 587): it only names the client; STARTTLS still comes first.
         if self.require_starttls and not self._tls_protocol and command not in _ALLOWED_BEFORE_TLS:
             await self.push(replies.STARTTLS_FIRST)
             return
@@ -244,98 +239,6 @@ class RelaySMTP(SMTP):
         # aiosmtpd adds 26 (for SIZE=) at every EHLO; keep it fixed however often EHLO is sent.
         self.command_size_limits["MAIL"] = self.command_size_limit + 26
 
-    async def smtp_STARTTLS(self, arg: str | None) -> None:
-        """STARTTLS through `loop.start_tls` (uvloop's native TLS when running on uvloop, several times cheaper
-        per record than the pure-Python SSLProtocol aiosmtpd builds itself), with aiosmtpd's RFC 3207 rules:
-        plaintext pipelined behind STARTTLS is discarded and the session starts afresh."""
-        if arg:
-            await self.push("501 5.5.4 Syntax: STARTTLS")
-            return
-        if self.tls_context is None or self._tls_protocol is not None:
-            await self.push(replies.TLS_NOT_AVAILABLE)
-            return
-        await self.push("220 2.0.0 Ready to start TLS")
-        await self._start_tls(self.tls_context, new_session=True)
-
-    async def _implicit_tls(self, context: ssl.SSLContext) -> bool:
-        """The implicit-TLS handshake, after admission; False when it failed or timed out.
-
-        Reading stops first. When nothing has been read yet (the usual case: the ClientHello is still in the
-        socket) the loop's own TLS takes over (uvloop's native TLS). When bytes were already read (behind a
-        PROXY header, or a ClientHello that arrived before this task ran) they are handed to the TLS layer."""
-        cast(asyncio.Transport, self.transport).pause_reading()
-        if self._reader._buffer:  # type: ignore[attr-defined]
-            return await self._tls_with_early_bytes(context)
-        try:
-            await self._start_tls(context, new_session=False)
-        except TLSSetupException:
-            return False
-        return True
-
-    async def _tls_with_early_bytes(self, context: ssl.SSLContext) -> bool:
-        """Implicit TLS whose ClientHello already sits in our buffer (behind a PROXY header, or read before the
-        handshake began): it is handed to the TLS layer instead of being dropped (unlike after STARTTLS)."""
-        plain = cast(asyncio.Transport, self.transport)
-        early = bytes(self._reader._buffer)  # type: ignore[attr-defined]
-        self._reader._buffer.clear()  # type: ignore[attr-defined]
-        waiter: asyncio.Future[None] = self.loop.create_future()
-        tls = sslproto.SSLProtocol(self.loop, self, context, waiter, server_side=True, call_connection_made=False)
-        plain.set_protocol(tls)
-        tls.connection_made(plain)
-        plain.resume_reading()
-        if early:
-            buffer = tls.get_buffer(len(early))
-            buffer[: len(early)] = early
-            tls.buffer_updated(len(early))
-        try:
-            await asyncio.wait_for(waiter, min(self.limits.idle_timeout, TLS_HANDSHAKE_SECONDS))
-        except (ssl.SSLError, OSError, TimeoutError, ConnectionError):
-            return False
-        secure = tls._app_transport
-        self._original_transport = plain
-        self._tls_protocol = tls
-        self.transport = secure
-        self._reader._transport = secure  # type: ignore[attr-defined]
-        self._writer._transport = secure  # type: ignore[attr-defined]
-        self.relay_session.ssl = {"ssl_object": secure.get_extra_info("ssl_object")}
-        return True
-
-    async def _start_tls(self, context: ssl.SSLContext, *, new_session: bool) -> None:
-        plain = cast(asyncio.Transport, self.transport)
-        try:
-            secure = await self.loop.start_tls(
-                plain,
-                self,
-                context,
-                server_side=True,
-                ssl_handshake_timeout=min(self.limits.idle_timeout, TLS_HANDSHAKE_SECONDS),
-            )
-        except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as error:
-            raise TLSSetupException() from error
-        if secure is None:
-            raise TLSSetupException()
-        previous = self.relay_session
-        self._original_transport = plain
-        # aiosmtpd only tests this attribute for "TLS is on".
-        self._tls_protocol = secure  # type: ignore[assignment]
-        self.transport = secure
-        self._reader._transport = secure  # type: ignore[attr-defined]
-        self._writer._transport = secure  # type: ignore[attr-defined]
-        # CVE-2024-34083 / RFC 3207 §4.2: nothing read in clear survives, no state carries over.
-        self._reader._buffer.clear()  # type: ignore[attr-defined]
-        if new_session:
-            self._set_rset_state()  # type: ignore[no-untyped-call]
-            self.session = self._create_session()
-            session = self.relay_session
-            session.peer = previous.peer
-            session.client_ip = previous.client_ip
-            session.proxy_data = previous.proxy_data
-        self.relay_session.ssl = {
-            "ssl_object": secure.get_extra_info("ssl_object"),
-            "cipher": secure.get_extra_info("cipher"),
-        }
-        self._reset_timeout()
-
     # --- AUTH ----------------------------------------------------------------------------------
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
         if len(args) == 1:
@@ -346,14 +249,14 @@ class RelaySMTP(SMTP):
             try:
                 blob = b64decode(args[1].encode(), validate=True)
             except ValueError:
-                await self.push("501 5.5.2 Can't decode base64")
+                await self.push(replies.BAD_BASE64)
                 return AuthResult(success=False, handled=True)
         assert isinstance(blob, bytes)
         parts = blob.split(b"\x00")
         if len(parts) != 3:
-            await self.push("501 5.5.2 Can't split auth value")
+            await self.push(replies.BAD_AUTH_VALUE)
             return AuthResult(success=False, handled=True)
-        return await self.handler.authenticate(self, parts[1], parts[2])
+        return await self._check_credentials(parts[1], parts[2])
 
     async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
         if len(args) == 1:
@@ -364,28 +267,56 @@ class RelaySMTP(SMTP):
             try:
                 login = b64decode(args[1].encode(), validate=True)
             except ValueError:
-                await self.push("501 5.5.2 Can't decode base64")
+                await self.push(replies.BAD_BASE64)
                 return AuthResult(success=False, handled=True)
         password = await self.challenge_auth(self.AuthLoginPasswordChallenge)
         if password is MISSING:
             return AuthResult(success=False)
         assert isinstance(login, bytes) and isinstance(password, bytes)
-        return await self.handler.authenticate(self, login, password)
+        return await self._check_credentials(login, password)
+
+    async def _check_credentials(self, login: bytes, password: bytes) -> AuthResult:
+        """Ask the application; aiosmtpd answers an accepted or refused AUTH itself (from the result's message)."""
+        started = time.perf_counter()
+        try:
+            decision = await self.submission.authenticate(self.relay_session.state, login, password)
+        finally:
+            metrics.AUTH_SECONDS.observe(time.perf_counter() - started)
+        metrics.count_outcomes(decision.outcomes)
+        if isinstance(decision, Accepted):
+            return AuthResult(success=True, auth_data=self.relay_session.state.credential_id, message=decision.reply)
+        if isinstance(decision, Close):
+            await self.close_with(decision.reply)
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=False, handled=False, message=decision.reply)
+
+    async def _refuse(self, decision: Decision) -> None:
+        """Act on a decision that refused the command: count it, forget a revoked login, answer or close."""
+        metrics.count_outcomes(decision.outcomes)
+        if isinstance(decision, LoggedOut):
+            self._forget_login()
+        if isinstance(decision, Close):
+            await self.close_with(decision.reply)
+        else:
+            await self.push(decision.reply)
 
     # --- transaction ---------------------------------------------------------------------------
     async def smtp_MAIL(self, arg: str | None) -> None:
         session = self.relay_session
         if session.authenticated and session.host_name:
-            if not await self.handler.still_authorised(self, recheck=True):
-                return
-            if policy.is_null_sender(arg):
-                await self.push(replies.NULL_SENDER_NOT_ALLOWED)
+            refusal = await self.submission.before_mail(session.state, arg)
+            if refusal is not None:
+                await self._refuse(refusal)
                 return
         await super().smtp_MAIL(arg)
 
     async def smtp_RCPT(self, arg: str | None) -> None:
-        if self.relay_session.authenticated and not await self.handler.still_authorised(self, recheck=False):
-            return
+        session = self.relay_session
+        if session.authenticated:
+            refusal = self.submission.revoked(session.state)
+            if refusal is not None:
+                await self._refuse(refusal)
+                return
         await super().smtp_RCPT(arg)
 
     async def smtp_DATA(self, arg: str | None) -> None:
@@ -398,7 +329,9 @@ class RelaySMTP(SMTP):
         if arg:
             await self.push(replies.DATA_SYNTAX)
             return
-        if not await self.handler.still_authorised(self, recheck=False):
+        refusal = self.submission.revoked(self.relay_session.state)
+        if refusal is not None:
+            await self._refuse(refusal)
             return
         await self.push(replies.DATA_START)
         outcome, leftover = await read_message(self._reader, self.limits, self.loop, on_data=self._reset_timeout)
@@ -412,9 +345,40 @@ class RelaySMTP(SMTP):
         if isinstance(outcome, str):
             status = outcome
         else:
-            status = await self.handler.deliver(self, bytes(outcome))
+            status = await self._deliver(bytes(outcome))
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push(status)
+
+    async def _deliver(self, message: bytes) -> str:
+        """Ask the application to relay the message; the reply for DATA."""
+        session, envelope = self.relay_session, self.envelope
+        assert envelope is not None and envelope.mail_from is not None
+        decision = await self.submission.deliver(
+            session.state,
+            helo=session.host_name,
+            tls_version=self.tls_version(),
+            sender=envelope.mail_from,
+            recipients=list(envelope.rcpt_tos),
+            message=message,
+        )
+        metrics.count_outcomes(decision.outcomes)
+        if isinstance(decision, Accepted):
+            metrics.MESSAGES.inc()
+            metrics.MESSAGE_BYTES.inc(len(message))
+        elif isinstance(decision, LoggedOut):
+            self._forget_login()
+        return decision.reply
+
+    def _forget_login(self) -> None:
+        """The application logged the session out (revoked): aiosmtpd's login and the transaction go too."""
+        self.relay_session.authenticated = False
+        self.relay_session.auth_data = None
+        self._set_rset_state()  # type: ignore[no-untyped-call]
+
+    async def handle_exception(self, error: Exception) -> str:
+        """A bug in a command's handling: logged with its traceback, answered with a temporary error."""
+        session_log.error("session error", exc_info=error)
+        return replies.INTERNAL_ERROR
 
     def _unread(self, data: bytes | bytearray) -> None:
         """Give back commands pipelined after the end of DATA (the same StreamReader buffer aiosmtpd clears

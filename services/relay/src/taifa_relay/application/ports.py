@@ -1,0 +1,79 @@
+"""The relay's ports: what the application needs from the auth cache, the domain-owner lookups and the upstream
+MTA, and the errors they raise. The Redis and SMTP adapters implement them; unit tests use fakes of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+from taifa_events.auth_cache import AuthCacheEntry
+
+
+class CacheUnavailable(Exception):
+    """Redis could not answer, or its cache cannot be trusted right now; the caller must fail closed."""
+
+
+class CacheStale(CacheUnavailable):
+    """The cache's epoch is missing or its watermark is missing or lower than one this relay has read."""
+
+
+class WriteRefused(CacheUnavailable):
+    """Redis refused a write (NOPERM from an ACL without write access, READONLY replica...)."""
+
+
+class Lookup(NamedTuple):
+    """What one AUTH reads in one round trip: the entry and the failure counts that apply to this attempt."""
+
+    entry: AuthCacheEntry | None
+    failures_for_username: int
+    failures_for_address: int
+
+
+class AuthCacheReader(Protocol):
+    """The projector's auth cache as the relay reads it, plus the relay's own AUTH failure counters."""
+
+    def is_throttled(self, address_group: str, username: str) -> bool:
+        """True while a counter of this attempt is known to be at its limit (no Redis command)."""
+        ...
+
+    def mark_throttled(self, address_group: str, username: str, *, username_too: bool, address: bool) -> None:
+        """Remember that a counter reached its limit, until its window ends."""
+        ...
+
+    async def lookup(self, username: str, address_group: str) -> Lookup:
+        """The entry and the failure counts in one round trip; raises CacheUnavailable."""
+        ...
+
+    async def record_failure(self, address_group: str, username: str) -> tuple[int, int]:
+        """Count one failed AUTH: (count for address group + username, count for the address group)."""
+        ...
+
+    async def still_valid(self, username: str, credential_id: str, secret_hash: str) -> bool:
+        """The entry is active and still this credential with this secret; raises CacheUnavailable."""
+        ...
+
+
+class DomainOwnerLookup(Protocol):
+    """Which account has verified a domain name."""
+
+    async def owners(self, names: list[str]) -> list[str | None]:
+        """The account id that verified each name (None: no account has); raises CacheUnavailable."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamReply:
+    """The upstream's verdict: `accepted`, or a code/text that maps to the reply for our client (code 0:
+    the upstream could not be reached or the transaction broke off)."""
+
+    accepted: bool
+    code: int
+    text: str
+
+
+class Upstream(Protocol):
+    """The MTA accepted messages are forwarded to."""
+
+    async def send(self, sender: str, recipients: list[str], message: bytes) -> UpstreamReply:
+        """One all-or-nothing transaction."""
+        ...

@@ -1,0 +1,185 @@
+"""The relay's open sessions: admission and release, the logins by username, revocation fan-out and the drain.
+
+One `SessionRegistry` per process. A connection is any hashable object the protocol registers (the registry never
+writes to it); what the application knows of a session is its `SessionState`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+from taifa_events.auth_cache import parse_revocation
+
+from taifa_relay.domain import policy, replies
+from taifa_relay.domain.limits import Admission, AdmissionLimits
+
+log = logging.getLogger("taifa.relay.session")
+
+Connection = TypeVar("Connection", bound=Hashable)
+
+_REFUSAL_LOG = {
+    replies.TOO_MANY_CONNECTIONS: "connection rate cap reached",
+    replies.SERVER_BUSY: "global session cap reached",
+    replies.TOO_MANY_SESSIONS: "session cap reached",
+}
+
+
+class SessionState:
+    """What the relay knows of one SMTP session: its client and, once AUTH succeeded, its login.
+
+    A new state starts after STARTTLS (RFC 3207 §4.2); only the client carries over (`for_same_client`)."""
+
+    __slots__ = (
+        "account_id",
+        "auth_failures",
+        "client_group",
+        "client_ip",
+        "credential_id",
+        "domain",
+        "revoked",
+        "secret_hash",
+        "username",
+    )
+
+    def __init__(self, client_ip: str = "", client_group: str = "") -> None:
+        self.client_ip = client_ip
+        # `policy.address_group(client_ip)`: what every per-client limit counts (set once, at admission).
+        self.client_group = client_group or (policy.address_group(client_ip) if client_ip else "")
+        self.username: str | None = None
+        self.credential_id: str | None = None
+        # The secret hash the session authenticated with: the re-checks require it unchanged. Never logged.
+        self.secret_hash: str | None = None
+        self.domain: str | None = None
+        self.account_id: str | None = None
+        self.revoked = False
+        self.auth_failures = 0
+
+    @property
+    def logged_in(self) -> bool:
+        return self.username is not None
+
+    def for_same_client(self) -> SessionState:
+        return SessionState(self.client_ip, self.client_group)
+
+
+class RecentChecks:
+    """Per-transaction credential re-checks that other sessions of the same username may reuse for
+    `seconds` (TAIFA_RELAY_RECHECK_CACHE_SECONDS; 0: never). Revocations and resubscriptions clear it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        # username -> (credential_id, secret hash, monotonic time until which the check may be reused)
+        self._checks: dict[str, tuple[str, str, float]] = {}
+
+    def __contains__(self, username: object) -> bool:
+        return username in self._checks
+
+    def fresh(self, state: SessionState) -> bool:
+        """A reusable re-check of this session's credential and secret exists."""
+        if self.seconds <= 0 or state.username is None:
+            return False
+        recent = self._checks.get(state.username)
+        if recent is None or recent[0] != state.credential_id or recent[1] != state.secret_hash:
+            return False
+        if recent[2] > time.monotonic():
+            return True
+        del self._checks[state.username]
+        return False
+
+    def remember(self, state: SessionState) -> None:
+        if self.seconds > 0 and state.username:
+            self._checks[state.username] = (
+                state.credential_id or "",
+                state.secret_hash or "",
+                time.monotonic() + self.seconds,
+            )
+
+    def forget(self, username: str) -> None:
+        self._checks.pop(username, None)
+
+    def clear(self) -> None:
+        self._checks.clear()
+
+
+class SessionRegistry(Generic[Connection]):
+    """Admission caps, the open sessions, and the logins a revocation message reaches."""
+
+    def __init__(self, limits: AdmissionLimits, recent_checks: RecentChecks) -> None:
+        self.admission = Admission(limits, time.monotonic())
+        self.recent_checks = recent_checks
+        self.sessions: set[Connection] = set()
+        self.no_sessions = asyncio.Event()
+        self.no_sessions.set()
+        self._groups: dict[Connection, str] = {}
+        self._by_username: dict[str, set[SessionState]] = defaultdict(set)
+
+    # --- admission -----------------------------------------------------------------------------
+    def admit(self, connection: Connection, state: SessionState) -> str | None:
+        """Count the session against its client's address group and the process's cap; the refusal reply when
+        over one (the caller closes the connection). Called before any TLS handshake, so that a handshake flood
+        on the implicit-TLS port is counted too."""
+        group = state.client_group = policy.address_group(state.client_ip)
+        refusal = self.admission.admit(group, time.monotonic())
+        if refusal is not None:
+            log.warning(_REFUSAL_LOG[refusal], extra={"client": group, "sessions": len(self.sessions)})
+            return refusal
+        self._groups[connection] = group
+        self.sessions.add(connection)
+        self.no_sessions.clear()
+        return None
+
+    def release(self, connection: Connection, state: SessionState) -> None:
+        """The admitted session ended: uncount it and forget its login."""
+        group = self._groups.pop(connection, None)
+        if group is not None:
+            self.admission.release(group)
+        self.sessions.discard(connection)
+        if not self.sessions:
+            self.no_sessions.set()
+        self.forget_login(state)
+
+    # --- logins and revocations ----------------------------------------------------------------
+    def logged_in(self, state: SessionState) -> None:
+        if state.username:
+            self._by_username[state.username].add(state)
+
+    def forget_login(self, state: SessionState) -> None:
+        """Take the session out of the username index (at the end of the session, on re-AUTH, on revocation)."""
+        if state.username:
+            logins = self._by_username.get(state.username)
+            if logins is not None:
+                logins.discard(state)
+                if not logins:
+                    del self._by_username[state.username]
+
+    def revoke(self, message: str | bytes) -> None:
+        """A message on the revocation channel: sessions of that credential (every session of the username for
+        the old plain-username form) are refused from now on; a newer credential with the same username keeps
+        its sessions."""
+        revocation = parse_revocation(message)
+        if revocation is None:
+            log.warning("unreadable revocation message ignored")
+            return
+        self.recent_checks.forget(revocation.username)
+        revoked_id = revocation.credential_id.lower() if revocation.credential_id is not None else None
+        for state in self._by_username.get(revocation.username, ()):
+            if revoked_id is None or (state.credential_id or "").lower() == revoked_id:
+                state.revoked = True
+
+    def forget_rechecks(self) -> None:
+        """The revocation channel was (re)subscribed: messages may have been missed, so re-read everything."""
+        self.recent_checks.clear()
+
+    # --- shutdown ------------------------------------------------------------------------------
+    async def drain(self, grace_seconds: float) -> list[Connection]:
+        """Wait up to `grace_seconds` for the open sessions to end; the ones still open (the caller closes them)."""
+        if self.sessions:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.no_sessions.wait(), grace_seconds)
+        return list(self.sessions)

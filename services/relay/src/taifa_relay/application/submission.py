@@ -1,0 +1,299 @@
+"""The relay's submission decisions: AUTH against the cache, revocation re-checks, sender and message checks,
+forwarding. Every method returns a decision (`Accepted`, `Refused`, `Close`, `LoggedOut`) and never touches a
+transport: the SMTP protocol writes the reply and acts on it, as aiosmtpd's own hooks return a status.
+
+The rules themselves are pure functions in `taifa_relay.domain`; Redis and the upstream are reached through the
+ports in `taifa_relay.application.ports`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from taifa_relay.application.ports import (
+    AuthCacheReader,
+    CacheStale,
+    CacheUnavailable,
+    DomainOwnerLookup,
+    Upstream,
+    WriteRefused,
+)
+from taifa_relay.application.sessions import SessionRegistry, SessionState
+from taifa_relay.domain import policy, replies
+from taifa_relay.domain.limits import AuthFailureLimits
+
+log = logging.getLogger("taifa.relay.session")
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """Answer `reply`; the command succeeded. `outcomes` name what the protocol counts (metrics)."""
+
+    reply: str
+    outcomes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Answer `reply`; the session goes on."""
+
+    reply: str
+    outcomes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Answer `reply`, then close the connection."""
+
+    reply: str
+    outcomes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedOut:
+    """The session's credential was revoked: its login and its transaction are gone; answer `reply`."""
+
+    reply: str
+    outcomes: tuple[str, ...] = ()
+
+
+Decision = Accepted | Refused | Close | LoggedOut
+
+# The frequent decisions, built once.
+AUTH_ACCEPTED = Accepted(replies.AUTH_SUCCESS, ("success",))
+AUTH_REFUSED = Refused(replies.AUTH_INVALID, ("failure",))
+AUTH_CLOSED = Close(replies.AUTH_TOO_MANY_FAILURES, ("failure",))
+AUTH_THROTTLED = Close(replies.AUTH_TOO_MANY_FAILURES, ("throttled",))
+SENDER_ACCEPTED = Accepted(replies.SENDER_OK)
+RECIPIENT_ACCEPTED = Accepted(replies.RECIPIENT_OK)
+REVOKED = LoggedOut(replies.CREDENTIAL_REVOKED, ("revoked-in-session",))
+RECHECK_UNAVAILABLE = Refused(replies.AUTH_TEMPORARY_FAILURE)
+END_OF_DATA_RECHECK_UNAVAILABLE = Refused(replies.RECHECK_UNAVAILABLE, ("end-of-data-recheck-unavailable",))
+
+
+def _unavailable_outcome(exc: CacheUnavailable) -> str:
+    if isinstance(exc, WriteRefused):
+        return "write-refused"
+    return "cache-stale" if isinstance(exc, CacheStale) else "unavailable"
+
+
+class Submission:
+    """One per process: the decisions of every session, over the ports it is given."""
+
+    def __init__(
+        self,
+        *,
+        auth_cache: AuthCacheReader,
+        domain_owners: DomainOwnerLookup,
+        upstream: Upstream,
+        sessions: SessionRegistry[Any],
+        hostname: str,
+        max_recipients: int,
+        auth_limits: AuthFailureLimits,
+        max_own_received_headers: int,
+    ) -> None:
+        self.auth_cache = auth_cache
+        self.domain_owners = domain_owners
+        self.upstream = upstream
+        self.sessions = sessions
+        self.recent_checks = sessions.recent_checks
+        self.hostname = hostname
+        self.max_recipients = max_recipients
+        self.auth_limits = auth_limits
+        self.max_own_received = max_own_received_headers
+
+    # --- AUTH ----------------------------------------------------------------------------------
+    async def authenticate(self, state: SessionState, login: bytes, password: bytes) -> Decision:
+        """AUTH PLAIN/LOGIN: accepted (the session is logged in), refused (535), or closed (454) when a failure
+        count is at its limit; a temporary 454 when the cache cannot answer or a failure cannot be counted."""
+        username = login.decode("utf-8", "replace").strip().lower()
+        secret = password.decode("utf-8", "replace")
+        group = state.client_group
+        if self.auth_cache.is_throttled(group, username):
+            return self._throttled(state)
+        try:
+            found = await self.auth_cache.lookup(username, group)
+        except CacheUnavailable as exc:
+            return self._unavailable(state, exc)
+        over_username, over_address = self.auth_limits.over(found.failures_for_username, found.failures_for_address)
+        if over_username or over_address:
+            self.auth_cache.mark_throttled(group, username, username_too=over_username, address=over_address)
+            return self._throttled(state)
+        entry = found.entry
+        if policy.credential_accepted(entry, secret) and entry is not None:
+            self.sessions.forget_login(state)  # a re-AUTH on this connection (after a revocation dropped the login)
+            state.username = username
+            state.credential_id = str(entry.credential_id)
+            state.secret_hash = entry.secret_hash  # for the re-checks; never logged
+            state.domain = entry.domain.lower()
+            state.account_id = str(entry.account_id)
+            state.revoked = False
+            self.sessions.logged_in(state)
+            log.info("AUTH success", extra={"client": state.client_ip, "credential_id": state.credential_id})
+            return AUTH_ACCEPTED
+        return await self._failed(state, username)
+
+    async def _failed(self, state: SessionState, username: str) -> Decision:
+        state.auth_failures += 1
+        group = state.client_group
+        try:
+            for_username, for_address = await self.auth_cache.record_failure(group, username)
+        except CacheUnavailable as exc:
+            # Failing closed: a failure that cannot be counted gets no verdict (throttling never silently stops).
+            unavailable = self._unavailable(state, exc)
+            return Refused(unavailable.reply, ("failure", *unavailable.outcomes))
+        over_username, over_address = self.auth_limits.over(for_username, for_address)
+        if over_username or over_address:
+            self.auth_cache.mark_throttled(group, username, username_too=over_username, address=over_address)
+        log.info("AUTH failure", extra={"client": state.client_ip, "failures": state.auth_failures})
+        if self.auth_limits.closes_connection(
+            state.auth_failures, over_username=over_username, over_address=over_address
+        ):
+            return AUTH_CLOSED
+        return AUTH_REFUSED
+
+    def _throttled(self, state: SessionState) -> Decision:
+        log.warning("AUTH throttled", extra={"client": state.client_ip})
+        return AUTH_THROTTLED
+
+    def _unavailable(self, state: SessionState, exc: CacheUnavailable) -> Refused:
+        log.warning("AUTH answered 454: auth cache unavailable", extra={"client": state.client_ip})
+        return Refused(replies.AUTH_TEMPORARY_FAILURE, (_unavailable_outcome(exc),))
+
+    # --- revocation ----------------------------------------------------------------------------
+    def revoked(self, state: SessionState) -> Decision | None:
+        """RCPT and the start of DATA trust the revocation channel only (no Redis command): LoggedOut when a
+        message revoked this session's credential, else None."""
+        if state.revoked and state.logged_in:
+            return self._log_out(state)
+        return None
+
+    async def before_mail(self, state: SessionState, mail_arg: str | None) -> Decision | None:
+        """MAIL of a logged-in session: the credential is re-read from the cache (or another session's recent
+        re-check of the same credential and secret is reused), and the null sender is refused. None: go on."""
+        if not state.logged_in:
+            return None
+        if not state.revoked and not self.recent_checks.fresh(state):
+            try:
+                if await self._still_valid(state):
+                    self.recent_checks.remember(state)
+            except CacheUnavailable:
+                return RECHECK_UNAVAILABLE
+        if state.revoked:
+            return self._log_out(state)
+        if policy.is_null_sender(mail_arg):
+            return Refused(replies.NULL_SENDER_NOT_ALLOWED)
+        return None
+
+    async def _still_valid(self, state: SessionState) -> bool:
+        """Read the entry (never the reuse cache): same credential, same secret, active, cache trusted. Marks the
+        session revoked when not; raises CacheUnavailable when Redis cannot tell."""
+        valid = bool(state.username) and await self.auth_cache.still_valid(
+            state.username or "", state.credential_id or "", state.secret_hash or ""
+        )
+        if not valid:
+            state.revoked = True
+        return valid
+
+    def _log_out(self, state: SessionState) -> Decision:
+        self.sessions.forget_login(state)
+        state.username = state.credential_id = state.secret_hash = state.domain = None
+        return REVOKED
+
+    # --- envelope ------------------------------------------------------------------------------
+    async def mail_from(self, state: SessionState, address: str) -> Decision:
+        """The envelope sender (parsed by aiosmtpd): the credential's domain or a subdomain that no other
+        account has verified."""
+        domain = state.domain or ""
+        if not policy.sender_allowed(address, domain):
+            return Refused(replies.SENDER_NOT_ALLOWED)
+        names = policy.owner_lookup_names(policy.address_domain(address) or "", domain)
+        refusal = await self._subdomain_refusal(names, state, replies.SENDER_NOT_ALLOWED)
+        return SENDER_ACCEPTED if refusal is None else Refused(refusal)
+
+    def rcpt_to(self, recipients_so_far: int, address: str) -> Decision:
+        if recipients_so_far >= self.max_recipients:
+            return Refused(replies.TOO_MANY_RECIPIENTS)
+        if policy.address_domain(address) is None:
+            return Refused(replies.RECIPIENT_MALFORMED)
+        return RECIPIENT_ACCEPTED
+
+    async def _subdomain_refusal(self, names: list[str], state: SessionState, refusal: str) -> str | None:
+        """`refusal` when one of `names` (subdomains of the credential's domain) is another account's verified
+        domain; a temporary reply when that cannot be read; None when allowed (no lookup when `names` is empty)."""
+        if not names:
+            return None
+        try:
+            owners = await self.domain_owners.owners(names)
+        except CacheUnavailable:
+            log.warning("domain owner lookup failed", extra={"client": state.client_ip})
+            return replies.SENDER_CHECK_UNAVAILABLE
+        if policy.owners_allow(owners, state.account_id):
+            return None
+        log.info("sender in another account's subdomain", extra={"credential_id": state.credential_id})
+        return refusal
+
+    # --- delivery ------------------------------------------------------------------------------
+    async def deliver(
+        self,
+        state: SessionState,
+        *,
+        helo: str | None,
+        tls_version: str | None,
+        sender: str,
+        recipients: list[str],
+        message: bytes,
+    ) -> Decision:
+        """Check the message against the policy, re-check the credential, add our trace header and relay it."""
+        headers = policy.header_block(message)
+        if policy.own_received_count(headers, self.hostname) >= self.max_own_received:
+            return Refused(replies.MAIL_LOOP)
+        identities = policy.check_header_identities(headers, state.domain or "")
+        if identities.refusal is not None:
+            return Refused(identities.refusal)
+        refusal = await self._subdomain_refusal(identities.lookups, state, replies.HEADER_FROM_NOT_ALLOWED)
+        if refusal is not None:
+            return Refused(refusal)
+        end_of_data = await self._end_of_data_check(state)
+        if end_of_data is not None:
+            return end_of_data
+        queue_id = secrets.token_hex(8)
+        trace = policy.received_header(
+            helo=helo or "unknown",
+            client_ip=state.client_ip,
+            hostname=self.hostname,
+            tls_version=tls_version,
+            now=datetime.now(UTC),
+            queue_id=queue_id,
+        )
+        started = time.perf_counter()
+        result = await self.upstream.send(sender, recipients, trace + message)
+        if not result.accepted:
+            return Refused(replies.upstream_failure_reply(result.code, result.text))
+        log.info(
+            "relayed",
+            extra={
+                "queue_id": queue_id,
+                "credential_id": state.credential_id,
+                "bytes": len(message),
+                "rcpts": len(recipients),
+                "upstream_ms": round((time.perf_counter() - started) * 1e3, 2),
+            },
+        )
+        return Accepted(replies.queued(queue_id))
+
+    async def _end_of_data_check(self, state: SessionState) -> Decision | None:
+        """Right before the upstream send, re-read the entry once more (one MULTI, never the reuse cache): a
+        revocation whose channel message was lost (published while the relay resubscribed) still stops the
+        message. None when the session may send; else the decision, and nothing is sent."""
+        if not state.revoked:
+            try:
+                await self._still_valid(state)
+            except CacheUnavailable:
+                return END_OF_DATA_RECHECK_UNAVAILABLE
+        return self._log_out(state) if state.revoked else None

@@ -1,0 +1,151 @@
+"""Fakes of the relay's own ports (application.ports) for the application-layer unit tests: an in-memory auth
+cache reader and an upstream that records what it was given. No socket, no Redis."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from taifa_events.auth_cache import AuthCacheEntry
+from taifa_events.secret_hash import HASH_SCHEME, hash_secret
+from taifa_relay.application.ports import CacheStale, CacheUnavailable, Lookup, UpstreamReply, WriteRefused
+from taifa_relay.application.sessions import RecentChecks, SessionRegistry, SessionState
+from taifa_relay.application.submission import Submission
+from taifa_relay.domain.limits import AdmissionLimits, AuthFailureLimits
+
+CLIENT = "192.0.2.7"
+
+
+def entry(domain: str = "own.example", secret: str = "right", *, active: bool = True) -> AuthCacheEntry:  # noqa: S107
+    return AuthCacheEntry(
+        credential_id=uuid.uuid4(),
+        account_id=uuid.uuid4(),
+        domain_id=uuid.uuid4(),
+        domain=domain,
+        secret_hash=hash_secret(secret),
+        hash_scheme=HASH_SCHEME,
+        active=active,
+        position=1,
+    )
+
+
+class FakeAuthCache:
+    """`AuthCacheReader` in memory. `down` makes every read fail as Redis unreachable; `stale` as an untrusted
+    cache; `writes_refused` makes counting a failure fail as a read-only Redis user."""
+
+    def __init__(self, entries: dict[str, AuthCacheEntry] | None = None) -> None:
+        self.entries = dict(entries or {})
+        self.down = False
+        self.stale = False
+        self.writes_refused = False
+        self.for_username: dict[tuple[str, str], int] = {}
+        self.for_address: dict[str, int] = {}
+        self.throttled: set[tuple[str, str | None]] = set()
+        self.lookups = 0
+        self.rechecks = 0
+
+    def _read(self) -> None:
+        if self.down:
+            raise CacheUnavailable("ConnectionError")
+        if self.stale:
+            raise CacheStale("watermark went backwards")
+
+    def is_throttled(self, address_group: str, username: str) -> bool:
+        return (address_group, username) in self.throttled or (address_group, None) in self.throttled
+
+    def mark_throttled(self, address_group: str, username: str, *, username_too: bool, address: bool) -> None:
+        if username_too:
+            self.throttled.add((address_group, username))
+        if address:
+            self.throttled.add((address_group, None))
+
+    async def lookup(self, username: str, address_group: str) -> Lookup:
+        self.lookups += 1
+        self._read()
+        return Lookup(
+            self.entries.get(username),
+            self.for_username.get((address_group, username), 0),
+            self.for_address.get(address_group, 0),
+        )
+
+    async def record_failure(self, address_group: str, username: str) -> tuple[int, int]:
+        if self.writes_refused:
+            raise WriteRefused("NoPermissionError")
+        self._read()
+        key = (address_group, username)
+        self.for_username[key] = self.for_username.get(key, 0) + 1
+        self.for_address[address_group] = self.for_address.get(address_group, 0) + 1
+        return self.for_username[key], self.for_address[address_group]
+
+    async def still_valid(self, username: str, credential_id: str, secret_hash: str) -> bool:
+        self.rechecks += 1
+        self._read()
+        found = self.entries.get(username)
+        return (
+            found is not None
+            and found.active
+            and str(found.credential_id) == credential_id
+            and found.secret_hash == secret_hash
+        )
+
+
+class FakeOwners:
+    def __init__(self, owners: dict[str, str] | None = None) -> None:
+        self.by_name = dict(owners or {})
+
+    async def owners(self, names: list[str]) -> list[str | None]:
+        return [self.by_name.get(name) for name in names]
+
+
+@dataclass
+class FakeUpstream:
+    """`Upstream` that answers `reply` and keeps every transaction it was given."""
+
+    reply: UpstreamReply = field(default_factory=lambda: UpstreamReply(True, 250, "OK"))
+    sent: list[tuple[str, list[str], bytes]] = field(default_factory=list)
+
+    async def send(self, sender: str, recipients: list[str], message: bytes) -> UpstreamReply:
+        self.sent.append((sender, recipients, message))
+        return self.reply
+
+
+@dataclass
+class World:
+    cache: FakeAuthCache
+    upstream: FakeUpstream
+    owners: FakeOwners
+    sessions: SessionRegistry[object]
+    submission: Submission
+
+
+def world(
+    entries: dict[str, AuthCacheEntry] | None = None,
+    *,
+    per_connection: int = 3,
+    per_address_username: int = 10,
+    per_address: int = 200,
+    recheck_seconds: float = 0.0,
+    admission: AdmissionLimits | None = None,
+) -> World:
+    cache, upstream, owners = FakeAuthCache(entries), FakeUpstream(), FakeOwners()
+    sessions: SessionRegistry[object] = SessionRegistry(
+        admission or AdmissionLimits(max_sessions=100, max_sessions_per_client=10, max_connections_per_minute=100),
+        RecentChecks(recheck_seconds),
+    )
+    submission = Submission(
+        auth_cache=cache,
+        domain_owners=owners,
+        upstream=upstream,
+        sessions=sessions,
+        hostname="relay.test",
+        max_recipients=3,
+        auth_limits=AuthFailureLimits(
+            per_connection=per_connection, per_address_username=per_address_username, per_address=per_address
+        ),
+        max_own_received_headers=3,
+    )
+    return World(cache, upstream, owners, sessions, submission)
+
+
+def new_state(client_ip: str = CLIENT) -> SessionState:
+    return SessionState(client_ip)
