@@ -1,10 +1,10 @@
 """The one place that wires the relay: settings → its adapters and application parts, closed with one
-`AsyncExitStack`. `taifa-relay run` and the tests' relays both start from `build_relay_parts`."""
+`AsyncExitStack` (`RelayParts.aclose`, called by the relay's drain). `taifa-relay run` and the tests' relays
+both start from `build_relay_parts` (through `Relay.from_settings`)."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,13 +79,3 @@ def build_relay_parts(settings: Settings) -> RelayParts:
         max_own_received_headers=settings.relay_max_own_received_headers,
     )
     return RelayParts(settings, tls, auth_cache, domain_owners, upstream, sessions, submission, stack)
-
-
-@contextlib.asynccontextmanager
-async def relay_parts(settings: Settings) -> AsyncIterator[RelayParts]:
-    """`build_relay_parts` as a context: the adapters are closed on the way out, whatever happened."""
-    parts = build_relay_parts(settings)
-    try:
-        yield parts
-    finally:
-        await parts.aclose()
