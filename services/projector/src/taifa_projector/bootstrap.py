@@ -1,7 +1,8 @@
 """Settings -> the projector's parts: the one place that builds adapters and hands them to the use cases.
 
 `consumer_parts` wires what `taifa-projector run` needs (stores, dead-letter producer, batch applier,
-cache guard, pruner, group consumer); `tools` wires what the other subcommands need (rebuild, checksum).
+cache guard, pruner, group consumer); `tools` wires what the other subcommands need (rebuild, checksum);
+`migrate_schema` runs the migrations.
 Every part that holds a connection is closed by the caller's `contextlib.AsyncExitStack`, last built
 first closed.
 """
@@ -161,6 +162,13 @@ class Tools:
     @property
     def event_log(self) -> KafkaTopics:
         return KafkaTopics(self.settings.kafka_client_options())
+
+
+def migrate_schema(settings: Settings) -> None:
+    """Bring the projector's tables to the newest revision (blocking: call it outside an event loop)."""
+    from taifa_projector.adapters import migrate  # alembic is heavy: only this command needs it
+
+    migrate.upgrade(settings.database_url)
 
 
 def exclusive_read_side(settings: Settings) -> ReadSideLock:

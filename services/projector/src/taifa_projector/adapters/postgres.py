@@ -102,6 +102,13 @@ class PostgresReadModelStore:
         self.pool = pool
         self.group_id = group_id
 
+    @postgres_errors
+    async def answers(self) -> bool:
+        """PostgreSQL answers a query within a second (readiness)."""
+        async with self.pool.acquire(timeout=1) as conn:
+            await conn.fetchval("SELECT 1")
+        return True
+
     # --- offsets -----------------------------------------------------------------------------
 
     @postgres_errors

@@ -292,6 +292,11 @@ class RedisAuthCacheWriter:
         self.highest_watermark = max(self.highest_watermark, int(after))
 
     @redis_errors
+    async def answers(self) -> bool:
+        """Redis answers a PING (readiness)."""
+        return bool(await self.client.ping())
+
+    @redis_errors
     async def watermark(self) -> int | None:
         value = await self.client.get(auth_cache.WATERMARK_KEY)
         return None if value is None else int(value)

@@ -60,9 +60,7 @@ def run() -> None:
 @app.command()
 def migrate() -> None:
     """Apply the projector's migrations (version table alembic_version_projector)."""
-    from taifa_projector.adapters import migrate as migrations  # alembic is heavy: only this command needs it
-
-    migrations.upgrade(Settings().database_url)
+    bootstrap.migrate_schema(Settings())
     typer.echo("projector schema up to date")
 
 

@@ -43,13 +43,9 @@ class Projector:
     async def start(self) -> None:
         s = self.settings
         parts = await bootstrap.consumer_parts(s, self._stack, log_starts=self._log_starts)
-        self.pool, self.redis, self.store, self.cache = parts.pool, parts.redis, parts.store, parts.cache
-        self.read_side, self.guard, self.pruner, self.applier = (
-            parts.read_side,
-            parts.guard,
-            parts.pruner,
-            parts.applier,
-        )
+        self.store, self.cache = parts.store, parts.cache
+        self.read_side, self.guard = parts.read_side, parts.guard
+        self.pruner, self.applier = parts.pruner, parts.applier
         self.log_gaps, self.listener, self.consumer = parts.log_gaps, parts.listener, parts.consumer
         await self._hold_read_side()
         await self.consumer.start()
@@ -84,9 +80,7 @@ class Projector:
         """Ready when consuming, no partition stopped at a log gap, and both stores answer."""
         if not self._started or self.log_gaps:
             return False
-        async with self.pool.acquire(timeout=1) as conn:
-            await conn.fetchval("SELECT 1")
-        return bool(await self.redis.ping())
+        return await self.store.answers() and await self.cache.answers()
 
     def assigned(self) -> list[TopicPartitionKey]:
         return [(tp.topic, tp.partition) for tp in self.consumer.assignment()]
