@@ -75,14 +75,15 @@ async def test_an_event_the_read_model_rejects_is_dead_lettered_alone_and_the_re
     assert ports.store.recorded == {(TOPIC, 0): 3} and report.next_offsets == {(TOPIC, 0): 3}
 
 
-async def test_offsets_advance_past_a_dead_lettered_record_at_the_tail_of_the_batch() -> None:
+async def test_offsets_advance_past_dead_lettered_records_at_the_tail_of_the_batch() -> None:
     ports = Ports()
     good, bad = Domain(), Domain()
     events = [good.created(1), bad.created(2)]
     ports.store.rejected_events.add(events[1].event_id)
-    await ports.applier.process(records(events, first_offset=40))
-    assert [letter.record.offset for letter in ports.dead_letters.sent] == [41]
-    assert ports.store.recorded == {(TOPIC, 0): 42} and ports.cache.seen_offsets == {(TOPIC, 0): 42}
+    # A rejected event, then a record that never decodes: the batch's last two records are both dead-lettered.
+    await ports.applier.process([*records(events, first_offset=40), raw_record(b"{not json", 42)])
+    assert sorted(letter.record.offset for letter in ports.dead_letters.sent) == [41, 42]
+    assert ports.store.recorded == {(TOPIC, 0): 43} and ports.cache.seen_offsets == {(TOPIC, 0): 43}
 
 
 async def test_an_unavailable_store_is_waited_for_and_nothing_is_dead_lettered() -> None:
