@@ -24,6 +24,7 @@ from taifa_runtime.redis import redis_client
 
 from taifa_projector.adapters.event_store import PostgresEventStoreReader
 from taifa_projector.adapters.kafka import (
+    GroupConsumer,
     KafkaDeadLetters,
     KafkaTopics,
     LogStarts,
@@ -83,6 +84,7 @@ class ConsumerParts:
     log_gaps: LogGaps
     listener: SeekToRecordedOffsets
     consumer: AIOKafkaConsumer
+    group: GroupConsumer  # the consumer as the consume loop polls and commits with it
 
 
 async def consumer_parts(
@@ -141,7 +143,19 @@ async def consumer_parts(
     )
     stack.push_async_callback(_quietly(consumer.stop))
     return ConsumerParts(
-        pool, client, read_side, store, cache, guard, pruner, producer, applier, log_gaps, listener, consumer
+        pool,
+        client,
+        read_side,
+        store,
+        cache,
+        guard,
+        pruner,
+        producer,
+        applier,
+        log_gaps,
+        listener,
+        consumer,
+        GroupConsumer(consumer, listener),
     )
 
 

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import OffsetOutOfRangeError
+from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
 from taifa_events import declared_type, signing, topics
 from taifa_events.signing import signature_of
 
@@ -218,6 +218,49 @@ def make_consumer(
     listener.consumer = consumer
     consumer.subscribe(list(topic_names), listener=listener)
     return consumer
+
+
+class GroupConsumer:
+    """The group consumer as the consume loop uses it: records in, offsets (and lag) out.
+
+    A poll that finds a partition out of range (a new log, or a gap) or not positioned yet (fetched before
+    the rebalance listener sought it) positions it again from PostgreSQL and the log start: never skipped.
+    """
+
+    def __init__(self, consumer: AIOKafkaConsumer, listener: SeekToRecordedOffsets) -> None:
+        self.consumer = consumer
+        self.listener = listener
+
+    async def poll(self, *, timeout_ms: int, max_records: int) -> list[Record]:
+        try:
+            polled = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+            return [to_record(m) for messages in polled.values() for m in messages]
+        except OffsetOutOfRangeError as exc:
+            positioning = self.listener.out_of_range(exc.args[0])
+        except NoOffsetForPartitionError as exc:
+            positioning = self.listener.reposition([exc.args[0]])
+        try:
+            await positioning
+        except KafkaError as exc:  # the partition stays unpositioned: the next poll raises again and retries
+            log.warning("could not ask Kafka where a log starts (%s); trying again", type(exc).__name__)
+        return []
+
+    def assigned(self) -> list[TopicPartitionKey]:
+        return [(tp.topic, tp.partition) for tp in self.consumer.assignment()]
+
+    async def commit(self, offsets: dict[TopicPartitionKey, int]) -> dict[TopicPartitionKey, int]:
+        """Follow PostgreSQL's offsets in Kafka (for lag tools; a failure here loses nothing). Returns how many
+        records each partition is behind its high-water mark, where the consumer knows it."""
+        try:
+            await self.consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})
+        except (KafkaError, AssertionError) as exc:
+            log.info("offset commit to Kafka skipped (%s); PostgreSQL holds the offsets", type(exc).__name__)
+        behind: dict[TopicPartitionKey, int] = {}
+        for (topic, partition), offset in offsets.items():
+            highwater = self.consumer.highwater(TopicPartition(topic, partition))
+            if highwater is not None:
+                behind[(topic, partition)] = max(0, highwater - offset)
+        return behind
 
 
 def to_record(message: object) -> Record:

@@ -13,18 +13,18 @@ import logging
 import time
 from collections import deque
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING
 
-from aiokafka import TopicPartition
-from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
 from taifa_runtime.health import HealthServer
 
 from taifa_projector import bootstrap, heap, metrics
-from taifa_projector.adapters.kafka import to_record
 from taifa_projector.application.batches import BatchReport, DecodedBatch
 from taifa_projector.application.retry import retry_transient
 from taifa_projector.domain.log_positions import TopicPartitionKey
 from taifa_projector.settings import Settings
+
+if TYPE_CHECKING:
+    from aiokafka import TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class Projector:
         self.read_side, self.guard = parts.read_side, parts.guard
         self.pruner, self.applier = parts.pruner, parts.applier
         self.log_gaps, self.listener, self.consumer = parts.log_gaps, parts.listener, parts.consumer
+        self.group = parts.group
         await self._hold_read_side()
         await self.consumer.start()
         if self.with_health:
@@ -83,7 +84,7 @@ class Projector:
         return await self.store.answers() and await self.cache.answers()
 
     def assigned(self) -> list[TopicPartitionKey]:
-        return [(tp.topic, tp.partition) for tp in self.consumer.assignment()]
+        return self.group.assigned()
 
     async def consume(self, stop: asyncio.Event) -> None:
         """Poll, apply and commit until `stop` is set.
@@ -96,8 +97,9 @@ class Projector:
             while not stop.is_set():
                 if in_flight is None:
                     await self._between_batches()
-                polled = await self._poll()
-                records = [to_record(m) for messages in polled.values() for m in messages]
+                records = await self.group.poll(
+                    timeout_ms=self.settings.projector_poll_timeout_ms, max_records=self.settings.projector_batch_size
+                )
                 decoded = self.applier.decode(records) if records else None
                 if in_flight is not None:
                     await self._finish(in_flight)
@@ -108,25 +110,6 @@ class Projector:
         finally:
             if in_flight is not None:
                 await self._finish(in_flight)
-
-    async def _poll(self) -> dict[TopicPartition, list[Any]]:
-        """One poll. A partition out of range (a new log, or a gap) or not positioned yet (fetched before
-        the rebalance listener sought it) is positioned again from PostgreSQL and the log start: never skipped."""
-        s = self.settings
-        try:
-            polled: dict[TopicPartition, list[Any]] = await self.consumer.getmany(
-                timeout_ms=s.projector_poll_timeout_ms, max_records=s.projector_batch_size
-            )
-            return polled
-        except OffsetOutOfRangeError as exc:
-            positioning = self.listener.out_of_range(exc.args[0])
-        except NoOffsetForPartitionError as exc:
-            positioning = self.listener.reposition([exc.args[0]])
-        try:
-            await positioning
-        except KafkaError as exc:  # the partition stays unpositioned: the next poll raises again and retries
-            log.warning("could not ask Kafka where a log starts (%s); trying again", type(exc).__name__)
-        return {}
 
     async def _between_batches(self) -> None:
         """With no batch in flight: hold the read side again if its connection was lost (a database
@@ -159,15 +142,9 @@ class Projector:
         self.totals.next_offsets.update(report.next_offsets)
 
     async def _commit(self, offsets: dict[TopicPartitionKey, int]) -> None:
-        """Follow PostgreSQL's offsets in Kafka (for lag tools); a failure here loses nothing."""
-        try:
-            await self.consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})
-        except (KafkaError, AssertionError) as exc:
-            log.info("offset commit to Kafka skipped (%s); PostgreSQL holds the offsets", type(exc).__name__)
-        for (topic, partition), offset in offsets.items():
-            highwater = self.consumer.highwater(TopicPartition(topic, partition))
-            if highwater is not None:
-                metrics.LAG.labels(topic, str(partition)).set(max(0, highwater - offset))
+        """Follow PostgreSQL's offsets in Kafka (for lag tools), and show how far each partition is behind."""
+        for (topic, partition), behind in (await self.group.commit(offsets)).items():
+            metrics.LAG.labels(topic, str(partition)).set(behind)
 
     async def close(self) -> None:
         self._started = False
