@@ -76,6 +76,11 @@ def _broken_by(root: Path, module: str, source: str) -> str:
             "Each service: entrypoints -> bootstrap -> adapters -> application -> domain BROKEN",
         ),
         (
+            "services/relay/src/taifa_relay/zz_violation.py",
+            "",
+            "Each service: entrypoints -> bootstrap -> adapters -> application -> domain BROKEN",
+        ),
+        (
             "services/relay/src/taifa_relay/application/zz_violation.py",
             "import redis.asyncio\n",
             "The application layer reaches drivers only through its ports BROKEN",
