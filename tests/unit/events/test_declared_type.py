@@ -25,7 +25,7 @@ def test_headers_name_the_type_and_version_of_the_value() -> None:
     headers = ev.kafka_headers(envelope.event_type, envelope.event_id, envelope.schema_version)
     assert dict(headers)["event_id"] == str(envelope.event_id).encode()
     declared = ev.declared_type(headers)
-    assert declared == ("CredentialCreated", 2)
+    assert declared == ("CredentialCreated", ev.CredentialCreated.SCHEMA_VERSION)
     assert ev.decode(raw, declared=declared) == ev.decode(raw) == envelope
 
 

@@ -40,7 +40,7 @@ def test_envelope_json_has_contract_fields_and_rfc3339_times() -> None:
     assert set(body) == {"event_id", "event_type", "schema_version", "stream_id", "stream_version",
                          "position", "occurred_at", "correlation_id", "data"}
     assert set(body["data"]) == {"credential_id", "account_id", "domain_id", "domain", "username",
-                                 "secret_hash", "hash_scheme", "created_at"}
+                                 "secret_hash", "hash_scheme", "created_at", "secret_id"}
     assert body["data"]["created_at"] == "2026-11-23T10:00:00Z"
     assert body["occurred_at"].endswith("Z")
 

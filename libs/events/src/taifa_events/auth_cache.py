@@ -13,10 +13,16 @@ watermark. Revocations are published for every applied `CredentialDeactivated` (
 from __future__ import annotations
 
 import json
-from typing import NamedTuple, Self
+from collections.abc import Iterable
+from functools import lru_cache
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+from typing import Any, Literal, NamedTuple, Self
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from taifa_events.events import CredentialLimits
+from taifa_events.secrets import initial_secret_id
 
 KEY_PREFIX = "taifa:auth:user:"
 REVOCATIONS_CHANNEL = "taifa:auth:revocations"
@@ -88,8 +94,49 @@ def applied_key(event_id: UUID | str) -> str:
     return f"{APPLIED_KEY_PREFIX}{event_id}"
 
 
+EntryStatus = Literal["active", "suspended", "deactivated"]
+# The cache format the projector writes (`format` field). An entry without `format` is v1 (the seed's); a
+# higher one than a reader knows reads as missing, so an old relay never misreads a newer entry.
+CACHE_FORMAT = 2
+MAX_CACHED_SECRETS = 2
+
+
+@lru_cache(maxsize=4096)
+def _networks(cidrs: tuple[str, ...]) -> tuple[IPv4Network | IPv6Network, ...]:
+    """Parsed allowlists, memoised: the relay re-reads the entry at every AUTH and session check."""
+    return tuple(ip_network(cidr, strict=True) for cidr in cidrs)
+
+
+def _to_ip(address: str) -> IPv4Address | IPv6Address | None:
+    try:
+        ip = ip_address(address.strip().removeprefix("[").removesuffix("]").split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+class CachedSecret(BaseModel):
+    """One valid secret of a credential: its hash and when it stops working (unix seconds, None = no end)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: UUID
+    hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    scheme: str
+    expires_at: int | None = None
+
+    def valid_at(self, now: float) -> bool:
+        return self.expires_at is None or now < self.expires_at
+
+
 class AuthCacheEntry(BaseModel):
-    """One username's entry as stored in its Redis hash."""
+    """One username's entry as stored in its Redis hash (format v2; v1 entries are read too).
+
+    The seed's fields stay (`secret_hash`/`hash_scheme` = the newest secret's, `active` = not deactivated) so
+    that readers of v1 keep working; constructed from those alone, the entry has one secret with the derived
+    id (`initial_secret_id`), status from `active`, and no restrictions."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -101,10 +148,55 @@ class AuthCacheEntry(BaseModel):
     hash_scheme: str
     active: bool
     position: int = Field(ge=1)
+    status: EntryStatus = "active"
+    secrets: tuple[CachedSecret, ...] = Field(default=(), min_length=1, max_length=MAX_CACHED_SECRETS)
+    expires_at: int | None = None
+    allowed_cidrs: tuple[str, ...] = ()
+    limits: CredentialLimits = Field(default_factory=CredentialLimits)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _v1_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if data.get("status") is None:
+                data = {**data, "status": "active" if data.get("active") else "deactivated"}
+            if data.get("secrets") is None and "credential_id" in data:
+                secret = {
+                    "id": initial_secret_id(data["credential_id"]),
+                    "hash": data.get("secret_hash"),
+                    "scheme": data.get("hash_scheme"),
+                    "expires_at": None,
+                }
+                data = {**data, "secrets": (secret,)}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.active != (self.status != "deactivated"):
+            raise ValueError("active and status disagree")
+        _networks(self.allowed_cidrs)  # a damaged allowlist fails the entry (read as missing: closed)
+        return self
+
+    def valid_secrets(self, now: float) -> tuple[CachedSecret, ...]:
+        """The secrets that still work at `now` (unix seconds), newest first."""
+        return tuple(secret for secret in self.secrets if secret.valid_at(now))
+
+    def is_expired(self, now: float) -> bool:
+        """The credential itself has expired (`expires_at`, from the restrictions)."""
+        return self.expires_at is not None and now >= self.expires_at
+
+    def address_allowed(self, ip: str) -> bool:
+        """The client address is inside `allowed_cidrs` (empty = any address; IPv4-mapped IPv6 is compared as
+        IPv4; an unparseable address is outside every non-empty list)."""
+        if not self.allowed_cidrs:
+            return True
+        address = _to_ip(ip)
+        return address is not None and any(address in network for network in _networks(self.allowed_cidrs))
 
     def to_redis(self) -> dict[str, str]:
-        """Flat string mapping for HSET."""
+        """Flat string mapping for HSET (format v2)."""
         return {
+            "format": str(CACHE_FORMAT),
             "credential_id": str(self.credential_id),
             "account_id": str(self.account_id),
             "domain_id": str(self.domain_id),
@@ -113,11 +205,23 @@ class AuthCacheEntry(BaseModel):
             "hash_scheme": self.hash_scheme,
             "active": "1" if self.active else "0",
             "position": str(self.position),
+            "status": self.status,
+            "secrets": secrets_json(self.secrets),
+            "expires_at": "" if self.expires_at is None else str(self.expires_at),
+            "allowed_cidrs": json.dumps(list(self.allowed_cidrs), separators=(",", ":")),
+            "limits": json.dumps(
+                {
+                    "messages_per_minute": self.limits.messages_per_minute,
+                    "messages_per_day": self.limits.messages_per_day,
+                },
+                separators=(",", ":"),
+            ),
         }
 
     @classmethod
     def from_redis(cls, mapping: dict[str, str] | dict[bytes, bytes]) -> Self | None:
-        """Parse an HGETALL result; an empty or damaged entry reads as missing (fail closed)."""
+        """Parse an HGETALL result; an empty or damaged entry, or one of an unknown format, reads as missing
+        (fail closed). An entry without `format` is v1: its one secret, status from `active`, no restrictions."""
         if not mapping:
             return None
         text = {
@@ -125,6 +229,34 @@ class AuthCacheEntry(BaseModel):
             for k, v in mapping.items()
         }
         try:
-            return cls.model_validate({**text, "active": text.get("active") == "1"})
-        except ValueError:
+            version = text.get("format")
+            if version is None:
+                v1 = {name: text[name] for name in _V1_FIELDS if name in text}
+                return cls.model_validate({**v1, "active": text.get("active") == "1", "status": None, "secrets": None})
+            if version != str(CACHE_FORMAT):
+                return None
+            expires_at = text["expires_at"]
+            return cls.model_validate(
+                {
+                    **{name: text[name] for name in _V1_FIELDS if name in text},
+                    "active": text.get("active") == "1",
+                    "status": text["status"],
+                    "secrets": json.loads(text["secrets"]),
+                    "expires_at": int(expires_at) if expires_at else None,
+                    "allowed_cidrs": json.loads(text["allowed_cidrs"]),
+                    "limits": json.loads(text["limits"]),
+                }
+            )
+        except (ValueError, KeyError, TypeError):
             return None
+
+
+_V1_FIELDS = ("credential_id", "account_id", "domain_id", "domain", "secret_hash", "hash_scheme", "position")
+
+
+def secrets_json(secrets: Iterable[CachedSecret]) -> str:
+    """The `secrets` field: a JSON list, newest first (the projector's writer builds the same text)."""
+    return json.dumps(
+        [{"id": str(s.id), "hash": s.hash, "scheme": s.scheme, "expires_at": s.expires_at} for s in secrets],
+        separators=(",", ":"),
+    )

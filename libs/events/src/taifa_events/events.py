@@ -13,8 +13,10 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 from taifa_events import topics
+from taifa_events.secrets import initial_secret_id
 
 Plan = Literal["free", "starter", "pro", "enterprise"]
+SECRET_HASH_PATTERN = r"^[0-9a-f]{64}$"  # noqa: S105  (a pattern, not a secret)
 
 
 def _refuse_plaintext_secret(value: Any, info: ValidationInfo) -> NoReturn:
@@ -144,16 +146,74 @@ class _CredentialEvent(EventData):
 
 class CredentialCreated(_CredentialEvent):
     EVENT_TYPE: ClassVar[str] = "CredentialCreated"
-    SCHEMA_VERSION: ClassVar[int] = 2  # v1 had no hash_scheme; see upcasters.
+    # v1 had no hash_scheme, v2 no secret_id; see upcasters.
+    SCHEMA_VERSION: ClassVar[int] = 3
     domain: str
-    secret_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    secret_hash: str = Field(pattern=SECRET_HASH_PATTERN)
     hash_scheme: Literal["sha256"] = "sha256"
     created_at: AwareDatetime
+    # The id of the credential's first secret. Left out, it is the derived id the 2->3 upcaster gives older
+    # events (`initial_secret_id`), so every writer and every replay name that secret the same way.
+    secret_id: UUID = Field(default_factory=lambda data: initial_secret_id(data["credential_id"]))
 
 
 class CredentialDeactivated(_CredentialEvent):
     EVENT_TYPE: ClassVar[str] = "CredentialDeactivated"
     deactivated_at: AwareDatetime
+
+
+class CredentialSecretRotated(_CredentialEvent):
+    """A new secret (`secret_id`) became the newest; the previous one stays valid until
+    `previous_secret_expires_at` (at or before `rotated_at`: grace 0, refused from the rotation on)."""
+
+    EVENT_TYPE: ClassVar[str] = "CredentialSecretRotated"
+    secret_id: UUID
+    secret_hash: str = Field(pattern=SECRET_HASH_PATTERN)
+    hash_scheme: Literal["sha256"] = "sha256"
+    previous_secret_id: UUID
+    previous_secret_expires_at: AwareDatetime
+    rotated_at: AwareDatetime
+
+
+class CredentialSecretRevoked(_CredentialEvent):
+    """A previous secret's grace period ended early (DELETE .../secrets/{id}): refused from `revoked_at` on."""
+
+    EVENT_TYPE: ClassVar[str] = "CredentialSecretRevoked"
+    secret_id: UUID
+    revoked_at: AwareDatetime
+
+
+class CredentialSuspended(_CredentialEvent):
+    """Reversible: AUTH still succeeds, MAIL is refused with 451 4.7.1 until `CredentialResumed`."""
+
+    EVENT_TYPE: ClassVar[str] = "CredentialSuspended"
+    reason: str | None = Field(default=None, max_length=200)
+    suspended_at: AwareDatetime
+
+
+class CredentialResumed(_CredentialEvent):
+    EVENT_TYPE: ClassVar[str] = "CredentialResumed"
+    resumed_at: AwareDatetime
+
+
+class CredentialLimits(BaseModel):
+    """Per-credential sending limits (None: no per-credential limit; the plan's quota still applies)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    messages_per_minute: int | None = Field(default=None, ge=1)
+    messages_per_day: int | None = Field(default=None, ge=1)
+
+
+class CredentialRestrictionsChanged(_CredentialEvent):
+    """The FULL new restrictions (not a patch): `allowed_cidrs` as normalised network strings ([] = any address),
+    `expires_at` (None = never), `limits`."""
+
+    EVENT_TYPE: ClassVar[str] = "CredentialRestrictionsChanged"
+    allowed_cidrs: list[str] = Field(default_factory=list)
+    expires_at: AwareDatetime | None = None
+    limits: CredentialLimits = Field(default_factory=CredentialLimits)
+    changed_at: AwareDatetime
 
 
 EVENT_TYPES: dict[str, type[EventData]] = {
@@ -168,5 +228,10 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         DomainReleased,
         CredentialCreated,
         CredentialDeactivated,
+        CredentialSecretRotated,
+        CredentialSecretRevoked,
+        CredentialSuspended,
+        CredentialResumed,
+        CredentialRestrictionsChanged,
     )
 }

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from taifa_events.secrets import initial_secret_id
+
 RawData = dict[str, Any]
 Upcaster = Callable[[RawData], RawData]
 
@@ -42,4 +44,12 @@ def upcast(event_type: str, version: int, target: int, data: RawData) -> RawData
 def _credential_created_v1_to_v2(data: RawData) -> RawData:
     # v1 predates the hash_scheme field; every v1 hash was SHA-256.
     data.setdefault("hash_scheme", "sha256")
+    return data
+
+
+@upcaster("CredentialCreated", 2)
+def _credential_created_v2_to_v3(data: RawData) -> RawData:
+    # v2 predates secret ids: the first secret gets the stable id derived from the credential id.
+    if "secret_id" not in data and "credential_id" in data:
+        data["secret_id"] = str(initial_secret_id(data["credential_id"]))
     return data

@@ -32,9 +32,12 @@ CACHE_OFFSETS_PREFIX = "taifa:projector:cache-offsets:"
 OWNER_POSITION_PREFIX = "taifa:projector:domain-owner-position:"
 
 # KEYS = entry keys; ARGV[1] = a JSON array with, for each KEYS[i], the array of the values of
-# ENTRY_FIELDS (one argument for the whole batch keeps the client's encoding cheap). Each entry is
-# written only if its position is newer than the stored one (compare-on-position). Returns how many applied.
+# ENTRY_FIELDS (one argument for the whole batch keeps the client's encoding cheap), ARGV[2] = the JSON array
+# of ENTRY_FIELDS, ARGV[3] = the index (1-based) of `position` in it. Each entry is written only if its
+# position is newer than the stored one (compare-on-position); every field is written, so a v2 entry
+# replaces a v1 entry completely. Returns how many applied.
 ENTRY_FIELDS = (
+    "format",
     "credential_id",
     "account_id",
     "domain_id",
@@ -43,17 +46,29 @@ ENTRY_FIELDS = (
     "hash_scheme",
     "active",
     "position",
+    "status",
+    "secrets",
+    "expires_at",
+    "allowed_cidrs",
+    "limits",
 )
+_FIELDS_JSON = json.dumps(ENTRY_FIELDS)
+_POSITION_INDEX = ENTRY_FIELDS.index("position") + 1
 WRITE_IF_NEWER = """
 local applied = 0
 local values = cjson.decode(ARGV[1])
+local fields = cjson.decode(ARGV[2])
+local at = tonumber(ARGV[3])
 for i, key in ipairs(KEYS) do
   local v = values[i]
   local current = redis.call('HGET', key, 'position')
-  if (not current) or tonumber(current) < tonumber(v[8]) then
-    redis.call('HSET', key,
-      'credential_id', v[1], 'account_id', v[2], 'domain_id', v[3], 'domain', v[4],
-      'secret_hash', v[5], 'hash_scheme', v[6], 'active', v[7], 'position', v[8])
+  if (not current) or tonumber(current) < tonumber(v[at]) then
+    local args = {}
+    for j, name in ipairs(fields) do
+      args[#args + 1] = name
+      args[#args + 1] = v[j]
+    end
+    redis.call('HSET', key, unpack(args))
     applied = applied + 1
   end
 end
@@ -145,16 +160,8 @@ def to_cache_entry(entry: AuthEntry) -> auth_cache.AuthCacheEntry:
 
 def entry_values(entry: AuthEntry) -> list[str]:
     """The cache fields of an entry in ENTRY_FIELDS order, as `AuthCacheEntry.to_redis` writes them."""
-    return [
-        str(entry.credential_id),
-        str(entry.account_id),
-        str(entry.domain_id),
-        entry.domain,
-        entry.secret_hash,
-        entry.hash_scheme,
-        "1" if entry.active else "0",
-        str(entry.position),
-    ]
+    fields = to_cache_entry(entry).to_redis()
+    return [fields[name] for name in ENTRY_FIELDS]
 
 
 def owner_position_key(name: str) -> str:
@@ -189,7 +196,7 @@ class RedisAuthCacheWriter:
         keys = [auth_cache.auth_key(entry.username) for entry in entries]
         values = json.dumps([entry_values(entry) for entry in entries])
         pipe.scripts.add(self._write_if_newer)  # type: ignore[arg-type]  # redis-py types the set as sync Scripts
-        pipe.evalsha(self._write_if_newer.sha, len(keys), *keys, values)
+        pipe.evalsha(self._write_if_newer.sha, len(keys), *keys, values, _FIELDS_JSON, _POSITION_INDEX)
 
     def _queue_owners(self, pipe: aioredis.client.Pipeline, owners: Sequence[DomainOwner]) -> None:
         if not owners:
