@@ -59,6 +59,7 @@ def serve() -> None:
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.api_log_level.lower(),
+        log_config=None,  # uvicorn's own lines (start-up, access log) go through the JSON handler configured above
         proxy_headers=False,
         server_header=False,
     )
@@ -81,7 +82,7 @@ def _run(use_case: Callable[[Container], Awaitable[T]], settings: Settings | Non
     try:
         return asyncio.run(main())
     except CommandRefused as refusal:
-        typer.echo(json.dumps({"error": {"code": refusal.code, "message": refusal.message}}), err=True)
+        typer.echo(json.dumps({"error": {"code": refusal.code, "message": refusal.detail}}), err=True)
         sys.exit(1)
 
 
