@@ -3,10 +3,12 @@ cache reader and an upstream that records what it was given. No socket, no Redis
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from taifa_events.auth_cache import AuthCacheEntry
+from taifa_events.auth_cache import AuthCacheEntry, CachedSecret
 from taifa_events.secret_hash import HASH_SCHEME, hash_secret
 from taifa_relay.application.ports import CacheStale, CacheUnavailable, Lookup, UpstreamReply, WriteRefused
 from taifa_relay.application.sessions import RecentChecks, SessionRegistry, SessionState
@@ -17,6 +19,7 @@ CLIENT = "192.0.2.7"
 
 
 def entry(domain: str = "own.example", secret: str = "right", *, active: bool = True) -> AuthCacheEntry:  # noqa: S107
+    """A v1-shaped entry (the seed's fields only): one secret with the derived id, no restrictions."""
     return AuthCacheEntry(
         credential_id=uuid.uuid4(),
         account_id=uuid.uuid4(),
@@ -26,6 +29,33 @@ def entry(domain: str = "own.example", secret: str = "right", *, active: bool = 
         hash_scheme=HASH_SCHEME,
         active=active,
         position=1,
+    )
+
+
+def secret(password: str, expires_at: int | None = None) -> CachedSecret:
+    return CachedSecret(id=uuid.uuid4(), hash=hash_secret(password), scheme=HASH_SCHEME, expires_at=expires_at)
+
+
+def lifecycle_entry(
+    *secrets: CachedSecret,
+    status: str = "active",
+    expires_at: int | None = None,
+    allowed_cidrs: tuple[str, ...] = (),
+    like: AuthCacheEntry | None = None,
+) -> AuthCacheEntry:
+    """A v2 entry with `secrets` (newest first), as the projector writes after rotations and restrictions; `like`:
+    the same credential as that entry (a later state of it)."""
+    base = like or entry()
+    return base.model_copy(
+        update={
+            "secret_hash": secrets[0].hash,
+            "status": status,
+            "active": status != "deactivated",
+            "secrets": secrets,
+            "expires_at": expires_at,
+            "allowed_cidrs": allowed_cidrs,
+            "position": base.position + 1,
+        }
     )
 
 
@@ -77,16 +107,20 @@ class FakeAuthCache:
         self.for_address[address_group] = self.for_address.get(address_group, 0) + 1
         return self.for_username[key], self.for_address[address_group]
 
-    async def still_valid(self, username: str, credential_id: str, secret_hash: str) -> bool:
+    async def reread(self, username: str) -> AuthCacheEntry | None:
         self.rechecks += 1
         self._read()
-        found = self.entries.get(username)
-        return (
-            found is not None
-            and found.active
-            and str(found.credential_id) == credential_id
-            and found.secret_hash == secret_hash
-        )
+        return self.entries.get(username)
+
+
+@dataclass
+class Clock:
+    """The relay's clock in unit tests (unix seconds), moved by hand."""
+
+    now: float = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 class FakeOwners:
@@ -126,6 +160,7 @@ def world(
     per_address: int = 200,
     recheck_seconds: float = 0.0,
     admission: AdmissionLimits | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> World:
     cache, upstream, owners = FakeAuthCache(entries), FakeUpstream(), FakeOwners()
     sessions: SessionRegistry[object] = SessionRegistry(
@@ -143,6 +178,7 @@ def world(
             per_connection=per_connection, per_address_username=per_address_username, per_address=per_address
         ),
         max_own_received_headers=3,
+        clock=clock,
     )
     return World(cache, upstream, owners, sessions, submission)
 

@@ -15,9 +15,17 @@ import logging
 import time
 from collections.abc import Callable
 from typing import cast
+from uuid import UUID
 
 from redis.exceptions import RedisError, ResponseError
-from taifa_events.auth_cache import EPOCH_KEY, REVOCATIONS_CHANNEL, WATERMARK_KEY, AuthCacheEntry, auth_key
+from taifa_events.auth_cache import (
+    EPOCH_KEY,
+    REVOCATIONS_CHANNEL,
+    WATERMARK_KEY,
+    AuthCacheEntry,
+    CachedSecret,
+    auth_key,
+)
 from taifa_runtime.lifecycle import sleep_unless_stopped
 from taifa_runtime.redis import redis_client
 
@@ -32,15 +40,28 @@ THROTTLE_PREFIX = "taifa:relay:authfail:"
 # Written by the readiness check with the same commands as the failure counters: a Redis user that may not
 # write the relay's keys (a read-only ACL, a read-only replica) makes the relay not ready.
 PROBE_KEY = THROTTLE_PREFIX + "readiness-probe"
+# Parsed for an unknown username, so that its reply takes as long as a known one's: a v2 entry with two secrets
+# and an allowlist, as a rotated, restricted credential has.
+_NO_ID = UUID(int=0)
 _STAND_IN = {
-    b"credential_id": b"00000000-0000-0000-0000-000000000000",
-    b"account_id": b"00000000-0000-0000-0000-000000000000",
-    b"domain_id": b"00000000-0000-0000-0000-000000000000",
-    b"domain": b"stand-in.invalid",
-    b"secret_hash": b"0" * 64,
-    b"hash_scheme": b"sha256",
-    b"active": b"0",
-    b"position": b"1",
+    name.encode(): value.encode()
+    for name, value in AuthCacheEntry(
+        credential_id=_NO_ID,
+        account_id=_NO_ID,
+        domain_id=_NO_ID,
+        domain="stand-in.invalid",
+        secret_hash="0" * 64,
+        hash_scheme="sha256",
+        active=False,
+        position=1,
+        secrets=(
+            CachedSecret(id=_NO_ID, hash="0" * 64, scheme="sha256"),
+            CachedSecret(id=UUID(int=1), hash="1" * 64, scheme="sha256", expires_at=1),
+        ),
+        allowed_cidrs=("192.0.2.0/24",),
+    )
+    .to_redis()
+    .items()
 }
 
 
@@ -95,23 +116,19 @@ class RedisAuthCacheReader:
             entry = None
         return Lookup(entry, int(for_user or 0), int(for_address or 0))
 
-    async def still_valid(self, username: str, credential_id: str, secret_hash: str) -> bool:
-        """Re-check of a logged-in session: the entry exists, is active, and is still the credential and the
-        secret the session authenticated with (read with the epoch and watermark in one MULTI)."""
+    async def reread(self, username: str) -> AuthCacheEntry | None:
+        """Re-read of a logged-in session's entry (None: missing or damaged), with the epoch and watermark in one
+        MULTI; the application applies the rules (same credential, its secret still valid, not suspended...)."""
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hmget(auth_key(username), ["active", "credential_id", "secret_hash"])
+                pipe.hgetall(auth_key(username))
                 pipe.get(EPOCH_KEY)
                 pipe.get(WATERMARK_KEY)
-                (active, current_id, current_hash), epoch, watermark = await pipe.execute()
+                mapping, epoch, watermark = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise CacheUnavailable(type(exc).__name__) from None
         self._check_trust(epoch, watermark)
-        if current_id is None or current_hash is None:
-            return False
-        same_credential = bytes(current_id).decode("ascii", "replace").lower() == credential_id.lower()
-        same_secret = bytes(current_hash).decode("ascii", "replace") == secret_hash
-        return active == b"1" and same_credential and same_secret
+        return AuthCacheEntry.from_redis(cast(dict[bytes, bytes], mapping)) if mapping else None
 
     def _check_trust(self, epoch: bytes | None, watermark: bytes | None) -> None:
         reason = None

@@ -48,8 +48,9 @@ class AuthCacheReader(Protocol):
         """Count one failed AUTH: (count for address group + username, count for the address group)."""
         ...
 
-    async def still_valid(self, username: str, credential_id: str, secret_hash: str) -> bool:
-        """The entry is active and still this credential with this secret; raises CacheUnavailable."""
+    async def reread(self, username: str) -> AuthCacheEntry | None:
+        """The entry as it is now, for the re-checks of a logged-in session (None: missing or damaged), read with
+        the cache's trust markers in one round trip; raises CacheUnavailable."""
         ...
 
 

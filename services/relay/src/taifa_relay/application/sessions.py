@@ -14,9 +14,10 @@ from collections import defaultdict
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
-from taifa_events.auth_cache import parse_revocation
+from taifa_events.auth_cache import AuthCacheEntry, parse_revocation
 
 from taifa_relay.domain import policy, replies
+from taifa_relay.domain.credentials import Login
 from taifa_relay.domain.limits import Admission, AdmissionLimits
 
 log = logging.getLogger("taifa.relay.session")
@@ -42,8 +43,8 @@ class SessionState:
         "client_ip",
         "credential_id",
         "domain",
+        "login",
         "revoked",
-        "secret_hash",
         "username",
     )
 
@@ -53,8 +54,9 @@ class SessionState:
         self.client_group = client_group or (policy.address_group(client_ip) if client_ip else "")
         self.username: str | None = None
         self.credential_id: str | None = None
-        # The secret hash the session authenticated with: the re-checks require it unchanged. Never logged.
-        self.secret_hash: str | None = None
+        # The credential and secret id the session authenticated with, and when they expire: the re-checks
+        # require that secret still valid (domain.credentials.session_verdict).
+        self.login: Login | None = None
         self.domain: str | None = None
         self.account_id: str | None = None
         self.revoked = False
@@ -69,36 +71,33 @@ class SessionState:
 
 
 class RecentChecks:
-    """Per-transaction credential re-checks that other sessions of the same username may reuse for
-    `seconds` (TAIFA_RELAY_RECHECK_CACHE_SECONDS; 0: never). Revocations and resubscriptions clear it."""
+    """Per-transaction re-reads of a credential's entry that other sessions of the same username may reuse for
+    `seconds` (TAIFA_RELAY_RECHECK_CACHE_SECONDS; 0: never). Each session still applies the rules to the entry
+    itself (its own secret, address and clock). Revocations and resubscriptions clear it."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        # username -> (credential_id, secret hash, monotonic time until which the check may be reused)
-        self._checks: dict[str, tuple[str, str, float]] = {}
+        # username -> (the entry read, monotonic time until which it may be reused)
+        self._checks: dict[str, tuple[AuthCacheEntry, float]] = {}
 
     def __contains__(self, username: object) -> bool:
         return username in self._checks
 
-    def fresh(self, state: SessionState) -> bool:
-        """A reusable re-check of this session's credential and secret exists."""
+    def fresh(self, state: SessionState) -> AuthCacheEntry | None:
+        """A reusable recent read of this session's entry, or None."""
         if self.seconds <= 0 or state.username is None:
-            return False
+            return None
         recent = self._checks.get(state.username)
-        if recent is None or recent[0] != state.credential_id or recent[1] != state.secret_hash:
-            return False
-        if recent[2] > time.monotonic():
-            return True
+        if recent is None:
+            return None
+        if recent[1] > time.monotonic():
+            return recent[0]
         del self._checks[state.username]
-        return False
+        return None
 
-    def remember(self, state: SessionState) -> None:
+    def remember(self, state: SessionState, entry: AuthCacheEntry) -> None:
         if self.seconds > 0 and state.username:
-            self._checks[state.username] = (
-                state.credential_id or "",
-                state.secret_hash or "",
-                time.monotonic() + self.seconds,
-            )
+            self._checks[state.username] = (entry, time.monotonic() + self.seconds)
 
     def forget(self, username: str) -> None:
         self._checks.pop(username, None)

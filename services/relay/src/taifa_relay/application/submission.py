@@ -1,6 +1,7 @@
-"""The relay's submission decisions: AUTH against the cache, revocation re-checks, sender and message checks,
-forwarding. Every method returns a decision (`Accepted`, `Refused`, `Close`, `LoggedOut`) and never touches a
-transport: the SMTP protocol writes the reply and acts on it, as aiosmtpd's own hooks return a status.
+"""The relay's submission decisions: AUTH against the cache, the credential re-checks of a logged-in session
+(revocation, retired secret, expiry, suspension), sender and message checks, forwarding. Every method returns a
+decision (`Accepted`, `Refused`, `Close`, `LoggedOut`) and never touches a transport: the SMTP protocol writes the
+reply and acts on it, as aiosmtpd's own hooks return a status.
 
 The rules themselves are pure functions in `taifa_relay.domain`; Redis and the upstream are reached through the
 ports in `taifa_relay.application.ports`.
@@ -11,9 +12,12 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from taifa_events.auth_cache import AuthCacheEntry
 
 from taifa_relay.application.ports import (
     AuthCacheReader,
@@ -24,7 +28,8 @@ from taifa_relay.application.ports import (
     WriteRefused,
 )
 from taifa_relay.application.sessions import SessionRegistry, SessionState
-from taifa_relay.domain import policy, replies
+from taifa_relay.domain import credentials, policy, replies
+from taifa_relay.domain.credentials import SessionVerdict
 from taifa_relay.domain.limits import AuthFailureLimits
 
 log = logging.getLogger("taifa.relay.session")
@@ -72,6 +77,7 @@ AUTH_THROTTLED = Close(replies.AUTH_TOO_MANY_FAILURES, ("throttled",))
 SENDER_ACCEPTED = Accepted(replies.SENDER_OK)
 RECIPIENT_ACCEPTED = Accepted(replies.RECIPIENT_OK)
 REVOKED = LoggedOut(replies.CREDENTIAL_REVOKED, ("revoked-in-session",))
+SUSPENDED = Refused(replies.CREDENTIAL_SUSPENDED, ("suspended",))
 RECHECK_UNAVAILABLE = Refused(replies.AUTH_TEMPORARY_FAILURE)
 END_OF_DATA_RECHECK_UNAVAILABLE = Refused(replies.RECHECK_UNAVAILABLE, ("end-of-data-recheck-unavailable",))
 
@@ -96,6 +102,7 @@ class Submission:
         max_recipients: int,
         auth_limits: AuthFailureLimits,
         max_own_received_headers: int,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.auth_cache = auth_cache
         self.domain_owners = domain_owners
@@ -106,6 +113,9 @@ class Submission:
         self.max_recipients = max_recipients
         self.auth_limits = auth_limits
         self.max_own_received = max_own_received_headers
+        # Unix seconds: secret and credential expiries are compared with the relay's own clock (no event ends
+        # a grace period).
+        self.clock = clock
 
     # --- AUTH ----------------------------------------------------------------------------------
     async def authenticate(self, state: SessionState, login: bytes, password: bytes) -> Decision:
@@ -116,6 +126,8 @@ class Submission:
         group = state.client_group
         if self.auth_cache.is_throttled(group, username):
             return self._throttled(state)
+        if not credentials.password_well_formed(secret):
+            return self._malformed(state)
         try:
             found = await self.auth_cache.lookup(username, group)
         except CacheUnavailable as exc:
@@ -125,11 +137,12 @@ class Submission:
             self.auth_cache.mark_throttled(group, username, username_too=over_username, address=over_address)
             return self._throttled(state)
         entry = found.entry
-        if policy.credential_accepted(entry, secret) and entry is not None:
+        opened = credentials.authenticate(entry, secret, state.client_ip, self.clock())
+        if opened is not None and entry is not None:
             self.sessions.forget_login(state)  # a re-AUTH on this connection (after a revocation dropped the login)
             state.username = username
             state.credential_id = str(entry.credential_id)
-            state.secret_hash = entry.secret_hash  # for the re-checks; never logged
+            state.login = opened  # the secret id and expiries, for the re-checks
             state.domain = entry.domain.lower()
             state.account_id = str(entry.account_id)
             state.revoked = False
@@ -157,6 +170,17 @@ class Submission:
             return AUTH_CLOSED
         return AUTH_REFUSED
 
+    def _malformed(self, state: SessionState) -> Decision:
+        """A `tmsmtp_` password whose checksum is wrong: 535 without any Redis command. It counts toward this
+        connection's failure limit but not in the shared counters: it tests no secret (anyone can compute the
+        checksum, so a guesser never sends a wrong one), and a client with a truncated password must not lock
+        its username out of the address it shares with other applications."""
+        state.auth_failures += 1
+        log.info("AUTH failure: malformed password", extra={"client": state.client_ip, "failures": state.auth_failures})
+        if self.auth_limits.closes_connection(state.auth_failures, over_username=False, over_address=False):
+            return AUTH_CLOSED
+        return AUTH_REFUSED
+
     def _throttled(self, state: SessionState) -> Decision:
         log.warning("AUTH throttled", extra={"client": state.client_ip})
         return AUTH_THROTTLED
@@ -165,44 +189,59 @@ class Submission:
         log.warning("AUTH answered 454: auth cache unavailable", extra={"client": state.client_ip})
         return Refused(replies.AUTH_TEMPORARY_FAILURE, (_unavailable_outcome(exc),))
 
-    # --- revocation ----------------------------------------------------------------------------
+    # --- revocation, retirement, expiry, suspension ---------------------------------------------
     def revoked(self, state: SessionState) -> Decision | None:
-        """RCPT and the start of DATA trust the revocation channel only (no Redis command): LoggedOut when a
-        message revoked this session's credential, else None."""
-        if state.revoked and state.logged_in:
-            return self._log_out(state)
-        return None
+        """RCPT and the start of DATA read nothing (no Redis command): LoggedOut when a revocation message
+        reached this session's credential, or when its secret or credential has expired by the relay's clock
+        (the expiries as last read, at AUTH or at a re-check); else None."""
+        if not state.logged_in:
+            return None
+        if not state.revoked and state.login is not None and credentials.expired_by_clock(state.login, self.clock()):
+            state.revoked = True
+        return self._log_out(state) if state.revoked else None
 
     async def before_mail(self, state: SessionState, mail_arg: str | None) -> Decision | None:
         """MAIL of a logged-in session: the credential is re-read from the cache (or another session's recent
         re-check of the same credential and secret is reused), and the null sender is refused. None: go on."""
         if not state.logged_in:
             return None
-        if not state.revoked and not self.recent_checks.fresh(state):
+        verdict = SessionVerdict.RETIRED
+        if not state.revoked:
+            entry = self.recent_checks.fresh(state)
             try:
-                if await self._still_valid(state):
-                    self.recent_checks.remember(state)
+                if entry is None:
+                    entry = await self.auth_cache.reread(state.username or "")
+                    if entry is not None:
+                        self.recent_checks.remember(state, entry)
             except CacheUnavailable:
                 return RECHECK_UNAVAILABLE
-        if state.revoked:
+            verdict = self._verdict(state, entry)
+        if verdict is SessionVerdict.RETIRED:
             return self._log_out(state)
+        if verdict is SessionVerdict.SUSPENDED:
+            return SUSPENDED
         if policy.is_null_sender(mail_arg):
             return Refused(replies.NULL_SENDER_NOT_ALLOWED)
         return None
 
-    async def _still_valid(self, state: SessionState) -> bool:
-        """Read the entry (never the reuse cache): same credential, same secret, active, cache trusted. Marks the
-        session revoked when not; raises CacheUnavailable when Redis cannot tell."""
-        valid = bool(state.username) and await self.auth_cache.still_valid(
-            state.username or "", state.credential_id or "", state.secret_hash or ""
-        )
-        if not valid:
+    def _verdict(self, state: SessionState, entry: AuthCacheEntry | None) -> SessionVerdict:
+        """The rules on a fresh read of the entry (domain.credentials.session_verdict); a retired session is
+        marked revoked, a valid or suspended one keeps the expiries the entry states now."""
+        login = state.login
+        if login is None:
+            verdict = SessionVerdict.RETIRED
+        else:
+            verdict = credentials.session_verdict(entry, login, state.client_ip, self.clock())
+        if verdict is SessionVerdict.RETIRED:
             state.revoked = True
-        return valid
+        elif entry is not None and login is not None:
+            state.login = credentials.refreshed(entry, login)
+        return verdict
 
     def _log_out(self, state: SessionState) -> Decision:
         self.sessions.forget_login(state)
-        state.username = state.credential_id = state.secret_hash = state.domain = None
+        state.username = state.credential_id = state.domain = None
+        state.login = None
         return REVOKED
 
     # --- envelope ------------------------------------------------------------------------------
@@ -289,11 +328,16 @@ class Submission:
 
     async def _end_of_data_check(self, state: SessionState) -> Decision | None:
         """Right before the upstream send, re-read the entry once more (one MULTI, never the reuse cache): a
-        revocation whose channel message was lost (published while the relay resubscribed) still stops the
-        message. None when the session may send; else the decision, and nothing is sent."""
-        if not state.revoked:
+        revocation whose channel message was lost (published while the relay resubscribed), a secret retired
+        or a credential suspended while the message was being sent still stops it (suspended: 451 4.7.1, the
+        client keeps the message and retries). None when the session may send; else the decision, and nothing
+        is sent."""
+        verdict = SessionVerdict.RETIRED
+        if not state.revoked and state.username:
             try:
-                await self._still_valid(state)
+                verdict = self._verdict(state, await self.auth_cache.reread(state.username))
             except CacheUnavailable:
                 return END_OF_DATA_RECHECK_UNAVAILABLE
-        return self._log_out(state) if state.revoked else None
+        if verdict is SessionVerdict.RETIRED:
+            return self._log_out(state)
+        return SUSPENDED if verdict is SessionVerdict.SUSPENDED else None

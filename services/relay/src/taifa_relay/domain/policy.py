@@ -13,10 +13,6 @@ from datetime import datetime
 from email.utils import format_datetime, getaddresses
 from typing import NamedTuple
 
-from taifa_events import secret_matches
-from taifa_events.auth_cache import AuthCacheEntry
-from taifa_events.secret_hash import HASH_SCHEME
-
 from taifa_relay.domain import replies
 
 _DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -24,17 +20,6 @@ HEADER_END = b"\r\n\r\n"
 # RFC 5322 ftext: printable US-ASCII except the colon.
 _FIELD_NAME = re.compile(rb"^[\x21-\x39\x3b-\x7e]+$")
 RECEIVED_MARKER = "(Taifa relay)"
-# Compared against for unknown usernames, so that they cost the same hashing work as a wrong password.
-_DUMMY_HASH = "0" * 64
-
-
-def credential_accepted(entry: AuthCacheEntry | None, secret: str) -> bool:
-    """True when `secret` is the active entry's secret. The same work whatever the outcome (one SHA-256 and one
-    constant-time comparison, against a dummy hash for an unknown username), so timing tells nothing."""
-    if entry is None:
-        secret_matches(secret, _DUMMY_HASH, HASH_SCHEME)
-        return False
-    return secret_matches(secret, entry.secret_hash, entry.hash_scheme) and entry.active
 
 
 def address_domain(address: str) -> str | None:

@@ -10,6 +10,9 @@ AUTH_REQUIRED: Final = "530 5.7.0 Authentication required"
 AUTH_SUCCESS: Final = "235 2.7.0 Authentication successful"
 AUTH_INVALID: Final = "535 5.7.8 Authentication credentials invalid"
 CREDENTIAL_REVOKED: Final = "535 5.7.8 Authentication credentials no longer valid"
+# MAIL (and the end of DATA) of a session whose credential is suspended: AUTH still succeeds, the client keeps
+# its messages and retries; resuming the credential lets them through.
+CREDENTIAL_SUSPENDED: Final = "451 4.7.1 Credential suspended, try again later"
 AUTH_TEMPORARY_FAILURE: Final = "454 4.7.0 Temporary authentication failure"
 AUTH_TOO_MANY_FAILURES: Final = "454 4.7.0 Too many authentication failures, closing connection"
 # End of DATA: the credential could not be re-checked (Redis unreachable or its cache not trusted); nothing sent.
