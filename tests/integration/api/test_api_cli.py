@@ -165,3 +165,64 @@ async def test_operator_release_deactivates_the_domains_credentials(api_db, api)
     assert (reason, active) == ("operator", False)
     code, error = await asyncio.to_thread(_refusal, api_db, "domain", "release", domain["id"])
     assert code != 0 and error["error"]["code"] == "not_found"
+
+
+async def test_operator_suspends_resumes_and_rotates_a_credential_with_json_output(api_db, api) -> None:
+    tenant = await api.tenant()
+    domain = await api.verified_domain(tenant)
+    credential = (await api.credential(tenant, domain["id"])).json()
+    suspended = await asyncio.to_thread(
+        admin, api_db, "credential", "suspend", credential["id"], "--reason", "abuse report #42"
+    )
+    assert (suspended["status"], suspended["suspension_reason"], suspended["changed"]) == (
+        "suspended",
+        "abuse report #42",
+        True,
+    )
+    again = await asyncio.to_thread(admin, api_db, "credential", "suspend", credential["id"])
+    assert (again["status"], again["changed"]) == ("suspended", False)
+    resumed = await asyncio.to_thread(admin, api_db, "credential", "resume", credential["id"])
+    assert (resumed["status"], resumed["suspension_reason"], resumed["changed"]) == ("active", None, True)
+
+    rotated = await asyncio.to_thread(
+        admin, api_db, "credential", "rotate", credential["id"], "--grace-period-seconds", "60"
+    )
+    assert (
+        rotated["password"].startswith("tmsmtp_") and rotated["previous_secret"]["id"] == credential["secrets"][0]["id"]
+    )
+    assert [s["id"] for s in rotated["secrets"]][1] == rotated["previous_secret"]["id"]
+    stored = await api.pool.fetchval(
+        "SELECT secret_hash FROM credential_secrets WHERE credential_id = $1 AND expires_at IS NULL",
+        uuid.UUID(credential["id"]),
+    )
+    from taifa_events import hash_secret
+
+    assert stored == hash_secret(rotated["password"])
+    types = [
+        r["event_type"]
+        for r in await api.pool.fetch(
+            "SELECT event_type FROM event_store WHERE stream_id = $1 ORDER BY position", uuid.UUID(credential["id"])
+        )
+    ]
+    assert types == ["CredentialCreated", "CredentialSuspended", "CredentialResumed", "CredentialSecretRotated"]
+
+
+async def test_operator_credential_commands_exit_non_zero_with_a_json_error_when_refused(api_db, api) -> None:
+    tenant = await api.tenant()
+    domain = await api.verified_domain(tenant)
+    credential = (await api.credential(tenant, domain["id"])).json()
+    await asyncio.to_thread(admin, api_db, "credential", "rotate", credential["id"])
+    code, error = await asyncio.to_thread(_refusal, api_db, "credential", "rotate", credential["id"])
+    assert code != 0 and error["error"]["code"] == "rotation_in_progress"
+    code, error = await asyncio.to_thread(_refusal, api_db, "credential", "suspend", str(uuid.uuid4()))
+    assert code != 0 and error["error"]["code"] == "not_found"
+    code, error = await asyncio.to_thread(
+        _refusal, api_db, "credential", "suspend", credential["id"], "--reason", "x" * 201
+    )
+    assert code != 0 and error["error"]["code"] == "validation_error"
+    assert (
+        await api.client.delete(f"/v1/smtp/credentials/{credential['id']}", headers=tenant.headers)
+    ).status_code == 204
+    for command in ("suspend", "resume", "rotate"):
+        code, error = await asyncio.to_thread(_refusal, api_db, "credential", command, credential["id"])
+        assert code != 0 and error["error"]["code"] == "credential_inactive"

@@ -17,7 +17,7 @@ from taifa_api.application import use_cases
 from taifa_api.application.ports import AbstractUnitOfWork, DnsAnswer, NameAlreadyVerified
 from taifa_api.domain import credentials as rules
 from taifa_api.domain.errors import CredentialExists
-from taifa_api.domain.models import AccountRecord, ApiKeyRecord, CredentialRecord, DomainRecord
+from taifa_api.domain.models import AccountRecord, ApiKeyRecord, CredentialRecord, DomainRecord, SecretRecord
 from taifa_events import Envelope, EventData, make_envelope
 
 
@@ -29,7 +29,8 @@ class Tables:
     api_keys: dict[UUID, ApiKeyRecord] = field(default_factory=dict)
     domains: dict[UUID, DomainRecord] = field(default_factory=dict)
     credentials: dict[UUID, CredentialRecord] = field(default_factory=dict)
-    secret_hashes: dict[UUID, str] = field(default_factory=dict)
+    secret_hashes: dict[UUID, str] = field(default_factory=dict)  # by credential: its newest secret's hash
+    secrets: dict[UUID, SecretRecord] = field(default_factory=dict)
     revoked_sessions: dict[str, datetime | None] = field(default_factory=dict)
     events: list[Envelope[Any]] = field(default_factory=list)
 
@@ -111,15 +112,28 @@ class InMemoryCredentials(_Repository):
     def _active(self) -> list[CredentialRecord]:
         return [c for c in self._t.credentials.values() if c.is_active]
 
-    async def add(self, credential: CredentialRecord, secret_hash: str) -> None:
+    async def add(self, credential: CredentialRecord, secret: SecretRecord, secret_hash: str) -> None:
         if any(c.domain_id == credential.domain_id for c in self._active()):
             raise CredentialExists()  # the partial unique index
         self._t.credentials[credential.credential_id] = credential
-        self._t.secret_hashes[credential.credential_id] = secret_hash
+        await self.add_secret(secret, secret_hash)
 
-    async def lock(self, credential_id: UUID, account_id: UUID) -> CredentialRecord | None:
+    async def lock(self, credential_id: UUID, account_id: UUID | None) -> CredentialRecord | None:
         found = self._t.credentials.get(credential_id)
-        return found if found is not None and found.account_id == account_id else None
+        return found if found is not None and account_id in (None, found.account_id) else None
+
+    async def secrets(self, credential_id: UUID) -> list[SecretRecord]:
+        mine = [s for s in self._t.secrets.values() if s.credential_id == credential_id]
+        return sorted(mine, key=lambda s: s.created_at, reverse=True)
+
+    async def add_secret(self, secret: SecretRecord, secret_hash: str) -> None:
+        assert secret.secret_id not in self._t.secrets, "secret ids are primary keys"
+        self._t.secrets[secret.secret_id] = secret
+        self._t.secret_hashes[secret.credential_id] = secret_hash
+
+    async def save_secret(self, secret: SecretRecord) -> None:
+        assert secret.secret_id in self._t.secrets
+        self._t.secrets[secret.secret_id] = secret
 
     async def lock_active_of_domain(self, domain_id: UUID) -> list[CredentialRecord]:
         return sorted(

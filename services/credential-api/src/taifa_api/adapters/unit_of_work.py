@@ -17,7 +17,7 @@ from taifa_api.adapters import event_store, sessions, write_side
 from taifa_api.application.ports import AbstractUnitOfWork, NameAlreadyVerified, UnitOfWorkFactory
 from taifa_api.domain import credentials as credential_rules
 from taifa_api.domain.errors import CredentialExists
-from taifa_api.domain.models import AccountRecord, ApiKeyRecord, CredentialRecord, DomainRecord
+from taifa_api.domain.models import AccountRecord, ApiKeyRecord, CredentialRecord, DomainRecord, SecretRecord
 
 
 class PostgresAccounts:
@@ -88,15 +88,24 @@ class PostgresCredentials:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 
-    async def add(self, credential: CredentialRecord, secret_hash: str) -> None:
+    async def add(self, credential: CredentialRecord, secret: SecretRecord, secret_hash: str) -> None:
         try:
-            await write_side.insert_credential(self._conn, credential, secret_hash)
+            await write_side.insert_credential(self._conn, credential, secret, secret_hash)
         except asyncpg.UniqueViolationError as exc:
             # The partial unique index is the last line of defence behind the row locks.
             raise CredentialExists() from exc
 
-    async def lock(self, credential_id: UUID, account_id: UUID) -> CredentialRecord | None:
+    async def lock(self, credential_id: UUID, account_id: UUID | None) -> CredentialRecord | None:
         return await write_side.lock_credential(self._conn, credential_id, account_id)
+
+    async def secrets(self, credential_id: UUID) -> list[SecretRecord]:
+        return await write_side.credential_secrets(self._conn, credential_id)
+
+    async def add_secret(self, secret: SecretRecord, secret_hash: str) -> None:
+        await write_side.insert_secret(self._conn, secret, secret_hash)
+
+    async def save_secret(self, secret: SecretRecord) -> None:
+        await write_side.update_secret(self._conn, secret)
 
     async def lock_active_of_domain(self, domain_id: UUID) -> list[CredentialRecord]:
         return await write_side.lock_active_credentials_of_domain(self._conn, domain_id)

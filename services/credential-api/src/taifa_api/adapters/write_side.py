@@ -13,7 +13,7 @@ from uuid import UUID
 
 import asyncpg
 
-from taifa_api.domain.models import AccountRecord, ApiKeyRecord, CredentialRecord, DomainRecord
+from taifa_api.domain.models import AccountRecord, ApiKeyRecord, CredentialRecord, DomainRecord, SecretRecord
 
 _DOMAIN_COLUMNS = (
     "domain_id, account_id, name, status, status_reason, verification_name, verification_value, created_at, verified_at"
@@ -21,6 +21,11 @@ _DOMAIN_COLUMNS = (
 _DOMAIN_STATE_COLUMNS = "released_at, verification_checked_at, verification_missing_since, failure_recorded_at"
 _LIVE = "status <> 'released'"  # a released domain no longer exists for its account
 _CREDENTIAL_COLUMNS = "credential_id, account_id, domain_id, username, is_active, created_at, deactivated_at"
+_CREDENTIAL_STATE_COLUMNS = (
+    "status, suspended_at, suspension_reason, expires_at, allowed_cidrs, "
+    "limit_messages_per_minute AS messages_per_minute, limit_messages_per_day AS messages_per_day"
+)
+_SECRET_COLUMNS = "secret_id, credential_id, created_at, expires_at, revoked_at"  # noqa: S105 - column names
 
 
 # --- accounts and API keys -------------------------------------------------------------------------------
@@ -189,10 +194,14 @@ async def count_active_credentials(conn: asyncpg.Connection, account_id: UUID) -
     return int(await conn.fetchval("SELECT count(*) FROM credentials WHERE account_id = $1 AND is_active", account_id))
 
 
-async def insert_credential(conn: asyncpg.Connection, credential: CredentialRecord, secret_hash: str) -> None:
-    """Raises asyncpg.UniqueViolationError if the domain already has an active credential."""
+async def insert_credential(
+    conn: asyncpg.Connection, credential: CredentialRecord, secret: SecretRecord, secret_hash: str
+) -> None:
+    """Insert the credential and its first secret. Raises asyncpg.UniqueViolationError if the domain already has
+    an active credential. `credentials.secret_hash` keeps the first secret's hash (credential_secrets holds all)."""
     await conn.execute(
-        f"INSERT INTO credentials ({_CREDENTIAL_COLUMNS}, secret_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        f"INSERT INTO credentials ({_CREDENTIAL_COLUMNS}, secret_hash, status) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         credential.credential_id,
         credential.account_id,
         credential.domain_id,
@@ -201,32 +210,84 @@ async def insert_credential(conn: asyncpg.Connection, credential: CredentialReco
         credential.created_at,
         credential.deactivated_at,
         secret_hash,
+        credential.status,
     )
+    await insert_secret(conn, secret, secret_hash)
 
 
-async def lock_credential(conn: asyncpg.Connection, credential_id: UUID, account_id: UUID) -> CredentialRecord | None:
+def _credential(row: asyncpg.Record) -> CredentialRecord:
+    data = dict(row)
+    data["allowed_cidrs"] = tuple(data["allowed_cidrs"] or ())
+    return CredentialRecord(**data)
+
+
+async def lock_credential(
+    conn: asyncpg.Connection, credential_id: UUID, account_id: UUID | None
+) -> CredentialRecord | None:
+    """The credential, row-locked, if it exists and belongs to `account_id` (any account when None)."""
     row = await conn.fetchrow(
-        f"SELECT {_CREDENTIAL_COLUMNS} FROM credentials WHERE credential_id = $1 AND account_id = $2 FOR NO KEY UPDATE",
+        f"SELECT {_CREDENTIAL_COLUMNS}, {_CREDENTIAL_STATE_COLUMNS} FROM credentials "
+        "WHERE credential_id = $1 AND ($2::uuid IS NULL OR account_id = $2) FOR NO KEY UPDATE",
         credential_id,
         account_id,
     )
-    return CredentialRecord(**dict(row)) if row else None
+    return _credential(row) if row else None
 
 
 async def lock_active_credentials_of_domain(conn: asyncpg.Connection, domain_id: UUID) -> list[CredentialRecord]:
     rows = await conn.fetch(
-        f"SELECT {_CREDENTIAL_COLUMNS} FROM credentials WHERE domain_id = $1 AND is_active "
-        "ORDER BY created_at, credential_id FOR NO KEY UPDATE",
+        f"SELECT {_CREDENTIAL_COLUMNS}, {_CREDENTIAL_STATE_COLUMNS} FROM credentials "
+        "WHERE domain_id = $1 AND is_active ORDER BY created_at, credential_id FOR NO KEY UPDATE",
         domain_id,
     )
-    return [CredentialRecord(**dict(row)) for row in rows]
+    return [_credential(row) for row in rows]
 
 
 async def update_credential(conn: asyncpg.Connection, credential: CredentialRecord) -> None:
-    """Store the credential's deactivation."""
+    """Store the credential's state (the caller holds its row lock): status, suspension, restrictions and
+    deactivation (a deactivated credential is never reactivated: the domain functions refuse it)."""
     await conn.execute(
-        "UPDATE credentials SET is_active = $2, deactivated_at = $3 WHERE credential_id = $1",
+        "UPDATE credentials SET is_active = $2, deactivated_at = $3, status = $4, suspended_at = $5, "
+        "suspension_reason = $6, expires_at = $7, allowed_cidrs = $8, limit_messages_per_minute = $9, "
+        "limit_messages_per_day = $10 WHERE credential_id = $1",
         credential.credential_id,
         credential.is_active,
         credential.deactivated_at,
+        credential.status,
+        credential.suspended_at,
+        credential.suspension_reason,
+        credential.expires_at,
+        list(credential.allowed_cidrs),
+        credential.messages_per_minute,
+        credential.messages_per_day,
+    )
+
+
+async def credential_secrets(conn: asyncpg.Connection, credential_id: UUID) -> list[SecretRecord]:
+    rows = await conn.fetch(
+        f"SELECT {_SECRET_COLUMNS} FROM credential_secrets WHERE credential_id = $1 ORDER BY created_at DESC",
+        credential_id,
+    )
+    return [SecretRecord(**dict(row)) for row in rows]
+
+
+async def insert_secret(conn: asyncpg.Connection, secret: SecretRecord, secret_hash: str) -> None:
+    await conn.execute(
+        f"INSERT INTO credential_secrets ({_SECRET_COLUMNS}, secret_hash) VALUES ($1, $2, $3, $4, $5, $6)",
+        secret.secret_id,
+        secret.credential_id,
+        secret.created_at,
+        secret.expires_at,
+        secret.revoked_at,
+        secret_hash,
+    )
+
+
+async def update_secret(conn: asyncpg.Connection, secret: SecretRecord) -> None:
+    """Store a secret's grace period end and revocation (its hash never changes)."""
+    await conn.execute(
+        "UPDATE credential_secrets SET expires_at = $2, revoked_at = $3 WHERE secret_id = $1",
+        secret.secret_id,
+        secret.expires_at,
+        secret.revoked_at,
     )

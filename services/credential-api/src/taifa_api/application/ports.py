@@ -17,7 +17,7 @@ from uuid import UUID
 
 from taifa_events import Envelope, EventData
 
-from taifa_api.domain.models import AccountRecord, ApiKeyRecord, CredentialRecord, DomainRecord
+from taifa_api.domain.models import AccountRecord, ApiKeyRecord, CredentialRecord, DomainRecord, SecretRecord
 
 Clock = Callable[[], datetime]
 
@@ -97,10 +97,21 @@ class DomainRepository(Protocol):
 
 
 class CredentialRepository(Protocol):
-    async def add(self, credential: CredentialRecord, secret_hash: str) -> None:
-        """Raises `CredentialExists` when the domain already has an active credential."""
+    async def add(self, credential: CredentialRecord, secret: SecretRecord, secret_hash: str) -> None:
+        """Store a new credential with its first secret. Raises `CredentialExists` when the domain already has an
+        active (or suspended) credential."""
 
-    async def lock(self, credential_id: UUID, account_id: UUID) -> CredentialRecord | None: ...
+    async def lock(self, credential_id: UUID, account_id: UUID | None) -> CredentialRecord | None:
+        """Lock the credential's row (serialises its lifecycle commands) if it exists and belongs to `account_id`
+        (any account when None: operators)."""
+
+    async def secrets(self, credential_id: UUID) -> list[SecretRecord]:
+        """Every secret the credential ever had (expired and revoked ones too); call it under the row lock."""
+
+    async def add_secret(self, secret: SecretRecord, secret_hash: str) -> None: ...
+
+    async def save_secret(self, secret: SecretRecord) -> None:
+        """Store a secret's expiry and revocation."""
 
     async def lock_active_of_domain(self, domain_id: UUID) -> list[CredentialRecord]: ...
 
@@ -109,7 +120,7 @@ class CredentialRepository(Protocol):
     async def count_active(self, account_id: UUID) -> int: ...
 
     async def save(self, credential: CredentialRecord) -> None:
-        """Store the credential's deactivation."""
+        """Store the credential's state: status, suspension, restrictions, deactivation."""
 
 
 class RevokedSessionRepository(Protocol):

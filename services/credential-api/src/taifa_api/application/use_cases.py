@@ -250,7 +250,7 @@ async def create_credential(
             limits=limits,
         )
         created, event = credentials.create(account_id, domain, clock())
-        await work.credentials.add(created.record, event.secret_hash)  # CredentialExists past the locks
+        await work.credentials.add(created.record, created.secret, event.secret_hash)  # CredentialExists past locks
         events = await work.append([event], correlation_id=correlation_id)
         await work.commit()
     return Outcome(created, events)

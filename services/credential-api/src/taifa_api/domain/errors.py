@@ -13,6 +13,9 @@ CREDENTIAL_EXISTS: Final = "credential_exists"
 DOMAIN_LIMIT_REACHED: Final = "domain_limit_reached"
 DOMAIN_TAKEN: Final = "domain_taken"
 DOMAIN_RELEASED: Final = "domain_released"
+CREDENTIAL_INACTIVE: Final = "credential_inactive"
+ROTATION_IN_PROGRESS: Final = "rotation_in_progress"
+LAST_SECRET: Final = "last_secret"  # noqa: S105 - an error code
 VALIDATION_ERROR: Final = "validation_error"
 RATE_LIMITED: Final = "rate_limited"
 PAYLOAD_TOO_LARGE: Final = "payload_too_large"
@@ -27,8 +30,9 @@ class CommandRefused(Exception):
     code: ClassVar[str] = INTERNAL_ERROR
     message: ClassVar[str] = "The request was refused."
 
-    def __init__(self) -> None:
-        super().__init__(self.message)
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail or self.message)
+        self.detail: str = detail or self.message  # what the client reads: never an input value that may be secret
 
 
 class NotFound(CommandRefused):
@@ -68,6 +72,32 @@ class DomainAlreadyReleased(CommandRefused):
 
     code = DOMAIN_RELEASED
     message = "The domain has been released."
+
+
+class CredentialInactive(CommandRefused):
+    """Rotating, suspending, resuming or changing a deactivated credential (deactivation is for good)."""
+
+    code = CREDENTIAL_INACTIVE
+    message = "The credential is deactivated; it can no longer be changed."
+
+
+class RotationInProgress(CommandRefused):
+    """At most two valid secrets: the previous secret's grace period must end (or be ended) first."""
+
+    code = ROTATION_IN_PROGRESS
+    message = "A previous secret is still in its grace period; delete it or wait until it expires."
+
+
+class LastSecret(CommandRefused):
+    code = LAST_SECRET
+    message = "The newest secret cannot be deleted; rotate the credential or delete the credential instead."
+
+
+class InvalidRequest(CommandRefused):
+    """A request the business rules find invalid (422), with a detail that names the field, never its value."""
+
+    code = VALIDATION_ERROR
+    message = "Invalid request."
 
 
 class InvalidCursor(CommandRefused):

@@ -43,6 +43,9 @@ class DomainRecord:
 
 @dataclass(frozen=True)
 class CredentialRecord:
+    """A credential's write-side state. `is_active` is False only once deactivated (a suspended credential is
+    active: it keeps its domain's one slot and counts against the plan); `status` says which of the three."""
+
     credential_id: UUID
     account_id: UUID
     domain_id: UUID
@@ -50,6 +53,25 @@ class CredentialRecord:
     is_active: bool
     created_at: datetime
     deactivated_at: datetime | None
+    status: str = "active"
+    suspended_at: datetime | None = None
+    suspension_reason: str | None = None
+    expires_at: datetime | None = None
+    allowed_cidrs: tuple[str, ...] = ()
+    messages_per_minute: int | None = None
+    messages_per_day: int | None = None
+
+
+@dataclass(frozen=True)
+class SecretRecord:
+    """One secret (password hash) of a credential, without the hash: the newest is the current one; an older one
+    works until `expires_at` (its grace period) unless `revoked_at` ended it earlier."""
+
+    secret_id: UUID
+    credential_id: UUID
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -59,9 +81,31 @@ class NewCredential:
     record: CredentialRecord
     domain: str
     password: str
+    secret: SecretRecord
 
     def __repr__(self) -> str:  # never print the password
         return f"NewCredential(record={self.record!r}, domain={self.domain!r}, password='***')"
+
+
+@dataclass(frozen=True)
+class CredentialState:
+    """A credential as a lifecycle command leaves it: its record and its valid secrets, newest first."""
+
+    record: CredentialRecord
+    secrets: tuple[SecretRecord, ...]
+
+
+@dataclass(frozen=True)
+class RotatedCredential:
+    """A rotation's result: the only place the new plaintext password exists, for the 201 response."""
+
+    record: CredentialRecord
+    secrets: tuple[SecretRecord, ...]  # newest first, the new one included
+    password: str
+    previous: SecretRecord  # the secret that was current, now with its grace period's end
+
+    def __repr__(self) -> str:
+        return f"RotatedCredential(record={self.record!r}, previous={self.previous!r}, password='***')"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,9 @@ PLANS: Final[tuple[str, ...]] = ("free", "starter", "pro", "enterprise")
 
 DEFAULT_PLAN_LIMITS: Final[dict[str, int]] = {"free": 1, "starter": 5, "pro": 25, "enterprise": 250}
 
+# Recipients per account per UTC day (enforced by the relay); a credential's own limits may not exceed it.
+DEFAULT_PLAN_DAILY_QUOTAS: Final[dict[str, int]] = {"free": 200, "starter": 10000, "pro": 100000, "enterprise": 1000000}
+
 DEFAULT_MAX_DOMAINS: Final = 1000  # domains (pending or verified) one account may hold, whatever its plan
 
 

@@ -13,9 +13,11 @@ import typer
 from taifa_events.signing import InvalidKeyring
 
 from taifa_api import bootstrap
-from taifa_api.application import use_cases
+from taifa_api.application import credential_lifecycle, use_cases
 from taifa_api.bootstrap import Container
 from taifa_api.domain.errors import CommandRefused
+from taifa_api.domain.lifecycle import DEFAULT_GRACE_SECONDS
+from taifa_api.domain.models import CredentialState
 from taifa_api.domain.plans import PLANS
 from taifa_api.settings import Settings
 
@@ -31,6 +33,8 @@ admin_app.add_typer(apikey_cli, name="apikey")
 admin_app.add_typer(domain_cli, name="domain")
 session_cli = typer.Typer(help="Session JWTs (the `taifa_session` cookie).", no_args_is_help=True)
 admin_app.add_typer(session_cli, name="session")
+credential_cli = typer.Typer(help="SMTP credentials of any account (operators).", no_args_is_help=True)
+admin_app.add_typer(credential_cli, name="credential")
 
 
 @api_app.command()
@@ -221,5 +225,74 @@ def session_revoke(
     typer.echo(
         json.dumps(
             {"jti": jti, "revoked": True, "changed": changed, "expires_at": expiry.isoformat() if expiry else None}
+        )
+    )
+
+
+def _credential_json(state: CredentialState) -> dict[str, object]:
+    record = state.record
+    return {
+        "credential_id": str(record.credential_id),
+        "account_id": str(record.account_id),
+        "username": record.username,
+        "status": record.status,
+        "suspended_at": record.suspended_at.isoformat() if record.suspended_at else None,
+        "suspension_reason": record.suspension_reason,
+        "secrets": [
+            {"id": str(s.secret_id), "expires_at": s.expires_at.isoformat() if s.expires_at else None}
+            for s in state.secrets
+        ],
+    }
+
+
+@credential_cli.command("suspend")
+def credential_suspend(
+    credential_id: Annotated[UUID, typer.Argument(help="Credential id.")],
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why (at most 200 characters), shown to the account.")
+    ] = None,
+) -> None:
+    """Suspend a credential: logins still work, MAIL gets 451 4.7.1 until resumed. Exits 1 when refused
+    (`not_found`, `credential_inactive`, `validation_error`)."""
+    outcome = _run(
+        lambda parts: credential_lifecycle.suspend_credential(parts.uow, None, credential_id, reason, _correlation())
+    )
+    typer.echo(json.dumps({**_credential_json(outcome.value), "changed": bool(outcome.events)}))
+
+
+@credential_cli.command("resume")
+def credential_resume(credential_id: Annotated[UUID, typer.Argument(help="Credential id.")]) -> None:
+    """Resume a suspended credential (an active one: unchanged)."""
+    outcome = _run(lambda parts: credential_lifecycle.resume_credential(parts.uow, None, credential_id, _correlation()))
+    typer.echo(json.dumps({**_credential_json(outcome.value), "changed": bool(outcome.events)}))
+
+
+@credential_cli.command("rotate")
+def credential_rotate(
+    credential_id: Annotated[UUID, typer.Argument(help="Credential id.")],
+    grace_period_seconds: Annotated[
+        int,
+        typer.Option("--grace-period-seconds", help="How long the previous password keeps working (0..604800)."),
+    ] = DEFAULT_GRACE_SECONDS,
+) -> None:
+    """Give a credential a new password (printed once, in `password`); the previous one works for the grace
+    period. Exits 1 when refused (`rotation_in_progress`, `credential_inactive`, `not_found`, `validation_error`)."""
+    outcome = _run(
+        lambda parts: credential_lifecycle.rotate_credential(
+            parts.uow, None, credential_id, grace_period_seconds, _correlation()
+        )
+    )
+    rotated = outcome.value
+    previous_expiry = rotated.previous.expires_at
+    typer.echo(
+        json.dumps(
+            {
+                **_credential_json(CredentialState(rotated.record, rotated.secrets)),
+                "password": rotated.password,
+                "previous_secret": {
+                    "id": str(rotated.previous.secret_id),
+                    "expires_at": previous_expiry.isoformat() if previous_expiry else None,
+                },
+            }
         )
     )

@@ -25,6 +25,9 @@ STATUS_OF_REFUSAL: Final[dict[str, int]] = {
     codes.DOMAIN_LIMIT_REACHED: 403,
     codes.NOT_FOUND: 404,
     codes.CREDENTIAL_EXISTS: 409,
+    codes.CREDENTIAL_INACTIVE: 409,
+    codes.ROTATION_IN_PROGRESS: 409,
+    codes.LAST_SECRET: 409,
     codes.DOMAIN_TAKEN: 409,
     codes.DOMAIN_RELEASED: 409,
     codes.VALIDATION_ERROR: 422,
@@ -82,7 +85,7 @@ async def _on_validation(_: Request, exc: Exception) -> JSONResponse:
 
 async def _on_refusal(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CommandRefused)
-    return error_response(STATUS_OF_REFUSAL.get(exc.code, 400), exc.code, exc.message)
+    return error_response(STATUS_OF_REFUSAL.get(exc.code, 400), exc.code, exc.detail)
 
 
 def allowed_methods(app: Any, scope: Any) -> str:
