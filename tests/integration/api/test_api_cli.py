@@ -226,3 +226,54 @@ async def test_operator_credential_commands_exit_non_zero_with_a_json_error_when
     for command in ("suspend", "resume", "rotate"):
         code, error = await asyncio.to_thread(_refusal, api_db, "credential", command, credential["id"])
         assert code != 0 and error["error"]["code"] == "credential_inactive"
+
+
+def test_migration_0004_gives_existing_credentials_their_first_secret_under_the_derived_id(postgres_server) -> None:
+    from taifa_events.secrets import initial_secret_id
+
+    url = create_database(postgres_server.url)
+    migrate.upgrade(url, "0003")
+    account, domain, active, gone = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+
+    async def seed() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("INSERT INTO accounts VALUES ($1, 'a', 'pro', now())", account)
+            await conn.execute(
+                "INSERT INTO domains (domain_id, account_id, name, status, verification_name, verification_value, "
+                "created_at) VALUES ($1, $2, 'm.example', 'verified', '_taifa.m.example', 'v', now())",
+                domain,
+                account,
+            )
+            for credential_id, is_active in ((active, True), (gone, False)):
+                await conn.execute(
+                    "INSERT INTO credentials (credential_id, account_id, domain_id, username, secret_hash, is_active, "
+                    "created_at) VALUES ($1, $2, $3, 'u@m.example', $4, $5, now())",
+                    credential_id,
+                    account,
+                    domain,
+                    "ab" * 32,
+                    is_active,
+                )
+        finally:
+            await conn.close()
+
+    async def inspect() -> list[dict]:
+        conn = await asyncpg.connect(url)
+        try:
+            rows = await conn.fetch(
+                "SELECT c.credential_id, c.status, s.secret_id, s.secret_hash, s.expires_at FROM credentials c "
+                "JOIN credential_secrets s USING (credential_id) ORDER BY c.is_active DESC"
+            )
+            return [dict(row) for row in rows]
+        finally:
+            await conn.close()
+
+    asyncio.run(seed())
+    migrate.upgrade(url)
+    rows = asyncio.run(inspect())
+    assert [(r["credential_id"], r["status"], r["secret_id"]) for r in rows] == [
+        (active, "active", initial_secret_id(active)),
+        (gone, "deactivated", initial_secret_id(gone)),
+    ]
+    assert {(r["secret_hash"], r["expires_at"]) for r in rows} == {("ab" * 32, None)}
