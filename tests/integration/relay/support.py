@@ -21,7 +21,7 @@ import redis
 import trustme
 from taifa_events.auth_cache import REVOCATIONS_CHANNEL, AuthCacheEntry, revocation_message
 from taifa_localstack import ServiceProcess, free_port, wait_until
-from taifa_localstack.authcache import next_position, seed_credential, write_entry
+from taifa_localstack.authcache import next_position, rotate_secret, seed_credential, write_entry, write_later_state
 from taifa_relay.entrypoints.server import Relay
 from taifa_relay.settings import Settings
 
@@ -155,6 +155,24 @@ class Credentials:
         write_entry(self.client, credential.username, tombstone)
         if publish:
             self.publish_revocation(credential)
+
+    # --- the credential lifecycle (v2 entries, as the projector writes them) ---------------------
+    def rotate(self, credential: Credential, grace_seconds: float) -> str:
+        """A new secret; the previous one works `grace_seconds` more. Returns the previous password, and the
+        credential logs in with the new one from now on."""
+        previous = credential.password
+        credential.password, credential.entry = rotate_secret(
+            self.client, credential.username, credential.entry, grace_seconds
+        )
+        return previous
+
+    def revoke_previous_secret(self, credential: Credential) -> None:
+        """DELETE .../secrets/{previous}: only the newest secret is left."""
+        self.change(credential, secrets=credential.entry.secrets[:1])
+
+    def change(self, credential: Credential, **changes: Any) -> None:
+        """A later state of the entry (status, expires_at, allowed_cidrs, secrets...)."""
+        credential.entry = write_later_state(self.client, credential.username, credential.entry, **changes)
 
     def publish_revocation(self, credential: Credential) -> None:
         self.client.publish(

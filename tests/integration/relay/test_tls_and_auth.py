@@ -186,13 +186,15 @@ def test_a9_a10_address_throttling_spares_other_addresses(
         assert auth(smtp, "PLAIN", cred.username, cred.password)[0] == 454
 
 
-def test_a11_unknown_user_wrong_secret_and_revoked_look_alike(
+def test_a11_unknown_user_wrong_secret_revoked_expired_retired_secret_and_outside_the_allowlist_look_alike(
     make_relay: Any, certs: Certs, credentials: Credentials
 ) -> None:
-    """A11 (docs/testing.md): same reply, and medians of the three kinds within 5 % of each other. The kinds are
-    interleaved in a fresh random order every round on one connection, so load from other processes on the
-    box hits all three alike; a measurement is repeated (at most 3 times) only as a whole, and one of them
-    must pass on its own. The 1,000-sample Welch test is in `make bench-relay`."""
+    """A11 (docs/testing.md): same reply, and medians of every kind within 5 % of each other: unknown user,
+    wrong secret, deactivated credential, expired credential, retired secret (rotated with grace 0) and the right
+    password from outside the allowlist. The kinds are interleaved in a fresh random order every round on one
+    connection, so load from other processes on the box hits all alike; a measurement is repeated (at most 3
+    times) only as a whole, and one of them must pass on its own. The 1,000-sample Welch test is in
+    `make bench-relay`."""
     relay = make_relay(
         relay_max_auth_failures_per_connection=10_000,
         relay_max_auth_failures_per_address_username=10_000_000,
@@ -204,10 +206,17 @@ def test_a11_unknown_user_wrong_secret_and_revoked_look_alike(
     known = credentials.create()
     revoked = credentials.create()
     credentials.deactivate(revoked)
+    expired, retired, outside = credentials.create(), credentials.create(), credentials.create()
+    credentials.change(expired, expires_at=int(time.time()) - 1)
+    retired_password = credentials.rotate(retired, grace_seconds=0)
+    credentials.change(outside, allowed_cidrs=("192.0.2.0/24", "2001:db8::/48"))
     cases = {
         "unknown": (f"ghost-{known.username}", known.password),
         "wrong": (known.username, "wrong-" + known.password),
         "revoked": (revoked.username, revoked.password),
+        "expired": (expired.username, expired.password),
+        "retired": (retired.username, retired_password),
+        "outside": (outside.username, outside.password),
     }
     arguments = {name: "PLAIN " + plain_auth_arg(user, password) for name, (user, password) in cases.items()}
     rng = random.Random(11)

@@ -8,12 +8,14 @@ as unavailable.
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from taifa_events import hash_secret, new_secret
-from taifa_events.auth_cache import EPOCH_KEY, WATERMARK_KEY, AuthCacheEntry, auth_key
+from taifa_events.auth_cache import EPOCH_KEY, WATERMARK_KEY, AuthCacheEntry, CachedSecret, auth_key
+from taifa_events.secrets import new_smtp_password
 
 
 @dataclass(frozen=True)
@@ -55,3 +57,35 @@ def seed_credential(
     )
     write_entry(client, username, entry)
     return SeededCredential(username, password, domain, entry)
+
+
+def write_later_state(client: Any, username: str, entry: AuthCacheEntry, **changes: Any) -> AuthCacheEntry:
+    """Write a later state of `entry` (v2 fields: `secrets` newest first, `status`, `expires_at`,
+    `allowed_cidrs`, `limits`) at a new position, as the projector does after a lifecycle event; returns it. The
+    seed's fields follow (`secret_hash`/`hash_scheme` = the newest secret's, `active` = not deactivated)."""
+    secrets_now: tuple[CachedSecret, ...] = changes.get("secrets", entry.secrets)
+    status = changes.get("status", entry.status)
+    later = entry.model_copy(
+        update={
+            **changes,
+            "secret_hash": secrets_now[0].hash,
+            "hash_scheme": secrets_now[0].scheme,
+            "active": status != "deactivated",
+            "position": next_position(client),
+        }
+    )
+    validated = AuthCacheEntry.model_validate(later.model_dump())  # model_copy does not validate
+    write_entry(client, username, validated)
+    return validated
+
+
+def rotate_secret(
+    client: Any, username: str, entry: AuthCacheEntry, grace_seconds: float, *, now: float | None = None
+) -> tuple[str, AuthCacheEntry]:
+    """Rotate as the API and projector would: a new `tmsmtp_` secret first, the previous newest one valid for
+    `grace_seconds` more (0: retired at once). Returns the new password and the entry written."""
+    password = new_smtp_password()
+    expires = int((time.time() if now is None else now) + grace_seconds)
+    newest = CachedSecret(id=uuid.uuid4(), hash=hash_secret(password), scheme="sha256")
+    previous = entry.secrets[0].model_copy(update={"expires_at": expires})
+    return password, write_later_state(client, username, entry, secrets=(newest, previous))
