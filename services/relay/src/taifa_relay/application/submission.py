@@ -77,7 +77,7 @@ AUTH_THROTTLED = Close(replies.AUTH_TOO_MANY_FAILURES, ("throttled",))
 SENDER_ACCEPTED = Accepted(replies.SENDER_OK)
 RECIPIENT_ACCEPTED = Accepted(replies.RECIPIENT_OK)
 REVOKED = LoggedOut(replies.CREDENTIAL_REVOKED, ("revoked-in-session",))
-SUSPENDED = Refused(replies.CREDENTIAL_SUSPENDED, ("suspended",))
+SUSPENDED = Refused(replies.CREDENTIAL_SUSPENDED)  # counted by its reply, as every refusal (rejections_total)
 RECHECK_UNAVAILABLE = Refused(replies.AUTH_TEMPORARY_FAILURE)
 END_OF_DATA_RECHECK_UNAVAILABLE = Refused(replies.RECHECK_UNAVAILABLE, ("end-of-data-recheck-unavailable",))
 
