@@ -161,7 +161,8 @@ class InMemoryReadModelStore:
 
     async def sorted_rows(self, table: str, key: str) -> list[tuple[object, ...]]:
         rows: dict[str, Iterable[tuple[Any, ...]]] = {
-            "rm_smtp_credentials": self.state.credentials.values(),
+            "rm_smtp_credentials": (tuple(r[:-1]) for r in self.state.credentials.values()),  # secrets: own table
+            "rm_credential_secrets": (s for r in self.state.credentials.values() for s in r.secrets),
             "rm_domains": self.state.domains.values(),
         }
         return sorted(tuple(r) for r in rows[table])

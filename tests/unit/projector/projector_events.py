@@ -10,6 +10,12 @@ from typing import Any
 from taifa_events import (
     CredentialCreated,
     CredentialDeactivated,
+    CredentialLimits,
+    CredentialRestrictionsChanged,
+    CredentialResumed,
+    CredentialSecretRevoked,
+    CredentialSecretRotated,
+    CredentialSuspended,
     DomainRegistered,
     DomainReleased,
     DomainVerificationFailed,
@@ -86,6 +92,56 @@ class Domain:
             deactivated_at=at(position),
         )
         return make_envelope(data, stream_version=2, position=position, correlation_id="test")
+
+
+def _credential_fields(domain: Domain, created: Envelope[Any]) -> dict[str, Any]:
+    return {
+        "credential_id": created.data.credential_id, "account_id": domain.account_id,
+        "domain_id": domain.domain_id, "username": domain.username,
+    }  # fmt: skip
+
+
+def _credential_event(data: Any, position: int) -> Envelope[Any]:
+    return make_envelope(data, stream_version=position, position=position, correlation_id="test")
+
+
+def rotated(
+    d: Domain, created: Envelope[Any], position: int, previous: uuid.UUID, grace: int = 3600,
+    secret_id: uuid.UUID | None = None, secret: str | None = None,
+) -> Envelope[Any]:  # fmt: skip
+    """A rotation at `at(position)` whose previous secret (`previous`) ends `grace` seconds later."""
+    data = CredentialSecretRotated(
+        **_credential_fields(d, created), secret_id=secret_id or uuid.uuid4(),
+        secret_hash=hash_secret(secret or uuid.uuid4().hex), previous_secret_id=previous,
+        previous_secret_expires_at=at(position + grace), rotated_at=at(position),
+    )  # fmt: skip
+    return _credential_event(data, position)
+
+
+def secret_revoked(d: Domain, created: Envelope[Any], position: int, secret_id: uuid.UUID) -> Envelope[Any]:
+    data = CredentialSecretRevoked(**_credential_fields(d, created), secret_id=secret_id, revoked_at=at(position))
+    return _credential_event(data, position)
+
+
+def suspended(d: Domain, created: Envelope[Any], position: int, reason: str | None = "abuse") -> Envelope[Any]:
+    data = CredentialSuspended(**_credential_fields(d, created), reason=reason, suspended_at=at(position))
+    return _credential_event(data, position)
+
+
+def resumed(d: Domain, created: Envelope[Any], position: int) -> Envelope[Any]:
+    return _credential_event(CredentialResumed(**_credential_fields(d, created), resumed_at=at(position)), position)
+
+
+def restricted(
+    d: Domain, created: Envelope[Any], position: int, cidrs: list[str] | None = None, expires_in: int | None = None,
+    per_minute: int | None = None, per_day: int | None = None,
+) -> Envelope[Any]:  # fmt: skip
+    data = CredentialRestrictionsChanged(
+        **_credential_fields(d, created), allowed_cidrs=cidrs or [],
+        expires_at=None if expires_in is None else at(position + expires_in),
+        limits=CredentialLimits(messages_per_minute=per_minute, messages_per_day=per_day), changed_at=at(position),
+    )  # fmt: skip
+    return _credential_event(data, position)
 
 
 def scenario(total: int, seed: int = 1, active_domains: int = 50) -> list[Envelope[Any]]:

@@ -135,9 +135,13 @@ def test_cache_writes_are_the_folds_changes_plus_the_redelivered_events() -> Non
     a_created = a.created(1)
     b_created = b.created(2)
     # Only b's creation is new to this batch; a's deactivation was applied before (a redelivery after a
-    # crash between the PostgreSQL commit and the Redis write) and must still reach the cache.
-    projection = fold([b_created])
-    writes = cache_writes(projection, [a.deactivated(a_created, 3)])
+    # crash between the PostgreSQL commit and the Redis write) and must still reach the cache: its committed
+    # entry, which the store loads into the batch's fold.
+    a_deactivated = a.deactivated(a_created, 3)
+    committed = fold([a_created, a_deactivated])
+    projection = ReadSideFold(credentials=dict(committed.credentials), auth=dict(committed.auth))
+    projection.apply_all([b_created])
+    writes = cache_writes(projection, [a_deactivated])
     assert set(writes) == {a.username.lower(), b.username.lower()}
     assert writes[b.username.lower()].active and not writes[a.username.lower()].active
     # Nothing new and nothing redelivered: nothing to write.

@@ -25,20 +25,25 @@ from taifa_projector.domain.model import (
     AuthEntry,
     CredentialRow,
     DomainRow,
+    SecretRow,
     creates_stream,
     is_credential_event,
     is_domain_event,
+    newest_first,
     quarantined,
 )
 
 # The tables' columns in the order of the row tuples (and of the row types of migration 0002): rows go to
 # asyncpg as they are.
-CREDENTIAL_COLUMNS = CredentialRow._fields
+# A credential row's last field (`secrets`) is not a column: its secrets are rows of rm_credential_secrets.
+CREDENTIAL_COLUMNS = CredentialRow._fields[:-1]
+SECRET_COLUMNS = SecretRow._fields
 DOMAIN_COLUMNS = DomainRow._fields
 AUTH_COLUMNS = AuthEntry._fields
 
 READ_SIDE_TABLES = (
     "rm_smtp_credentials",
+    "rm_credential_secrets",
     "rm_domains",
     "projector_auth_entries",
     "projector_parked_events",
@@ -58,6 +63,10 @@ def _upsert_sql(table: str, columns: Sequence[str], row_type: str, key: str) -> 
 UPSERT_CREDENTIALS = _upsert_sql("rm_smtp_credentials", CREDENTIAL_COLUMNS, "projector_credential_row", "credential_id")
 UPSERT_DOMAINS = _upsert_sql("rm_domains", DOMAIN_COLUMNS, "projector_domain_row", "domain_id")
 UPSERT_AUTH = _upsert_sql("projector_auth_entries", AUTH_COLUMNS, "projector_auth_row", "username")
+UPSERT_SECRETS = _upsert_sql(
+    "rm_credential_secrets", SECRET_COLUMNS, "projector_secret_row", "credential_id, secret_id"
+)
+SELECT_SECRETS = f"SELECT {', '.join(SECRET_COLUMNS)} FROM rm_credential_secrets"  # noqa: S608
 # Column lists are module constants, never input.
 SELECT_CREDENTIALS = f"SELECT {', '.join(CREDENTIAL_COLUMNS)} FROM rm_smtp_credentials"  # noqa: S608
 SELECT_DOMAINS = f"SELECT {', '.join(DOMAIN_COLUMNS)} FROM rm_domains"  # noqa: S608
@@ -86,6 +95,22 @@ RAISE_OFFSETS = (
     "ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now() "
     "WHERE o.next_offset < EXCLUDED.next_offset"
 )
+
+
+def credential_rows(records: Iterable[Sequence[Any]], secrets: Iterable[Sequence[Any]]) -> list[CredentialRow]:
+    """Credential rows as read (columns in CREDENTIAL_COLUMNS order) with their secrets, newest first."""
+    by_credential: dict[UUID, list[SecretRow]] = {}
+    for s in secrets:
+        by_credential.setdefault(s[0], []).append(SecretRow(*s))
+    rows = []
+    for r in records:
+        own = newest_first(by_credential.get(r[0], ()))
+        rows.append(CredentialRow._make([*r[:13], tuple(r[13] or ()), r[14], r[15], own]))
+    return rows
+
+
+def _credential_record(row: CredentialRow) -> tuple[Any, ...]:
+    return tuple(row[:-1])
 
 
 @postgres_errors
@@ -153,7 +178,8 @@ class PostgresReadModelStore:
                 seen_before = [e for e in unique.values() if e.event_id in seen_ids]
             else:
                 fresh, seen_before = list(unique.values()), []
-            fold = await self._load_for(conn, fresh)
+            # Redelivered events load their username's committed entry too (`fold.cache_writes`).
+            fold = await self._load_for(conn, fresh + seen_before)
             fold.apply_all(fresh)
             await self._write(conn, fold)
             await self._record_offsets(conn, offsets)
@@ -178,11 +204,15 @@ class PostgresReadModelStore:
         credential_ids, domain_ids = list(credential_set), list(domain_set)
         usernames, creating = list(username_set), list(creating_set)
         if credential_ids:
-            for r in await conn.fetch(
+            records = await conn.fetch(
                 SELECT_CREDENTIALS + " WHERE credential_id = ANY($1::uuid[]) FOR UPDATE",
                 credential_ids,
-            ):
-                fold.credentials[r["credential_id"]] = CredentialRow(*r)
+            )
+            secrets = await conn.fetch(
+                SELECT_SECRETS + " WHERE credential_id = ANY($1::uuid[])", [r[0] for r in records]
+            ) if records else []  # fmt: skip
+            for row in credential_rows(records, secrets):
+                fold.credentials[row.credential_id] = row
         if domain_ids:
             for r in await conn.fetch(
                 SELECT_DOMAINS + " WHERE domain_id = ANY($1::uuid[]) FOR UPDATE",
@@ -206,8 +236,9 @@ class PostgresReadModelStore:
 
     async def _write(self, conn: asyncpg.Connection, fold: ReadSideFold) -> None:
         if fold.changed_credentials:
-            credentials = fold.credentials
-            await conn.execute(UPSERT_CREDENTIALS, [credentials[i] for i in fold.changed_credentials])
+            changed = [fold.credentials[i] for i in fold.changed_credentials]
+            await conn.execute(UPSERT_CREDENTIALS, [_credential_record(row) for row in changed])
+            await conn.execute(UPSERT_SECRETS, [secret for row in changed for secret in row.secrets])
         if fold.changed_domains:
             domains = fold.domains
             await conn.execute(UPSERT_DOMAINS, [domains[i] for i in fold.changed_domains])
@@ -316,9 +347,14 @@ class PostgresReadModelStore:
         async with self.pool.acquire() as conn, conn.transaction():
             shadows = await table_swap.create_shadows(conn, READ_SIDE_TABLES)
             await conn.copy_records_to_table(
-                shadows.name("rm_smtp_credentials"), records=list(fold.credentials.values()),
+                shadows.name("rm_smtp_credentials"), records=[_credential_record(r) for r in fold.credentials.values()],
                 columns=CREDENTIAL_COLUMNS,
             )  # fmt: skip
+            await conn.copy_records_to_table(
+                shadows.name("rm_credential_secrets"),
+                records=[secret for row in fold.credentials.values() for secret in row.secrets],
+                columns=SECRET_COLUMNS,
+            )
             await conn.copy_records_to_table(
                 shadows.name("rm_domains"), records=list(fold.domains.values()), columns=DOMAIN_COLUMNS
             )

@@ -53,6 +53,7 @@ ENTRY_FIELDS = (
     "limits",
 )
 _FIELDS_JSON = json.dumps(ENTRY_FIELDS)
+FORMAT = str(auth_cache.CACHE_FORMAT)
 _POSITION_INDEX = ENTRY_FIELDS.index("position") + 1
 WRITE_IF_NEWER = """
 local applied = 0
@@ -146,22 +147,32 @@ return #ids
 
 
 def to_cache_entry(entry: AuthEntry) -> auth_cache.AuthCacheEntry:
-    return auth_cache.AuthCacheEntry(
-        credential_id=entry.credential_id,
-        account_id=entry.account_id,
-        domain_id=entry.domain_id,
-        domain=entry.domain,
-        secret_hash=entry.secret_hash,
-        hash_scheme=entry.hash_scheme,
-        active=entry.active,
-        position=entry.position,
-    )
+    """The entry as the shared format reads it (tests check `entry_values` against its `to_redis`)."""
+    mapping = dict(zip(ENTRY_FIELDS, entry_values(entry), strict=True))
+    parsed = auth_cache.AuthCacheEntry.from_redis(mapping)
+    assert parsed is not None, "the projector wrote an entry the shared format cannot read"
+    return parsed
 
 
 def entry_values(entry: AuthEntry) -> list[str]:
-    """The cache fields of an entry in ENTRY_FIELDS order, as `AuthCacheEntry.to_redis` writes them."""
-    fields = to_cache_entry(entry).to_redis()
-    return [fields[name] for name in ENTRY_FIELDS]
+    """The cache fields of an entry in ENTRY_FIELDS order, as `AuthCacheEntry.to_redis` writes them (built from
+    the entry's own strings: no model validation per written entry)."""
+    return [
+        FORMAT,
+        str(entry.credential_id),
+        str(entry.account_id),
+        str(entry.domain_id),
+        entry.domain,
+        entry.secret_hash,
+        entry.hash_scheme,
+        "1" if entry.active else "0",
+        str(entry.position),
+        entry.status,
+        entry.secrets,
+        "" if entry.expires_at is None else str(entry.expires_at),
+        entry.allowed_cidrs,
+        entry.limits,
+    ]
 
 
 def owner_position_key(name: str) -> str:

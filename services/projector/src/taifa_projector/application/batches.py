@@ -44,7 +44,7 @@ from taifa_projector.application.ports import AuthCacheWriter, BatchOutcome, Dea
 from taifa_projector.application.retry import error_name, is_transient, retry_transient
 from taifa_projector.domain.fold import Event, cache_writes, revocations
 from taifa_projector.domain.log_positions import TopicPartitionKey
-from taifa_projector.domain.model import AuthEntry, DomainOwner, auth_entry_for, tombstone_for
+from taifa_projector.domain.model import AuthEntry, DomainOwner, tombstone_for, tombstone_of_event
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +248,7 @@ class BatchApplier:
 
     async def _revoke_rejected(self, event: Event) -> None:
         """A deactivation the read model refused: quarantine its credential, tombstone it, announce it."""
-        tombstone = auth_entry_for(event)
+        tombstone = tombstone_of_event(event)
         assert tombstone is not None
         await self._quarantine({tombstone.credential_id: event.position})
         await self._write_cache(

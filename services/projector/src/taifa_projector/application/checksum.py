@@ -1,5 +1,6 @@
-"""A checksum of the read side (sorted read-model rows, auth-cache entries, domain-owner keys with their
-positions): "rebuild equals live". The watermark and epoch are not part of it (a rebuild sets new ones)."""
+"""A checksum of the read side (sorted read-model rows, the credentials' secrets, auth-cache entries, domain-owner
+keys with their positions): "rebuild equals live". The watermark and epoch are not part of it (a rebuild sets new
+ones)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ from typing import Any
 
 from taifa_projector.application.ports import AuthCacheWriter, ReadModelStore
 
-CHECKED_TABLES = (("rm_smtp_credentials", "credential_id"), ("rm_domains", "domain_id"))
+CHECKED_TABLES = (
+    ("rm_smtp_credentials", "credential_id"),
+    ("rm_credential_secrets", "credential_id, secret_id"),
+    ("rm_domains", "domain_id"),
+)
 
 
 def _digest(items: Any) -> str:

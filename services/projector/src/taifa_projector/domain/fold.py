@@ -21,13 +21,14 @@ from taifa_projector.domain.model import (
     DomainRow,
     apply_credential_event,
     apply_domain_event,
-    auth_entry_for,
+    auth_entry_of,
     creates_stream,
     domain_owner_for,
     is_credential_event,
     is_domain_event,
     newer_entry,
     revocation_of,
+    tombstone_of_event,
 )
 
 Event = Envelope[EventData]
@@ -58,10 +59,17 @@ class ReadSideFold:
     def apply(self, event: Event) -> None:
         """Fold one event in (position-conditional: a duplicate or older event changes nothing)."""
         if is_credential_event(event):
-            self._apply_row(event, self.credentials, self.changed_credentials, apply_credential_event)
-            entry = auth_entry_for(event)
-            if entry is not None:
-                self._apply_auth(entry)
+            stream = event.data.stream_id()
+            before = self.credentials.get(stream)
+            after = self._apply_row(event, self.credentials, self.changed_credentials, apply_credential_event)
+            if after is None:
+                # Parked until its creation arrives; a deactivation still revokes at once (fail closed).
+                entry = tombstone_of_event(event)
+                if entry is not None:
+                    self._apply_auth(entry)
+            elif after is not before:
+                # The entry follows the credential's whole state (secrets, status, restrictions).
+                self._apply_auth(auth_entry_of(after))
         elif is_domain_event(event):
             self._apply_row(event, self.domains, self.changed_domains, apply_domain_event)
 
@@ -71,13 +79,14 @@ class ReadSideFold:
         rows: dict[UUID, RowT],
         changed: set[UUID],
         rule: Callable[[RowT | None, Event], RowT | None],
-    ) -> None:
+    ) -> RowT | None:
+        """Apply `event` to its stream's row (and the events parked for it); the row after, or None if parked."""
         stream = event.data.stream_id()
         before = rows.get(stream)
         after = rule(before, event)
         if after is None:
             self._park(stream, event)
-            return
+            return None
         if after != before:
             rows[stream] = after
             changed.add(stream)
@@ -90,6 +99,7 @@ class ReadSideFold:
                 resolved = rule(current, waiting[position])
                 if resolved is not None and resolved != current:
                     rows[stream] = resolved
+        return rows[stream]
 
     def _park(self, stream: UUID, event: Event) -> None:
         waiting = self.parked.setdefault(stream, {})
@@ -130,19 +140,23 @@ def revocations(events: Iterable[Event]) -> list[tuple[str, UUID]]:
 
 
 def latest_auth_entries(events: Iterable[Event]) -> dict[str, AuthEntry]:
-    """The newest auth entry per username among `events` (what one batch writes to Redis)."""
-    entries: dict[str, AuthEntry] = {}
-    for event in events:
-        entry = auth_entry_for(event)
-        if entry is not None:
-            entries[entry.username] = newer_entry(entries.get(entry.username), entry)
-    return entries
+    """The newest auth entry per username that `events` fold into (from nothing)."""
+    fold = ReadSideFold()
+    fold.apply_all(events)
+    return fold.auth
 
 
 def cache_writes(fold: ReadSideFold, redelivered: Iterable[Event]) -> dict[str, AuthEntry]:
-    """What a live batch writes to the auth cache: the entries its fold changed, plus those of events applied
-    before (a redelivery: a crash may have come between the PostgreSQL commit and the Redis write)."""
-    entries = latest_auth_entries(redelivered)
+    """What a live batch writes to the auth cache: the entries its fold changed, plus the current entries of the
+    usernames of events applied before (a redelivery: a crash may have come between the PostgreSQL commit and
+    the Redis write). The store loads those entries into the fold (`fold.auth`), as committed."""
+    entries: dict[str, AuthEntry] = {}
+    for event in redelivered:
+        if is_credential_event(event):
+            username = str(getattr(event.data, "username", "")).lower()
+            current = fold.auth.get(username)
+            if current is not None:
+                entries[username] = current
     for username in fold.changed_auth:
         entries[username] = newer_entry(entries.get(username), fold.auth[username])
     return entries
