@@ -4,7 +4,9 @@ Scenarios (20 concurrent connections, STARTTLS + AUTH PLAIN on the submission po
   (a) one 2 KB message per connection;  (b) 50 messages of 10 KB per connection.
 For each: messages/s, p50/p99 latency, server CPU seconds and CPU ms per message (relay + its upstream
 mail sink together, against the bare server alone), and the ratio relay/bare. Then the server-side CPU
-cost of one AUTH, and case A11 of docs/testing.md in full (1,000 AUTHs each for unknown user, wrong secret, revoked).
+cost of one AUTH, the same for a credential with two secrets (rotated, in its grace period) and a 16-network
+allowlist against one with one secret (same run, interleaved), and case A11 of docs/testing.md in full (1,000 AUTHs
+each for unknown user, wrong secret, revoked).
 Everything runs on real processes: Redis, the mail sink, `taifa-relay run`, the bare server.
 """
 
@@ -16,6 +18,7 @@ import math
 import os
 import shutil
 import ssl
+import statistics
 import sys
 import tempfile
 import time
@@ -26,8 +29,11 @@ from pathlib import Path
 import redis
 import trustme
 from server_cpu import auth_cost, cpu_seconds, timing, tls_client
+from taifa_events import hash_secret
+from taifa_events.auth_cache import CachedSecret
+from taifa_events.secrets import new_smtp_password
 from taifa_localstack import Redis, ServiceProcess, free_port, wait_until
-from taifa_localstack.authcache import seed_credential
+from taifa_localstack.authcache import rotate_secret, seed_credential, write_later_state
 
 HERE = Path(__file__).resolve().parent
 CONCURRENCY = 20
@@ -117,6 +123,44 @@ def write_credential(client: redis.Redis, *, active: bool = True) -> tuple[str, 
     return seeded.username, seeded.password, seeded.domain
 
 
+# An allowlist of 16 networks whose last one holds the load generator's address: every network is tested.
+ALLOWLIST = (*(f"10.{n}.0.0/16" for n in range(8)), *(f"2001:db8:{n:x}::/48" for n in range(7)), "127.0.0.0/8")
+
+
+async def lifecycle_auth_cost(port: int, context: ssl.SSLContext, store: redis.Redis, pid: int, rounds: int) -> None:
+    """Server CPU of one AUTH for a credential with one secret and for one with two secrets (a rotation in its
+    grace period) and an allowlist, both logging in with a `tmsmtp_` password, measured in alternating rounds in
+    the same run (issue 15: goal <= +5 %)."""
+    single = seed_credential(store, f"bench{uuid.uuid4().hex[:8]}.example")
+    single_password = new_smtp_password()
+    only = CachedSecret(id=uuid.uuid4(), hash=hash_secret(single_password), scheme="sha256")
+    write_later_state(store, single.username, single.entry, secrets=(only,))
+    seeded = seed_credential(store, f"bench{uuid.uuid4().hex[:8]}.example")
+    password, rotated = rotate_secret(store, seeded.username, seeded.entry, 86_400)
+    write_later_state(store, seeded.username, rotated, allowed_cidrs=ALLOWLIST)
+    cases = {"one secret": (single.username, single_password), "two secrets + 16 CIDRs": (seeded.username, password)}
+    costs: dict[str, list[float]] = {name: [] for name in cases}
+    beyond: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, (user, secret) in cases.items():
+            auth_cpu, noop_cpu, _ = await auth_cost(port, context, user, secret, pid, batches=2)
+            costs[name].append(auth_cpu)
+            beyond[name].append(auth_cpu - noop_cpu)
+    print(f"\nAUTH cost by credential shape (relay process CPU, {rounds} alternating rounds of 400 AUTHs each):")
+    for name in cases:
+        print(
+            f"  {name:<24} median {statistics.median(costs[name]) * 1e3:.3f} ms per AUTH "
+            f"(mean {statistics.fmean(costs[name]) * 1e3:.3f}), beyond a NOOP "
+            f"{statistics.median(beyond[name]) * 1e3:.3f} ms"
+        )
+    # Each round measures both back to back, so the paired ratio cancels the load other processes add.
+    one_secret, two_secrets = (costs[name] for name in cases)
+    ratio = statistics.median(b / a for a, b in zip(one_secret, two_secrets, strict=True))
+    print(
+        f"  two secrets + allowlist vs one secret (median of paired rounds): {(ratio - 1) * 100:+.1f} % (goal <= +5 %)"
+    )
+
+
 def fetch(url: str) -> str:
     import urllib.request
 
@@ -140,7 +184,13 @@ def sink_maildir_parent(choice: str) -> Path | None:
 
 
 async def main(
-    scale: float, timing_samples: int, recheck_cache_seconds: float, sink_storage: str, bare_tls: str
+    scale: float,
+    timing_samples: int,
+    recheck_cache_seconds: float,
+    sink_storage: str,
+    bare_tls: str,
+    lifecycle_rounds: int = 10,
+    only_auth_cost: bool = False,
 ) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-relay-"))
     shm = sink_maildir_parent(sink_storage)
@@ -257,6 +307,8 @@ async def main(
             ("(a) 1 x 2 KB per connection", int(1000 * scale), 1, 2048),
             ("(b) 50 x 10 KB per connection", max(CONCURRENCY, int(40 * scale)), 50, 10240),
         ]
+        if only_auth_cost:
+            scenarios = []
         for title, connections, per_connection, size in scenarios:
             # Warm up both (connection pools, caches), then measure relay and bare back to back.
             for port, _ in targets.values():
@@ -325,17 +377,20 @@ async def main(
                 f"{total / count * 1e3:.3f} ms"
             )
 
-        revoked_user, revoked_password, _ = write_credential(store, active=False)
-        await timing(
-            relay_port,
-            context,
-            {
-                "unknown": (f"ghost-{user}", password),
-                "wrong": (user, "wrong-" + password),
-                "revoked": (revoked_user, revoked_password),
-            },
-            timing_samples,
-        )
+        await lifecycle_auth_cost(relay_port, context, store, relay.pid, lifecycle_rounds)
+
+        if not only_auth_cost:
+            revoked_user, revoked_password, _ = write_credential(store, active=False)
+            await timing(
+                relay_port,
+                context,
+                {
+                    "unknown": (f"ghost-{user}", password),
+                    "wrong": (user, "wrong-" + password),
+                    "revoked": (revoked_user, revoked_password),
+                },
+                timing_samples,
+            )
         store.close()
     finally:
         for process in reversed(started):
@@ -364,8 +419,26 @@ if __name__ == "__main__":
         default="aiosmtpd",
         help="the bare server's TLS layer after STARTTLS: aiosmtpd's own (default) or uvloop's, as the relay",
     )
+    parser.add_argument(
+        "--lifecycle-rounds", type=int, default=10, help="alternating rounds of the AUTH cost by credential shape"
+    )
+    parser.add_argument(
+        "--only-auth-cost",
+        action="store_true",
+        help="skip the throughput scenarios and the A11 timing: only the AUTH cost figures",
+    )
     parser.add_argument("--quick", action="store_true", help="a short run: --scale 0.3 --timing-samples 100")
     args = parser.parse_args()
     if args.quick:
         args.scale, args.timing_samples = 0.3, 100
-    asyncio.run(main(args.scale, args.timing_samples, args.recheck_cache_seconds, args.sink_storage, args.bare_tls))
+    asyncio.run(
+        main(
+            args.scale,
+            args.timing_samples,
+            args.recheck_cache_seconds,
+            args.sink_storage,
+            args.bare_tls,
+            args.lifecycle_rounds,
+            args.only_auth_cost,
+        )
+    )
