@@ -65,6 +65,10 @@ _STAND_IN = {
 }
 
 
+# Bound of the re-check parse memo (cleared when full: a miss only costs a parse).
+_MAX_REREAD_PARSES = 10_000
+
+
 def failure_keys(address_group: str, username: str) -> tuple[str, str]:
     """The counter keys of (address group, username) and of the address group alone. The username is hashed:
     keys have a bounded size and no username appears in plain text in Redis."""
@@ -90,6 +94,11 @@ class RedisAuthCacheReader:
         self._highest_watermark = 0
         self._untrusted_reason: str | None = None
         self._writes_refused = False
+        # username -> (the fields last read by a re-check, their parse). A session re-reads its entry twice per
+        # message (MAIL and the end of DATA) and it rarely changes: comparing the fields costs far less than
+        # parsing them. Only the re-checks of logged-in sessions use it: AUTH always parses, so that its timing
+        # never tells a recently used username from an unknown one.
+        self._reread_parses: dict[str, tuple[dict[bytes, bytes], AuthCacheEntry | None]] = {}
 
     # --- reads ---------------------------------------------------------------------------------
     async def lookup(self, username: str, address_group: str) -> Lookup:
@@ -128,7 +137,17 @@ class RedisAuthCacheReader:
         except (RedisError, OSError) as exc:
             raise CacheUnavailable(type(exc).__name__) from None
         self._check_trust(epoch, watermark)
-        return AuthCacheEntry.from_redis(cast(dict[bytes, bytes], mapping)) if mapping else None
+        if not mapping:
+            return None
+        raw = cast(dict[bytes, bytes], mapping)
+        parsed = self._reread_parses.get(username)
+        if parsed is not None and parsed[0] == raw:
+            return parsed[1]  # the very same stored fields: the same entry, without parsing them again
+        entry = AuthCacheEntry.from_redis(raw)
+        if len(self._reread_parses) >= _MAX_REREAD_PARSES:
+            self._reread_parses.clear()
+        self._reread_parses[username] = (raw, entry)
+        return entry
 
     def _check_trust(self, epoch: bytes | None, watermark: bytes | None) -> None:
         reason = None
