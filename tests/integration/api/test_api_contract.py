@@ -11,6 +11,7 @@ from api_support import event_rows, running_api
 from taifa_api import metrics
 from taifa_api.application import use_cases
 from taifa_api.domain import api_keys
+from taifa_events.secrets import SMTP_PASSWORD_PATTERN
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
@@ -54,10 +55,21 @@ async def test_create_credential_returns_201_with_password_and_smtp_settings(api
     response = await api.credential(tenant, domain["id"])
     assert response.status_code == 201, response.text
     body = response.json()
-    assert set(body) == {"id", "domain_id", "domain", "username", "password", "is_active", "created_at", "smtp"}
+    seed = {"id", "domain_id", "domain", "username", "password", "is_active", "created_at", "smtp"}
+    lifecycle = {"status", "suspended_at", "suspension_reason", "expires_at", "allowed_cidrs", "limits", "secrets"}
+    assert set(body) == seed | lifecycle | {"last_used_at", "last_used_ip"}
     assert body["domain_id"] == domain["id"] and body["domain"] == domain["name"]
     assert body["username"] == f"{str(tenant.account_id)[:8]}@{domain['name']}"
-    assert re.fullmatch(r"[A-Za-z0-9_-]{43,}", body["password"])
+    assert re.fullmatch(SMTP_PASSWORD_PATTERN, body["password"])
+    assert (body["status"], body["allowed_cidrs"], body["expires_at"], body["suspended_at"]) == (
+        "active",
+        [],
+        None,
+        None,
+    )
+    assert body["limits"] == {"messages_per_minute": None, "messages_per_day": None}
+    (secret,) = body["secrets"]
+    assert secret == {"id": secret["id"], "created_at": body["created_at"], "expires_at": None, "last_used_at": None}
     assert body["is_active"] is True
     assert RFC3339_UTC.match(body["created_at"])
     assert body["smtp"] == {"host": "mail.govconnect.ke", "port": 587, "encryption": "STARTTLS"}
@@ -303,6 +315,23 @@ async def test_another_accounts_ids_give_a_404_identical_to_an_unknown_id_and_ch
         await c.delete(f"/v1/smtp/credentials/{unknown}", headers=alice.headers),
     )
     same(await api.credential(alice, bob_domain["id"]), await api.credential(alice, unknown))
+    # The credential lifecycle's paths and verbs (docs/api.md, "Credential lifecycle").
+    bob_secret = bob_credential["secrets"][0]["id"]
+    for method, suffix, body in (
+        ("GET", "", None),
+        ("PATCH", "", {"allowed_cidrs": ["10.0.0.0/8"]}),
+        ("POST", "/rotate", None),
+        ("POST", "/rotate", {"grace_period_seconds": 0}),
+        ("POST", "/suspend", {"reason": "x"}),
+        ("POST", "/resume", None),
+        ("DELETE", f"/secrets/{bob_secret}", None),
+    ):
+        same(
+            await c.request(
+                method, f"/v1/smtp/credentials/{bob_credential['id']}{suffix}", json=body, headers=alice.headers
+            ),
+            await c.request(method, f"/v1/smtp/credentials/{unknown}{suffix}", json=body, headers=alice.headers),
+        )
     same(
         await c.delete(f"/v1/domains/{bob_domain['id']}", headers=alice.headers),
         await c.delete(f"/v1/domains/{unknown}", headers=alice.headers),
@@ -312,6 +341,12 @@ async def test_another_accounts_ids_give_a_404_identical_to_an_unknown_id_and_ch
         "SELECT is_active FROM credentials WHERE credential_id = $1", uuid.UUID(bob_credential["id"])
     )
     assert active is True
+    state = await api.pool.fetchrow(
+        "SELECT status, allowed_cidrs, (SELECT count(*) FROM credential_secrets s "
+        "WHERE s.credential_id = c.credential_id) AS secrets FROM credentials c WHERE credential_id = $1",
+        uuid.UUID(bob_credential["id"]),
+    )
+    assert tuple(state) == ("active", [], 1)
     status = await api.pool.fetchval("SELECT status FROM domains WHERE domain_id = $1", uuid.UUID(bob_domain["id"]))
     assert status == "verified"
 

@@ -10,25 +10,57 @@ from api_support import venv_bin
 from taifa_api.adapters import database
 from taifa_api.adapters.unit_of_work import unit_of_work_factory
 from taifa_api.application import use_cases
+from taifa_api.domain.models import NewCredential
 from taifa_localstack import ServiceProcess, free_port
 
 MAX_EXAMPLES = "10"
 
 
-async def _seed(database_url: str) -> tuple[str, str]:
+async def _seed(database_url: str) -> tuple[str, str, NewCredential]:
     pool = await database.create_pool(database_url, min_size=1, max_size=2)
     uow = unit_of_work_factory(pool)
     try:
         issued = (await use_cases.create_account(uow, "schemathesis", "enterprise", "st")).value
         domain = await use_cases.register_domain(uow, issued.account_id, f"st{uuid.uuid4().hex[:6]}.example", "st")
         await use_cases.force_verify_domain(uow, domain.value.domain_id, "st")
-        return issued.api_key, str(domain.value.domain_id)
+        credential = await use_cases.create_credential(
+            uow, issued.account_id, domain.value.domain_id, {"enterprise": 250}, "st"
+        )
+        return issued.api_key, str(domain.value.domain_id), credential.value
     finally:
         await pool.close()
 
 
+LIFECYCLE_OPERATIONS = (
+    "get_credential",
+    "rotate_credential",
+    "suspend_credential",
+    "resume_credential",
+    "change_credential_restrictions",
+)
+
+
+def _config(credential: NewCredential) -> str:
+    """The lifecycle operations get the seeded credential (and its secret): schemathesis cannot create one of
+    its own (its only verified domain has this one), and random ids, or random pairs of ids, only ever meet a
+    404. The credential's DELETE keeps random ids, so the credential stays active for the others."""
+    credential_id, secret_id = credential.record.credential_id, credential.secret.secret_id
+    blocks = [
+        f'[[operations]]\ninclude-operation-id = "{operation}"\n'
+        f'parameters = {{ "path.credential_id" = "{credential_id}" }}\n'
+        for operation in LIFECYCLE_OPERATIONS
+    ]
+    blocks.append(
+        '[[operations]]\ninclude-operation-id = "revoke_credential_secret"\n'
+        f'parameters = {{ "path.credential_id" = "{credential_id}", "path.secret_id" = "{secret_id}" }}\n'
+    )
+    return "\n".join(blocks)
+
+
 def test_schemathesis_finds_no_failures_with_authentication(api_db, api_redis, broker, projector, tmp_path) -> None:
-    api_key, _domain_id = asyncio.run(_seed(api_db))
+    api_key, _domain_id, credential = asyncio.run(_seed(api_db))
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(_config(credential))
     port = free_port()
     server = ServiceProcess(
         "taifa-api",
@@ -53,6 +85,8 @@ def test_schemathesis_finds_no_failures_with_authentication(api_db, api_redis, b
         result = subprocess.run(
             [
                 venv_bin("st"),
+                "--config-file",
+                str(config),
                 "run",
                 f"http://127.0.0.1:{port}/openapi.json",
                 "--header",

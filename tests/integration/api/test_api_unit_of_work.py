@@ -58,11 +58,11 @@ async def test_a_second_active_credential_is_refused_by_the_index_as_credential_
     first, first_event = credentials.create(account.account_id, domain, NOW)
     second, second_event = credentials.create(account.account_id, domain, NOW)
     async with uow() as work:
-        await work.credentials.add(first.record, first_event.secret_hash)
+        await work.credentials.add(first.record, first.secret, first_event.secret_hash)
         await work.commit()
     with pytest.raises(CredentialExists):
         async with uow() as work:
-            await work.credentials.add(second.record, second_event.secret_hash)
+            await work.credentials.add(second.record, second.secret, second_event.secret_hash)
     count = await pool.fetchval("SELECT count(*) FROM credentials WHERE domain_id = $1", domain.domain_id)
     assert count == 1
 

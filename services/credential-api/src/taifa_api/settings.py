@@ -10,7 +10,7 @@ from taifa_events import auth_cache
 from taifa_events.signing import InvalidKeyring, Keyring
 from taifa_runtime.kafka import KafkaConnectionSettings
 
-from taifa_api.domain.plans import DEFAULT_MAX_DOMAINS, DEFAULT_PLAN_LIMITS
+from taifa_api.domain.plans import DEFAULT_MAX_DOMAINS, DEFAULT_PLAN_DAILY_QUOTAS, DEFAULT_PLAN_LIMITS
 
 MIN_HS256_SECRET_BYTES = 32
 
@@ -62,6 +62,22 @@ class Settings(BaseSettings, KafkaConnectionSettings):
     api_plan_limit_pro: int = Field(DEFAULT_PLAN_LIMITS["pro"], description="Active SMTP credentials, plan pro.")
     api_plan_limit_enterprise: int = Field(
         DEFAULT_PLAN_LIMITS["enterprise"], description="Active SMTP credentials, plan enterprise."
+    )
+    api_plan_daily_quota_free: int = Field(
+        DEFAULT_PLAN_DAILY_QUOTAS["free"],
+        ge=1,
+        description="Recipients per UTC day, plan free: a credential's `limits` may not exceed it (422).",
+    )
+    api_plan_daily_quota_starter: int = Field(
+        DEFAULT_PLAN_DAILY_QUOTAS["starter"], ge=1, description="Recipients per UTC day, plan starter (as free)."
+    )
+    api_plan_daily_quota_pro: int = Field(
+        DEFAULT_PLAN_DAILY_QUOTAS["pro"], ge=1, description="Recipients per UTC day, plan pro (as free)."
+    )
+    api_plan_daily_quota_enterprise: int = Field(
+        DEFAULT_PLAN_DAILY_QUOTAS["enterprise"],
+        ge=1,
+        description="Recipients per UTC day, plan enterprise (as free).",
     )
 
     api_projection_wait_seconds: float = Field(
@@ -180,6 +196,15 @@ class Settings(BaseSettings, KafkaConnectionSettings):
             "starter": self.api_plan_limit_starter,
             "pro": self.api_plan_limit_pro,
             "enterprise": self.api_plan_limit_enterprise,
+        }
+
+    @cached_property
+    def plan_daily_quotas(self) -> dict[str, int]:
+        return {
+            "free": self.api_plan_daily_quota_free,
+            "starter": self.api_plan_daily_quota_starter,
+            "pro": self.api_plan_daily_quota_pro,
+            "enterprise": self.api_plan_daily_quota_enterprise,
         }
 
     @cached_property

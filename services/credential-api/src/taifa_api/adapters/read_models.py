@@ -1,5 +1,6 @@
 # ruff: noqa: S608 - SQL is built only from constant column lists; values are always bind parameters.
-"""Queries of the projector's read-model tables (`rm_smtp_credentials`, `rm_domains`); the API only reads them.
+"""Queries of the projector's read-model tables (`rm_smtp_credentials`, `rm_credential_secrets`, `rm_domains`);
+the API only reads them.
 
 Lists are keyset pages, newest first, on the tables' `(account_id, created_at DESC, id DESC)` order: a page
 starts strictly after the position of the previous page's last item, so inserts never shift or repeat items.
@@ -15,7 +16,17 @@ import asyncpg
 
 from taifa_api.domain.paging import Position
 
-_CREDENTIAL_COLUMNS = "credential_id, domain_id, domain, username, is_active, created_at, deactivated_at"
+_CREDENTIAL_COLUMNS = (
+    "credential_id, domain_id, domain, username, is_active, created_at, deactivated_at, status, suspended_at, "
+    "suspension_reason, expires_at, allowed_cidrs, limit_messages_per_minute, limit_messages_per_day, "
+    "last_used_at, last_used_ip"
+)
+# Valid secrets only (not revoked, grace not over), newest first: what a credential body lists.
+_VALID_SECRETS = (
+    "SELECT credential_id, secret_id, created_at, expires_at FROM rm_credential_secrets "
+    "WHERE credential_id = ANY($1::uuid[]) AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) "
+    "ORDER BY created_at DESC, secret_id DESC"
+)
 _DOMAIN_COLUMNS = (
     "domain_id, name, status, status_reason, verification_name, verification_value, created_at, verified_at"
 )
@@ -39,11 +50,33 @@ async def _page(
     return [dict(row) for row in rows]
 
 
+async def _with_secrets(pool: asyncpg.Pool, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each credential row gains `secrets`: its valid secrets, newest first."""
+    if not rows:
+        return rows
+    by_credential: dict[UUID, list[dict[str, Any]]] = {row["credential_id"]: [] for row in rows}
+    for secret in await pool.fetch(_VALID_SECRETS, list(by_credential)):
+        by_credential[secret["credential_id"]].append(dict(secret))
+    for row in rows:
+        row["secrets"] = by_credential[row["credential_id"]]
+    return rows
+
+
 async def list_credentials(
     pool: asyncpg.Pool, account_id: UUID, *, after: Position | None = None, limit: int = 100
 ) -> list[dict[str, Any]]:
     sql = f"SELECT {_CREDENTIAL_COLUMNS} FROM rm_smtp_credentials WHERE account_id = $1"
-    return await _page(pool, sql, "credential_id", account_id, after, limit)
+    return await _with_secrets(pool, await _page(pool, sql, "credential_id", account_id, after, limit))
+
+
+async def get_credential(pool: asyncpg.Pool, account_id: UUID, credential_id: UUID) -> dict[str, Any] | None:
+    """The account's credential with its valid secrets; None when unknown or another account's (the same)."""
+    row = await pool.fetchrow(
+        f"SELECT {_CREDENTIAL_COLUMNS} FROM rm_smtp_credentials WHERE credential_id = $1 AND account_id = $2",
+        credential_id,
+        account_id,
+    )
+    return (await _with_secrets(pool, [dict(row)]))[0] if row else None
 
 
 async def list_domains(

@@ -19,6 +19,7 @@ from taifa_api.domain.throttle import TokenBuckets
 from taifa_api.entrypoints.http import errors
 from taifa_api.entrypoints.http.auth import Authenticator, load_public_keys
 from taifa_api.entrypoints.http.guard import RequestGuard
+from taifa_api.entrypoints.http.lifecycle_routes import router as lifecycle_router
 from taifa_api.entrypoints.http.routes import router
 from taifa_api.entrypoints.http.schemas import StatusOut
 from taifa_api.settings import Settings
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.api_trusted_proxies)
     errors.install(app)
     app.include_router(router)
+    app.include_router(lifecycle_router)
 
     @app.get("/healthz", response_model=StatusOut, tags=["operations"])
     async def healthz() -> StatusOut:

@@ -18,6 +18,7 @@ from taifa_api.domain import paging
 from taifa_api.domain.errors import NotFound
 from taifa_api.domain.models import DomainRecord
 from taifa_api.domain.verification import RECORD_TYPE
+from taifa_api.entrypoints.http import credential_body
 from taifa_api.entrypoints.http.auth import SESSION_COOKIE, Principal
 from taifa_api.entrypoints.http.errors import ErrorBody, documented
 from taifa_api.entrypoints.http.schemas import (
@@ -68,7 +69,7 @@ Correlation = Annotated[str, Depends(correlation_id)]
 router = APIRouter(prefix="/v1", responses=documented(401, 413, 422, 429, 503))
 
 
-async def _await_projection(parts: Container, events: list[Envelope[Any]], response: Response) -> None:
+async def await_projection(parts: Container, events: list[Envelope[Any]], response: Response) -> None:
     """Wait for every event of the command: they may be on different topics and partitions (a domain release
     deactivates credentials on another topic than the release itself), so the last one proves nothing alone."""
     for event in events:
@@ -82,7 +83,7 @@ async def _await_projection(parts: Container, events: list[Envelope[Any]], respo
     response.headers[PROJECTION_HEADER] = "applied" if applied else "pending"
 
 
-def _smtp(settings: Settings) -> SmtpSettingsOut:
+def smtp_settings(settings: Settings) -> SmtpSettingsOut:
     return SmtpSettingsOut(
         host=settings.api_smtp_host, port=settings.api_smtp_port, encryption=settings.api_smtp_encryption
     )
@@ -105,6 +106,17 @@ def _domain_out(row: DomainRecord | dict[str, Any]) -> DomainOut:
 
 # --- SMTP credentials ------------------------------------------------------------------------------------
 
+CREDENTIAL_LINKS: dict[str, Any] = {
+    name: {"operationId": operation, "parameters": {"credential_id": "$response.body#/id"}}
+    for name, operation in (
+        ("GetCredential", "get_credential"),
+        ("RotateCredential", "rotate_credential"),
+        ("SuspendCredential", "suspend_credential"),
+        ("ResumeCredential", "resume_credential"),
+        ("ChangeCredentialRestrictions", "change_credential_restrictions"),
+    )
+}
+
 
 @router.post(
     "/smtp/credentials",
@@ -119,7 +131,12 @@ def _domain_out(row: DomainRecord | dict[str, Any]) -> DomainOut:
                 "DeactivateCredential": {
                     "operationId": "deactivate_credential",
                     "parameters": {"credential_id": "$response.body#/id"},
-                }
+                },
+                **CREDENTIAL_LINKS,
+                "RevokeCredentialSecret": {
+                    "operationId": "revoke_credential_secret",
+                    "parameters": {"credential_id": "$response.body#/id", "secret_id": "$response.body#/secrets/0/id"},
+                },
             },
         },
     },
@@ -130,18 +147,10 @@ async def create_credential(
 ) -> CredentialCreatedOut:
     limits = parts.settings.plan_limits
     outcome = await use_cases.create_credential(parts.uow, who.account_id, body.domain_id, limits, corr)
-    await _await_projection(parts, outcome.events, response)
+    await await_projection(parts, outcome.events, response)
     created = outcome.value
-    return CredentialCreatedOut(
-        id=created.record.credential_id,
-        domain_id=created.record.domain_id,
-        domain=created.domain,
-        username=created.record.username,
-        password=created.password,
-        is_active=created.record.is_active,
-        created_at=created.record.created_at,
-        smtp=_smtp(parts.settings),
-    )
+    shaped = credential_body.from_write_side(created.record, (created.secret,), smtp_settings(parts.settings))
+    return CredentialCreatedOut(**shaped.model_dump(exclude={"deactivated_at"}), password=created.password)
 
 
 Limit = Annotated[
@@ -206,20 +215,9 @@ async def list_credentials(
 ) -> list[CredentialOut]:
     after = paging.decode_cursor("credentials", cursor) if cursor is not None else None
     rows = await read_models.list_credentials(parts.pool, who.account_id, after=after, limit=limit + 1)
-    smtp = _smtp(parts.settings)
-    return [
-        CredentialOut(
-            id=row["credential_id"],
-            domain_id=row["domain_id"],
-            domain=row["domain"],
-            username=row["username"],
-            is_active=row["is_active"],
-            created_at=row["created_at"],
-            deactivated_at=row["deactivated_at"],
-            smtp=smtp,
-        )
-        for row in _page("credentials", rows, "credential_id", limit, request, response)
-    ]
+    smtp = smtp_settings(parts.settings)
+    page = _page("credentials", rows, "credential_id", limit, request, response)
+    return [credential_body.from_read_model(row, smtp) for row in page]
 
 
 @router.delete(
@@ -233,7 +231,7 @@ async def list_credentials(
 async def deactivate_credential(credential_id: UUID, parts: Parts, who: Caller, corr: Correlation) -> Response:
     outcome = await use_cases.deactivate_credential(parts.uow, who.account_id, credential_id, corr)
     response = Response(status_code=204)
-    await _await_projection(parts, outcome.events, response)
+    await await_projection(parts, outcome.events, response)
     return response
 
 
@@ -270,7 +268,7 @@ async def register_domain(
     )
     if not outcome.events:
         response.status_code = 200
-    await _await_projection(parts, outcome.events, response)
+    await await_projection(parts, outcome.events, response)
     return _domain_out(outcome.value)
 
 
@@ -317,7 +315,7 @@ async def get_domain(domain_id: UUID, parts: Parts, who: Caller) -> DomainOut:
 )
 async def verify_domain(domain_id: UUID, parts: Parts, who: Caller, corr: Correlation, response: Response) -> DomainOut:
     outcome = await use_cases.verify_domain(parts.uow, who.account_id, domain_id, parts.resolver.lookup_txt, corr)
-    await _await_projection(parts, outcome.events, response)
+    await await_projection(parts, outcome.events, response)
     return _domain_out(outcome.value)
 
 
@@ -336,5 +334,5 @@ async def verify_domain(domain_id: UUID, parts: Parts, who: Caller, corr: Correl
 async def release_domain(domain_id: UUID, parts: Parts, who: Caller, corr: Correlation) -> Response:
     outcome = await use_cases.release_domain(parts.uow, domain_id, who.account_id, "owner", corr)
     response = Response(status_code=204)
-    await _await_projection(parts, outcome.events, response)
+    await await_projection(parts, outcome.events, response)
     return response

@@ -6,9 +6,10 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, StrictInt, field_validator
 from taifa_events import rfc3339
 
+from taifa_api.domain.lifecycle import DEFAULT_GRACE_SECONDS, MAX_CIDRS, MAX_GRACE_SECONDS, MAX_REASON_LENGTH
 from taifa_api.domain.names import normalise_domain_name
 
 Timestamp = Annotated[datetime, PlainSerializer(rfc3339, return_type=str, when_used="json")]
@@ -43,28 +44,112 @@ class SmtpSettingsOut(BaseModel):
     encryption: str
 
 
-class CredentialOut(BaseModel):
+class LimitsOut(BaseModel):
+    messages_per_minute: int | None
+    messages_per_day: int | None
+
+
+class SecretOut(BaseModel):
+    """A valid secret (never its hash): the newest has no `expires_at`; a previous one works until it."""
+
+    id: UUID
+    created_at: Timestamp
+    expires_at: Timestamp | None
+    last_used_at: Timestamp | None
+
+
+class _CredentialFields(BaseModel):
+    """What every credential body carries (docs/api.md, "The credential resource")."""
+
     id: UUID
     domain_id: UUID
     domain: str
     username: str
-    is_active: bool
+    is_active: bool = Field(description="False only once deactivated (a suspended credential is active).")
     created_at: Timestamp
+    status: Literal["active", "suspended", "deactivated"]
+    suspended_at: Timestamp | None
+    suspension_reason: str | None
+    expires_at: Timestamp | None
+    allowed_cidrs: list[str]
+    limits: LimitsOut
+    secrets: list[SecretOut] = Field(description="The valid secrets, newest first (at most two).")
+    last_used_at: Timestamp | None
+    last_used_ip: str | None
+    smtp: SmtpSettingsOut
+
+
+class CredentialOut(_CredentialFields):
     deactivated_at: Timestamp | None
-    smtp: SmtpSettingsOut
 
 
-class CredentialCreatedOut(BaseModel):
-    """The only response that ever carries the password."""
+class CredentialCreatedOut(_CredentialFields):
+    """The creation's body: the only response besides a rotation's that carries a password."""
 
-    id: UUID
-    domain_id: UUID
-    domain: str
-    username: str
     password: str
-    is_active: bool
-    created_at: Timestamp
-    smtp: SmtpSettingsOut
+
+
+class PreviousSecretOut(BaseModel):
+    id: UUID
+    expires_at: Timestamp
+
+
+class CredentialRotatedOut(CredentialOut):
+    """The rotation's body: the new password (shown only here) and when the previous one stops working."""
+
+    password: str
+    previous_secret: PreviousSecretOut
+
+
+class RotateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grace_period_seconds: StrictInt = Field(  # strict: `true` is not a number of seconds
+        DEFAULT_GRACE_SECONDS,
+        ge=0,
+        le=MAX_GRACE_SECONDS,
+        description="How long the previous password keeps working (0: refused from the rotation on).",
+    )
+
+
+class SuspendIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(
+        None,
+        max_length=MAX_REASON_LENGTH,
+        pattern=r"^[^\x00-\x1f\x7f-\x9f]*$",  # no control characters: it is shown in consoles and logs
+        description="Shown in the credential's body; no control characters.",
+    )
+
+
+_LIMIT = Field(
+    None, ge=1, le=2**31 - 1, strict=True, description="At most the plan's daily quota; null: no limit of its own."
+)
+
+
+class LimitsIn(BaseModel):
+    """A merge patch: a key left out keeps its value, `null` clears it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    messages_per_minute: int | None = _LIMIT
+    messages_per_day: int | None = _LIMIT
+
+
+class CredentialPatchIn(BaseModel):
+    """Only the fields present change; `[]` / `null` clears."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"allowed_cidrs": ["203.0.113.0/24", "2001:db8::/48"]}]},
+    )
+
+    allowed_cidrs: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        None, max_length=MAX_CIDRS, description="Networks allowed to log in (host bits clear); [] = any address."
+    )
+    expires_at: AwareDatetime | None = Field(None, description="From then on the credential is refused; in the future.")
+    limits: LimitsIn | None = None
 
 
 class VerificationOut(BaseModel):
