@@ -1,4 +1,4 @@
-"""SMTP password format and secret ids (docs/interfaces.md, "SMTP passwords").
+"""SMTP password format and secret ids (docs/api.md, "Secrets that scanners can find").
 
 New passwords are `tmsmtp_` + 43 base62 characters drawn from `secrets` (62^43 ≈ 2^256.03: at least 256 bits)
 + 6 base62 characters of CRC32 over those 43 characters. The prefix and checksum let secret scanners find a
@@ -22,7 +22,7 @@ SMTP_PASSWORD_PREFIX = "tmsmtp_"  # noqa: S105  (the public prefix)
 BASE62_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 BODY_LENGTH = 43
 CHECKSUM_LENGTH = 6
-# Published for secret scanners (docs/interfaces.md gives the gitleaks rule).
+# Published for secret scanners: docs/api.md gives it with a gitleaks rule (tests/unit/docs checks they agree).
 SMTP_PASSWORD_PATTERN = r"^tmsmtp_[0-9A-Za-z]{43}[0-9A-Za-z]{6}$"  # noqa: S105  (a pattern)
 _PASSWORD = re.compile(SMTP_PASSWORD_PATTERN)
 
