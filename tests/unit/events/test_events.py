@@ -153,5 +153,28 @@ def test_damaged_revocation_message_reads_as_none() -> None:
     assert auth_cache.parse_revocation("") is None
 
 
+def test_a_change_notice_is_read_as_a_re_read_of_that_credential_and_never_as_a_revocation() -> None:
+    credential_id = uuid.uuid4()
+    message = auth_cache.change_message("AB@Example.com", credential_id)
+    assert json.loads(message) == {"username": "ab@example.com", "credential_id": str(credential_id), "kind": "changed"}
+    notice = auth_cache.parse_notice(message.encode())
+    assert type(notice) is auth_cache.CredentialChange
+    assert notice == ("ab@example.com", str(credential_id))
+    assert auth_cache.parse_revocation(message) is None
+    # Revocations in both old forms still read as revocations through the same parser.
+    assert type(auth_cache.parse_notice(auth_cache.revocation_message("ab@example.com", credential_id))) is (
+        auth_cache.Revocation
+    )
+    assert type(auth_cache.parse_notice("ab@example.com")) is auth_cache.Revocation
+
+
+def test_a_notice_of_an_unknown_kind_is_a_re_read_never_a_revocation_of_every_session() -> None:
+    for message in ('{"username": "ab@example.com", "kind": "renamed"}', '{"username": "Ab@example.com", "kind": 1}'):
+        assert type(auth_cache.parse_notice(message)) is auth_cache.CredentialChange
+        assert auth_cache.parse_notice(message) == ("ab@example.com", None)
+        assert auth_cache.parse_revocation(message) is None
+    assert auth_cache.parse_notice('{"kind": "changed"}') is None
+
+
 def test_domain_owner_key_is_case_and_trailing_dot_insensitive() -> None:
     assert auth_cache.domain_owner_key("Mail.Example.COM.") == auth_cache.domain_owner_key("mail.example.com")

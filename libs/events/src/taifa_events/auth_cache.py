@@ -7,7 +7,10 @@ credential". `EPOCH_KEY` exists while the cache is complete: when Redis loses da
 from an old snapshot) the projector sees the epoch missing or changed and rebuilds. While it repairs a
 cache that fell behind (old snapshot), or after Redis refused one of its writes, the projector deletes the
 epoch first, so relays treat the cache as unavailable until the rebuild sets a new epoch and then the
-watermark. Revocations are published for every applied `CredentialDeactivated` (`revocation_message`).
+watermark. Revocations are published for every applied `CredentialDeactivated` (`revocation_message`); every
+other applied change of a credential (rotation, secret revoked, suspension, resume, restrictions) publishes a
+"credential changed" notice on the same channel (`change_message`): relays re-read that credential's entry
+before its live sessions' next command. `parse_notice` reads both.
 """
 
 from __future__ import annotations
@@ -69,25 +72,59 @@ class Revocation(NamedTuple):
     credential_id: str | None
 
 
+class CredentialChange(NamedTuple):
+    """A "credential changed" notice on REVOCATIONS_CHANNEL: live sessions of that credential (of every credential
+    of the username when `credential_id` is None) re-read the entry before their next command. Never a revocation
+    by itself: the re-read decides."""
+
+    username: str
+    credential_id: str | None
+
+
+# The `kind` of a change notice. A revocation has no `kind` (the form relays have always read), so that relays of
+# every version read it alike. Upgrade relays before the projector: a relay older than this notice reads it as a
+# revocation of that credential (fail closed: its sessions authenticate again).
+CHANGED = "changed"
+
+
 def revocation_message(username: str, credential_id: UUID | str) -> str:
     """The message published when a credential is deactivated: sessions of that credential (not of a newer
     credential with the same username) are refused from then on."""
     return json.dumps({"username": username.lower(), "credential_id": str(credential_id)}, separators=(",", ":"))
 
 
-def parse_revocation(message: str | bytes) -> Revocation | None:
-    """Read a revocation message; a plain username (the seed's form) revokes every session of that name."""
+def change_message(username: str, credential_id: UUID | str) -> str:
+    """The notice published when a credential changed without being deactivated (rotation, a secret revoked,
+    suspension, resume, restrictions): relays re-read its entry before its live sessions' next command."""
+    return json.dumps(
+        {"username": username.lower(), "credential_id": str(credential_id), "kind": CHANGED}, separators=(",", ":")
+    )
+
+
+def parse_notice(message: str | bytes) -> Revocation | CredentialChange | None:
+    """Read a message on REVOCATIONS_CHANNEL (None: unreadable). A plain username (the seed's form) revokes every
+    session of that name; JSON without `kind` revokes that credential; any `kind`, known or not, is a change notice
+    (a re-read, never a revocation: a later form cannot revoke every session by being misread)."""
     text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
     if not text.startswith("{"):
         return Revocation(text.strip().lower(), None) if text.strip() else None
     try:
         body = json.loads(text)
-        username, credential_id = body["username"], body.get("credential_id")
-    except (ValueError, KeyError, TypeError):
+        username, credential_id, kind = body["username"], body.get("credential_id"), body.get("kind")
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
     if not isinstance(username, str) or not username or not isinstance(credential_id, str | None):
         return None
+    if kind is not None:
+        return CredentialChange(username.lower(), credential_id)
     return Revocation(username.lower(), credential_id)
+
+
+def parse_revocation(message: str | bytes) -> Revocation | None:
+    """Read a revocation message; a plain username (the seed's form) revokes every session of that name. A change
+    notice (or any message with a `kind`) is not a revocation: None."""
+    notice = parse_notice(message)
+    return notice if isinstance(notice, Revocation) else None
 
 
 def applied_key(event_id: UUID | str) -> str:
