@@ -141,7 +141,8 @@ class Credential:
 
 class Credentials:
     """Writes auth-cache entries the way the projector does (AuthCacheEntry.to_redis, a position above the
-    watermark, the watermark raised, the epoch set) and publishes revocations in the projector's form."""
+    watermark, the watermark raised, the epoch set) and publishes revocations and "credential changed" notices in
+    the projector's form (`notify=False`: as if the relay missed the notice)."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
@@ -157,22 +158,24 @@ class Credentials:
             self.publish_revocation(credential)
 
     # --- the credential lifecycle (v2 entries, as the projector writes them) ---------------------
-    def rotate(self, credential: Credential, grace_seconds: float) -> str:
+    def rotate(self, credential: Credential, grace_seconds: float, *, notify: bool = True) -> str:
         """A new secret; the previous one works `grace_seconds` more. Returns the previous password, and the
         credential logs in with the new one from now on."""
         previous = credential.password
         credential.password, credential.entry = rotate_secret(
-            self.client, credential.username, credential.entry, grace_seconds
+            self.client, credential.username, credential.entry, grace_seconds, notify=notify
         )
         return previous
 
-    def revoke_previous_secret(self, credential: Credential) -> None:
+    def revoke_previous_secret(self, credential: Credential, *, notify: bool = True) -> None:
         """DELETE .../secrets/{previous}: only the newest secret is left."""
-        self.change(credential, secrets=credential.entry.secrets[:1])
+        self.change(credential, notify=notify, secrets=credential.entry.secrets[:1])
 
-    def change(self, credential: Credential, **changes: Any) -> None:
+    def change(self, credential: Credential, *, notify: bool = True, **changes: Any) -> None:
         """A later state of the entry (status, expires_at, allowed_cidrs, secrets...)."""
-        credential.entry = write_later_state(self.client, credential.username, credential.entry, **changes)
+        credential.entry = write_later_state(
+            self.client, credential.username, credential.entry, notify=notify, **changes
+        )
 
     def publish_revocation(self, credential: Credential) -> None:
         self.client.publish(

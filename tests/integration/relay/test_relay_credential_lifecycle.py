@@ -87,7 +87,7 @@ def test_a_suspended_credential_logs_in_gets_451_at_mail_and_sends_again_once_re
     with client.login(cred) as live:
         assert live.mail(sender)[0] == 250
         assert live.rcpt("a@dest.example")[0] == 250
-        credentials.change(cred, status="suspended")
+        credentials.change(cred, status="suspended", notify=False)  # its notice missed: the end-of-DATA re-read
         assert live.data(message(sender)) == SUSPENDED  # the open transaction: nothing relayed
         assert live.docmd("RSET")[0] == 250
         assert live.docmd(f"MAIL FROM:<{sender}>") == SUSPENDED  # live session, from the suspension on
@@ -177,3 +177,59 @@ def test_a_v1_entry_without_a_format_field_still_logs_in_with_its_old_format_pas
     assert not cred.password.startswith("tmsmtp_")
     with client.login(cred) as smtp:
         assert smtp.sendmail(f"app@{cred.domain}", ["a@dest.example"], message(f"app@{cred.domain}")) == {}
+
+
+# --- "credential changed" notices: a session past MAIL is refused at its next RCPT / start of DATA ----------
+def _marked(client: Client, cred: Any) -> bool:
+    """The relay has applied the credential's "credential changed" notice to its live sessions."""
+    sessions = client.relay.relay.parts.sessions
+    return any(state.recheck for state in sessions._by_username.get(cred.username, ()))
+
+
+def test_a_session_past_mail_is_refused_at_its_next_rcpt_after_a_grace_0_rotation(
+    client: Client, credentials: Credentials
+) -> None:
+    cred = credentials.create()
+    sender = f"app@{cred.domain}"
+    with client.login(cred) as live:
+        assert live.mail(sender)[0] == 250
+        credentials.rotate(cred, grace_seconds=0)
+        wait_until(lambda: _marked(client, cred), 5, "the rotation's notice applied")
+        assert live.docmd("RCPT TO:<a@dest.example>") == NO_LONGER_VALID
+        assert live.docmd(f"MAIL FROM:<{sender}>")[0] == 530  # logged out
+        with client.login(cred) as fresh:  # the new password
+            assert fresh.sendmail(sender, ["a@dest.example"], message(sender)) == {}
+
+
+def test_a_session_past_rcpt_is_refused_at_the_start_of_data_after_its_secret_is_revoked(
+    client: Client, credentials: Credentials
+) -> None:
+    cred = credentials.create()
+    sender = f"app@{cred.domain}"
+    with client.login(cred) as old_session:
+        credentials.rotate(cred, grace_seconds=3600)
+        assert old_session.mail(sender)[0] == 250  # in grace
+        assert old_session.rcpt("a@dest.example")[0] == 250
+        credentials.revoke_previous_secret(cred)
+        wait_until(lambda: _marked(client, cred), 5, "the secret revocation's notice applied")
+        assert old_session.docmd("DATA") == NO_LONGER_VALID  # no 354: nothing of the message is read
+
+
+def test_a_session_past_mail_gets_451_at_its_next_rcpt_and_data_after_a_suspension(
+    client: Client, credentials: Credentials, sink: Sink
+) -> None:
+    cred = credentials.create()
+    sender = f"app@{cred.domain}"
+    subject = f"suspended-rcpt-{uuid.uuid4().hex}"
+    with client.login(cred) as live:
+        assert live.mail(sender)[0] == 250
+        assert live.rcpt("a@dest.example")[0] == 250
+        credentials.change(cred, status="suspended")
+        wait_until(lambda: _marked(client, cred), 5, "the suspension's notice applied")
+        assert live.docmd("RCPT TO:<b@dest.example>") == SUSPENDED
+        assert live.docmd("RCPT TO:<c@dest.example>") == SUSPENDED  # every command while suspended
+        assert live.docmd("DATA") == SUSPENDED
+        credentials.change(cred, status="active")
+        assert live.docmd("RSET")[0] == 250
+        assert live.sendmail(sender, ["a@dest.example"], message(sender, subject=subject)) == {}
+    assert _delivered(sink, subject)

@@ -65,7 +65,7 @@ def test_a_plain_username_revocation_reaches_every_session_of_that_name_and_no_o
     states = [new_state(), new_state(), new_state()]
     for state, name in zip(states, (b"user1", b"user1", b"user2"), strict=True):
         asyncio.run(w.submission.authenticate(state, name, b"right"))
-    w.sessions.revoke("user1")
+    w.sessions.on_channel_message("user1")
     assert [state.revoked for state in states] == [True, True, False]
 
 
@@ -73,8 +73,8 @@ def test_an_unreadable_revocation_message_changes_nothing() -> None:
     w = world({"user1": entry()})
     state = new_state()
     asyncio.run(w.submission.authenticate(state, b"user1", b"right"))
-    w.sessions.revoke('{"credential_id": "x"}')
-    w.sessions.revoke(revocation_message("user1", entry().credential_id))
+    w.sessions.on_channel_message('{"credential_id": "x"}')
+    w.sessions.on_channel_message(revocation_message("user1", entry().credential_id))
     assert not state.revoked
 
 

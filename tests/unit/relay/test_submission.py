@@ -150,7 +150,7 @@ def test_a_revocation_message_logs_the_session_out_at_its_next_rcpt_without_a_ca
     w = world({"user1": cred})
     state = logged_in(w)
     assert w.submission.revoked(state) is None
-    w.sessions.revoke(revocation_message("user1", cred.credential_id))
+    w.sessions.on_channel_message(revocation_message("user1", cred.credential_id))
     rechecks = w.cache.rechecks
     assert w.submission.revoked(state) == LoggedOut(replies.CREDENTIAL_REVOKED, ("revoked-in-session",))
     assert w.cache.rechecks == rechecks
@@ -163,7 +163,7 @@ def test_a_revocation_of_an_older_credential_spares_a_newer_one_with_the_same_us
     w = world({"user1": new})
     state = new_state()
     assert isinstance(run(w.submission.authenticate(state, b"user1", b"new")), Accepted)
-    w.sessions.revoke(revocation_message("user1", old.credential_id))
+    w.sessions.on_channel_message(revocation_message("user1", old.credential_id))
     assert w.submission.revoked(state) is None
 
 
@@ -194,7 +194,7 @@ def test_a_recent_re_check_is_reused_by_mail_but_a_revocation_message_clears_it(
     rechecks = w.cache.rechecks
     assert run(w.submission.before_mail(state, "FROM:<app@own.example>")) is None
     assert w.cache.rechecks == rechecks
-    w.sessions.revoke(revocation_message("user1", entry().credential_id))  # another credential of that name
+    w.sessions.on_channel_message(revocation_message("user1", entry().credential_id))  # another credential of that name
     assert "user1" not in w.sessions.recent_checks
 
 

@@ -2,7 +2,7 @@
 
 Like the projector, every write takes a new position above the cache's watermark and raises the watermark, and
 the cache epoch is set when missing: relays treat a cache without an epoch, or whose watermark went backwards,
-as unavailable.
+as unavailable. A later state of a credential is announced with the projector's "credential changed" notice.
 """
 
 from __future__ import annotations
@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from taifa_events import hash_secret, new_secret
-from taifa_events.auth_cache import EPOCH_KEY, WATERMARK_KEY, AuthCacheEntry, CachedSecret, auth_key
+from taifa_events.auth_cache import (
+    EPOCH_KEY,
+    REVOCATIONS_CHANNEL,
+    WATERMARK_KEY,
+    AuthCacheEntry,
+    CachedSecret,
+    auth_key,
+    change_message,
+)
 from taifa_events.secrets import new_smtp_password
 
 
@@ -59,10 +67,13 @@ def seed_credential(
     return SeededCredential(username, password, domain, entry)
 
 
-def write_later_state(client: Any, username: str, entry: AuthCacheEntry, **changes: Any) -> AuthCacheEntry:
+def write_later_state(
+    client: Any, username: str, entry: AuthCacheEntry, *, notify: bool = True, **changes: Any
+) -> AuthCacheEntry:
     """Write a later state of `entry` (v2 fields: `secrets` newest first, `status`, `expires_at`,
-    `allowed_cidrs`, `limits`) at a new position, as the projector does after a lifecycle event; returns it. The
-    seed's fields follow (`secret_hash`/`hash_scheme` = the newest secret's, `active` = not deactivated)."""
+    `allowed_cidrs`, `limits`) at a new position, as the projector does after a lifecycle event, then publish its
+    "credential changed" notice (`notify=False`: as if the relay missed it); returns it. The seed's fields follow
+    (`secret_hash`/`hash_scheme` = the newest secret's, `active` = not deactivated)."""
     secrets_now: tuple[CachedSecret, ...] = changes.get("secrets", entry.secrets)
     status = changes.get("status", entry.status)
     later = entry.model_copy(
@@ -76,11 +87,19 @@ def write_later_state(client: Any, username: str, entry: AuthCacheEntry, **chang
     )
     validated = AuthCacheEntry.model_validate(later.model_dump())  # model_copy does not validate
     write_entry(client, username, validated)
+    if notify:
+        client.publish(REVOCATIONS_CHANNEL, change_message(username, validated.credential_id))
     return validated
 
 
 def rotate_secret(
-    client: Any, username: str, entry: AuthCacheEntry, grace_seconds: float, *, now: float | None = None
+    client: Any,
+    username: str,
+    entry: AuthCacheEntry,
+    grace_seconds: float,
+    *,
+    now: float | None = None,
+    notify: bool = True,
 ) -> tuple[str, AuthCacheEntry]:
     """Rotate as the API and projector would: a new `tmsmtp_` secret first, the previous newest one valid for
     `grace_seconds` more (0: retired at once). Returns the new password and the entry written."""
@@ -88,4 +107,4 @@ def rotate_secret(
     expires = int((time.time() if now is None else now) + grace_seconds)
     newest = CachedSecret(id=uuid.uuid4(), hash=hash_secret(password), scheme="sha256")
     previous = entry.secrets[0].model_copy(update={"expires_at": expires})
-    return password, write_later_state(client, username, entry, secrets=(newest, previous))
+    return password, write_later_state(client, username, entry, notify=notify, secrets=(newest, previous))

@@ -261,23 +261,30 @@ class RedisAuthCacheReader:
             return False
 
     async def listen_revocations(
-        self, on_revoked: Callable[[str], None], stop: asyncio.Event, on_subscribed: Callable[[], None] | None = None
+        self,
+        on_message: Callable[[str], None],
+        stop: asyncio.Event,
+        on_subscribed: Callable[[], None] | None = None,
     ) -> None:
-        """Call `on_revoked(message)` for every message on the revocation channel; reconnect on errors
-        (calling `on_subscribed` after each subscription, since messages may have been missed meanwhile)."""
+        """Call `on_message(message)` for every message on the revocation channel (revocations and "credential
+        changed" notices); reconnect on errors, calling `on_subscribed` once Redis has confirmed each subscription
+        (messages may have been missed before it; from the confirmation on none is)."""
         while not stop.is_set():
             # No read timeout: the subscriber waits on the channel on purpose, get_message bounds each wait.
             client = redis_client(self._url, timeout=None)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub = client.pubsub(ignore_subscribe_messages=False)
             try:
                 await pubsub.subscribe(REVOCATIONS_CHANNEL)
-                if on_subscribed is not None:
-                    on_subscribed()
                 while not stop.is_set():
                     message = await pubsub.get_message(timeout=1.0)
-                    if message and message.get("type") == "message":
+                    if not message:
+                        continue
+                    if message.get("type") == "subscribe":
+                        if on_subscribed is not None:
+                            on_subscribed()
+                    elif message.get("type") == "message":
                         data = message["data"]
-                        on_revoked(data.decode() if isinstance(data, bytes) else str(data))
+                        on_message(data.decode() if isinstance(data, bytes) else str(data))
             except (RedisError, OSError) as exc:
                 log.warning("revocation channel lost, resubscribing", extra={"error": type(exc).__name__})
                 await sleep_unless_stopped(stop, 1.0)

@@ -1,4 +1,5 @@
-"""The relay's open sessions: admission and release, the logins by username, revocation fan-out and the drain.
+"""The relay's open sessions: admission and release, the logins by username, the fan-out of revocations and
+"credential changed" notices, and the drain.
 
 One `SessionRegistry` per process. A connection is any hashable object the protocol registers (the registry never
 writes to it); what the application knows of a session is its `SessionState`.
@@ -14,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
-from taifa_events.auth_cache import AuthCacheEntry, parse_revocation
+from taifa_events.auth_cache import AuthCacheEntry, CredentialChange, Revocation, parse_notice
 
 from taifa_relay.domain import policy, replies
 from taifa_relay.domain.credentials import Login
@@ -44,6 +45,7 @@ class SessionState:
         "credential_id",
         "domain",
         "login",
+        "recheck",
         "revoked",
         "username",
     )
@@ -60,6 +62,9 @@ class SessionState:
         self.domain: str | None = None
         self.account_id: str | None = None
         self.revoked = False
+        # Re-read the entry before the next command (RCPT and the start of DATA too): set by a "credential changed"
+        # notice for this credential, by a (re)subscription of the channel, and while the credential is suspended.
+        self.recheck = False
         self.auth_failures = 0
 
     @property
@@ -79,6 +84,9 @@ class RecentChecks:
         self.seconds = seconds
         # username -> (the entry read, monotonic time until which it may be reused)
         self._checks: dict[str, tuple[AuthCacheEntry, float]] = {}
+        # Raised by every forget/clear: a read that started before one (`generation` then) is not remembered, so a
+        # read in flight when a notice arrived cannot put the entry from before the change back.
+        self.generation = 0
 
     def __contains__(self, username: object) -> bool:
         return username in self._checks
@@ -95,14 +103,19 @@ class RecentChecks:
         del self._checks[state.username]
         return None
 
-    def remember(self, state: SessionState, entry: AuthCacheEntry) -> None:
+    def remember(self, state: SessionState, entry: AuthCacheEntry, since: int | None = None) -> None:
+        """Keep `entry` for reuse, unless a forget/clear came after the read started (`since`: `generation` then)."""
+        if since is not None and since != self.generation:
+            return
         if self.seconds > 0 and state.username:
             self._checks[state.username] = (entry, time.monotonic() + self.seconds)
 
     def forget(self, username: str) -> None:
+        self.generation += 1
         self._checks.pop(username, None)
 
     def clear(self) -> None:
+        self.generation += 1
         self._checks.clear()
 
 
@@ -157,23 +170,45 @@ class SessionRegistry(Generic[Connection]):
                 if not logins:
                     del self._by_username[state.username]
 
-    def revoke(self, message: str | bytes) -> None:
-        """A message on the revocation channel: sessions of that credential (every session of the username for
-        the old plain-username form) are refused from now on; a newer credential with the same username keeps
-        its sessions."""
-        revocation = parse_revocation(message)
-        if revocation is None:
+    def on_channel_message(self, message: str | bytes) -> None:
+        """A message on the revocation channel: a revocation or a "credential changed" notice."""
+        notice = parse_notice(message)
+        if notice is None:
             log.warning("unreadable revocation message ignored")
-            return
+        elif isinstance(notice, Revocation):
+            self._revoke(notice)
+        else:
+            self._changed(notice)
+
+    def _revoke(self, revocation: Revocation) -> None:
+        """Sessions of that credential (every session of the username for the old plain-username form) are refused
+        from now on; a newer credential with the same username keeps its sessions."""
         self.recent_checks.forget(revocation.username)
-        revoked_id = revocation.credential_id.lower() if revocation.credential_id is not None else None
-        for state in self._by_username.get(revocation.username, ()):
-            if revoked_id is None or (state.credential_id or "").lower() == revoked_id:
-                state.revoked = True
+        for state in self._sessions_of(revocation.username, revocation.credential_id):
+            state.revoked = True
+
+    def _changed(self, change: CredentialChange) -> None:
+        """The credential changed (rotation, a secret revoked, suspension, resume, restrictions): its sessions re-read
+        the entry before their next command, RCPT and DATA included (`Submission.before_rcpt_or_data`)."""
+        self.recent_checks.forget(change.username)
+        for state in self._sessions_of(change.username, change.credential_id):
+            state.recheck = True
+
+    def _sessions_of(self, username: str, credential_id: str | None) -> list[SessionState]:
+        wanted = credential_id.lower() if credential_id is not None else None
+        return [
+            state
+            for state in self._by_username.get(username, ())
+            if wanted is None or (state.credential_id or "").lower() == wanted
+        ]
 
     def forget_rechecks(self) -> None:
-        """The revocation channel was (re)subscribed: messages may have been missed, so re-read everything."""
+        """The revocation channel was (re)subscribed: messages may have been missed, so every logged-in session
+        re-reads its entry before its next command and the reuse cache is emptied."""
         self.recent_checks.clear()
+        for logins in self._by_username.values():
+            for state in logins:
+                state.recheck = True
 
     # --- shutdown ------------------------------------------------------------------------------
     async def drain(self, grace_seconds: float) -> list[Connection]:

@@ -191,28 +191,56 @@ class Submission:
 
     # --- revocation, retirement, expiry, suspension ---------------------------------------------
     def revoked(self, state: SessionState) -> Decision | None:
-        """RCPT and the start of DATA read nothing (no Redis command): LoggedOut when a revocation message
-        reached this session's credential, or when its secret or credential has expired by the relay's clock
-        (the expiries as last read, at AUTH or at a re-check); else None."""
+        """Without any read: LoggedOut when a revocation message reached this session's credential, or when its
+        secret or credential has expired by the relay's clock (the expiries as last read, at AUTH or at a
+        re-check); else None."""
         if not state.logged_in:
             return None
         if not state.revoked and state.login is not None and credentials.expired_by_clock(state.login, self.clock()):
             state.revoked = True
         return self._log_out(state) if state.revoked else None
 
+    async def before_rcpt_or_data(self, state: SessionState) -> Decision | None:
+        """RCPT and the start of DATA. Unmarked, nothing is read (no Redis command): `revoked`. A session marked by
+        a "credential changed" notice (or by a resubscription of the channel) re-reads its entry once, with the
+        judgement of MAIL: retired secret, expiry, allowlist or deactivation log it out (535), suspension is
+        451 4.7.1. None: go on."""
+        refusal = self.revoked(state)
+        if refusal is not None or not state.logged_in or not state.recheck:
+            return refusal
+        try:
+            verdict = self._verdict(state, await self._reread(state))
+        except CacheUnavailable:
+            return RECHECK_UNAVAILABLE
+        if verdict is SessionVerdict.RETIRED:
+            return self._log_out(state)
+        return SUSPENDED if verdict is SessionVerdict.SUSPENDED else None
+
+    async def _reread(self, state: SessionState) -> AuthCacheEntry | None:
+        """One re-read of the session's entry. The mark is cleared before the read, so a notice that arrives while
+        it is in flight marks the session again; a failed read leaves it marked."""
+        state.recheck = False
+        try:
+            return await self.auth_cache.reread(state.username or "")
+        except CacheUnavailable:
+            state.recheck = True
+            raise
+
     async def before_mail(self, state: SessionState, mail_arg: str | None) -> Decision | None:
-        """MAIL of a logged-in session: the credential is re-read from the cache (or another session's recent
-        re-check of the same credential and secret is reused), and the null sender is refused. None: go on."""
+        """MAIL of a logged-in session: the credential is re-read from the cache (or, unless the session is marked
+        for a re-read, another session's recent re-check of the same credential is reused), and the null sender is
+        refused. None: go on."""
         if not state.logged_in:
             return None
         verdict = SessionVerdict.RETIRED
         if not state.revoked:
-            entry = self.recent_checks.fresh(state)
+            entry = None if state.recheck else self.recent_checks.fresh(state)
             try:
                 if entry is None:
-                    entry = await self.auth_cache.reread(state.username or "")
+                    since = self.recent_checks.generation
+                    entry = await self._reread(state)
                     if entry is not None:
-                        self.recent_checks.remember(state, entry)
+                        self.recent_checks.remember(state, entry, since)
             except CacheUnavailable:
                 return RECHECK_UNAVAILABLE
             verdict = self._verdict(state, entry)
@@ -226,7 +254,8 @@ class Submission:
 
     def _verdict(self, state: SessionState, entry: AuthCacheEntry | None) -> SessionVerdict:
         """The rules on a fresh read of the entry (domain.credentials.session_verdict); a retired session is
-        marked revoked, a valid or suspended one keeps the expiries the entry states now."""
+        marked revoked, a valid or suspended one keeps the expiries the entry states now. A suspended one stays
+        marked for a re-read, so every command of it is refused until a re-read finds it resumed."""
         login = state.login
         if login is None:
             verdict = SessionVerdict.RETIRED
@@ -234,7 +263,9 @@ class Submission:
             verdict = credentials.session_verdict(entry, login, state.client_ip, self.clock())
         if verdict is SessionVerdict.RETIRED:
             state.revoked = True
-        elif entry is not None and login is not None:
+        if verdict is SessionVerdict.SUSPENDED:
+            state.recheck = True
+        if verdict is not SessionVerdict.RETIRED and entry is not None and login is not None:
             state.login = credentials.refreshed(entry, login)
         return verdict
 
@@ -335,7 +366,7 @@ class Submission:
         verdict = SessionVerdict.RETIRED
         if not state.revoked and state.username:
             try:
-                verdict = self._verdict(state, await self.auth_cache.reread(state.username))
+                verdict = self._verdict(state, await self._reread(state))
             except CacheUnavailable:
                 return END_OF_DATA_RECHECK_UNAVAILABLE
         if verdict is SessionVerdict.RETIRED:

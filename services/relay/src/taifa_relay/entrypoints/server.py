@@ -92,7 +92,9 @@ class Relay:
         self._tasks = [
             asyncio.create_task(
                 self.parts.auth_cache.listen_revocations(
-                    self.parts.sessions.revoke, self._stop, self.parts.sessions.forget_rechecks
+                    self.parts.sessions.on_channel_message,
+                    self._stop,
+                    self.parts.sessions.forget_rechecks,
                 )
             ),
             asyncio.create_task(self.parts.tls.watch(self.settings.relay_tls_reload_seconds, self._stop)),

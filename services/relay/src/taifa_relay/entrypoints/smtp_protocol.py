@@ -313,7 +313,7 @@ class RelaySMTP(TLSUpgradingSMTP):
     async def smtp_RCPT(self, arg: str | None) -> None:
         session = self.relay_session
         if session.authenticated:
-            refusal = self.submission.revoked(session.state)
+            refusal = await self.submission.before_rcpt_or_data(session.state)
             if refusal is not None:
                 await self._refuse(refusal)
                 return
@@ -329,7 +329,7 @@ class RelaySMTP(TLSUpgradingSMTP):
         if arg:
             await self.push(replies.DATA_SYNTAX)
             return
-        refusal = self.submission.revoked(self.relay_session.state)
+        refusal = await self.submission.before_rcpt_or_data(self.relay_session.state)
         if refusal is not None:
             await self._refuse(refusal)
             return
