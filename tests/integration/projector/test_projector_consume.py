@@ -8,7 +8,7 @@ import redis.asyncio as aioredis
 from taifa_events import auth_cache
 
 from tests.integration.projector.projector_harness import ReadSide, eventually, holds, produce, running
-from tests.unit.projector.projector_events import Domain
+from tests.unit.projector.projector_events import Domain, rotated, suspended
 
 
 async def test_events_become_rows_and_cache_entries_the_api_and_relay_read(isolated) -> None:
@@ -63,6 +63,42 @@ async def test_applied_signal_and_revocation_are_published_after_both_stores_hav
             revoked = [auth_cache.parse_revocation(m) for m in seen[auth_cache.REVOCATIONS_CHANNEL]]
             assert auth_cache.Revocation(d.username.lower(), str(a.data.credential_id)) in revoked
             assert str(a.event_id) in seen[auth_cache.APPLIED_CHANNEL]
+    finally:
+        await pubsub.aclose()
+        await subscriber.aclose()
+
+
+async def test_a_rotation_and_a_suspension_publish_a_change_notice_after_the_entry_holds_them(isolated) -> None:
+    settings = isolated.settings()
+    d = Domain()
+    a = d.created(1)
+    rotation, suspension = rotated(d, a, 2, a.data.secret_id, grace=0), suspended(d, a, 3)
+    subscriber = aioredis.Redis.from_url(isolated.redis_url)
+    pubsub = subscriber.pubsub()
+    await pubsub.subscribe(auth_cache.APPLIED_CHANNEL, auth_cache.REVOCATIONS_CHANNEL)
+    try:
+        async with ReadSide(settings) as side, running(settings):
+            await produce(isolated.bootstrap, isolated.topic_names, [a])
+            await eventually(lambda: side.entry(d.username), what="the created entry")
+            await produce(isolated.bootstrap, isolated.topic_names, [rotation, suspension])
+            applied: list[str] = []
+            notices: list[object] = []
+            async with asyncio.timeout(30):
+                while str(suspension.event_id) not in applied:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is None:
+                        continue
+                    if message["channel"].decode() == auth_cache.APPLIED_CHANNEL:
+                        applied.append(message["data"].decode())
+                        continue
+                    notices.append(auth_cache.parse_notice(message["data"]))
+                    # Published in the transaction that wrote the entry: a relay re-reading now sees the change.
+                    entry = await side.entry(d.username)
+                    assert entry is not None and entry.position >= 2 and entry.secrets[0].id == rotation.data.secret_id
+            changed = auth_cache.CredentialChange(d.username.lower(), str(a.data.credential_id))
+            assert notices and all(type(n) is auth_cache.CredentialChange and n == changed for n in notices)
+            assert len(notices) <= 2  # at most one per batch (the two events may come in one batch or two)
+            assert (await side.entry(d.username)).status == "suspended"  # type: ignore[union-attr]
     finally:
         await pubsub.aclose()
         await subscriber.aclose()

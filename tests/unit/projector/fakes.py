@@ -178,6 +178,7 @@ class InMemoryAuthCache:
     current_epoch: str | None = None
     current_watermark: int | None = None
     revocations: list[tuple[str, UUID]] = field(default_factory=list)
+    changes: list[tuple[str, UUID]] = field(default_factory=list)  # "credential changed" notices
     applied: list[UUID] = field(default_factory=list)
     highest_watermark: int = 0
     refuse_writes: int = 0  # the next N batch writes are refused (out of memory)
@@ -193,6 +194,7 @@ class InMemoryAuthCache:
         *,
         owners: Sequence[DomainOwner] = (),
         watermark: int = 0,
+        changes: Sequence[tuple[str, UUID]] = (),
     ) -> bool:
         self.failures.check()
         if self.refuse_writes > 0:
@@ -211,10 +213,16 @@ class InMemoryAuthCache:
                 self.highest_watermark = max(self.highest_watermark, self.current_watermark)
         self._raise(offsets)
         self.revocations += revocations
+        self.changes += changes
         self.applied += applied
         return not went_back
 
-    async def fail_closed(self, usernames: Iterable[str], revocations: Sequence[tuple[str, UUID]]) -> None:
+    async def fail_closed(
+        self,
+        usernames: Iterable[str],
+        revocations: Sequence[tuple[str, UUID]],
+        changes: Sequence[tuple[str, UUID]] = (),
+    ) -> None:
         self.failures.check()
         if self.refuse_fail_closed:
             raise StoreRejected("redis", "ResponseError")
@@ -222,6 +230,7 @@ class InMemoryAuthCache:
         for username in usernames:
             self.entries.pop(username, None)
         self.revocations += revocations
+        self.changes += changes
 
     async def load_entries(self, entries: Sequence[AuthEntry], chunk: int) -> None:
         self.failures.check()

@@ -21,7 +21,7 @@ from tests.unit.projector.fakes import (
     raw_record,
     record_of,
 )
-from tests.unit.projector.projector_events import Domain, scenario
+from tests.unit.projector.projector_events import Domain, rotated, scenario, suspended
 
 
 class Ports:
@@ -208,3 +208,28 @@ async def test_a_rebuild_from_the_event_store_equals_what_the_live_batches_wrote
         assert await rebuilt_store.sorted_rows(table, "") == await live.store.sorted_rows(table, "")
     assert rebuilt_cache.entries == live.cache.entries and rebuilt_cache.owners == live.cache.owners
     assert rebuilt_cache.current_watermark == live.cache.current_watermark == len(events)
+
+
+async def test_a_batch_announces_its_credential_changes_with_its_writes_and_a_redelivery_announces_nothing() -> None:
+    ports = Ports()
+    d = Domain()
+    a = d.created(1)
+    await ports.applier.process(records([a]))
+    assert ports.cache.changes == []  # a creation has no live session to tell
+    batch = records([rotated(d, a, 2, a.data.secret_id, grace=0), suspended(d, a, 3)], first_offset=1)
+    await ports.applier.process(batch)
+    assert ports.cache.changes == [(d.username.lower(), a.data.credential_id)]
+    assert ports.cache.entries[d.username.lower()].status == "suspended"
+    report = await ports.applier.process(batch)  # redelivered: duplicates
+    assert report.duplicates == 2 and ports.cache.changes == [(d.username.lower(), a.data.credential_id)]
+
+
+async def test_a_refused_cache_write_still_announces_the_batchs_changes() -> None:
+    ports = Ports()
+    d = Domain()
+    a = d.created(1)
+    await ports.applier.process(records([a]))
+    ports.cache.refuse_writes = 1
+    await ports.applier.process(records([suspended(d, a, 2)], first_offset=1))
+    assert d.username.lower() not in ports.cache.entries and ports.cache.current_epoch is None
+    assert ports.cache.changes == [(d.username.lower(), a.data.credential_id)]

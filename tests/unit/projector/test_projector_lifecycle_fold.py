@@ -9,7 +9,7 @@ import uuid
 from taifa_events import hash_secret, initial_secret_id
 from taifa_events.auth_cache import AuthCacheEntry
 from taifa_projector.adapters.redis_cache import ENTRY_FIELDS, entry_values, to_cache_entry
-from taifa_projector.domain.fold import ReadSideFold, cache_writes, revocations
+from taifa_projector.domain.fold import ReadSideFold, cache_writes, changes, revocations
 
 from tests.unit.projector.projector_events import (
     Domain,
@@ -199,3 +199,28 @@ def test_every_secret_revoked_fails_closed() -> None:
     entry = cached(p, d)
     assert entry.secrets[0].hash == "0" * 64 and entry.secrets[0].id == initial_secret_id(created.data.credential_id)
     assert uuid.UUID(str(entry.credential_id)) == created.data.credential_id
+
+
+def test_rotation_secret_revocation_suspension_resume_and_restrictions_each_announce_their_credential_once() -> None:
+    d, other = Domain(), Domain()
+    a, b = d.created(1), other.created(2)
+    first = a.data.secret_id
+    rotation = rotated(d, a, 3, first, grace=0)
+    batch = [
+        rotation,
+        secret_revoked(d, a, 4, first),
+        suspended(other, b, 5),
+        resumed(other, b, 6),
+        restricted(d, a, 7, cidrs=["203.0.113.0/24"]),
+    ]
+    mine, theirs = (d.username.lower(), a.data.credential_id), (other.username.lower(), b.data.credential_id)
+    assert changes(batch) == [mine, theirs]  # each credential once, in position order
+    for event, named in zip(batch, [mine, mine, theirs, theirs, mine], strict=True):
+        assert changes([event]) == [named]
+    assert revocations(batch) == []  # a change is never a revocation
+
+
+def test_creation_deactivation_and_domain_events_announce_no_change() -> None:
+    d = Domain()
+    a = d.created(1)
+    assert changes([d.registered(2), a, d.verified(3), d.deactivated(a, 4)]) == []

@@ -2,10 +2,10 @@
 the read-your-writes signal.
 
 Entries are written with a compare-on-position script, one MULTI/EXEC per batch so that a batch's
-entries, domain owners, the watermark, the consumed offsets the cache has seen, the revocations and the
-applied signals land together. The offsets (`cache-offsets:<group>`) let the projector notice a cache
-that lost writes (restart from an old snapshot, or a crash between the PostgreSQL commit and the Redis
-write); a missing `EPOCH_KEY` means the cache was flushed.
+entries, domain owners, the watermark, the consumed offsets the cache has seen, the revocations, the
+"credential changed" notices and the applied signals land together. The offsets (`cache-offsets:<group>`)
+let the projector notice a cache that lost writes (restart from an old snapshot, or a crash between the
+PostgreSQL commit and the Redis write); a missing `EPOCH_KEY` means the cache was flushed.
 
 Domain owners: `domain_owner_key(name)` holds the owning account id as a plain string; the position of
 the event that last changed it is kept beside it in `OWNER_POSITION_PREFIX + name` (projector-only
@@ -244,9 +244,11 @@ class RedisAuthCacheWriter:
         *,
         owners: Sequence[DomainOwner] = (),
         watermark: int = 0,
+        changes: Sequence[tuple[str, UUID]] = (),
     ) -> bool:
         """One MULTI/EXEC: entries and owners (if newer), the watermark (raised to `watermark`, never lowered),
-        cache offsets, revocations, then the read-your-writes signal. Returns False when the watermark had gone
+        cache offsets, revocations and "credential changed" notices (after the entries: a relay that hears one
+        re-reads the new entry), then the read-your-writes signal. Returns False when the watermark had gone
         back below one this instance saw (Redis restored from an older snapshot): the epoch is then deleted in
         the same transaction, and the watermark not raised."""
         index = None
@@ -256,9 +258,8 @@ class RedisAuthCacheWriter:
             if watermark > 0:
                 index = self._queue_watermark(pipe, watermark, self.highest_watermark)
             self._queue_offsets(pipe, offsets)
-            for username, credential_id in revocations:
-                pipe.publish(auth_cache.REVOCATIONS_CHANNEL, auth_cache.revocation_message(username, credential_id))
-            # Last: the API ends its wait on this, so relays must have heard of revocations first.
+            self._queue_notices(pipe, revocations, changes)
+            # Last: the API ends its wait on this, so relays must have heard of revocations and changes first.
             if applied:
                 pipe.scripts.add(self._signal_applied)  # type: ignore[arg-type]  # redis-py types the set as sync Scripts
                 pipe.evalsha(
@@ -281,7 +282,12 @@ class RedisAuthCacheWriter:
                 await pipe.execute()
 
     @redis_errors
-    async def fail_closed(self, usernames: Iterable[str], revocations: Sequence[tuple[str, UUID]]) -> None:
+    async def fail_closed(
+        self,
+        usernames: Iterable[str],
+        revocations: Sequence[tuple[str, UUID]],
+        changes: Sequence[tuple[str, UUID]] = (),
+    ) -> None:
         """After a write Redis refused (out of memory, a key of the wrong type...): delete the epoch (the
         cache is incomplete: relays answer "try again later" and the projector rebuilds it) and the entries
         the write was for (a missing entry fails closed; one DEL, so all at once), and announce the revocations.
@@ -289,9 +295,18 @@ class RedisAuthCacheWriter:
         queued while out of memory): a plain pipeline."""
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.delete(auth_cache.EPOCH_KEY, *{auth_cache.auth_key(u) for u in usernames})
-            for username, credential_id in revocations:
-                pipe.publish(auth_cache.REVOCATIONS_CHANNEL, auth_cache.revocation_message(username, credential_id))
+            self._queue_notices(pipe, revocations, changes)
             await pipe.execute()
+
+    @staticmethod
+    def _queue_notices(
+        pipe: aioredis.client.Pipeline, revocations: Sequence[tuple[str, UUID]], changes: Sequence[tuple[str, UUID]]
+    ) -> None:
+        """PUBLISH the revocations, then the "credential changed" notices, on the one channel relays listen to."""
+        for username, credential_id in revocations:
+            pipe.publish(auth_cache.REVOCATIONS_CHANNEL, auth_cache.revocation_message(username, credential_id))
+        for username, credential_id in changes:
+            pipe.publish(auth_cache.REVOCATIONS_CHANNEL, auth_cache.change_message(username, credential_id))
 
     @redis_errors
     async def load_owners(self, owners: Sequence[DomainOwner], chunk: int) -> None:

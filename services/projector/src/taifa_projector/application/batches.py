@@ -42,7 +42,7 @@ from taifa_events.signing import Keyring, SignatureRefused
 from taifa_projector import metrics
 from taifa_projector.application.ports import AuthCacheWriter, BatchOutcome, DeadLetters, ReadModelStore, Record
 from taifa_projector.application.retry import error_name, is_transient, retry_transient
-from taifa_projector.domain.fold import Event, cache_writes, revocations
+from taifa_projector.domain.fold import Event, cache_writes, changes, revocations
 from taifa_projector.domain.log_positions import TopicPartitionKey
 from taifa_projector.domain.model import AuthEntry, DomainOwner, tombstone_for, tombstone_of_event
 
@@ -194,6 +194,7 @@ class BatchApplier:
             revocations(outcome.new_events),
             owners=outcome.fold.changed_owners(),
             watermark=max((e.position for e in events), default=0),
+            changed=changes(outcome.new_events),
         )
         for event_type, count in Counter(e.event_type for e in outcome.new_events).items():
             metrics.EVENTS_APPLIED.labels(event_type).inc(count)
@@ -212,12 +213,17 @@ class BatchApplier:
         *,
         owners: list[DomainOwner],
         watermark: int,
+        changed: list[tuple[str, UUID]] | None = None,
     ) -> None:
         """One Redis transaction for the batch; if Redis refuses it (not unreachable: that is retried), fail
-        closed: delete those entries and the epoch, announce the revocations, and let the guard rebuild."""
+        closed: delete those entries and the epoch, announce the revocations and changes, and let the guard
+        rebuild."""
+        notices = changed or []
         try:
             current = await retry_transient(
-                lambda: self.cache.write_batch(entries, offsets, applied, revoked, owners=owners, watermark=watermark),
+                lambda: self.cache.write_batch(
+                    entries, offsets, applied, revoked, owners=owners, watermark=watermark, changes=notices
+                ),
                 initial=self.retry_initial,
                 maximum=self.retry_max,
             )
@@ -238,7 +244,7 @@ class BatchApplier:
             )
             try:
                 await retry_transient(
-                    lambda: self.cache.fail_closed([e.username for e in entries], revoked),
+                    lambda: self.cache.fail_closed([e.username for e in entries], revoked, notices),
                     initial=self.retry_initial,
                     maximum=self.retry_max,
                 )

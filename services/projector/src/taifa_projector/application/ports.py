@@ -145,12 +145,19 @@ class AuthCacheWriter(Protocol):
         *,
         owners: Sequence[DomainOwner] = (),
         watermark: int = 0,
+        changes: Sequence[tuple[str, UUID]] = (),
     ) -> bool:
-        """All of a batch's effects at once; False when the watermark had gone back (epoch then deleted)."""
+        """All of a batch's effects at once, the revocations and "credential changed" notices (`changes`) after the
+        entries; False when the watermark had gone back (epoch then deleted)."""
         ...
 
-    async def fail_closed(self, usernames: Iterable[str], revocations: Sequence[tuple[str, UUID]]) -> None:
-        """Delete these entries and the epoch, announce the revocations (after a refused write)."""
+    async def fail_closed(
+        self,
+        usernames: Iterable[str],
+        revocations: Sequence[tuple[str, UUID]],
+        changes: Sequence[tuple[str, UUID]] = (),
+    ) -> None:
+        """Delete these entries and the epoch, announce the revocations and changes (after a refused write)."""
         ...
 
     async def load_entries(self, entries: Sequence[AuthEntry], chunk: int) -> None: ...

@@ -297,11 +297,32 @@ def newer_entry(current: AuthEntry | None, candidate: AuthEntry) -> AuthEntry:
 
 def revocation_of(event: Envelope[EventData]) -> tuple[str, UUID] | None:
     """(username, credential id) a deactivation revokes: relays drop that credential's sessions, and only
-    that credential's (a newer credential with the same username keeps its sessions). Secret revocations,
-    rotations with grace 0 and suspensions publish nothing (a message names a credential, not a secret): the
-    relay re-checks a session's secret at its next MAIL, RCPT and DATA (docs/interfaces.md)."""
+    that credential's (a newer credential with the same username keeps its sessions). The other changes of a
+    credential are announced by `change_of` (docs/interfaces.md)."""
     data = event.data
     if type(data) is CredentialDeactivated:
+        return data.username.lower(), data.credential_id
+    return None
+
+
+# The changes that can end a live session without a deactivation (a secret retired by a rotation with grace 0 or
+# a revocation, a suspension, a new allowlist or expiry), and a resume (harmless: a re-read that lets it send).
+CHANGE_EVENTS = (
+    CredentialSecretRotated,
+    CredentialSecretRevoked,
+    CredentialSuspended,
+    CredentialResumed,
+    CredentialRestrictionsChanged,
+)
+
+
+def change_of(event: Envelope[EventData]) -> tuple[str, UUID] | None:
+    """(username, credential id) whose "credential changed" notice an applied event publishes: relays re-read
+    that credential's entry before its live sessions' next command, RCPT and DATA included. Without the notice a
+    relay re-reads a session's entry only at MAIL and at the end of DATA (and ends a grace period by its own
+    clock)."""
+    data = event.data
+    if isinstance(data, CHANGE_EVENTS):
         return data.username.lower(), data.credential_id
     return None
 

@@ -22,6 +22,7 @@ from taifa_projector.domain.model import (
     apply_credential_event,
     apply_domain_event,
     auth_entry_of,
+    change_of,
     creates_stream,
     domain_owner_for,
     is_credential_event,
@@ -131,11 +132,22 @@ def revocations(events: Iterable[Event]) -> list[tuple[str, UUID]]:
     """(username, credential id) of every deactivation among `events` (a batch's newly applied events), in
     position order, each once. Taken from the events, not from the batch's final cache entries: a
     deactivation followed by a new credential for the same username in one batch must still be announced."""
+    return _each_once(events, revocation_of)
+
+
+def changes(events: Iterable[Event]) -> list[tuple[str, UUID]]:
+    """(username, credential id) of every credential that a rotation, secret revocation, suspension, resume or
+    restrictions change among `events` (a batch's newly applied events: a duplicate announces nothing) touched,
+    each once, in position order: the batch's "credential changed" notices."""
+    return _each_once(events, change_of)
+
+
+def _each_once(events: Iterable[Event], rule: Callable[[Event], tuple[str, UUID] | None]) -> list[tuple[str, UUID]]:
     found: dict[tuple[str, UUID], int] = {}
     for event in events:
-        revoked = revocation_of(event)
-        if revoked is not None and revoked not in found:
-            found[revoked] = event.position
+        named = rule(event)
+        if named is not None and named not in found:
+            found[named] = event.position
     return sorted(found, key=found.__getitem__)
 
 
