@@ -46,8 +46,8 @@ class Settings(BaseSettings):
     relay_recheck_cache_seconds: float = Field(
         0.0,
         description="How long one per-transaction re-check of a credential may be reused by other sessions of "
-        "the same username (0: every MAIL reads Redis). Revocation messages and resubscriptions clear it; the "
-        "check at the end of DATA always reads Redis.",
+        "the same username (0: every MAIL reads Redis). Revocation messages, change notices and resubscriptions "
+        "clear it; the check at the end of DATA always reads Redis.",
     )
     relay_max_message_bytes: int = Field(10_240_000, description="Message size limit (advertised with SIZE).")
     relay_max_recipients: int = Field(100, description="Recipients per message; more get 452 4.5.3.")
