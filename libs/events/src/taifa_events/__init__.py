@@ -1,6 +1,6 @@
 """Taifa Mail events: schemas, envelope, codec, topics, upcasters and the auth-cache format. No I/O."""
 
-from taifa_events import auth_cache, signing, topics
+from taifa_events import auth_cache, signing, topics, usage
 from taifa_events.envelope import (
     Envelope,
     InvalidEvent,
@@ -79,4 +79,5 @@ __all__ = [
     "signing",
     "smtp_password_checksum_ok",
     "topics",
+    "usage",
 ]

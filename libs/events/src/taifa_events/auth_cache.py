@@ -208,6 +208,9 @@ class AuthCacheEntry(BaseModel):
     expires_at: int | None = None
     allowed_cidrs: tuple[str, ...] = ()
     limits: CredentialLimits = Field(default_factory=CredentialLimits)
+    # The account's plan (its daily recipient quota, taifa_events.usage.PLAN_DAILY_QUOTAS). An entry written before
+    # plans reached the cache reads as "free": the smallest quota is the safe default.
+    plan: str = Field(default="free", min_length=1, max_length=64)
 
     @model_validator(mode="before")
     @classmethod
@@ -274,6 +277,7 @@ class AuthCacheEntry(BaseModel):
                 },
                 separators=(",", ":"),
             ),
+            "plan": self.plan,
         }
 
     @classmethod
@@ -303,6 +307,7 @@ class AuthCacheEntry(BaseModel):
                     "expires_at": int(expires_at) if expires_at else None,
                     "allowed_cidrs": json.loads(text["allowed_cidrs"]),
                     "limits": json.loads(text["limits"]),
+                    "plan": text.get("plan") or "free",
                 }
             )
         except (ValueError, KeyError, TypeError):

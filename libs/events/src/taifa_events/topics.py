@@ -8,6 +8,11 @@ ACCOUNTS = "taifa.accounts"
 
 ALL_TOPICS: tuple[str, ...] = (SMTP_CREDENTIALS, DOMAINS, ACCOUNTS)
 
+# Usage windows and quota notices (taifa_events.usage): not events of record, so not among ALL_TOPICS (the event
+# store never holds them); a topic of its own with a finite retention, keyed by credential id, produced and consumed
+# by the projector.
+USAGE_TOPIC = "taifa.smtp-usage"
+
 DLQ_SUFFIX = ".dlq"
 
 

@@ -51,6 +51,7 @@ ENTRY_FIELDS = (
     "expires_at",
     "allowed_cidrs",
     "limits",
+    "plan",
 )
 _FIELDS_JSON = json.dumps(ENTRY_FIELDS)
 FORMAT = str(auth_cache.CACHE_FORMAT)
@@ -172,6 +173,7 @@ def entry_values(entry: AuthEntry) -> list[str]:
         "" if entry.expires_at is None else str(entry.expires_at),
         entry.allowed_cidrs,
         entry.limits,
+        entry.plan,
     ]
 
 

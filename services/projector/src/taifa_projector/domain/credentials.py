@@ -104,6 +104,7 @@ class AuthEntry(NamedTuple):
     expires_at: int | None = None
     allowed_cidrs: str = NO_CIDRS_JSON
     limits: str = NO_LIMITS_JSON
+    plan: str = "free"  # the account's plan (its daily quota at the relay); "free" until the account's is known
 
 
 def _compact(value: object) -> str:
