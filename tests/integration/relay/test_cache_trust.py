@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import redis as redis_lib
 from taifa_events.auth_cache import EPOCH_KEY, WATERMARK_KEY, auth_key
+from taifa_events.events import CredentialLimits
 from taifa_localstack import Redis, wait_until
 from taifa_localstack.authcache import write_entry
 
@@ -125,7 +126,7 @@ def _documented_acl() -> list[str]:
     return match.group(0).split()
 
 
-def test_the_documented_relay_acl_is_enough_to_authenticate_count_failures_and_follow_revocations(
+def test_the_documented_relay_acl_is_enough_to_authenticate_count_failures_and_limits_and_follow_revocations(
     make_relay: Any, certs: Certs, own_redis: Redis
 ) -> None:
     admin = redis_lib.Redis.from_url(own_redis.url)
@@ -140,7 +141,11 @@ def test_the_documented_relay_acl_is_enough_to_authenticate_count_failures_and_f
         assert auth(smtp, "PLAIN", cred.username, "wrong")[0] == 535
     assert any(admin.scan_iter("taifa:relay:authfail:user:*"))
     with smtp_client.login(cred) as smtp:
+        # The sending-limit script (EVALSHA, SCRIPT LOAD once) counts the minute at MAIL and the quota at RCPT.
+        writer.change(cred, limits=CredentialLimits(messages_per_minute=10, messages_per_day=10))
         assert smtp.mail(f"app@{cred.domain}")[0] == 250
+        assert smtp.rcpt("first@dest.example")[0] == 250
+        assert any(admin.scan_iter("taifa:quota:*")) and any(admin.scan_iter("taifa:limit:*"))
         writer.deactivate(cred)
         wait_until(lambda: smtp.rcpt("a@dest.example")[0] == 535, 5, "revocation message received")
     # The relay's user can neither change the auth cache nor publish revocations.

@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 
 from taifa_events.auth_cache import AuthCacheEntry, CachedSecret
 from taifa_events.secret_hash import HASH_SCHEME, hash_secret
-from taifa_relay.application.ports import CacheStale, CacheUnavailable, Lookup, UpstreamReply, WriteRefused
+from taifa_relay.application.ports import (
+    CacheStale,
+    CacheUnavailable,
+    Lookup,
+    RecipientTaken,
+    UpstreamReply,
+    WriteRefused,
+)
 from taifa_relay.application.sessions import RecentChecks, SessionRegistry, SessionState
 from taifa_relay.application.submission import Submission
 from taifa_relay.domain.limits import AdmissionLimits, AuthFailureLimits
@@ -143,6 +150,41 @@ class FakeUpstream:
         return self.reply
 
 
+class FakeSendingLimits:
+    """The shared limit counters in memory, with the adapter's semantics (both day counters or neither)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.down = False
+        self.notices: list[tuple[str, int]] = []
+
+    def _check(self) -> None:
+        if self.down:
+            raise CacheUnavailable("ConnectionError")
+
+    async def take_message(self, credential_id: str, per_minute: int, now: float) -> bool:
+        self._check()
+        key = f"m:{credential_id}:{int(now) // 60}"
+        if self.counts.get(key, 0) + 1 > per_minute:
+            return False
+        self.counts[key] = self.counts.get(key, 0) + 1
+        return True
+
+    async def take_recipient(
+        self, credential_id: str, account_id: str, per_day: int | None, quota: int, now: float
+    ) -> RecipientTaken:
+        self._check()
+        quota_key, day_key = f"q:{account_id}", f"d:{credential_id}"
+        account = self.counts.get(quota_key, 0)
+        if account + 1 > quota:
+            return RecipientTaken("quota", account)
+        if per_day is not None and self.counts.get(day_key, 0) + 1 > per_day:
+            return RecipientTaken("limits", account)
+        self.counts[quota_key] = account + 1
+        self.counts[day_key] = self.counts.get(day_key, 0) + 1
+        return RecipientTaken(None, account + 1)
+
+
 @dataclass
 class World:
     cache: FakeAuthCache
@@ -150,6 +192,7 @@ class World:
     owners: FakeOwners
     sessions: SessionRegistry[object]
     submission: Submission
+    sending: FakeSendingLimits
 
 
 def world(
@@ -161,8 +204,10 @@ def world(
     recheck_seconds: float = 0.0,
     admission: AdmissionLimits | None = None,
     clock: Callable[[], float] = time.time,
+    plan_quotas: dict[str, int] | None = None,
 ) -> World:
     cache, upstream, owners = FakeAuthCache(entries), FakeUpstream(), FakeOwners()
+    sending = FakeSendingLimits()
     sessions: SessionRegistry[object] = SessionRegistry(
         admission or AdmissionLimits(max_sessions=100, max_sessions_per_client=10, max_connections_per_minute=100),
         RecentChecks(recheck_seconds),
@@ -178,9 +223,11 @@ def world(
             per_connection=per_connection, per_address_username=per_address_username, per_address=per_address
         ),
         max_own_received_headers=3,
+        sending=sending,
+        plan_quotas=plan_quotas,
         clock=clock,
     )
-    return World(cache, upstream, owners, sessions, submission)
+    return World(cache, upstream, owners, sessions, submission, sending)
 
 
 def new_state(client_ip: str = CLIENT) -> SessionState:

@@ -41,6 +41,7 @@ def _submission(owners: FakeOwners) -> Submission:
         max_recipients=10,
         auth_limits=AuthFailureLimits(per_connection=3, per_address_username=10, per_address=10),
         max_own_received_headers=3,
+        sending=cast(Any, None),  # not reached: no limits in these sessions
     )
 
 

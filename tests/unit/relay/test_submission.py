@@ -139,9 +139,10 @@ def test_the_null_sender_is_refused_for_submission() -> None:
 
 def test_too_many_recipients_is_452_and_a_malformed_one_553() -> None:
     w = world()
-    assert w.submission.rcpt_to(0, "a@dest.example") == Accepted(replies.RECIPIENT_OK)
-    assert w.submission.rcpt_to(3, "a@dest.example") == Refused(replies.TOO_MANY_RECIPIENTS)
-    assert w.submission.rcpt_to(0, "not-an-address") == Refused(replies.RECIPIENT_MALFORMED)
+    state = new_state()
+    assert run(w.submission.rcpt_to(state, 0, "a@dest.example")) == Accepted(replies.RECIPIENT_OK)
+    assert run(w.submission.rcpt_to(state, 3, "a@dest.example")) == Refused(replies.TOO_MANY_RECIPIENTS)
+    assert run(w.submission.rcpt_to(state, 0, "not-an-address")) == Refused(replies.RECIPIENT_MALFORMED)
 
 
 # --- revocation in a session -----------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 
 from taifa_relay.adapters.auth_cache import RedisAuthCacheReader
 from taifa_relay.adapters.domain_owners import DomainOwners
+from taifa_relay.adapters.sending_limits import RedisSendingLimits
 from taifa_relay.adapters.tls import ReloadingContext
 from taifa_relay.adapters.upstream import UpstreamClient
 from taifa_relay.application.sessions import RecentChecks, SessionRegistry
@@ -45,6 +46,8 @@ def build_relay_parts(settings: Settings) -> RelayParts:
         settings.redis_url, failure_window_seconds=settings.relay_auth_failure_window_seconds
     )
     stack.push_async_callback(auth_cache.close)
+    sending = RedisSendingLimits(settings.redis_url)
+    stack.push_async_callback(sending.close)
     upstream = UpstreamClient(
         settings.relay_upstream_host,
         settings.relay_upstream_port,
@@ -77,5 +80,7 @@ def build_relay_parts(settings: Settings) -> RelayParts:
             per_address=settings.relay_max_auth_failures_per_address,
         ),
         max_own_received_headers=settings.relay_max_own_received_headers,
+        sending=sending,
+        plan_quotas=settings.plan_daily_quotas(),
     )
     return RelayParts(settings, tls, auth_cache, domain_owners, upstream, sessions, submission, stack)

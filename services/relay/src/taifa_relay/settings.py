@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from taifa_events.usage import PLAN_DAILY_QUOTAS
 
 
 class Settings(BaseSettings):
@@ -83,4 +84,34 @@ class Settings(BaseSettings):
     relay_proxy_protocol: bool = Field(False, description="Expect a PROXY protocol v1/v2 header on every connection.")
     relay_proxy_protocol_timeout_seconds: float = Field(5.0, description="Time allowed for the PROXY header.")
     relay_drain_grace_seconds: float = Field(30.0, description="On SIGTERM, time sessions get to finish.")
+    relay_usage_enabled: bool = Field(
+        True,
+        description="Count usage per credential (messages, recipients, bytes, AUTH results, refusals by reason, last "
+        "use) in Redis for the usage API. Sending limits and plan quotas are enforced either way; off only to measure "
+        "what counting costs (the relay benchmark).",
+    )
+    relay_plan_daily_quota_free: int = Field(
+        PLAN_DAILY_QUOTAS["free"],
+        ge=1,
+        description="Recipients per UTC day of an account on the free plan "
+        "(also the quota of an entry without a plan).",
+    )
+    relay_plan_daily_quota_starter: int = Field(
+        PLAN_DAILY_QUOTAS["starter"], ge=1, description="Recipients per UTC day on the starter plan."
+    )
+    relay_plan_daily_quota_pro: int = Field(
+        PLAN_DAILY_QUOTAS["pro"], ge=1, description="Recipients per UTC day on the pro plan."
+    )
+    relay_plan_daily_quota_enterprise: int = Field(
+        PLAN_DAILY_QUOTAS["enterprise"], ge=1, description="Recipients per UTC day on the enterprise plan."
+    )
+
+    def plan_daily_quotas(self) -> dict[str, int]:
+        return {
+            "free": self.relay_plan_daily_quota_free,
+            "starter": self.relay_plan_daily_quota_starter,
+            "pro": self.relay_plan_daily_quota_pro,
+            "enterprise": self.relay_plan_daily_quota_enterprise,
+        }
+
     relay_log_level: str = Field("INFO", description="Log level of the relay's JSON logs.")

@@ -22,6 +22,18 @@ AUTH_SECONDS = Histogram(
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1),
 )
 
+# Usage and sending limits (issue 16): refusals by usage reason (policy, limits, quota, suspended, upstream, auth_*),
+# how full the accounts' daily quotas are at each counted recipient, and the 80 %/100 % crossings announced.
+REFUSALS = Counter("taifa_relay_refusals_total", "Refusals by usage reason", ["reason"])
+QUOTA_USED = Histogram(
+    "taifa_relay_quota_used_ratio",
+    "Fraction of the account's daily quota used, observed at each recipient counted",
+    buckets=(0.1, 0.25, 0.5, 0.8, 0.9, 0.95, 1.0),
+)
+QUOTA_THRESHOLDS = Counter(
+    "taifa_relay_quota_thresholds_total", "Accounts' daily quotas crossing 80 % / 100 % (notices)", ["percent"]
+)
+
 # Children bound once: `labels()` takes a lock and a dict lookup on every call.
 AUTH_SUCCESS = AUTH_RESULTS.labels(result="success")
 AUTH_FAILURE = AUTH_RESULTS.labels(result="failure")
@@ -37,7 +49,7 @@ REDIS_WRITES_REFUSED = Counter(
 )
 
 # The application's decision outcomes and the counter each one adds to (bound once, on first use).
-_REJECTION_OUTCOMES = frozenset({"end-of-data-recheck-unavailable"})
+_REJECTION_OUTCOMES = frozenset({"end-of-data-recheck-unavailable", "limits-unavailable"})
 _OUTCOME_COUNTERS: dict[str, Counter] = {"success": AUTH_SUCCESS, "failure": AUTH_FAILURE}
 
 
@@ -47,7 +59,9 @@ def count_outcomes(outcomes: tuple[str, ...]) -> None:
     for outcome in outcomes:
         counter = _OUTCOME_COUNTERS.get(outcome)
         if counter is None:
-            if outcome in _REJECTION_OUTCOMES:
+            if outcome.startswith("refused:"):
+                counter = REFUSALS.labels(reason=outcome.removeprefix("refused:"))
+            elif outcome in _REJECTION_OUTCOMES:
                 counter = REJECTIONS.labels(reason=outcome)
             else:
                 counter = AUTH_RESULTS.labels(result=outcome)

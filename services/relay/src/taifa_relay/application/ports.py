@@ -54,6 +54,30 @@ class AuthCacheReader(Protocol):
         ...
 
 
+class RecipientTaken(NamedTuple):
+    """The result of counting one recipient: `refused` names the limit it would exceed ("limits": the
+    credential's messages_per_day, "quota": the plan's daily quota; nothing was counted), else None."""
+
+    refused: str | None
+    account_count: int
+
+
+class SendingLimits(Protocol):
+    """The shared counters of the sending limits (every relay instance counts in the same place, atomically)."""
+
+    async def take_message(self, credential_id: str, per_minute: int, now: float) -> bool:
+        """Count one message in the credential's UTC minute; False (nothing counted) when it would exceed
+        `per_minute`. Raises CacheUnavailable: never an unlimited send."""
+        ...
+
+    async def take_recipient(
+        self, credential_id: str, account_id: str, per_day: int | None, quota: int, now: float
+    ) -> RecipientTaken:
+        """Count one recipient against the credential's day limit (None: none) and the account's daily quota, both
+        or neither; a crossing of 80 %/100 % of the quota is announced. Raises CacheUnavailable."""
+        ...
+
+
 class DomainOwnerLookup(Protocol):
     """Which account has verified a domain name."""
 

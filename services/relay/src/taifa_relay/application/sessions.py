@@ -16,6 +16,7 @@ from collections.abc import Hashable
 from typing import Generic, TypeVar
 
 from taifa_events.auth_cache import AuthCacheEntry, CredentialChange, Revocation, parse_notice
+from taifa_events.events import CredentialLimits
 
 from taifa_relay.domain import policy, replies
 from taifa_relay.domain.credentials import Login
@@ -44,7 +45,9 @@ class SessionState:
         "client_ip",
         "credential_id",
         "domain",
+        "limits",
         "login",
+        "plan",
         "recheck",
         "revoked",
         "username",
@@ -61,6 +64,9 @@ class SessionState:
         self.login: Login | None = None
         self.domain: str | None = None
         self.account_id: str | None = None
+        # The credential's sending limits and the account's plan, as last read (AUTH or a re-check).
+        self.limits: CredentialLimits | None = None
+        self.plan: str | None = None
         self.revoked = False
         # Re-read the entry before the next command (RCPT and the start of DATA too): set by a "credential changed"
         # notice for this credential, by a (re)subscription of the channel, and while the credential is suspended.

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from taifa_events import usage
 from taifa_events.auth_cache import AuthCacheEntry
 
 from taifa_relay.application.ports import (
@@ -24,6 +25,7 @@ from taifa_relay.application.ports import (
     CacheStale,
     CacheUnavailable,
     DomainOwnerLookup,
+    SendingLimits,
     Upstream,
     WriteRefused,
 )
@@ -80,12 +82,22 @@ REVOKED = LoggedOut(replies.CREDENTIAL_REVOKED, ("revoked-in-session",))
 SUSPENDED = Refused(replies.CREDENTIAL_SUSPENDED)  # counted by its reply, as every refusal (rejections_total)
 RECHECK_UNAVAILABLE = Refused(replies.AUTH_TEMPORARY_FAILURE)
 END_OF_DATA_RECHECK_UNAVAILABLE = Refused(replies.RECHECK_UNAVAILABLE, ("end-of-data-recheck-unavailable",))
+RATE_LIMITED = Refused(replies.RATE_LIMITED, ("refused:limits",))
+DAILY_LIMITED = Refused(replies.DAILY_LIMIT_REACHED, ("refused:limits",))
+QUOTA_REACHED = Refused(replies.QUOTA_REACHED, ("refused:quota",))
+LIMITS_UNAVAILABLE = Refused(replies.LIMITS_UNAVAILABLE, ("limits-unavailable",))
 
 
 def _unavailable_outcome(exc: CacheUnavailable) -> str:
     if isinstance(exc, WriteRefused):
         return "write-refused"
     return "cache-stale" if isinstance(exc, CacheStale) else "unavailable"
+
+
+def _keep_limits(state: SessionState, entry: AuthCacheEntry) -> None:
+    """The session's limits and plan as `entry` states them now (an entry without a plan: the fallback plan)."""
+    state.limits = entry.limits
+    state.plan = entry.plan
 
 
 class Submission:
@@ -102,6 +114,8 @@ class Submission:
         max_recipients: int,
         auth_limits: AuthFailureLimits,
         max_own_received_headers: int,
+        sending: SendingLimits,
+        plan_quotas: dict[str, int] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.auth_cache = auth_cache
@@ -113,6 +127,8 @@ class Submission:
         self.max_recipients = max_recipients
         self.auth_limits = auth_limits
         self.max_own_received = max_own_received_headers
+        self.sending = sending
+        self.plan_quotas = dict(plan_quotas or usage.PLAN_DAILY_QUOTAS)
         # Unix seconds: secret and credential expiries are compared with the relay's own clock (no event ends
         # a grace period).
         self.clock = clock
@@ -145,6 +161,7 @@ class Submission:
             state.login = opened  # the secret id and expiries, for the re-checks
             state.domain = entry.domain.lower()
             state.account_id = str(entry.account_id)
+            _keep_limits(state, entry)
             state.revoked = False
             self.sessions.logged_in(state)
             log.info("AUTH success", extra={"client": state.client_ip, "credential_id": state.credential_id})
@@ -267,6 +284,7 @@ class Submission:
             state.recheck = True
         if verdict is not SessionVerdict.RETIRED and entry is not None and login is not None:
             state.login = credentials.refreshed(entry, login)
+            _keep_limits(state, entry)
         return verdict
 
     def _log_out(self, state: SessionState) -> Decision:
@@ -284,13 +302,44 @@ class Submission:
             return Refused(replies.SENDER_NOT_ALLOWED)
         names = policy.owner_lookup_names(policy.address_domain(address) or "", domain)
         refusal = await self._subdomain_refusal(names, state, replies.SENDER_NOT_ALLOWED)
-        return SENDER_ACCEPTED if refusal is None else Refused(refusal)
+        if refusal is not None:
+            return Refused(refusal)
+        per_minute = state.limits.messages_per_minute if state.limits is not None else None
+        if per_minute is not None and state.credential_id is not None:
+            # Counted once the sender is accepted: a refused MAIL takes nothing from the minute.
+            try:
+                if not await self.sending.take_message(state.credential_id, per_minute, self.clock()):
+                    log.info("per-minute limit reached", extra={"credential_id": state.credential_id})
+                    return RATE_LIMITED
+            except CacheUnavailable:
+                log.warning("per-minute limit could not be checked", extra={"client": state.client_ip})
+                return LIMITS_UNAVAILABLE
+        return SENDER_ACCEPTED
 
-    def rcpt_to(self, recipients_so_far: int, address: str) -> Decision:
+    async def rcpt_to(self, state: SessionState, recipients_so_far: int, address: str) -> Decision:
+        """A recipient: the count and syntax caps, then one count against the credential's messages_per_day and
+        the account plan's daily quota (one script for both; each recipient counts one)."""
         if recipients_so_far >= self.max_recipients:
             return Refused(replies.TOO_MANY_RECIPIENTS)
         if policy.address_domain(address) is None:
             return Refused(replies.RECIPIENT_MALFORMED)
+        if state.credential_id is None or state.account_id is None:
+            return RECIPIENT_ACCEPTED  # not logged in: aiosmtpd refuses RCPT before MAIL anyway
+        per_day = state.limits.messages_per_day if state.limits is not None else None
+        quota = usage.daily_quota(state.plan, self.plan_quotas)
+        try:
+            taken = await self.sending.take_recipient(
+                state.credential_id, state.account_id, per_day, quota, self.clock()
+            )
+        except CacheUnavailable:
+            log.warning("daily limits could not be checked", extra={"client": state.client_ip})
+            return LIMITS_UNAVAILABLE
+        if taken.refused == "quota":
+            log.info("plan daily quota reached", extra={"account_id": state.account_id})
+            return QUOTA_REACHED
+        if taken.refused is not None:
+            log.info("per-day limit reached", extra={"credential_id": state.credential_id})
+            return DAILY_LIMITED
         return RECIPIENT_ACCEPTED
 
     async def _subdomain_refusal(self, names: list[str], state: SessionState, refusal: str) -> str | None:

@@ -13,6 +13,12 @@ CREDENTIAL_REVOKED: Final = "535 5.7.8 Authentication credentials no longer vali
 # MAIL (and the end of DATA) of a session whose credential is suspended: AUTH still succeeds, the client keeps
 # its messages and retries; resuming the credential lets them through.
 CREDENTIAL_SUSPENDED: Final = "451 4.7.1 Credential suspended, try again later"
+# Sending limits (docs/api.md, "Usage and sending limits"): per minute at MAIL, per day and the plan's quota at RCPT
+# (each recipient counts one); counters that cannot be read are a temporary refusal, never an unlimited send.
+RATE_LIMITED: Final = "451 4.7.1 Sending rate limit reached, try again later"
+DAILY_LIMIT_REACHED: Final = "452 4.7.1 Daily sending limit of the credential reached, try again tomorrow"
+QUOTA_REACHED: Final = "452 4.7.1 Daily quota of the account reached, try again tomorrow"
+LIMITS_UNAVAILABLE: Final = "451 4.3.0 Sending limits temporarily unavailable, try again later"
 AUTH_TEMPORARY_FAILURE: Final = "454 4.7.0 Temporary authentication failure"
 AUTH_TOO_MANY_FAILURES: Final = "454 4.7.0 Too many authentication failures, closing connection"
 # End of DATA: the credential could not be re-checked (Redis unreachable or its cache not trusted); nothing sent.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from taifa_relay.adapters import metrics
 from taifa_relay.application.submission import Accepted, Submission
 from taifa_relay.entrypoints.session_state import RelaySession, hook_names
 
@@ -23,6 +24,7 @@ class RelayHandler:
     ) -> str:
         assert isinstance(session, RelaySession)
         decision = await self.submission.mail_from(session.state, address)
+        metrics.count_outcomes(decision.outcomes)
         if isinstance(decision, Accepted):
             envelope.mail_from = address
             envelope.mail_options.extend(options)
@@ -31,7 +33,9 @@ class RelayHandler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        decision = self.submission.rcpt_to(len(envelope.rcpt_tos), address)
+        assert isinstance(session, RelaySession)
+        decision = await self.submission.rcpt_to(session.state, len(envelope.rcpt_tos), address)
+        metrics.count_outcomes(decision.outcomes)
         if isinstance(decision, Accepted):
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(options)

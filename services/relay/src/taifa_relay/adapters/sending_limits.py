@@ -1,0 +1,108 @@
+"""The sending-limit counters in Redis (`application.ports.SendingLimits`): one Lua script checks and counts
+every counter a command takes atomically (INCRBY; over a limit: DECRBY what it added, refuse), so that relay
+instances on one Redis share each limit exactly. Run with EVALSHA (redis-py's Script, EVAL once after a
+NOSCRIPT). A crossing of 80 %/100 % of an account's daily quota is LPUSHed as a JSON notice for the projector's
+flusher; exactly one increment crosses each threshold, so it is announced once."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Final
+from uuid import UUID
+
+from redis.exceptions import RedisError, ResponseError
+from taifa_events import usage
+from taifa_runtime.redis import redis_client
+
+from taifa_relay.adapters import metrics
+from taifa_relay.application.ports import CacheUnavailable, RecipientTaken, WriteRefused
+
+log = logging.getLogger("taifa.relay.limits")
+
+
+# KEYS: the counters; ARGV[1]: n; then for each key its limit (0: count, never refuse) and its TTL.
+# Returns {index of the counter that refused (0: none), count of each counter after the command}.
+_TAKE: Final = """
+local n = tonumber(ARGV[1])
+local counts = {}
+for i, key in ipairs(KEYS) do
+  local c = redis.call('INCRBY', key, n)
+  if c == n then redis.call('EXPIRE', key, tonumber(ARGV[2 * i + 1])) end
+  local limit = tonumber(ARGV[2 * i])
+  if limit > 0 and c > limit then
+    for j = 1, i do redis.call('DECRBY', KEYS[j], n) end
+    counts[i] = c - n
+    return {i, unpack(counts)}
+  end
+  counts[i] = c
+end
+return {0, unpack(counts)}
+"""
+
+
+class RedisSendingLimits:
+    """The counters of every relay instance, in the Redis of the auth cache."""
+
+    def __init__(self, url: str, *, timeout: float = 2.0) -> None:
+        self._redis = redis_client(url, timeout=timeout, retry_on_timeout=False)
+        self._take = self._redis.register_script(_TAKE)
+
+    async def _run(self, keys: list[str], args: list[int]) -> list[int]:
+        try:
+            result = await self._take(keys=keys, args=args)
+        except ResponseError as exc:
+            metrics.REDIS_WRITES_REFUSED.inc()
+            log.error("Redis refused the sending-limit script", extra={"error": str(exc)[:200]})
+            raise WriteRefused(type(exc).__name__) from None
+        except (RedisError, OSError) as exc:
+            raise CacheUnavailable(type(exc).__name__) from None
+        return [int(value) for value in result]
+
+    async def take_message(self, credential_id: str, per_minute: int, now: float) -> bool:
+        key = usage.minute_limit_key(credential_id, usage.minute_start(now))
+        refused, *_ = await self._run([key], [1, per_minute, usage.MINUTE_LIMIT_TTL_SECONDS])
+        return refused == 0
+
+    async def take_recipient(
+        self, credential_id: str, account_id: str, per_day: int | None, quota: int, now: float
+    ) -> RecipientTaken:
+        day = usage.utc_day(now)
+        keys = [usage.account_quota_key(account_id, day)]
+        args = [1, quota, usage.ACCOUNT_QUOTA_TTL_SECONDS]
+        if per_day is not None:
+            keys.append(usage.day_limit_key(credential_id, day))
+            args += [per_day, usage.DAY_LIMIT_TTL_SECONDS]
+        refused, account_count, *_ = await self._run(keys, args)
+        metrics.QUOTA_USED.observe(account_count / quota if quota else 1.0)
+        if refused == 1:
+            return RecipientTaken("quota", account_count)
+        if refused == 2:
+            return RecipientTaken("limits", account_count)
+        percent = usage.crossed_threshold(account_count - 1, account_count, quota)
+        if percent is not None:
+            await self._announce(credential_id, account_id, day, percent, account_count, quota, now)
+        return RecipientTaken(None, account_count)
+
+    async def _announce(
+        self, credential_id: str, account_id: str, day: str, percent: int, count: int, quota: int, now: float
+    ) -> None:
+        """LPUSH the notice (a second command, twice per account and day at most). Lost only if Redis fails
+        between the script and this push; logged."""
+        notice = usage.QuotaNotice(
+            account_id=UUID(account_id),
+            credential_id=UUID(credential_id),
+            day=day,
+            percent=percent,
+            count=count,
+            quota=quota,
+            at=datetime.fromtimestamp(now, UTC),
+        )
+        metrics.QUOTA_THRESHOLDS.labels(percent=str(percent)).inc()
+        try:
+            await self._redis.lpush(usage.QUOTA_NOTICES_KEY, notice.model_dump_json())
+        except (RedisError, OSError) as exc:
+            log.error("quota notice not pushed", extra={"error": type(exc).__name__, "percent": percent})
+
+    async def close(self) -> None:
+        await self._redis.aclose()

@@ -1,0 +1,104 @@
+"""Sending limits and plan quotas on real relays and a real Redis (docs/api.md, "Usage and sending limits"):
+per-minute at MAIL (451 4.7.1), per-day and the plan's daily quota at RCPT (452 4.7.1, each recipient counts one),
+two relay instances on one Redis sharing a limit exactly, and Redis unreachable while a limit must be checked: a
+temporary refusal, never an unlimited send."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import redis as redis_lib
+from taifa_events.events import CredentialLimits
+from taifa_localstack import Redis
+
+from tests.integration.relay.support import Certs, Client, Credentials
+
+RATE_LIMITED = (451, b"4.7.1 Sending rate limit reached, try again later")
+DAY_LIMITED = (452, b"4.7.1 Daily sending limit of the credential reached, try again tomorrow")
+QUOTA_REACHED = (452, b"4.7.1 Daily quota of the account reached, try again tomorrow")
+LIMITS_UNAVAILABLE = (451, b"4.3.0 Sending limits temporarily unavailable, try again later")
+
+
+def test_the_per_minute_limit_refuses_mail_with_451_4_7_1(client: Client, credentials: Credentials) -> None:
+    cred = credentials.create()
+    credentials.change(cred, limits=CredentialLimits(messages_per_minute=2))
+    sender = f"app@{cred.domain}"
+    with client.login(cred) as smtp:
+        replies = []
+        for _ in range(3):
+            replies.append(smtp.mail(sender))
+            smtp.rset()
+    assert [code for code, _ in replies[:2]] == [250, 250]
+    assert replies[2] == RATE_LIMITED
+
+
+def test_the_per_day_limit_refuses_rcpt_with_452_4_7_1_each_recipient_counting_one(
+    client: Client, credentials: Credentials
+) -> None:
+    cred = credentials.create()
+    credentials.change(cred, limits=CredentialLimits(messages_per_day=3))
+    with client.login(cred) as smtp:
+        assert smtp.mail(f"app@{cred.domain}")[0] == 250
+        codes = [smtp.rcpt(f"r{i}@dest.example") for i in range(4)]
+    assert [code for code, _ in codes[:3]] == [250, 250, 250]
+    assert codes[3] == DAY_LIMITED
+
+
+def test_the_free_plans_daily_quota_refuses_rcpt_with_452_4_7_1(
+    make_relay: Any, certs: Certs, credentials: Credentials
+) -> None:
+    relay = make_relay(relay_plan_daily_quota_free=2)
+    cred = credentials.create()  # the entry has no plan: the free plan's quota
+    with Client(relay, certs).login(cred) as smtp:
+        assert smtp.mail(f"app@{cred.domain}")[0] == 250
+        codes = [smtp.rcpt(f"r{i}@dest.example") for i in range(3)]
+    assert [code for code, _ in codes[:2]] == [250, 250]
+    assert codes[2] == QUOTA_REACHED
+
+
+def test_two_relays_on_one_redis_share_the_daily_limit_exactly(
+    make_relay: Any, certs: Certs, credentials: Credentials
+) -> None:
+    limit = 25
+    cred = credentials.create()
+    credentials.change(cred, limits=CredentialLimits(messages_per_day=limit))
+    relays = [make_relay(), make_relay()]
+    accepted: list[int] = []
+    lock = threading.Lock()
+
+    def send_through(relay: Any) -> None:
+        with Client(relay, certs).login(cred) as smtp:
+            for _ in range(3):  # transactions of up to 20 recipients, in parallel with the other relay
+                smtp.mail(f"app@{cred.domain}")
+                ok = sum(smtp.rcpt(f"r{i}@dest.example")[0] == 250 for i in range(10))
+                smtp.rset()
+                with lock:
+                    accepted.append(ok)
+
+    threads = [threading.Thread(target=send_through, args=(relay,)) for relay in relays]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sum(accepted) == limit  # 60 recipients tried through both relays: exactly the limit got through
+
+
+def test_redis_unreachable_while_a_limit_must_be_checked_is_a_temporary_refusal(
+    make_relay: Any, certs: Certs, tmp_path: Any
+) -> None:
+    own = Redis(tmp_path / "redis")
+    own.start()
+    try:
+        cred = Credentials(redis_lib.Redis.from_url(own.url)).create()
+        credentials = Credentials(redis_lib.Redis.from_url(own.url))
+        credentials.change(cred, limits=CredentialLimits(messages_per_minute=100))
+        relay = make_relay(redis_url=own.url)
+        with Client(relay, certs).login(cred) as smtp:
+            assert smtp.mail(f"app@{cred.domain}")[0] == 250  # took one from the minute
+            own.stop()
+            # The plan's quota must be counted at every RCPT: no counter, no recipient.
+            assert smtp.rcpt("a@dest.example") == LIMITS_UNAVAILABLE
+            assert smtp.rcpt("b@dest.example") == LIMITS_UNAVAILABLE
+    finally:
+        own.stop()
