@@ -64,9 +64,11 @@ def test_the_projector_reads_the_data_topics_writes_only_dead_letters_and_uses_i
     container = overlay.get("Deployment", "projector")["spec"]["template"]["spec"]["containers"][0]
     settings = effective_settings(overlay, container)
     assert set(settings.projector_topics) == DATA_TOPICS
-    assert granted(projector, "Read") == DATA_TOPICS
-    assert granted(projector, "Write") == DEAD_LETTER_TOPICS
-    assert granted(projector, "Read", "group") == {settings.projector_group_id}
+    usage_topic = settings.projector_usage_topic  # usage windows (issue 16): its flusher writes, its usage group reads
+    assert usage_topic == topics.USAGE_TOPIC
+    assert granted(projector, "Read") == DATA_TOPICS | {usage_topic}
+    assert granted(projector, "Write") == DEAD_LETTER_TOPICS | {usage_topic, topics.dead_letter_topic(usage_topic)}
+    assert granted(projector, "Read", "group") == {settings.projector_group_id, settings.projector_usage_group_id}
 
 
 def test_each_service_authenticates_as_its_own_kafka_user_over_tls(overlay: Rendered) -> None:

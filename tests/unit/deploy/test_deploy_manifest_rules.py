@@ -102,7 +102,8 @@ def test_the_kafka_egress_port_is_the_bootstrap_port(overlay: Rendered) -> None:
 
 def test_the_kafka_topics_are_the_event_library_topics_and_their_dead_letters(overlay: Rendered) -> None:
     kafka_topics = {t["metadata"]["name"]: t for t in overlay.of_kind("KafkaTopic")}
-    expected = set(topics.ALL_TOPICS) | {topics.dead_letter_topic(t) for t in topics.ALL_TOPICS}
+    data_and_usage = (*topics.ALL_TOPICS, topics.USAGE_TOPIC)
+    expected = set(data_and_usage) | {topics.dead_letter_topic(t) for t in data_and_usage}
     assert set(kafka_topics) == expected
     projector_replicas = overlay.get("Deployment", "projector")["spec"]["replicas"]
     for name, topic in kafka_topics.items():
@@ -114,7 +115,7 @@ def test_the_kafka_topics_are_the_event_library_topics_and_their_dead_letters(ov
             assert spec["config"]["retention.ms"] == -1 and spec["config"]["retention.bytes"] == -1, name
         else:
             retention_days = int(spec["config"]["retention.ms"]) / 86_400_000
-            assert 1 <= retention_days <= 30, name  # dead letters: finite, time for an operator to look
+            assert 1 <= retention_days <= 30, name  # dead letters and usage windows: finite
         assert spec["config"]["min.insync.replicas"] < spec["replicas"] or spec["replicas"] == 1
         if name in topics.ALL_TOPICS:
             assert spec["partitions"] >= projector_replicas

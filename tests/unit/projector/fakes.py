@@ -164,6 +164,7 @@ class InMemoryReadModelStore:
             "rm_smtp_credentials": (tuple(r[:-1]) for r in self.state.credentials.values()),  # secrets: own table
             "rm_credential_secrets": (s for r in self.state.credentials.values() for s in r.secrets),
             "rm_domains": self.state.domains.values(),
+            "rm_usage_windows": (),  # usage is not in this store's fold (usage_fakes.InMemoryUsageStore)
         }
         return sorted(tuple(r) for r in rows[table])
 

@@ -23,6 +23,8 @@ TOPIC_PARTITIONS: dict[str, int] = {
     topics.DOMAINS: 6,
     topics.ACCOUNTS: 3,
     **{topics.dead_letter_topic(t): 1 for t in topics.ALL_TOPICS},
+    topics.USAGE_TOPIC: 6,  # usage windows (issue 16): its own topic, finite retention in the manifests
+    topics.dead_letter_topic(topics.USAGE_TOPIC): 1,
 }
 
 

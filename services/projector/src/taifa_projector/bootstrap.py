@@ -35,11 +35,15 @@ from taifa_projector.adapters.kafka import (
 from taifa_projector.adapters.postgres import PostgresReadModelStore, create_pool
 from taifa_projector.adapters.read_side_lock import ReadSideLock
 from taifa_projector.adapters.redis_cache import RedisAuthCacheWriter
+from taifa_projector.adapters.usage_kafka import KafkaUsagePublisher, make_usage_consumer
+from taifa_projector.adapters.usage_postgres import PostgresUsageStore
+from taifa_projector.adapters.usage_redis import RedisUsageCounters
 from taifa_projector.application.batches import BatchApplier
 from taifa_projector.application.cache import CacheGuard
 from taifa_projector.application.log_gaps import LogGaps
 from taifa_projector.application.pruning import ProcessedPruner
 from taifa_projector.application.retry import retry_transient
+from taifa_projector.application.usage import UsageApplier, UsageFlusher
 from taifa_projector.domain.log_positions import TopicPartitionKey
 from taifa_projector.settings import Settings
 
@@ -207,3 +211,42 @@ async def tools(
             PostgresReadModelStore(pool, settings.projector_group_id),
             RedisAuthCacheWriter(client, settings.projector_group_id),
         )
+
+
+@dataclass
+class UsageParts:
+    """What the usage flusher and the usage consumer run on (issue 16)."""
+
+    applier: UsageApplier
+    flusher: UsageFlusher
+    consumer: AIOKafkaConsumer
+
+
+async def usage_parts(settings: Settings, stack: AsyncExitStack) -> UsageParts:
+    """Build the usage flusher and consumer, each part closed by `stack`; the consumer is built, not started."""
+    s = settings
+    keyring = s.usage_signing_keyring()  # refuse before touching anything
+    retry = {"initial": s.projector_retry_initial_seconds, "maximum": s.projector_retry_max_seconds}
+    pool = await retry_transient(lambda: create_pool(s.database_url, 2), **retry)
+    stack.push_async_callback(_quietly(pool.close))
+    client = redis_client(s.redis_url, timeout=CONSUMER_REDIS_TIMEOUT, connect_timeout=CONSUMER_REDIS_CONNECT_TIMEOUT)
+    stack.push_async_callback(_quietly(client.aclose))
+    producer = make_producer(s.kafka_client_options())
+    await producer.start()
+    stack.push_async_callback(_quietly(producer.stop))
+    consumer = make_usage_consumer(
+        s.kafka_client_options(),
+        s.projector_usage_topic,
+        group_id=s.projector_usage_group_id,
+        batch_size=s.projector_batch_size,
+    )
+    stack.push_async_callback(_quietly(consumer.stop))
+    return UsageParts(
+        UsageApplier(PostgresUsageStore(pool), KafkaDeadLetters(producer), keyring),
+        UsageFlusher(
+            RedisUsageCounters(client),
+            KafkaUsagePublisher(producer, keyring, s.projector_usage_topic),
+            grace_seconds=s.usage_window_grace_seconds,
+        ),
+        consumer,
+    )

@@ -69,6 +69,33 @@ class Settings(BaseSettings, KafkaConnectionSettings):
         True, description="Set the read-your-writes key and publish each applied event id (the API waits on it)."
     )
 
+    usage_flush_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="How often the projector publishes the relays' usage counters (Redis) as windows on the usage "
+        "topic: the read model's usage and last use lag traffic by about this much, and a Redis loss loses at most "
+        "this much of the current windows.",
+    )
+    usage_window_grace_seconds: int = Field(
+        60,
+        ge=0,
+        description="How long after its hour a usage window is still flushed before it is closed (late counts).",
+    )
+    projector_usage_group_id: str = Field(
+        "taifa-projector-usage", description="Kafka consumer group that applies the usage topic to the read model."
+    )
+    projector_usage_topic: str = Field(
+        topics.USAGE_TOPIC, description="The usage topic (windows and quota notices; tests use per-test topics)."
+    )
+    projector_usage_enabled: bool = Field(
+        True, description="Run the usage flusher and the usage consumer in `taifa-projector run`."
+    )
+    event_signing_key_id: str | None = Field(
+        None,
+        description="Id (in TAIFA_EVENT_SIGNING_KEYS) of the key the usage flusher signs its records with; unset "
+        "with a single configured key uses that one.",
+    )
+
     event_signing_keys: SecretStr | None = Field(
         None,
         description="Keys that may sign events, `id:secret[,id:secret]` (the API's TAIFA_EVENT_SIGNING_KEYS, from the "
@@ -93,6 +120,16 @@ class Settings(BaseSettings, KafkaConnectionSettings):
                 "and refuses to consume without the keys to check them"
             )
         return Keyring.parse(self.event_signing_keys.get_secret_value())
+
+    def usage_signing_keyring(self) -> Keyring:
+        """The keyring the usage flusher signs with (`event_signing_key_id`, or the only configured key)."""
+        ring = self.event_keyring()
+        active = self.event_signing_key_id
+        if active is None and len(ring.key_ids) == 1:
+            active = ring.key_ids[0]
+        if active is None:
+            raise InvalidKeyring("several event signing keys are configured: set TAIFA_EVENT_SIGNING_KEY_ID")
+        return Keyring.parse(self.event_signing_keys.get_secret_value() if self.event_signing_keys else "", active)
 
     @field_validator("projector_topics", mode="before")
     @classmethod

@@ -18,6 +18,7 @@ from taifa_events import decode, envelope_to_json
 
 from taifa_projector.adapters import table_swap
 from taifa_projector.adapters.driver_errors import postgres_errors
+from taifa_projector.adapters.usage_postgres import restore_last_use_sql
 from taifa_projector.application.ports import BatchOutcome, CacheSnapshot
 from taifa_projector.domain.fold import Event, ReadSideFold, owners_of
 from taifa_projector.domain.log_positions import TopicPartitionKey
@@ -49,6 +50,9 @@ READ_SIDE_TABLES = (
     "projector_parked_events",
     "projector_processed_events",
 )
+
+# Tables a rebuild keeps (their content is not in the event store): usage windows.
+KEPT_TABLES = ("rm_usage_windows",)
 
 
 def _upsert_sql(table: str, columns: Sequence[str], row_type: str, key: str) -> str:
@@ -375,6 +379,11 @@ class PostgresReadModelStore:
                     "VALUES ($1, $2, $3::jsonb)",
                     parked,
                 )
+            # Usage is not in the event store: rm_usage_windows is kept, and the last use comes back from it.
+            for statement in restore_last_use_sql(
+                shadows.name("rm_smtp_credentials"), shadows.name("rm_credential_secrets")
+            ):
+                await conn.execute(statement)
             # Indexes and constraints built once the rows are in: several times faster than grown row by row.
             await table_swap.finish_shadows(conn, shadows)
             # Row writes before the swap takes its table locks, so those are held for the swap alone.
@@ -394,5 +403,5 @@ class PostgresReadModelStore:
     @postgres_errors
     async def sorted_rows(self, table: str, key: str) -> list[tuple[Any, ...]]:
         """Every row of a read-side table in key order (checksums, tests)."""
-        assert table in READ_SIDE_TABLES
+        assert table in READ_SIDE_TABLES or table in KEPT_TABLES
         return [tuple(r) for r in await self.pool.fetch(f"SELECT * FROM {table} ORDER BY {key}")]  # noqa: S608

@@ -14,6 +14,7 @@ CHECKED_TABLES = (
     ("rm_smtp_credentials", "credential_id"),
     ("rm_credential_secrets", "credential_id, secret_id"),
     ("rm_domains", "domain_id"),
+    ("rm_usage_windows", "credential_id, window_start"),  # kept by a rebuild (usage is not in the event store)
 )
 
 

@@ -18,6 +18,7 @@ from typing import NamedTuple, Protocol
 from uuid import UUID
 
 from taifa_events.signing import Signature
+from taifa_events.usage import QuotaReached, UsageWindow
 
 from taifa_projector.domain.fold import Event, ReadSideFold
 from taifa_projector.domain.log_positions import TopicPartitionKey
@@ -209,3 +210,44 @@ class EventLog(Protocol):
     def read_to_end(self, topic_names: Sequence[str]) -> AsyncIterator[LogChunk]:
         """Every record from offset 0 up to each partition's end; raises `LogNotFromZero` on a trimmed log."""
         ...
+
+
+# --- usage (issue 16): counted by the relays in Redis, flushed to the usage topic, applied to the read model -------
+
+
+class UsageStore(Protocol):
+    """The usage read model (`rm_usage_windows` and the credentials' and secrets' last use)."""
+
+    async def apply_windows(self, windows: Sequence[UsageWindow]) -> None:
+        """Apply each window with GREATEST per counter and last-use time (`domain.usage.merge_window`)."""
+        ...
+
+
+class UsageCounters(Protocol):
+    """The relays' usage counters in Redis, as the flusher reads them."""
+
+    async def pending(self) -> list[tuple[UUID, int]]:
+        """(credential id, window start) of every window the relays have counted into and not yet closed."""
+        ...
+
+    async def read(self, credential_id: UUID, window: int) -> dict[str, str]:
+        """The window's hash (empty when it expired or was never written)."""
+        ...
+
+    async def close(self, credential_id: UUID, window: int) -> None:
+        """Forget a window that is closed and published: it is not flushed again."""
+        ...
+
+    async def quota_notices(self, most: int) -> list[str]:
+        """The oldest quota notices (JSON), without removing them."""
+        ...
+
+    async def drop_quota_notices(self, count: int) -> None:
+        """Remove the `count` oldest quota notices (after they were published)."""
+        ...
+
+
+class UsagePublisher(Protocol):
+    """The usage topic: signed records keyed by credential id."""
+
+    async def publish(self, records: Sequence[UsageWindow | QuotaReached]) -> None: ...

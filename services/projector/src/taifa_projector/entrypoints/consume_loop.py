@@ -21,6 +21,7 @@ from taifa_projector import bootstrap, heap, metrics
 from taifa_projector.application.batches import BatchReport, DecodedBatch
 from taifa_projector.application.retry import retry_transient
 from taifa_projector.domain.log_positions import TopicPartitionKey
+from taifa_projector.entrypoints.usage_loop import UsageWorker
 from taifa_projector.settings import Settings
 
 if TYPE_CHECKING:
@@ -157,8 +158,15 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run one projector instance until `stop` is set (or forever)."""
     stop = stop or asyncio.Event()
     projector = Projector(settings)
+    usage = UsageWorker(settings) if settings.projector_usage_enabled else None
     try:
         await projector.start()
-        await projector.consume(stop)
+        if usage is None:
+            await projector.consume(stop)
+        else:
+            await usage.start()
+            await asyncio.gather(projector.consume(stop), usage.run(stop))
     finally:
+        if usage is not None:
+            await usage.close()
         await projector.close()
