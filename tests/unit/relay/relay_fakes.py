@@ -185,6 +185,30 @@ class FakeSendingLimits:
         return RecipientTaken(None, account + 1)
 
 
+class FakeUsage:
+    """Records every usage call as (method, args)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[object, ...]]] = []
+
+    def auth_succeeded(self, *args: object) -> None:
+        self.calls.append(("auth_succeeded", args))
+
+    def auth_failed(self, *args: object) -> None:
+        self.calls.append(("auth_failed", args))
+
+    def refused(self, *args: object) -> None:
+        self.calls.append(("refused", args))
+
+    def delivered(self, *args: object) -> None:
+        self.calls.append(("delivered", args))
+
+    def names(self, method: str) -> list[object]:
+        """The reason (auth_failed, refused) or the recipients count (delivered) of each call of `method`."""
+        index = {"auth_failed": 2, "refused": 2, "delivered": 4, "auth_succeeded": 2}[method]
+        return [args[index] for name, args in self.calls if name == method]
+
+
 @dataclass
 class World:
     cache: FakeAuthCache
@@ -193,6 +217,7 @@ class World:
     sessions: SessionRegistry[object]
     submission: Submission
     sending: FakeSendingLimits
+    usage: FakeUsage
 
 
 def world(
@@ -208,6 +233,7 @@ def world(
 ) -> World:
     cache, upstream, owners = FakeAuthCache(entries), FakeUpstream(), FakeOwners()
     sending = FakeSendingLimits()
+    usage = FakeUsage()
     sessions: SessionRegistry[object] = SessionRegistry(
         admission or AdmissionLimits(max_sessions=100, max_sessions_per_client=10, max_connections_per_minute=100),
         RecentChecks(recheck_seconds),
@@ -224,10 +250,11 @@ def world(
         ),
         max_own_received_headers=3,
         sending=sending,
+        usage_recorder=usage,
         plan_quotas=plan_quotas,
         clock=clock,
     )
-    return World(cache, upstream, owners, sessions, submission, sending)
+    return World(cache, upstream, owners, sessions, submission, sending, usage)
 
 
 def new_state(client_ip: str = CLIENT) -> SessionState:

@@ -22,7 +22,7 @@ T = TypeVar("T")
 MESSAGE = b"From: app@own.example\r\nTo: a@dest.example\r\nSubject: hi\r\n\r\nHi.\r\n"
 REFUSED = Refused(replies.AUTH_INVALID, ("failure",))
 LOGGED_OUT = LoggedOut(replies.CREDENTIAL_REVOKED, ("revoked-in-session",))
-SUSPENDED = Refused(replies.CREDENTIAL_SUSPENDED)
+SUSPENDED = Refused(replies.CREDENTIAL_SUSPENDED, ("refused:suspended",))  # counted as a usage refusal
 NEW, OLD = "new-password", "old-password"
 
 

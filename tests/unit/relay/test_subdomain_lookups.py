@@ -14,6 +14,8 @@ from taifa_relay.application.submission import Submission
 from taifa_relay.domain import policy, replies
 from taifa_relay.domain.limits import AdmissionLimits, AuthFailureLimits
 
+from tests.unit.relay.relay_fakes import FakeUsage
+
 MINE = "11111111-1111-4111-8111-111111111111"
 THEIRS = "22222222-2222-4222-8222-222222222222"
 
@@ -42,6 +44,7 @@ def _submission(owners: FakeOwners) -> Submission:
         auth_limits=AuthFailureLimits(per_connection=3, per_address_username=10, per_address=10),
         max_own_received_headers=3,
         sending=cast(Any, None),  # not reached: no limits in these sessions
+        usage_recorder=FakeUsage(),
     )
 
 

@@ -16,6 +16,7 @@ from taifa_relay.domain import replies
 from tests.unit.relay.relay_fakes import World, entry, new_state, world
 
 T = TypeVar("T")
+POLICY = ("refused:policy",)  # a policy refusal is counted in the credential's usage
 MESSAGE = b"From: app@own.example\r\nTo: a@dest.example\r\nSubject: hi\r\n\r\nHi.\r\n"
 
 
@@ -120,14 +121,14 @@ def test_mail_from_outside_the_credentials_domain_is_553_and_inside_it_250() -> 
     assert run(w.submission.mail_from(state, "app@own.example")) == Accepted(replies.SENDER_OK)
     assert run(w.submission.mail_from(state, "app@sub.own.example")) == Accepted(replies.SENDER_OK)
     for address in ("app@other.example", "app@own.example.evil.net", "app%evil.net@own.example"):
-        assert run(w.submission.mail_from(state, address)) == Refused(replies.SENDER_NOT_ALLOWED)
+        assert run(w.submission.mail_from(state, address)) == Refused(replies.SENDER_NOT_ALLOWED, POLICY)
 
 
 def test_mail_from_in_a_subdomain_another_account_verified_is_553() -> None:
     w = world({"user1": entry()})
     state = logged_in(w)
     w.owners.by_name["mail.own.example"] = "22222222-2222-4222-8222-222222222222"
-    assert run(w.submission.mail_from(state, "app@mail.own.example")) == Refused(replies.SENDER_NOT_ALLOWED)
+    assert run(w.submission.mail_from(state, "app@mail.own.example")) == Refused(replies.SENDER_NOT_ALLOWED, POLICY)
 
 
 def test_the_null_sender_is_refused_for_submission() -> None:
@@ -250,7 +251,7 @@ def test_a_from_header_outside_the_domain_is_550_before_any_re_check() -> None:
     state = logged_in(w)
     rechecks = w.cache.rechecks
     message = MESSAGE.replace(b"From: app@own.example", b"From: boss@other.example")
-    assert deliver(w, state, message) == Refused(replies.HEADER_FROM_NOT_ALLOWED)
+    assert deliver(w, state, message) == Refused(replies.HEADER_FROM_NOT_ALLOWED, POLICY)
     assert w.cache.rechecks == rechecks and w.upstream.sent == []
 
 
@@ -258,6 +259,6 @@ def test_an_upstream_refusal_maps_to_the_clients_reply() -> None:
     w = world({"user1": entry()})
     state = logged_in(w)
     w.upstream.reply = UpstreamReply(False, 0, "ConnectionRefusedError")
-    assert deliver(w, state) == Refused(replies.UPSTREAM_UNAVAILABLE)
+    assert deliver(w, state) == Refused(replies.UPSTREAM_UNAVAILABLE, ("refused:upstream",))
     w.upstream.reply = UpstreamReply(False, 550, "5.1.1 no such user")
-    assert deliver(w, state) == Refused("550 5.1.1 no such user")
+    assert deliver(w, state) == Refused("550 5.1.1 no such user", ("refused:upstream",))

@@ -13,6 +13,7 @@ from taifa_relay.adapters.domain_owners import DomainOwners
 from taifa_relay.adapters.sending_limits import RedisSendingLimits
 from taifa_relay.adapters.tls import ReloadingContext
 from taifa_relay.adapters.upstream import UpstreamClient
+from taifa_relay.adapters.usage_buffer import NoUsage, UsageBuffer
 from taifa_relay.application.sessions import RecentChecks, SessionRegistry
 from taifa_relay.application.submission import Submission
 from taifa_relay.domain.limits import AdmissionLimits, AuthFailureLimits
@@ -42,8 +43,11 @@ def build_relay_parts(settings: Settings) -> RelayParts:
     tls = ReloadingContext(settings.relay_tls_cert_file, settings.relay_tls_key_file)
     domain_owners = DomainOwners(settings.redis_url)
     stack.push_async_callback(domain_owners.close)
+    usage_buffer = UsageBuffer(settings.redis_url) if settings.relay_usage_enabled else None
+    if usage_buffer is not None:
+        stack.push_async_callback(usage_buffer.close)  # after the reader's close (LIFO): the last counts are flushed
     auth_cache = RedisAuthCacheReader(
-        settings.redis_url, failure_window_seconds=settings.relay_auth_failure_window_seconds
+        settings.redis_url, failure_window_seconds=settings.relay_auth_failure_window_seconds, usage=usage_buffer
     )
     stack.push_async_callback(auth_cache.close)
     sending = RedisSendingLimits(settings.redis_url)
@@ -81,6 +85,7 @@ def build_relay_parts(settings: Settings) -> RelayParts:
         ),
         max_own_received_headers=settings.relay_max_own_received_headers,
         sending=sending,
+        usage_recorder=usage_buffer if usage_buffer is not None else NoUsage(),
         plan_quotas=settings.plan_daily_quotas(),
     )
     return RelayParts(settings, tls, auth_cache, domain_owners, upstream, sessions, submission, stack)

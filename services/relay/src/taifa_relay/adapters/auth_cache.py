@@ -14,7 +14,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 from uuid import UUID
 
 from redis.exceptions import RedisError, ResponseError
@@ -30,6 +30,7 @@ from taifa_runtime.lifecycle import sleep_unless_stopped
 from taifa_runtime.redis import redis_client
 
 from taifa_relay.adapters import metrics
+from taifa_relay.adapters.usage_buffer import Taken, UsageBuffer
 from taifa_relay.application.ports import CacheStale, CacheUnavailable, Lookup, WriteRefused
 
 __all__ = ["CacheStale", "CacheUnavailable", "Lookup", "RedisAuthCacheReader", "WriteRefused", "failure_keys"]
@@ -85,8 +86,12 @@ class RedisAuthCacheReader:
     attack costs no Redis command at all.
     """
 
-    def __init__(self, url: str, *, failure_window_seconds: int, timeout: float = 2.0) -> None:
+    def __init__(
+        self, url: str, *, failure_window_seconds: int, timeout: float = 2.0, usage: UsageBuffer | None = None
+    ) -> None:
         self._redis = redis_client(url, timeout=timeout, retry_on_timeout=False)
+        # Usage counts ride on this reader's MULTIs (adapters.usage_buffer): no round trip of their own.
+        self._usage = usage
         self._url = url
         self._window = failure_window_seconds
         self._throttled: dict[str, float] = {}
@@ -106,6 +111,7 @@ class RedisAuthCacheReader:
         the cache's epoch and watermark in one MULTI; raises CacheUnavailable / CacheStale."""
         metrics.AUTH_LOOKUPS.inc()
         user_key, address_key = failure_keys(address_group, username)
+        taken: Taken | None = None
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hgetall(auth_key(username))
@@ -113,8 +119,15 @@ class RedisAuthCacheReader:
                 pipe.get(WATERMARK_KEY)
                 pipe.get(user_key)
                 pipe.get(address_key)
-                mapping, epoch, watermark, for_user, for_address = await pipe.execute()
+                taken = self._drain(pipe)
+                mapping, epoch, watermark, for_user, for_address = (await pipe.execute())[:5]
+        except ResponseError as exc:
+            if taken is None:
+                raise CacheUnavailable(type(exc).__name__) from None
+            self._usage_refused(taken, exc)
+            return await self.lookup(username, address_group)  # the read alone: usage never fails an AUTH
         except (RedisError, OSError) as exc:
+            self._restore(taken)
             raise CacheUnavailable(type(exc).__name__) from None
         self._check_trust(epoch, watermark)
         if mapping:
@@ -128,13 +141,21 @@ class RedisAuthCacheReader:
     async def reread(self, username: str) -> AuthCacheEntry | None:
         """Re-read of a logged-in session's entry (None: missing or damaged), with the epoch and watermark in one
         MULTI; the application applies the rules (same credential, its secret still valid, not suspended...)."""
+        taken: Taken | None = None
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hgetall(auth_key(username))
                 pipe.get(EPOCH_KEY)
                 pipe.get(WATERMARK_KEY)
-                mapping, epoch, watermark = await pipe.execute()
+                taken = self._drain(pipe)
+                mapping, epoch, watermark = (await pipe.execute())[:3]
+        except ResponseError as exc:
+            if taken is None:
+                raise CacheUnavailable(type(exc).__name__) from None
+            self._usage_refused(taken, exc)
+            return await self.reread(username)  # the read alone: usage never fails a re-check
         except (RedisError, OSError) as exc:
+            self._restore(taken)
             raise CacheUnavailable(type(exc).__name__) from None
         self._check_trust(epoch, watermark)
         if not mapping:
@@ -148,6 +169,21 @@ class RedisAuthCacheReader:
             self._reread_parses.clear()
         self._reread_parses[username] = (raw, entry)
         return entry
+
+    def _drain(self, pipe: Any) -> Taken | None:
+        """The buffered usage commands into this MULTI, unless Redis refuses this relay's writes (then the reads
+        go alone until the readiness probe finds Redis writable again)."""
+        if self._usage is None or self._writes_refused:
+            return None
+        return self._usage.drain_into(pipe)
+
+    def _usage_refused(self, taken: Taken, exc: ResponseError) -> None:
+        self._restore(taken)
+        self._write_refused(exc)
+
+    def _restore(self, taken: Taken | None) -> None:
+        if self._usage is not None:
+            self._usage.restore(taken)
 
     def _check_trust(self, epoch: bytes | None, watermark: bytes | None) -> None:
         reason = None
@@ -205,17 +241,21 @@ class RedisAuthCacheReader:
         """Count one failed AUTH for (address group, username) and for the address group; each count expires
         `window` after its first failure. Raises WriteRefused / CacheUnavailable: never a silent zero."""
         user_key, address_key = failure_keys(address_group, username)
+        taken: Taken | None = None
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.incr(user_key)
                 pipe.expire(user_key, self._window, nx=True)
                 pipe.incr(address_key)
                 pipe.expire(address_key, self._window, nx=True)
-                for_user, _, for_address, _ = await pipe.execute()
+                taken = self._drain(pipe)
+                for_user, _, for_address, _ = (await pipe.execute())[:4]
         except ResponseError as exc:
+            self._restore(taken)
             self._write_refused(exc)
             raise WriteRefused(type(exc).__name__) from None
         except (RedisError, OSError) as exc:
+            self._restore(taken)
             raise CacheUnavailable(type(exc).__name__) from None
         return int(for_user), int(for_address)
 

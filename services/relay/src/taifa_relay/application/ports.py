@@ -78,6 +78,36 @@ class SendingLimits(Protocol):
         ...
 
 
+class UsageRecorder(Protocol):
+    """Usage per credential (docs/api.md, "Usage"): every call only records in memory, with no I/O; the adapter
+    sends the counts with the Redis round trips the relay makes anyway (and flushes what is left every second)."""
+
+    def auth_succeeded(self, credential_id: str, account_id: str, secret_id: str, client_ip: str, now: float) -> None:
+        """One AUTH success; the credential, secret and address were last used now."""
+        ...
+
+    def auth_failed(self, credential_id: str, account_id: str, reason: str, now: float) -> None:
+        """One failed AUTH for an existing username, with why (auth_secret, auth_cidr, auth_expired...)."""
+        ...
+
+    def refused(self, credential_id: str, account_id: str, reason: str, now: float) -> None:
+        """One command or message refused for `reason` (policy, limits, quota, suspended, upstream, throttled)."""
+        ...
+
+    def delivered(
+        self,
+        credential_id: str,
+        account_id: str,
+        secret_id: str,
+        client_ip: str,
+        recipients: int,
+        size: int,
+        now: float,
+    ) -> None:
+        """One message the upstream accepted."""
+        ...
+
+
 class DomainOwnerLookup(Protocol):
     """Which account has verified a domain name."""
 

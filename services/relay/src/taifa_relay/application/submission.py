@@ -27,6 +27,7 @@ from taifa_relay.application.ports import (
     DomainOwnerLookup,
     SendingLimits,
     Upstream,
+    UsageRecorder,
     WriteRefused,
 )
 from taifa_relay.application.sessions import SessionRegistry, SessionState
@@ -79,12 +80,8 @@ AUTH_THROTTLED = Close(replies.AUTH_TOO_MANY_FAILURES, ("throttled",))
 SENDER_ACCEPTED = Accepted(replies.SENDER_OK)
 RECIPIENT_ACCEPTED = Accepted(replies.RECIPIENT_OK)
 REVOKED = LoggedOut(replies.CREDENTIAL_REVOKED, ("revoked-in-session",))
-SUSPENDED = Refused(replies.CREDENTIAL_SUSPENDED)  # counted by its reply, as every refusal (rejections_total)
 RECHECK_UNAVAILABLE = Refused(replies.AUTH_TEMPORARY_FAILURE)
 END_OF_DATA_RECHECK_UNAVAILABLE = Refused(replies.RECHECK_UNAVAILABLE, ("end-of-data-recheck-unavailable",))
-RATE_LIMITED = Refused(replies.RATE_LIMITED, ("refused:limits",))
-DAILY_LIMITED = Refused(replies.DAILY_LIMIT_REACHED, ("refused:limits",))
-QUOTA_REACHED = Refused(replies.QUOTA_REACHED, ("refused:quota",))
 LIMITS_UNAVAILABLE = Refused(replies.LIMITS_UNAVAILABLE, ("limits-unavailable",))
 
 
@@ -115,6 +112,7 @@ class Submission:
         auth_limits: AuthFailureLimits,
         max_own_received_headers: int,
         sending: SendingLimits,
+        usage_recorder: UsageRecorder,
         plan_quotas: dict[str, int] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -128,6 +126,7 @@ class Submission:
         self.auth_limits = auth_limits
         self.max_own_received = max_own_received_headers
         self.sending = sending
+        self.usage = usage_recorder
         self.plan_quotas = dict(plan_quotas or usage.PLAN_DAILY_QUOTAS)
         # Unix seconds: secret and credential expiries are compared with the relay's own clock (no event ends
         # a grace period).
@@ -151,6 +150,10 @@ class Submission:
         over_username, over_address = self.auth_limits.over(found.failures_for_username, found.failures_for_address)
         if over_username or over_address:
             self.auth_cache.mark_throttled(group, username, username_too=over_username, address=over_address)
+            if found.entry is not None:
+                self.usage.refused(
+                    str(found.entry.credential_id), str(found.entry.account_id), "throttled", self.clock()
+                )
             return self._throttled(state)
         entry = found.entry
         opened = credentials.authenticate(entry, secret, state.client_ip, self.clock())
@@ -164,9 +167,18 @@ class Submission:
             _keep_limits(state, entry)
             state.revoked = False
             self.sessions.logged_in(state)
+            self.usage.auth_succeeded(
+                state.credential_id, state.account_id, str(opened.secret_id), state.client_ip, self.clock()
+            )
             log.info("AUTH success", extra={"client": state.client_ip, "credential_id": state.credential_id})
             return AUTH_ACCEPTED
-        return await self._failed(state, username)
+        decision = await self._failed(state, username)
+        if entry is not None:  # an unknown username counts nowhere: there is no credential to count on
+            # After the failure count's round trip, so that the usage rides on a later one: a known username's
+            # failure costs what an unknown one's does (A11: same reply, similar timing).
+            reason = credentials.failure_reason(entry, secret, state.client_ip, self.clock())
+            self.usage.auth_failed(str(entry.credential_id), str(entry.account_id), reason, self.clock())
+        return decision
 
     async def _failed(self, state: SessionState, username: str) -> Decision:
         state.auth_failures += 1
@@ -231,7 +243,7 @@ class Submission:
             return RECHECK_UNAVAILABLE
         if verdict is SessionVerdict.RETIRED:
             return self._log_out(state)
-        return SUSPENDED if verdict is SessionVerdict.SUSPENDED else None
+        return self._suspended(state) if verdict is SessionVerdict.SUSPENDED else None
 
     async def _reread(self, state: SessionState) -> AuthCacheEntry | None:
         """One re-read of the session's entry. The mark is cleared before the read, so a notice that arrives while
@@ -264,7 +276,7 @@ class Submission:
         if verdict is SessionVerdict.RETIRED:
             return self._log_out(state)
         if verdict is SessionVerdict.SUSPENDED:
-            return SUSPENDED
+            return self._suspended(state)
         if policy.is_null_sender(mail_arg):
             return Refused(replies.NULL_SENDER_NOT_ALLOWED)
         return None
@@ -287,6 +299,16 @@ class Submission:
             _keep_limits(state, entry)
         return verdict
 
+    def _refused(self, state: SessionState, reply: str, reason: str) -> Refused:
+        """A refusal of a logged-in session, counted in its credential's usage (refused:<reason>) and, through the
+        decision's outcome, in taifa_relay_refusals_total{reason}."""
+        if state.credential_id is not None and state.account_id is not None:
+            self.usage.refused(state.credential_id, state.account_id, reason, self.clock())
+        return Refused(reply, (f"refused:{reason}",))
+
+    def _suspended(self, state: SessionState) -> Decision:
+        return self._refused(state, replies.CREDENTIAL_SUSPENDED, "suspended")
+
     def _log_out(self, state: SessionState) -> Decision:
         self.sessions.forget_login(state)
         state.username = state.credential_id = state.domain = None
@@ -299,18 +321,20 @@ class Submission:
         account has verified."""
         domain = state.domain or ""
         if not policy.sender_allowed(address, domain):
-            return Refused(replies.SENDER_NOT_ALLOWED)
+            return self._refused(state, replies.SENDER_NOT_ALLOWED, "policy")
         names = policy.owner_lookup_names(policy.address_domain(address) or "", domain)
         refusal = await self._subdomain_refusal(names, state, replies.SENDER_NOT_ALLOWED)
         if refusal is not None:
-            return Refused(refusal)
+            if refusal == replies.SENDER_CHECK_UNAVAILABLE:
+                return Refused(refusal)
+            return self._refused(state, refusal, "policy")
         per_minute = state.limits.messages_per_minute if state.limits is not None else None
         if per_minute is not None and state.credential_id is not None:
             # Counted once the sender is accepted: a refused MAIL takes nothing from the minute.
             try:
                 if not await self.sending.take_message(state.credential_id, per_minute, self.clock()):
                     log.info("per-minute limit reached", extra={"credential_id": state.credential_id})
-                    return RATE_LIMITED
+                    return self._refused(state, replies.RATE_LIMITED, "limits")
             except CacheUnavailable:
                 log.warning("per-minute limit could not be checked", extra={"client": state.client_ip})
                 return LIMITS_UNAVAILABLE
@@ -336,10 +360,10 @@ class Submission:
             return LIMITS_UNAVAILABLE
         if taken.refused == "quota":
             log.info("plan daily quota reached", extra={"account_id": state.account_id})
-            return QUOTA_REACHED
+            return self._refused(state, replies.QUOTA_REACHED, "quota")
         if taken.refused is not None:
             log.info("per-day limit reached", extra={"credential_id": state.credential_id})
-            return DAILY_LIMITED
+            return self._refused(state, replies.DAILY_LIMIT_REACHED, "limits")
         return RECIPIENT_ACCEPTED
 
     async def _subdomain_refusal(self, names: list[str], state: SessionState, refusal: str) -> str | None:
@@ -371,13 +395,15 @@ class Submission:
         """Check the message against the policy, re-check the credential, add our trace header and relay it."""
         headers = policy.header_block(message)
         if policy.own_received_count(headers, self.hostname) >= self.max_own_received:
-            return Refused(replies.MAIL_LOOP)
+            return self._refused(state, replies.MAIL_LOOP, "policy")
         identities = policy.check_header_identities(headers, state.domain or "")
         if identities.refusal is not None:
-            return Refused(identities.refusal)
+            return self._refused(state, identities.refusal, "policy")
         refusal = await self._subdomain_refusal(identities.lookups, state, replies.HEADER_FROM_NOT_ALLOWED)
         if refusal is not None:
-            return Refused(refusal)
+            if refusal == replies.SENDER_CHECK_UNAVAILABLE:
+                return Refused(refusal)
+            return self._refused(state, refusal, "policy")
         end_of_data = await self._end_of_data_check(state)
         if end_of_data is not None:
             return end_of_data
@@ -393,7 +419,17 @@ class Submission:
         started = time.perf_counter()
         result = await self.upstream.send(sender, recipients, trace + message)
         if not result.accepted:
-            return Refused(replies.upstream_failure_reply(result.code, result.text))
+            return self._refused(state, replies.upstream_failure_reply(result.code, result.text), "upstream")
+        if state.credential_id is not None and state.account_id is not None and state.login is not None:
+            self.usage.delivered(
+                state.credential_id,
+                state.account_id,
+                str(state.login.secret_id),
+                state.client_ip,
+                len(recipients),
+                len(message),
+                self.clock(),
+            )
         log.info(
             "relayed",
             extra={
@@ -420,4 +456,4 @@ class Submission:
                 return END_OF_DATA_RECHECK_UNAVAILABLE
         if verdict is SessionVerdict.RETIRED:
             return self._log_out(state)
-        return SUSPENDED if verdict is SessionVerdict.SUSPENDED else None
+        return self._suspended(state) if verdict is SessionVerdict.SUSPENDED else None

@@ -122,3 +122,19 @@ def refreshed(entry: AuthCacheEntry, login: Login) -> Login:
 def expired_by_clock(login: Login, now: float) -> bool:
     """The session's secret or credential has expired by the relay's clock (no read needed)."""
     return login.valid_until is not None and now >= login.valid_until
+
+
+def failure_reason(entry: AuthCacheEntry, password: str, client_ip: str, now: float) -> str:
+    """Why a failed AUTH on an existing username failed, for its owner's usage report (never for the client, who
+    gets the one 535): the credential deactivated (`auth_inactive`) or expired (`auth_expired`), the right password
+    from an address outside `allowed_cidrs` (`auth_cidr`), else a wrong or retired secret (`auth_secret`). Only
+    called after the failure: the reply's timing was already paid by `authenticate`."""
+    if not _not_deactivated(entry):
+        return "auth_inactive"
+    if entry.is_expired(now):
+        return "auth_expired"
+    candidate = hash_secret(password).encode()
+    opens = any(hmac.compare_digest(candidate, secret.hash.encode()) for secret in entry.valid_secrets(now))
+    if opens and not entry.address_allowed(client_ip):
+        return "auth_cidr"
+    return "auth_secret"
