@@ -33,6 +33,7 @@ async def _seed(database_url: str) -> tuple[str, str, NewCredential]:
 
 LIFECYCLE_OPERATIONS = (
     "get_credential",
+    "get_credential_usage",
     "rotate_credential",
     "suspend_credential",
     "resume_credential",
@@ -101,8 +102,11 @@ def test_schemathesis_finds_no_failures_with_authentication(api_db, api_redis, b
                 MAX_EXAMPLES,
                 "--seed",
                 "20261124",
+                # One worker: with two, schemathesis parses source (ast) in two threads at once, and CPython
+                # 3.11.7 then fails now and then with "SystemError: AST constructor recursion depth mismatch"
+                # (python/cpython#106905), a failure of the tool, not of the API.
                 "--workers",
-                "2",
+                "1",
                 "--no-color",
             ],
             capture_output=True,
