@@ -319,6 +319,7 @@ async def test_another_accounts_ids_give_a_404_identical_to_an_unknown_id_and_ch
     bob_secret = bob_credential["secrets"][0]["id"]
     for method, suffix, body in (
         ("GET", "", None),
+        ("GET", "/usage", None),
         ("PATCH", "", {"allowed_cidrs": ["10.0.0.0/8"]}),
         ("POST", "/rotate", None),
         ("POST", "/rotate", {"grace_period_seconds": 0}),

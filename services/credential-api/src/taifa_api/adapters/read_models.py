@@ -21,9 +21,10 @@ _CREDENTIAL_COLUMNS = (
     "suspension_reason, expires_at, allowed_cidrs, limit_messages_per_minute, limit_messages_per_day, "
     "last_used_at, last_used_ip"
 )
-# Valid secrets only (not revoked, grace not over), newest first: what a credential body lists.
+# Valid secrets only (not revoked, grace not over), newest first: what a credential body lists, with the last use
+# the projector applied from the usage topic.
 _VALID_SECRETS = (
-    "SELECT credential_id, secret_id, created_at, expires_at FROM rm_credential_secrets "
+    "SELECT credential_id, secret_id, created_at, expires_at, last_used_at FROM rm_credential_secrets "
     "WHERE credential_id = ANY($1::uuid[]) AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) "
     "ORDER BY created_at DESC, secret_id DESC"
 )

@@ -22,6 +22,7 @@ from taifa_api.entrypoints.http.guard import RequestGuard
 from taifa_api.entrypoints.http.lifecycle_routes import router as lifecycle_router
 from taifa_api.entrypoints.http.routes import router
 from taifa_api.entrypoints.http.schemas import StatusOut
+from taifa_api.entrypoints.http.usage_routes import router as usage_router
 from taifa_api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(router)
     app.include_router(lifecycle_router)
+    app.include_router(usage_router)
 
     @app.get("/healthz", response_model=StatusOut, tags=["operations"])
     async def healthz() -> StatusOut:

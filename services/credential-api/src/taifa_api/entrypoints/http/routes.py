@@ -110,6 +110,7 @@ CREDENTIAL_LINKS: dict[str, Any] = {
     name: {"operationId": operation, "parameters": {"credential_id": "$response.body#/id"}}
     for name, operation in (
         ("GetCredential", "get_credential"),
+        ("GetCredentialUsage", "get_credential_usage"),
         ("RotateCredential", "rotate_credential"),
         ("SuspendCredential", "suspend_credential"),
         ("ResumeCredential", "resume_credential"),

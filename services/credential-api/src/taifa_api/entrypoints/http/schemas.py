@@ -171,3 +171,35 @@ class DomainOut(BaseModel):
 class StatusOut(BaseModel):
     status: str
     checks: dict[str, str] = {}
+
+
+class UsageBucketOut(BaseModel):
+    """One hour or UTC day (`start`, aligned), its totals: zeros when nothing happened."""
+
+    start: Timestamp
+    messages: int = Field(description="Messages accepted (250 after the upstream accepted them).")
+    recipients: int = Field(description="Recipients of the accepted messages.")
+    bytes: int = Field(description="Size of the accepted messages.")
+    auth_successes: int
+    auth_failures: int = Field(description="Failed logins with this credential's username.")
+    refused: dict[str, int] = Field(description="Refusals by reason (policy, limits, quota, suspended, ...).")
+
+
+class CredentialUsageOut(BaseModel):
+    credential_id: UUID
+    granularity: Literal["hour", "day"]
+    series: list[UsageBucketOut] = Field(description="Every bucket of the range, oldest first.")
+
+
+class CredentialSeriesOut(BaseModel):
+    credential_id: UUID
+    series: list[UsageBucketOut]
+
+
+class AccountUsageOut(BaseModel):
+    account_id: UUID
+    granularity: Literal["hour", "day"]
+    series: list[UsageBucketOut] = Field(description="The account's totals: every bucket of the range, oldest first.")
+    by_credential: list[CredentialSeriesOut] = Field(
+        description="The same per credential, for each credential with usage in the range."
+    )
