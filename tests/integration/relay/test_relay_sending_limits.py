@@ -1,7 +1,7 @@
 """Sending limits and plan quotas on real relays and a real Redis (docs/api.md, "Usage and sending limits"):
 per-minute at MAIL (451 4.7.1), per-day and the plan's daily quota at RCPT (452 4.7.1, each recipient counts one),
 two relay instances on one Redis sharing a limit exactly, and Redis unreachable while a limit must be checked: a
-temporary refusal, never an unlimited send."""
+temporary refusal, never an unlimited send; the 80 %/100 % quota notices."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 import redis as redis_lib
+from taifa_events import usage
 from taifa_events.events import CredentialLimits
 from taifa_localstack import Redis
 
@@ -104,3 +105,24 @@ def test_redis_unreachable_while_a_limit_must_be_checked_is_a_temporary_refusal(
             assert smtp.rcpt("b@dest.example") == LIMITS_UNAVAILABLE
     finally:
         own.stop()
+
+
+def test_crossing_80_and_100_percent_of_the_daily_quota_pushes_one_notice_each(
+    make_relay: Any, certs: Certs, credentials: Credentials, rdb: redis_lib.Redis
+) -> None:
+    relay = make_relay(relay_plan_daily_quota_free=5)
+    cred = credentials.create()
+    account = str(cred.entry.account_id)
+
+    def notices() -> list[usage.QuotaNotice]:
+        found = [usage.QuotaNotice.model_validate_json(raw) for raw in rdb.lrange(usage.QUOTA_NOTICES_KEY, 0, -1)]
+        return [notice for notice in found if str(notice.account_id) == account]
+
+    with Client(relay, certs).login(cred) as smtp:
+        assert smtp.mail(f"app@{cred.domain}")[0] == 250
+        codes = [smtp.rcpt(f"r{i}@dest.example")[0] for i in range(3)]
+        assert [(n.percent, n.count) for n in notices()] == []
+        codes += [smtp.rcpt(f"r{i}@dest.example")[0] for i in range(3, 7)]
+    assert codes == [250, 250, 250, 250, 250, 452, 452]
+    assert sorted((n.percent, n.count, n.quota) for n in notices()) == [(80, 4, 5), (100, 5, 5)]
+    assert {str(n.credential_id) for n in notices()} == {str(cred.entry.credential_id)}

@@ -58,4 +58,3 @@ def test_usage_hash_counts_messages_auth_results_refusals_and_last_use(
     assert 0 < rdb.ttl(key) <= usage.USAGE_TTL_SECONDS
     member = usage.pending_member(str(cred.entry.credential_id), usage.window_start(time.time()))
     assert rdb.zscore(usage.USAGE_PENDING_KEY, member) == usage.window_start(time.time())
-

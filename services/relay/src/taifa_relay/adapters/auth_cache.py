@@ -90,7 +90,7 @@ class RedisAuthCacheReader:
         self, url: str, *, failure_window_seconds: int, timeout: float = 2.0, usage: UsageBuffer | None = None
     ) -> None:
         self._redis = redis_client(url, timeout=timeout, retry_on_timeout=False)
-        # Usage counts ride on this reader's MULTIs (adapters.usage_buffer): no round trip of their own.
+        # Usage counts ride on the re-reads of logged-in sessions (adapters.usage_buffer): no round trip of their own.
         self._usage = usage
         self._url = url
         self._window = failure_window_seconds
@@ -111,7 +111,6 @@ class RedisAuthCacheReader:
         the cache's epoch and watermark in one MULTI; raises CacheUnavailable / CacheStale."""
         metrics.AUTH_LOOKUPS.inc()
         user_key, address_key = failure_keys(address_group, username)
-        taken: Taken | None = None
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hgetall(auth_key(username))
@@ -119,15 +118,10 @@ class RedisAuthCacheReader:
                 pipe.get(WATERMARK_KEY)
                 pipe.get(user_key)
                 pipe.get(address_key)
-                taken = self._drain(pipe)
-                mapping, epoch, watermark, for_user, for_address = (await pipe.execute())[:5]
-        except ResponseError as exc:
-            if taken is None:
-                raise CacheUnavailable(type(exc).__name__) from None
-            self._usage_refused(taken, exc)
-            return await self.lookup(username, address_group)  # the read alone: usage never fails an AUTH
+                # No usage rides on AUTH's round trips (lookup, failure count): their size would then tell a
+                # prober whether its previous attempt named an existing username (usage counts only those).
+                mapping, epoch, watermark, for_user, for_address = await pipe.execute()
         except (RedisError, OSError) as exc:
-            self._restore(taken)
             raise CacheUnavailable(type(exc).__name__) from None
         self._check_trust(epoch, watermark)
         if mapping:
@@ -241,21 +235,17 @@ class RedisAuthCacheReader:
         """Count one failed AUTH for (address group, username) and for the address group; each count expires
         `window` after its first failure. Raises WriteRefused / CacheUnavailable: never a silent zero."""
         user_key, address_key = failure_keys(address_group, username)
-        taken: Taken | None = None
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.incr(user_key)
                 pipe.expire(user_key, self._window, nx=True)
                 pipe.incr(address_key)
                 pipe.expire(address_key, self._window, nx=True)
-                taken = self._drain(pipe)
-                for_user, _, for_address, _ = (await pipe.execute())[:4]
+                for_user, _, for_address, _ = await pipe.execute()
         except ResponseError as exc:
-            self._restore(taken)
             self._write_refused(exc)
             raise WriteRefused(type(exc).__name__) from None
         except (RedisError, OSError) as exc:
-            self._restore(taken)
             raise CacheUnavailable(type(exc).__name__) from None
         return int(for_user), int(for_address)
 

@@ -2,9 +2,11 @@
 
 The application records into this buffer (memory only, no I/O); the buffered commands (HINCRBY, HSET of the last-use
 fields, EXPIRE, ZADD to the pending set, in taifa_events.usage's keys) are appended to the next MULTI the relay sends
-anyway: the AUTH lookup, the failure count, the MAIL and end-of-DATA re-reads. A buffer left non-empty is flushed by
-its own pipeline one second later (a quiet relay). The counts of many sessions in the same hour add up in one HINCRBY.
-A failed MULTI puts its counts back. A relay that crashes loses at most what it buffered (about one second)."""
+anyway for a logged-in session: the MAIL and end-of-DATA re-reads. Not to AUTH's own round trips: usage counts only
+existing usernames, so a larger AUTH round trip would tell a prober that its previous attempt named one. A buffer left
+non-empty is flushed by its own pipeline one second later (a quiet relay, or AUTH-only traffic). The counts of many
+sessions in the same hour add up in one HINCRBY. A failed MULTI puts its counts back. A relay that crashes loses at
+most what it buffered (about one second)."""
 
 from __future__ import annotations
 
