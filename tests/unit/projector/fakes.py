@@ -102,11 +102,13 @@ class InMemoryReadModelStore:
             domains=dict(self.state.domains),
             auth=dict(self.state.auth),
             parked={stream: dict(waiting) for stream, waiting in self.state.parked.items()},
+            plans=dict(self.state.plans),
         )
         fold.apply_all(fresh)
         # Committed as one transaction: nothing above could fail half-way.
         self.state.credentials, self.state.domains = fold.credentials, fold.domains
         self.state.auth, self.state.parked = fold.auth, fold.parked
+        self.state.plans = fold.plans
         self.processed.update((e.event_id, e.position) for e in fresh)
         self.recorded.update(offsets)
         self.batches += 1
@@ -151,7 +153,11 @@ class InMemoryReadModelStore:
     ) -> None:
         self.failures.check()
         self.state = ReadSideFold(
-            credentials=dict(fold.credentials), domains=dict(fold.domains), auth=dict(fold.auth), parked=fold.parked
+            credentials=dict(fold.credentials),
+            domains=dict(fold.domains),
+            auth=dict(fold.auth),
+            parked=fold.parked,
+            plans=dict(fold.plans),
         )
         self.processed = dict(processed)
         if offsets is not None:

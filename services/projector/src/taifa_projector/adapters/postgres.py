@@ -14,7 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-from taifa_events import decode, envelope_to_json
+from taifa_events import AccountCreated, decode, envelope_to_json
 
 from taifa_projector.adapters import table_swap
 from taifa_projector.adapters.driver_errors import postgres_errors
@@ -47,6 +47,7 @@ READ_SIDE_TABLES = (
     "rm_credential_secrets",
     "rm_domains",
     "projector_auth_entries",
+    "projector_account_plans",
     "projector_parked_events",
     "projector_processed_events",
 )
@@ -66,7 +67,14 @@ def _upsert_sql(table: str, columns: Sequence[str], row_type: str, key: str) -> 
 
 UPSERT_CREDENTIALS = _upsert_sql("rm_smtp_credentials", CREDENTIAL_COLUMNS, "projector_credential_row", "credential_id")
 UPSERT_DOMAINS = _upsert_sql("rm_domains", DOMAIN_COLUMNS, "projector_domain_row", "domain_id")
-UPSERT_AUTH = _upsert_sql("projector_auth_entries", AUTH_COLUMNS, "projector_auth_row", "username")
+# An entry at the same position that learnt its account's plan replaces one with the default (fold.newer_entry).
+UPSERT_AUTH = _upsert_sql("projector_auth_entries", AUTH_COLUMNS, "projector_auth_row", "username") + (
+    " OR (r.position = EXCLUDED.position AND r.plan <> EXCLUDED.plan AND EXCLUDED.plan <> 'free')"
+)
+UPSERT_PLANS = (
+    "INSERT INTO projector_account_plans (account_id, plan) SELECT * FROM unnest($1::uuid[], $2::text[]) "
+    "ON CONFLICT (account_id) DO NOTHING"
+)
 UPSERT_SECRETS = _upsert_sql(
     "rm_credential_secrets", SECRET_COLUMNS, "projector_secret_row", "credential_id, secret_id"
 )
@@ -194,6 +202,8 @@ class PostgresReadModelStore:
         fold = ReadSideFold()
         credential_set: set[UUID] = set()
         domain_set: set[UUID] = set()
+        account_set: set[UUID] = set()  # accounts whose plan the batch needs
+        new_accounts: set[UUID] = set()  # AccountCreated: their entries get the plan
         username_set: set[str] = set()
         creating_set: set[UUID] = set()
         for e in events:  # one pass: this runs for every event of every batch
@@ -201,8 +211,14 @@ class PostgresReadModelStore:
             if is_credential_event(e):
                 credential_set.add(stream)
                 username_set.add(str(getattr(e.data, "username", "")).lower())
+                account = getattr(e.data, "account_id", None)
+                if account is not None:
+                    account_set.add(account)
             elif is_domain_event(e):
                 domain_set.add(stream)
+            elif type(e.data) is AccountCreated:
+                account_set.add(stream)
+                new_accounts.add(stream)
             if creates_stream(e):
                 creating_set.add(stream)
         credential_ids, domain_ids = list(credential_set), list(domain_set)
@@ -217,6 +233,7 @@ class PostgresReadModelStore:
             ) if records else []  # fmt: skip
             for row in credential_rows(records, secrets):
                 fold.credentials[row.credential_id] = row
+                account_set.add(row.account_id)
         if domain_ids:
             for r in await conn.fetch(
                 SELECT_DOMAINS + " WHERE domain_id = ANY($1::uuid[]) FOR UPDATE",
@@ -229,6 +246,18 @@ class PostgresReadModelStore:
                 usernames,
             ):
                 fold.auth[r["username"]] = AuthEntry(*r)
+        if new_accounts:
+            for r in await conn.fetch(
+                SELECT_AUTH + " WHERE account_id = ANY($1::uuid[]) FOR UPDATE",
+                list(new_accounts),
+            ):
+                fold.auth[r["username"]] = AuthEntry(*r)
+        if account_set:
+            for r in await conn.fetch(
+                "SELECT account_id, plan FROM projector_account_plans WHERE account_id = ANY($1::uuid[])",
+                list(account_set),
+            ):
+                fold.plans[r["account_id"]] = r["plan"]
         if creating:
             for r in await conn.fetch(
                 "SELECT stream_id, position, envelope::text AS envelope FROM projector_parked_events "
@@ -246,6 +275,9 @@ class PostgresReadModelStore:
         if fold.changed_domains:
             domains = fold.domains
             await conn.execute(UPSERT_DOMAINS, [domains[i] for i in fold.changed_domains])
+        if fold.changed_plans:
+            accounts = list(fold.changed_plans)
+            await conn.execute(UPSERT_PLANS, accounts, [fold.plans[a] for a in accounts])
         if fold.changed_auth:
             auth = fold.auth
             await conn.execute(UPSERT_AUTH, [auth[u] for u in fold.changed_auth])
@@ -364,6 +396,11 @@ class PostgresReadModelStore:
             )
             await conn.copy_records_to_table(
                 shadows.name("projector_auth_entries"), records=list(fold.auth.values()), columns=AUTH_COLUMNS
+            )
+            await conn.copy_records_to_table(
+                shadows.name("projector_account_plans"),
+                records=list(fold.plans.items()),
+                columns=("account_id", "plan"),
             )
             await conn.copy_records_to_table(
                 shadows.name("projector_processed_events"), records=list(processed), columns=("event_id", "position")

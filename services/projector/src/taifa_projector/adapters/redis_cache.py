@@ -33,8 +33,9 @@ OWNER_POSITION_PREFIX = "taifa:projector:domain-owner-position:"
 
 # KEYS = entry keys; ARGV[1] = a JSON array with, for each KEYS[i], the array of the values of
 # ENTRY_FIELDS (one argument for the whole batch keeps the client's encoding cheap), ARGV[2] = the JSON array
-# of ENTRY_FIELDS, ARGV[3] = the index (1-based) of `position` in it. Each entry is written only if its
-# position is newer than the stored one (compare-on-position); every field is written, so a v2 entry
+# of ENTRY_FIELDS, ARGV[3] / ARGV[4] = the index (1-based) of `position` / `plan` in it. Each entry is written only
+# if its position is newer than the stored one (compare-on-position), or at the same position when it carries the
+# account's plan and the stored one does not (`newer_entry`); every field is written, so a v2 entry
 # replaces a v1 entry completely. Returns how many applied.
 ENTRY_FIELDS = (
     "format",
@@ -56,15 +57,22 @@ ENTRY_FIELDS = (
 _FIELDS_JSON = json.dumps(ENTRY_FIELDS)
 FORMAT = str(auth_cache.CACHE_FORMAT)
 _POSITION_INDEX = ENTRY_FIELDS.index("position") + 1
+_PLAN_INDEX = ENTRY_FIELDS.index("plan") + 1
 WRITE_IF_NEWER = """
 local applied = 0
 local values = cjson.decode(ARGV[1])
 local fields = cjson.decode(ARGV[2])
 local at = tonumber(ARGV[3])
+local plan_at = tonumber(ARGV[4])
 for i, key in ipairs(KEYS) do
   local v = values[i]
   local current = redis.call('HGET', key, 'position')
-  if (not current) or tonumber(current) < tonumber(v[at]) then
+  local newer = (not current) or tonumber(current) < tonumber(v[at])
+  if (not newer) and tonumber(current) == tonumber(v[at]) and v[plan_at] ~= 'free' then
+    -- same position, the account's plan learnt since (fold.newer_entry): a known plan never goes back to free
+    newer = redis.call('HGET', key, 'plan') ~= v[plan_at]
+  end
+  if newer then
     local args = {}
     for j, name in ipairs(fields) do
       args[#args + 1] = name
@@ -209,7 +217,7 @@ class RedisAuthCacheWriter:
         keys = [auth_cache.auth_key(entry.username) for entry in entries]
         values = json.dumps([entry_values(entry) for entry in entries])
         pipe.scripts.add(self._write_if_newer)  # type: ignore[arg-type]  # redis-py types the set as sync Scripts
-        pipe.evalsha(self._write_if_newer.sha, len(keys), *keys, values, _FIELDS_JSON, _POSITION_INDEX)
+        pipe.evalsha(self._write_if_newer.sha, len(keys), *keys, values, _FIELDS_JSON, _POSITION_INDEX, _PLAN_INDEX)
 
     def _queue_owners(self, pipe: aioredis.client.Pipeline, owners: Sequence[DomainOwner]) -> None:
         if not owners:

@@ -104,7 +104,7 @@ class AuthEntry(NamedTuple):
     expires_at: int | None = None
     allowed_cidrs: str = NO_CIDRS_JSON
     limits: str = NO_LIMITS_JSON
-    plan: str = "free"  # the account's plan (its daily quota at the relay); "free" until the account's is known
+    plan: str = "free"  # the account's plan (its daily quota at the relay); DEFAULT_PLAN until the account's is known
 
 
 def _compact(value: object) -> str:
@@ -289,9 +289,17 @@ def tombstone_for(entry: AuthEntry, position: int) -> AuthEntry:
     )
 
 
+DEFAULT_PLAN = "free"  # taifa_events.usage.DEFAULT_PLAN: an entry whose account's plan is not known yet
+
+
 def newer_entry(current: AuthEntry | None, candidate: AuthEntry) -> AuthEntry:
-    """Compare on position: the entry with the higher position wins."""
+    """Compare on position: the entry with the higher position wins. At the same position, an entry that learnt
+    its account's plan (AccountCreated applied after the credential: another topic) wins over one that has
+    not: plans never change, so a known plan is never replaced by the default (the SQL and Lua writers apply
+    the same rule)."""
     if current is None or candidate.position > current.position:
+        return candidate
+    if candidate.position == current.position and candidate.plan != current.plan and candidate.plan != DEFAULT_PLAN:
         return candidate
     return current
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 from uuid import UUID
 
-from taifa_events import Envelope, EventData
+from taifa_events import AccountCreated, Envelope, EventData
 
+from taifa_projector.domain.credentials import DEFAULT_PLAN
 from taifa_projector.domain.model import (
     AuthEntry,
     CredentialRow,
@@ -45,7 +46,10 @@ class ReadSideFold:
     auth: dict[str, AuthEntry] = field(default_factory=dict)
     # stream id -> {position: event} waiting for the event that creates the stream's row
     parked: dict[UUID, dict[int, Event]] = field(default_factory=dict)
+    # account id -> plan (AccountCreated; plans never change): the `plan` of the account's cache entries
+    plans: dict[UUID, str] = field(default_factory=dict)
 
+    changed_plans: set[UUID] = field(default_factory=set)
     changed_credentials: set[UUID] = field(default_factory=set)
     changed_domains: set[UUID] = field(default_factory=set)
     changed_auth: set[str] = field(default_factory=set)
@@ -69,10 +73,23 @@ class ReadSideFold:
                 if entry is not None:
                     self._apply_auth(entry)
             elif after is not before:
-                # The entry follows the credential's whole state (secrets, status, restrictions).
-                self._apply_auth(auth_entry_of(after))
+                # The entry follows the credential's whole state (secrets, status, restrictions) and its plan.
+                entry = auth_entry_of(after)
+                self._apply_auth(entry._replace(plan=self.plans.get(entry.account_id, DEFAULT_PLAN)))
         elif is_domain_event(event):
             self._apply_row(event, self.domains, self.changed_domains, apply_domain_event)
+        elif type(event.data) is AccountCreated:
+            self._apply_plan(event.data.account_id, event.data.plan)
+
+    def _apply_plan(self, account_id: UUID, plan: str) -> None:
+        """Record the account's plan and give it to the account's entries this fold holds (an AccountCreated
+        consumed after the account's credentials: the live store loads those entries for it)."""
+        if account_id in self.plans:
+            return  # plans never change: a duplicate or replay changes nothing
+        self.plans[account_id] = plan
+        self.changed_plans.add(account_id)
+        for entry in [e for e in self.auth.values() if e.account_id == account_id and e.plan != plan]:
+            self._apply_auth(entry._replace(plan=plan))
 
     def _apply_row(
         self,

@@ -50,24 +50,33 @@ class UsageWorker:
                 return
 
     async def _consume_loop(self, stop: asyncio.Event) -> None:
-        consumer = self.parts.consumer
         while not stop.is_set():
-            polled = await consumer.getmany(timeout_ms=self.settings.projector_poll_timeout_ms)
-            records = [to_record(m) for messages in polled.values() for m in messages]
-            if not records:
-                continue
-            while True:
-                try:
-                    applied, _ = await self.parts.applier.apply(records)
-                    break
-                except Exception:
-                    log.exception("applying usage windows failed; retrying")
-                    if stop.is_set():
-                        return
-                    if await sleep_unless_stopped(stop, self.settings.projector_retry_max_seconds):
-                        return
-            self.windows_applied += applied
-            await consumer.commit()
+            try:
+                await self._consume_once(stop)
+            except Exception:  # never let usage take the event consumer down with it (run() gathers both)
+                log.exception("usage consumer failed; retrying")
+                if await sleep_unless_stopped(stop, self.settings.projector_retry_max_seconds):
+                    return
+
+    async def _consume_once(self, stop: asyncio.Event) -> None:
+        """One poll: apply its windows (retried until applied), then commit its offsets."""
+        consumer = self.parts.consumer
+        polled = await consumer.getmany(timeout_ms=self.settings.projector_poll_timeout_ms)
+        records = [to_record(m) for messages in polled.values() for m in messages]
+        if not records:
+            return
+        while True:
+            try:
+                applied, _ = await self.parts.applier.apply(records)
+                break
+            except Exception:
+                log.exception("applying usage windows failed; retrying")
+                if stop.is_set():
+                    return
+                if await sleep_unless_stopped(stop, self.settings.projector_retry_max_seconds):
+                    return
+        self.windows_applied += applied
+        await consumer.commit()
 
     async def close(self) -> None:
         await self._stack.aclose()
