@@ -234,18 +234,9 @@ class UsageWindow(BaseModel):
     reported_at: AwareDatetime
 
 
-class QuotaReached(BaseModel):
-    """An account's daily quota crossed 80 % or 100 % (the audit feed shows it as `smtp_credential.quota_reached`)."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    account_id: UUID
-    credential_id: UUID
-    day: str = Field(pattern=r"^\d{8}$")
-    percent: int
-    count: int = Field(ge=0)
-    quota: int = Field(ge=0)
-    at: AwareDatetime
+class QuotaReached(QuotaNotice):
+    """An account's daily quota crossed 80 % or 100 % (the audit feed shows it as `smtp_credential.quota_reached`):
+    the relay's notice, as the flusher publishes it on the usage topic."""
 
 
 class _WindowRecord(BaseModel):

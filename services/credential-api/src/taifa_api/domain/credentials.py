@@ -86,10 +86,7 @@ def deactivate(credential: CredentialRecord, now: datetime) -> tuple[CredentialR
     if not credential.is_active:
         return credential, None
     event = CredentialDeactivated(
-        credential_id=credential.credential_id,
-        account_id=credential.account_id,
-        domain_id=credential.domain_id,
-        username=credential.username,
+        **credential.event_subject(),
         deactivated_at=now,
     )
     return replace(credential, is_active=False, status=DEACTIVATED, deactivated_at=now), event

@@ -87,10 +87,7 @@ def rotate(
     new_secret = SecretRecord(secret_id=uuid4(), credential_id=credential.credential_id, created_at=now)
     previous = replace(current, expires_at=now + timedelta(seconds=grace_seconds))
     event = CredentialSecretRotated(
-        credential_id=credential.credential_id,
-        account_id=credential.account_id,
-        domain_id=credential.domain_id,
-        username=credential.username,
+        **credential.event_subject(),
         secret_id=new_secret.secret_id,
         secret_hash=secret_hash,
         previous_secret_id=previous.secret_id,
@@ -121,10 +118,7 @@ def revoke_secret(
     if not secret_is_valid(found, now):
         return found, None
     event = CredentialSecretRevoked(
-        credential_id=credential.credential_id,
-        account_id=credential.account_id,
-        domain_id=credential.domain_id,
-        username=credential.username,
+        **credential.event_subject(),
         secret_id=secret_id,
         revoked_at=now,
     )
@@ -144,10 +138,7 @@ def suspend(
     if credential.status == SUSPENDED:
         return credential, None
     event = CredentialSuspended(
-        credential_id=credential.credential_id,
-        account_id=credential.account_id,
-        domain_id=credential.domain_id,
-        username=credential.username,
+        **credential.event_subject(),
         reason=reason,
         suspended_at=now,
     )
@@ -160,10 +151,7 @@ def resume(credential: CredentialRecord, now: datetime) -> tuple[CredentialRecor
     if credential.status == ACTIVE:
         return credential, None
     event = CredentialResumed(
-        credential_id=credential.credential_id,
-        account_id=credential.account_id,
-        domain_id=credential.domain_id,
-        username=credential.username,
+        **credential.event_subject(),
         resumed_at=now,
     )
     return replace(credential, status=ACTIVE, suspended_at=None, suspension_reason=None), event
@@ -236,10 +224,7 @@ def change_restrictions(
     if changed == credential:
         return credential, None
     event = CredentialRestrictionsChanged(
-        credential_id=credential.credential_id,
-        account_id=credential.account_id,
-        domain_id=credential.domain_id,
-        username=credential.username,
+        **credential.event_subject(),
         allowed_cidrs=list(cidrs),
         expires_at=expires_at,
         limits=CredentialLimits(messages_per_minute=per_minute, messages_per_day=per_day),

@@ -61,6 +61,15 @@ class CredentialRecord:
     messages_per_minute: int | None = None
     messages_per_day: int | None = None
 
+    def event_subject(self) -> dict[str, UUID | str]:
+        """The fields every credential event carries to name its credential (and its username's partition)."""
+        return {
+            "credential_id": self.credential_id,
+            "account_id": self.account_id,
+            "domain_id": self.domain_id,
+            "username": self.username,
+        }
+
 
 @dataclass(frozen=True)
 class SecretRecord:
