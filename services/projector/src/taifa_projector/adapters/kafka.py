@@ -275,17 +275,20 @@ def to_record(message: object) -> Record:
     )
 
 
+async def _partitions_of(consumer: AIOKafkaConsumer, topic_names: Sequence[str]) -> list[TopicPartition]:
+    """Every partition of `topic_names`, in topic then partition order."""
+    await consumer.topics()  # loads the metadata of every topic
+    return [
+        TopicPartition(topic, p) for topic in topic_names for p in sorted(consumer.partitions_for_topic(topic) or ())
+    ]
+
+
 async def log_starts(kafka: KafkaConnection, topic_names: Sequence[str]) -> dict[TopicPartitionKey, int]:
     """The first offset each partition of `topic_names` still holds (0 unless records were deleted)."""
     consumer = AIOKafkaConsumer(**_client_options(kafka), enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
-        await consumer.topics()  # loads the metadata of every topic
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in topic_names
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
+        partitions = await _partitions_of(consumer, topic_names)
         starts = await consumer.beginning_offsets(partitions) if partitions else {}
         return {(tp.topic, tp.partition): offset for tp, offset in starts.items()}
     finally:
@@ -321,12 +324,7 @@ async def read_topics_to_end(
     )  # fmt: skip
     await consumer.start()
     try:
-        await consumer.topics()  # loads the metadata of every topic
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in topic_names
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
+        partitions = await _partitions_of(consumer, topic_names)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         starts = {(tp.topic, tp.partition): await consumer.position(tp) for tp in partitions}
