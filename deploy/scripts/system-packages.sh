@@ -28,12 +28,27 @@ elif command -v perl >/dev/null 2>&1 && ! perl -MNet::SSLeay -MIO::Socket::SSL -
 fi
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# The console's browser tests (tests/e2e, Playwright) drive Debian's Chromium headless; no browser is downloaded.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# `make bench-relay` only (TAIFA_BENCH_PACKAGES=1): Postfix 3.7 with Cyrus SASL (sasldb: saslpasswd2; the PLAIN and
+# LOGIN mechanisms are in libsasl2-modules) as the peer of the relay's benchmark, run as a private instance by the
+# bench itself. Debian's own postfix service is never configured ("No configuration", preseeded) nor started.
+bench_packages=()
+if [ "${TAIFA_BENCH_PACKAGES:-0}" = 1 ]; then
+    [ -x /usr/sbin/postfix ] || command -v postfix >/dev/null 2>&1 || bench_packages+=(postfix)
+    [ -x /usr/sbin/saslpasswd2 ] || command -v saslpasswd2 >/dev/null 2>&1 || bench_packages+=(sasl2-bin)
+    compgen -G "/usr/lib/*/sasl2/libplain.so*" >/dev/null || bench_packages+=(libsasl2-modules)
+    missing+=("${bench_packages[@]}")
+fi
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     echo "missing system packages: ${missing[*]}" >&2
     echo "install them (Debian/Ubuntu: sudo apt-get install -y ${missing[*]}) and run make again" >&2
+    if [ ${#bench_packages[@]} -gt 0 ]; then
+        echo "(postfix: answer 'No configuration' and keep its service stopped: the benchmark runs its own instance)" >&2
+    fi
     exit 1
 fi
 
@@ -42,6 +57,8 @@ new_services=()
 for package in "${missing[@]}"; do
     case "$package" in
         postgresql | redis-server) new_services+=("$package") ;;
+        postfix) new_services+=(postfix) ;;
+        sasl2-bin) new_services+=(saslauthd) ;;
     esac
 done
 
@@ -77,6 +94,9 @@ fi
 
 echo "installing system packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+if [ ${#bench_packages[@]} -gt 0 ] && command -v debconf-set-selections >/dev/null 2>&1; then
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 

@@ -144,7 +144,7 @@ def touched(calls: list[str], service: str) -> list[str]:
 
 
 def test_nothing_missing_installs_nothing_and_touches_no_service(machine: Machine) -> None:
-    machine.has("postgres", "redis-server", "swaks", "node", "npm")
+    machine.has("postgres", "redis-server", "swaks", "node", "npm", "chromium")
 
     result = machine.run()
 
@@ -155,7 +155,7 @@ def test_nothing_missing_installs_nothing_and_touches_no_service(machine: Machin
 
 
 def test_installing_redis_never_stops_the_machines_own_running_postgresql(machine: Machine) -> None:
-    machine.has("postgres", "swaks", "node", "npm")
+    machine.has("postgres", "swaks", "node", "npm", "chromium")
 
     result = machine.run()
 
@@ -170,7 +170,7 @@ def test_installing_redis_never_stops_the_machines_own_running_postgresql(machin
 
 
 def test_both_missing_are_installed_without_ever_being_started(machine: Machine) -> None:
-    machine.has("swaks", "node", "npm")
+    machine.has("swaks", "node", "npm", "chromium")
 
     result = machine.run()
 
@@ -184,7 +184,7 @@ def test_both_missing_are_installed_without_ever_being_started(machine: Machine)
 
 
 def test_the_temporary_policy_forbids_only_the_services_being_installed(machine: Machine) -> None:
-    machine.has("swaks", "node", "npm")
+    machine.has("swaks", "node", "npm", "chromium")
     # Capture the policy while apt-get runs: ask it about other services too.
     probe = FAKE_APT_GET.replace(
         'echo "apt-get $*" >> "$FAKE_LOG"',
@@ -206,7 +206,7 @@ def test_the_temporary_policy_forbids_only_the_services_being_installed(machine:
 def test_a_policy_the_machine_already_has_is_left_alone_and_only_what_this_run_installed_is_stopped(
     machine: Machine,
 ) -> None:
-    machine.has("postgres", "swaks", "node", "npm")
+    machine.has("postgres", "swaks", "node", "npm", "chromium")
     machine.policy.write_text(PERMISSIVE_POLICY)
     machine.policy.chmod(0o755)
 
@@ -221,7 +221,7 @@ def test_a_policy_the_machine_already_has_is_left_alone_and_only_what_this_run_i
 
 
 def test_without_root_it_names_the_missing_packages_and_installs_nothing(machine: Machine) -> None:
-    machine.has("postgres", "swaks", "node", "npm")
+    machine.has("postgres", "swaks", "node", "npm", "chromium")
     machine._stub("id", '#!/bin/sh\n[ "$1" = -u ] && echo 1000 && exit 0\n')
 
     result = machine.run()
@@ -232,7 +232,7 @@ def test_without_root_it_names_the_missing_packages_and_installs_nothing(machine
 
 
 def test_a_failed_install_still_removes_the_temporary_policy(machine: Machine) -> None:
-    machine.has("postgres", "swaks", "node", "npm")
+    machine.has("postgres", "swaks", "node", "npm", "chromium")
     machine._stub("apt-get", '#!/bin/sh\necho "apt-get $*" >> "$FAKE_LOG"\n[ "$1" = install ] && exit 100\nexit 0\n')
 
     result = machine.run()
@@ -242,7 +242,7 @@ def test_a_failed_install_still_removes_the_temporary_policy(machine: Machine) -
 
 
 def test_swaks_without_perls_tls_modules_gets_them_installed(machine: Machine) -> None:
-    machine.has("postgres", "redis-server", "swaks", "node", "npm")
+    machine.has("postgres", "redis-server", "swaks", "node", "npm", "chromium")
     machine._stub("perl", "#!/bin/sh\nexit 2\n")  # Net::SSLeay / IO::Socket::SSL cannot be loaded
 
     result = machine.run()
@@ -252,7 +252,7 @@ def test_swaks_without_perls_tls_modules_gets_them_installed(machine: Machine) -
 
 
 def test_a_missing_swaks_comes_with_its_tls_modules(machine: Machine) -> None:
-    machine.has("postgres", "redis-server", "node", "npm")
+    machine.has("postgres", "redis-server", "node", "npm", "chromium")
 
     result = machine.run()
 
@@ -261,3 +261,12 @@ def test_a_missing_swaks_comes_with_its_tls_modules(machine: Machine) -> None:
         "apt-get install -y -qq --no-install-recommends swaks libnet-ssleay-perl libio-socket-ssl-perl"
         in machine.calls()
     )
+
+
+def test_a_missing_chromium_is_installed_for_the_console_browser_tests(machine: Machine) -> None:
+    machine.has("postgres", "redis-server", "swaks", "node", "npm")
+
+    result = machine.run()
+
+    assert result.returncode == 0, result.stderr
+    assert "apt-get install -y -qq --no-install-recommends chromium" in machine.calls()
