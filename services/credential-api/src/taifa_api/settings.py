@@ -161,6 +161,24 @@ class Settings(BaseSettings, KafkaConnectionSettings):
     api_db_pool_min: int = Field(2, description="Minimum PostgreSQL connections in the API pool.")
     api_db_pool_max: int = Field(20, description="Maximum PostgreSQL connections in the API pool.")
 
+    webhook_secret_keys: SecretStr | None = Field(
+        None,
+        description="AES-256-GCM keys that encrypt webhook signing secrets at rest, `id:base64key[,id:base64key]` "
+        "(32-byte keys, from a Secret; `openssl rand -base64 32`): the first encrypts, every one decrypts. Unset: "
+        "creating or rotating a webhook answers `503`.",
+    )
+    webhook_allow_http: bool = Field(
+        False,
+        description="Development only: webhook URLs may use plain `http` and resolve to loopback addresses "
+        "(link-local and cloud metadata addresses stay refused). Never set in production.",
+    )
+    webhook_max_endpoints_per_account: int = Field(
+        10, ge=1, description="Webhook endpoints one account may have; one more is `403 webhook_limit_reached`."
+    )
+    webhook_dns_timeout_seconds: float = Field(
+        3.0, gt=0, description="Time allowed to resolve a webhook URL's host when it is created (`422` beyond)."
+    )
+
     @field_validator("api_jwt_secret")
     @classmethod
     def _hs256_secret_is_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
