@@ -1,6 +1,6 @@
 """Taifa Mail events: schemas, envelope, codec, topics, upcasters and the auth-cache format. No I/O."""
 
-from taifa_events import auth_cache, signing, topics, usage
+from taifa_events import audit, auth_cache, metadata, signing, topics, usage
 from taifa_events.envelope import (
     Envelope,
     InvalidEvent,
@@ -31,7 +31,12 @@ from taifa_events.events import (
     DomainVerificationFailed,
     DomainVerified,
     EventData,
+    WebhookEndpointCreated,
+    WebhookEndpointDeleted,
+    WebhookEndpointDisabled,
+    WebhookSecretRotated,
 )
+from taifa_events.metadata import Actor, EventMetadata
 from taifa_events.secret_hash import HASH_SCHEME, hash_secret, new_secret, secret_matches
 from taifa_events.secrets import (
     SMTP_PASSWORD_PATTERN,
@@ -45,6 +50,7 @@ __all__ = [
     "HASH_SCHEME",
     "SMTP_PASSWORD_PATTERN",
     "AccountCreated",
+    "Actor",
     "ApiKeyIssued",
     "ApiKeyRevoked",
     "CredentialCreated",
@@ -61,7 +67,13 @@ __all__ = [
     "DomainVerified",
     "Envelope",
     "EventData",
+    "EventMetadata",
     "InvalidEvent",
+    "WebhookEndpointCreated",
+    "WebhookEndpointDeleted",
+    "WebhookEndpointDisabled",
+    "WebhookSecretRotated",
+    "audit",
     "auth_cache",
     "declared_type",
     "decode",
@@ -71,6 +83,7 @@ __all__ = [
     "initial_secret_id",
     "kafka_headers",
     "make_envelope",
+    "metadata",
     "new_secret",
     "new_smtp_password",
     "parse_data",

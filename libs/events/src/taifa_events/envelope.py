@@ -11,6 +11,7 @@ from uuid import UUID, uuid4
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from taifa_events.events import EVENT_TYPES, EventData
+from taifa_events.metadata import EventMetadata
 from taifa_events.upcasters import upcast
 
 DataT = TypeVar("DataT", bound=EventData)
@@ -35,6 +36,9 @@ class Envelope(BaseModel, Generic[DataT]):
     occurred_at: AwareDatetime
     correlation_id: str = Field(max_length=200)
     data: DataT
+    # Who caused it, from where, in which request (issue 17). Absent in events written before: None, read as
+    # actor `unknown`. Encoded only when present, so older events keep their exact bytes (and signatures).
+    metadata: EventMetadata | None = None
 
     @property
     def topic(self) -> str:
@@ -65,7 +69,7 @@ def data_to_json(data: EventData) -> dict[str, Any]:
 
 
 def envelope_to_json(envelope: Envelope[Any]) -> dict[str, Any]:
-    return {
+    raw: dict[str, Any] = {
         "event_id": str(envelope.event_id),
         "event_type": envelope.event_type,
         "schema_version": envelope.schema_version,
@@ -76,6 +80,9 @@ def envelope_to_json(envelope: Envelope[Any]) -> dict[str, Any]:
         "correlation_id": envelope.correlation_id,
         "data": data_to_json(envelope.data),
     }
+    if envelope.metadata is not None:
+        raw["metadata"] = envelope.metadata.model_dump(mode="json")
+    return raw
 
 
 def encode(envelope: Envelope[Any]) -> bytes:
@@ -220,6 +227,7 @@ def make_envelope(
     correlation_id: str,
     event_id: UUID | None = None,
     occurred_at: datetime | None = None,
+    metadata: EventMetadata | None = None,
 ) -> Envelope[DataT]:
     """Wrap event data in an envelope (the event store assigns `position` at commit)."""
     envelope: Envelope[DataT] = Envelope(
@@ -232,6 +240,7 @@ def make_envelope(
         occurred_at=occurred_at or datetime.now(UTC),
         correlation_id=correlation_id,
         data=data,
+        metadata=metadata,
     )
     return envelope
 

@@ -216,6 +216,42 @@ class CredentialRestrictionsChanged(_CredentialEvent):
     changed_at: AwareDatetime
 
 
+class _WebhookEvent(EventData):
+    """Webhook endpoint lifecycle (issue 17): on the accounts topic, keyed by account id, in the endpoint's stream.
+    No secret in any of them: the signing secret lives encrypted in the API's tables only."""
+
+    TOPIC: ClassVar[str] = topics.ACCOUNTS
+    account_id: UUID
+    webhook_id: UUID
+
+    def stream_id(self) -> UUID:
+        return self.webhook_id
+
+    def partition_key(self) -> UUID:
+        return self.account_id
+
+
+class WebhookEndpointCreated(_WebhookEvent):
+    EVENT_TYPE: ClassVar[str] = "WebhookEndpointCreated"
+    url: str = Field(min_length=1, max_length=2048)
+    events: list[str] = Field(min_length=1, max_length=64)
+
+
+class WebhookSecretRotated(_WebhookEvent):
+    EVENT_TYPE: ClassVar[str] = "WebhookSecretRotated"
+
+
+class WebhookEndpointDeleted(_WebhookEvent):
+    EVENT_TYPE: ClassVar[str] = "WebhookEndpointDeleted"
+
+
+class WebhookEndpointDisabled(_WebhookEvent):
+    """Deliveries kept failing for about 3 days (or an operator disabled it): `reason` is short, never a secret."""
+
+    EVENT_TYPE: ClassVar[str] = "WebhookEndpointDisabled"
+    reason: str = Field(max_length=500)
+
+
 EVENT_TYPES: dict[str, type[EventData]] = {
     cls.EVENT_TYPE: cls
     for cls in (
@@ -233,5 +269,9 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         CredentialSuspended,
         CredentialResumed,
         CredentialRestrictionsChanged,
+        WebhookEndpointCreated,
+        WebhookSecretRotated,
+        WebhookEndpointDeleted,
+        WebhookEndpointDisabled,
     )
 }
