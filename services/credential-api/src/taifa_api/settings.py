@@ -132,6 +132,12 @@ class Settings(BaseSettings, KafkaConnectionSettings):
     api_smtp_host: str = Field("mail.govconnect.ke", description="SMTP host shown in credential responses.")
     api_smtp_port: int = Field(587, description="SMTP port shown in credential responses.")
     api_smtp_encryption: str = Field("STARTTLS", description="SMTP encryption shown in credential responses.")
+    api_smtps_port: int = Field(465, description="Implicit-TLS SMTP port the console shows beside TAIFA_API_SMTP_PORT.")
+    api_dev_sign_in: bool = Field(
+        False,
+        description="Development only: serve `/console/dev/sign-in`, which turns a one-time token of "
+        "`taifa-admin session sign-in-link` into session cookies. `make dev` turns it on; never in production.",
+    )
 
     api_publisher_enabled: bool = Field(True, description="Run the outbox publisher inside the API process.")
     api_publisher_batch_size: int = Field(500, description="Events read from the event store per publish batch.")
@@ -178,6 +184,39 @@ class Settings(BaseSettings, KafkaConnectionSettings):
     webhook_dns_timeout_seconds: float = Field(
         3.0, gt=0, description="Time allowed to resolve a webhook URL's host when it is created (`422` beyond)."
     )
+
+    webhooks_group_id: str = Field(
+        "taifa-webhooks", description="Kafka consumer group of the webhook dispatcher (`taifa-webhooks`)."
+    )
+    webhooks_health_host: str = Field("0.0.0.0", description="Address of the dispatcher's /healthz, /readyz, /metrics.")
+    webhooks_health_port: int = Field(9103, description="Port of the dispatcher's /healthz, /readyz and /metrics.")
+    webhooks_concurrency: int = Field(
+        50, ge=1, description="Webhook attempts in flight at once per dispatcher (never two to the same endpoint)."
+    )
+    webhooks_connect_timeout_seconds: float = Field(
+        5.0, gt=0, description="Time allowed to connect to a webhook endpoint (TLS handshake included)."
+    )
+    webhooks_request_timeout_seconds: float = Field(
+        15.0, gt=0, description="Time allowed for a whole webhook attempt (resolve, connect, send, read the status)."
+    )
+    webhooks_lease_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="A claimed delivery is not due again for this long (longer than an attempt): a dispatcher that "
+        "dies mid-attempt leaves it to be sent again (same `webhook-id`) after it.",
+    )
+    webhooks_poll_seconds: float = Field(
+        1.0, gt=0, description="How often the dispatcher looks for retries that came due (new events wake it at once)."
+    )
+    webhooks_batch_size: int = Field(500, ge=1, description="Kafka records turned into deliveries per transaction.")
+    webhooks_retry_scale: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Multiplies the retry schedule (5 s, 5 min, 30 min, 2 h, 5 h, then 10 h: about 3 days); tests "
+        "and benchmarks shrink it. Keep 1 in production.",
+    )
+    webhooks_db_pool_max: int = Field(10, ge=2, description="Maximum PostgreSQL connections of the dispatcher.")
 
     @field_validator("api_jwt_secret")
     @classmethod

@@ -1,0 +1,159 @@
+"""The webhook dispatcher's HTTP client (httpx): POSTs to an address it checked a moment before, nothing else.
+
+At every attempt the URL's host is resolved again and every address judged by `domain.webhook_urls` (a host that
+now resolves to a forbidden address is refused: nothing is sent). The request then goes to one of the checked
+addresses, the URL rewritten to that IP literal, with the original `Host` header and, for https, the original
+name as TLS SNI and certificate name (`extensions={"sni_hostname": host}`), so DNS rebinding cannot switch the
+target between the check and the connection. Redirects are never followed (a 3xx is a failed attempt), proxies
+from the environment are ignored (they would make the connection elsewhere), connections are not kept alive
+(a pooled connection to an IP would be reused for another host name behind the same IP), and the response body
+is read no further than a short excerpt. Timeouts: one on connecting, one on the whole attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+import httpx
+
+from taifa_api.adapters.webhook_resolver import resolve_addresses
+from taifa_api.application.webhook_ports import SendResult
+from taifa_api.domain import webhook_delivery as rules
+from taifa_api.domain.webhook_urls import InvalidWebhookUrl, IPAddress, WebhookUrl, first_forbidden, parse_webhook_url
+
+# (host, port) -> every address it resolves to; OSError or TimeoutError when it does not.
+Resolve = Callable[[str, int], Awaitable[tuple[IPAddress, ...]]]
+USER_AGENT = "Taifa-Webhooks/1"
+EXCERPT_BYTES = 4096  # read at most this much of a response body, of which EXCERPT_CHARS characters are kept
+
+
+def system_resolver(timeout: float) -> Resolve:
+    async def resolve(host: str, port: int) -> tuple[IPAddress, ...]:
+        return await resolve_addresses(host, port, timeout)
+
+    return resolve
+
+
+def _url_for(scheme: str, ip: IPAddress, port: int, target: str) -> str:
+    host = f"[{ip.compressed}]" if isinstance(ip, ipaddress.IPv6Address) else str(ip)
+    return f"{scheme}://{host}:{port}{target}"
+
+
+class PinnedWebhookSender:
+    """`send()` never raises for the network: every failure is a SendResult with an error (no secret in it)."""
+
+    def __init__(
+        self,
+        *,
+        allow_http: bool,
+        connect_timeout: float,
+        request_timeout: float,
+        resolve: Resolve,
+        max_connections: int = 100,
+    ) -> None:
+        self.allow_http = allow_http
+        self.allow_loopback = allow_http  # the development setting allows both (CONTRACT §8)
+        self.request_timeout = request_timeout
+        self.resolve = resolve
+        self._client = httpx.AsyncClient(
+            follow_redirects=False,
+            trust_env=False,
+            timeout=httpx.Timeout(request_timeout, connect=connect_timeout),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=0),
+            headers={"user-agent": USER_AGENT},
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> SendResult:
+        started = time.monotonic()
+
+        def done(
+            status: int | None = None, error: str | None = None, *, excerpt: str | None = None, refused: bool = False
+        ) -> SendResult:
+            return SendResult(
+                status_code=status,
+                latency_ms=int((time.monotonic() - started) * 1000),
+                error=rules.short_error(error) if error else None,
+                body_excerpt=excerpt,
+                refused=refused,
+            )
+
+        try:
+            parsed = parse_webhook_url(url, allow_http=self.allow_http)
+        except InvalidWebhookUrl as exc:
+            return done(error=f"refused: {exc}", refused=True)
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                if parsed.address is not None:
+                    addresses: tuple[IPAddress, ...] = (parsed.address,)
+                else:
+                    addresses = await self.resolve(parsed.host, parsed.port)
+                if not addresses:
+                    return done(error="the host does not resolve")
+                forbidden = first_forbidden(addresses, self.allow_loopback)
+                if forbidden is not None:
+                    return done(error=f"refused: the host resolves to {forbidden[1]} ({forbidden[0]})", refused=True)
+                status, excerpt = await self._post(parsed, url, addresses, headers, body)
+                return done(status, None if rules.delivered(status) else f"HTTP {status}", excerpt=excerpt)
+        except TimeoutError:
+            return done(error=f"timed out after {self.request_timeout:g} s")
+        except httpx.TimeoutException as exc:
+            return done(error=f"timed out ({type(exc).__name__})")
+        except (OSError, UnicodeError, ValueError) as exc:
+            return done(error=f"the host does not resolve ({type(exc).__name__})")
+        except httpx.HTTPError as exc:
+            return done(error=f"{type(exc).__name__}: {_reason(exc)}")
+
+    async def _post(
+        self,
+        parsed: WebhookUrl,
+        url: str,
+        addresses: tuple[IPAddress, ...],
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> tuple[int, str | None]:
+        """Try the checked addresses in resolver order until one accepts the connection."""
+        scheme, host, port = parsed.scheme, parsed.host, parsed.port
+        target = httpx.URL(url).raw_path.decode("ascii")
+        default_port = 443 if scheme == "https" else 80
+        host_header = host if port == default_port else f"{host}:{port}"
+        if ":" in host and port == default_port:  # an IPv6 literal in the Host header keeps its brackets
+            host_header = f"[{host}]"
+        elif ":" in host:
+            host_header = f"[{host}]:{port}"
+        extensions = {"sni_hostname": host} if scheme == "https" else {}
+        last: httpx.ConnectError | None = None
+        for ip in addresses:
+            request = self._client.build_request(
+                "POST",
+                _url_for(scheme, ip, port, target),
+                headers={**headers, "host": host_header},
+                content=body,
+                extensions=extensions,
+            )
+            try:
+                response = await self._client.send(request, stream=True)
+            except httpx.ConnectError as exc:
+                last = exc
+                continue
+            try:
+                chunk = b""
+                async for part in response.aiter_raw():
+                    chunk += part
+                    if len(chunk) >= EXCERPT_BYTES:
+                        break
+            finally:
+                await response.aclose()
+            return response.status_code, rules.excerpt(chunk[:EXCERPT_BYTES])
+        assert last is not None
+        raise last
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0] if text else ""

@@ -1,0 +1,226 @@
+"""The webhook dispatcher's two halves (issue 17; DESIGN point 14: side effects for customers leave through an
+outbox).
+
+- `Ingestor`: a batch of audit events -> one delivery per (enabled endpoint subscribed to the type, event), written
+  with the consumer's offsets in one transaction, so a record becomes deliveries exactly once.
+- `DeliveryLoop`: sends due deliveries at least once, with the same `webhook-id` on every attempt; at most one in
+  flight per endpoint and `concurrency` in all, so a slow or dead endpoint holds one slot and never delays the
+  others; retries on the schedule of `domain.webhook_delivery`, then fails the delivery and disables the endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from uuid import UUID
+
+from taifa_api import metrics
+from taifa_api.application.webhook_ports import (
+    AttemptOutcome,
+    DeliveryStore,
+    DueDelivery,
+    FeedEvent,
+    NewDelivery,
+    Signer,
+    Subscription,
+    WebhookSender,
+)
+from taifa_api.domain import webhook_delivery as rules
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def deliveries_for(events: Sequence[FeedEvent], subscriptions: Sequence[Subscription]) -> list[NewDelivery]:
+    """Which endpoint takes which event: same account, subscribed to the type, and created before the event
+    happened (an endpoint never receives the history that preceded it, whatever the consumer replays)."""
+    by_account: dict[UUID, list[Subscription]] = {}
+    for subscription in subscriptions:
+        by_account.setdefault(subscription.account_id, []).append(subscription)
+    planned: list[NewDelivery] = []
+    for event in events:
+        for sub in by_account.get(event.account_id, ()):
+            if not rules.subscribed(sub.events, event.event_type) or sub.created_at > event.occurred_at:
+                continue
+            planned.append(
+                NewDelivery(
+                    id=rules.delivery_id(sub.webhook_id, event.event_id),
+                    webhook_id=sub.webhook_id,
+                    account_id=event.account_id,
+                    message_id=rules.message_id(sub.webhook_id, event.event_id),
+                    event_id=event.event_id,
+                    event_type=event.event_type,
+                    occurred_at=event.occurred_at,
+                    payload=event.payload,
+                )
+            )
+    return planned
+
+
+class Ingestor:
+    def __init__(self, store: DeliveryStore, on_new: Callable[[], None] = lambda: None) -> None:
+        self.store = store
+        self.on_new = on_new
+
+    async def ingest(self, events: Sequence[FeedEvent], next_offsets: Mapping[tuple[str, int], int]) -> int:
+        """Record the deliveries of `events` and the offsets after them (one transaction); returns new deliveries."""
+        accounts = sorted({event.account_id for event in events})
+        subscriptions = await self.store.subscriptions(accounts) if accounts else []
+        created = await self.store.record(deliveries_for(events, subscriptions), next_offsets)
+        if created:
+            metrics.WEBHOOK_DELIVERIES_CREATED.inc(created)
+            self.on_new()
+        return created
+
+
+def body_of(payload: Mapping[str, object]) -> bytes:
+    """The request body: the §8 JSON object, compact (the signature covers exactly these bytes)."""
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+
+
+class DeliveryLoop:
+    """Claims due deliveries and sends each in its own task. `wake()` (new deliveries) ends the idle wait early."""
+
+    def __init__(
+        self,
+        store: DeliveryStore,
+        sender: WebhookSender,
+        signer: Signer,
+        *,
+        concurrency: int,
+        lease_seconds: float,
+        idle_poll_seconds: float,
+        retry_scale: float = 1.0,
+        clock: Callable[[], datetime] = _now,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.store = store
+        self.sender = sender
+        self.signer = signer
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds
+        self.idle_poll_seconds = idle_poll_seconds
+        self.retry_scale = retry_scale
+        self.clock = clock
+        self.jitter = jitter
+        self._wake = asyncio.Event()
+        self._in_flight: dict[UUID, asyncio.Task[None]] = {}  # endpoint id -> its one attempt under way
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event, *, retry_seconds: float = 1.0) -> None:
+        """Until `stop`: fill the free slots with due deliveries, then wait for a slot, a wake-up or the poll."""
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                try:
+                    await self._fill_slots()
+                    pause = self.idle_poll_seconds
+                except Exception:  # the database is away: the leased deliveries come due again after their lease
+                    log.exception("claiming webhook deliveries failed; retrying")
+                    pause = retry_seconds
+                await self._wait(stop, pause)
+        finally:
+            await self._drain()
+
+    async def _fill_slots(self) -> None:
+        free = self.concurrency - len(self._in_flight)
+        if free <= 0:
+            return
+        claimed = await self.store.claim_due(free, list(self._in_flight), self.lease_seconds)
+        for delivery in claimed:
+            task = asyncio.create_task(self._attempt(delivery), name=f"webhook-{delivery.webhook_id}")
+            self._in_flight[delivery.webhook_id] = task
+            task.add_done_callback(self._done_callback(delivery.webhook_id))
+        metrics.WEBHOOK_IN_FLIGHT.set(len(self._in_flight))
+
+    def _done_callback(self, endpoint: UUID) -> Callable[[asyncio.Task[None]], None]:
+        def done(_task: asyncio.Task[None]) -> None:
+            self._in_flight.pop(endpoint, None)
+            metrics.WEBHOOK_IN_FLIGHT.set(len(self._in_flight))
+            self._wake.set()  # a slot is free, and that endpoint's next delivery may be due
+
+        return done
+
+    async def _wait(self, stop: asyncio.Event, seconds: float) -> None:
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _drain(self) -> None:
+        """On stop, attempts under way are cancelled: their lease runs out and they are sent again (same id)."""
+        tasks = list(self._in_flight.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _attempt(self, delivery: DueDelivery) -> None:
+        try:
+            await self.attempt(delivery)
+        except Exception:  # recorded nowhere: the lease brings the delivery back
+            log.exception("webhook attempt could not be recorded", extra={"delivery_id": str(delivery.id)})
+
+    async def attempt(self, delivery: DueDelivery) -> AttemptOutcome:
+        """One attempt: sign, send, record (and disable the endpoint when the schedule is spent)."""
+        started = self.clock()
+        body = body_of(delivery.payload)
+        headers = self.signer.headers(delivery.message_id, started, body, delivery.secrets)
+        headers["content-type"] = "application/json"
+        result = await self.sender.send(delivery.url, headers, body)
+        attempt = delivery.attempts + 1
+        ok = rules.delivered(result.status_code)
+        next_at = None
+        if not ok:
+            delay = rules.retry_delay(attempt, self.jitter(), scale=self.retry_scale)
+            next_at = None if delay is None else self.clock() + delay
+        outcome = AttemptOutcome(
+            delivery_id=delivery.id,
+            webhook_id=delivery.webhook_id,
+            account_id=delivery.account_id,
+            attempt=attempt,
+            started_at=started,
+            result=result,
+            delivered=ok,
+            next_attempt_at=next_at,
+        )
+        disabled = await self.store.finish(outcome, rules.DISABLED_REASON)
+        self._observe(delivery, outcome, disabled)
+        return outcome
+
+    def _observe(self, delivery: DueDelivery, outcome: AttemptOutcome, disabled: bool) -> None:
+        result = outcome.result
+        label = "delivered" if outcome.delivered else ("refused" if result.refused else "failed")
+        metrics.WEBHOOK_ATTEMPTS.labels(label).inc()
+        metrics.WEBHOOK_ATTEMPT_SECONDS.observe(result.latency_ms / 1000)
+        if outcome.delivered:
+            lag = (self.clock() - delivery.occurred_at).total_seconds()
+            metrics.WEBHOOK_EVENT_TO_DELIVERY_SECONDS.observe(max(lag, 0.0))
+        if disabled:
+            metrics.WEBHOOK_ENDPOINTS_DISABLED.inc()
+        log.info(
+            "webhook attempt",
+            extra={
+                "delivery_id": str(delivery.id),
+                "webhook_id": str(delivery.webhook_id),
+                "message_id": delivery.message_id,
+                "attempt": outcome.attempt,
+                "outcome": label,
+                "status_code": result.status_code,
+                "latency_ms": result.latency_ms,
+                "error": result.error,
+                "next_attempt_at": outcome.next_attempt_at.isoformat() if outcome.next_attempt_at else None,
+                "endpoint_disabled": disabled,
+            },
+        )

@@ -1,0 +1,204 @@
+"""The webhook dispatcher's delivery loop against real PostgreSQL and a real HTTP receiver on 127.0.0.1 (issue 17):
+signatures that `standardwebhooks` verifies, the same `webhook-id` across retries, a hanging endpoint that does not
+delay another, both secrets after a rotation, DNS rebinding and redirects refused, the schedule spent ->
+endpoint disabled with an event, redelivered records -> no duplicate deliveries."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
+from taifa_api.adapters import database
+from taifa_api.adapters.webhook_secrets import new_webhook_secret
+from taifa_api.domain import webhook_delivery as rules
+from webhook_support import create_endpoint, delivering, feed_event, receiver, wait_for
+
+
+@pytest.fixture
+async def pool(api_db: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await database.create_pool(api_db, min_size=1, max_size=10)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def delivery_rows(pool: asyncpg.Pool, webhook_id: object) -> list[asyncpg.Record]:
+    return list(await pool.fetch("SELECT * FROM webhook_deliveries WHERE webhook_id = $1", webhook_id))
+
+
+async def attempts_of(pool: asyncpg.Pool, webhook_id: object) -> list[asyncpg.Record]:
+    return list(
+        await pool.fetch(
+            """SELECT a.* FROM webhook_attempts a JOIN webhook_deliveries d ON d.id = a.delivery_id
+               WHERE d.webhook_id = $1 ORDER BY a.attempt""",
+            webhook_id,
+        )
+    )
+
+
+async def test_delivery_is_signed_and_verifies_with_standardwebhooks(pool: asyncpg.Pool) -> None:
+    async with receiver() as hook, delivering(pool) as dispatch:
+        webhook_id, account_id, secret = await create_endpoint(pool, hook.url)
+        event = feed_event(account_id)
+        assert await dispatch.ingestor.ingest([event], {}) == 1
+        await wait_for(lambda: _async(len(hook.requests) == 1))
+        request = hook.requests[0]
+        assert request.method == "POST" and request.path == "/hook"
+        assert request.headers["content-type"] == "application/json"
+        assert request.headers["webhook-id"] == rules.message_id(webhook_id, event.event_id)
+        body = Webhook(secret).verify(request.body, request.headers)
+        assert body == event.payload and set(body) == {"type", "timestamp", "data"}
+        with pytest.raises(WebhookVerificationError):
+            Webhook(new_webhook_secret()).verify(request.body, request.headers)
+        await wait_for(lambda: _status(pool, webhook_id, "succeeded"))
+        [attempt] = await attempts_of(pool, webhook_id)
+        assert attempt["status_code"] == 200 and attempt["response_excerpt"] == "ok" and attempt["error"] is None
+
+
+async def test_receiver_down_for_a_while_gets_the_same_webhook_id_later(pool: asyncpg.Pool) -> None:
+    async with receiver() as hook, delivering(pool, retry_scale=1e-4) as dispatch:
+        port = hook.port
+        await hook.stop()  # closed port: connections refused
+        webhook_id, account_id, secret = await create_endpoint(pool, hook.url)
+        event = feed_event(account_id)
+        await dispatch.ingestor.ingest([event], {})
+        await wait_for(lambda: _attempts_at_least(pool, webhook_id, 2))
+        hook.port, hook.mode, hook.status = port, "answer", 503
+        await hook.start()  # up, but answering 503
+        await wait_for(lambda: _async(len(hook.requests) >= 1), timeout=15)
+        hook.status = 200
+        await wait_for(lambda: _status(pool, webhook_id, "succeeded"), timeout=15)
+        ids = {r.headers["webhook-id"] for r in hook.requests}
+        assert ids == {rules.message_id(webhook_id, event.event_id)}
+        for request in hook.requests:
+            Webhook(secret).verify(request.body, request.headers)
+        attempts = await attempts_of(pool, webhook_id)
+        assert attempts[0]["status_code"] is None and "connect" in attempts[0]["error"].lower()
+        assert [a["status_code"] for a in attempts][-1] == 200 and 503 in [a["status_code"] for a in attempts]
+
+
+async def test_a_hanging_endpoint_does_not_delay_another(pool: asyncpg.Pool) -> None:
+    async with receiver(mode="hang") as slow, receiver() as fast, delivering(pool, request_timeout=5.0) as dispatch:
+        _, account_id, _ = await create_endpoint(pool, slow.url)
+        await create_endpoint(pool, fast.url, account_id=account_id)
+        # The hanging endpoint has a backlog: none of it may hold the other endpoint's delivery back.
+        started = time.monotonic()
+        await dispatch.ingestor.ingest([feed_event(account_id) for _ in range(5)], {})
+        await wait_for(lambda: _async(len(fast.requests) == 5), timeout=4)
+        assert fast.requests[-1].at - started < 2.0
+        assert len(slow.requests) == 1  # one in flight per endpoint, and it is still hanging
+
+
+async def test_after_a_rotation_both_secrets_sign(pool: asyncpg.Pool) -> None:
+    async with receiver() as hook, delivering(pool) as dispatch:
+        old_secret = new_webhook_secret()
+        webhook_id, account_id, new_secret = await create_endpoint(pool, hook.url, previous_secret=old_secret)
+        await dispatch.ingestor.ingest([feed_event(account_id)], {})
+        await wait_for(lambda: _async(len(hook.requests) == 1))
+        request = hook.requests[0]
+        assert len(request.headers["webhook-signature"].split(" ")) == 2
+        Webhook(new_secret).verify(request.body, request.headers)
+        Webhook(old_secret).verify(request.body, request.headers)
+        # Once the 24 h are over only the new secret signs.
+        await pool.execute(
+            "UPDATE webhook_endpoints SET previous_secret_expires_at = now() - interval '1 s' WHERE id = $1", webhook_id
+        )
+        await dispatch.ingestor.ingest([feed_event(account_id)], {})
+        await wait_for(lambda: _async(len(hook.requests) == 2))
+        later = hook.requests[1]
+        assert len(later.headers["webhook-signature"].split(" ")) == 1
+        Webhook(new_secret).verify(later.body, later.headers)
+        with pytest.raises(WebhookVerificationError):
+            Webhook(old_secret).verify(later.body, later.headers)
+
+
+async def test_a_host_that_now_resolves_to_a_forbidden_address_is_refused(pool: asyncpg.Pool) -> None:
+    """DNS rebinding: the name passed at creation, now it points at the metadata service (refused even in dev);
+    the same name under the production setting pointing at loopback is refused too. Nothing reaches the receiver."""
+    names = {"hooks.customer.test": "127.0.0.1"}
+    async with receiver() as hook, delivering(pool, names=names) as dispatch:
+        url = f"http://hooks.customer.test:{hook.port}/hook"
+        webhook_id, account_id, _ = await create_endpoint(pool, url)
+        await dispatch.ingestor.ingest([feed_event(account_id)], {})
+        await wait_for(lambda: _async(len(hook.requests) == 1))  # the name resolves to loopback: allowed in dev
+        assert hook.requests[0].headers["host"] == f"hooks.customer.test:{hook.port}"
+        names["hooks.customer.test"] = "169.254.169.254"
+        await dispatch.ingestor.ingest([feed_event(account_id)], {})
+        await wait_for(lambda: _attempts_at_least(pool, webhook_id, 2))
+        attempts = await attempts_of(pool, webhook_id)
+        refused = [a for a in attempts if a["status_code"] is None]
+        assert refused and "metadata" in refused[0]["error"] and len(hook.requests) == 1
+    names = {"hooks.customer.test": "127.0.0.1"}
+    async with receiver() as hook, delivering(pool, names=names, allow_http=False) as dispatch:
+        webhook_id, account_id, _ = await create_endpoint(pool, f"https://hooks.customer.test:{hook.port}/hook")
+        await dispatch.ingestor.ingest([feed_event(account_id)], {})
+        await wait_for(lambda: _attempts_at_least(pool, webhook_id, 1))
+        [first, *_] = await attempts_of(pool, webhook_id)
+        assert first["status_code"] is None and "loopback" in first["error"] and hook.requests == []
+
+
+async def test_redirects_are_not_followed(pool: asyncpg.Pool) -> None:
+    async with receiver() as target, receiver(status=302) as hook, delivering(pool, retry_scale=1.0) as dispatch:
+        hook.extra_headers = {"Location": target.url}
+        webhook_id, account_id, _ = await create_endpoint(pool, hook.url)
+        await dispatch.ingestor.ingest([feed_event(account_id)], {})
+        await wait_for(lambda: _attempts_at_least(pool, webhook_id, 1))
+        [attempt] = await attempts_of(pool, webhook_id)
+        [delivery] = await delivery_rows(pool, webhook_id)
+        assert attempt["status_code"] == 302 and attempt["error"] == "HTTP 302"
+        assert delivery["status"] == "pending" and delivery["attempts"] == 1 and delivery["next_attempt_at"] is not None
+        assert target.requests == []
+
+
+async def test_spent_schedule_fails_the_delivery_and_disables_the_endpoint(pool: asyncpg.Pool) -> None:
+    async with receiver(status=500, body=b"x" * 1000) as hook, delivering(pool, retry_scale=1e-5) as dispatch:
+        webhook_id, account_id, _ = await create_endpoint(pool, hook.url)
+        await dispatch.ingestor.ingest([feed_event(account_id)], {})
+        await wait_for(lambda: _status(pool, webhook_id, "failed"), timeout=20)
+        attempts = await attempts_of(pool, webhook_id)
+        assert len(attempts) == rules.MAX_ATTEMPTS and len(hook.requests) == rules.MAX_ATTEMPTS
+        assert all(a["status_code"] == 500 and len(a["response_excerpt"]) == rules.EXCERPT_CHARS for a in attempts)
+        endpoint = await pool.fetchrow("SELECT * FROM webhook_endpoints WHERE id = $1", webhook_id)
+        assert endpoint["status"] == "disabled" and endpoint["disabled_reason"] == rules.DISABLED_REASON
+        events = await pool.fetch(
+            "SELECT data FROM event_store WHERE event_type = 'WebhookEndpointDisabled' AND stream_id = $1", webhook_id
+        )
+        assert len(events) == 1
+        data = events[0]["data"] if isinstance(events[0]["data"], dict) else json.loads(events[0]["data"])
+        assert data["account_id"] == str(account_id) and data["reason"] == rules.DISABLED_REASON
+        # A disabled endpoint takes no new deliveries.
+        assert await dispatch.ingestor.ingest([feed_event(account_id)], {}) == 0
+
+
+async def test_records_read_twice_create_no_duplicate_deliveries(pool: asyncpg.Pool) -> None:
+    """A crash after the deliveries' transaction but before Kafka heard of the offsets: the records come again."""
+    async with receiver(status=500) as hook, delivering(pool, retry_scale=1.0) as dispatch:
+        webhook_id, account_id, _ = await create_endpoint(pool, hook.url)
+        events = [feed_event(account_id) for _ in range(3)]
+        offsets = {("taifa.test-topic", 0): 3}
+        assert await dispatch.store.record([], offsets) == 0
+        assert await dispatch.ingestor.ingest(events, offsets) == 3
+        assert await dispatch.ingestor.ingest(events, offsets) == 0
+        assert await dispatch.ingestor.ingest(events[1:], {("taifa.test-topic", 0): 3}) == 0
+        assert len(await delivery_rows(pool, webhook_id)) == 3
+        assert await dispatch.store.load_offsets([("taifa.test-topic", 0), ("taifa.test-topic", 1)]) == {
+            ("taifa.test-topic", 0): 3
+        }
+
+
+async def _async(value: object) -> object:
+    return value
+
+
+async def _status(pool: asyncpg.Pool, webhook_id: object, status: str) -> bool:
+    rows = await delivery_rows(pool, webhook_id)
+    return bool(rows) and all(r["status"] == status for r in rows)
+
+
+async def _attempts_at_least(pool: asyncpg.Pool, webhook_id: object, count: int) -> bool:
+    return len(await attempts_of(pool, webhook_id)) >= count
