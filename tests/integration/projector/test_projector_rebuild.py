@@ -18,7 +18,7 @@ CREATE TABLE IF NOT EXISTS event_store (
     position bigint PRIMARY KEY, event_id uuid UNIQUE NOT NULL, event_type text NOT NULL,
     schema_version int NOT NULL, stream_id uuid NOT NULL, stream_version int NOT NULL,
     topic text NOT NULL, partition_key text NOT NULL, occurred_at timestamptz NOT NULL,
-    correlation_id text NOT NULL, data jsonb NOT NULL, UNIQUE (stream_id, stream_version)
+    correlation_id text NOT NULL, data jsonb NOT NULL, metadata jsonb NULL, UNIQUE (stream_id, stream_version)
 )
 """
 

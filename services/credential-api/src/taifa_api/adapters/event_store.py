@@ -13,7 +13,7 @@ from typing import Any, Final
 from uuid import UUID
 
 import asyncpg
-from taifa_events import Envelope, EventData, decode, make_envelope
+from taifa_events import Envelope, EventData, EventMetadata, decode, make_envelope
 from taifa_events.envelope import data_to_json
 
 APPEND_LOCK_KEY: Final = 0x7A1FA_0001  # pg_advisory_xact_lock key serialising appends
@@ -21,7 +21,7 @@ NOTIFY_CHANNEL: Final = "taifa_event_store"
 
 _COLUMNS: Final = (
     "position, event_id, event_type, schema_version, stream_id, stream_version, topic, partition_key, "
-    "occurred_at, correlation_id, data"
+    "occurred_at, correlation_id, data, metadata"
 )
 
 
@@ -33,9 +33,14 @@ async def next_stream_version(connection: asyncpg.Connection, stream_id: UUID) -
 
 
 async def append(
-    connection: asyncpg.Connection, events: Sequence[EventData], *, correlation_id: str
+    connection: asyncpg.Connection,
+    events: Sequence[EventData],
+    *,
+    correlation_id: str,
+    metadata: EventMetadata | None = None,
 ) -> list[Envelope[Any]]:
-    """Append `events` in the current transaction; returns their envelopes with positions.
+    """Append `events` in the current transaction; returns their envelopes with positions. `metadata` (who, from
+    where, which request) goes into every envelope and the `metadata` column.
 
     The caller has already taken the row locks its invariants need; the append lock comes last so it is
     held only for the short tail of the transaction. Stream versions are checked by the unique constraint.
@@ -51,9 +56,11 @@ async def append(
         version = versions.get(stream_id) or await next_stream_version(connection, stream_id)
         versions[stream_id] = version + 1
         position += 1
-        envelope = make_envelope(data, stream_version=version, position=position, correlation_id=correlation_id)
+        envelope = make_envelope(
+            data, stream_version=version, position=position, correlation_id=correlation_id, metadata=metadata
+        )
         await connection.execute(
-            f"INSERT INTO event_store ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            f"INSERT INTO event_store ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             envelope.position,
             envelope.event_id,
             envelope.event_type,
@@ -65,6 +72,7 @@ async def append(
             envelope.occurred_at,
             envelope.correlation_id,
             data_to_json(data),
+            None if metadata is None else metadata.model_dump(mode="json"),
         )
         stored.append(envelope)
     # Delivered at commit only: the publisher wakes when the events are visible.
@@ -85,6 +93,7 @@ def row_to_envelope(row: asyncpg.Record) -> Envelope[EventData]:
             "occurred_at": row["occurred_at"].isoformat(),
             "correlation_id": row["correlation_id"],
             "data": row["data"],
+            "metadata": row["metadata"],
         }
     )
 

@@ -18,7 +18,7 @@ from taifa_projector.adapters.driver_errors import postgres_errors
 ENVELOPE_JSON = (
     "json_build_object('event_id', event_id, 'event_type', event_type, 'schema_version', schema_version, "
     "'stream_id', stream_id, 'stream_version', stream_version, 'position', position, "
-    "'occurred_at', occurred_at, 'correlation_id', correlation_id, 'data', data)::text"
+    "'occurred_at', occurred_at, 'correlation_id', correlation_id, 'data', data, 'metadata', metadata)::text"
 )
 SELECT_PAGE = (
     f"SELECT position, {ENVELOPE_JSON} AS envelope FROM event_store "  # noqa: S608 - constants
