@@ -14,6 +14,7 @@ from asyncpg.transaction import Transaction
 from taifa_events import Envelope, EventData
 
 from taifa_api.adapters import event_store, sessions, write_side
+from taifa_api.adapters.webhook_endpoints import PostgresWebhooks
 from taifa_api.application.ports import AbstractUnitOfWork, NameAlreadyVerified, UnitOfWorkFactory
 from taifa_api.domain import credentials as credential_rules
 from taifa_api.domain.errors import CredentialExists
@@ -153,6 +154,7 @@ class PostgresUnitOfWork(AbstractUnitOfWork):
         self.domains = PostgresDomains(conn)
         self.credentials = PostgresCredentials(conn)
         self.revoked_sessions = PostgresRevokedSessions(conn)
+        self.webhooks = PostgresWebhooks(conn)
         return self
 
     async def __aexit__(
@@ -168,7 +170,7 @@ class PostgresUnitOfWork(AbstractUnitOfWork):
     async def append(self, events: Sequence[EventData], *, correlation_id: str) -> list[Envelope[Any]]:
         if not events:
             return []
-        return await event_store.append(self._active(), events, correlation_id=correlation_id)
+        return await event_store.append(self._active(), events, correlation_id=correlation_id, metadata=self.metadata)
 
     async def commit(self) -> None:
         transaction, self._transaction = self._transaction, None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from taifa_api.domain.webhook_urls import IPAddress, WebhookUrl, first_forbidden
@@ -64,3 +65,12 @@ async def check_webhook_host(url: WebhookUrl, *, allow_loopback: bool, resolve_s
     if forbidden is not None:
         return ResolvedWebhookHost(addresses, f"the URL {verb} {forbidden[1]}")
     return ResolvedWebhookHost(addresses)
+
+
+def host_check(*, allow_loopback: bool, resolve_seconds: float) -> Callable[[WebhookUrl], Awaitable[str | None]]:
+    """The use cases' HostCheck port: None when the URL's host may be called, else the refusal sentence."""
+
+    async def check(url: WebhookUrl) -> str | None:
+        return (await check_webhook_host(url, allow_loopback=allow_loopback, resolve_seconds=resolve_seconds)).refusal
+
+    return check

@@ -91,6 +91,10 @@ class WebhookSecretBox:
     def __repr__(self) -> str:
         return f"WebhookSecretBox(primary={self._primary!r}, keys={list(self._keys)!r})"
 
+    def new_secret(self) -> str:
+        """A new signing secret (`new_webhook_secret`), for the use cases' SecretIssuer port."""
+        return new_webhook_secret()
+
     def encrypt(self, secret: str, webhook_id: UUID) -> bytes:
         """The stored form of `secret` for endpoint `webhook_id`, under the primary key."""
         nonce = secrets.token_bytes(NONCE_BYTES)

@@ -15,9 +15,10 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 from uuid import UUID
 
-from taifa_events import Envelope, EventData
+from taifa_events import Envelope, EventData, EventMetadata
 
 from taifa_api.domain.models import AccountRecord, ApiKeyRecord, CredentialRecord, DomainRecord, SecretRecord
+from taifa_api.domain.webhooks import WebhookEndpoint
 
 Clock = Callable[[], datetime]
 
@@ -130,6 +131,27 @@ class RevokedSessionRepository(Protocol):
     async def delete_expired(self, expired_before: datetime) -> None: ...
 
 
+class WebhookRepository(Protocol):
+    """The account's webhook endpoints (adapters/webhook_endpoints.py); secrets are stored only as ciphertexts."""
+
+    async def count(self, account_id: UUID) -> int: ...
+
+    async def add(self, endpoint: WebhookEndpoint, secret_ciphertext: bytes) -> None: ...
+
+    async def lock(self, webhook_id: UUID, account_id: UUID | None) -> WebhookEndpoint | None:
+        """Lock the endpoint's row if it exists and belongs to `account_id` (any account when None: operators)."""
+
+    async def rotate_secret(self, endpoint: WebhookEndpoint, secret_ciphertext: bytes) -> None:
+        """The stored secret becomes the previous one (valid until `endpoint.previous_secret_expires_at`), the
+        new ciphertext the current one."""
+
+    async def save_status(self, endpoint: WebhookEndpoint) -> None:
+        """Store the endpoint's status, `disabled_at` and `disabled_reason`."""
+
+    async def delete(self, webhook_id: UUID) -> None:
+        """Remove the endpoint with its deliveries and attempts."""
+
+
 class NameAlreadyVerified(Exception):
     """Storing a verified domain found the name verified by another account (one account per verified name)."""
 
@@ -149,6 +171,10 @@ class AbstractUnitOfWork(abc.ABC):
     domains: DomainRepository
     credentials: CredentialRepository
     revoked_sessions: RevokedSessionRepository
+    webhooks: WebhookRepository
+    # Who caused the command, from where, in which request (set by `request_context.with_metadata`): every event
+    # this unit appends carries it in its envelope. None: no request context (the events read as actor unknown).
+    metadata: EventMetadata | None = None
 
     async def __aenter__(self) -> Self:
         return self
@@ -160,7 +186,8 @@ class AbstractUnitOfWork(abc.ABC):
 
     @abc.abstractmethod
     async def append(self, events: Sequence[EventData], *, correlation_id: str) -> list[Envelope[Any]]:
-        """Append `events` to the event store in this transaction; their envelopes, with positions."""
+        """Append `events` to the event store in this transaction, with this unit's `metadata`; their envelopes,
+        with positions."""
 
     @abc.abstractmethod
     async def commit(self) -> None: ...

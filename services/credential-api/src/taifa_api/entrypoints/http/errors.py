@@ -16,6 +16,7 @@ from starlette.routing import Match
 
 from taifa_api.domain import errors as codes
 from taifa_api.domain.errors import CommandRefused
+from taifa_api.domain.webhooks import WEBHOOK_LIMIT_REACHED
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ STATUS_OF_REFUSAL: Final[dict[str, int]] = {
     codes.DOMAIN_TAKEN: 409,
     codes.DOMAIN_RELEASED: 409,
     codes.VALIDATION_ERROR: 422,
+    WEBHOOK_LIMIT_REACHED: 403,
+    codes.UNAVAILABLE: 503,
 }
 
 STANDARD_METHODS: Final = ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE")
