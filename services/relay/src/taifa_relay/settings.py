@@ -84,6 +84,14 @@ class Settings(BaseSettings):
     relay_proxy_protocol: bool = Field(False, description="Expect a PROXY protocol v1/v2 header on every connection.")
     relay_proxy_protocol_timeout_seconds: float = Field(5.0, description="Time allowed for the PROXY header.")
     relay_drain_grace_seconds: float = Field(30.0, description="On SIGTERM, time sessions get to finish.")
+    relay_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Relay processes sharing the SMTP listeners (SO_REUSEPORT; the kernel spreads connections). Worker "
+        "i serves health and metrics on TAIFA_RELAY_HEALTH_PORT + i; the session caps are per process. For a pod with "
+        "more than one core (docs/operations.md).",
+    )
     relay_usage_enabled: bool = Field(
         True,
         description="Count usage per credential (messages, recipients, bytes, AUTH results, refusals by reason, last "

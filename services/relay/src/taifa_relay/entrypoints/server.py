@@ -39,8 +39,10 @@ def _quiet_aborted_handshakes(loop: asyncio.AbstractEventLoop, context: dict[str
 class Relay:
     """Both SMTP listeners, the revocation listener, the certificate watcher and the health port, over `parts`."""
 
-    def __init__(self, parts: RelayParts) -> None:
+    def __init__(self, parts: RelayParts, *, reuse_port: bool = False) -> None:
         self.parts = parts
+        # SO_REUSEPORT on the SMTP listeners: several worker processes share them (`taifa-relay run --workers N`).
+        self.reuse_port = reuse_port
         settings = self.settings = parts.settings
         self.handler = RelayHandler(parts.submission)
         self.limits = ProtocolLimits(
@@ -65,9 +67,9 @@ class Relay:
         self.smtps_port = settings.relay_smtps_port
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Relay:
+    def from_settings(cls, settings: Settings, *, reuse_port: bool = False) -> Relay:
         """A relay over parts freshly built from `settings` (`taifa_relay.bootstrap`)."""
-        return cls(build_relay_parts(settings))
+        return cls(build_relay_parts(settings), reuse_port=reuse_port)
 
     def _factory(self, implicit_tls: bool) -> RelaySMTP:
         return RelaySMTP(
@@ -82,10 +84,13 @@ class Relay:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(_quiet_aborted_handshakes)
         host = self.settings.relay_bind_host
-        submission = await loop.create_server(lambda: self._factory(False), host, self.submission_port)
+        reuse = self.reuse_port or None
+        submission = await loop.create_server(
+            lambda: self._factory(False), host, self.submission_port, reuse_port=reuse
+        )
         # Plain TCP on the implicit-TLS port too: the protocol admits the connection (session and rate caps)
         # first and starts TLS after, so a flood of handshakes is counted and capped like any connection.
-        smtps = await loop.create_server(lambda: self._factory(True), host, self.smtps_port)
+        smtps = await loop.create_server(lambda: self._factory(True), host, self.smtps_port, reuse_port=reuse)
         self._servers = [submission, smtps]
         self.submission_port = submission.sockets[0].getsockname()[1]
         self.smtps_port = smtps.sockets[0].getsockname()[1]
