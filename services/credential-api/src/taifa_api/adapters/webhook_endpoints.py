@@ -13,6 +13,7 @@ from uuid import UUID
 
 import asyncpg
 
+from taifa_api.adapters.webhook_secrets import WebhookSecretBox
 from taifa_api.domain.paging import Position
 from taifa_api.domain.webhooks import WebhookEndpoint
 
@@ -162,3 +163,40 @@ async def list_deliveries(
             for attempt in attempts:
                 by_id[attempt["delivery_id"]]["attempt_log"].append(dict(attempt))
     return deliveries
+
+
+# --- operators: key rotation of TAIFA_WEBHOOK_SECRET_KEYS ---------------------------------------------------
+
+
+async def reencrypt_secrets(pool: asyncpg.Pool, box: WebhookSecretBox, batch_size: int = 500) -> int:
+    """Seal again under the box's primary key every stored secret (current and previous) sealed under another key;
+    the number of endpoints changed. Each batch is one transaction with its rows locked, so a rotation running
+    at the same time waits instead of being overwritten. WebhookKeyError when a secret's key is not in the box."""
+    changed = 0
+    after = UUID(int=0)
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT id, secret_ciphertext, previous_secret_ciphertext FROM webhook_endpoints WHERE id > $1 "
+                "ORDER BY id LIMIT $2 FOR UPDATE",
+                after,
+                batch_size,
+            )
+            for row in rows:
+                sealed = [row["secret_ciphertext"], row["previous_secret_ciphertext"]]
+                if not any(c is not None and box.needs_reencryption(c) for c in sealed):
+                    continue
+                current, previous = (
+                    None if c is None else box.encrypt(box.decrypt(c, row["id"]), row["id"]) for c in sealed
+                )
+                await conn.execute(
+                    "UPDATE webhook_endpoints SET secret_ciphertext = $2, previous_secret_ciphertext = $3 "
+                    "WHERE id = $1",
+                    row["id"],
+                    current,
+                    previous,
+                )
+                changed += 1
+        if len(rows) < batch_size:
+            return changed
+        after = rows[-1]["id"]

@@ -124,17 +124,17 @@ async def delete_webhook(
     return Outcome(endpoint, appended)
 
 
-async def enable_webhook(uow: UnitOfWorkFactory, webhook_id: UUID) -> Outcome[WebhookEndpoint]:
+async def enable_webhook(uow: UnitOfWorkFactory, webhook_id: UUID) -> tuple[WebhookEndpoint, bool]:
     """Operators (`taifa-admin webhook enable`): a disabled endpoint receives deliveries again (new events only;
-    the deliveries that failed stay failed). An enabled endpoint changes nothing. No event: there is no
-    `webhook.enabled` audit type; the operator's command output is the record."""
+    the deliveries that failed stay failed); the endpoint and whether it changed (an enabled one does not). No
+    event: there is no `webhook.enabled` audit type; the operator's command output is the record."""
     async with uow() as work:
         endpoint = await work.webhooks.lock(webhook_id, None)
         if endpoint is None:
             raise NotFound()
         if endpoint.status == webhooks.ENABLED:
-            return Outcome(endpoint, [])
+            return endpoint, False
         enabled = replace(endpoint, status=webhooks.ENABLED, disabled_at=None, disabled_reason=None)
         await work.webhooks.save_status(enabled)
         await work.commit()
-    return Outcome(enabled, [])
+    return enabled, True
