@@ -11,6 +11,7 @@ from uuid import UUID, uuid4
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from taifa_events.events import EVENT_TYPES, EventData
+from taifa_events.fast_decode import FastDecoder
 from taifa_events.metadata import EventMetadata
 from taifa_events.upcasters import upcast
 
@@ -136,55 +137,10 @@ def parse_data(event_type: str, schema_version: int, data: dict[str, Any]) -> Ev
 
 # Parametrised once: `Envelope[EventData]` looked up per call costs more than the validation itself.
 _ANY_ENVELOPE = Envelope[EventData]
-
-
-class _Header(BaseModel):
-    """The two envelope fields that choose how the rest is read (strict: as `decode` checks them)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    event_type: StrictStr
-    schema_version: StrictInt
-
-
-# event_type -> (the envelope parametrised with its data class, the current schema version).
-_TYPED_ENVELOPES: dict[str, tuple[type[Envelope[Any]], int]] = {
-    name: (Envelope[cls], cls.SCHEMA_VERSION)  # type: ignore[valid-type]
-    for name, cls in EVENT_TYPES.items()
-}
-
-
-def _decode_current(
-    raw: bytes | str | dict[str, Any], declared: tuple[str, int] | None = None
-) -> Envelope[EventData] | None:
-    """The fast path: an envelope of a known type at its current schema version, parsed and validated in
-    one pass by pydantic-core. None for anything else (old version, unknown type, invalid, not JSON),
-    which `decode` then reads the careful way, so results and refusal reasons are the same either way.
-
-    `declared` (from the Kafka headers) saves parsing the header fields first; the envelope read with it
-    must carry the same type and version, or the careful way decides.
-    """
-    try:
-        if isinstance(raw, dict):
-            event_type, version = raw.get("event_type"), raw.get("schema_version")
-            if not isinstance(event_type, str) or type(version) is not int or not isinstance(raw.get("data"), dict):
-                return None
-        elif declared is not None:
-            event_type, version = declared
-        else:
-            header = _Header.model_validate_json(raw)
-            event_type, version = header.event_type, header.schema_version
-        typed = _TYPED_ENVELOPES.get(event_type)
-        if typed is None or typed[1] != version:
-            return None
-        model = typed[0]
-        envelope: Envelope[EventData]
-        envelope = model.model_validate(raw) if isinstance(raw, dict) else model.model_validate_json(raw)
-        if (envelope.event_type, envelope.schema_version) != (event_type, version):
-            return None  # the headers named another type or version than the value has
-        return envelope
-    except ValidationError:
-        return None
+# The fast path (taifa_events.fast_decode): the envelope parametrised with each data class, read in one pass.
+_decode_fast = FastDecoder(
+    {name: Envelope[cls] for name, cls in EVENT_TYPES.items()}  # type: ignore[valid-type]
+).decode_fast
 
 
 def decode(raw: bytes | str | dict[str, Any], *, declared: tuple[str, int] | None = None) -> Envelope[EventData]:
@@ -193,7 +149,7 @@ def decode(raw: bytes | str | dict[str, Any], *, declared: tuple[str, int] | Non
     The returned envelope carries the *current* schema version of its data. `declared` is the
     (event_type, schema_version) the Kafka headers name (`declared_type`): a hint, never trusted alone.
     """
-    fast = _decode_current(raw, declared)
+    fast: Envelope[EventData] | None = _decode_fast(raw, declared)  # one pass, or None: the careful way decides
     if fast is not None:
         return fast
     return _decode_carefully(raw)

@@ -13,10 +13,11 @@ entries and a rebuild all name it the same way.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets as _random
 import zlib
-from uuid import UUID, uuid5
+from uuid import UUID
 
 SMTP_PASSWORD_PREFIX = "tmsmtp_"  # noqa: S105  (the public prefix)
 BASE62_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -30,9 +31,23 @@ _PASSWORD = re.compile(SMTP_PASSWORD_PATTERN)
 SECRET_ID_NAMESPACE = UUID("6b1d3c52-8f0e-5a7b-9c4d-2e1f0a9b8c7d")
 
 
+_NAMESPACE_BYTES = SECRET_ID_NAMESPACE.bytes
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# uuid5's version (5) and variant (RFC 4122) bits, set as `uuid.UUID(bytes=..., version=5)` sets them.
+_VERSION_VARIANT_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_VERSION_VARIANT_SET = (0x8000 << 48) | (5 << 76)
+
+
 def initial_secret_id(credential_id: UUID | str) -> UUID:
-    """The stable id of a credential's first secret for events and cache entries that carry none."""
-    return uuid5(SECRET_ID_NAMESPACE, f"{UUID(str(credential_id))}:initial")
+    """The stable id of a credential's first secret for events and cache entries that carry none:
+    `uuid5(SECRET_ID_NAMESPACE, f"{UUID(str(credential_id))}:initial")`, computed without uuid5's per-call
+    import and property look-ups, and without parsing an id already in canonical form (a rebuild derives it
+    for every older creation and every tombstone; tests/unit/events checks it against uuid5)."""
+    text = str(credential_id)
+    if type(credential_id) is not UUID and _CANONICAL_UUID.fullmatch(text) is None:
+        text = str(UUID(text))  # any other form UUID() reads (upper case, braces, urn:uuid:), or its ValueError
+    digest = hashlib.sha1(_NAMESPACE_BYTES + text.encode() + b":initial", usedforsecurity=False).digest()
+    return UUID(int=int.from_bytes(digest[:16], "big") & _VERSION_VARIANT_CLEAR | _VERSION_VARIANT_SET)
 
 
 def _base62(number: int, width: int) -> str:
