@@ -199,3 +199,17 @@ def test_quota_notices_have_a_stable_id_and_a_system_actor() -> None:
     }  # fmt: skip
     other = audit_event_from_quota(_quota().model_copy(update={"percent": 100}))
     assert other.id != first.id
+
+
+def test_the_projection_row_carries_the_same_entry() -> None:
+    for data in _every_feed_event():
+        envelope = _envelope(data, position=9)
+        row = audit.audit_row(envelope)
+        assert row is not None and row.position == 9 and row.account_id == ACCOUNT
+        assert (row.actor_type, row.actor_id, row.source_ip, row.request_id) == ("api_key", META.actor.id,
+                                                                                "203.0.113.9", "req-7")  # fmt: skip
+        assert audit.audit_event_of_row(row) == audit_event(envelope)
+        assert HASH not in row.data and "secret_hash" not in row.data
+    quota = audit.audit_row_from_quota(_quota())
+    assert quota.position == 0 and audit.audit_event_of_row(quota) == audit_event_from_quota(_quota())
+    assert audit.audit_row(_envelope(ev.ApiKeyIssued(account_id=ACCOUNT, key_id=uuid.uuid4(), created_at=NOW))) is None

@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from taifa_events import Envelope, encode
+from taifa_events.audit import QUOTA_REACHED, AuditRow, audit_row
 from taifa_events.signing import Keyring, signature_of
 from taifa_projector.application.ports import (
     AuthCacheWriter,
@@ -81,6 +82,8 @@ class InMemoryReadModelStore:
         self.rejected_events: set[UUID] = set()  # a batch holding one of these is refused (a constraint)
         self.failures = Failures("postgres")
         self.batches = 0
+        self.audit: dict[UUID, AuditRow] = {}  # rm_audit_events
+        self.staged_audit: list[AuditRow] | None = None  # a rebuild's staging area
 
     async def load_offsets(self, partitions: Iterable[TopicPartitionKey] | None = None) -> dict[TopicPartitionKey, int]:
         self.failures.check()
@@ -110,6 +113,9 @@ class InMemoryReadModelStore:
         self.state.auth, self.state.parked = fold.auth, fold.parked
         self.state.plans = fold.plans
         self.processed.update((e.event_id, e.position) for e in fresh)
+        for row in (audit_row(e) for e in fresh):
+            if row is not None:
+                self.audit.setdefault(row.id, row)
         self.recorded.update(offsets)
         self.batches += 1
         return BatchOutcome(fresh, len(events) - len(fresh), fold, seen_before)
@@ -160,13 +166,24 @@ class InMemoryReadModelStore:
             plans=dict(fold.plans),
         )
         self.processed = dict(processed)
+        kept = {i: r for i, r in self.audit.items() if r.type == QUOTA_REACHED}  # not in the event store
+        self.audit = {**{r.id: r for r in self.staged_audit or ()}, **kept}
+        self.staged_audit = None
         if offsets is not None:
             self.recorded = dict(offsets)
         for tp, offset in (offsets_at_least or {}).items():
             self.recorded[tp] = max(self.recorded.get(tp, 0), offset)
 
+    async def start_audit_staging(self) -> None:
+        self.staged_audit = []
+
+    async def stage_audit(self, rows: Sequence[AuditRow]) -> None:
+        assert self.staged_audit is not None, "stage_audit before start_audit_staging"
+        self.staged_audit.extend(rows)
+
     async def sorted_rows(self, table: str, key: str) -> list[tuple[object, ...]]:
         rows: dict[str, Iterable[tuple[Any, ...]]] = {
+            "rm_audit_events": self.audit.values(),
             "rm_smtp_credentials": (tuple(r[:-1]) for r in self.state.credentials.values()),  # secrets: own table
             "rm_credential_secrets": (s for r in self.state.credentials.values() for s in r.secrets),
             "rm_domains": self.state.domains.values(),

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from uuid import UUID
 
 from taifa_events import usage
+from taifa_events.audit import AuditRow, audit_row_from_quota
 from taifa_events.usage import QuotaReached, UsageWindow
 from taifa_projector.application.ports import UsageCounters, UsagePublisher, UsageStore
 from taifa_projector.domain.usage import merge_window
@@ -63,8 +64,11 @@ class InMemoryUsageStore:
 
     def __init__(self) -> None:
         self.windows: dict[tuple[UUID, object], UsageWindow] = {}
+        self.audit: dict[UUID, AuditRow] = {}  # the quota notices' rows of rm_audit_events
 
-    async def apply_windows(self, windows: Sequence[UsageWindow]) -> None:
+    async def apply_windows(self, windows: Sequence[UsageWindow], notices: Sequence[QuotaReached] = ()) -> None:
+        for row in map(audit_row_from_quota, notices):
+            self.audit.setdefault(row.id, row)
         for w in windows:
             key = (w.credential_id, w.window_start)
             self.windows[key] = merge_window(self.windows.get(key), w)

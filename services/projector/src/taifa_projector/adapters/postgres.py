@@ -15,8 +15,9 @@ from uuid import UUID
 
 import asyncpg
 from taifa_events import AccountCreated, decode, envelope_to_json
+from taifa_events.audit import AuditRow, audit_row
 
-from taifa_projector.adapters import table_swap
+from taifa_projector.adapters import audit_feed, table_swap
 from taifa_projector.adapters.driver_errors import postgres_errors
 from taifa_projector.adapters.usage_postgres import restore_last_use_sql
 from taifa_projector.application.ports import BatchOutcome, CacheSnapshot
@@ -50,6 +51,7 @@ READ_SIDE_TABLES = (
     "projector_account_plans",
     "projector_parked_events",
     "projector_processed_events",
+    audit_feed.TABLE,  # the audit feed (issue 17): its quota notices are carried over (`audit_feed.fill_shadow`)
 )
 
 # Tables a rebuild keeps (their content is not in the event store): usage windows.
@@ -194,6 +196,7 @@ class PostgresReadModelStore:
             fold = await self._load_for(conn, fresh + seen_before)
             fold.apply_all(fresh)
             await self._write(conn, fold)
+            await audit_feed.write_rows(conn, [row for e in fresh if (row := audit_row(e)) is not None])
             await self._record_offsets(conn, offsets)
         return BatchOutcome(fresh, len(events) - len(fresh), fold, seen_before)
 
@@ -416,6 +419,7 @@ class PostgresReadModelStore:
                     "VALUES ($1, $2, $3::jsonb)",
                     parked,
                 )
+            await audit_feed.fill_shadow(conn, shadows.name(audit_feed.TABLE))
             # Usage is not in the event store: rm_usage_windows is kept, and the last use comes back from it.
             for statement in restore_last_use_sql(
                 shadows.name("rm_smtp_credentials"), shadows.name("rm_credential_secrets")
@@ -434,6 +438,14 @@ class PostgresReadModelStore:
     async def _raise_offsets(self, conn: asyncpg.Connection, offsets: dict[TopicPartitionKey, int]) -> None:
         topics_, partitions, values = zip(*((t, p, o) for (t, p), o in offsets.items()), strict=True)
         await conn.execute(RAISE_OFFSETS, self.group_id, list(topics_), list(partitions), list(values))
+
+    @postgres_errors
+    async def start_audit_staging(self) -> None:
+        await audit_feed.start_staging(self.pool)
+
+    @postgres_errors
+    async def stage_audit(self, rows: Sequence[AuditRow]) -> None:
+        await audit_feed.stage(self.pool, rows)
 
     # --- inspection --------------------------------------------------------------------------
 

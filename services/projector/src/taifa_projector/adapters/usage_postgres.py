@@ -8,8 +8,10 @@ import json
 from collections.abc import Sequence
 
 import asyncpg
-from taifa_events.usage import UsageWindow
+from taifa_events.audit import audit_row_from_quota
+from taifa_events.usage import QuotaReached, UsageWindow
 
+from taifa_projector.adapters import audit_feed
 from taifa_projector.adapters.driver_errors import postgres_errors
 
 _COUNTERS = ("messages", "recipients", "bytes", "auth_successes", "auth_failures")
@@ -91,10 +93,14 @@ class PostgresUsageStore:
         self.pool = pool
 
     @postgres_errors
-    async def apply_windows(self, windows: Sequence[UsageWindow]) -> None:
-        """One transaction per batch; windows in a stable order so concurrent appliers never deadlock."""
+    async def apply_windows(self, windows: Sequence[UsageWindow], notices: Sequence[QuotaReached] = ()) -> None:
+        """One transaction per batch; windows in a stable order so concurrent appliers never deadlock. Quota notices
+        go to the audit feed (a redelivered notice has the same id: once)."""
         ordered = sorted(windows, key=lambda w: (str(w.credential_id), w.window_start))
         async with self.pool.acquire() as conn, conn.transaction():
+            await audit_feed.write_rows(conn, sorted({audit_row_from_quota(n) for n in notices}))
+            if not ordered:
+                return
             await conn.executemany(APPLY_WINDOW, [_row(w) for w in ordered])
             used = [(w.credential_id, w.last_used_at, w.last_used_ip) for w in ordered if w.last_used_at is not None]
             if used:

@@ -15,6 +15,7 @@ CHECKED_TABLES = (
     ("rm_credential_secrets", "credential_id, secret_id"),
     ("rm_domains", "domain_id"),
     ("rm_usage_windows", "credential_id, window_start"),  # kept by a rebuild (usage is not in the event store)
+    ("rm_audit_events", "id"),  # the audit feed (issue 17): rebuilt from the events, quota notices kept
 )
 
 

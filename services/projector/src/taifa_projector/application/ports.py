@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 from uuid import UUID
 
+from taifa_events.audit import AuditRow
 from taifa_events.signing import Signature
 from taifa_events.usage import QuotaReached, UsageWindow
 
@@ -128,6 +129,14 @@ class ReadModelStore(Protocol):
         """Replace the whole read side at once (rebuilds)."""
         ...
 
+    async def start_audit_staging(self) -> None:
+        """Begin a rebuild's audit feed: an empty staging area that `replace_all` then swaps in (issue 17)."""
+        ...
+
+    async def stage_audit(self, rows: Sequence[AuditRow]) -> None:
+        """Add a page of the rebuild's audit feed rows to the staging area."""
+        ...
+
     async def sorted_rows(self, table: str, key: str) -> list[tuple[object, ...]]: ...
 
 
@@ -218,8 +227,9 @@ class EventLog(Protocol):
 class UsageStore(Protocol):
     """The usage read model (`rm_usage_windows` and the credentials' and secrets' last use)."""
 
-    async def apply_windows(self, windows: Sequence[UsageWindow]) -> None:
-        """Apply each window with GREATEST per counter and last-use time (`domain.usage.merge_window`)."""
+    async def apply_windows(self, windows: Sequence[UsageWindow], notices: Sequence[QuotaReached] = ()) -> None:
+        """Apply each window with GREATEST per counter and last-use time (`domain.usage.merge_window`), and add the
+        quota notices to the audit feed (once each), in one transaction."""
         ...
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from taifa_events import InvalidEvent, decode
+from taifa_events.audit import AuditRow, audit_row
 from taifa_events.signing import Keyring, SignatureRefused
 
 from taifa_projector import heap, metrics
@@ -67,6 +68,7 @@ class _Folder:
         self.fold = ReadSideFold()
         self.processed: dict[UUID, int] = {}
         self.invalid = 0
+        self.audit: list[AuditRow] = []  # the audit feed rows of the page being folded (staged after each page)
 
     def add_raw(self, raw: bytes | str | dict[str, Any] | None, declared: tuple[str, int] | None = None) -> None:
         try:
@@ -81,6 +83,14 @@ class _Folder:
             return
         self.processed[event.event_id] = event.position
         self.fold.apply(event)
+        row = audit_row(event)
+        if row is not None:
+            self.audit.append(row)
+
+    async def stage_audit(self, store: ReadModelStore) -> None:
+        """Hand the page's audit rows to the store (never the whole feed in memory)."""
+        rows, self.audit = self.audit, []
+        await store.stage_audit(rows)
 
 
 async def _write(
@@ -161,10 +171,12 @@ async def _rebuild_from_event_store(
     summary = RebuildSummary(SOURCE_EVENT_STORE)
     folder = _Folder()
     done = 0
+    await store.start_audit_staging()
     # The reader fetches its next page while this one is folded.
     async for envelopes, total in event_store.pages(EVENT_STORE_CHUNK):
         for envelope in envelopes:
             folder.add_raw(envelope)
+        await folder.stage_audit(store)
         heap.freeze_long_lived(collect=False)
         done += len(envelopes)
         progress("events", done, total)
@@ -209,6 +221,7 @@ async def _rebuild_from_kafka(
     summary = RebuildSummary(SOURCE_KAFKA)
     folder = _Folder()
     ends: dict[TopicPartitionKey, int] = {}
+    await store.start_audit_staging()
     async for records, done, ends in log.read_to_end(topic_names):
         for record in records:
             try:
@@ -217,6 +230,7 @@ async def _rebuild_from_kafka(
                 summary.unverified += 1
                 continue
             folder.add_raw(record.value, record.declared)
+        await folder.stage_audit(store)
         heap.freeze_long_lived(collect=False)
         progress("events", sum(done.values()), sum(ends.values()))
     summary.phases["read"] = time.monotonic() - began

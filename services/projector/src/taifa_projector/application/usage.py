@@ -41,9 +41,10 @@ class UsageApplier:
         self.keyring = keyring
 
     async def apply(self, records: Sequence[Record]) -> tuple[int, int]:
-        """Apply the batch's windows; returns (windows applied, records dead-lettered). Quota records are not
-        read-model rows (the audit feed reads them from the topic)."""
+        """Apply the batch's windows, and its quota notices to the audit feed (`smtp_credential.quota_reached`);
+        returns (windows applied, records dead-lettered)."""
         windows: list[UsageWindow] = []
+        notices: list[QuotaReached] = []
         rejected = 0
         for record in records:
             try:
@@ -59,8 +60,10 @@ class UsageApplier:
                 continue
             if isinstance(decoded, UsageWindow):
                 windows.append(decoded)
-        if windows:
-            await self.store.apply_windows(windows)
+            else:
+                notices.append(decoded)
+        if windows or notices:
+            await self.store.apply_windows(windows, notices)
         return len(windows), rejected
 
 

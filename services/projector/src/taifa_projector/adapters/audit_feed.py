@@ -1,0 +1,77 @@
+# ruff: noqa: S608 - SQL is built only from module constants (table and column names); values are bind parameters.
+"""The audit feed in PostgreSQL (`rm_audit_events`, migration 0007; issue 17).
+
+- Live: `write_rows` inserts a batch's feed rows with ONE statement (arrays unnested by PostgreSQL), in the batch's
+  transaction; a redelivered event is the same id and changes nothing (ON CONFLICT DO NOTHING). Quota notices of
+  the usage topic go in the same way, in the usage batch's transaction.
+- Rebuild: the rows are produced while the events are folded, a page at a time, and COPied into an UNLOGGED
+  staging table (`start_staging` / `stage`), so a rebuild of millions of events never holds the feed in memory;
+  `fill_shadow` then fills the table the swap puts in place from the staging table plus the quota notices
+  (not in the event store, so kept), and drops the staging table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import asyncpg
+from taifa_events.audit import QUOTA_REACHED, AuditRow
+
+TABLE: Final = "rm_audit_events"
+STAGING: Final = "projector_audit_staging"
+COLUMNS: Final = AuditRow._fields
+_TYPES: Final = (
+    "uuid",
+    "uuid",
+    "timestamptz",
+    "bigint",
+    "text",
+    "text",
+    "uuid",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+)
+_NAMES: Final = ", ".join(COLUMNS)
+
+INSERT_ROWS: Final = (
+    f"INSERT INTO {TABLE} ({_NAMES}) "
+    f"SELECT {', '.join(COLUMNS[:-1])}, data::jsonb FROM unnest("
+    + ", ".join(f"${i}::{t}[]" for i, t in enumerate(_TYPES, start=1))
+    + f") AS t({_NAMES}) ON CONFLICT (id) DO NOTHING"
+)
+
+
+async def write_rows(conn: asyncpg.Connection, rows: Sequence[AuditRow]) -> None:
+    """Insert the feed rows of one batch (one statement; nothing when there are none)."""
+    if not rows:
+        return
+    await conn.execute(INSERT_ROWS, *(list(column) for column in zip(*rows, strict=True)))
+
+
+async def start_staging(pool: asyncpg.Pool) -> None:
+    """A new, empty staging table for a rebuild (a crashed rebuild's leftovers dropped)."""
+    async with pool.acquire() as conn:
+        await conn.execute(f"DROP TABLE IF EXISTS {STAGING}")
+        await conn.execute(f"CREATE UNLOGGED TABLE {STAGING} (LIKE {TABLE} INCLUDING DEFAULTS)")
+
+
+async def stage(pool: asyncpg.Pool, rows: Sequence[AuditRow]) -> None:
+    """COPY a page of a rebuild's feed rows into the staging table."""
+    if rows:
+        async with pool.acquire() as conn:
+            await conn.copy_records_to_table(STAGING, records=rows, columns=COLUMNS)
+
+
+async def fill_shadow(conn: asyncpg.Connection, shadow: str) -> None:
+    """Fill the rebuilt table: the staged rows of the events, plus the quota notices the live table holds."""
+    if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", STAGING):
+        await conn.execute(f"INSERT INTO {shadow} ({_NAMES}) SELECT {_NAMES} FROM {STAGING}")
+        await conn.execute(f"DROP TABLE {STAGING}")
+    await conn.execute(
+        f"INSERT INTO {shadow} ({_NAMES}) SELECT {_NAMES} FROM {TABLE} WHERE position = 0 AND type = $1",
+        QUOTA_REACHED,
+    )
