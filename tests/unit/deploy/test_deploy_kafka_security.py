@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from taifa_events import topics
+from taifa_events.signing import Keyring
 
 from tests.unit.deploy.conftest import Rendered
 from tests.unit.deploy.test_deploy_cross_references import effective_settings
@@ -14,8 +15,8 @@ from tests.unit.deploy.test_deploy_manifest_rules import KAFKA, pod_labels, sele
 DATA_TOPICS = set(topics.ALL_TOPICS)
 DEAD_LETTER_TOPICS = {topics.dead_letter_topic(t) for t in topics.ALL_TOPICS}
 ALL_TOPICS = DATA_TOPICS | DEAD_LETTER_TOPICS
-APP_WORKLOADS = ("credential-api", "projector", "relay", "taifa-migrations")
-KAFKA_CLIENTS = {"credential-api", "projector"}
+APP_WORKLOADS = ("credential-api", "projector", "relay", "webhooks", "taifa-migrations")
+KAFKA_CLIENTS = {"credential-api", "projector", "webhooks"}  # webhooks: the dispatcher (credential-api image)
 APP_NAMESPACE = {"kubernetes.io/metadata.name": "taifa"}
 
 
@@ -40,7 +41,7 @@ def granted(user: dict[str, Any], operation: str, resource_type: str = "topic") 
 
 
 def test_acls_are_enforced_and_never_wildcards(overlay: Rendered) -> None:
-    assert set(users(overlay)) == {"taifa-credential-api", "taifa-projector"}
+    assert set(users(overlay)) == {"taifa-credential-api", "taifa-projector", "taifa-webhooks"}
     for name, user in users(overlay).items():
         assert user["metadata"]["namespace"] == "taifa" and user["metadata"]["labels"]["strimzi.io/cluster"] == "taifa"
         assert user["spec"]["authentication"]["type"] == "scram-sha-512", name
@@ -71,8 +72,19 @@ def test_the_projector_reads_the_data_topics_writes_only_dead_letters_and_uses_i
     assert granted(projector, "Read", "group") == {settings.projector_group_id, settings.projector_usage_group_id}
 
 
+def test_the_webhook_dispatcher_only_reads_the_data_and_usage_topics_in_its_group(overlay: Rendered) -> None:
+    dispatcher = users(overlay)["taifa-webhooks"]
+    container = overlay.get("Deployment", "webhooks")["spec"]["template"]["spec"]["containers"][0]
+    settings = effective_settings(overlay, container)
+    assert granted(dispatcher, "Read") == DATA_TOPICS | {topics.USAGE_TOPIC}
+    assert granted(dispatcher, "Write") == set()  # its deliveries go to PostgreSQL, never to Kafka
+    assert granted(dispatcher, "Read", "group") == {settings.webhooks_group_id}
+
+
 def test_each_service_authenticates_as_its_own_kafka_user_over_tls(overlay: Rendered) -> None:
-    for workload, user in (("credential-api", "taifa-credential-api"), ("projector", "taifa-projector")):
+    for workload, user in (
+        ("credential-api", "taifa-credential-api"), ("projector", "taifa-projector"), ("webhooks", "taifa-webhooks"),
+    ):  # fmt: skip
         pod = overlay.get("Deployment", workload)["spec"]["template"]["spec"]
         container = pod["containers"][0]
         settings = effective_settings(overlay, container)
@@ -89,18 +101,21 @@ def test_each_service_authenticates_as_its_own_kafka_user_over_tls(overlay: Rend
         assert ca.name in {item["path"] for item in volume["secret"]["items"]}
 
 
-def test_the_api_and_the_projector_read_the_signing_keys_from_one_secret(overlay: Rendered) -> None:
-    for workload in ("credential-api", "projector"):
+def test_the_api_the_projector_and_the_dispatcher_read_the_signing_keys_from_one_secret(overlay: Rendered) -> None:
+    for workload in ("credential-api", "projector", "webhooks"):
         container = overlay.get("Deployment", workload)["spec"]["template"]["spec"]["containers"][0]
         keys = next(v for v in container["env"] if v["name"] == "TAIFA_EVENT_SIGNING_KEYS")
         assert keys["valueFrom"]["secretKeyRef"] == {"name": "taifa-event-signing", "key": "keys"}
         settings = effective_settings(overlay, container)
+        if workload == "webhooks":  # verifies only: every key of the ring, no active one
+            Keyring.parse(settings.event_signing_keys.get_secret_value())
+            continue
         settings.event_keyring()  # usable: the API has its active key id, the projector its verification keys
     api = overlay.get("Deployment", "credential-api")["spec"]["template"]["spec"]["containers"][0]
     assert effective_settings(overlay, api).event_signing_key_id
 
 
-def test_only_the_api_and_the_projector_reach_the_brokers(overlay: Rendered) -> None:
+def test_only_the_api_the_projector_and_the_dispatcher_reach_the_brokers(overlay: Rendered) -> None:
     policy = overlay.get("NetworkPolicy", "taifa-kafka-brokers")
     assert policy["metadata"]["namespace"] == "kafka"
     spec = policy["spec"]

@@ -63,6 +63,7 @@ def test_each_workload_reaches_only_its_dependencies(overlay: Rendered) -> None:
     assert allowed(overlay, "relay", "egress") == DNS | REDIS | upstream
     assert allowed(overlay, "projector", "egress") == DNS | KAFKA | POSTGRES | REDIS
     assert allowed(overlay, "credential-api", "egress") == DNS | KAFKA | POSTGRES | REDIS
+    assert allowed(overlay, "webhooks", "egress") == DNS | KAFKA | POSTGRES | {("TCP", 443)}  # endpoints: HTTPS only
     assert allowed(overlay, "taifa-migrations", "egress") == DNS | POSTGRES
     assert allowed(overlay, "taifa-domain-recheck", "egress") == DNS | POSTGRES
 
@@ -77,6 +78,7 @@ def test_each_workload_accepts_only_its_listeners(overlay: Rendered) -> None:
     assert allowed(overlay, "relay", "ingress") == smtp | {("TCP", int(relay["TAIFA_RELAY_HEALTH_PORT"]))}
     assert allowed(overlay, "credential-api", "ingress") == {("TCP", 8080)}
     assert allowed(overlay, "projector", "ingress") == {("TCP", 9102)}
+    assert allowed(overlay, "webhooks", "ingress") == {("TCP", 9103)}
     assert allowed(overlay, "taifa-migrations", "ingress") == set()
     assert allowed(overlay, "taifa-domain-recheck", "ingress") == set()
 
@@ -172,8 +174,10 @@ def test_images_are_pinned_slim_multi_stage_non_root_and_without_healthcheck() -
     for service in SERVICES.values():
         text = service.dockerfile.read_text()
         bases = re.findall(r"^FROM (\S+)", text, re.M)
-        assert len(bases) == 2 and len(set(bases)) == 1, bases
-        assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", bases[0]), bases[0]
+        assert bases == ["${BASE_IMAGE}", "${BASE_IMAGE}"], bases  # one base for both stages, chosen by one ARG
+        default = re.findall(r"^ARG BASE_IMAGE=(\S+)$", text, re.M)
+        assert len(default) == 1 and text.index("ARG BASE_IMAGE=") < text.index("\nFROM "), default
+        assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", default[0]), default
         final = text[text.rindex("\nFROM ") :]
         assert re.search(r"^USER 10001:10001$", final, re.M)
         assert "HEALTHCHECK" not in re.sub(r"#.*", "", text)

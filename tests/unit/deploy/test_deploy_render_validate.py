@@ -60,7 +60,8 @@ def test_the_pinned_kubectl_is_the_one_used() -> None:
 def test_each_overlay_renders_every_kind_the_deployment_needs(overlay: Rendered) -> None:
     kinds = {o["kind"] for o in overlay.objects}
     assert kinds == EXPECTED_KINDS
-    assert {d["metadata"]["name"] for d in overlay.of_kind("Deployment")} == {"credential-api", "projector", "relay"}
+    deployments = {d["metadata"]["name"] for d in overlay.of_kind("Deployment")}
+    assert deployments == {"credential-api", "projector", "relay", "webhooks"}
     in_kafka = [o for o in overlay.objects if {(o["kind"], None), (o["kind"], o["metadata"]["name"])} & KAFKA_NAMESPACE]
     app_objects = [o for o in overlay.objects if o["kind"] != "Namespace" and o not in in_kafka]
     assert {o["metadata"].get("namespace") for o in app_objects} == {"taifa"}

@@ -1,4 +1,4 @@
-"""`taifa-webhooks`: the webhook dispatcher process (issue 17), a separate Deployment of the credential-api image.
+"""`taifa-webhooks run`: the webhook dispatcher process (issue 17), a separate Deployment of the credential-api image.
 
 Two loops side by side until SIGTERM: the consumer (Kafka records -> signed-event checks -> deliveries + offsets in
 one PostgreSQL transaction) and the delivery loop (due deliveries -> signed HTTP attempts). /healthz, /readyz
@@ -11,6 +11,7 @@ import asyncio
 import logging
 import sys
 
+import typer
 from taifa_events.signing import InvalidKeyring
 from taifa_runtime.health import HealthServer
 from taifa_runtime.lifecycle import sleep_unless_stopped, stop_on_signals
@@ -97,7 +98,17 @@ async def _main(settings: Settings) -> None:
     await serve(settings, stop)
 
 
-def main() -> None:
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="The webhook dispatcher of Taifa Mail.")
+
+
+@app.callback()
+def _group() -> None:
+    """Sub-commands of taifa-webhooks."""
+
+
+@app.command()
+def run() -> None:
+    """Consume the events and deliver the webhooks until SIGTERM (the Deployment's command)."""
     settings = Settings()
     configure_logging(SERVICE, settings.api_log_level)
     try:
