@@ -187,7 +187,11 @@ class InMemoryUnitOfWork(AbstractUnitOfWork):
         for data in events:
             version = 1 + sum(e.stream_id == data.stream_id() for e in self._work.events)
             envelope = make_envelope(
-                data, stream_version=version, position=len(self._work.events) + 1, correlation_id=correlation_id
+                data,
+                stream_version=version,
+                position=len(self._work.events) + 1,
+                correlation_id=correlation_id,
+                metadata=self.metadata,
             )
             self._work.events.append(envelope)
             stored.append(envelope)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -10,15 +12,18 @@ from typing import Annotated, TypeVar
 from uuid import UUID, uuid4
 
 import typer
+from taifa_events import Actor, EventMetadata
 from taifa_events.signing import InvalidKeyring
 
 from taifa_api import bootstrap
 from taifa_api.application import credential_lifecycle, use_cases
+from taifa_api.application.request_context import with_metadata
 from taifa_api.bootstrap import Container
 from taifa_api.domain.errors import CommandRefused
 from taifa_api.domain.lifecycle import DEFAULT_GRACE_SECONDS
 from taifa_api.domain.models import CredentialState
 from taifa_api.domain.plans import PLANS
+from taifa_api.entrypoints.webhook_cli import webhook_cli
 from taifa_api.settings import Settings
 
 T = TypeVar("T")
@@ -35,6 +40,7 @@ session_cli = typer.Typer(help="Session JWTs (the `taifa_session` cookie).", no_
 admin_app.add_typer(session_cli, name="session")
 credential_cli = typer.Typer(help="SMTP credentials of any account (operators).", no_args_is_help=True)
 admin_app.add_typer(credential_cli, name="credential")
+admin_app.add_typer(webhook_cli, name="webhook")
 
 
 @api_app.command()
@@ -81,13 +87,23 @@ def _run(use_case: Callable[[Container], Awaitable[T]], settings: Settings | Non
 
     async def main() -> T:
         async with bootstrap.command_side(settings or Settings()) as parts:
-            return await use_case(parts)
+            operator = with_metadata(parts.uow, EventMetadata(actor=Actor(type="operator", id=_operator())))
+            return await use_case(dataclasses.replace(parts, uow=operator))
 
     try:
         return asyncio.run(main())
     except CommandRefused as refusal:
         typer.echo(json.dumps({"error": {"code": refusal.code, "message": refusal.detail}}), err=True)
         sys.exit(1)
+
+
+def _operator() -> str:
+    """The audit actor id of a `taifa-admin` command: the OS user running it, else "taifa-admin"."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError, ImportError):
+        return "taifa-admin"
+    return user if user and len(user) <= 200 and user.isprintable() else "taifa-admin"
 
 
 def _correlation() -> str:
@@ -227,6 +243,46 @@ def session_revoke(
             {"jti": jti, "revoked": True, "changed": changed, "expires_at": expiry.isoformat() if expiry else None}
         )
     )
+
+
+def _signing_settings() -> Settings:
+    settings = Settings()
+    if settings.api_jwt_secret is None:
+        typer.echo(
+            json.dumps({"error": {"code": "validation_error", "message": "TAIFA_API_JWT_SECRET is not set"}}), err=True
+        )
+        raise typer.Exit(2)
+    return settings
+
+
+@session_cli.command("create")
+def session_create(account: Annotated[UUID, typer.Option("--account", help="Account id.")]) -> None:
+    """Print a `taifa_session` cookie value for the account: a JWT signed with TAIFA_API_JWT_SECRET (HS256), as
+    long-lived as TAIFA_API_JWT_MAX_LIFETIME_SECONDS allows, with a `jti` for `session revoke`. Send it with a
+    matching CSRF pair on writes (cookie `taifa_csrf` = header `X-CSRF-Token`)."""
+    from datetime import UTC, datetime
+
+    from taifa_api.entrypoints import session_tokens
+
+    minted = session_tokens.mint_session(_signing_settings(), account)
+    expires = datetime.fromtimestamp(minted.expires_at, UTC).isoformat()
+    typer.echo(json.dumps({"cookie": "taifa_session", "value": minted.token, "jti": minted.jti, "expires_at": expires}))
+
+
+@session_cli.command("sign-in-link")
+def session_sign_in_link(
+    account: Annotated[UUID, typer.Option("--account", help="Account id.")],
+    ttl_seconds: Annotated[int, typer.Option("--ttl-seconds", min=60, max=7 * 86400, help="Valid for.")] = 8 * 3600,
+) -> None:
+    """Print a one-time console sign-in path for the account (`/console/dev/sign-in?token=...`), served only while
+    TAIFA_API_DEV_SIGN_IN is on (`make dev`). Prefix it with the API's URL; it works once."""
+    from datetime import UTC, datetime
+
+    from taifa_api.entrypoints import session_tokens
+
+    minted = session_tokens.mint_sign_in_token(_signing_settings(), account, ttl_seconds)
+    expires = datetime.fromtimestamp(minted.expires_at, UTC).isoformat()
+    typer.echo(json.dumps({"path": f"/console/dev/sign-in?token={minted.token}", "expires_at": expires}))
 
 
 def _credential_json(state: CredentialState) -> dict[str, object]:

@@ -20,7 +20,7 @@ import asyncpg
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from taifa_events import hash_secret
+from taifa_events import Actor, hash_secret
 
 from taifa_api import metrics
 from taifa_api.adapters import sessions as revoked_sessions
@@ -41,6 +41,7 @@ ASYMMETRIC_ALGORITHMS: Final[dict[str, type[Any]]] = {
 }
 _PEM_BLOCK: Final = re.compile(r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)
 MIN_RSA_BITS: Final = 2048
+MAX_ACTOR_ID: Final = 200  # a longer `sub` is not recorded (the actor is then the account)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,14 @@ class Principal:
     account_id: UUID
     subject: str
     via_cookie: bool
+    # The session JWT's `sub` claim when it has a usable one (the audit feed's actor id for a session).
+    session_subject: str | None = None
+
+    def actor(self) -> Actor:
+        """The audit actor: the API key's id, or the session's `sub` (else its account id)."""
+        if not self.via_cookie:
+            return Actor(type="api_key", id=self.subject.removeprefix("key:"))
+        return Actor(type="session", id=self.session_subject or str(self.account_id))
 
 
 class InvalidKeyConfiguration(ValueError):
@@ -190,7 +199,11 @@ class Authenticator:
             return None
         if not await revoked_sessions.session_usable(self._pool, account_id, claims.get("jti")):
             return None  # unknown account, or this token's jti revoked (`taifa-admin session revoke`)
-        return Principal(account_id=account_id, subject=f"account:{account_id}", via_cookie=True)
+        sub = claims.get("sub")
+        usable_sub = sub if isinstance(sub, str) and 0 < len(sub) <= MAX_ACTOR_ID and sub.isprintable() else None
+        return Principal(
+            account_id=account_id, subject=f"account:{account_id}", via_cookie=True, session_subject=usable_sub
+        )
 
 
 def csrf_ok(cookie_value: str | None, header_value: str | None) -> bool:

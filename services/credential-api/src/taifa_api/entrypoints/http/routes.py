@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Annotated, Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response, Security
 from fastapi.security import APIKeyCookie, HTTPBearer
@@ -13,6 +14,7 @@ from taifa_events import Envelope
 from taifa_api import metrics
 from taifa_api.adapters import read_models
 from taifa_api.application import use_cases
+from taifa_api.application.request_context import with_metadata
 from taifa_api.bootstrap import Container
 from taifa_api.domain import paging
 from taifa_api.domain.errors import NotFound
@@ -21,6 +23,7 @@ from taifa_api.domain.verification import RECORD_TYPE
 from taifa_api.entrypoints.http import credential_body
 from taifa_api.entrypoints.http.auth import SESSION_COOKIE, Principal
 from taifa_api.entrypoints.http.errors import ErrorBody, documented
+from taifa_api.entrypoints.http.request_context import request_metadata, scope_request_id
 from taifa_api.entrypoints.http.schemas import (
     CredentialCreatedOut,
     CredentialCreateIn,
@@ -41,8 +44,12 @@ _cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False, description="Sessi
 
 
 def container(request: Request) -> Container:
-    """The process's parts (bootstrap.http_service, opened by the app's lifespan)."""
+    """The process's parts (bootstrap.http_service, opened by the app's lifespan); for an authenticated request,
+    with a unit-of-work factory that records the caller, its address and the request id in every event."""
     found: Container = request.app.state.container
+    principal = request.scope.get("state", {}).get("principal")
+    if isinstance(principal, Principal):
+        return dataclasses.replace(found, uow=with_metadata(found.uow, request_metadata(request.scope, principal)))
     return found
 
 
@@ -58,8 +65,8 @@ def caller(
 
 
 def correlation_id(request: Request) -> str:
-    given = request.headers.get("x-request-id", "")
-    return given[:200] if given.isprintable() and given else str(uuid4())
+    """The request's id (X-Request-ID when valid, else generated; echoed in the response)."""
+    return scope_request_id(request.scope)
 
 
 Parts = Annotated[Container, Depends(container)]
