@@ -1,4 +1,5 @@
-"""Every example `make dev` prints works verbatim, and `taifa-admin` works with only dev.env loaded."""
+"""Every example `make dev` prints works verbatim (the webhook example included: created with curl, its delivery
+verified), and `taifa-admin` works with only dev.env loaded."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def test_banner_examples_run_verbatim_and_deliver(env, new_tenant, tmp_path: Pat
     assert "sent" in result.stdout
     assert delivered(env, "Hello from swaks")
     assert delivered(env, "Hello from smtplib")
+    assert "webhook verified: msg_" in result.stdout  # the credential's creation, signed with the webhook's secret
     printed = banner.render(settings, ".taifa/dev.env")
     for _, snippet in banner.EXAMPLES:
         assert snippet in printed
@@ -35,7 +37,7 @@ def test_dev_env_has_every_contract_key(dev_stack) -> None:
     written = dict(line.split("=", 1) for line in dev_stack.env_file.read_text().splitlines())
     required = {"TAIFA_API_URL", "TAIFA_API_KEY", "TAIFA_ACCOUNT_ID", "TAIFA_DOMAIN_ID", "TAIFA_DOMAIN",
                 "TAIFA_SMTP_HOST", "TAIFA_SMTP_PORT", "TAIFA_SMTPS_PORT", "TAIFA_CA_FILE", "TAIFA_MAILDIR",
-                "TAIFA_JWT_SECRET", "TAIFA_DATABASE_URL"}
+                "TAIFA_JWT_SECRET", "TAIFA_DATABASE_URL", "TAIFA_WEBHOOK_RECEIVER_URL", "TAIFA_WEBHOOK_LOG"}
     assert required <= set(written)
 
 

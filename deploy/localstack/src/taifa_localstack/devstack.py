@@ -1,4 +1,5 @@
-"""The whole Taifa Mail stack on this machine, no Docker: infrastructure, our three services and a mail sink.
+"""The whole Taifa Mail stack on this machine, no Docker: infrastructure, our services (the webhook dispatcher
+too), a mail sink and a webhook receiver.
 
 `make dev` runs it in the foreground; the end-to-end tests start the very same code on free ports.
 Components start in order with a readiness check each; the first one that fails stops the others
@@ -13,7 +14,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from taifa_localstack.devcerts import DevCertificates, make_dev_certificates
@@ -36,10 +37,12 @@ class DevPorts:
     relay_health: int = 9101
     projector_health: int = 9102
     sink: int = 2525
+    webhooks_health: int = 9103
+    webhook_receiver: int = 9200
 
     @classmethod
     def free(cls) -> DevPorts:
-        return cls(*(free_port() for _ in range(6)))
+        return cls(*(free_port() for _ in fields(cls)))
 
 
 @dataclass
@@ -84,10 +87,14 @@ class DevStack:
             # The 201 response shows where to send: the local relay, not production.
             "TAIFA_API_SMTP_HOST": "127.0.0.1",
             "TAIFA_API_SMTP_PORT": str(self.ports.smtp),
+            "TAIFA_API_SMTPS_PORT": str(self.ports.smtps),
+            # The console's one-time sign-in links (/console/dev/sign-in): development only.
+            "TAIFA_API_DEV_SIGN_IN": "true",
             "TAIFA_JWT_SECRET": jwt_secret,  # the contract's name in dev.env
             "TAIFA_API_JWT_SECRET": jwt_secret,
             "TAIFA_PROJECTOR_HEALTH_PORT": str(self.ports.projector_health),
             **self._relay_env(certs),
+            **self._webhooks_env(),
         }
         self._step("migrations", self._migrate)
         self._serve(
@@ -114,6 +121,15 @@ class DevStack:
         self._serve("projector", [_tool("taifa-projector"), "run"], run_dir, self.ports.projector_health)
         self._serve("credential-api", [_tool("taifa-api"), "serve"], run_dir, self.ports.api)
         self._serve("relay", [_tool("taifa-relay"), "run"], run_dir, self.ports.relay_health)
+        webhook_log = run_dir / "webhooks.jsonl"
+        self._serve(
+            "webhook receiver",
+            [sys.executable, "-m", "taifa_localstack.webhook_receiver", "--port", str(self.ports.webhook_receiver),
+             "--log", str(webhook_log)],
+            run_dir,
+            self.ports.webhook_receiver,  # answers GET /readyz (any GET) with 200
+        )  # fmt: skip
+        self._serve("webhook dispatcher", [_tool("taifa-webhooks"), "run"], run_dir, self.ports.webhooks_health)
         self._step("demo account and verified domain", lambda: self._seed())
         self.env.update(
             {
@@ -123,6 +139,8 @@ class DevStack:
                 "TAIFA_SMTPS_PORT": str(self.ports.smtps),
                 "TAIFA_CA_FILE": str(certs.ca_file),
                 "TAIFA_MAILDIR": str(maildir),
+                "TAIFA_WEBHOOK_RECEIVER_URL": f"http://127.0.0.1:{self.ports.webhook_receiver}/hooks",
+                "TAIFA_WEBHOOK_LOG": str(webhook_log),
             }
         )
 
@@ -139,6 +157,20 @@ class DevStack:
             "TAIFA_RELAY_UPSTREAM_PORT": str(self.ports.sink),
             "TAIFA_RELAY_UPSTREAM_TLS": "required",
             "TAIFA_RELAY_UPSTREAM_CA_FILE": str(certs.ca_file),
+        }
+
+    def _webhooks_env(self) -> dict[str, str]:
+        import base64
+        import secrets
+
+        return {
+            # Encrypts the webhooks' signing secrets at rest; made at every start, never written anywhere else.
+            "TAIFA_WEBHOOK_SECRET_KEYS": "dev:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+            # Development only: http URLs and loopback receivers (link-local and metadata stay refused).
+            "TAIFA_WEBHOOK_ALLOW_HTTP": "true",
+            "TAIFA_WEBHOOKS_HEALTH_HOST": "127.0.0.1",
+            "TAIFA_WEBHOOKS_HEALTH_PORT": str(self.ports.webhooks_health),
+            "TAIFA_WEBHOOKS_POLL_SECONDS": "0.5",
         }
 
     def _migrate(self) -> None:
@@ -163,12 +195,18 @@ class DevStack:
         api_url = f"http://127.0.0.1:{self.ports.api}"
         domain = _post_json(f"{api_url}/v1/domains", {"name": DEMO_DOMAIN}, account["api_key"])
         run_once([_tool("taifa-admin"), "domain", "verify", "--force", domain["id"]], env=self.env)
+        sign_in = json.loads(
+            run_once(
+                [_tool("taifa-admin"), "session", "sign-in-link", "--account", account["account_id"]], env=self.env
+            )
+        )
         self.env.update(
             {
                 "TAIFA_API_KEY": account["api_key"],
                 "TAIFA_ACCOUNT_ID": account["account_id"],
                 "TAIFA_DOMAIN_ID": domain["id"],
                 "TAIFA_DOMAIN": domain["name"],
+                "TAIFA_CONSOLE_SIGN_IN_URL": api_url + sign_in["path"],
             }
         )
 
