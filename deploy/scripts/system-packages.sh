@@ -28,6 +28,12 @@ elif command -v perl >/dev/null 2>&1 && ! perl -MNet::SSLeay -MIO::Socket::SSL -
 fi
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# The container images and their tests (`make images`, tests/images): rootful podman with runc (crun 1.8 refuses
+# the test VMs' cgroups), its network stack, and mmdebstrap for the base image made from Debian's packages.
+command -v podman >/dev/null 2>&1 || missing+=(podman netavark aardvark-dns)
+command -v runc >/dev/null 2>&1 || missing+=(runc)
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 # The console's browser tests (tests/e2e, Playwright) drive Debian's Chromium headless; no browser is downloaded.
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # `make bench-relay` only (TAIFA_BENCH_PACKAGES=1): Postfix 3.7 with Cyrus SASL (sasldb: saslpasswd2; the PLAIN and

@@ -102,11 +102,22 @@ def test_every_command_is_a_cli_command_and_every_published_port_is_listened_on(
             assert int(mapping.split(":")[-1]) in listening, f"{name} publishes {mapping}"
 
 
+def host_port(mapping: str) -> str:
+    """The host port of `127.0.0.1:${VAR:-587}:2587`: the default of its variable."""
+    return re.sub(r"\$\{\w+:-(\d+)\}", r"\1", mapping).split(":")[-2]
+
+
+def test_every_published_port_is_on_loopback_only(compose: dict[str, Any]) -> None:
+    for name, service in compose.items():
+        for mapping in service.get("ports") or []:
+            assert mapping.startswith("127.0.0.1:"), f"{name} publishes {mapping} beyond loopback"
+
+
 def test_the_relay_delivers_to_the_mail_sink_with_the_certificate_it_was_given(compose: dict[str, Any]) -> None:
     relay = compose["relay"]
     env = relay["environment"]
     assert env["TAIFA_RELAY_UPSTREAM_HOST"] == "mailpit" and env["TAIFA_RELAY_UPSTREAM_PORT"] == "1025"
-    assert {p.split(":")[0] for p in relay["ports"]} >= {"587", "465"}
+    assert {host_port(p) for p in relay["ports"]} >= {"587", "465"}
     cert_volume = next(v for v in relay["volumes"] if v.endswith(":/etc/taifa/tls:ro")).split(":")[0]
     assert any(v.startswith(f"{cert_volume}:") for v in compose["relay-cert"]["volumes"])
     assert env["TAIFA_RELAY_TLS_CERT_FILE"].startswith("/etc/taifa/tls/")

@@ -64,6 +64,9 @@ FAKE_ID = """#!/bin/sh
 echo "uid=0(root) gid=0(root)"
 """
 
+# What `make images` and the image tests need (podman with runc, mmdebstrap for the base image).
+CONTAINER_TOOLS = ("podman", "runc", "iptables", "mmdebstrap")
+
 PERMISSIVE_POLICY = "#!/bin/sh\n# the machine's own policy: every action allowed\nexit 0\n"
 
 
@@ -134,6 +137,7 @@ def machine(tmp_path: Path) -> Machine:
     for name in ("service", "systemctl", "dpkg", "invoke-rc.d", "deb-systemd-invoke"):
         m._stub(name, RECORDER.format(name=name))
     m._stub("id", FAKE_ID)
+    m.has(*CONTAINER_TOOLS)  # present unless a test removes them (test_missing_podman_installs_its_stack)
     return m
 
 
@@ -270,3 +274,16 @@ def test_a_missing_chromium_is_installed_for_the_console_browser_tests(machine: 
 
     assert result.returncode == 0, result.stderr
     assert "apt-get install -y -qq --no-install-recommends chromium" in machine.calls()
+
+
+def test_missing_podman_installs_its_stack_and_mmdebstrap(machine: Machine) -> None:
+    machine.has("postgres", "redis-server", "swaks", "node", "npm", "chromium")
+    for tool in CONTAINER_TOOLS:
+        (machine.bin / tool).unlink()
+
+    result = machine.run()
+
+    assert result.returncode == 0, result.stderr
+    installs = [c for c in machine.calls() if c.startswith("apt-get install")]
+    assert len(installs) == 1
+    assert set(installs[0].split()) >= {"podman", "netavark", "aardvark-dns", "runc", "iptables", "mmdebstrap"}
