@@ -14,10 +14,10 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Final, cast
 from uuid import UUID
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoPermissionError, NoScriptError, RedisError, ResponseError
 from taifa_events.auth_cache import (
     EPOCH_KEY,
     REVOCATIONS_CHANNEL,
@@ -69,6 +69,34 @@ _STAND_IN = {
 # Bound of the re-check parse memo (cleared when full: a miss only costs a parse).
 _MAX_REREAD_PARSES = 10_000
 
+# AUTH's read and the re-checks' read, each one script (atomic as the MULTI it replaces, and one command to encode and
+# one reply to parse instead of MULTI, each command, its QUEUED and EXEC): KEYS are the entry, the epoch, the watermark
+# and (AUTH) the two failure counters; the reply is 1/0 (entry found or not), the entry's HGETALL, then each other key's
+# GET (nil: missing). For a missing entry, AUTH asks for ARGV[1] copies of ARGV[2] in its place, so that an unknown
+# username's reply is as large and costs Redis the same work as a known one's (case A11: similar timing).
+_READ: Final = """
+local entry = redis.call('HGETALL', KEYS[1])
+local found = 1
+if #entry == 0 then
+  found = 0
+  for i = 1, tonumber(ARGV[1]) do entry[i] = ARGV[2] end
+end
+local out = {found, entry}
+for i = 2, #KEYS do out[i + 1] = redis.call('GET', KEYS[i]) end
+return out
+"""
+# What AUTH's read returns in place of a missing entry: as many strings as a rotated, restricted entry has, of its
+# average length.
+_STAND_IN_ARGS = (
+    str(2 * len(_STAND_IN)),
+    "x" * (sum(len(k) + len(v) for k, v in _STAND_IN.items()) // (2 * len(_STAND_IN))),
+)
+
+
+def _fields(flat: list[bytes]) -> dict[bytes, bytes]:
+    """An HGETALL reply (field, value, field, value...) as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
 
 def failure_keys(address_group: str, username: str) -> tuple[str, str]:
     """The counter keys of (address group, username) and of the address group alone. The username is hashed:
@@ -90,6 +118,8 @@ class RedisAuthCacheReader:
         self, url: str, *, failure_window_seconds: int, timeout: float = 2.0, usage: UsageBuffer | None = None
     ) -> None:
         self._redis = redis_client(url, timeout=timeout, retry_on_timeout=False)
+        self._read_sha = hashlib.sha1(_READ.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+        self._script_reads = True
         # Usage counts ride on the re-reads of logged-in sessions (adapters.usage_buffer): no round trip of their own.
         self._usage = usage
         self._url = url
@@ -112,20 +142,16 @@ class RedisAuthCacheReader:
         metrics.AUTH_LOOKUPS.inc()
         user_key, address_key = failure_keys(address_group, username)
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hgetall(auth_key(username))
-                pipe.get(EPOCH_KEY)
-                pipe.get(WATERMARK_KEY)
-                pipe.get(user_key)
-                pipe.get(address_key)
-                # No usage rides on AUTH's round trips (lookup, failure count): their size would then tell a
-                # prober whether its previous attempt named an existing username (usage counts only those).
-                mapping, epoch, watermark, for_user, for_address = await pipe.execute()
+            # No usage rides on AUTH's round trips (lookup, failure count): their size would then tell a prober
+            # whether its previous attempt named an existing username (usage counts only those).
+            mapping, (epoch, watermark, for_user, for_address) = await self._read(
+                auth_key(username), EPOCH_KEY, WATERMARK_KEY, user_key, address_key, stand_in=True
+            )
         except (RedisError, OSError) as exc:
             raise CacheUnavailable(type(exc).__name__) from None
         self._check_trust(epoch, watermark)
         if mapping:
-            entry = AuthCacheEntry.from_redis(cast(dict[bytes, bytes], mapping))
+            entry = AuthCacheEntry.from_redis(mapping)
         else:
             # Unknown user: parse a stand-in entry anyway, so that the reply takes as long as for a known one.
             AuthCacheEntry.from_redis(_STAND_IN)
@@ -134,7 +160,16 @@ class RedisAuthCacheReader:
 
     async def reread(self, username: str) -> AuthCacheEntry | None:
         """Re-read of a logged-in session's entry (None: missing or damaged), with the epoch and watermark in one
-        MULTI; the application applies the rules (same credential, its secret still valid, not suspended...)."""
+        MULTI; the application applies the rules (same credential, its secret still valid, not suspended...).
+        One script when no usage is due (adapters.usage_buffer drains at most every 0.25 s); else a MULTI that carries
+        the usage commands too."""
+        if self._usage is None or self._writes_refused or not self._usage.due():
+            try:
+                mapping, (epoch, watermark) = await self._read(auth_key(username), EPOCH_KEY, WATERMARK_KEY)
+            except (RedisError, OSError) as exc:
+                raise CacheUnavailable(type(exc).__name__) from None
+            self._check_trust(epoch, watermark)
+            return self._parsed(username, mapping) if mapping else None
         taken: Taken | None = None
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
@@ -154,7 +189,37 @@ class RedisAuthCacheReader:
         self._check_trust(epoch, watermark)
         if not mapping:
             return None
-        raw = cast(dict[bytes, bytes], mapping)
+        return self._parsed(username, cast(dict[bytes, bytes], mapping))
+
+    async def _read(self, *keys: str, stand_in: bool = False) -> tuple[dict[bytes, bytes], list[bytes | None]]:
+        """The entry (first key; empty: missing) and the GET of each other key, atomically: the read script as
+        EVALSHA_RO (loaded after a NOSCRIPT: a restarted or flushed Redis). A Redis user without the script commands
+        (an ACL from before them) gets the same read as one MULTI, with an error logged once."""
+        if self._script_reads:
+            args = _STAND_IN_ARGS if stand_in else ("0", "")
+            try:
+                try:
+                    found, flat, *values = await self._redis.evalsha_ro(self._read_sha, len(keys), *keys, *args)
+                except NoScriptError:
+                    await self._redis.script_load(_READ)
+                    found, flat, *values = await self._redis.evalsha_ro(self._read_sha, len(keys), *keys, *args)
+                fields = _fields(flat)
+                return (fields if found else {}), values
+            except NoPermissionError as exc:
+                log.error(
+                    "Redis refused the relay's read script: reads go as MULTI; add +evalsha_ro to the relay's ACL "
+                    "(deploy/README.md)",
+                    extra={"error": str(exc)[:200]},
+                )
+                self._script_reads = False
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(keys[0])
+            for key in keys[1:]:
+                pipe.get(key)
+            mapping, *values = await pipe.execute()
+        return cast(dict[bytes, bytes], mapping), values
+
+    def _parsed(self, username: str, raw: dict[bytes, bytes]) -> AuthCacheEntry | None:
         parsed = self._reread_parses.get(username)
         if parsed is not None and parsed[0] == raw:
             return parsed[1]  # the very same stored fields: the same entry, without parsing them again

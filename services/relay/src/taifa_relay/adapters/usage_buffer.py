@@ -91,6 +91,10 @@ class UsageBuffer:
         self._last_used(key, secret_id, client_ip, now)
 
     # --- sending -------------------------------------------------------------------------------
+    def due(self) -> bool:
+        """Whether `drain_into` would add anything now (something buffered, the last drain long enough ago)."""
+        return bool(self._pending) and time.monotonic() - self._last_drain >= DRAIN_EVERY_SECONDS
+
     def drain_into(self, pipe: Any, *, force: bool = False) -> Taken | None:
         """Append every buffered command to `pipe` (a MULTI about to be executed) and empty the buffer; returns
         what was taken, for `restore` if the MULTI fails (None: nothing added: nothing buffered, or the last drain

@@ -173,10 +173,11 @@ class Submission:
             log.info("AUTH success", extra={"client": state.client_ip, "credential_id": state.credential_id})
             return AUTH_ACCEPTED
         decision = await self._failed(state, username)
-        if entry is not None:  # an unknown username counts nowhere: there is no credential to count on
-            # After the failure count's round trip, so that the usage rides on a later one: a known username's
-            # failure costs what an unknown one's does (A11: same reply, similar timing).
-            reason = credentials.failure_reason(entry, secret, state.client_ip, self.clock())
+        # After the failure count's round trip, so that the usage rides on a later one; the reason is worked out for
+        # an unknown username too (on a stand-in), so that a known username's failure costs what an unknown one's
+        # does (A11: same reply, similar timing). An unknown username counts nowhere: there is no credential.
+        reason = credentials.failure_reason(entry, secret, state.client_ip, self.clock())
+        if entry is not None:
             self.usage.auth_failed(str(entry.credential_id), str(entry.account_id), reason, self.clock())
         return decision
 

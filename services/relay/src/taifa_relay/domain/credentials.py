@@ -124,11 +124,14 @@ def expired_by_clock(login: Login, now: float) -> bool:
     return login.valid_until is not None and now >= login.valid_until
 
 
-def failure_reason(entry: AuthCacheEntry, password: str, client_ip: str, now: float) -> str:
+def failure_reason(entry: AuthCacheEntry | None, password: str, client_ip: str, now: float) -> str:
     """Why a failed AUTH on an existing username failed, for its owner's usage report (never for the client, who
     gets the one 535): the credential deactivated (`auth_inactive`) or expired (`auth_expired`), the right password
-    from an address outside `allowed_cidrs` (`auth_cidr`), else a wrong or retired secret (`auth_secret`). Only
-    called after the failure: the reply's timing was already paid by `authenticate`."""
+    from an address outside `allowed_cidrs` (`auth_cidr`), else a wrong or retired secret (`auth_secret`). Called
+    before the reply is sent, so an unknown username (None) costs the same: the work is done on a stand-in entry."""
+    if entry is None:
+        failure_reason(_STAND_IN_CIDRS, password, client_ip, now)
+        return "auth_secret"
     if not _not_deactivated(entry):
         return "auth_inactive"
     if entry.is_expired(now):
