@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import uuid
+from uuid import UUID
 
 from api_support import venv_bin
 from taifa_api.adapters import database
 from taifa_api.adapters.unit_of_work import unit_of_work_factory
-from taifa_api.application import use_cases
+from taifa_api.adapters.webhook_secrets import WebhookSecretBox, generate_key_ring_entry
+from taifa_api.application import use_cases, webhooks
 from taifa_api.domain.models import NewCredential
 from taifa_localstack import ServiceProcess, free_port
 
 MAX_EXAMPLES = "10"
 
 
-async def _seed(database_url: str) -> tuple[str, str, NewCredential]:
+async def _seed(database_url: str) -> tuple[str, str, NewCredential, UUID]:
     pool = await database.create_pool(database_url, min_size=1, max_size=2)
     uow = unit_of_work_factory(pool)
     try:
@@ -26,14 +28,29 @@ async def _seed(database_url: str) -> tuple[str, str, NewCredential]:
         credential = await use_cases.create_credential(
             uow, issued.account_id, domain.value.domain_id, {"enterprise": 250}, "st"
         )
-        return issued.api_key, str(domain.value.domain_id), credential.value
+        webhook = await webhooks.create_webhook(
+            uow,
+            issued.account_id,
+            "https://93.184.215.14/st",
+            ["*"],
+            WebhookSecretBox.parse(WEBHOOK_KEYS),
+            "st",
+            allow_http=False,
+            check_host=_public,
+        )
+        return issued.api_key, str(domain.value.domain_id), credential.value, webhook.value.endpoint.webhook_id
     finally:
         await pool.close()
+
+
+async def _public(_url: object) -> None:
+    return None
 
 
 LIFECYCLE_OPERATIONS = (
     "get_credential",
     "get_credential_usage",
+    "list_credential_events",
     "rotate_credential",
     "suspend_credential",
     "resume_credential",
@@ -41,7 +58,11 @@ LIFECYCLE_OPERATIONS = (
 )
 
 
-def _config(credential: NewCredential) -> str:
+WEBHOOK_OPERATIONS = ("get_webhook", "rotate_webhook_secret", "list_webhook_deliveries")
+WEBHOOK_KEYS = generate_key_ring_entry("st")
+
+
+def _config(credential: NewCredential, webhook_id: UUID) -> str:
     """The lifecycle operations get the seeded credential (and its secret): schemathesis cannot create one of
     its own (its only verified domain has this one), and random ids, or random pairs of ids, only ever meet a
     404. The credential's DELETE keeps random ids, so the credential stays active for the others."""
@@ -55,13 +76,17 @@ def _config(credential: NewCredential) -> str:
         '[[operations]]\ninclude-operation-id = "revoke_credential_secret"\n'
         f'parameters = {{ "path.credential_id" = "{credential_id}", "path.secret_id" = "{secret_id}" }}\n'
     )
+    blocks.extend(
+        f'[[operations]]\ninclude-operation-id = "{operation}"\nparameters = {{ "path.webhook_id" = "{webhook_id}" }}\n'
+        for operation in WEBHOOK_OPERATIONS
+    )
     return "\n".join(blocks)
 
 
 def test_schemathesis_finds_no_failures_with_authentication(api_db, api_redis, broker, projector, tmp_path) -> None:
-    api_key, _domain_id, credential = asyncio.run(_seed(api_db))
+    api_key, _domain_id, credential, webhook_id = asyncio.run(_seed(api_db))
     config = tmp_path / "schemathesis.toml"
-    config.write_text(_config(credential))
+    config.write_text(_config(credential, webhook_id))
     port = free_port()
     server = ServiceProcess(
         "taifa-api",
@@ -78,6 +103,8 @@ def test_schemathesis_finds_no_failures_with_authentication(api_db, api_redis, b
             "TAIFA_API_AUTH_FAILURE_LIMIT": "1000000",  # its auth checks send many unauthenticated requests
             "TAIFA_API_DNS_NAMESERVERS": "127.0.0.1:9",
             "TAIFA_API_DNS_TIMEOUT_SECONDS": "0.2",
+            "TAIFA_WEBHOOK_SECRET_KEYS": WEBHOOK_KEYS,
+            "TAIFA_WEBHOOK_DNS_TIMEOUT_SECONDS": "0.2",
         },
         ready_url=f"http://127.0.0.1:{port}/readyz",
     )

@@ -23,8 +23,14 @@ DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
 MAX_CURSOR_LENGTH: Final = 200
 
-ListKind = Literal["credentials", "domains", "webhooks", "webhook_deliveries"]
-_KIND_TAG: Final[dict[str, str]] = {"credentials": "c", "domains": "d", "webhooks": "w", "webhook_deliveries": "v"}
+ListKind = Literal["credentials", "domains", "webhooks", "webhook_deliveries", "events"]
+_KIND_TAG: Final[dict[str, str]] = {
+    "credentials": "c",
+    "domains": "d",
+    "webhooks": "w",
+    "webhook_deliveries": "v",
+    "events": "e",  # the audit feed: (occurred_at, event id)
+}
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 

@@ -17,12 +17,16 @@ from taifa_api import bootstrap
 from taifa_api.bootstrap import Container
 from taifa_api.domain.throttle import TokenBuckets
 from taifa_api.entrypoints.http import errors
+from taifa_api.entrypoints.http.audit_routes import router as audit_router
 from taifa_api.entrypoints.http.auth import Authenticator, load_public_keys
+from taifa_api.entrypoints.http.console.app import create_console
 from taifa_api.entrypoints.http.guard import RequestGuard
 from taifa_api.entrypoints.http.lifecycle_routes import router as lifecycle_router
+from taifa_api.entrypoints.http.request_context import RequestIdMiddleware
 from taifa_api.entrypoints.http.routes import router
 from taifa_api.entrypoints.http.schemas import StatusOut
 from taifa_api.entrypoints.http.usage_routes import router as usage_router
+from taifa_api.entrypoints.http.webhook_routes import router as webhook_router
 from taifa_api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         authenticator=lambda: app.state.authenticator,
         auth_throttle=TokenBuckets(settings.api_auth_failure_limit, settings.api_auth_failure_window_seconds),
     )
+    app.add_middleware(RequestIdMiddleware)  # outside the guard: its refusals carry X-Request-ID too
     if settings.api_trusted_proxies.strip():
         # Outermost: the guard's per-address throttle sees the client the trusted proxy names, never a header
         # sent by anybody else.
@@ -63,6 +68,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(lifecycle_router)
     app.include_router(usage_router)
+    app.include_router(audit_router)
+    # The customers' console (HTML, the same session cookie and use cases): entrypoints/http/console/.
+    app.mount("/console", create_console(settings, lambda: app.state.container, lambda: app.state.authenticator))
+    app.include_router(webhook_router)
 
     @app.get("/healthz", response_model=StatusOut, tags=["operations"])
     async def healthz() -> StatusOut:

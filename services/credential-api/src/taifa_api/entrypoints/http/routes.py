@@ -118,6 +118,7 @@ CREDENTIAL_LINKS: dict[str, Any] = {
     for name, operation in (
         ("GetCredential", "get_credential"),
         ("GetCredentialUsage", "get_credential_usage"),
+        ("ListCredentialEvents", "list_credential_events"),
         ("RotateCredential", "rotate_credential"),
         ("SuspendCredential", "suspend_credential"),
         ("ResumeCredential", "resume_credential"),

@@ -1,9 +1,9 @@
 """The audit feed (issue 17): `rm_audit_events`, one row per event customers see (CONTRACT §8).
 
 Columns in the order of `taifa_events.audit.AuditRow`. `data` holds only the allow-listed fields of the event
-(never a secret or a hash); `account_id` scopes every read. Newest first is (occurred_at, position, id)
-descending: `position` is the event store's (0 for quota notices, which come from the usage topic and are not in
-the event store, so a rebuild keeps them). Written in the same transaction as the batch that applies the events;
+(never a secret or a hash); `account_id` scopes every read. Newest first is (occurred_at, id) descending, the
+API's keyset pages. `position` is the event store's (0 for quota notices, which come from the usage topic and are
+not in the event store, so a rebuild keeps them). Written in the same transaction as the batch that applies the events;
 rebuilt with the other read models (swapped in whole).
 
 Revision ID: 0007
@@ -37,12 +37,8 @@ def upgrade() -> None:
         )
         """
     )
-    op.execute(
-        "CREATE INDEX rm_audit_events_feed ON rm_audit_events (account_id, occurred_at DESC, position DESC, id DESC)"
-    )
-    op.execute(
-        "CREATE INDEX rm_audit_events_subject ON rm_audit_events (subject_id, occurred_at DESC, position DESC, id DESC)"
-    )
+    op.execute("CREATE INDEX rm_audit_events_feed ON rm_audit_events (account_id, occurred_at DESC, id DESC)")
+    op.execute("CREATE INDEX rm_audit_events_subject ON rm_audit_events (subject_id, occurred_at DESC, id DESC)")
 
 
 def downgrade() -> None:
