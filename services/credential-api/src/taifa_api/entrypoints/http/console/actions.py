@@ -13,6 +13,8 @@ from starlette.responses import RedirectResponse, Response
 
 from taifa_api.adapters import read_models
 from taifa_api.application import credential_lifecycle, use_cases
+from taifa_api.application.ports import UnitOfWorkFactory
+from taifa_api.application.request_context import with_metadata
 from taifa_api.domain.errors import InvalidRequest, NotFound
 from taifa_api.entrypoints.http.auth import Principal
 from taifa_api.entrypoints.http.console import rendering, views
@@ -24,6 +26,7 @@ from taifa_api.entrypoints.http.console.session import (
     signed_in,
 )
 from taifa_api.entrypoints.http.lifecycle_routes import restrictions_patch
+from taifa_api.entrypoints.http.request_context import request_metadata
 from taifa_api.entrypoints.http.routes import await_projection, correlation_id
 from taifa_api.entrypoints.http.schemas import (
     CredentialPatchIn,
@@ -54,6 +57,12 @@ async def _change(request: Request) -> tuple[Principal, dict[str, str]]:
     return who, form
 
 
+def _uow(request: Request, who: Principal) -> UnitOfWorkFactory:
+    """The unit-of-work factory the JSON API's routes use: every event records the session, the client address
+    and the request id (the audit trail shows the console's changes as the API's)."""
+    return with_metadata(parts_of(request).uow, request_metadata(request.scope, who))
+
+
 def _done(path: str, notice: str) -> RedirectResponse:
     return RedirectResponse(f"/console{path}?notice={notice}", status_code=303)
 
@@ -77,7 +86,7 @@ async def register_domain(request: Request) -> Response:
     body = DomainCreateIn(name=form.get("name", "").strip())
     parts = parts_of(request)
     outcome = await use_cases.register_domain(
-        parts.uow,
+        _uow(request, who),
         who.account_id,
         body.name,
         correlation_id(request),
@@ -91,7 +100,7 @@ async def verify_domain(domain_id: UUID, request: Request) -> Response:
     who, _ = await _change(request)
     parts = parts_of(request)
     outcome = await use_cases.verify_domain(
-        parts.uow, who.account_id, domain_id, parts.resolver.lookup_txt, correlation_id(request)
+        _uow(request, who), who.account_id, domain_id, parts.resolver.lookup_txt, correlation_id(request)
     )
     notice = "domain_verified" if outcome.value.status == "verified" else "domain_pending"
     return await _settle(request, outcome.events, _done(f"/domains/{domain_id}", notice))
@@ -105,7 +114,9 @@ async def release_domain(domain_id: UUID, request: Request) -> Response:
     if domain is None:
         raise NotFound()
     _confirm(form, domain["name"])
-    outcome = await use_cases.release_domain(parts.uow, domain_id, who.account_id, "owner", correlation_id(request))
+    outcome = await use_cases.release_domain(
+        _uow(request, who), domain_id, who.account_id, "owner", correlation_id(request)
+    )
     return await _settle(request, outcome.events, _done("/", "domain_released"))
 
 
@@ -133,7 +144,7 @@ async def create_credential(domain_id: UUID, request: Request) -> Response:
     who, _ = await _change(request)
     parts = parts_of(request)
     outcome = await use_cases.create_credential(
-        parts.uow, who.account_id, domain_id, parts.settings.plan_limits, correlation_id(request)
+        _uow(request, who), who.account_id, domain_id, parts.settings.plan_limits, correlation_id(request)
     )
     created = outcome.value
     page = _password_page(
@@ -152,7 +163,7 @@ async def rotate_credential(credential_id: UUID, request: Request) -> Response:
     grace = form.get("grace_period_seconds", "")
     body = RotateIn.model_validate({"grace_period_seconds": int(grace) if grace.isdigit() else grace})
     outcome = await credential_lifecycle.rotate_credential(
-        parts_of(request).uow, who.account_id, credential_id, body.grace_period_seconds, correlation_id(request)
+        _uow(request, who), who.account_id, credential_id, body.grace_period_seconds, correlation_id(request)
     )
     rotated = outcome.value
     page = _password_page(
@@ -166,7 +177,7 @@ async def suspend_credential(credential_id: UUID, request: Request) -> Response:
     who, form = await _change(request)
     body = SuspendIn(reason=form.get("reason", "").strip() or None)
     outcome = await credential_lifecycle.suspend_credential(
-        parts_of(request).uow, who.account_id, credential_id, body.reason, correlation_id(request)
+        _uow(request, who), who.account_id, credential_id, body.reason, correlation_id(request)
     )
     return await _settle(request, outcome.events, _done(f"/credentials/{credential_id}", "suspended"))
 
@@ -175,7 +186,7 @@ async def suspend_credential(credential_id: UUID, request: Request) -> Response:
 async def resume_credential(credential_id: UUID, request: Request) -> Response:
     who, _ = await _change(request)
     outcome = await credential_lifecycle.resume_credential(
-        parts_of(request).uow, who.account_id, credential_id, correlation_id(request)
+        _uow(request, who), who.account_id, credential_id, correlation_id(request)
     )
     return await _settle(request, outcome.events, _done(f"/credentials/{credential_id}", "resumed"))
 
@@ -211,7 +222,7 @@ async def change_restrictions(credential_id: UUID, request: Request) -> Response
     )
     parts = parts_of(request)
     outcome = await credential_lifecycle.change_restrictions(
-        parts.uow,
+        _uow(request, who),
         who.account_id,
         credential_id,
         restrictions_patch(body),
@@ -225,7 +236,7 @@ async def change_restrictions(credential_id: UUID, request: Request) -> Response
 async def end_grace(credential_id: UUID, secret_id: UUID, request: Request) -> Response:
     who, _ = await _change(request)
     outcome = await credential_lifecycle.revoke_secret(
-        parts_of(request).uow, who.account_id, credential_id, secret_id, correlation_id(request)
+        _uow(request, who), who.account_id, credential_id, secret_id, correlation_id(request)
     )
     return await _settle(request, outcome.events, _done(f"/credentials/{credential_id}", "secret_ended"))
 
@@ -238,7 +249,9 @@ async def deactivate_credential(credential_id: UUID, request: Request) -> Respon
     if row is None:
         raise NotFound()
     _confirm(form, row["domain"])
-    outcome = await use_cases.deactivate_credential(parts.uow, who.account_id, credential_id, correlation_id(request))
+    outcome = await use_cases.deactivate_credential(
+        _uow(request, who), who.account_id, credential_id, correlation_id(request)
+    )
     return await _settle(request, outcome.events, _done(f"/credentials/{credential_id}", "deactivated"))
 
 
