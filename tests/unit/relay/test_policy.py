@@ -120,3 +120,13 @@ def test_every_reply_constant_has_an_enhanced_status_code() -> None:
         value = getattr(replies, name)
         if name.isupper() and isinstance(value, str):
             assert re.match(r"^[2-5]\d\d [2-5]\.\d{1,3}\.\d{1,3} ", value) or name == "DATA_START", name
+
+
+def test_header_addresses_memo_gives_the_parse_every_time_and_stays_bounded() -> None:
+    # The memo of parsed From values (issue 18) is exact: a repeated value gives what a fresh parse gives.
+    for _ in range(2):
+        assert policy.header_addresses(["App <app@example.com>, b@example.com"]) == ["app@example.com", "b@example.com"]
+        assert policy.header_addresses(["undisclosed-recipients:;"]) is None
+    for n in range(policy._MAX_ADDRESSES + 10):
+        policy.header_addresses([f"a{n}@example.com"])
+    assert len(policy._ADDRESSES) <= policy._MAX_ADDRESSES

@@ -395,9 +395,10 @@ class Submission:
     ) -> Decision:
         """Check the message against the policy, re-check the credential, add our trace header and relay it."""
         headers = policy.header_block(message)
-        if policy.own_received_count(headers, self.hostname) >= self.max_own_received:
+        fields = policy.header_fields(headers)  # read once, for both checks
+        if policy.own_received_count(headers, self.hostname, fields) >= self.max_own_received:
             return self._refused(state, replies.MAIL_LOOP, "policy")
-        identities = policy.check_header_identities(headers, state.domain or "")
+        identities = policy.check_header_identities(headers, state.domain or "", fields)
         if identities.refusal is not None:
             return self._refused(state, identities.refusal, "policy")
         refusal = await self._subdomain_refusal(identities.lookups, state, replies.HEADER_FROM_NOT_ALLOWED)

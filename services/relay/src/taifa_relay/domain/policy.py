@@ -6,6 +6,7 @@ so they are unit-tested without a socket.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Sequence
@@ -90,15 +91,26 @@ def header_values(headers: bytes, name: str) -> list[str]:
     return [value.decode("utf-8", "replace").strip() for field, value in header_fields(headers) if field == wanted]
 
 
+# Parsed header values -> their addresses. email.utils.getaddresses is the costliest step of a message's checks
+# (RFC 5322 tokenising in pure Python) and an application sends the same From: again and again; a pure function of
+# its argument, so a memo is exact. Bounded: emptied when full (a miss only costs a parse).
+_ADDRESSES: dict[str, tuple[str, ...]] = {}
+_MAX_ADDRESSES = 4096
+
+
 def header_addresses(values: list[str]) -> list[str] | None:
     """The addresses of one header's values; None unless there is exactly one value and every address in it
     has a domain part (a missing, repeated or unparsable header is ambiguous)."""
     if len(values) != 1:
         return None
-    addresses = [addr for _, addr in getaddresses(values)]
-    if not addresses or any(not addr or "@" not in addr for addr in addresses):
+    parsed = _ADDRESSES.get(values[0])
+    if parsed is None:
+        if len(_ADDRESSES) >= _MAX_ADDRESSES:
+            _ADDRESSES.clear()
+        parsed = _ADDRESSES[values[0]] = tuple(addr for _, addr in getaddresses(values))
+    if not parsed or any(not addr or "@" not in addr for addr in parsed):
         return None
-    return addresses
+    return list(parsed)
 
 
 def header_from_allowed(headers: bytes, credential_domain: str) -> bool | None:
@@ -116,11 +128,15 @@ class HeaderVerdict(NamedTuple):
     lookups: list[str]
 
 
-def check_header_identities(headers: bytes, credential_domain: str) -> HeaderVerdict:
+def check_header_identities(
+    headers: bytes, credential_domain: str, fields: list[tuple[bytes, bytes]] | None = None
+) -> HeaderVerdict:
     """From: (exactly one field, every address in the credential's domain or a subdomain) and Sender:
     (optional; if present one field with one mailbox, same rule: MUAs show it as "on behalf of").
-    The verdict's lookups are the subdomains that another account may hold (`owner_lookup_names`)."""
-    fields = header_fields(headers)
+    The verdict's lookups are the subdomains that another account may hold (`owner_lookup_names`).
+    `fields`: `header_fields(headers)` when the caller has it already."""
+    if fields is None:
+        fields = header_fields(headers)
     from_addresses = header_addresses([_text(v) for n, v in fields if n == b"from"])
     if from_addresses is None:
         return HeaderVerdict(replies.HEADER_FROM_MISSING, [])
@@ -161,17 +177,21 @@ def _text(value: bytes) -> str:
     return value.decode("utf-8", "replace").strip()
 
 
-def own_received_count(headers: bytes, hostname: str) -> int:
-    """How many Received: headers this relay (by `hostname`) has already added: a loop shows several."""
+def own_received_count(headers: bytes, hostname: str, fields: list[tuple[bytes, bytes]] | None = None) -> int:
+    """How many Received: headers this relay (by `hostname`) has already added: a loop shows several.
+    `fields`: `header_fields(headers)` when the caller has it already."""
     marker = f"by {hostname.lower()} {RECEIVED_MARKER.lower()}"
-    return sum(1 for value in header_values(headers, "Received") if marker in " ".join(value.lower().split()))
+    if fields is None:
+        fields = header_fields(headers)
+    values = (_text(value) for name, value in fields if name == b"received")
+    return sum(1 for value in values if marker in " ".join(value.lower().split()))
 
 
 def received_header(
     *, helo: str, client_ip: str, hostname: str, tls_version: str | None, now: datetime, queue_id: str
 ) -> bytes:
     """The trace header (RFC 5321 §4.4) this relay prepends; no recipient, so multi-RCPT stays private."""
-    safe_helo = re.sub(r"[^A-Za-z0-9.\-\[\]:_]", "?", helo)[:255]
+    safe_helo = _safe_helo(helo)
     protocol = "ESMTPSA"
     tls = f" (using {tls_version})" if tls_version else ""
     return (
@@ -179,6 +199,15 @@ def received_header(
         f"\tby {hostname} {RECEIVED_MARKER} with {protocol}{tls} id {queue_id};\r\n"
         f"\t{format_datetime(now)}\r\n"
     ).encode("ascii", "replace")
+
+
+_UNSAFE_HELO = re.compile(r"[^A-Za-z0-9.\-\[\]:_]")
+
+
+@functools.lru_cache(maxsize=1024)
+def _safe_helo(helo: str) -> str:
+    """The client's EHLO name as the trace header may show it (a client sends the same one on every message)."""
+    return _UNSAFE_HELO.sub("?", helo)[:255]
 
 
 def has_bare_newline(data: bytes | bytearray) -> bool:
