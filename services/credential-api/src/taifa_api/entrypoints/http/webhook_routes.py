@@ -52,6 +52,11 @@ def _secret_box(parts: Parts) -> WebhookSecretBox:
     return parts.webhook_secrets
 
 
+def _with_secret(issued: webhooks.IssuedWebhook) -> WebhookWithSecretOut:
+    """The 201 body of a creation or rotation: the only place the secret is shown."""
+    return WebhookWithSecretOut(**WebhookOut.of(issued.endpoint).model_dump(), secret=issued.secret)
+
+
 _WEBHOOK_LINKS: dict[str, Any] = {
     name: {"operationId": operation, "parameters": {"webhook_id": "$response.body#/id"}}
     for name, operation in (
@@ -93,8 +98,7 @@ async def create_webhook(
         max_endpoints=settings.webhook_max_endpoints_per_account,
     )
     await await_projection(parts, outcome.events, response)
-    issued = outcome.value
-    return WebhookWithSecretOut(**WebhookOut.of(issued.endpoint).model_dump(), secret=issued.secret)
+    return _with_secret(outcome.value)
 
 
 @router.get(
@@ -168,8 +172,7 @@ async def rotate_webhook_secret(
 ) -> WebhookWithSecretOut:
     outcome = await webhooks.rotate_webhook_secret(parts.uow, who.account_id, webhook_id, _secret_box(parts), corr)
     await await_projection(parts, outcome.events, response)
-    issued = outcome.value
-    return WebhookWithSecretOut(**WebhookOut.of(issued.endpoint).model_dump(), secret=issued.secret)
+    return _with_secret(outcome.value)
 
 
 @router.get(
