@@ -170,8 +170,9 @@ class Settings(BaseSettings, KafkaConnectionSettings):
     webhook_secret_keys: SecretStr | None = Field(
         None,
         description="AES-256-GCM keys that encrypt webhook signing secrets at rest, `id:base64key[,id:base64key]` "
-        "(32-byte keys, from a Secret; `openssl rand -base64 32`): the first encrypts, every one decrypts. Unset: "
-        "creating or rotating a webhook answers `503`.",
+        "(32-byte keys, from a Secret; `openssl rand -base64 32`): the first encrypts, every one decrypts (the API "
+        "and `taifa-webhooks`; `taifa-admin webhook reencrypt` moves stored secrets to the first). Unset: creating or "
+        "rotating a webhook answers `503`.",
     )
     webhook_allow_http: bool = Field(
         False,
@@ -182,7 +183,10 @@ class Settings(BaseSettings, KafkaConnectionSettings):
         10, ge=1, description="Webhook endpoints one account may have; one more is `403 webhook_limit_reached`."
     )
     webhook_dns_timeout_seconds: float = Field(
-        3.0, gt=0, description="Time allowed to resolve a webhook URL's host when it is created (`422` beyond)."
+        3.0,
+        gt=0,
+        description="Time allowed to resolve a webhook URL's host: at creation (`422` beyond) and by the dispatcher "
+        "before each attempt.",
     )
 
     webhooks_group_id: str = Field(
