@@ -166,11 +166,13 @@ async def test_spent_schedule_fails_the_delivery_and_disables_the_endpoint(pool:
         endpoint = await pool.fetchrow("SELECT * FROM webhook_endpoints WHERE id = $1", webhook_id)
         assert endpoint["status"] == "disabled" and endpoint["disabled_reason"] == rules.DISABLED_REASON
         events = await pool.fetch(
-            "SELECT data FROM event_store WHERE event_type = 'WebhookEndpointDisabled' AND stream_id = $1", webhook_id
+            "SELECT data, metadata FROM event_store WHERE event_type = 'WebhookEndpointDisabled' AND stream_id = $1",
+            webhook_id,
         )
         assert len(events) == 1
-        data = events[0]["data"] if isinstance(events[0]["data"], dict) else json.loads(events[0]["data"])
+        data, metadata = (_json(events[0][column]) for column in ("data", "metadata"))
         assert data["account_id"] == str(account_id) and data["reason"] == rules.DISABLED_REASON
+        assert metadata["actor"] == {"type": "system", "id": "taifa-webhooks"}  # the audit feed's actor
         # A disabled endpoint takes no new deliveries.
         assert await dispatch.ingestor.ingest([feed_event(account_id)], {}) == 0
 
@@ -189,6 +191,10 @@ async def test_records_read_twice_create_no_duplicate_deliveries(pool: asyncpg.P
         assert await dispatch.store.load_offsets([("taifa.test-topic", 0), ("taifa.test-topic", 1)]) == {
             ("taifa.test-topic", 0): 3
         }
+
+
+def _json(value: object) -> dict[str, object]:
+    return value if isinstance(value, dict) else json.loads(str(value))
 
 
 async def _async(value: object) -> object:

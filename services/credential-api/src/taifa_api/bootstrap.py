@@ -32,8 +32,8 @@ from taifa_api.adapters.webhook_secrets import WebhookKeyError, WebhookSecretBox
 from taifa_api.adapters.webhook_signing import StandardWebhooksSigner
 from taifa_api.adapters.webhook_store import PostgresDeliveryStore
 from taifa_api.application.ports import DnsResolver, ProjectionWaiter, UnitOfWorkFactory
-from taifa_api.application.webhooks import HostCheck
 from taifa_api.application.webhook_dispatch import DeliveryLoop, Ingestor
+from taifa_api.application.webhooks import HostCheck
 from taifa_api.settings import Settings
 
 ADMIN_POOL_SIZE = 2  # one command at a time, plus the re-check's concurrent row locks queueing on a second

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import asyncpg
+from taifa_events import Actor, EventMetadata
 from taifa_events.events import WebhookEndpointDisabled
 
 from taifa_api.adapters import event_store
@@ -50,18 +51,26 @@ LOAD_OFFSETS = """
 SELECT o.topic, o.partition, o.next_offset FROM webhook_consumer_offsets o
 JOIN unnest($1::text[], $2::int[]) AS p(topic, partition) ON o.topic = p.topic AND o.partition = p.partition
 """
-# The oldest due delivery of each endpoint that is enabled and not busy here, oldest first; then lock what no other
-# dispatcher holds and lease it. The window runs over the partial index of pending rows only.
+# The oldest pending delivery of each endpoint (a skip scan over the per-endpoint partial index: one probe per
+# endpoint with pending deliveries, however many rows they hold), kept when due, its endpoint enabled and not busy
+# here, oldest first; then lock what no other dispatcher holds and lease it.
 CLAIM_DUE = """
-WITH candidates AS (
-    SELECT id FROM (
-        SELECT d.id, d.next_attempt_at,
-               row_number() OVER (PARTITION BY d.webhook_id ORDER BY d.next_attempt_at, d.created_at, d.id) AS nth
-        FROM webhook_deliveries d
-        WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND NOT (d.webhook_id = ANY($1::uuid[]))
-    ) ranked
-    WHERE nth = 1
-    ORDER BY next_attempt_at
+WITH RECURSIVE endpoints AS (
+    (SELECT webhook_id FROM webhook_deliveries WHERE status = 'pending' ORDER BY webhook_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT d.webhook_id FROM webhook_deliveries d
+            WHERE d.status = 'pending' AND d.webhook_id > endpoints.webhook_id ORDER BY d.webhook_id LIMIT 1)
+    FROM endpoints WHERE endpoints.webhook_id IS NOT NULL
+), candidates AS (
+    SELECT first.id FROM endpoints
+    CROSS JOIN LATERAL (
+        SELECT d.id, d.next_attempt_at FROM webhook_deliveries d
+        WHERE d.webhook_id = endpoints.webhook_id AND d.status = 'pending'
+        ORDER BY d.next_attempt_at, d.created_at LIMIT 1
+    ) first
+    WHERE endpoints.webhook_id IS NOT NULL AND NOT (endpoints.webhook_id = ANY($1::uuid[]))
+      AND first.next_attempt_at <= now()
+    ORDER BY first.next_attempt_at
     LIMIT $2
 ), locked AS (
     SELECT d.id FROM webhook_deliveries d
@@ -75,15 +84,18 @@ RETURNING d.id, d.webhook_id, d.account_id, d.message_id, d.event_type, d.payloa
           e.url, e.secret_ciphertext, e.previous_secret_ciphertext,
           (e.previous_secret_expires_at IS NOT NULL AND e.previous_secret_expires_at > now()) AS previous_signs
 """
-INSERT_ATTEMPT = """
+# An attempt that leaves the delivery pending or succeeded: its row and the delivery's new state in one statement
+# (atomic without a transaction block: one round trip). None when the delivery is gone or no longer pending.
+FINISH = """
+WITH delivery AS (
+    UPDATE webhook_deliveries SET attempts = $2, last_attempt_at = $3, status = $4, next_attempt_at = $5
+    WHERE id = $1 AND status = 'pending'
+    RETURNING id
+)
 INSERT INTO webhook_attempts (delivery_id, attempt, started_at, status_code, latency_ms, error, response_excerpt)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+SELECT id, $2, $3, $6, $7, $8, $9 FROM delivery
 ON CONFLICT DO NOTHING
-"""
-UPDATE_DELIVERY = """
-UPDATE webhook_deliveries SET attempts = $2, last_attempt_at = $3, status = $4, next_attempt_at = $5
-WHERE id = $1 AND status = 'pending'
-RETURNING id
+RETURNING delivery_id
 """
 DISABLE_ENDPOINT = """
 UPDATE webhook_endpoints SET status = 'disabled', disabled_at = now(), disabled_reason = $2
@@ -95,6 +107,8 @@ UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL WHERE we
 """
 
 DISPATCHER_ACTOR = "taifa-webhooks"
+# The audit feed shows a disabled endpoint as done by the dispatcher (actor `system`), not by any customer.
+DISPATCHER_METADATA = EventMetadata(actor=Actor(type="system", id=DISPATCHER_ACTOR))
 
 
 class PostgresDeliveryStore:
@@ -170,18 +184,15 @@ class PostgresDeliveryStore:
             status = "pending"
         else:
             status = "failed"
+        values = (
+            outcome.delivery_id, outcome.attempt, outcome.started_at, status, outcome.next_attempt_at,
+            result.status_code, max(result.latency_ms, 0), result.error, result.body_excerpt,
+        )  # fmt: skip
+        if status != "failed":
+            await self.pool.fetchval(FINISH, *values)
+            return False
         async with self.pool.acquire() as conn, conn.transaction():
-            updated = await conn.fetchval(
-                UPDATE_DELIVERY, outcome.delivery_id, outcome.attempt, outcome.started_at, status,
-                outcome.next_attempt_at,
-            )  # fmt: skip
-            if updated is None:  # deleted with its endpoint, or finished by another dispatcher meanwhile
-                return False
-            await conn.execute(
-                INSERT_ATTEMPT, outcome.delivery_id, outcome.attempt, outcome.started_at, result.status_code,
-                max(result.latency_ms, 0), result.error, result.body_excerpt,
-            )  # fmt: skip
-            if status != "failed":
+            if await conn.fetchval(FINISH, *values) is None:  # deleted with its endpoint, or finished elsewhere
                 return False
             account_id = await conn.fetchval(DISABLE_ENDPOINT, outcome.webhook_id, disabled_reason)
             if account_id is None:
@@ -190,7 +201,9 @@ class PostgresDeliveryStore:
             event = WebhookEndpointDisabled(
                 account_id=account_id, webhook_id=outcome.webhook_id, reason=disabled_reason
             )
-            await event_store.append(conn, [event], correlation_id=f"{DISPATCHER_ACTOR}:{outcome.delivery_id}")
+            await event_store.append(
+                conn, [event], correlation_id=f"{DISPATCHER_ACTOR}:{outcome.delivery_id}", metadata=DISPATCHER_METADATA
+            )
             return True
 
 

@@ -98,6 +98,7 @@ class DeliveryLoop:
         lease_seconds: float,
         idle_poll_seconds: float,
         retry_scale: float = 1.0,
+        claim_gap_seconds: float = 0.02,
         clock: Callable[[], datetime] = _now,
         jitter: Callable[[], float] = random.random,
     ) -> None:
@@ -108,6 +109,7 @@ class DeliveryLoop:
         self.lease_seconds = lease_seconds
         self.idle_poll_seconds = idle_poll_seconds
         self.retry_scale = retry_scale
+        self.claim_gap_seconds = claim_gap_seconds
         self.clock = clock
         self.jitter = jitter
         self._wake = asyncio.Event()
@@ -118,8 +120,16 @@ class DeliveryLoop:
 
     async def run(self, stop: asyncio.Event, *, retry_seconds: float = 1.0) -> None:
         """Until `stop`: fill the free slots with due deliveries, then wait for a slot, a wake-up or the poll."""
+        loop = asyncio.get_running_loop()
+        last_claim = 0.0
         try:
             while not stop.is_set():
+                # Completions and new deliveries wake the loop one by one: claims are spaced so that one query
+                # serves many of them (a claim visits every endpoint that has pending deliveries).
+                gap = last_claim + self.claim_gap_seconds - loop.time()
+                if gap > 0:
+                    await asyncio.sleep(gap)
+                last_claim = loop.time()
                 self._wake.clear()
                 try:
                     await self._fill_slots()
@@ -209,7 +219,9 @@ class DeliveryLoop:
             metrics.WEBHOOK_EVENT_TO_DELIVERY_SECONDS.observe(max(lag, 0.0))
         if disabled:
             metrics.WEBHOOK_ENDPOINTS_DISABLED.inc()
-        log.info(
+        # Failures are worth a line each; successes only at debug level (they are counted in the metrics).
+        log.log(
+            logging.DEBUG if outcome.delivered else logging.INFO,
             "webhook attempt",
             extra={
                 "delivery_id": str(delivery.id),

@@ -6,8 +6,8 @@
   `previous_secret_expires_at`. DELETE removes the row and, by cascade, its deliveries and attempts.
 - `webhook_deliveries`: one row per (endpoint, audit event), created by the dispatcher in the same transaction as
   its consumer offsets (`webhook_consumer_offsets`), so a record is turned into deliveries exactly once.
-  `message_id` is the `webhook-id` header, the same on every retry. Due pending deliveries are found through a
-  partial index.
+  `message_id` is the `webhook-id` header, the same on every retry. Due pending deliveries are found through
+  partial indexes (by time, and per endpoint for the dispatcher's one-at-a-time-per-endpoint claim).
 - `webhook_attempts`: every attempt of a delivery: status code, latency, a short error and a response excerpt
   (at most 200 characters; response bodies are not stored beyond that).
 
@@ -64,6 +64,11 @@ def upgrade() -> None:
     op.execute("CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'pending'")
     op.execute(
         "CREATE INDEX webhook_deliveries_of_endpoint ON webhook_deliveries (webhook_id, created_at DESC, id DESC)"
+    )
+    # The dispatcher's claim: the endpoints with pending deliveries (a skip scan) and the oldest of each.
+    op.execute(
+        "CREATE INDEX webhook_deliveries_pending_of_endpoint ON webhook_deliveries (webhook_id, next_attempt_at, "
+        "created_at) WHERE status = 'pending'"
     )
     op.execute(
         """
