@@ -238,6 +238,18 @@ def test_console_journey_in_a_real_browser(env: dict[str, str], browser: Browser
     _relay_answers(env, username, rotated, name, [535])
     console.check("deactivated")
 
+    # The audit trail shows the console's changes as the session's; the webhooks page lists endpoints (none).
+    def audited() -> bool:
+        page.goto("/console/events")
+        return page.locator("td code", has_text="smtp_credential.deactivated").count() >= 1
+
+    wait_until(audited, 30, "the deactivation in the console's activity page", interval=0.5)
+    assert "session" in page.locator("tbody tr").first.inner_text()
+    console.check("activity")
+    page.goto("/console/webhooks")
+    assert page.locator("h1").inner_text() == "Webhooks"
+    console.check("webhooks")
+
     page.goto("/console/smtp")
     assert "STARTTLS" in page.locator("main").inner_text()
     console.check("smtp-settings")

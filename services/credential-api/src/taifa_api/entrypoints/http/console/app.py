@@ -17,7 +17,7 @@ from taifa_api.bootstrap import Container
 from taifa_api.domain import errors as codes
 from taifa_api.domain.errors import CommandRefused
 from taifa_api.entrypoints.http.auth import SESSION_COOKIE, Authenticator
-from taifa_api.entrypoints.http.console import actions, dev_sign_in, messages, pages, rendering
+from taifa_api.entrypoints.http.console import actions, dev_sign_in, history, messages, pages, rendering
 from taifa_api.entrypoints.http.console.session import ConsoleRefusal
 from taifa_api.entrypoints.http.errors import STATUS_OF_REFUSAL, UNAVAILABLE_ERRORS
 from taifa_api.settings import Settings
@@ -94,6 +94,7 @@ def create_console(
     console.state.dev_sign_in = settings.api_dev_sign_in
     console.include_router(pages.router)
     console.include_router(actions.router)
+    console.include_router(history.router)
     if settings.api_dev_sign_in:
         console.include_router(dev_sign_in.router)
 

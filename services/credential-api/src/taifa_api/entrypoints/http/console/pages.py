@@ -15,7 +15,7 @@ from taifa_api.domain import usage
 from taifa_api.domain.credentials import DEACTIVATED
 from taifa_api.domain.errors import NotFound
 from taifa_api.entrypoints.http import credential_body
-from taifa_api.entrypoints.http.console import rendering, views
+from taifa_api.entrypoints.http.console import history, rendering, views
 from taifa_api.entrypoints.http.console.session import parts_of, signed_in
 from taifa_api.entrypoints.http.routes import smtp_settings
 from taifa_api.entrypoints.http.schemas import CredentialOut
@@ -70,12 +70,14 @@ async def credential_page(credential_id: UUID, request: Request) -> Response:
     wanted = views.chart_range(datetime.now(UTC))
     found = await usage_read_model.usage(parts.pool, who.account_id, wanted, credential_id)
     chart = views.usage_chart(usage.series(wanted, found.get(credential_id, {})))
+    activity, _ = await history.feed_page(request, who.account_id, credential_id, history.RECENT, None)
     return rendering.render(
         request,
         "credential.html",
         title=credential.username,
         credential=credential,
         chart=chart,
+        activity=activity,
         grace_choices=views.GRACE_CHOICES,
         cidrs_text="\n".join(credential.allowed_cidrs),
         expires_value=credential.expires_at.strftime("%Y-%m-%dT%H:%M") if credential.expires_at else "",
