@@ -6,11 +6,13 @@ endpoint disabled with an event, redelivered records -> no duplicate deliveries.
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+import trustme
 from standardwebhooks import Webhook, WebhookVerificationError
 from taifa_api.adapters import database
 from taifa_api.adapters.webhook_secrets import new_webhook_secret
@@ -208,3 +210,31 @@ async def _status(pool: asyncpg.Pool, webhook_id: object, status: str) -> bool:
 
 async def _attempts_at_least(pool: asyncpg.Pool, webhook_id: object, count: int) -> bool:
     return len(await attempts_of(pool, webhook_id)) >= count
+
+
+async def test_https_goes_to_the_checked_address_with_the_host_name_as_sni_and_certificate_name(
+    pool: asyncpg.Pool,
+) -> None:
+    """The connection is made to the IP the check passed, yet TLS is the URL host's: SNI and certificate name."""
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("hooks.customer.test").configure_cert(server_tls)
+    names_seen: list[str | None] = []
+    server_tls.sni_callback = lambda _sock, name, _ctx: names_seen.append(name)  # type: ignore[assignment,misc]
+    client_tls = ssl.create_default_context()
+    ca.configure_trust(client_tls)
+    names = {"hooks.customer.test": "127.0.0.1", "other.customer.test": "127.0.0.1"}
+    async with receiver(tls=server_tls) as hook, delivering(pool, names=names, verify=client_tls) as dispatch:
+        webhook_id, account_id, secret = await create_endpoint(pool, f"https://hooks.customer.test:{hook.port}/hook")
+        await dispatch.ingestor.ingest([feed_event(account_id)], {})
+        await wait_for(lambda: _status(pool, webhook_id, "succeeded"))
+        [request] = hook.requests
+        assert request.headers["host"] == f"hooks.customer.test:{hook.port}" and names_seen == ["hooks.customer.test"]
+        Webhook(secret).verify(request.body, request.headers)
+        # The same address under a name its certificate does not cover: the handshake fails, nothing is sent.
+        other_id, other_account, _ = await create_endpoint(pool, f"https://other.customer.test:{hook.port}/hook")
+        await dispatch.ingestor.ingest([feed_event(other_account)], {})
+        await wait_for(lambda: _attempts_at_least(pool, other_id, 1))
+        [attempt, *_] = await attempts_of(pool, other_id)
+        assert attempt["status_code"] is None and "certificate" in attempt["error"].lower()
+        assert len(hook.requests) == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -53,8 +54,8 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hook"
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
+    async def start(self, tls: ssl.SSLContext | None = None) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True, ssl=tls)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -94,9 +95,9 @@ class Receiver:
 
 
 @contextlib.asynccontextmanager
-async def receiver(**options: object) -> AsyncIterator[Receiver]:
+async def receiver(tls: ssl.SSLContext | None = None, **options: object) -> AsyncIterator[Receiver]:
     r = Receiver(**options)  # type: ignore[arg-type]
-    await r.start()
+    await r.start(tls)
     try:
         yield r
     finally:
@@ -173,11 +174,16 @@ async def delivering(
     allow_http: bool = True,
     request_timeout: float = 2.0,
     retry_scale: float = 1e-5,
+    verify: ssl.SSLContext | bool = True,
 ) -> AsyncIterator[Dispatch]:
     """The delivery loop running on `pool` until the block ends (the consumer side is `ingestor`)."""
     store = PostgresDeliveryStore(pool, secret_box())
     sender = PinnedWebhookSender(
-        allow_http=allow_http, connect_timeout=1.0, request_timeout=request_timeout, resolve=resolver(names or {})
+        allow_http=allow_http,
+        connect_timeout=1.0,
+        request_timeout=request_timeout,
+        resolve=resolver(names or {}),
+        verify=verify,
     )
     loop = DeliveryLoop(
         store, sender, StandardWebhooksSigner(), concurrency=10, lease_seconds=request_timeout + 5,

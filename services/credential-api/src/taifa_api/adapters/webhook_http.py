@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -53,6 +54,7 @@ class PinnedWebhookSender:
         request_timeout: float,
         resolve: Resolve,
         max_connections: int = 100,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.allow_http = allow_http
         self.allow_loopback = allow_http  # the development setting allows both (CONTRACT §8)
@@ -61,6 +63,7 @@ class PinnedWebhookSender:
         self._client = httpx.AsyncClient(
             follow_redirects=False,
             trust_env=False,
+            verify=verify,  # the certificate must be valid for the URL's host name (sent as SNI)
             timeout=httpx.Timeout(request_timeout, connect=connect_timeout),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=0),
             headers={"user-agent": USER_AGENT},
