@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import smtplib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from taifa_localstack import wait_until
 
-from tests.e2e.conftest import admin, delivered, message, smtp_session
+from tests.e2e.conftest import admin, delivered
+from tests.e2e.test_lifecycle_journeys import _send_one  # AUTH, MAIL, RCPT, DATA codes of one message
 
 AXE = Path(__file__).parent / "node" / "node_modules" / "axe-core" / "axe.min.js"
 SERIOUS = ("serious", "critical")
@@ -75,26 +75,6 @@ class Console:
         return self.page.locator(".error").inner_text()
 
 
-def _mail_codes(env: dict[str, str], username: str, password: str, sender: str, subject: str) -> list[int]:
-    """AUTH, MAIL, RCPT, DATA reply codes of one message (stops at the first refusal)."""
-    codes: list[int] = []
-    with smtp_session(env) as smtp:
-        try:
-            codes.append(smtp.login(username, password)[0])
-        except smtplib.SMTPAuthenticationError as refused:
-            return [refused.smtp_code]
-        for step in (
-            lambda: smtp.mail(sender),
-            lambda: smtp.rcpt("someone@example.net"),
-            lambda: smtp.data(message(sender, subject)),
-        ):
-            code = step()[0]
-            codes.append(code)
-            if code >= 400:
-                break
-    return codes
-
-
 def _relay_answers(env: dict[str, str], username: str, password: str, domain: str, expected: list[int]) -> str:
     """The relay gives `expected` to a new message (polled: on a busy machine the API may answer before the
     projector has applied the change, with `X-Taifa-Projection: pending`); returns the subject that got it."""
@@ -103,7 +83,7 @@ def _relay_answers(env: dict[str, str], username: str, password: str, domain: st
     def answers() -> bool:
         nonlocal subject
         subject = f"console journey {uuid.uuid4().hex}"
-        return _mail_codes(env, username, password, f"hello@{domain}", subject) == expected
+        return _send_one(env, username, password, f"hello@{domain}", subject) == expected
 
     wait_until(answers, 30, f"the relay answering {expected}", interval=0.5)
     return subject
@@ -175,7 +155,7 @@ def test_console_journey_in_a_real_browser(env: dict[str, str], browser: Browser
     console.check("password-dialog")
 
     subject = f"console journey {uuid.uuid4().hex}"
-    assert _mail_codes(env, username, password, f"hello@{name}", subject) == [235, 250, 250, 250]
+    assert _send_one(env, username, password, f"hello@{name}", subject) == [235, 250, 250, 250]
     assert delivered(env, subject)
 
     page.get_by_role("link", name="I have stored it, close").click()
