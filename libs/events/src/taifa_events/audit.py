@@ -2,8 +2,10 @@
 
 `audit_event(envelope)` turns an event of record into an `AuditEvent` (None for events that are not in the
 feed, such as `ApiKeyIssued`); `audit_event_from_quota(record)` does the same for a quota notice of the usage
-topic. The feed's `data` is an ALLOW-list per type: a field reaches customers (and webhooks) only when it is
-named here, so a secret hash added to an event later never leaks by default. Pure: no I/O, no clock.
+topic. `audit_row` / `audit_row_from_quota` give the same entry as the projection's plain row (cheaper: the
+projector computes one per event). The feed's `data` is an ALLOW-list per type: a field reaches customers (and
+webhooks) only when it is named here, so a secret hash added to an event later never leaks by default. Pure: no
+I/O, no clock.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class AuditSubject(BaseModel):
 
 class AuditEvent(BaseModel):
     """One entry of an account's audit feed. `account_id` and `position` are internal (never in `public_json`):
-    the owner, and the event store position (0 for quota notices) that orders events of the same instant."""
+    the owner, and the event store position (0 for quota notices). The feed is ordered by (occurred_at, id)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -1,11 +1,13 @@
 # ruff: noqa: S608 - SQL is built only from constants of this module; values are always bind parameters.
 """Queries of the projector's audit feed (`rm_audit_events`, one row per event customers see; issue 17); the API
-only reads it. Keyset pages, newest first, on the table's `(account_id | subject_id, occurred_at DESC, id DESC)`
-indexes: a page starts strictly after the previous page's last entry, so new events never shift or repeat entries.
+only reads it. Keyset pages, newest first, on the table's `(account_id | subject_id, occurred_at, id)` indexes
+(read backwards): a page starts strictly after the previous page's last entry, so new events never shift or repeat
+entries.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from uuid import UUID
 
@@ -37,4 +39,5 @@ async def feed(
     rows = await pool.fetch(
         f"SELECT {_COLUMNS} FROM rm_audit_events WHERE {' AND '.join(where)} {_ORDER} LIMIT $2", *args
     )
-    return [dict(row) for row in rows]
+    # `data` is a json column (not jsonb): asyncpg gives its text.
+    return [{**row, "data": json.loads(row["data"])} for row in rows]

@@ -2,8 +2,8 @@
 """The audit feed in PostgreSQL (`rm_audit_events`, migration 0007; issue 17).
 
 - Live: `write_rows` inserts a batch's feed rows with ONE statement (arrays unnested by PostgreSQL), in the batch's
-  transaction; a redelivered event is the same id and changes nothing (ON CONFLICT DO NOTHING). Quota notices of
-  the usage topic go in the same way, in the usage batch's transaction.
+  transaction; a redelivered event is the same key (account, time, id) and changes nothing (ON CONFLICT DO
+  NOTHING). Quota notices of the usage topic go in the same way, in the usage batch's transaction.
 - Rebuild: the rows are produced while the events are folded, a page at a time, and COPied into an UNLOGGED
   staging table (`start_staging` / `stage`), so a rebuild of millions of events never holds the feed in memory;
   `fill_shadow` then fills the table the swap puts in place from the staging table plus the quota notices
@@ -39,9 +39,9 @@ _NAMES: Final = ", ".join(COLUMNS)
 
 INSERT_ROWS: Final = (
     f"INSERT INTO {TABLE} ({_NAMES}) "
-    f"SELECT {', '.join(COLUMNS[:-1])}, data::jsonb FROM unnest("
+    f"SELECT {', '.join(COLUMNS[:-1])}, data::json FROM unnest("
     + ", ".join(f"${i}::{t}[]" for i, t in enumerate(_TYPES, start=1))
-    + f") AS t({_NAMES}) ON CONFLICT (id) DO NOTHING"
+    + f") AS t({_NAMES}) ON CONFLICT (account_id, occurred_at, id) DO NOTHING"
 )
 
 
