@@ -85,7 +85,7 @@ def _relay_answers(env: dict[str, str], username: str, password: str, domain: st
         subject = f"console journey {uuid.uuid4().hex}"
         return _send_one(env, username, password, f"hello@{domain}", subject) == expected
 
-    wait_until(answers, 30, f"the relay answering {expected}", interval=0.5)
+    wait_until(answers, 30, f"the relay answering {expected}", interval=1.0)  # gentle on the per-address cap
     return subject
 
 
