@@ -105,9 +105,11 @@ def test_console_journey_in_a_real_browser(env: dict[str, str], browser: Browser
 
     # The one-time link `make dev` prints signs in, once.
     page.goto(env["TAIFA_CONSOLE_SIGN_IN_URL"])
+    console.check("dev-sign-in")
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/console/")
     assert page.locator("h1").inner_text() == "Domains"
+    console.check("domains")
     token = env["TAIFA_CONSOLE_SIGN_IN_URL"].partition("token=")[2]
     again = httpx.post(f"{env['TAIFA_API_URL']}/console/dev/sign-in", data={"token": token}, timeout=30)
     assert again.status_code == 401, "a sign-in link works once"
