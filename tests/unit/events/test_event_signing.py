@@ -126,3 +126,14 @@ def test_a_verify_only_keyring_cannot_sign_and_its_repr_shows_no_secret() -> Non
     with pytest.raises(InvalidKeyring, match="TAIFA_EVENT_SIGNING_KEY_ID"):
         ring.headers(b"{}")
     assert secret not in repr(ring) and "k1" in repr(ring)
+
+
+def test_the_tag_is_hmac_sha256_over_the_context_and_the_value() -> None:
+    # _tag names the digest as a string (OpenSSL's one-shot HMAC, issue 18): the tag must stay HMAC-SHA256.
+    import hashlib
+    import hmac
+
+    secret, raw = key(), value()
+    ring = Keyring.parse(f"k1:{secret}", "k1")
+    expected = hmac.new(secret.encode(), signing.SIGNATURE_CONTEXT + raw, hashlib.sha256).hexdigest()
+    assert dict(ring.headers(raw))[signing.HEADER_SIGNATURE] == expected.encode()

@@ -140,7 +140,7 @@ def mutated(draw: st.DrawFn) -> tuple[dict[str, Any], tuple[str, int] | None]:
         if draw(st.booleans()) and key in target:
             del target[key]
         else:
-            target[key] = draw(ODD_VALUES)
+            target[key] = json.loads(json.dumps(draw(ODD_VALUES)))  # a copy: never one list or dict in two places
     hint = draw(st.sampled_from([None, declared_right, ("CredentialCreated", 2), ("DomainVerified", 1), ("X", 1)]))
     return body, hint
 
