@@ -116,7 +116,7 @@ async def _reset(side: ReadSide) -> None:
     await side.redis.flushdb()
     await side.pool.execute(
         "TRUNCATE rm_smtp_credentials, rm_credential_secrets, rm_domains, projector_auth_entries, "
-        "projector_parked_events, projector_processed_events, projector_offsets"
+        "projector_parked_events, projector_processed_events, projector_offsets, rm_audit_events"
     )
     side.cache.highest_watermark = 0
 
