@@ -16,11 +16,16 @@ while [ $# -gt 0 ]; do
     shift
 done
 [ "$create" = 1 ] && [ -n "$broker" ] && [ -n "$topic" ] || { echo "kafka-topics.sh stand-in: --create only" >&2; exit 2; }
-if output=$(tansu topic create "$topic" --broker "tcp://$broker" --partitions "$partitions" 2>&1); then
-    echo "Created topic $topic."
-elif [ "$if_not_exists" = 1 ] && echo "$output" | grep -qi "exists"; then
-    :
-else
-    echo "$output" >&2
-    exit 1
-fi
+# A few tries: the network's DNS (aardvark-dns) may briefly not answer while other containers join the network.
+for attempt in 1 2 3 4 5 6 7 8 9 10; do
+    if output=$(tansu topic create "$topic" --broker "tcp://$broker" --partitions "$partitions" 2>&1); then
+        echo "Created topic $topic."
+        exit 0
+    elif echo "$output" | grep -qi "exists"; then
+        [ "$if_not_exists" = 1 ] && exit 0
+        break
+    fi
+    [ "$attempt" = 10 ] || sleep 1
+done
+echo "$output" >&2
+exit 1

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# `make compose-up` / `make compose-down`: the stack of deploy/compose.yaml.
+#
+#   deploy/scripts/compose.sh up|down
+#
+# With a Docker engine that answers: `docker compose up --build --wait` / `down -v`. Otherwise rootful podman with
+# podman-compose (.venv/tools/compose, `make tools`): the images are built by deploy/scripts/images.sh (stand-ins
+# for the infrastructure images that cannot be pulled here), then the services come up in stages, because
+# podman-compose with podman 4.3 does not honour `depends_on: condition` and its `up` can wait forever on a
+# container that never started: every call is bounded by TAIFA_COMPOSE_TIMEOUT seconds (default 180).
+#
+# TAIFA_EVENT_SIGNING_KEYS: taken from the environment, else made once and kept in .taifa/compose/signing.env
+# (git-ignored). TAIFA_COMPOSE_PROJECT names the compose project (default: the file's `taifa`); the published
+# loopback ports are TAIFA_COMPOSE_{API,SMTP,SMTPS,RELAY_HEALTH,MAIL_UI}_PORT (deploy/compose.yaml).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+export CONTAINERS_CONF="${CONTAINERS_CONF:-$PWD/deploy/podman/containers.conf}"
+FILE=deploy/compose.yaml
+PROJECT="${TAIFA_COMPOSE_PROJECT:-taifa}"
+TIMEOUT="${TAIFA_COMPOSE_TIMEOUT:-180}"
+STATE=.taifa/compose
+PODMAN_COMPOSE=.venv/tools/compose/bin/podman-compose
+
+die() { echo "compose.sh: $*" >&2; exit 1; }
+
+signing_keys() {
+    [ -n "${TAIFA_EVENT_SIGNING_KEYS:-}" ] && return
+    mkdir -p "$STATE"
+    if [ ! -s "$STATE/signing.env" ]; then
+        (umask 077 && echo "TAIFA_EVENT_SIGNING_KEYS=taifa-1:$(python3 -c 'import secrets; print(secrets.token_hex(32))')" \
+            >"$STATE/signing.env")
+    fi
+    set -a
+    # shellcheck disable=SC1091
+    . "$STATE/signing.env"
+    set +a
+}
+
+docker_engine() { command -v docker >/dev/null 2>&1 && timeout 10 docker info >/dev/null 2>&1; }
+
+pc() { timeout "$TIMEOUT" "$PODMAN_COMPOSE" -p "$PROJECT" -f "$FILE" "$@"; }
+
+container() {
+    podman ps -aq --filter "label=com.docker.compose.project=$PROJECT" \
+        --filter "label=com.docker.compose.service=$1" | head -1
+}
+
+# Poll a command until it succeeds, at most TIMEOUT seconds; else show the service's log and fail.
+wait_for() {
+    local service=$1 what=$2 deadline=$((SECONDS + TIMEOUT))
+    shift 2
+    until "$@" >/dev/null 2>&1; do
+        if [ $SECONDS -ge $deadline ]; then
+            podman logs --tail 40 "$(container "$service")" >&2 || true
+            die "$what not ready after ${TIMEOUT}s"
+        fi
+        sleep 1
+    done
+}
+
+# The one-shot services must exit 0.
+wait_done() {
+    local service id code
+    for service in "$@"; do
+        id=$(container "$service")
+        [ -n "$id" ] || die "$service was not created"
+        code=$(timeout "$TIMEOUT" podman wait "$id") || die "$service still running after ${TIMEOUT}s"
+        if [ "$code" != 0 ]; then
+            podman logs --tail 30 "$id" >&2 || true
+            die "$service exited with $code"
+        fi
+    done
+}
+
+running() { [ "$(podman inspect --format '{{.State.Running}}' "$(container "$1")")" = true ]; }
+
+http_ok() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=3)' "$1"; }
+
+up_podman() {
+    [ -x "$PODMAN_COMPOSE" ] || die "podman-compose is missing: run \`make tools\`"
+    bash deploy/scripts/images.sh services
+    local image missing=0
+    for image in $(sed -n 's/^    image: \([^g].*\)$/\1/p' "$FILE" | sort -u); do
+        podman image exists "$image" || missing=1
+    done
+    [ "$missing" = 0 ] || bash deploy/scripts/images.sh infra
+    echo "stage 1: infrastructure"
+    pc up -d --no-deps --no-build postgres redis kafka mailpit >/dev/null
+    wait_for postgres postgres podman exec "$(container postgres)" pg_isready -U taifa -d taifa
+    wait_for redis redis podman exec "$(container redis)" redis-cli ping
+    wait_for kafka kafka podman exec "$(container kafka)" /opt/kafka/bin/kafka-broker-api-versions.sh \
+        --bootstrap-server localhost:9092
+    echo "stage 2: topics, relay certificate, API migrations"
+    pc up -d --no-deps --no-build kafka-topics relay-cert migrate-api >/dev/null
+    wait_done kafka-topics relay-cert migrate-api
+    echo "stage 3: projector migrations"
+    pc up -d --no-deps --no-build migrate-projector >/dev/null
+    wait_done migrate-projector
+    echo "stage 4: projector, credential API, relay"
+    pc up -d --no-deps --no-build projector credential-api relay >/dev/null
+    wait_for credential-api "credential-api /readyz" http_ok "http://127.0.0.1:${TAIFA_COMPOSE_API_PORT:-8080}/readyz"
+    wait_for relay "relay /readyz" http_ok "http://127.0.0.1:${TAIFA_COMPOSE_RELAY_HEALTH_PORT:-9101}/readyz"
+    wait_for projector projector running projector
+    echo "up: API http://127.0.0.1:${TAIFA_COMPOSE_API_PORT:-8080} · SMTP 127.0.0.1:${TAIFA_COMPOSE_SMTP_PORT:-587}" \
+        "(STARTTLS) · mail UI http://127.0.0.1:${TAIFA_COMPOSE_MAIL_UI_PORT:-8025}"
+}
+
+down_podman() {
+    if [ -x "$PODMAN_COMPOSE" ]; then
+        pc down -v >/dev/null 2>&1 || true
+    fi
+    # Whatever podman-compose left (a container that never started, a timed-out call), by the project's label.
+    local ids
+    ids=$(podman ps -aq --filter "label=com.docker.compose.project=$PROJECT")
+    [ -z "$ids" ] || podman rm -f -t 5 $ids >/dev/null
+    ids=$(podman volume ls -q --filter "label=com.docker.compose.project=$PROJECT")
+    [ -z "$ids" ] || podman volume rm -f $ids >/dev/null
+    podman network rm -f "${PROJECT}_default" >/dev/null 2>&1 || true
+}
+
+case "${1:-}" in
+    up)
+        signing_keys
+        if docker_engine; then
+            docker compose -p "$PROJECT" -f "$FILE" up -d --build --wait
+        else
+            command -v podman >/dev/null 2>&1 || die "neither a Docker engine nor podman: run \`make setup\`"
+            up_podman
+        fi
+        ;;
+    down)
+        export TAIFA_EVENT_SIGNING_KEYS="${TAIFA_EVENT_SIGNING_KEYS:-unused-for-down}"
+        if docker_engine; then
+            docker compose -p "$PROJECT" -f "$FILE" down -v
+        else
+            down_podman
+        fi
+        ;;
+    *) die "usage: $0 up|down" ;;
+esac
