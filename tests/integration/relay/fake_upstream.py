@@ -19,6 +19,9 @@ class ScriptedUpstream:
     tls: ssl.SSLContext | None = None
     replies: dict[str, str] = field(default_factory=dict)
     inject_after_starttls: bytes = b""
+    pipelining: bool = False  # offer PIPELINING (RFC 2920): commands are read line by line, so answered in order
+    # MAIL commands whose following command had arrived with them (the client pipelined the envelope).
+    pipelined_mails: int = 0
     port: int = field(default_factory=free_port)
     commands: list[str] = field(default_factory=list)
     messages: list[bytes] = field(default_factory=list)
@@ -61,10 +64,13 @@ class ScriptedUpstream:
                     return
                 command = line.decode(errors="replace").strip()
                 verb = command.split(" ", 1)[0].upper()
+                if verb == "MAIL" and reader._buffer:  # type: ignore[attr-defined]
+                    self.pipelined_mails += 1
                 self.commands.append(command if tls_active or verb != "STARTTLS" else "STARTTLS")
                 if verb == "EHLO":
                     starttls = b"250-STARTTLS\r\n" if self.tls is not None and not tls_active else b""
-                    writer.write(b"250-upstream.test\r\n" + starttls + b"250 8BITMIME\r\n")
+                    pipelining = b"250-PIPELINING\r\n" if self.pipelining else b""
+                    writer.write(b"250-upstream.test\r\n" + starttls + pipelining + b"250 8BITMIME\r\n")
                 elif verb == "STARTTLS":
                     writer.write(b"220 ok\r\n" + self.inject_after_starttls)
                     await writer.drain()

@@ -16,12 +16,15 @@ import contextlib
 import logging
 import time
 from pathlib import Path
+from typing import cast
 
 import aiosmtplib
 from aiosmtplib import SMTPDataError, SMTPException, SMTPResponseException, SMTPServerDisconnected, SMTPTimeoutError
+from aiosmtplib.protocol import normalize_message_line_endings
 
 from taifa_relay.adapters import metrics
 from taifa_relay.adapters.tls import upstream_context
+from taifa_relay.adapters.upstream_pipelining import ClosedBeforeMail, PipelinedConnection
 from taifa_relay.application.ports import UpstreamReply
 from taifa_relay.domain import policy
 
@@ -33,8 +36,7 @@ log = logging.getLogger("taifa.relay.upstream")
 STARTTLS_FLAG: dict[str, bool | None] = {"required": True, "opportunistic": None, "none": False}
 
 
-class _ClosedBeforeMail(Exception):
-    """The connection was found closed at MAIL: nothing of the message reached the upstream."""
+Connection = aiosmtplib.SMTP | PipelinedConnection
 
 
 class UpstreamClient:
@@ -62,9 +64,9 @@ class UpstreamClient:
         self._tls = upstream_context(verify=verify or tls_mode == "required", ca_file=ca_file)
         self._timeout = timeout
         self._pool_size = pool_size
-        self._idle: list[aiosmtplib.SMTP] = []
+        self._idle: list[Connection] = []
 
-    async def _connect(self) -> aiosmtplib.SMTP:
+    async def _connect(self) -> Connection:
         client = aiosmtplib.SMTP(
             hostname=self._host,
             port=self._port,
@@ -74,9 +76,14 @@ class UpstreamClient:
             tls_context=self._tls,
         )
         await client.connect()
+        if client.is_ehlo_or_helo_needed:  # EHLO now: whether the upstream offers PIPELINING is known at once
+            await client.ehlo()
+        if client.supports_extension("pipelining") and client.transport is not None:
+            # uvloop's TLS transport is no asyncio.Transport subclass, but has the same methods.
+            return PipelinedConnection(cast(asyncio.Transport, client.transport), self._timeout)
         return client
 
-    def _release(self, client: aiosmtplib.SMTP) -> None:
+    def _release(self, client: Connection) -> None:
         if client.is_connected and len(self._idle) < self._pool_size:
             self._idle.append(client)
         else:
@@ -91,7 +98,7 @@ class UpstreamClient:
                 client = self._idle.pop() if reused else await self._connect()
                 try:
                     return await self._transaction(client, sender, recipients, message)
-                except _ClosedBeforeMail:
+                except ClosedBeforeMail:
                     client.close()
                     # A pooled connection the upstream had closed, found before any of this message was
                     # sent: retry once on a fresh one. A disconnect later (the data may have gone out)
@@ -106,16 +113,21 @@ class UpstreamClient:
             metrics.UPSTREAM_LATENCY.observe(time.perf_counter() - started)
 
     async def _transaction(
-        self, client: aiosmtplib.SMTP, sender: str, recipients: list[str], message: bytes
+        self, client: Connection, sender: str, recipients: list[str], message: bytes
     ) -> UpstreamReply:
         try:
-            try:
-                await client.mail(sender)
-            except aiosmtplib.SMTPServerDisconnected:
-                raise _ClosedBeforeMail from None
-            for recipient in recipients:
-                await client.rcpt(recipient)
-            response = await self._data(client, message)
+            if isinstance(client, PipelinedConnection):
+                if not crlf_only(message):  # never from the relay's reader: what aiosmtplib's data() would send
+                    message = normalize_message_line_endings(message)
+                response = await client.transaction(sender, recipients, dot_stuffed(message))
+            else:
+                try:
+                    await client.mail(sender)
+                except aiosmtplib.SMTPServerDisconnected:
+                    raise ClosedBeforeMail from None
+                for recipient in recipients:
+                    await client.rcpt(recipient)
+                response = await self._data(client, message)
         except SMTPResponseException as exc:
             with contextlib.suppress(SMTPException, OSError):
                 await client.rset()
