@@ -65,7 +65,8 @@ class _Folder:
     """Folds decoded events into a ReadSideFold and remembers every event id once."""
 
     def __init__(self) -> None:
-        self.fold = ReadSideFold()
+        # Only the end state is written: cache entries are built once, from the final rows (`settle_auth`).
+        self.fold = ReadSideFold(deferred_auth=True)
         self.processed: dict[UUID, int] = {}
         self.invalid = 0
         self.audit: list[AuditRow] = []  # the audit feed rows of the page being folded (staged after each page)
@@ -104,6 +105,7 @@ async def _write(
     offsets_at_least: dict[TopicPartitionKey, int] | None = None,
 ) -> RebuildSummary:
     fold = folder.fold
+    fold.settle_auth()
     # Credentials whose deactivation the live projector could not apply stay revoked (quarantine).
     entries = quarantined(fold.auth.values(), await store.quarantined_credentials())
     owners = owners_of(fold.domains.values())

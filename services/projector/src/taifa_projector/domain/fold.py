@@ -56,6 +56,9 @@ class ReadSideFold:
     # parked streams whose stored parked events were resolved (delete them) / newly parked events (store them)
     unparked_streams: set[UUID] = field(default_factory=set)
     newly_parked: dict[tuple[UUID, int], Event] = field(default_factory=dict)
+    # Rebuilds: a credential's cache entry is built once, from its final row (`settle_auth`), instead of after
+    # every event that changes the row; the entries are the same (see `settle_auth`).
+    deferred_auth: bool = False
 
     def apply_all(self, events: Iterable[Event]) -> None:
         for event in events:
@@ -72,7 +75,7 @@ class ReadSideFold:
                 entry = tombstone_of_event(event)
                 if entry is not None:
                     self._apply_auth(entry)
-            elif after is not before:
+            elif after is not before and not self.deferred_auth:
                 # The entry follows the credential's whole state (secrets, status, restrictions) and its plan.
                 entry = auth_entry_of(after)
                 self._apply_auth(entry._replace(plan=self.plans.get(entry.account_id, DEFAULT_PLAN)))
@@ -131,6 +134,18 @@ class ReadSideFold:
         if winner is not current:
             self.auth[entry.username] = winner
             self.changed_auth.add(entry.username)
+
+    def settle_auth(self) -> None:
+        """With `deferred_auth`: give every credential the entry of its final row, in position order, as the
+        event-by-event fold would have left them. Each event that changed a row applied that row's entry, at the
+        row's (rising) position, so the newest of a credential's entries is its final row's; its plan is the
+        account's as known now, which is what `_apply_plan` gave the entry when the account came later. Tombstones
+        of deactivations parked without their creation were applied as they came (they stay in `auth`). Two
+        credentials' final rows never share a position, so the order in which they are applied does not matter."""
+        plans = self.plans
+        for row in self.credentials.values():
+            entry = auth_entry_of(row)
+            self._apply_auth(entry._replace(plan=plans.get(entry.account_id, DEFAULT_PLAN)))
 
     def changed_owners(self) -> list[DomainOwner]:
         """The owner-key changes of the domain rows this fold changed, in position order."""

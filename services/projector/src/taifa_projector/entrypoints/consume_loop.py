@@ -39,6 +39,7 @@ class Projector:
         self.batch_seconds: deque[float] = deque(maxlen=100_000)
         self.totals = BatchReport()
         self._started = False
+        self._following: asyncio.Task[None] | None = None  # the Kafka commit of the last batch, if still out
         self._stack = AsyncExitStack()
 
     async def start(self) -> None:
@@ -111,6 +112,7 @@ class Projector:
         finally:
             if in_flight is not None:
                 await self._finish(in_flight)
+            await self._followed()
 
     async def _between_batches(self) -> None:
         """With no batch in flight: hold the read side again if its connection was lost (a database
@@ -133,7 +135,16 @@ class Projector:
     async def _finish(self, in_flight: asyncio.Task[BatchReport]) -> None:
         report = await in_flight
         self._add_to_totals(report)
-        await self._commit(report.next_offsets)
+        # Kafka's offsets only follow PostgreSQL's (for lag tools): the commit's round trip runs while the next
+        # batch is applied, one at a time and in order (the previous one is awaited first).
+        await self._followed()
+        self._following = asyncio.create_task(self._commit(report.next_offsets))
+
+    async def _followed(self) -> None:
+        """Wait for the Kafka commit still out, if any."""
+        if self._following is not None:
+            following, self._following = self._following, None
+            await following
 
     def _add_to_totals(self, report: BatchReport) -> None:
         self.totals.applied += report.applied
