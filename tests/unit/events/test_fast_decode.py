@@ -1,9 +1,10 @@
-"""The fast path of `decode` (taifa_events.fast_decode, issue 18) against the careful path: on the same inputs, both
-accept (with equal envelopes) or the fast path hands over and the careful path's refusal and reason stand.
+"""Case E10 (docs/testing.md): the fast path of `decode` (taifa_events.fast_decode, issue 18) against the careful path:
+on the same inputs, both accept (with equal envelopes) or the fast path hands over and the careful path's refusal
+and reason stand.
 
-Inputs: one envelope of every event type at its current version, with and without metadata, CredentialCreated
-at v1 and v2 (read through the upcasters' defaults), then hypothesis's mutations of them (a field replaced by an
-odd value, removed, or an unknown one added), each decoded with no Kafka header hint, the right one and a wrong one.
+Inputs: one envelope of every event type at its current version, with and without metadata, CredentialCreated at v1
+and v2 (read through the upcasters' defaults), then hypothesis's mutations of them (a field replaced by an odd
+value, removed, or an unknown one added), each decoded with no Kafka header hint, the right one and a wrong one.
 """
 
 from __future__ import annotations
@@ -188,3 +189,19 @@ def test_the_initial_secret_id_is_uuid5_of_the_canonical_credential_id(credentia
     with pytest.raises(ValueError) as reference:
         uuid.UUID(bad)
     assert str(refused.value) == str(reference.value)
+
+
+OCTETS = st.one_of(st.integers(0, 999).map(str), st.integers(0, 99).map(lambda n: f"0{n}"), st.just("١"))
+
+
+@given(st.one_of(st.ip_addresses().map(str), st.lists(OCTETS, min_size=3, max_size=5).map(".".join), st.text()))
+def test_a_source_address_reads_as_ipaddress_writes_it(text: str) -> None:
+    # metadata's dotted-quad fast path (issue 18: every event carries an address) must keep ipaddress's answer.
+    import ipaddress
+
+    try:
+        expected: str | None = str(ipaddress.ip_address(text))
+    except ValueError:
+        expected = None
+    if len(text) <= 64:
+        assert EventMetadata(actor=Actor(type="system"), source_ip=text).source_ip == expected
