@@ -7,6 +7,8 @@ Starts its own PostgreSQL, Redis and Tansu broker (taifa_localstack), then
    CPU per event and the whole machine's (PostgreSQL, Redis and the broker share the 2 cores);
 2. rebuilds from Kafka offset 0 (the same N events);
 3. writes M events into `event_store` and times `rebuild --from event-store` into read model and cache.
+Every event carries the envelope metadata the API writes (actor, source address, request id), and every one also
+becomes a row of the audit feed (issue 17); `--no-metadata` gives the events without it (the workload before).
 
     python bench/projector/bench_projector.py            # N = 200,000 live, M = 1,000,000 rebuild
     python bench/projector/bench_projector.py --quick    # N = 20,000, M = 50,000
@@ -208,7 +210,12 @@ def main() -> None:
         "--repeat", type=int, default=None,
         help="live runs per process count (default 3, 1 with --quick): this shared VM's speed varies from run to run",
     )  # fmt: skip
+    parser.add_argument(
+        "--no-metadata", action="store_true",
+        help="events without the envelope metadata the API writes since issue 17 (the workload measured before it)",
+    )  # fmt: skip
     args = parser.parse_args()
+    metadata = not args.no_metadata
     live_n = args.live_events or (20_000 if args.quick else 200_000)
     rebuild_n = args.rebuild_events or (50_000 if args.quick else 1_000_000)
 
@@ -225,9 +232,13 @@ def main() -> None:
         )  # fmt: skip
         keyring = Keyring.parse(env["TAIFA_EVENT_SIGNING_KEYS"], env["TAIFA_EVENT_SIGNING_KEY_ID"])
         migrate.upgrade(settings.database_url)
-        print(f"projector bench: {live_n:,} live events, {rebuild_n:,} for the event-store rebuild", flush=True)
+        print(
+            f"projector bench: {live_n:,} live events, {rebuild_n:,} for the event-store rebuild "
+            f"({'with' if metadata else 'without'} envelope metadata)",
+            flush=True,
+        )
 
-        produced = asyncio.run(produce(settings.kafka_bootstrap, live_n, keyring))
+        produced = asyncio.run(produce(settings.kafka_bootstrap, live_n, keyring, metadata=metadata))
         print(f"  produced {live_n:,} events to Kafka in {produced:.1f}s", flush=True)
         repeat = args.repeat or (1 if args.quick else 3)
         for instances in args.instances:
@@ -273,7 +284,7 @@ def main() -> None:
             flush=True,
         )
 
-        filled = asyncio.run(fill_event_store(settings.database_url, rebuild_n))
+        filled = asyncio.run(fill_event_store(settings.database_url, rebuild_n, metadata=metadata))
         print(f"  wrote {rebuild_n:,} events to event_store in {filled:.1f}s", flush=True)
         cpu = time.process_time()
         summary = runtime_loop.run(

@@ -25,9 +25,13 @@ CREATE TABLE IF NOT EXISTS event_store (
     position bigint PRIMARY KEY, event_id uuid UNIQUE NOT NULL, event_type text NOT NULL,
     schema_version int NOT NULL, stream_id uuid NOT NULL, stream_version int NOT NULL,
     topic text NOT NULL, partition_key text NOT NULL, occurred_at timestamptz NOT NULL,
-    correlation_id text NOT NULL, data jsonb NOT NULL, UNIQUE (stream_id, stream_version)
+    correlation_id text NOT NULL, data jsonb NOT NULL, metadata jsonb NULL, UNIQUE (stream_id, stream_version)
 )
 """
+EVENT_STORE_COLUMNS = (
+    "position", "event_id", "event_type", "schema_version", "stream_id", "stream_version", "topic", "partition_key",
+    "occurred_at", "correlation_id", "data", "metadata",
+)  # fmt: skip
 BASE = datetime(2026, 11, 23, tzinfo=UTC)
 
 
@@ -35,10 +39,11 @@ def _ts(position: int) -> str:
     return (BASE + timedelta(milliseconds=position)).isoformat().replace("+00:00", "Z")
 
 
-def generate(total: int, seed: int = 1, active: int = 2000) -> Iterator[dict[str, Any]]:
+def generate(total: int, seed: int = 1, active: int = 2000, *, metadata: bool = True) -> Iterator[dict[str, Any]]:
     """Envelope dicts (the JSON form `taifa_events.decode` reads) of a plausible log, in position order.
 
-    Per domain: registered, verified, then 1-4 credential cycles (created, deactivated, created...).
+    Per domain: registered, verified, then 1-4 credential cycles (created, deactivated, created...). Each event
+    carries the envelope metadata the API writes (actor, source address, request id) unless `metadata` is False.
     """
     rng = random.Random(seed)
     lanes: list[dict[str, Any]] = []
@@ -93,7 +98,7 @@ def generate(total: int, seed: int = 1, active: int = 2000) -> Iterator[dict[str
         lane["version"] += 1
         if lane["version"] >= lane["steps"]:
             lanes.remove(lane)
-        yield {
+        event = {
             "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
             "event_type": event_type,
             "schema_version": 2 if event_type == "CredentialCreated" else 1,
@@ -104,13 +109,20 @@ def generate(total: int, seed: int = 1, active: int = 2000) -> Iterator[dict[str
             "correlation_id": "bench",
             "data": data,
         }
+        if metadata:  # as the API writes it since issue 17 (derived, not drawn: the events stay the same)
+            event["metadata"] = {
+                "actor": {"type": "api_key", "id": lane["account"]},
+                "source_ip": f"198.51.100.{position % 250 + 1}",
+                "request_id": f"req-{position}",
+            }
+        yield event
 
 
 def topic_of(event: dict[str, Any]) -> str:
     return topics.DOMAINS if event["event_type"].startswith("Domain") else topics.SMTP_CREDENTIALS
 
 
-async def produce(bootstrap: str, total: int, keyring: Keyring) -> float:
+async def produce(bootstrap: str, total: int, keyring: Keyring, *, metadata: bool = True) -> float:
     """Send `total` generated events, each signed as the API's publisher signs (the projector verifies)."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, enable_idempotence=False, acks="all", linger_ms=20, max_batch_size=256 * 1024
@@ -119,7 +131,7 @@ async def produce(bootstrap: str, total: int, keyring: Keyring) -> float:
     began = time.perf_counter()
     try:
         pending = []
-        for event in generate(total, seed=7):
+        for event in generate(total, seed=7, metadata=metadata):
             value = json.dumps(event, separators=(",", ":")).encode()
             # The headers the API's publisher sends with every event, its signature included.
             headers = kafka_headers(event["event_type"], event["event_id"], event["schema_version"])
@@ -135,24 +147,25 @@ async def produce(bootstrap: str, total: int, keyring: Keyring) -> float:
     return time.perf_counter() - began
 
 
-async def fill_event_store(database_url: str, total: int) -> float:
+async def fill_event_store(database_url: str, total: int, *, metadata: bool = True) -> float:
     conn = await asyncpg.connect(database_url)
     began = time.perf_counter()
     try:
         await conn.execute(EVENT_STORE_DDL)
         await conn.execute("TRUNCATE event_store")
         chunk: list[tuple[Any, ...]] = []
-        for e in generate(total, seed=11):
+        for e in generate(total, seed=11, metadata=metadata):
             chunk.append((
                 e["position"], uuid.UUID(e["event_id"]), e["event_type"], e["schema_version"],
                 uuid.UUID(e["stream_id"]), e["stream_version"], topic_of(e), e["data"]["domain_id"],
                 BASE + timedelta(milliseconds=e["position"]), e["correlation_id"], json.dumps(e["data"]),
+                json.dumps(e["metadata"]) if "metadata" in e else None,
             ))  # fmt: skip
             if len(chunk) >= 50_000:
-                await conn.copy_records_to_table("event_store", records=chunk)
+                await conn.copy_records_to_table("event_store", records=chunk, columns=EVENT_STORE_COLUMNS)
                 chunk = []
         if chunk:
-            await conn.copy_records_to_table("event_store", records=chunk)
+            await conn.copy_records_to_table("event_store", records=chunk, columns=EVENT_STORE_COLUMNS)
     finally:
         await conn.close()
     return time.perf_counter() - began
