@@ -23,6 +23,7 @@ import asyncio
 import base64
 import os
 import secrets
+import shutil
 import statistics
 import sys
 import time
@@ -43,7 +44,8 @@ HEALTHY = ENDPOINTS - 1
 
 
 class Receiver:
-    """A minimal HTTP/1.1 server: 204 to every request, recording (path, webhook-id, arrival, event time)."""
+    """A minimal HTTP/1.1 server (keep-alive): 204 to every request, recording (path, webhook-id, arrival, event
+    time)."""
 
     def __init__(self) -> None:
         self.arrivals: list[tuple[str, str, float, float]] = []
@@ -56,20 +58,21 @@ class Receiver:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            arrived = time.time()
-            lines = head.split(b"\r\n")
-            path = lines[0].split(b" ")[1].decode()
-            headers = {}
-            for line in lines[1:]:
-                name, _, value = line.partition(b":")
-                headers[name.strip().lower()] = value.strip()
-            body = await reader.readexactly(int(headers.get(b"content-length", b"0")))
-            writer.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
-            await writer.drain()
-            stamp = body.split(b'"timestamp":"', 1)[1].split(b'"', 1)[0].decode()
-            occurred = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-            self.arrivals.append((path, headers.get(b"webhook-id", b"").decode(), arrived, occurred))
+            while True:  # HTTP/1.1 keep-alive, as real receivers do
+                head = await reader.readuntil(b"\r\n\r\n")
+                arrived = time.time()
+                lines = head.split(b"\r\n")
+                path = lines[0].split(b" ")[1].decode()
+                headers = {}
+                for line in lines[1:]:
+                    name, _, value = line.partition(b":")
+                    headers[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get(b"content-length", b"0")))
+                writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+                await writer.drain()
+                stamp = body.split(b'"timestamp":"', 1)[1].split(b'"', 1)[0].decode()
+                occurred = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+                self.arrivals.append((path, headers.get(b"webhook-id", b"").decode(), arrived, occurred))
         except (asyncio.IncompleteReadError, ConnectionError, IndexError, ValueError):
             pass
         finally:
@@ -246,6 +249,7 @@ def main() -> None:
         runtime_loop.run(run(stack, burst, paced, args.concurrency))
     finally:
         stack.stop()
+        shutil.rmtree(stack.workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

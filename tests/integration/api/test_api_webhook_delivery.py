@@ -215,7 +215,8 @@ async def _attempts_at_least(pool: asyncpg.Pool, webhook_id: object, count: int)
 async def test_https_goes_to_the_checked_address_with_the_host_name_as_sni_and_certificate_name(
     pool: asyncpg.Pool,
 ) -> None:
-    """The connection is made to the IP the check passed, yet TLS is the URL host's: SNI and certificate name."""
+    """The connection is made to the IP the check passed, yet TLS is the URL host's: SNI and certificate name. The
+    receiver keeps connections alive: a connection verified for one name is never reused for another name."""
     ca = trustme.CA()
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("hooks.customer.test").configure_cert(server_tls)

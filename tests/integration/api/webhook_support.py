@@ -36,7 +36,8 @@ class Request:
 
 @dataclass
 class Receiver:
-    """Answers every POST with `status` (or hangs, or closes the connection), recording each request.
+    """Answers every POST with `status` (or hangs, or closes the connection), recording each request; connections
+    are kept alive.
 
     `stop()` closes the port (connections refused), `start()` opens the same port again.
     """
@@ -67,26 +68,28 @@ class Receiver:
             await server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """HTTP/1.1 with keep-alive: requests on one connection are answered in turn until the client closes it."""
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            method, path, _ = lines[0].split(" ", 2)
-            headers = {}
-            for line in lines[1:]:
-                if ":" in line:
-                    name, value = line.split(":", 1)
-                    headers[name.strip().lower()] = value.strip()
-            body = await reader.readexactly(int(headers.get("content-length", "0")))
-            self.requests.append(Request(method, path, headers, body, time.monotonic()))
-            if self.mode == "hang":
-                self._hung.append(writer)
-                await asyncio.Event().wait()
-            if self.mode == "answer":
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        name, value = line.split(":", 1)
+                        headers[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                self.requests.append(Request(method, path, headers, body, time.monotonic()))
+                if self.mode == "hang":
+                    self._hung.append(writer)
+                    await asyncio.Event().wait()
+                if self.mode != "answer":
+                    return
                 extra = "".join(f"{k}: {v}\r\n" for k, v in self.extra_headers.items())
                 writer.write(
-                    f"HTTP/1.1 {self.status} X\r\nContent-Length: {len(self.body)}\r\nConnection: close\r\n{extra}\r\n"
-                    .encode() + self.body
-                )  # fmt: skip
+                    f"HTTP/1.1 {self.status} X\r\nContent-Length: {len(self.body)}\r\n{extra}\r\n".encode() + self.body
+                )
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass

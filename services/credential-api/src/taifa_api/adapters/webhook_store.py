@@ -1,3 +1,4 @@
+# ruff: noqa: S608 - SQL is built only from constant fragments of this module; values are always bind parameters.
 """The webhook dispatcher's PostgreSQL side (`application.webhook_ports.DeliveryStore`): endpoints, deliveries,
 attempts and the consumer's offsets (migration 0006).
 
@@ -51,6 +52,15 @@ LOAD_OFFSETS = """
 SELECT o.topic, o.partition, o.next_offset FROM webhook_consumer_offsets o
 JOIN unnest($1::text[], $2::int[]) AS p(topic, partition) ON o.topic = p.topic AND o.partition = p.partition
 """
+# Lease the `locked` rows (not due again until the lease ends) and return what sending them needs.
+_LEASE = """
+UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $LEASE)
+FROM locked, webhook_endpoints e
+WHERE d.id = locked.id AND e.id = d.webhook_id AND e.status = 'enabled'
+RETURNING d.id, d.webhook_id, d.account_id, d.message_id, d.event_type, d.payload, d.attempts, d.created_at,
+          e.url, e.secret_ciphertext, e.previous_secret_ciphertext,
+          (e.previous_secret_expires_at IS NOT NULL AND e.previous_secret_expires_at > now()) AS previous_signs
+"""
 # The oldest pending delivery of each endpoint (a skip scan over the per-endpoint partial index: one probe per
 # endpoint with pending deliveries, however many rows they hold), kept when due, its endpoint enabled and not busy
 # here, oldest first; then lock what no other dispatcher holds and lease it.
@@ -77,13 +87,18 @@ WITH RECURSIVE endpoints AS (
     WHERE d.id IN (SELECT id FROM candidates) AND d.status = 'pending' AND d.next_attempt_at <= now()
     FOR UPDATE OF d SKIP LOCKED
 )
-UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $3)
-FROM locked, webhook_endpoints e
-WHERE d.id = locked.id AND e.id = d.webhook_id AND e.status = 'enabled'
-RETURNING d.id, d.webhook_id, d.account_id, d.message_id, d.event_type, d.payload, d.attempts, d.created_at,
-          e.url, e.secret_ciphertext, e.previous_secret_ciphertext,
-          (e.previous_secret_expires_at IS NOT NULL AND e.previous_secret_expires_at > now()) AS previous_signs
-"""
+""" + _LEASE.replace("$LEASE", "$3")
+
+# The next due delivery of one endpoint (its sender just finished one): one probe of the per-endpoint index.
+CLAIM_NEXT_OF = """
+WITH locked AS (
+    SELECT d.id FROM webhook_deliveries d
+    WHERE d.webhook_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= now()
+    ORDER BY d.next_attempt_at, d.created_at
+    LIMIT 1
+    FOR UPDATE OF d SKIP LOCKED
+)""" + _LEASE.replace("$LEASE", "$2")
+
 # An attempt that leaves the delivery pending or succeeded: its row and the delivery's new state in one statement
 # (atomic without a transaction block: one round trip). None when the delivery is gone or no longer pending.
 FINISH = """
@@ -149,7 +164,13 @@ class PostgresDeliveryStore:
         return {(r["topic"], r["partition"]): int(r["next_offset"]) for r in rows}
 
     async def claim_due(self, limit: int, busy: Sequence[uuid.UUID], lease_seconds: float) -> list[DueDelivery]:
-        rows = await self.pool.fetch(CLAIM_DUE, list(busy), limit, float(lease_seconds))
+        return self._due(await self.pool.fetch(CLAIM_DUE, list(busy), limit, float(lease_seconds)))
+
+    async def claim_next_of(self, webhook_id: uuid.UUID, lease_seconds: float) -> DueDelivery | None:
+        claimed = self._due(await self.pool.fetch(CLAIM_NEXT_OF, webhook_id, float(lease_seconds)))
+        return claimed[0] if claimed else None
+
+    def _due(self, rows: list[asyncpg.Record]) -> list[DueDelivery]:
         claimed: list[DueDelivery] = []
         for row in rows:
             try:

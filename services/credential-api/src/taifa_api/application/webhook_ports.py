@@ -106,6 +106,9 @@ class DeliveryStore(Protocol):
         """At most `limit` due pending deliveries, at most one per endpoint and none of the `busy` endpoints, each
         leased for `lease_seconds` (not due again before, so another dispatcher does not send it meanwhile)."""
 
+    async def claim_next_of(self, webhook_id: UUID, lease_seconds: float) -> DueDelivery | None:
+        """The endpoint's oldest due pending delivery, leased; None when it has none due (or another holds it)."""
+
     async def finish(self, outcome: AttemptOutcome, disabled_reason: str) -> bool:
         """Record the attempt and the delivery's new state; when the schedule is spent, fail the delivery and
         disable its endpoint with a `WebhookEndpointDisabled` event, in the same transaction. True when this
