@@ -35,6 +35,7 @@ from auth_figures import a11_timing, auth_beyond_noop, lifecycle_auth_cost, rela
 from load import CONCURRENCY, Result, Summary, Target, run_load
 from server_cpu import cpu_seconds, tree_cpu_seconds
 from servers import RelayUnderTest, relay_env, sink_maildir_parent, start_bare, start_sink, write_certificate
+from spy import Profiler
 from taifa_events.auth_cache import AuthCacheEntry, auth_key
 from taifa_events.events import CredentialLimits
 from taifa_localstack import Redis, ServiceProcess, free_port
@@ -58,7 +59,12 @@ def paired(runs: dict[str, list[Result]], a: str, b: str, value: str) -> float:
 
 
 async def run_loads(
-    targets: list[Target], context: ssl.SSLContext, domain: str, scale: float, rounds: int
+    targets: list[Target],
+    context: ssl.SSLContext,
+    domain: str,
+    scale: float,
+    rounds: int,
+    profile: tuple[Path, int] | None = None,
 ) -> list[tuple[str, dict[str, Summary]]]:
     table = []
     for title, connections, per_connection, size in LOADS:
@@ -73,6 +79,12 @@ async def run_loads(
                     target, context, domain, connections=connections, per_connection=per_connection, size=size
                 )
                 summaries[target.name].runs.append(result)
+        if profile is not None:
+            profiler = Profiler(profile[1], profile[0] / f"relay-{title[1]}.txt")
+            await run_load(
+                targets[0], context, domain, connections=connections, per_connection=per_connection, size=size
+            )
+            profiler.stop()
         print(f"\n{title}: {connections * per_connection} messages per run, medians of {rounds} alternating runs")
         for summary in summaries.values():
             print(summary.line())
@@ -185,7 +197,18 @@ async def main(args: argparse.Namespace) -> None:
             )
             + f"; bare TLS layer: {args.bare_tls}"
         )
-        table = [] if args.only_auth_cost else await run_loads(targets, context, domain, args.scale, args.rounds)
+        table = (
+            []
+            if args.only_auth_cost
+            else await run_loads(
+                targets,
+                context,
+                domain,
+                args.scale,
+                args.rounds,
+                (args.profile, relays[0].pid) if args.profile else None,
+            )
+        )
         if table:
             print_table(table)
 
@@ -238,6 +261,9 @@ def parse_args() -> argparse.Namespace:
         choices=["disk", "tmpfs"],
         default="disk",
         help="Postfix's queue directory: the work directory on disk (default, as deployed) or /dev/shm",
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy the relay in one extra run per load; collapsed stacks into this directory"
     )
     parser.add_argument("--no-postfix", action="store_true", help="run without Postfix (relay vs bare only)")
     parser.add_argument(
