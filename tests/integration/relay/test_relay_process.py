@@ -90,6 +90,9 @@ def test_taifa_relay_run_serves_both_ports_health_and_metrics(
     log = process.log_path.read_text()
     assert cred.password not in log
     assert '"message": "relayed"' in log
+    # One info line per message, naming the client; a successful login is a debug line (issue 18).
+    relayed = next(line for line in log.splitlines() if '"message": "relayed"' in line)
+    assert '"client": "127.0.0.1"' in relayed and '"message": "AUTH success"' not in log
 
 
 def test_sigterm_stops_accepting_and_lets_the_open_session_finish(

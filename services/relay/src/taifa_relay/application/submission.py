@@ -170,7 +170,9 @@ class Submission:
             self.usage.auth_succeeded(
                 state.credential_id, state.account_id, str(opened.secret_id), state.client_ip, self.clock()
             )
-            log.info("AUTH success", extra={"client": state.client_ip, "credential_id": state.credential_id})
+            # debug: the relay writes one info line per message ("relayed", with the client and credential), not
+            # one more per login (issue 18); failed logins stay info.
+            log.debug("AUTH success", extra={"client": state.client_ip, "credential_id": state.credential_id})
             return AUTH_ACCEPTED
         decision = await self._failed(state, username)
         # After the failure count's round trip, so that the usage rides on a later one; the reason is worked out for
@@ -437,6 +439,7 @@ class Submission:
             extra={
                 "queue_id": queue_id,
                 "credential_id": state.credential_id,
+                "client": state.client_ip,
                 "bytes": len(message),
                 "rcpts": len(recipients),
                 "upstream_ms": round((time.perf_counter() - started) * 1e3, 2),
