@@ -18,8 +18,10 @@ A client idle for KEEPALIVE_SECONDS is closed; every client shares one TLS conte
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import ipaddress
 import ssl
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -29,6 +31,11 @@ from taifa_api.adapters.webhook_resolver import resolve_addresses
 from taifa_api.application.webhook_ports import SendResult
 from taifa_api.domain import webhook_delivery as rules
 from taifa_api.domain.webhook_urls import InvalidWebhookUrl, IPAddress, WebhookUrl, first_forbidden, parse_webhook_url
+
+# httpcore asks `import sniffio` at every request; when sniffio is not installed a failed import is not cached, so
+# each request scanned sys.path (seen as the dispatcher's hottest frame). Record its absence once.
+if importlib.util.find_spec("sniffio") is None:
+    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]  # None: "not installed", per importlib
 
 # (host, port) -> every address it resolves to; OSError or TimeoutError when it does not.
 Resolve = Callable[[str, int], Awaitable[tuple[IPAddress, ...]]]
