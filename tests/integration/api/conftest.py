@@ -8,9 +8,10 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 
+import asyncpg
 import pytest
 from api_support import ApiHarness, create_database, running_api, venv_bin
-from taifa_api.adapters import migrate
+from taifa_api.adapters import database, migrate
 from taifa_api.settings import Settings
 from taifa_localstack import TOPIC_PARTITIONS, Redis, ServiceProcess, Tansu, create_topics, free_port, run_once
 
@@ -53,6 +54,16 @@ def make_settings(api_db: str, api_redis: str) -> Callable[..., Settings]:
         return Settings(**values)  # type: ignore[arg-type]
 
     return make
+
+
+@pytest.fixture
+async def db_pool(api_db: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the module's database with the API's codecs (jsonb as Python objects)."""
+    pool = await database.create_pool(api_db, min_size=1, max_size=10)
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 @pytest.fixture

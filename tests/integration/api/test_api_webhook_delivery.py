@@ -8,25 +8,19 @@ from __future__ import annotations
 import json
 import ssl
 import time
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 import trustme
 from standardwebhooks import Webhook, WebhookVerificationError
-from taifa_api.adapters import database
 from taifa_api.adapters.webhook_secrets import new_webhook_secret
 from taifa_api.domain import webhook_delivery as rules
 from webhook_support import create_endpoint, delivering, feed_event, receiver, wait_for
 
 
 @pytest.fixture
-async def pool(api_db: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await database.create_pool(api_db, min_size=1, max_size=10)
-    try:
-        yield pool
-    finally:
-        await pool.close()
+def pool(db_pool: asyncpg.Pool) -> asyncpg.Pool:
+    return db_pool
 
 
 async def delivery_rows(pool: asyncpg.Pool, webhook_id: object) -> list[asyncpg.Record]:

@@ -16,7 +16,6 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from standardwebhooks import Webhook
-from taifa_api.adapters import database
 from taifa_api.entrypoints import webhooks
 from taifa_api.settings import Settings
 from taifa_events import DomainRegistered, DomainVerified, encode, kafka_headers, make_envelope, topics
@@ -29,12 +28,8 @@ from tests.event_signing import signing_keyring
 
 
 @pytest.fixture
-async def pool(api_db: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await database.create_pool(api_db, min_size=1, max_size=5)
-    try:
-        yield pool
-    finally:
-        await pool.close()
+def pool(db_pool: asyncpg.Pool) -> asyncpg.Pool:
+    return db_pool
 
 
 @contextlib.asynccontextmanager
