@@ -233,3 +233,22 @@ async def test_https_goes_to_the_checked_address_with_the_host_name_as_sni_and_c
         [attempt, *_] = await attempts_of(pool, other_id)
         assert attempt["status_code"] is None and "certificate" in attempt["error"].lower()
         assert len(hook.requests) == 1
+
+
+async def test_a_dispatcher_that_dies_mid_attempt_leaves_the_delivery_to_be_sent_again_with_the_same_id(
+    pool: asyncpg.Pool,
+) -> None:
+    """At least once: a claim whose dispatcher never finishes (killed mid-attempt) comes due when its lease ends."""
+    async with receiver() as hook:
+        webhook_id, account_id, secret = await create_endpoint(pool, hook.url)
+        event = feed_event(account_id)
+        async with delivering(pool) as dead:
+            dead.loop.concurrency = 0  # this one only takes the delivery, and then "dies" holding it
+            await dead.ingestor.ingest([event], {})
+            [claimed] = await dead.store.claim_due(1, [], lease_seconds=1.0)
+        assert claimed.message_id == rules.message_id(webhook_id, event.event_id) and hook.requests == []
+        async with delivering(pool):
+            await wait_for(lambda: _status(pool, webhook_id, "succeeded"), timeout=10)
+        [request] = hook.requests
+        assert request.headers["webhook-id"] == claimed.message_id
+        Webhook(secret).verify(request.body, request.headers)
