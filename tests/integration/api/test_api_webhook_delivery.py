@@ -8,14 +8,17 @@ from __future__ import annotations
 import json
 import ssl
 import time
+from collections.abc import Callable
 
 import asyncpg
 import pytest
 import trustme
+from api_support import running_api
 from standardwebhooks import Webhook, WebhookVerificationError
 from taifa_api.adapters.webhook_secrets import new_webhook_secret
 from taifa_api.domain import webhook_delivery as rules
-from webhook_support import create_endpoint, delivering, feed_event, receiver, wait_for
+from taifa_api.settings import Settings
+from webhook_support import SECRET_KEYS, create_endpoint, delivering, feed_event, receiver, wait_for
 
 
 @pytest.fixture
@@ -252,3 +255,24 @@ async def test_a_dispatcher_that_dies_mid_attempt_leaves_the_delivery_to_be_sent
         [request] = hook.requests
         assert request.headers["webhook-id"] == claimed.message_id
         Webhook(secret).verify(request.body, request.headers)
+
+
+async def test_a_webhook_created_and_rotated_through_the_api_signs_with_both_secrets(
+    pool: asyncpg.Pool, make_settings: Callable[..., Settings]
+) -> None:
+    """The API's POST /v1/webhooks and rotate-secret, then the dispatcher: the two stored secrets both sign."""
+    settings = make_settings(webhook_secret_keys=SECRET_KEYS, webhook_allow_http=True)
+    async with receiver() as hook, running_api(settings) as api, delivering(pool) as dispatch:
+        tenant = await api.tenant()
+        created = await api.client.post("/v1/webhooks", json={"url": hook.url, "events": ["*"]}, headers=tenant.headers)
+        assert created.status_code == 201, created.text
+        rotated = await api.client.post(f"/v1/webhooks/{created.json()['id']}/rotate-secret", headers=tenant.headers)
+        assert rotated.status_code == 201, rotated.text
+        old_secret, new_secret = created.json()["secret"], rotated.json()["secret"]
+        assert old_secret != new_secret
+        await dispatch.ingestor.ingest([feed_event(tenant.account_id)], {})
+        await wait_for(lambda: _async(len(hook.requests) == 1))
+        [request] = hook.requests
+        assert len(request.headers["webhook-signature"].split(" ")) == 2
+        Webhook(new_secret).verify(request.body, request.headers)
+        Webhook(old_secret).verify(request.body, request.headers)
