@@ -248,8 +248,9 @@ async def test_a_dispatcher_that_dies_mid_attempt_leaves_the_delivery_to_be_sent
         async with delivering(pool) as dead:
             dead.loop.concurrency = 0  # this one only takes the delivery, and then "dies" holding it
             await dead.ingestor.ingest([event], {})
-            [claimed] = await dead.store.claim_due(1, [], lease_seconds=1.0)
-        assert claimed.message_id == rules.message_id(webhook_id, event.event_id) and hook.requests == []
+            claimed = await dead.store.claim_next_of(webhook_id, lease_seconds=1.0)
+        assert claimed is not None and claimed.message_id == rules.message_id(webhook_id, event.event_id)
+        assert hook.requests == []
         async with delivering(pool):
             await wait_for(lambda: _status(pool, webhook_id, "succeeded"), timeout=10)
         [request] = hook.requests
