@@ -130,3 +130,17 @@ def test_header_addresses_memo_gives_the_parse_every_time_and_stays_bounded() ->
     for n in range(policy._MAX_ADDRESSES + 10):
         policy.header_addresses([f"a{n}@example.com"])
     assert len(policy._ADDRESSES) <= policy._MAX_ADDRESSES
+
+
+def test_aiosmtpds_address_parse_memo_answers_as_aiosmtpd_and_stays_bounded() -> None:
+    from aiosmtpd.smtp import SMTP
+    from taifa_relay.entrypoints import session_state
+
+    parse = SMTP(handler=None)._getaddr  # type: ignore[arg-type]
+    for arg in ("<a@example.com> SIZE=10", "<a@example.com>", "b@example.com", "<>", "<a b@c>", "", "<x@[1.2.3.4]>"):
+        for _ in range(2):
+            assert session_state.memoized_getaddr(parse, 0, arg) == parse(arg)
+    assert session_state.memoized_getaddr(parse, 1, "<ab@example.com>") == (None, None)  # the limit is in the key
+    for n in range(session_state._MAX_ADDRESSES + 10):
+        session_state.memoized_getaddr(parse, 0, f"<a{n}@example.com>")
+    assert len(session_state._ADDRESSES) <= session_state._MAX_ADDRESSES

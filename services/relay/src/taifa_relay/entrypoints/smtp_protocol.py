@@ -25,7 +25,7 @@ from taifa_relay.application.submission import Accepted, Close, Decision, Logged
 from taifa_relay.domain import replies
 from taifa_relay.entrypoints.handler import RelayHandler
 from taifa_relay.entrypoints.message_reader import read_message
-from taifa_relay.entrypoints.session_state import ProtocolLimits, RelaySession, hook_names
+from taifa_relay.entrypoints.session_state import ProtocolLimits, RelaySession, hook_names, memoized_getaddr
 from taifa_relay.entrypoints.tls_upgrade import TLSUpgradingSMTP
 
 log = logging.getLogger("taifa.relay.smtp")
@@ -83,6 +83,9 @@ class RelaySMTP(TLSUpgradingSMTP):
 
     def _create_session(self) -> RelaySession:
         return RelaySession(self.loop)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        return memoized_getaddr(super()._getaddr, self.local_part_limit, arg)
 
     @property
     def is_tls(self) -> bool:
