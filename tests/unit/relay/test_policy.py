@@ -140,7 +140,9 @@ def test_aiosmtpds_address_parse_memo_answers_as_aiosmtpd_and_stays_bounded() ->
     for arg in ("<a@example.com> SIZE=10", "<a@example.com>", "b@example.com", "<>", "<a b@c>", "", "<x@[1.2.3.4]>"):
         for _ in range(2):
             assert session_state.memoized_getaddr(parse, 0, arg) == parse(arg)
-    strict = SMTP(handler=None, local_part_limit=1)._getaddr  # type: ignore[arg-type]
+    strict_server = SMTP(handler=None)  # type: ignore[arg-type]
+    strict_server.local_part_limit = 1  # a class attribute of aiosmtpd's SMTP, not a constructor argument
+    strict = strict_server._getaddr
     assert session_state.memoized_getaddr(strict, 1, "<ab@example.com>") == (None, None)  # the limit is in the key
     assert session_state.memoized_getaddr(parse, 0, "<ab@example.com>") == ("ab@example.com", "")
     for n in range(session_state._MAX_ADDRESSES + 10):
