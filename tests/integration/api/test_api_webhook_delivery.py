@@ -277,3 +277,20 @@ async def test_a_webhook_created_and_rotated_through_the_api_signs_with_both_sec
         assert len(request.headers["webhook-signature"].split(" ")) == 2
         Webhook(new_secret).verify(request.body, request.headers)
         Webhook(old_secret).verify(request.body, request.headers)
+
+
+async def test_a_disabled_endpoints_old_pending_rows_never_crowd_out_enabled_endpoints(pool: asyncpg.Pool) -> None:
+    async with receiver() as hook, delivering(pool) as dispatch:
+        dispatch.loop.concurrency = 0  # claims by hand below
+        disabled_id, disabled_account, _ = await create_endpoint(pool, hook.url)
+        await dispatch.ingestor.ingest([feed_event(disabled_account) for _ in range(3)], {})
+        await pool.execute("UPDATE webhook_endpoints SET status = 'disabled' WHERE id = $1", disabled_id)
+        enabled_id, enabled_account, _ = await create_endpoint(pool, hook.url)
+        await dispatch.ingestor.ingest([feed_event(enabled_account)], {})
+        await pool.execute(  # what earlier tests of this module left pending is not due during this one
+            """UPDATE webhook_deliveries SET next_attempt_at = now() + interval '1 day'
+               WHERE status = 'pending' AND webhook_id <> ALL($1::uuid[])""",
+            [disabled_id, enabled_id],
+        )
+        claimed = await dispatch.store.claim_due(1, [], lease_seconds=30)
+        assert [c.webhook_id for c in claimed] == [enabled_id]

@@ -62,8 +62,9 @@ RETURNING d.id, d.webhook_id, d.account_id, d.message_id, d.event_type, d.payloa
           (e.previous_secret_expires_at IS NOT NULL AND e.previous_secret_expires_at > now()) AS previous_signs
 """
 # The oldest pending delivery of each endpoint (a skip scan over the per-endpoint partial index: one probe per
-# endpoint with pending deliveries, however many rows they hold), kept when due, its endpoint enabled and not busy
-# here, oldest first; then lock what no other dispatcher holds and lease it.
+# endpoint with pending deliveries, however many rows they hold), kept when due, its endpoint enabled (a disabled
+# endpoint's old rows never take the places of others) and not busy here, oldest first; then lock what no other
+# dispatcher holds and lease it.
 CLAIM_DUE = """
 WITH RECURSIVE endpoints AS (
     (SELECT webhook_id FROM webhook_deliveries WHERE status = 'pending' ORDER BY webhook_id LIMIT 1)
@@ -78,6 +79,7 @@ WITH RECURSIVE endpoints AS (
         WHERE d.webhook_id = endpoints.webhook_id AND d.status = 'pending'
         ORDER BY d.next_attempt_at, d.created_at LIMIT 1
     ) first
+    JOIN webhook_endpoints e ON e.id = endpoints.webhook_id AND e.status = 'enabled'
     WHERE endpoints.webhook_id IS NOT NULL AND NOT (endpoints.webhook_id = ANY($1::uuid[]))
       AND first.next_attempt_at <= now()
     ORDER BY first.next_attempt_at
