@@ -79,7 +79,8 @@ http_ok() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.a
 
 up_podman() {
     [ -x "$PODMAN_COMPOSE" ] || die "podman-compose is missing: run \`make tools\`"
-    bash deploy/scripts/images.sh services
+    # TAIFA_COMPOSE_BUILD=0: the images were just built (the compose test's session did it).
+    [ "${TAIFA_COMPOSE_BUILD:-1}" = 0 ] || bash deploy/scripts/images.sh services
     local image missing=0
     for image in $(sed -n 's/^    image: \([^g].*\)$/\1/p' "$FILE" | sort -u); do
         podman image exists "$image" || missing=1

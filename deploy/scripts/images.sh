@@ -25,6 +25,7 @@ REGISTRY="${TAIFA_IMAGE_REGISTRY:-ghcr.io/taifa-mail}"
 TAG="${TAIFA_IMAGE_TAG:-dev}"
 CA_BUNDLE="${TAIFA_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 SUITE=bookworm
+PACKAGES=localhost/taifa/standin-packages:$SUITE
 MIRROR=http://deb.debian.org/debian
 
 die() { echo "images.sh: $*" >&2; exit 1; }
@@ -52,10 +53,10 @@ base() {
         mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,ca-certificates \
             --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
             --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-            "$SUITE" "$tarball.part" \
+            "$SUITE" "$CACHE/partial.tar" \
             "deb $MIRROR $SUITE main" "deb $MIRROR $SUITE-updates main" \
             "deb http://deb.debian.org/debian-security $SUITE-security main"
-        mv "$tarball.part" "$tarball"
+        mv "$CACHE/partial.tar" "$tarball"  # mmdebstrap writes a tarball because the name ends in .tar
     fi
     podman import --quiet --change 'ENV LANG=C.UTF-8' --change 'CMD ["/bin/bash"]' "$tarball" "$BASE" >/dev/null
 }
@@ -84,6 +85,9 @@ infra() {
     trap 'rm -rf "$context"' RETURN
     cp -r deploy/podman/standins/. "$context/"
     cp "$tansu" "$context/kafka/tansu"
+    echo "building $PACKAGES (the stand-ins' Debian packages)"
+    podman build --quiet "${build_args[@]}" -f "$context/packages/Containerfile" -t "$PACKAGES" "$context/packages" \
+        >/dev/null
     standin postgres "$(compose_image postgres)" "$context"
     standin redis "$(compose_image redis)" "$context"
     standin kafka "$(compose_image kafka)" "$context"
@@ -98,7 +102,8 @@ standin() {
     local name=$1 image=$2 context=$3
     [ -n "$image" ] || die "no image for $name in deploy/compose.yaml"
     echo "building stand-in $image (deploy/podman/standins/$name)"
-    podman build --quiet "${build_args[@]}" -f "$context/$name/Containerfile" -t "$image" "$context/$name" >/dev/null
+    podman build --quiet --layers --build-arg "BASE_IMAGE=$PACKAGES" -f "$context/$name/Containerfile" -t "$image" \
+        "$context/$name" >/dev/null
     # Also under the Docker Hub name that podman's Docker-compatible API resolves a short name to (testcontainers).
     if [ "$image" = "${image#*/}" ]; then
         podman tag "$image" "docker.io/library/$image"

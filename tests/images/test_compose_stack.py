@@ -76,6 +76,7 @@ def stack(built_images: str) -> Iterator[ComposeStack]:
         **env(),
         "TAIFA_COMPOSE_PROJECT": project,
         "TAIFA_COMPOSE_TIMEOUT": "180",
+        "TAIFA_COMPOSE_BUILD": "0",  # built_images built them from this working tree
         # A key of the id the compose file makes active (TAIFA_EVENT_SIGNING_KEY_ID: taifa-1), never stored.
         "TAIFA_EVENT_SIGNING_KEYS": event_signing_env("taifa-1")["TAIFA_EVENT_SIGNING_KEYS"],
         **{f"TAIFA_COMPOSE_{name}_PORT": str(port) for name, port in ports.items()},
