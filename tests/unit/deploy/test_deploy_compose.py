@@ -58,7 +58,8 @@ def test_every_image_is_pinned_and_ours_are_built_from_the_dockerfiles(compose: 
 def test_the_topics_created_are_the_event_library_topics_and_their_dead_letters(compose: dict[str, Any]) -> None:
     script = compose["kafka-topics"]["command"][0]
     created = set(re.findall(r"(taifa\.[a-z.-]+):\d+", script))
-    assert created == set(topics.ALL_TOPICS) | {topics.dead_letter_topic(t) for t in topics.ALL_TOPICS}
+    consumed = (*topics.ALL_TOPICS, topics.USAGE_TOPIC)  # the usage windows too (the projector's usage consumer)
+    assert created == set(consumed) | {topics.dead_letter_topic(t) for t in consumed}
 
 
 def interpolated(service: dict[str, Any]) -> dict[str, str]:
