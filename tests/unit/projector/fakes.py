@@ -348,8 +348,9 @@ class InMemoryEventStore:
     def __init__(self, events: Sequence[Envelope[Any]]) -> None:
         self.events = events
 
-    async def pages(self, page_size: int) -> AsyncIterator[tuple[list[str], int]]:
-        texts = [encode(e).decode() for e in sorted(self.events, key=lambda e: e.position)]
+    async def pages(self, page_size: int) -> AsyncIterator[tuple[list[tuple[str, tuple[str, int]]], int]]:
+        ordered = sorted(self.events, key=lambda e: e.position)
+        texts = [(encode(e).decode(), (e.event_type, e.schema_version)) for e in ordered]
         for start in range(0, len(texts), page_size):
             yield texts[start : start + page_size], len(texts)
 

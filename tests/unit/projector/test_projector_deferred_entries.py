@@ -1,6 +1,7 @@
-"""Rebuilds build each credential's cache entry once, from its final row (`ReadSideFold(deferred_auth=True)` and
-`settle_auth`, issue 18), instead of after every event: the entries must be those of the event-by-event fold, in any
-order of arrival (parked deactivations, an account's plan learnt before or after its credentials)."""
+"""Case E10 (docs/testing.md): rebuilds build each credential's cache entry once, from its final row
+(`ReadSideFold(deferred_auth=True)` and `settle_auth`, issue 18), instead of after every event: the entries must be
+those of the event-by-event fold, in any order of arrival (parked deactivations, an account's plan learnt before or
+after its credentials)."""
 
 from __future__ import annotations
 

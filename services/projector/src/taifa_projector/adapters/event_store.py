@@ -21,7 +21,7 @@ ENVELOPE_JSON = (
     "'occurred_at', occurred_at, 'correlation_id', correlation_id, 'data', data, 'metadata', metadata)::text"
 )
 SELECT_PAGE = (
-    f"SELECT position, {ENVELOPE_JSON} AS envelope FROM event_store "  # noqa: S608 - constants
+    f"SELECT position, event_type, schema_version, {ENVELOPE_JSON} AS envelope FROM event_store "  # noqa: S608 - constants
     "WHERE position > $1 ORDER BY position LIMIT $2"
 )
 
@@ -32,8 +32,9 @@ class PostgresEventStoreReader:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def pages(self, page_size: int) -> AsyncIterator[tuple[list[str], int]]:
-        """(envelope JSON texts, total events) per page, in position order, from one snapshot."""
+    async def pages(self, page_size: int) -> AsyncIterator[tuple[list[tuple[str, tuple[str, int]]], int]]:
+        """([(envelope JSON text, (event_type, schema_version))], total events) per page, in position order, from
+        one snapshot. The type and version columns spare `decode` parsing them from the text first (issue 18)."""
         with postgres_errors:
             async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
                 total = int(await conn.fetchval("SELECT count(*) FROM event_store"))
@@ -42,7 +43,7 @@ class PostgresEventStoreReader:
                     next_page = asyncio.create_task(conn.fetch(SELECT_PAGE, rows[-1]["position"], page_size))
                     await asyncio.sleep(0)  # let the query go out before the caller's CPU-bound fold
                     try:
-                        yield [row["envelope"] for row in rows], total
+                        yield [(row["envelope"], (row["event_type"], row["schema_version"])) for row in rows], total
                     except BaseException:
                         next_page.cancel()
                         await asyncio.gather(next_page, return_exceptions=True)

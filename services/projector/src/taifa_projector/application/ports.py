@@ -204,8 +204,9 @@ class DeadLetters(Protocol):
 class EventStoreReader(Protocol):
     """The log of record (the API's event store), read in position order for a rebuild."""
 
-    def pages(self, page_size: int) -> AsyncIterator[tuple[list[str], int]]:
-        """Envelope JSON texts page by page, from one consistent snapshot, with the total count."""
+    def pages(self, page_size: int) -> AsyncIterator[tuple[list[tuple[str, tuple[str, int]]], int]]:
+        """Envelope JSON texts page by page, each with the (event_type, schema_version) of its row (a decoding
+        hint, as a Kafka record's headers: the text decides), from one consistent snapshot, with the total count."""
         ...
 
 

@@ -176,8 +176,8 @@ async def _rebuild_from_event_store(
     await store.start_audit_staging()
     # The reader fetches its next page while this one is folded.
     async for envelopes, total in event_store.pages(EVENT_STORE_CHUNK):
-        for envelope in envelopes:
-            folder.add_raw(envelope)
+        for envelope, declared in envelopes:
+            folder.add_raw(envelope, declared)
         await folder.stage_audit(store)
         heap.freeze_long_lived(collect=False)
         done += len(envelopes)
