@@ -145,11 +145,16 @@ def test_the_relay_with_redis_and_a_certificate_listens_is_ready_and_offers_star
         assert smtps.ehlo()[0] == 250
 
 
+def migrate(p: Pod, service: str) -> None:
+    """The image's `migrate` command, as the migrations Job runs it, to completion."""
+    done = p.run(f"migrate-{service}", image(service), "migrate", environment={"TAIFA_DATABASE_URL": DB_URL},
+                 detach=False, timeout=180)  # fmt: skip
+    assert done.returncode == 0, f"{service} migrate:\n{done.stdout}\n{done.stderr}"
+
+
 @pytest.fixture(scope="module")
 def api(infra: Pod) -> Pod:
-    migrate = infra.run("migrate-api", image("credential-api"), "migrate", environment={"TAIFA_DATABASE_URL": DB_URL},
-                        detach=False, timeout=180)  # fmt: skip
-    assert migrate.returncode == 0, f"taifa-api migrate:\n{migrate.stdout}\n{migrate.stderr}"
+    migrate(infra, "credential-api")
     infra.run(
         "api",
         image("credential-api"),
@@ -173,9 +178,7 @@ def test_the_api_migrates_postgresql_and_answers_readyz(api: Pod) -> None:
 
 
 def test_the_projector_starts_and_consumes_what_the_api_publishes(api: Pod) -> None:
-    migrate = api.run("migrate-projector", image("projector"), "migrate", environment={"TAIFA_DATABASE_URL": DB_URL},
-                      detach=False, timeout=180)  # fmt: skip
-    assert migrate.returncode == 0, f"taifa-projector migrate:\n{migrate.stdout}\n{migrate.stderr}"
+    migrate(api, "projector")
     api.run(
         "projector",
         image("projector"),
