@@ -95,12 +95,12 @@ clean:
 # The relay's benchmark (issues 7, 18): relay vs Postfix 3.7 (a private instance relaying to the same sink) vs bare
 # aiosmtpd, msgs/s, p50/p99, CPU per message, AUTH cost, A11 timing. Postfix and Cyrus SASL are installed when
 # missing (as root; otherwise the script says what to install). BENCH_ARGS: e.g. --quick, --workers 2, --profile DIR
-# (py-spy from the tools venv .venv/tools/pyspy, deploy/tools/requirements-pyspy.txt).
+# (py-spy, pinned in requirements-dev.txt).
 .PHONY: bench-relay bench-packages
 bench-packages:
 	@flock /tmp/taifa-apt.lock env TAIFA_BENCH_PACKAGES=1 bash deploy/scripts/system-packages.sh
 
-bench-relay: setup bench-packages $(TOOLS)/pyspy/.installed
+bench-relay: setup bench-packages
 	$(BIN)/python bench/relay/bench_relay.py $(BENCH_ARGS)
 
 # The projector's benchmark (issue 4): live events/s and batch-apply p99, rebuild of 1,000,000 events

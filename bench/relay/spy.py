@@ -1,15 +1,16 @@
-"""`bench_relay.py --profile DIR`: py-spy (pinned in deploy/tools/requirements-pyspy.txt, tools venv
-.venv/tools/pyspy) attached to the relay for one extra run of each load, after the measured ones (the sampler costs
-CPU of its own). Writes DIR/relay-<load>.txt in py-spy's collapsed-stack format (flamegraph.pl and speedscope read it)
-and prints the functions with the most samples, by their own time and including what they call."""
+"""`bench_relay.py --profile DIR`: py-spy (pinned in requirements-dev.txt, so in the dev venv) attached to the
+relay for one extra run of each load, after the measured ones (the sampler costs CPU of its own). Writes
+DIR/relay-<load>.txt in py-spy's collapsed-stack format (flamegraph.pl and speedscope read it) and prints
+the functions with the most samples, by their own time and including what they call."""
 
 from __future__ import annotations
 
 import collections
 import subprocess
+import sys
 from pathlib import Path
 
-PY_SPY = Path(__file__).resolve().parents[2] / ".venv" / "tools" / "pyspy" / "bin" / "py-spy"
+PY_SPY = Path(sys.executable).parent / "py-spy"
 
 
 class Profiler:
