@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 
-from taifa_runtime.lifecycle import sleep_unless_stopped, stop_on_signals
+from taifa_runtime.lifecycle import on_stop_signals, sleep_unless_stopped, stop_on_signals
 
 
 async def test_sleep_returns_false_when_the_pause_ends_without_a_stop() -> None:
@@ -40,3 +40,16 @@ async def test_sigterm_and_sigint_set_the_stop_event() -> None:
             loop.remove_signal_handler(signal.SIGTERM)
             loop.remove_signal_handler(signal.SIGINT)
         assert stop.is_set()
+
+
+def test_a_process_without_a_loop_gets_its_handler_called_with_the_signal() -> None:
+    received: list[int] = []
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        on_stop_signals(received.append)
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    assert received == [signal.SIGTERM, signal.SIGINT]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 
 async def sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> bool:
@@ -28,3 +28,12 @@ def stop_on_signals(stop: asyncio.Event, signals: Iterable[signal.Signals] = (si
     loop = asyncio.get_running_loop()
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
+
+
+def on_stop_signals(
+    handler: Callable[[int], None], signals: Iterable[signal.Signals] = (signal.SIGTERM, signal.SIGINT)
+) -> None:
+    """Call `handler(signum)` when the process receives one of `signals`, for a process without an event loop
+    (a supervisor that forwards the signal to its children)."""
+    for sig in signals:
+        signal.signal(sig, lambda signum, _frame: handler(signum))

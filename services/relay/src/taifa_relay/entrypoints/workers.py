@@ -14,7 +14,8 @@ import os
 import signal
 import subprocess
 import sys
-from types import FrameType
+
+from taifa_runtime.lifecycle import on_stop_signals
 
 log = logging.getLogger("taifa.relay.workers")
 
@@ -29,15 +30,14 @@ def supervise(count: int) -> int:
     log.info("relay workers started", extra={"workers": count, "pids": [worker.pid for worker in workers]})
     stopping = False
 
-    def forward(signum: int, _: FrameType | None) -> None:
+    def forward(signum: int) -> None:
         nonlocal stopping
         stopping = True
         for worker in workers:
             if worker.poll() is None:
                 worker.send_signal(signum)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    on_stop_signals(forward)
     status = 0
     running = {worker.pid: worker for worker in workers}
     while running:
@@ -49,5 +49,5 @@ def supervise(count: int) -> int:
         if not stopping:
             log.error("relay worker exited, stopping the others", extra={"pid": pid})
             status = 1
-            forward(signal.SIGTERM, None)
+            forward(signal.SIGTERM)
     return status
