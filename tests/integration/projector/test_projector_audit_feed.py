@@ -12,10 +12,15 @@ from typing import Any
 import asyncpg
 from taifa_events import Actor, EventMetadata, WebhookEndpointCreated, encode, make_envelope
 from taifa_events.usage import QUOTA_NOTICES_KEY, QuotaNotice
+from taifa_projector.adapters.postgres import PostgresReadModelStore
+from taifa_projector.application.batches import BatchApplier
+from taifa_projector.application.checksum import read_side_checksums
+from taifa_projector.application.rebuild import rebuild_from_event_store
 
 from tests.integration.projector.projector_harness import ReadSide, eventually, produce, rebuild, running
 from tests.integration.projector.test_projector_rebuild import EVENT_STORE_DDL
 from tests.integration.projector.test_projector_usage_flush import _usage_settings, usage_worker
+from tests.unit.projector.fakes import KEYRING, InMemoryDeadLetters, InMemoryEventStore, record_of
 from tests.unit.projector.projector_events import Domain
 
 KEY = EventMetadata(actor=Actor(type="api_key", id=str(uuid.uuid4())), source_ip="203.0.113.5", request_id="req-a")
@@ -116,6 +121,40 @@ async def test_feed_rows_once_each_with_their_actor_then_rebuilt_from_nothing(is
         # A rebuild from Kafka gives the same feed too.
         await asyncio.to_thread(rebuild, isolated, "kafka")
         assert await _feed(side) == live_feed
+
+
+async def test_a_live_batch_after_a_rebuild_swap_writes_to_the_swapped_in_tables(isolated) -> None:
+    """One pooled connection prepares the live statements (feed insert, upserts) before a rebuild drops the live
+    tables and renames the rebuilt ones into place; its next live batch must land in the new tables, not be lost
+    with the dropped ones (a cached statement bound to an old relation would be a silent loss of feed rows)."""
+    d = Domain()
+    created = d.created(3)
+    events = [d.registered(1), d.verified(2), created, d.deactivated(created, 4)]
+    records = [record_of(e, offset) for offset, e in enumerate(events)]
+    async with ReadSide(isolated.settings()) as side:
+        pool = await asyncpg.create_pool(isolated.database_url, min_size=1, max_size=1)  # the same connection
+        try:
+            store = PostgresReadModelStore(pool, isolated.settings().projector_group_id)
+            applier = BatchApplier(store, side.cache, InMemoryDeadLetters(), keyring=KEYRING, max_attempts=2,
+                                   retry_initial=0, retry_max=0)  # fmt: skip
+            await applier.process(records[:2])
+            await rebuild_from_event_store(InMemoryEventStore(events[:2]), store, side.cache, chunk=3)
+            await applier.process(records[2:])
+            live = await read_side_checksums(store, side.cache)
+        finally:
+            await pool.close()
+        conn = await asyncpg.connect(isolated.database_url)  # a fresh session: the tables now in place
+        try:
+            feed = await conn.fetch("SELECT id FROM rm_audit_events ORDER BY position")
+            credential = await conn.fetchrow(
+                "SELECT is_active FROM rm_smtp_credentials WHERE credential_id = $1", created.data.credential_id
+            )
+        finally:
+            await conn.close()
+        assert [r["id"] for r in feed] == [e.event_id for e in events]
+        assert credential is not None and credential["is_active"] is False
+        await rebuild_from_event_store(InMemoryEventStore(events), side.store, side.cache, chunk=3)
+        assert await side.checksums() == live
 
 
 async def _rows(side: ReadSide, at_least: int) -> bool:
