@@ -117,11 +117,27 @@ standin() {
 
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(services)
-base
 for target in "${targets[@]}"; do
     case "$target" in
-        services) services ;;
-        infra) infra ;;
+        services | infra) ;;
         *) die "unknown target $target (services, infra)" ;;
     esac
 done
+base
+if [ "${targets[*]}" = "services infra" ] || [ "${targets[*]}" = "infra services" ]; then
+    # Both at once: the stand-ins (apt downloads) build while the services do (pip downloads, compileall).
+    infra_log=$(mktemp)
+    infra >"$infra_log" 2>&1 &
+    infra_pid=$!
+    services_status=0
+    services || services_status=$?
+    infra_status=0
+    wait "$infra_pid" || infra_status=$?
+    cat "$infra_log"
+    rm -f "$infra_log"
+    [ "$services_status" = 0 ] && [ "$infra_status" = 0 ] || die "a build failed (see above)"
+else
+    for target in "${targets[@]}"; do
+        "$target"
+    done
+fi
