@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Final
 from uuid import UUID
 
+import asyncpg
 from fastapi import APIRouter, Query
 
 from taifa_api.adapters import audit_read_model, usage_read_model
@@ -41,13 +42,22 @@ def _out(row: dict[str, Any]) -> AuditEventOut:
     )
 
 
-async def _feed(parts: Parts, who: Caller, subject_id: UUID | None, limit: int, cursor: str | None) -> AuditFeedOut:
+async def feed_page(
+    pool: asyncpg.Pool, account_id: UUID, subject_id: UUID | None, limit: int, cursor: str | None
+) -> tuple[list[Any], str | None]:
+    """One page of the feed, newest first, and the cursor of the next (None on the last page); the console's
+    Activity pages read it too."""
     after = paging.decode_cursor("events", cursor) if cursor is not None else None
-    rows = await audit_read_model.feed(parts.pool, who.account_id, subject_id=subject_id, after=after, limit=limit + 1)
+    rows = await audit_read_model.feed(pool, account_id, subject_id=subject_id, after=after, limit=limit + 1)
     page = rows[:limit]
     next_cursor = None
     if len(rows) > limit:
         next_cursor = paging.encode_cursor("events", paging.Position(page[-1]["occurred_at"], page[-1]["id"]))
+    return page, next_cursor
+
+
+async def _feed(parts: Parts, who: Caller, subject_id: UUID | None, limit: int, cursor: str | None) -> AuditFeedOut:
+    page, next_cursor = await feed_page(parts.pool, who.account_id, subject_id, limit, cursor)
     return AuditFeedOut(data=[_out(row) for row in page], next_cursor=next_cursor)
 
 

@@ -10,8 +10,9 @@ from uuid import UUID
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from taifa_api.adapters import audit_read_model, webhook_endpoints
+from taifa_api.adapters import webhook_endpoints
 from taifa_api.domain import paging
+from taifa_api.entrypoints.http import audit_routes
 from taifa_api.entrypoints.http.console import rendering
 from taifa_api.entrypoints.http.console.session import parts_of, signed_in
 
@@ -22,18 +23,9 @@ RECENT: Final = 10  # a credential page's recent activity
 
 async def feed_page(
     request: Request, account_id: UUID, subject_id: UUID | None, limit: int, cursor: str | None
-) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of the feed, newest first, and the cursor of the next (the API's `next_cursor`)."""
-    after = paging.decode_cursor("events", cursor) if cursor else None
-    rows = await audit_read_model.feed(
-        parts_of(request).pool, account_id, subject_id=subject_id, after=after, limit=limit + 1
-    )
-    page = rows[:limit]
-    more = len(rows) > limit
-    next_cursor = (
-        paging.encode_cursor("events", paging.Position(page[-1]["occurred_at"], page[-1]["id"])) if more else None
-    )
-    return page, next_cursor
+) -> tuple[list[Any], str | None]:
+    """One page of the feed and the cursor of the next: the same read as `GET /v1/events`."""
+    return await audit_routes.feed_page(parts_of(request).pool, account_id, subject_id, limit, cursor or None)
 
 
 @router.get("/events", response_class=Response)
