@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, get_args
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -109,18 +109,7 @@ RefusalReason = Literal[
     "auth_inactive",
     "throttled",
 ]
-REFUSAL_REASONS: Final[tuple[str, ...]] = (
-    "policy",
-    "limits",
-    "quota",
-    "suspended",
-    "upstream",
-    "auth_secret",
-    "auth_cidr",
-    "auth_expired",
-    "auth_inactive",
-    "throttled",
-)
+REFUSAL_REASONS: Final[tuple[str, ...]] = get_args(RefusalReason)
 
 PLAN_DAILY_QUOTAS: Final[Mapping[str, int]] = {"free": 200, "starter": 10000, "pro": 100000, "enterprise": 1000000}
 # An entry without a plan (written before plans reached the cache) gets the smallest quota: the safe default.
