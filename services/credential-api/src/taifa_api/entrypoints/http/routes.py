@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Annotated, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response, Security
@@ -35,6 +36,7 @@ from taifa_api.entrypoints.http.schemas import (
 )
 from taifa_api.settings import Settings
 
+RowT = TypeVar("RowT")
 PROJECTION_HEADER = "X-Taifa-Projection"
 
 
@@ -190,9 +192,19 @@ _LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def by_columns(id_column: str) -> Callable[[Mapping[str, Any]], paging.Position]:
+    """The page position of a row read as a mapping: its `created_at` and its `id_column`."""
+    return lambda row: paging.Position(row["created_at"], row[id_column])
+
+
 def _page(
-    kind: paging.ListKind, rows: list[dict[str, Any]], id_column: str, limit: int, request: Request, response: Response
-) -> list[dict[str, Any]]:
+    kind: paging.ListKind,
+    rows: Sequence[RowT],
+    position_of: Callable[[RowT], paging.Position],
+    limit: int,
+    request: Request,
+    response: Response,
+) -> Sequence[RowT]:
     """Trim the one extra row fetched to learn whether more remain, and announce the next page.
 
     The link is a relative reference (RFC 8288 resolves it against the request URI): it never echoes the
@@ -201,8 +213,7 @@ def _page(
     if len(rows) <= limit:
         return rows
     page = rows[:limit]
-    last = page[-1]
-    cursor = paging.encode_cursor(kind, paging.Position(last["created_at"], last[id_column]))
+    cursor = paging.encode_cursor(kind, position_of(page[-1]))
     response.headers["Link"] = f'<{request.url.path}?cursor={cursor}&limit={limit}>; rel="next"'
     return page
 
@@ -225,7 +236,7 @@ async def list_credentials(
     after = paging.decode_cursor("credentials", cursor) if cursor is not None else None
     rows = await read_models.list_credentials(parts.pool, who.account_id, after=after, limit=limit + 1)
     smtp = smtp_settings(parts.settings)
-    page = _page("credentials", rows, "credential_id", limit, request, response)
+    page = _page("credentials", rows, by_columns("credential_id"), limit, request, response)
     return [credential_body.from_read_model(row, smtp) for row in page]
 
 
@@ -298,7 +309,7 @@ async def list_domains(
 ) -> list[DomainOut]:
     after = paging.decode_cursor("domains", cursor) if cursor is not None else None
     rows = await read_models.list_domains(parts.pool, who.account_id, after=after, limit=limit + 1)
-    return [_domain_out(row) for row in _page("domains", rows, "domain_id", limit, request, response)]
+    return [_domain_out(row) for row in _page("domains", rows, by_columns("domain_id"), limit, request, response)]
 
 
 @router.get(

@@ -18,6 +18,7 @@ from taifa_api.application import webhooks
 from taifa_api.domain import errors as codes
 from taifa_api.domain import paging
 from taifa_api.domain.errors import CommandRefused, NotFound
+from taifa_api.domain.webhooks import WebhookEndpoint
 from taifa_api.entrypoints.http.errors import ErrorBody, documented
 from taifa_api.entrypoints.http.routes import (
     _LIST_RESPONSES,
@@ -28,6 +29,7 @@ from taifa_api.entrypoints.http.routes import (
     Parts,
     _page,
     await_projection,
+    by_columns,
 )
 from taifa_api.entrypoints.http.webhook_schemas import (
     WebhookCreateIn,
@@ -37,6 +39,10 @@ from taifa_api.entrypoints.http.webhook_schemas import (
 )
 
 router = APIRouter(prefix="/v1", responses=documented(401, 413, 422, 429, 503), tags=["webhooks"])
+
+
+def _endpoint_position(endpoint: WebhookEndpoint) -> paging.Position:
+    return paging.Position(endpoint.created_at, endpoint.webhook_id)
 
 
 class WebhooksNotConfigured(CommandRefused):
@@ -118,10 +124,8 @@ async def list_webhooks(
 ) -> list[WebhookOut]:
     after = paging.decode_cursor("webhooks", cursor) if cursor is not None else None
     rows = await webhook_endpoints.list_endpoints(parts.pool, who.account_id, after=after, limit=limit + 1)
-    keyed = [{"created_at": row.created_at, "webhook_id": row.webhook_id, "endpoint": row} for row in rows]
-    return [
-        WebhookOut.of(item["endpoint"]) for item in _page("webhooks", keyed, "webhook_id", limit, request, response)
-    ]
+    page = _page("webhooks", rows, _endpoint_position, limit, request, response)
+    return [WebhookOut.of(endpoint) for endpoint in page]
 
 
 @router.get(
@@ -195,4 +199,5 @@ async def list_webhook_deliveries(
     rows = await webhook_endpoints.list_deliveries(parts.pool, who.account_id, webhook_id, after=after, limit=limit + 1)
     if rows is None:
         raise NotFound()
-    return [WebhookDeliveryOut.of(row) for row in _page("webhook_deliveries", rows, "id", limit, request, response)]
+    page = _page("webhook_deliveries", rows, by_columns("id"), limit, request, response)
+    return [WebhookDeliveryOut.of(row) for row in page]
