@@ -28,6 +28,7 @@ from taifa_api.entrypoints.http.schemas import (
     CredentialOut,
     CredentialPatchIn,
     CredentialRotatedOut,
+    NoParameters,
     PreviousSecretOut,
     RotateIn,
     SuspendIn,
@@ -159,7 +160,7 @@ async def suspend_credential(
     summary="Resume a suspended credential",
 )
 async def resume_credential(
-    credential_id: UUID, parts: Parts, who: Caller, corr: Correlation, response: Response
+    credential_id: UUID, parts: Parts, who: Caller, corr: Correlation, response: Response, _: NoParameters = None
 ) -> CredentialOut:
     outcome = await credential_lifecycle.resume_credential(parts.uow, who.account_id, credential_id, corr)
     await await_projection(parts, outcome.events, response)

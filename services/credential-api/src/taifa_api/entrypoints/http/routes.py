@@ -31,6 +31,7 @@ from taifa_api.entrypoints.http.schemas import (
     CredentialOut,
     DomainCreateIn,
     DomainOut,
+    NoParameters,
     SmtpSettingsOut,
     VerificationOut,
 )
@@ -333,7 +334,9 @@ async def get_domain(domain_id: UUID, parts: Parts, who: Caller) -> DomainOut:
     responses=documented(403, 404),
     summary="Look the verification TXT record up through DNS",
 )
-async def verify_domain(domain_id: UUID, parts: Parts, who: Caller, corr: Correlation, response: Response) -> DomainOut:
+async def verify_domain(
+    domain_id: UUID, parts: Parts, who: Caller, corr: Correlation, response: Response, _: NoParameters = None
+) -> DomainOut:
     outcome = await use_cases.verify_domain(parts.uow, who.account_id, domain_id, parts.resolver.lookup_txt, corr)
     await await_projection(parts, outcome.events, response)
     return _domain_out(outcome.value)

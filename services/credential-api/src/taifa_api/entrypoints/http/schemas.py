@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
+from fastapi import Body
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, StrictInt, field_validator
 from taifa_events import rfc3339
 
@@ -110,6 +111,16 @@ class RotateIn(BaseModel):
         le=MAX_GRACE_SECONDS,
         description="How long the previous password keeps working (0: refused from the rotation on).",
     )
+
+
+class NoParametersIn(BaseModel):
+    """The body of a command that takes no parameters: none at all or `{}`; any field is refused (`422`), never
+    silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+NoParameters = Annotated[NoParametersIn | None, Body(description="No parameters: leave the body out or send `{}`.")]
 
 
 class SuspendIn(BaseModel):

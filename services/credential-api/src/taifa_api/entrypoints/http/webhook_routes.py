@@ -31,6 +31,7 @@ from taifa_api.entrypoints.http.routes import (
     await_projection,
     by_columns,
 )
+from taifa_api.entrypoints.http.schemas import NoParameters
 from taifa_api.entrypoints.http.webhook_schemas import (
     WebhookCreateIn,
     WebhookDeliveryOut,
@@ -172,7 +173,7 @@ async def delete_webhook(webhook_id: UUID, parts: Parts, who: Caller, corr: Corr
     summary="New signing secret; deliveries carry both signatures for 24 h",
 )
 async def rotate_webhook_secret(
-    webhook_id: UUID, parts: Parts, who: Caller, corr: Correlation, response: Response
+    webhook_id: UUID, parts: Parts, who: Caller, corr: Correlation, response: Response, _: NoParameters = None
 ) -> WebhookWithSecretOut:
     outcome = await webhooks.rotate_webhook_secret(parts.uow, who.account_id, webhook_id, _secret_box(parts), corr)
     await await_projection(parts, outcome.events, response)
