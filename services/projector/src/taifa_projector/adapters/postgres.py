@@ -2,7 +2,7 @@
 
 A live batch is applied in ONE transaction: record the event ids, lock and load the rows the batch
 touches, fold, write what changed (each write conditional on `position` once more), record the
-consumed offsets. A rebuild fills new tables with COPY and swaps them in (`table_swap`), in one transaction.
+consumed offsets. A rebuild fills new tables with COPY and swaps them in (`postgres_rebuild`, mixed in here).
 Every method reports a driver's failure as `StoreUnavailable` / `StoreRejected` (`driver_errors`).
 """
 
@@ -15,11 +15,20 @@ from uuid import UUID
 
 import asyncpg
 from taifa_events import AccountCreated, decode, envelope_to_json
-from taifa_events.audit import AuditRow, audit_row
+from taifa_events.audit import audit_row
 
-from taifa_projector.adapters import audit_feed, table_swap
+from taifa_projector.adapters import audit_feed
 from taifa_projector.adapters.driver_errors import postgres_errors
-from taifa_projector.adapters.usage_postgres import restore_last_use_sql
+from taifa_projector.adapters.postgres_rebuild import RebuildStore
+from taifa_projector.adapters.read_side_tables import (
+    AUTH_COLUMNS,
+    CREDENTIAL_COLUMNS,
+    DOMAIN_COLUMNS,
+    KEPT_TABLES,
+    READ_SIDE_TABLES,
+    SECRET_COLUMNS,
+)
+from taifa_projector.adapters.read_side_tables import credential_record as _credential_record
 from taifa_projector.application.ports import BatchOutcome, CacheSnapshot
 from taifa_projector.domain.fold import Event, ReadSideFold, owners_of
 from taifa_projector.domain.log_positions import TopicPartitionKey
@@ -35,27 +44,7 @@ from taifa_projector.domain.model import (
     quarantined,
 )
 
-# The tables' columns in the order of the row tuples (and of the row types of migration 0002): rows go to
-# asyncpg as they are.
-# A credential row's last field (`secrets`) is not a column: its secrets are rows of rm_credential_secrets.
-CREDENTIAL_COLUMNS = CredentialRow._fields[:-1]
-SECRET_COLUMNS = SecretRow._fields
-DOMAIN_COLUMNS = DomainRow._fields
-AUTH_COLUMNS = AuthEntry._fields
-
-READ_SIDE_TABLES = (
-    "rm_smtp_credentials",
-    "rm_credential_secrets",
-    "rm_domains",
-    "projector_auth_entries",
-    "projector_account_plans",
-    "projector_parked_events",
-    "projector_processed_events",
-    audit_feed.TABLE,  # the audit feed (issue 17): its quota notices are carried over (`audit_feed.fill_shadow`)
-)
-
-# Tables a rebuild keeps (their content is not in the event store): usage windows.
-KEPT_TABLES = ("rm_usage_windows",)
+__all__ = ["KEPT_TABLES", "READ_SIDE_TABLES", "PostgresReadModelStore", "create_pool", "credential_rows"]
 
 
 def _upsert_sql(table: str, columns: Sequence[str], row_type: str, key: str) -> str:
@@ -102,13 +91,6 @@ RECORD_OFFSETS = (
     "SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[]) "
     "ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()"
 )
-# Never lowers a recorded offset.
-RAISE_OFFSETS = (
-    "INSERT INTO projector_offsets AS o (group_id, topic, partition, next_offset) "
-    "SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[]) "
-    "ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now() "
-    "WHERE o.next_offset < EXCLUDED.next_offset"
-)
 
 
 def credential_rows(records: Iterable[Sequence[Any]], secrets: Iterable[Sequence[Any]]) -> list[CredentialRow]:
@@ -123,10 +105,6 @@ def credential_rows(records: Iterable[Sequence[Any]], secrets: Iterable[Sequence
     return rows
 
 
-def _credential_record(row: CredentialRow) -> tuple[Any, ...]:
-    return tuple(row[:-1])
-
-
 @postgres_errors
 async def create_pool(database_url: str, size: int) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=size, command_timeout=60)
@@ -134,8 +112,9 @@ async def create_pool(database_url: str, size: int) -> asyncpg.Pool:
     return pool
 
 
-class PostgresReadModelStore:
-    """Reads and writes the projector's tables through one asyncpg pool (`ports.ReadModelStore`)."""
+class PostgresReadModelStore(RebuildStore):
+    """Reads and writes the projector's tables through one asyncpg pool (`ports.ReadModelStore`; the
+    rebuild's methods come from `postgres_rebuild.RebuildStore`)."""
 
     def __init__(self, pool: asyncpg.Pool, group_id: str) -> None:
         self.pool = pool
@@ -365,92 +344,3 @@ class PostgresReadModelStore:
                 return None
             status = await conn.execute(PRUNE_PROCESSED, below_position, chunk)
         return int(status.rsplit(" ", 1)[-1])
-
-    # --- rebuild -----------------------------------------------------------------------------
-
-    @postgres_errors
-    async def replace_all(
-        self,
-        fold: ReadSideFold,
-        processed: Sequence[tuple[UUID, int]],
-        offsets: dict[TopicPartitionKey, int] | None,
-        *,
-        offsets_at_least: dict[TopicPartitionKey, int] | None = None,
-    ) -> None:
-        """Replace the read side in one transaction: new tables filled beside the live ones, then swapped in.
-
-        Readers of the live tables wait only for the swap (`adapters.table_swap`), never for the load;
-        they see the old content or the new, never half. `offsets` (a Kafka rebuild) replace the group's
-        offsets; `offsets_at_least` (an event-store rebuild past a retention gap) only raise them.
-        """
-        async with self.pool.acquire() as conn, conn.transaction():
-            shadows = await table_swap.create_shadows(conn, READ_SIDE_TABLES)
-            await conn.copy_records_to_table(
-                shadows.name("rm_smtp_credentials"), records=[_credential_record(r) for r in fold.credentials.values()],
-                columns=CREDENTIAL_COLUMNS,
-            )  # fmt: skip
-            await conn.copy_records_to_table(
-                shadows.name("rm_credential_secrets"),
-                records=[secret for row in fold.credentials.values() for secret in row.secrets],
-                columns=SECRET_COLUMNS,
-            )
-            await conn.copy_records_to_table(
-                shadows.name("rm_domains"), records=list(fold.domains.values()), columns=DOMAIN_COLUMNS
-            )
-            await conn.copy_records_to_table(
-                shadows.name("projector_auth_entries"), records=list(fold.auth.values()), columns=AUTH_COLUMNS
-            )
-            await conn.copy_records_to_table(
-                shadows.name("projector_account_plans"),
-                records=list(fold.plans.items()),
-                columns=("account_id", "plan"),
-            )
-            await conn.copy_records_to_table(
-                shadows.name("projector_processed_events"), records=list(processed), columns=("event_id", "position")
-            )
-            parked = [
-                (stream, position, json.dumps(envelope_to_json(event)))
-                for stream, waiting in fold.parked.items()
-                for position, event in waiting.items()
-            ]
-            if parked:
-                await conn.executemany(
-                    f"INSERT INTO {shadows.name('projector_parked_events')} (stream_id, position, envelope) "  # noqa: S608
-                    "VALUES ($1, $2, $3::jsonb)",
-                    parked,
-                )
-            await audit_feed.fill_shadow(conn, shadows.name(audit_feed.TABLE))
-            # Usage is not in the event store: rm_usage_windows is kept, and the last use comes back from it.
-            for statement in restore_last_use_sql(
-                shadows.name("rm_smtp_credentials"), shadows.name("rm_credential_secrets")
-            ):
-                await conn.execute(statement)
-            # Indexes and constraints built once the rows are in: several times faster than grown row by row.
-            await table_swap.finish_shadows(conn, shadows)
-            # Row writes before the swap takes its table locks, so those are held for the swap alone.
-            if offsets is not None:
-                await conn.execute("DELETE FROM projector_offsets WHERE group_id = $1", self.group_id)
-                await self._record_offsets(conn, offsets)
-            if offsets_at_least:
-                await self._raise_offsets(conn, offsets_at_least)
-            await table_swap.swap_in(conn, shadows)
-
-    async def _raise_offsets(self, conn: asyncpg.Connection, offsets: dict[TopicPartitionKey, int]) -> None:
-        topics_, partitions, values = zip(*((t, p, o) for (t, p), o in offsets.items()), strict=True)
-        await conn.execute(RAISE_OFFSETS, self.group_id, list(topics_), list(partitions), list(values))
-
-    @postgres_errors
-    async def start_audit_staging(self) -> None:
-        await audit_feed.start_staging(self.pool)
-
-    @postgres_errors
-    async def stage_audit(self, rows: Sequence[AuditRow]) -> None:
-        await audit_feed.stage(self.pool, rows)
-
-    # --- inspection --------------------------------------------------------------------------
-
-    @postgres_errors
-    async def sorted_rows(self, table: str, key: str) -> list[tuple[Any, ...]]:
-        """Every row of a read-side table in key order (checksums, tests)."""
-        assert table in READ_SIDE_TABLES or table in KEPT_TABLES
-        return [tuple(r) for r in await self.pool.fetch(f"SELECT * FROM {table} ORDER BY {key}")]  # noqa: S608
