@@ -9,9 +9,10 @@
 # podman-compose with podman 4.3 does not honour `depends_on: condition` and its `up` can wait forever on a
 # container that never started: every call is bounded by TAIFA_COMPOSE_TIMEOUT seconds (default 180).
 #
-# TAIFA_EVENT_SIGNING_KEYS: taken from the environment, else made once and kept in .taifa/compose/signing.env
-# (git-ignored). TAIFA_COMPOSE_PROJECT names the compose project (default: the file's `taifa`); the published
-# loopback ports are TAIFA_COMPOSE_{API,SMTP,SMTPS,RELAY_HEALTH,MAIL_UI}_PORT (deploy/compose.yaml).
+# TAIFA_EVENT_SIGNING_KEYS and TAIFA_WEBHOOK_SECRET_KEYS: taken from the environment, else made once and kept in
+# .taifa/compose/signing.env (git-ignored). TAIFA_COMPOSE_PROJECT names the compose project (default: the file's
+# `taifa`); the published loopback ports are TAIFA_COMPOSE_{API,SMTP,SMTPS,RELAY_HEALTH,WEBHOOKS_HEALTH,MAIL_UI}_PORT
+# (deploy/compose.yaml).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -24,17 +25,22 @@ PODMAN_COMPOSE=.venv/tools/compose/bin/podman-compose
 
 die() { echo "compose.sh: $*" >&2; exit 1; }
 
+# Each key the environment lacks is made once into $STATE/signing.env (a file of VAR=value lines, mode 600).
 signing_keys() {
-    [ -n "${TAIFA_EVENT_SIGNING_KEYS:-}" ] && return
+    local var make
     mkdir -p "$STATE"
-    if [ ! -s "$STATE/signing.env" ]; then
-        (umask 077 && echo "TAIFA_EVENT_SIGNING_KEYS=taifa-1:$(python3 -c 'import secrets; print(secrets.token_hex(32))')" \
-            >"$STATE/signing.env")
-    fi
-    set -a
-    # shellcheck disable=SC1091
-    . "$STATE/signing.env"
-    set +a
+    (umask 077 && touch "$STATE/signing.env")
+    for var in TAIFA_EVENT_SIGNING_KEYS TAIFA_WEBHOOK_SECRET_KEYS; do
+        [ -z "${!var:-}" ] || continue
+        if ! grep -q "^$var=" "$STATE/signing.env"; then
+            case $var in
+                TAIFA_EVENT_SIGNING_KEYS) make='import secrets; print("taifa-1:" + secrets.token_hex(32))' ;;
+                *) make='import base64, secrets; print("k1:" + base64.b64encode(secrets.token_bytes(32)).decode())' ;;
+            esac
+            echo "$var=$(python3 -c "$make")" >>"$STATE/signing.env"
+        fi
+        export "$(grep "^$var=" "$STATE/signing.env")"
+    done
 }
 
 docker_engine() { command -v docker >/dev/null 2>&1 && timeout 10 docker info >/dev/null 2>&1; }
@@ -98,10 +104,12 @@ up_podman() {
     echo "stage 3: projector migrations"
     pc up -d --no-deps --no-build migrate-projector >/dev/null
     wait_done migrate-projector
-    echo "stage 4: projector, credential API, relay"
-    pc up -d --no-deps --no-build projector credential-api relay >/dev/null
+    echo "stage 4: projector, credential API, relay, webhook dispatcher"
+    pc up -d --no-deps --no-build projector credential-api relay webhooks >/dev/null
     wait_for credential-api "credential-api /readyz" http_ok "http://127.0.0.1:${TAIFA_COMPOSE_API_PORT:-8080}/readyz"
     wait_for relay "relay /readyz" http_ok "http://127.0.0.1:${TAIFA_COMPOSE_RELAY_HEALTH_PORT:-9101}/readyz"
+    wait_for webhooks "webhooks /readyz" http_ok \
+        "http://127.0.0.1:${TAIFA_COMPOSE_WEBHOOKS_HEALTH_PORT:-9103}/readyz"
     wait_for projector projector running projector
     echo "up: API http://127.0.0.1:${TAIFA_COMPOSE_API_PORT:-8080} · SMTP 127.0.0.1:${TAIFA_COMPOSE_SMTP_PORT:-587}" \
         "(STARTTLS) · mail UI http://127.0.0.1:${TAIFA_COMPOSE_MAIL_UI_PORT:-8025}"
@@ -132,6 +140,7 @@ case "${1:-}" in
         ;;
     down)
         export TAIFA_EVENT_SIGNING_KEYS="${TAIFA_EVENT_SIGNING_KEYS:-unused-for-down}"
+        export TAIFA_WEBHOOK_SECRET_KEYS="${TAIFA_WEBHOOK_SECRET_KEYS:-unused-for-down}"
         if docker_engine; then
             docker compose -p "$PROJECT" -f "$FILE" down -v
         else

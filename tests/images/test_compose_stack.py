@@ -1,5 +1,6 @@
 """deploy/compose.yaml brought up for real (`deploy/scripts/compose.sh up`, what `make compose-up` runs) and one
-message sent end to end: account -> domain -> credential -> SMTP through the relay container -> the mail sink.
+message sent end to end: account -> domain -> credential -> SMTP through the relay container -> the mail sink; the
+webhook dispatcher container takes the credential's `smtp_credential.created` and attempts its delivery.
 
 Where nothing can be pulled, the infrastructure images are the stand-ins of deploy/podman/standins, tagged with the
 compose file's names. The project gets its own name and free loopback ports, so it never meets a user's stack.
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from taifa_api.adapters.webhook_secrets import generate_key_ring_entry
 from taifa_localstack import event_signing_env
 from taifa_localstack.process import free_port
 
@@ -26,7 +28,7 @@ pytestmark = [pytest.mark.images, pytest.mark.timeout(1500)]
 
 COMPOSE_SCRIPT = REPO / "deploy" / "scripts" / "compose.sh"
 UP_TIMEOUT = 900.0  # builds (warm after the image tests) + four bounded stages
-PORTS = ("API", "SMTP", "SMTPS", "RELAY_HEALTH", "MAIL_UI")
+PORTS = ("API", "SMTP", "SMTPS", "RELAY_HEALTH", "WEBHOOKS_HEALTH", "MAIL_UI")
 
 
 @dataclass
@@ -79,6 +81,7 @@ def stack(built_images: str) -> Iterator[ComposeStack]:
         "TAIFA_COMPOSE_BUILD": "0",  # built_images built them from this working tree
         # A key of the id the compose file makes active (TAIFA_EVENT_SIGNING_KEY_ID: taifa-1), never stored.
         "TAIFA_EVENT_SIGNING_KEYS": event_signing_env("taifa-1")["TAIFA_EVENT_SIGNING_KEYS"],
+        "TAIFA_WEBHOOK_SECRET_KEYS": generate_key_ring_entry("compose-1"),
         **{f"TAIFA_COMPOSE_{name}_PORT": str(port) for name, port in ports.items()},
     }
     try:
@@ -98,6 +101,11 @@ def test_the_compose_stack_relays_one_message_from_a_new_credential_to_the_mail_
     with httpx.Client(
         base_url=stack.url("API", ""), headers={"Authorization": f"Bearer {account['api_key']}"}, timeout=30
     ) as api:
+        # Before the credential: an endpoint receives only events from after its creation. A public address
+        # literal (nothing to resolve); whether this machine can reach it or not, the attempt is recorded.
+        webhook = api.post("/v1/webhooks", json={"url": "http://93.184.215.14/taifa-compose", "events": ["*"]})
+        assert webhook.status_code == 201, webhook.text
+        assert webhook.json()["secret"].startswith("whsec_")
         domain_name = f"compose-{uuid.uuid4().hex[:8]}.example.com"
         domain = api.post("/v1/domains", json={"name": domain_name})
         assert domain.status_code == 201, domain.text
@@ -131,3 +139,16 @@ def test_the_compose_stack_relays_one_message_from_a_new_credential_to_the_mail_
         return any(m["Subject"] == subject for m in listing["messages"])
 
     poll("the message in the mail sink", delivered, 60, lambda: stack.logs("relay", "mailpit"))
+
+    assert httpx.get(stack.url("WEBHOOKS_HEALTH", "/readyz"), timeout=5).status_code == 200
+
+    def attempted() -> bool:
+        listing = httpx.get(
+            stack.url("API", f"/v1/webhooks/{webhook.json()['id']}/deliveries"),
+            headers={"Authorization": f"Bearer {account['api_key']}"},
+            timeout=10,
+        ).json()
+        created_events = [d for d in listing if d["event_type"] == "smtp_credential.created"]
+        return any(d["attempt_count"] >= 1 and d["attempts"] for d in created_events)
+
+    poll("a delivery attempt of smtp_credential.created", attempted, 90, lambda: stack.logs("webhooks"))

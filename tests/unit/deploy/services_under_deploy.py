@@ -29,6 +29,7 @@ SECRET_PLACEHOLDERS = {
     "TAIFA_REDIS_URL": "rediss://relay:placeholder@redis.internal:6379/0",
     "TAIFA_API_JWT_SECRET": "placeholder-placeholder-placeholder-placeholder",
     "TAIFA_EVENT_SIGNING_KEYS": "taifa-1:placeholder-placeholder-placeholder-placeholder",
+    "TAIFA_WEBHOOK_SECRET_KEYS": "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
 }
 
 
