@@ -288,7 +288,9 @@ async def test_every_change_of_a_deactivated_credential_is_409_credential_inacti
         _error(response, 409, "credential_inactive")
     assert await _event_count(live) == count
     got = (await c.get(_url(created), headers=h)).json()
-    assert (got["status"], got["is_active"]) == ("deactivated", False)
+    assert (got["status"], got["is_active"], got["secrets"]) == ("deactivated", False, [])
+    listed = (await c.get("/v1/smtp/credentials", headers=h)).json()
+    assert [item["secrets"] for item in listed if item["id"] == created["id"]] == [[]]
 
 
 # --- BOLA, CSRF ----------------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ def from_read_model(row: dict[str, Any], smtp: SmtpSettingsOut) -> CredentialOut
                 last_used_at=secret.get("last_used_at"),
             )
             for secret in row.get("secrets", [])
+            if status != DEACTIVATED  # none works any more: a deactivated credential lists no secret
         ],
         last_used_at=row.get("last_used_at"),
         last_used_ip=str(row["last_used_ip"]) if row.get("last_used_ip") is not None else None,
@@ -91,6 +92,7 @@ def from_write_side(
                 last_used_at=used_secrets.get(secret.secret_id, {}).get("last_used_at"),
             )
             for secret in secrets
+            if record.status != DEACTIVATED
         ],
         last_used_at=usage.get("last_used_at"),
         last_used_ip=str(usage["last_used_ip"]) if usage.get("last_used_ip") is not None else None,
