@@ -25,6 +25,11 @@ async def test_healthz_readyz_metrics_and_openapi(api) -> None:
     metrics = await api.client.get("/metrics")
     assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
     assert 'taifa_api_http_requests_total{method="GET",route="/v1/domains",status="200"}' in metrics.text
+    # The console is mounted at /console: its routes are counted under their full path, not the API's.
+    assert (await api.client.get(f"/console/domains/{uuid.uuid4()}")).status_code == 401
+    metrics = await api.client.get("/metrics")
+    assert 'route="/console/domains/{domain_id}",status="401"}' in metrics.text
+    assert 'route="/domains/{domain_id}"' not in metrics.text
     schema = (await api.client.get("/openapi.json")).json()
     assert set(schema["paths"]) >= {
         "/v1/smtp/credentials",

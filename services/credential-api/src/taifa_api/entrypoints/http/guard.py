@@ -65,6 +65,7 @@ class RequestGuard:
             return
         started = time.perf_counter()
         status_seen = {"status": 500}
+        root_path = scope.get("root_path", "")
 
         async def send_recording(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -75,7 +76,10 @@ class RequestGuard:
             await self._guarded(scope, receive, send_recording)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
+            # A mounted application's (the console's) route paths are relative to the mount: prefix what routing
+            # appended to root_path, so `/console/domains/{domain_id}` is not counted as the API's `/domains/...`.
+            mount = scope.get("root_path", "")[len(root_path) :]
+            template = mount + route.path if route is not None and hasattr(route, "path") else "unmatched"
             metrics.HTTP_REQUESTS.labels(method, template, str(status_seen["status"])).inc()
             metrics.HTTP_LATENCY.labels(method, template).observe(time.perf_counter() - started)
 
