@@ -12,6 +12,8 @@ becomes a row of the audit feed (issue 17); `--no-metadata` gives the events wit
 
     python bench/projector/bench_projector.py            # N = 200,000 live, M = 1,000,000 rebuild
     python bench/projector/bench_projector.py --quick    # N = 20,000, M = 50,000
+    python bench/projector/bench_projector.py --rebuild-only --rebuild-events 200000 [--profile /tmp/spy]
+                                                         # only step 3 (py-spy on the rebuild with --profile)
 Figures are printed, never asserted.
 """
 
@@ -41,6 +43,9 @@ from taifa_projector.entrypoints.consume_loop import Projector
 from taifa_projector.settings import Settings
 from taifa_runtime import loop as runtime_loop
 from workload import fill_event_store, produce
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "relay"))
+from spy import Profiler  # bench/relay/spy.py (py-spy), one copy for both benches
 
 
 def _instance(settings: Settings, stop: Any, results: Any) -> None:
@@ -214,6 +219,14 @@ def main() -> None:
         "--no-metadata", action="store_true",
         help="events without the envelope metadata the API writes since issue 17 (the workload measured before it)",
     )  # fmt: skip
+    parser.add_argument(
+        "--rebuild-only", action="store_true",
+        help="only the event-store rebuild (step 3): no live runs, no rebuild from Kafka",
+    )  # fmt: skip
+    parser.add_argument(
+        "--profile", type=Path, default=None, metavar="DIR",
+        help="py-spy on the event-store rebuild (after the measured one, a second rebuild): DIR/rebuild.txt",
+    )  # fmt: skip
     args = parser.parse_args()
     metadata = not args.no_metadata
     live_n = args.live_events or (20_000 if args.quick else 200_000)
@@ -238,67 +251,81 @@ def main() -> None:
             flush=True,
         )
 
-        produced = asyncio.run(produce(settings.kafka_bootstrap, live_n, keyring, metadata=metadata))
-        print(f"  produced {live_n:,} events to Kafka in {produced:.1f}s", flush=True)
-        repeat = args.repeat or (1 if args.quick else 3)
-        for instances in args.instances:
-            rates = []
-            for _ in range(repeat):
-                figures = live(settings, live_n, instances)
-                rates.append(figures["events_per_s"])
-                print(
-                    f"  live, {instances} projector process{'es' if instances > 1 else ''} in one group "
-                    f"(applied {figures['shares']}): {figures['events_per_s']:,.0f} events/s "
-                    f"({live_n:,} in {figures['seconds']:.1f}s, {figures['batches']} batches), batch apply "
-                    f"p50 {figures['batch_p50_ms']:.1f} ms, p99 {figures['batch_p99_ms']:.1f} ms; projector CPU "
-                    f"{figures['cpu_us_per_event']:.1f} us/event, whole machine (PostgreSQL, Redis, broker "
-                    f"included) {figures['machine_us_per_event']:.1f} us/event; first fifth of the events "
-                    f"{figures['first_fifth']:,.0f}/s, last fifth {figures['last_fifth']:,.0f}/s; Redis after it "
-                    f"{figures['redis_keys']:,} keys, {figures['redis_mb']:.0f} MB",
-                    flush=True,
-                )
-            if repeat > 1:
-                print(
-                    f"  => {instances} process{'es' if instances > 1 else ''}: median {statistics.median(rates):,.0f} "
-                    f"events/s over {repeat} runs (min {min(rates):,.0f}, max {max(rates):,.0f})",
-                    flush=True,
-                )
-        cpu = time.process_time()
-        summary = runtime_loop.run(
-            with_stores(
-                settings,
-                lambda parts: rebuild_from_kafka(
-                    parts.store,
-                    parts.cache,
-                    parts.event_log,
-                    settings.projector_topics,
-                    keyring=settings.event_keyring(),
-                ),
-            )
-        )
-        cpu = time.process_time() - cpu
-        rate = summary.events / summary.seconds
-        print(
-            f"  rebuild from Kafka: {summary.events:,} events in {summary.seconds:.1f}s "
-            f"({rate:,.0f} events/s; phases {_phases(summary.phases)}; CPU {1e6 * cpu / summary.events:.1f} us/event)",
-            flush=True,
-        )
+        if not args.rebuild_only:
+            live_and_kafka_rebuild(settings, keyring, live_n, args, metadata)
+        rebuild_from_store(settings, rebuild_n, metadata, args.profile)
+    sys.exit(0)
 
-        filled = asyncio.run(fill_event_store(settings.database_url, rebuild_n, metadata=metadata))
-        print(f"  wrote {rebuild_n:,} events to event_store in {filled:.1f}s", flush=True)
+
+def live_and_kafka_rebuild(settings: Settings, keyring: Keyring, live_n: int, args: Any, metadata: bool) -> None:
+    """Steps 1 and 2: live runs per process count, then the rebuild from Kafka offset 0."""
+    produced = asyncio.run(produce(settings.kafka_bootstrap, live_n, keyring, metadata=metadata))
+    print(f"  produced {live_n:,} events to Kafka in {produced:.1f}s", flush=True)
+    repeat = args.repeat or (1 if args.quick else 3)
+    for instances in args.instances:
+        rates = []
+        for _ in range(repeat):
+            figures = live(settings, live_n, instances)
+            rates.append(figures["events_per_s"])
+            print(
+                f"  live, {instances} projector process{'es' if instances > 1 else ''} in one group "
+                f"(applied {figures['shares']}): {figures['events_per_s']:,.0f} events/s "
+                f"({live_n:,} in {figures['seconds']:.1f}s, {figures['batches']} batches), batch apply "
+                f"p50 {figures['batch_p50_ms']:.1f} ms, p99 {figures['batch_p99_ms']:.1f} ms; projector CPU "
+                f"{figures['cpu_us_per_event']:.1f} us/event, whole machine (PostgreSQL, Redis, broker "
+                f"included) {figures['machine_us_per_event']:.1f} us/event; first fifth of the events "
+                f"{figures['first_fifth']:,.0f}/s, last fifth {figures['last_fifth']:,.0f}/s; Redis after it "
+                f"{figures['redis_keys']:,} keys, {figures['redis_mb']:.0f} MB",
+                flush=True,
+            )
+        if repeat > 1:
+            print(
+                f"  => {instances} process{'es' if instances > 1 else ''}: median {statistics.median(rates):,.0f} "
+                f"events/s over {repeat} runs (min {min(rates):,.0f}, max {max(rates):,.0f})",
+                flush=True,
+            )
+    cpu = time.process_time()
+    summary = runtime_loop.run(
+        with_stores(
+            settings,
+            lambda parts: rebuild_from_kafka(
+                parts.store,
+                parts.cache,
+                parts.event_log,
+                settings.projector_topics,
+                keyring=settings.event_keyring(),
+            ),
+        )
+    )
+    cpu = time.process_time() - cpu
+    rate = summary.events / summary.seconds
+    print(
+        f"  rebuild from Kafka: {summary.events:,} events in {summary.seconds:.1f}s "
+        f"({rate:,.0f} events/s; phases {_phases(summary.phases)}; CPU {1e6 * cpu / summary.events:.1f} us/event)",
+        flush=True,
+    )
+
+
+def rebuild_from_store(settings: Settings, rebuild_n: int, metadata: bool, profile: Path | None) -> None:
+    """Step 3: fill `event_store`, time `rebuild --from event-store`; with `profile`, once more under py-spy."""
+    filled = asyncio.run(fill_event_store(settings.database_url, rebuild_n, metadata=metadata))
+    print(f"  wrote {rebuild_n:,} events to event_store in {filled:.1f}s", flush=True)
+    for spied in (False, True) if profile else (False,):
+        spy = Profiler(os.getpid(), profile / "rebuild.txt") if profile and spied else None
         cpu = time.process_time()
         summary = runtime_loop.run(
             with_stores(settings, lambda parts: rebuild_from_event_store(parts.event_store, parts.store, parts.cache))
         )
         cpu = time.process_time() - cpu
+        if spy is not None:
+            spy.stop()
         print(
-            f"  rebuild from event store: {summary.events:,} events -> {summary.credentials:,} credentials, "
-            f"{summary.domains:,} domains, {summary.auth_entries:,} cache entries in {summary.seconds:.1f}s "
-            f"({summary.events / summary.seconds:,.0f} events/s; phases {_phases(summary.phases)}; "
-            f"CPU {1e6 * cpu / summary.events:.1f} us/event)",
+            f"  rebuild from event store{' (under py-spy)' if spied else ''}: {summary.events:,} events -> "
+            f"{summary.credentials:,} credentials, {summary.domains:,} domains, {summary.auth_entries:,} cache "
+            f"entries in {summary.seconds:.1f}s ({summary.events / summary.seconds:,.0f} events/s; phases "
+            f"{_phases(summary.phases)}; CPU {1e6 * cpu / summary.events:.1f} us/event)",
             flush=True,
         )
-    sys.exit(0)
 
 
 def _phases(phases: dict[str, float]) -> str:

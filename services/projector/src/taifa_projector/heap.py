@@ -37,8 +37,18 @@ def freeze_long_lived(*, collect: bool = True) -> None:
 
 @contextmanager
 def growing_heap() -> Iterator[None]:
-    """Around a fold that keeps what it builds (call `freeze_long_lived` between chunks): unfreeze at the end."""
+    """Around a rebuild, which keeps nearly everything it builds: the cyclic collector is off until its end.
+
+    Even with the heap frozen page by page, the young collections cost a rebuild of 200,000 events with metadata
+    ~13 % of its CPU (bench/projector --rebuild-only, 45 -> 39 us/event), and they find nothing: a fold of 50,000
+    generated events (two of them invalid) with the collector off leaves no cyclic garbage (`gc.collect()` = 0).
+    Memory is still freed by reference counting; the collector's previous state comes back at the end.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
     try:
         yield
     finally:
         gc.unfreeze()
+        if was_enabled:
+            gc.enable()

@@ -179,7 +179,6 @@ async def _rebuild_from_event_store(
         for envelope, declared in envelopes:
             folder.add_raw(envelope, declared)
         await folder.stage_audit(store)
-        heap.freeze_long_lived(collect=False)
         done += len(envelopes)
         progress("events", done, total)
     summary.phases["read"] = time.monotonic() - began
@@ -233,7 +232,6 @@ async def _rebuild_from_kafka(
                 continue
             folder.add_raw(record.value, record.declared)
         await folder.stage_audit(store)
-        heap.freeze_long_lived(collect=False)
         progress("events", sum(done.values()), sum(ends.values()))
     summary.phases["read"] = time.monotonic() - began
     await _write(store, cache, folder, ends, summary, chunk, progress)
