@@ -87,5 +87,6 @@ def build_relay_parts(settings: Settings) -> RelayParts:
         sending=sending,
         usage_recorder=usage_buffer if usage_buffer is not None else NoUsage(),
         plan_quotas=settings.plan_daily_quotas(),
+        mail_recheck=auth_cache,
     )
     return RelayParts(settings, tls, auth_cache, domain_owners, upstream, sessions, submission, stack)

@@ -14,26 +14,34 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Final, cast
-from uuid import UUID
+from typing import Any, cast
 
 from redis.exceptions import NoPermissionError, NoScriptError, RedisError, ResponseError
+from taifa_events import usage
 from taifa_events.auth_cache import (
     EPOCH_KEY,
     REVOCATIONS_CHANNEL,
     WATERMARK_KEY,
     AuthCacheEntry,
-    CachedSecret,
     auth_key,
 )
 from taifa_runtime.lifecycle import sleep_unless_stopped
 from taifa_runtime.redis import redis_client
 
 from taifa_relay.adapters import metrics
+from taifa_relay.adapters.cache_scripts import MAIL_CHECK, READ, STAND_IN, STAND_IN_ARGS, fields_of
 from taifa_relay.adapters.usage_buffer import Taken, UsageBuffer
-from taifa_relay.application.ports import CacheStale, CacheUnavailable, Lookup, WriteRefused
+from taifa_relay.application.ports import CacheStale, CacheUnavailable, Lookup, MinuteTaken, WriteRefused
 
-__all__ = ["CacheStale", "CacheUnavailable", "Lookup", "RedisAuthCacheReader", "WriteRefused", "failure_keys"]
+__all__ = [
+    "CacheStale",
+    "CacheUnavailable",
+    "Lookup",
+    "MinuteTaken",
+    "RedisAuthCacheReader",
+    "WriteRefused",
+    "failure_keys",
+]
 
 log = logging.getLogger("taifa.relay.cache")
 
@@ -41,61 +49,8 @@ THROTTLE_PREFIX = "taifa:relay:authfail:"
 # Written by the readiness check with the same commands as the failure counters: a Redis user that may not
 # write the relay's keys (a read-only ACL, a read-only replica) makes the relay not ready.
 PROBE_KEY = THROTTLE_PREFIX + "readiness-probe"
-# Parsed for an unknown username, so that its reply takes as long as a known one's: a v2 entry with two secrets
-# and an allowlist, as a rotated, restricted credential has.
-_NO_ID = UUID(int=0)
-_STAND_IN = {
-    name.encode(): value.encode()
-    for name, value in AuthCacheEntry(
-        credential_id=_NO_ID,
-        account_id=_NO_ID,
-        domain_id=_NO_ID,
-        domain="stand-in.invalid",
-        secret_hash="0" * 64,
-        hash_scheme="sha256",
-        active=False,
-        position=1,
-        secrets=(
-            CachedSecret(id=_NO_ID, hash="0" * 64, scheme="sha256"),
-            CachedSecret(id=UUID(int=1), hash="1" * 64, scheme="sha256", expires_at=1),
-        ),
-        allowed_cidrs=("192.0.2.0/24",),
-    )
-    .to_redis()
-    .items()
-}
-
-
 # Bound of the re-check parse memo (cleared when full: a miss only costs a parse).
 _MAX_REREAD_PARSES = 10_000
-
-# AUTH's read and the re-checks' read, each one script (atomic as the MULTI it replaces, and one command to encode and
-# one reply to parse instead of MULTI, each command, its QUEUED and EXEC): KEYS are the entry, the epoch, the watermark
-# and (AUTH) the two failure counters; the reply is 1/0 (entry found or not), the entry's HGETALL, then each other key's
-# GET (nil: missing). For a missing entry, AUTH asks for ARGV[1] copies of ARGV[2] in its place, so that an unknown
-# username's reply is as large and costs Redis the same work as a known one's (case A11: similar timing).
-_READ: Final = """
-local entry = redis.call('HGETALL', KEYS[1])
-local found = 1
-if #entry == 0 then
-  found = 0
-  for i = 1, tonumber(ARGV[1]) do entry[i] = ARGV[2] end
-end
-local out = {found, entry}
-for i = 2, #KEYS do out[i + 1] = redis.call('GET', KEYS[i]) end
-return out
-"""
-# What AUTH's read returns in place of a missing entry: as many strings as a rotated, restricted entry has, of its
-# average length.
-_STAND_IN_ARGS = (
-    str(2 * len(_STAND_IN)),
-    "x" * (sum(len(k) + len(v) for k, v in _STAND_IN.items()) // (2 * len(_STAND_IN))),
-)
-
-
-def _fields(flat: list[bytes]) -> dict[bytes, bytes]:
-    """An HGETALL reply (field, value, field, value...) as a dict."""
-    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def failure_keys(address_group: str, username: str) -> tuple[str, str]:
@@ -118,8 +73,10 @@ class RedisAuthCacheReader:
         self, url: str, *, failure_window_seconds: int, timeout: float = 2.0, usage: UsageBuffer | None = None
     ) -> None:
         self._redis = redis_client(url, timeout=timeout, retry_on_timeout=False)
-        self._read_sha = hashlib.sha1(_READ.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+        self._read_sha = hashlib.sha1(READ.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
         self._script_reads = True
+        self._mail_check = self._redis.register_script(MAIL_CHECK)
+        self._mail_checks = True  # False once Redis refused the script (an ACL without it): MAIL reads, then counts
         # Usage counts ride on the re-reads of logged-in sessions (adapters.usage_buffer): no round trip of their own.
         self._usage = usage
         self._url = url
@@ -129,11 +86,12 @@ class RedisAuthCacheReader:
         self._highest_watermark = 0
         self._untrusted_reason: str | None = None
         self._writes_refused = False
-        # username -> (the fields last read by a re-check, their parse). A session re-reads its entry twice per
-        # message (MAIL and the end of DATA) and it rarely changes: comparing the fields costs far less than
-        # parsing them. Only the re-checks of logged-in sessions use it: AUTH always parses, so that its timing
-        # never tells a recently used username from an unknown one.
-        self._reread_parses: dict[str, tuple[dict[bytes, bytes], AuthCacheEntry | None]] = {}
+        # username -> (the fields last read by AUTH or a re-check, their parse, the fields as one flat list). A
+        # session re-reads its entry twice per message (MAIL and the end of DATA) and it rarely changes: comparing
+        # the fields costs far less than parsing them; MAIL's script compares them in Redis. Only the re-checks of
+        # logged-in sessions read it: AUTH always parses, so that its timing never tells a recently used username
+        # from an unknown one.
+        self._reread_parses: dict[str, tuple[dict[bytes, bytes], AuthCacheEntry | None, list[bytes]]] = {}
 
     # --- reads ---------------------------------------------------------------------------------
     async def lookup(self, username: str, address_group: str) -> Lookup:
@@ -152,9 +110,10 @@ class RedisAuthCacheReader:
         self._check_trust(epoch, watermark)
         if mapping:
             entry = AuthCacheEntry.from_redis(mapping)
+            self._remember_parse(username, mapping, entry)  # what MAIL's script compares (recheck_and_take_minute)
         else:
             # Unknown user: parse a stand-in entry anyway, so that the reply takes as long as for a known one.
-            AuthCacheEntry.from_redis(_STAND_IN)
+            AuthCacheEntry.from_redis(STAND_IN)
             entry = None
         return Lookup(entry, int(for_user or 0), int(for_address or 0))
 
@@ -196,14 +155,14 @@ class RedisAuthCacheReader:
         EVALSHA_RO (loaded after a NOSCRIPT: a restarted or flushed Redis). A Redis user without the script commands
         (an ACL from before them) gets the same read as one MULTI, with an error logged once."""
         if self._script_reads:
-            args = _STAND_IN_ARGS if stand_in else ("0", "")
+            args = STAND_IN_ARGS if stand_in else ("0", "")
             try:
                 try:
                     found, flat, *values = await self._redis.evalsha_ro(self._read_sha, len(keys), *keys, *args)
                 except NoScriptError:
-                    await self._redis.script_load(_READ)
+                    await self._redis.script_load(READ)
                     found, flat, *values = await self._redis.evalsha_ro(self._read_sha, len(keys), *keys, *args)
-                fields = _fields(flat)
+                fields = fields_of(flat)
                 return (fields if found else {}), values
             except NoPermissionError as exc:
                 log.error(
@@ -224,10 +183,42 @@ class RedisAuthCacheReader:
         if parsed is not None and parsed[0] == raw:
             return parsed[1]  # the very same stored fields: the same entry, without parsing them again
         entry = AuthCacheEntry.from_redis(raw)
+        self._remember_parse(username, raw, entry)
+        return entry
+
+    def _remember_parse(self, username: str, raw: dict[bytes, bytes], entry: AuthCacheEntry | None) -> None:
         if len(self._reread_parses) >= _MAX_REREAD_PARSES:
             self._reread_parses.clear()
-        self._reread_parses[username] = (raw, entry)
-        return entry
+        self._reread_parses[username] = (raw, entry, [part for pair in raw.items() for part in pair])
+
+    async def recheck_and_take_minute(
+        self, username: str, judged: AuthCacheEntry, credential_id: str, per_minute: int, now: float
+    ) -> MinuteTaken | None:
+        """MAIL's re-read and per-minute count in one script (`cache_scripts.MAIL_CHECK`), when the fields `judged`
+        was parsed from are still known here; None otherwise, or when Redis refuses the script (the caller then
+        re-reads and counts separately). Raises CacheUnavailable / CacheStale (CacheStale: nothing counted)."""
+        known = self._reread_parses.get(username)
+        if known is None or known[1] is not judged or not self._mail_checks or self._writes_refused:
+            return None
+        counter = usage.minute_limit_key(credential_id, usage.minute_start(now))
+        args: list[str | int | bytes] = [auth_key(username), EPOCH_KEY, WATERMARK_KEY, self._highest_watermark]
+        args += [per_minute, usage.MINUTE_LIMIT_TTL_SECONDS, *known[2]]
+        try:
+            same, counted, epoch, watermark, *read = await self._mail_check(keys=[counter], args=args)
+        except ResponseError as exc:  # NOPERM (an ACL without EVALSHA), READONLY, OOM...: the two commands instead
+            if isinstance(exc, NoPermissionError):
+                self._mail_checks = False
+            log.error("Redis refused MAIL's script: MAIL re-reads, then counts", extra={"error": str(exc)[:200]})
+            return None
+        except (RedisError, OSError) as exc:
+            raise CacheUnavailable(type(exc).__name__) from None
+        if same:
+            # Checked by the script against the highest watermark as it was when sent: counted, so trusted.
+            self._highest_watermark = max(self._highest_watermark, int(watermark))
+            return MinuteTaken(unchanged=True, counted=bool(counted), entry=judged)
+        self._check_trust(epoch, watermark)
+        raw = fields_of(read[0]) if read else {}
+        return MinuteTaken(unchanged=False, counted=False, entry=self._parsed(username, raw) if raw else None)
 
     def _drain(self, pipe: Any) -> Taken | None:
         """The buffered usage commands into this MULTI, unless Redis refuses this relay's writes (then the reads

@@ -29,6 +29,29 @@ class Lookup(NamedTuple):
     failures_for_address: int
 
 
+class MinuteTaken(NamedTuple):
+    """MAIL's re-read and per-minute count in one round trip (`MailRecheck`). `unchanged`: the cache is trusted and
+    the entry is exactly the one the session was judged valid on, so the minute was counted, unless that would
+    exceed the limit (`counted` False: nothing counted). Otherwise nothing was counted and `entry` is the entry as
+    read now (None: missing or damaged), to be judged as any re-read."""
+
+    unchanged: bool
+    counted: bool
+    entry: AuthCacheEntry | None
+
+
+class MailRecheck(Protocol):
+    """MAIL's credential re-check and per-minute count in one round trip, where the cache can do both atomically."""
+
+    async def recheck_and_take_minute(
+        self, username: str, judged: AuthCacheEntry, credential_id: str, per_minute: int, now: float
+    ) -> MinuteTaken | None:
+        """Re-read the entry; if it is still `judged` (and the cache trusted), count one message in the credential's
+        UTC minute unless that exceeds `per_minute`. None: not possible in one round trip here (the caller re-reads,
+        judges, then counts). Raises CacheUnavailable."""
+        ...
+
+
 class AuthCacheReader(Protocol):
     """The projector's auth cache as the relay reads it, plus the relay's own AUTH failure counters."""
 

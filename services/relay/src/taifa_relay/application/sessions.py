@@ -41,12 +41,14 @@ class SessionState:
     __slots__ = (
         "account_id",
         "auth_failures",
+        "checked",
         "client_group",
         "client_ip",
         "credential_id",
         "domain",
         "limits",
         "login",
+        "mail_deferred",
         "plan",
         "recheck",
         "revoked",
@@ -71,6 +73,11 @@ class SessionState:
         # Re-read the entry before the next command (RCPT and the start of DATA too): set by a "credential changed"
         # notice for this credential, by a (re)subscription of the channel, and while the credential is suspended.
         self.recheck = False
+        # The entry this session was last judged valid on (at AUTH or a re-read; None after any other verdict): MAIL
+        # re-reads and counts in one round trip while Redis still holds exactly it (Submission.mail_from).
+        self.checked: AuthCacheEntry | None = None
+        # MAIL's re-check waits for aiosmtpd to accept the command, to be done with its count (before_mail).
+        self.mail_deferred = False
         self.auth_failures = 0
 
     @property

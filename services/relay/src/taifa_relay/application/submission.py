@@ -13,91 +13,46 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from taifa_events import usage
-from taifa_events.auth_cache import AuthCacheEntry
 
+from taifa_relay.application.decisions import (
+    AUTH_ACCEPTED,
+    AUTH_CLOSED,
+    AUTH_REFUSED,
+    AUTH_THROTTLED,
+    LIMITS_UNAVAILABLE,
+    RECIPIENT_ACCEPTED,
+    SENDER_ACCEPTED,
+    Accepted,
+    Close,
+    Decision,
+    LoggedOut,
+    Refused,
+    unavailable_outcome,
+)
 from taifa_relay.application.ports import (
     AuthCacheReader,
-    CacheStale,
     CacheUnavailable,
     DomainOwnerLookup,
+    MailRecheck,
     SendingLimits,
     Upstream,
     UsageRecorder,
-    WriteRefused,
 )
+from taifa_relay.application.rechecks import SessionChecks, keep_limits
 from taifa_relay.application.sessions import SessionRegistry, SessionState
 from taifa_relay.domain import credentials, policy, replies
-from taifa_relay.domain.credentials import SessionVerdict
 from taifa_relay.domain.limits import AuthFailureLimits
+
+__all__ = ["Accepted", "Close", "Decision", "LoggedOut", "Refused", "Submission"]
 
 log = logging.getLogger("taifa.relay.session")
 
 
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    """Answer `reply`; the command succeeded. `outcomes` name what the protocol counts (metrics)."""
-
-    reply: str
-    outcomes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Refused:
-    """Answer `reply`; the session goes on."""
-
-    reply: str
-    outcomes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    """Answer `reply`, then close the connection."""
-
-    reply: str
-    outcomes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class LoggedOut:
-    """The session's credential was revoked: its login and its transaction are gone; answer `reply`."""
-
-    reply: str
-    outcomes: tuple[str, ...] = ()
-
-
-Decision = Accepted | Refused | Close | LoggedOut
-
-# The frequent decisions, built once.
-AUTH_ACCEPTED = Accepted(replies.AUTH_SUCCESS, ("success",))
-AUTH_REFUSED = Refused(replies.AUTH_INVALID, ("failure",))
-AUTH_CLOSED = Close(replies.AUTH_TOO_MANY_FAILURES, ("failure",))
-AUTH_THROTTLED = Close(replies.AUTH_TOO_MANY_FAILURES, ("throttled",))
-SENDER_ACCEPTED = Accepted(replies.SENDER_OK)
-RECIPIENT_ACCEPTED = Accepted(replies.RECIPIENT_OK)
-REVOKED = LoggedOut(replies.CREDENTIAL_REVOKED, ("revoked-in-session",))
-RECHECK_UNAVAILABLE = Refused(replies.AUTH_TEMPORARY_FAILURE)
-END_OF_DATA_RECHECK_UNAVAILABLE = Refused(replies.RECHECK_UNAVAILABLE, ("end-of-data-recheck-unavailable",))
-LIMITS_UNAVAILABLE = Refused(replies.LIMITS_UNAVAILABLE, ("limits-unavailable",))
-
-
-def _unavailable_outcome(exc: CacheUnavailable) -> str:
-    if isinstance(exc, WriteRefused):
-        return "write-refused"
-    return "cache-stale" if isinstance(exc, CacheStale) else "unavailable"
-
-
-def _keep_limits(state: SessionState, entry: AuthCacheEntry) -> None:
-    """The session's limits and plan as `entry` states them now (an entry without a plan: the fallback plan)."""
-    state.limits = entry.limits
-    state.plan = entry.plan
-
-
-class Submission:
+class Submission(SessionChecks):
     """One per process: the decisions of every session, over the ports it is given."""
 
     def __init__(
@@ -115,8 +70,11 @@ class Submission:
         usage_recorder: UsageRecorder,
         plan_quotas: dict[str, int] | None = None,
         clock: Callable[[], float] = time.time,
+        mail_recheck: MailRecheck | None = None,
     ) -> None:
         self.auth_cache = auth_cache
+        # MAIL's re-read and per-minute count in one round trip (None: a re-read, then the count).
+        self.mail_recheck = mail_recheck
         self.domain_owners = domain_owners
         self.upstream = upstream
         self.sessions = sessions
@@ -164,7 +122,8 @@ class Submission:
             state.login = opened  # the secret id and expiries, for the re-checks
             state.domain = entry.domain.lower()
             state.account_id = str(entry.account_id)
-            _keep_limits(state, entry)
+            keep_limits(state, entry)
+            state.checked = entry  # judged valid now: MAIL's script compares it
             state.revoked = False
             self.sessions.logged_in(state)
             self.usage.auth_succeeded(
@@ -219,109 +178,17 @@ class Submission:
 
     def _unavailable(self, state: SessionState, exc: CacheUnavailable) -> Refused:
         log.warning("AUTH answered 454: auth cache unavailable", extra={"client": state.client_ip})
-        return Refused(replies.AUTH_TEMPORARY_FAILURE, (_unavailable_outcome(exc),))
-
-    # --- revocation, retirement, expiry, suspension ---------------------------------------------
-    def revoked(self, state: SessionState) -> Decision | None:
-        """Without any read: LoggedOut when a revocation message reached this session's credential, or when its
-        secret or credential has expired by the relay's clock (the expiries as last read, at AUTH or at a
-        re-check); else None."""
-        if not state.logged_in:
-            return None
-        if not state.revoked and state.login is not None and credentials.expired_by_clock(state.login, self.clock()):
-            state.revoked = True
-        return self._log_out(state) if state.revoked else None
-
-    async def before_rcpt_or_data(self, state: SessionState) -> Decision | None:
-        """RCPT and the start of DATA. Unmarked, nothing is read (no Redis command): `revoked`. A session marked by
-        a "credential changed" notice (or by a resubscription of the channel) re-reads its entry once, with the
-        judgement of MAIL: retired secret, expiry, allowlist or deactivation log it out (535), suspension is
-        451 4.7.1. None: go on."""
-        refusal = self.revoked(state)
-        if refusal is not None or not state.logged_in or not state.recheck:
-            return refusal
-        try:
-            verdict = self._verdict(state, await self._reread(state))
-        except CacheUnavailable:
-            return RECHECK_UNAVAILABLE
-        if verdict is SessionVerdict.RETIRED:
-            return self._log_out(state)
-        return self._suspended(state) if verdict is SessionVerdict.SUSPENDED else None
-
-    async def _reread(self, state: SessionState) -> AuthCacheEntry | None:
-        """One re-read of the session's entry. The mark is cleared before the read, so a notice that arrives while
-        it is in flight marks the session again; a failed read leaves it marked."""
-        state.recheck = False
-        try:
-            return await self.auth_cache.reread(state.username or "")
-        except CacheUnavailable:
-            state.recheck = True
-            raise
-
-    async def before_mail(self, state: SessionState, mail_arg: str | None) -> Decision | None:
-        """MAIL of a logged-in session: the credential is re-read from the cache (or, unless the session is marked
-        for a re-read, another session's recent re-check of the same credential is reused), and the null sender is
-        refused. None: go on."""
-        if not state.logged_in:
-            return None
-        verdict = SessionVerdict.RETIRED
-        if not state.revoked:
-            entry = None if state.recheck else self.recent_checks.fresh(state)
-            try:
-                if entry is None:
-                    since = self.recent_checks.generation
-                    entry = await self._reread(state)
-                    if entry is not None:
-                        self.recent_checks.remember(state, entry, since)
-            except CacheUnavailable:
-                return RECHECK_UNAVAILABLE
-            verdict = self._verdict(state, entry)
-        if verdict is SessionVerdict.RETIRED:
-            return self._log_out(state)
-        if verdict is SessionVerdict.SUSPENDED:
-            return self._suspended(state)
-        if policy.is_null_sender(mail_arg):
-            return Refused(replies.NULL_SENDER_NOT_ALLOWED)
-        return None
-
-    def _verdict(self, state: SessionState, entry: AuthCacheEntry | None) -> SessionVerdict:
-        """The rules on a fresh read of the entry (domain.credentials.session_verdict); a retired session is
-        marked revoked, a valid or suspended one keeps the expiries the entry states now. A suspended one stays
-        marked for a re-read, so every command of it is refused until a re-read finds it resumed."""
-        login = state.login
-        if login is None:
-            verdict = SessionVerdict.RETIRED
-        else:
-            verdict = credentials.session_verdict(entry, login, state.client_ip, self.clock())
-        if verdict is SessionVerdict.RETIRED:
-            state.revoked = True
-        if verdict is SessionVerdict.SUSPENDED:
-            state.recheck = True
-        if verdict is not SessionVerdict.RETIRED and entry is not None and login is not None:
-            state.login = credentials.refreshed(entry, login)
-            _keep_limits(state, entry)
-        return verdict
-
-    def _refused(self, state: SessionState, reply: str, reason: str) -> Refused:
-        """A refusal of a logged-in session, counted in its credential's usage (refused:<reason>) and, through the
-        decision's outcome, in taifa_relay_refusals_total{reason}."""
-        if state.credential_id is not None and state.account_id is not None:
-            self.usage.refused(state.credential_id, state.account_id, reason, self.clock())
-        return Refused(reply, (f"refused:{reason}",))
-
-    def _suspended(self, state: SessionState) -> Decision:
-        return self._refused(state, replies.CREDENTIAL_SUSPENDED, "suspended")
-
-    def _log_out(self, state: SessionState) -> Decision:
-        self.sessions.forget_login(state)
-        state.username = state.credential_id = state.domain = None
-        state.login = None
-        return REVOKED
+        return Refused(replies.AUTH_TEMPORARY_FAILURE, (unavailable_outcome(exc),))
 
     # --- envelope ------------------------------------------------------------------------------
     async def mail_from(self, state: SessionState, address: str) -> Decision:
         """The envelope sender (parsed by aiosmtpd): the credential's domain or a subdomain that no other
-        account has verified."""
+        account has verified; then the per-minute count. The re-check `before_mail` deferred comes first."""
+        if state.mail_deferred:
+            state.mail_deferred = False
+            decided = await self._mail_in_one_trip(state, address)
+            if decided is not None:
+                return decided
         domain = state.domain or ""
         if not policy.sender_allowed(address, domain):
             return self._refused(state, replies.SENDER_NOT_ALLOWED, "policy")
@@ -446,19 +313,3 @@ class Submission:
             },
         )
         return Accepted(replies.queued(queue_id))
-
-    async def _end_of_data_check(self, state: SessionState) -> Decision | None:
-        """Right before the upstream send, re-read the entry once more (one MULTI, never the reuse cache): a
-        revocation whose channel message was lost (published while the relay resubscribed), a secret retired
-        or a credential suspended while the message was being sent still stops it (suspended: 451 4.7.1, the
-        client keeps the message and retries). None when the session may send; else the decision, and nothing
-        is sent."""
-        verdict = SessionVerdict.RETIRED
-        if not state.revoked and state.username:
-            try:
-                verdict = self._verdict(state, await self._reread(state))
-            except CacheUnavailable:
-                return END_OF_DATA_RECHECK_UNAVAILABLE
-        if verdict is SessionVerdict.RETIRED:
-            return self._log_out(state)
-        return self._suspended(state) if verdict is SessionVerdict.SUSPENDED else None

@@ -6,8 +6,8 @@ from __future__ import annotations
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from taifa_relay.adapters import metrics
-from taifa_relay.application.submission import Accepted, Submission
-from taifa_relay.entrypoints.session_state import RelaySession, hook_names
+from taifa_relay.application.submission import Accepted, LoggedOut, Submission
+from taifa_relay.entrypoints.session_state import RelaySession, forget_login, hook_names
 
 
 class RelayHandler:
@@ -28,6 +28,8 @@ class RelayHandler:
         if isinstance(decision, Accepted):
             envelope.mail_from = address
             envelope.mail_options.extend(options)
+        elif isinstance(decision, LoggedOut):  # MAIL's re-check, deferred to here (Submission.before_mail)
+            forget_login(session)
         return decision.reply
 
     async def handle_RCPT(

@@ -45,6 +45,12 @@ class RelaySession(Session):
         self._login_data = value
 
 
+def forget_login(session: Session) -> None:
+    """The application logged the session out (revoked): aiosmtpd's login goes too (its next MAIL gets 530)."""
+    session.authenticated = False
+    session.auth_data = None
+
+
 # Keyed by the class itself (functools.cache would do, but mypy refuses a class as its Hashable argument).
 _HOOK_NAMES: dict[tuple[type, tuple[str, ...]], list[str]] = {}
 

@@ -25,7 +25,13 @@ from taifa_relay.application.submission import Accepted, Close, Decision, Logged
 from taifa_relay.domain import replies
 from taifa_relay.entrypoints.handler import RelayHandler
 from taifa_relay.entrypoints.message_reader import read_message
-from taifa_relay.entrypoints.session_state import ProtocolLimits, RelaySession, hook_names, memoized_getaddr
+from taifa_relay.entrypoints.session_state import (
+    ProtocolLimits,
+    RelaySession,
+    forget_login,
+    hook_names,
+    memoized_getaddr,
+)
 from taifa_relay.entrypoints.tls_upgrade import TLSUpgradingSMTP
 
 log = logging.getLogger("taifa.relay.smtp")
@@ -374,8 +380,7 @@ class RelaySMTP(TLSUpgradingSMTP):
 
     def _forget_login(self) -> None:
         """The application logged the session out (revoked): aiosmtpd's login and the transaction go too."""
-        self.relay_session.authenticated = False
-        self.relay_session.auth_data = None
+        forget_login(self.relay_session)
         self._set_rset_state()  # type: ignore[no-untyped-call]
 
     async def handle_exception(self, error: Exception) -> str:
