@@ -18,6 +18,7 @@ import pytest
 import taifa_events as ev
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 from taifa_events.envelope import _decode_carefully, _decode_fast
 from taifa_events.metadata import Actor, EventMetadata
 from taifa_events.secrets import SECRET_ID_NAMESPACE, initial_secret_id
@@ -113,6 +114,15 @@ def test_every_type_and_the_by_defaults_versions_take_the_fast_path(body: dict[s
     decoded = ev.decode(raw)
     assert decoded.schema_version == ev.EVENT_TYPES[body["event_type"]].SCHEMA_VERSION
     assert (decoded.metadata is None) == ("metadata" not in body)
+    if body["schema_version"] != decoded.schema_version:
+        # An older version's envelope gets the current version set in place: still frozen, equal to the careful
+        # path's in every field, its fields-set and its hash.
+        careful = _decode_carefully(raw)
+        assert dict(decoded) == dict(careful)
+        assert decoded.model_fields_set == careful.model_fields_set
+        assert hash(decoded) == hash(careful)
+        with pytest.raises(ValidationError):
+            decoded.schema_version = 1  # type: ignore[misc]
 
 
 # Values that sit at the edges of the schemas: UUIDs in other forms, times with and without an offset, numbers

@@ -84,8 +84,9 @@ class FastDecoder:
             if (envelope.event_type, envelope.schema_version) != (event_type, version):
                 return None  # the headers named another type or version than the value has
             if version != current:
-                # The defaults made the upcasters' fields; the envelope says the version its data now has.
-                envelope = envelope.model_copy(update={"schema_version": current})
+                # The defaults made the upcasters' fields; the envelope says the version its data now has. Set in
+                # place: the envelope was just built and nothing else holds it (`model_copy` would copy it whole).
+                object.__setattr__(envelope, "schema_version", current)
             return envelope
         except ValidationError:
             return None
