@@ -30,6 +30,7 @@ from taifa_runtime.redis import redis_client
 
 from taifa_relay.adapters import metrics
 from taifa_relay.adapters.cache_scripts import MAIL_CHECK, READ, STAND_IN, STAND_IN_ARGS, fields_of
+from taifa_relay.adapters.redis_connection import relay_redis
 from taifa_relay.adapters.usage_buffer import Taken, UsageBuffer
 from taifa_relay.application.ports import CacheStale, CacheUnavailable, Lookup, MinuteTaken, WriteRefused
 
@@ -72,7 +73,7 @@ class RedisAuthCacheReader:
     def __init__(
         self, url: str, *, failure_window_seconds: int, timeout: float = 2.0, usage: UsageBuffer | None = None
     ) -> None:
-        self._redis = redis_client(url, timeout=timeout, retry_on_timeout=False)
+        self._redis = relay_redis(url, timeout=timeout, retry_on_timeout=False)
         self._read_sha = hashlib.sha1(READ.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
         self._script_reads = True
         self._mail_check = self._redis.register_script(MAIL_CHECK)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from redis.exceptions import RedisError
 from taifa_events.auth_cache import domain_owner_key
-from taifa_runtime.redis import redis_client
 
+from taifa_relay.adapters.redis_connection import relay_redis
 from taifa_relay.application.ports import CacheUnavailable
 
 
@@ -21,7 +21,7 @@ class DomainOwners:
     cache's pool serves every AUTH)."""
 
     def __init__(self, url: str, *, timeout: float = 2.0) -> None:
-        self._redis = redis_client(url, timeout=timeout, retry_on_timeout=False)
+        self._redis = relay_redis(url, timeout=timeout, retry_on_timeout=False)
 
     async def owners(self, names: list[str]) -> list[str | None]:
         """The account id that verified each of `names` (None: no account has), in the same order."""

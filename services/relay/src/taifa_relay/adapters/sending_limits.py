@@ -13,9 +13,9 @@ from uuid import UUID
 
 from redis.exceptions import RedisError, ResponseError
 from taifa_events import usage
-from taifa_runtime.redis import redis_client
 
 from taifa_relay.adapters import metrics
+from taifa_relay.adapters.redis_connection import relay_redis
 from taifa_relay.application.ports import CacheUnavailable, RecipientTaken, WriteRefused
 
 log = logging.getLogger("taifa.relay.limits")
@@ -45,7 +45,7 @@ class RedisSendingLimits:
     """The counters of every relay instance, in the Redis of the auth cache."""
 
     def __init__(self, url: str, *, timeout: float = 2.0) -> None:
-        self._redis = redis_client(url, timeout=timeout, retry_on_timeout=False)
+        self._redis = relay_redis(url, timeout=timeout, retry_on_timeout=False)
         self._take = self._redis.register_script(_TAKE)
 
     async def _run(self, keys: list[str], args: list[int]) -> list[int]:

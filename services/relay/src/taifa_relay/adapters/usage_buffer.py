@@ -19,7 +19,8 @@ from typing import Any, Final
 
 from redis.exceptions import RedisError
 from taifa_events import usage
-from taifa_runtime.redis import redis_client
+
+from taifa_relay.adapters.redis_connection import relay_redis
 
 log = logging.getLogger("taifa.relay.usage")
 
@@ -35,7 +36,7 @@ class UsageBuffer:
     """Counts waiting for the next Redis round trip, per usage hash (credential and hour)."""
 
     def __init__(self, url: str, *, timeout: float = 2.0) -> None:
-        self._redis = redis_client(url, timeout=timeout, retry_on_timeout=False)
+        self._redis = relay_redis(url, timeout=timeout, retry_on_timeout=False)
         self._incr: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self._set: dict[str, dict[str, str]] = defaultdict(dict)
         self._pending: dict[str, int] = {}
