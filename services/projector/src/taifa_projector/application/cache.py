@@ -90,6 +90,10 @@ class CacheGuard:
         """Check at the next opportunity (after a rebalance, after start)."""
         self._last_check = float("-inf")
 
+    def due(self) -> bool:
+        """Whether the next `maybe_check` checks (the caller lets its pending cache writes land first)."""
+        return not self.rebuilding and time.monotonic() - self._last_check >= self.interval
+
     async def maybe_check(self, partitions: Iterable[TopicPartitionKey]) -> None:
         """Between batches: check if due, and start a rebuild if the cache is incomplete."""
         self._reap()

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
@@ -50,6 +51,8 @@ class Projector:
         self.pruner, self.applier = parts.pruner, parts.applier
         self.log_gaps, self.listener, self.consumer = parts.log_gaps, parts.listener, parts.consumer
         self.group = parts.group
+        # Each batch's Redis write overlaps the next batch's PostgreSQL transaction (in order; see `_finish`).
+        self.applier.defer_cache = True
         await self._hold_read_side()
         await self.consumer.start()
         if self.with_health:
@@ -102,7 +105,7 @@ class Projector:
                 records = await self.group.poll(
                     timeout_ms=self.settings.projector_poll_timeout_ms, max_records=self.settings.projector_batch_size
                 )
-                decoded = self.applier.decode(records) if records else None
+                decoded = await self.applier.decode_stepwise(records) if records else None
                 if in_flight is not None:
                     await self._finish(in_flight)
                     in_flight = None
@@ -110,9 +113,12 @@ class Projector:
                 if decoded is not None:
                     in_flight = asyncio.create_task(self._apply(decoded))
         finally:
-            if in_flight is not None:
-                await self._finish(in_flight)
-            await self._followed()
+            try:
+                if in_flight is not None:
+                    await self._finish(in_flight)
+                await self._followed()
+            finally:
+                await self.applier.cache_settled()
 
     async def _between_batches(self) -> None:
         """With no batch in flight: hold the read side again if its connection was lost (a database
@@ -121,6 +127,9 @@ class Projector:
         if not self.read_side.held:
             await self._hold_read_side()
         await self.listener.past_end()
+        if self.guard.due():
+            # The check compares the cache's offsets with PostgreSQL's: the last batch's Redis write must be in.
+            await self.applier.cache_settled()
         await self.guard.maybe_check(self.assigned())
         await self.pruner.maybe_prune(self.totals.highest_position)
 
@@ -135,10 +144,11 @@ class Projector:
     async def _finish(self, in_flight: asyncio.Task[BatchReport]) -> None:
         report = await in_flight
         self._add_to_totals(report)
-        # Kafka's offsets only follow PostgreSQL's (for lag tools): the commit's round trip runs while the next
-        # batch is applied, one at a time and in order (the previous one is awaited first).
+        # Kafka's offsets only follow PostgreSQL's and Redis's (for lag tools): the batch's Redis write and then the
+        # commit's round trip run while the next batch is applied, one at a time and in order (the previous one
+        # is awaited first, so an error of the Redis write, `CacheRefused`, stops the loop here).
         await self._followed()
-        self._following = asyncio.create_task(self._commit(report.next_offsets))
+        self._following = asyncio.create_task(self._commit(report.next_offsets, self.applier.cache_pending()))
 
     async def _followed(self) -> None:
         """Wait for the Kafka commit still out, if any."""
@@ -153,8 +163,11 @@ class Projector:
         self.totals.highest_position = max(self.totals.highest_position, report.highest_position)
         self.totals.next_offsets.update(report.next_offsets)
 
-    async def _commit(self, offsets: dict[TopicPartitionKey, int]) -> None:
-        """Follow PostgreSQL's offsets in Kafka (for lag tools), and show how far each partition is behind."""
+    async def _commit(self, offsets: dict[TopicPartitionKey, int], cache_write: Awaitable[None] | None) -> None:
+        """Once the batch's Redis write is done, follow PostgreSQL's offsets in Kafka (for lag tools), and show
+        how far each partition is behind."""
+        if cache_write is not None:
+            await cache_write
         for (topic, partition), behind in (await self.group.commit(offsets)).items():
             metrics.LAG.labels(topic, str(partition)).set(behind)
 
