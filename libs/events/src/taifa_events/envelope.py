@@ -25,7 +25,9 @@ class InvalidEvent(ValueError):
 class Envelope(BaseModel, Generic[DataT]):
     """One committed event with its position in the event store's global, commit-ordered log."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # cache_strings: the JSON parser interns keys only (its default, "all", also looks up every value, and an
+    # envelope's values are ids and times that never repeat): decoding the bench's envelopes 8.4 -> 7.5 us.
+    model_config = ConfigDict(frozen=True, extra="ignore", cache_strings="keys")
 
     event_id: UUID
     # Strict, as `decode` reads them before choosing the data model: "2" is not a schema version.

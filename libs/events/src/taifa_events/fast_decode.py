@@ -33,7 +33,7 @@ from taifa_events.upcasters import BY_DEFAULTS
 class _Header(BaseModel):
     """The two envelope fields that choose how the rest is read (strict: as `decode` checks them)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", cache_strings="keys")  # as `Envelope`'s
 
     event_type: StrictStr
     schema_version: StrictInt
