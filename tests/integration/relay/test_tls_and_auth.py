@@ -420,3 +420,31 @@ def test_a13_with_a_recheck_cache_a_missed_message_is_caught_when_the_cache_expi
 
         wait_until(refused, 5, "MAIL refused once the cached re-check expired")
         assert time.monotonic() - started < 2
+
+
+def test_tls13_one_session_ticket_per_handshake_and_a_client_can_resume_with_it(client: Client) -> None:
+    """As Postfix 3.7: one ticket after each full TLS 1.3 handshake (OpenSSL's default is two), enough to resume."""
+    context = client.certs.client_context()
+    tickets: list[object] = []
+
+    def seen(conn: object, direction: str, version: object, kind: object, msg_type: object, data: object) -> None:
+        if direction == "read" and msg_type == ssl._TLSMessageType.NEWSESSION_TICKET:  # type: ignore[attr-defined]
+            tickets.append(msg_type)
+
+    context._msg_callback = seen  # type: ignore[attr-defined]
+    raw = socket.create_connection(("127.0.0.1", client.relay.smtps_port), timeout=5)
+    first = context.wrap_socket(raw, server_hostname="localhost")
+    try:
+        assert first.version() == "TLSv1.3"
+        assert first.recv(1024).startswith(b"220")  # the ticket arrives with or before the greeting
+        session = first.session
+    finally:
+        first.close()
+    assert len(tickets) == 1
+    raw = socket.create_connection(("127.0.0.1", client.relay.smtps_port), timeout=5)
+    second = context.wrap_socket(raw, server_hostname="localhost", session=session)
+    try:
+        assert second.recv(1024).startswith(b"220")
+        assert second.session_reused
+    finally:
+        second.close()
