@@ -91,7 +91,15 @@ class InMemoryReadModelStore:
             return dict(self.recorded)
         return {tp: self.recorded[tp] for tp in partitions if tp in self.recorded}
 
-    async def apply_batch(self, events: Sequence[Event], offsets: dict[TopicPartitionKey, int]) -> BatchOutcome:
+    async def apply_batch(
+        self,
+        events: Sequence[Event],
+        offsets: dict[TopicPartitionKey, int],
+        *,
+        audit_rows: Sequence[AuditRow | None] | None = None,
+    ) -> BatchOutcome:
+        if audit_rows is not None:  # the rows the applier built while decoding are those of the events
+            assert list(audit_rows) == [audit_row(e) for e in events]
         self.failures.check()
         if any(e.event_id in self.rejected_events for e in events):
             raise StoreRejected("postgres", "CheckViolationError(23514)")

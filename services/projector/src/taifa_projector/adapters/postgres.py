@@ -15,7 +15,7 @@ from uuid import UUID
 
 import asyncpg
 from taifa_events import AccountCreated, decode, envelope_to_json
-from taifa_events.audit import audit_row
+from taifa_events.audit import AuditRow, audit_row
 
 from taifa_projector.adapters import audit_feed
 from taifa_projector.adapters.driver_errors import postgres_errors
@@ -33,13 +33,13 @@ from taifa_projector.application.ports import BatchOutcome, CacheSnapshot
 from taifa_projector.domain.fold import Event, ReadSideFold, owners_of
 from taifa_projector.domain.log_positions import TopicPartitionKey
 from taifa_projector.domain.model import (
+    CREATING_EVENTS,
+    CREDENTIAL_EVENTS,
+    DOMAIN_EVENTS,
     AuthEntry,
     CredentialRow,
     DomainRow,
     SecretRow,
-    creates_stream,
-    is_credential_event,
-    is_domain_event,
     newest_first,
     quarantined,
 )
@@ -155,8 +155,15 @@ class PostgresReadModelStore(RebuildStore):
     # --- live batches ------------------------------------------------------------------------
 
     @postgres_errors
-    async def apply_batch(self, events: Sequence[Event], offsets: dict[TopicPartitionKey, int]) -> BatchOutcome:
-        """Apply `events` (in arrival order) and record `offsets`, all in one transaction."""
+    async def apply_batch(
+        self,
+        events: Sequence[Event],
+        offsets: dict[TopicPartitionKey, int],
+        *,
+        audit_rows: Sequence[AuditRow | None] | None = None,
+    ) -> BatchOutcome:
+        """Apply `events` (in arrival order) and record `offsets`, all in one transaction. `audit_rows` (each
+        event's feed row, built while the batch was decoded) are taken when every event is new, as usual."""
         unique: dict[UUID, Event] = {}
         for event in events:
             unique.setdefault(event.event_id, event)
@@ -175,7 +182,9 @@ class PostgresReadModelStore(RebuildStore):
             fold = await self._load_for(conn, fresh + seen_before)
             fold.apply_all(fresh)
             await self._write(conn, fold)
-            await audit_feed.write_rows(conn, [row for e in fresh if (row := audit_row(e)) is not None])
+            if audit_rows is None or len(fresh) != len(events):  # a duplicate: only the new events' rows
+                audit_rows = [audit_row(e) for e in fresh]
+            await audit_feed.write_rows(conn, [row for row in audit_rows if row is not None])
             await self._record_offsets(conn, offsets)
         return BatchOutcome(fresh, len(events) - len(fresh), fold, seen_before)
 
@@ -189,19 +198,21 @@ class PostgresReadModelStore(RebuildStore):
         username_set: set[str] = set()
         creating_set: set[UUID] = set()
         for e in events:  # one pass: this runs for every event of every batch
-            stream = e.data.stream_id()
-            if is_credential_event(e):
+            data = e.data
+            kind = type(data)
+            stream = data.stream_id()
+            if kind in CREDENTIAL_EVENTS:
                 credential_set.add(stream)
-                username_set.add(str(getattr(e.data, "username", "")).lower())
-                account = getattr(e.data, "account_id", None)
+                username_set.add(str(getattr(data, "username", "")).lower())
+                account = getattr(data, "account_id", None)
                 if account is not None:
                     account_set.add(account)
-            elif is_domain_event(e):
+            elif kind in DOMAIN_EVENTS:
                 domain_set.add(stream)
-            elif type(e.data) is AccountCreated:
+            elif kind is AccountCreated:
                 account_set.add(stream)
                 new_accounts.add(stream)
-            if creates_stream(e):
+            if kind in CREATING_EVENTS:
                 creating_set.add(stream)
         credential_ids, domain_ids = list(credential_set), list(domain_set)
         usernames, creating = list(username_set), list(creating_set)

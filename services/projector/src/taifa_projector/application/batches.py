@@ -42,6 +42,7 @@ from typing import Any
 from uuid import UUID
 
 from taifa_events import CredentialDeactivated, InvalidEvent, decode
+from taifa_events.audit import AuditRow, audit_row
 from taifa_events.signing import Keyring, SignatureRefused
 
 from taifa_projector import metrics
@@ -83,6 +84,9 @@ class DecodedBatch:
     records: Sequence[Record]
     next_offsets: dict[TopicPartitionKey, int]
     events: list[tuple[Record, Event]] = field(default_factory=list)
+    # The audit feed row of each event in `events` (None: not in the feed), built while decoding: off the
+    # critical path of the batch in flight (the store uses them when every event of the batch is new).
+    audit_rows: list[AuditRow | None] = field(default_factory=list)
     undecodable: list[tuple[Record, str]] = field(default_factory=list)
     unverified: list[tuple[Record, SignatureRefused]] = field(default_factory=list)
 
@@ -147,7 +151,9 @@ class BatchApplier:
             try:
                 if record.value is None:
                     raise InvalidEvent("record has no value")
-                batch.events.append((record, decode(record.value, declared=record.declared)))
+                event = decode(record.value, declared=record.declared)
+                batch.events.append((record, event))
+                batch.audit_rows.append(audit_row(event))
             except InvalidEvent as exc:
                 batch.undecodable.append((record, str(exc)))
 
@@ -170,7 +176,7 @@ class BatchApplier:
         last_error: BaseException | None = None
         for attempt in range(1, self.max_attempts + 1):
             try:
-                await self._apply([e for _, e in decoded], report.next_offsets, report)
+                await self._apply([e for _, e in decoded], report.next_offsets, report, batch.audit_rows)
                 return report
             except Exception as exc:
                 if is_transient(exc) or isinstance(exc, CacheRefused):
@@ -204,9 +210,15 @@ class BatchApplier:
         # Record the batch's end offsets (dead-lettered records at the tails included).
         await self._apply([], report.next_offsets, report)
 
-    async def _apply(self, events: list[Event], offsets: dict[TopicPartitionKey, int], report: BatchReport) -> None:
+    async def _apply(
+        self,
+        events: list[Event],
+        offsets: dict[TopicPartitionKey, int],
+        report: BatchReport,
+        audit_rows: Sequence[AuditRow | None] | None = None,
+    ) -> None:
         outcome: BatchOutcome = await retry_transient(
-            lambda: self.store.apply_batch(events, offsets),
+            lambda: self.store.apply_batch(events, offsets, audit_rows=audit_rows),
             initial=self.retry_initial,
             maximum=self.retry_max,
         )

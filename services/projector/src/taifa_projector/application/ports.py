@@ -100,8 +100,15 @@ class ReadModelStore(Protocol):
         self, partitions: Iterable[TopicPartitionKey] | None = None
     ) -> dict[TopicPartitionKey, int]: ...
 
-    async def apply_batch(self, events: Sequence[Event], offsets: dict[TopicPartitionKey, int]) -> BatchOutcome:
-        """Apply `events` and record `offsets` atomically (each event id once)."""
+    async def apply_batch(
+        self,
+        events: Sequence[Event],
+        offsets: dict[TopicPartitionKey, int],
+        *,
+        audit_rows: Sequence[AuditRow | None] | None = None,
+    ) -> BatchOutcome:
+        """Apply `events` and record `offsets` atomically (each event id once). `audit_rows`, when given, are
+        `audit_row(e)` for each of `events`, built beforehand (the store may build them itself instead)."""
         ...
 
     async def auth_snapshot(self) -> CacheSnapshot: ...
