@@ -228,14 +228,16 @@ def apply_credential_event(row: CredentialRow | None, event: Envelope[EventData]
 # --- auth entries --------------------------------------------------------------------------------
 
 
-def tombstone(username: str, credential_id: UUID, account_id: UUID, domain_id: UUID, position: int) -> AuthEntry:
+def tombstone(
+    username: str, credential_id: UUID, account_id: UUID, domain_id: UUID, position: int, plan: str = "free"
+) -> AuthEntry:
     """A deactivated credential's entry: no secret, no restriction; the same whether it comes from the
     deactivation event alone (its creation not seen yet) or from the deactivated row."""
     username = username.lower()
     secrets = _secrets_json([(initial_secret_id(credential_id), TOMBSTONE_HASH, HASH_SCHEME, None)])
     return AuthEntry(
         username, credential_id, account_id, domain_id, username.rpartition("@")[2], TOMBSTONE_HASH, HASH_SCHEME,
-        False, position, DEACTIVATED, secrets, None, NO_CIDRS_JSON, NO_LIMITS_JSON,
+        False, position, DEACTIVATED, secrets, None, NO_CIDRS_JSON, NO_LIMITS_JSON, plan,
     )  # fmt: skip
 
 
@@ -248,10 +250,11 @@ def _cached_secret(s: SecretRow) -> dict[str, object]:
     }
 
 
-def auth_entry_of(row: CredentialRow) -> AuthEntry:
-    """The cache entry a credential row stands for (format 2)."""
+def auth_entry_of(row: CredentialRow, plan: str = "free") -> AuthEntry:
+    """The cache entry a credential row stands for (format 2), with the account's `plan` (the default until the
+    account's plan is known)."""
     if not row.is_active:
-        return tombstone(row.username, row.credential_id, row.account_id, row.domain_id, row.position)
+        return tombstone(row.username, row.credential_id, row.account_id, row.domain_id, row.position, plan)
     live = [s for s in row.secrets if s.revoked_at is None]
     if live:
         # A secret whose grace ended by the newest secret's creation (grace 0 among them) is over whatever the
@@ -274,7 +277,7 @@ def auth_entry_of(row: CredentialRow) -> AuthEntry:
     return AuthEntry(
         row.username.lower(), row.credential_id, row.account_id, row.domain_id, row.domain, newest.secret_hash,
         newest.hash_scheme, True, row.position, row.status, secrets, unix_seconds(row.expires_at),
-        _compact(list(row.allowed_cidrs)) if row.allowed_cidrs else NO_CIDRS_JSON, limits,
+        _compact(list(row.allowed_cidrs)) if row.allowed_cidrs else NO_CIDRS_JSON, limits, plan,
     )  # fmt: skip
 
 

@@ -16,6 +16,8 @@ from taifa_events import AccountCreated, Envelope, EventData
 
 from taifa_projector.domain.credentials import DEFAULT_PLAN
 from taifa_projector.domain.model import (
+    CREDENTIAL_EVENTS,
+    DOMAIN_EVENTS,
     AuthEntry,
     CredentialRow,
     DomainOwner,
@@ -27,7 +29,6 @@ from taifa_projector.domain.model import (
     creates_stream,
     domain_owner_for,
     is_credential_event,
-    is_domain_event,
     newer_entry,
     revocation_of,
     tombstone_of_event,
@@ -66,10 +67,15 @@ class ReadSideFold:
 
     def apply(self, event: Event) -> None:
         """Fold one event in (position-conditional: a duplicate or older event changes nothing)."""
-        if is_credential_event(event):
-            stream = event.data.stream_id()
+        # Runs for every event of every batch and rebuild: the event's class and stream are looked up once.
+        data = event.data
+        kind = type(data)
+        if kind in CREDENTIAL_EVENTS:
+            stream = data.stream_id()
             before = self.credentials.get(stream)
-            after = self._apply_row(event, self.credentials, self.changed_credentials, apply_credential_event)
+            after = self._apply_row(
+                event, stream, before, self.credentials, self.changed_credentials, apply_credential_event
+            )
             if after is None:
                 # Parked until its creation arrives; a deactivation still revokes at once (fail closed).
                 entry = tombstone_of_event(event)
@@ -77,12 +83,14 @@ class ReadSideFold:
                     self._apply_auth(entry)
             elif after is not before and not self.deferred_auth:
                 # The entry follows the credential's whole state (secrets, status, restrictions) and its plan.
-                entry = auth_entry_of(after)
-                self._apply_auth(entry._replace(plan=self.plans.get(entry.account_id, DEFAULT_PLAN)))
-        elif is_domain_event(event):
-            self._apply_row(event, self.domains, self.changed_domains, apply_domain_event)
-        elif type(event.data) is AccountCreated:
-            self._apply_plan(event.data.account_id, event.data.plan)
+                self._apply_auth(auth_entry_of(after, self.plans.get(after.account_id, DEFAULT_PLAN)))
+        elif kind in DOMAIN_EVENTS:
+            stream = data.stream_id()
+            self._apply_row(
+                event, stream, self.domains.get(stream), self.domains, self.changed_domains, apply_domain_event
+            )
+        elif type(data) is AccountCreated:
+            self._apply_plan(data.account_id, data.plan)
 
     def _apply_plan(self, account_id: UUID, plan: str) -> None:
         """Record the account's plan and give it to the account's entries this fold holds (an AccountCreated
@@ -97,21 +105,24 @@ class ReadSideFold:
     def _apply_row(
         self,
         event: Event,
+        stream: UUID,
+        before: RowT | None,
         rows: dict[UUID, RowT],
         changed: set[UUID],
         rule: Callable[[RowT | None, Event], RowT | None],
     ) -> RowT | None:
-        """Apply `event` to its stream's row (and the events parked for it); the row after, or None if parked."""
-        stream = event.data.stream_id()
-        before = rows.get(stream)
+        """Apply `event` to its stream's row `before` (and the events parked for it); the row after, or None if
+        parked."""
         after = rule(before, event)
         if after is None:
             self._park(stream, event)
             return None
-        if after != before:
+        if after is before:
+            pass  # unchanged (an older or duplicate event, a final state): the rules return the row itself
+        elif after != before:
             rows[stream] = after
             changed.add(stream)
-        if creates_stream(event) and stream in self.parked:
+        if self.parked and stream in self.parked and creates_stream(event):
             waiting = self.parked.pop(stream)
             self.unparked_streams.add(stream)
             for position in sorted(waiting):
@@ -144,8 +155,7 @@ class ReadSideFold:
         credentials' final rows never share a position, so the order in which they are applied does not matter."""
         plans = self.plans
         for row in self.credentials.values():
-            entry = auth_entry_of(row)
-            self._apply_auth(entry._replace(plan=plans.get(entry.account_id, DEFAULT_PLAN)))
+            self._apply_auth(auth_entry_of(row, plans.get(row.account_id, DEFAULT_PLAN)))
 
     def changed_owners(self) -> list[DomainOwner]:
         """The owner-key changes of the domain rows this fold changed, in position order."""
