@@ -76,6 +76,24 @@ async def test_the_script_counts_the_judged_entry_up_to_the_limit_with_the_docum
         await reader.close()
 
 
+async def test_sessions_of_one_username_each_count_in_one_trip(acl_redis: tuple[redis_lib.Redis, str]) -> None:
+    """Each AUTH parses the entry anew: a session judged on an earlier parse of the same fields still counts in one
+    script (load (a) of bench/relay: many connections of one credential)."""
+    admin, url = acl_redis
+    seeded, _ = _limited(admin, 3)
+    reader, first = await _judged(url, seeded.username)
+    try:
+        second = (await reader.lookup(seeded.username, "192.0.2.1")).entry
+        assert second is not None and second is not first and second == first
+        now = time.time()
+        for judged in (first, second):
+            taken = await reader.recheck_and_take_minute(seeded.username, judged, str(judged.credential_id), 3, now)
+            assert taken is not None and taken.unchanged and taken.counted
+        assert _minute_count(admin, first, now) == 2
+    finally:
+        await reader.close()
+
+
 async def test_a_changed_entry_or_an_untrusted_cache_counts_nothing(acl_redis: tuple[redis_lib.Redis, str]) -> None:
     admin, url = acl_redis
     seeded, entry = _limited(admin, 3)

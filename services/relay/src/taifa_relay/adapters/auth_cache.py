@@ -199,7 +199,11 @@ class RedisAuthCacheReader:
         was parsed from are still known here; None otherwise, or when Redis refuses the script (the caller then
         re-reads and counts separately). Raises CacheUnavailable / CacheStale (CacheStale: nothing counted)."""
         known = self._reread_parses.get(username)
-        if known is None or known[1] is not judged or not self._mail_checks or self._writes_refused:
+        # The fields last read for this username parse to the entry judged (usually that very object; another
+        # session's AUTH or re-read of the same fields made an equal one): the script compares Redis with them.
+        if known is None or not self._mail_checks or self._writes_refused:
+            return None
+        if known[1] is not judged and known[1] != judged:
             return None
         counter = usage.minute_limit_key(credential_id, usage.minute_start(now))
         args: list[str | int | bytes] = [auth_key(username), EPOCH_KEY, WATERMARK_KEY, self._highest_watermark]
