@@ -46,6 +46,8 @@ DEACTIVATED = "deactivated"
 TOMBSTONE_HASH = "0" * 64
 NO_CIDRS_JSON = "[]"
 NO_LIMITS_JSON = '{"messages_per_minute":null,"messages_per_day":null}'
+assert TOMBSTONE_HASH.isalnum() and HASH_SCHEME.isascii() and HASH_SCHEME.isalnum()  # no JSON escaping needed
+_TOMBSTONE_SECRET_TAIL = f'"hash":"{TOMBSTONE_HASH}","scheme":"{HASH_SCHEME}","expires_at":null'
 assert CACHE_FORMAT == 2  # the fields below are format 2's
 
 
@@ -234,7 +236,8 @@ def tombstone(
     """A deactivated credential's entry: no secret, no restriction; the same whether it comes from the
     deactivation event alone (its creation not seen yet) or from the deactivated row."""
     username = username.lower()
-    secrets = _secrets_json([(initial_secret_id(credential_id), TOMBSTONE_HASH, HASH_SCHEME, None)])
+    # `_secrets_json` of the one placeholder secret, written directly (its hash and scheme are the constants).
+    secrets = f'[{{"id":"{initial_secret_id(credential_id)}",{_TOMBSTONE_SECRET_TAIL}}}]'
     return AuthEntry(
         username, credential_id, account_id, domain_id, username.rpartition("@")[2], TOMBSTONE_HASH, HASH_SCHEME,
         False, position, DEACTIVATED, secrets, None, NO_CIDRS_JSON, NO_LIMITS_JSON, plan,
@@ -256,7 +259,7 @@ def auth_entry_of(row: CredentialRow, plan: str = "free") -> AuthEntry:
     if not row.is_active:
         return tombstone(row.username, row.credential_id, row.account_id, row.domain_id, row.position, plan)
     live = [s for s in row.secrets if s.revoked_at is None]
-    if live:
+    if len(live) > 1:  # (one secret, the usual case, needs no filter)
         # A secret whose grace ended by the newest secret's creation (grace 0 among them) is over whatever the
         # relay's clock says: left out, so a relay whose clock lags cannot accept it.
         newest_at = live[0].created_at
