@@ -12,6 +12,7 @@ import asyncio
 
 import asyncpg
 import redis.asyncio as aioredis
+from taifa_projector.adapters import audit_feed
 from taifa_projector.adapters.kafka import KafkaTopics
 from taifa_projector.adapters.postgres import READ_SIDE_TABLES, PostgresReadModelStore
 from taifa_projector.adapters.redis_cache import RedisAuthCacheWriter
@@ -109,6 +110,8 @@ async def test_the_swapped_in_tables_keep_the_live_indexes_constraints_and_grant
         await side.pool.execute(f'CREATE ROLE "{role}"')
         await side.pool.execute(f'GRANT SELECT ON rm_smtp_credentials, rm_domains TO "{role}"')
         before = await _schema(side)
+        # A staging table a failed rebuild left behind (of another shape): the next rebuild starts afresh.
+        await side.pool.execute(f"CREATE TABLE {audit_feed.STAGING} (leftover int)")
         pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
         client = aioredis.Redis.from_url(settings.redis_url)
         try:
@@ -124,7 +127,10 @@ async def test_the_swapped_in_tables_keep_the_live_indexes_constraints_and_grant
         finally:
             await client.aclose()
             await pool.close()
+        # The audit feed's staging table became the swapped-in feed (renamed): same schema, nothing left behind.
         assert await _schema(side) == before
+        assert await side.pool.fetchval("SELECT to_regclass($1)", audit_feed.STAGING) is None
+        assert await side.count("rm_audit_events") > 10
         assert await side.count("rm_domains") > 10
         leftovers = await side.pool.fetchval("SELECT count(*) FROM pg_class WHERE relname LIKE '%\\_rebuild%'")
         assert leftovers == 0
