@@ -100,6 +100,9 @@ async def run_loads(
         )
         if "relay-usage-off" in runs:
             print(f"  usage counting on/off, CPU per message {paired(runs, 'relay', 'relay-usage-off', 'cpu'):.3f}")
+        if "relay-baseline" in runs:
+            cpu, rate = (paired(runs, "relay", "relay-baseline", value) for value in ("cpu", "rate"))
+            print(f"  relay/relay-baseline (--baseline-src): CPU per message {cpu:.3f}, msgs/s {rate:.3f}")
         client = statistics.median(r.client_cpu / r.messages * 1e3 for r in runs["relay"])
         print(f"  load generator CPU per message (relay runs): {client:.3f} ms (shares the {os.cpu_count()} CPUs)")
         table.append((title, summaries))
@@ -137,6 +140,9 @@ async def main(args: argparse.Namespace) -> None:
         relays = [RelayUnderTest("relay", work, env, args.workers)]
         if args.usage_off:
             relays.append(RelayUnderTest("relay-usage-off", work, {**env, "TAIFA_RELAY_USAGE_ENABLED": "false"}))
+        if args.baseline_src:
+            baseline = {**env, "PYTHONPATH": str(args.baseline_src.resolve())}
+            relays.append(RelayUnderTest("relay-baseline", work, baseline, args.workers))
         for relay in relays:
             relay.process.start()
             started.append(relay.process)
@@ -268,6 +274,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-postfix", action="store_true", help="run without Postfix (relay vs bare only)")
     parser.add_argument(
         "--usage-off", action="store_true", help="also a relay with TAIFA_RELAY_USAGE_ENABLED=false (issue 16 figure)"
+    )
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="also a relay whose taifa_relay package comes from this directory (PYTHONPATH: services/relay/src of a "
+        "`git clone --shared` checked out at an older commit), alternating with the tree's relay: paired before/after",
     )
     parser.add_argument(
         "--bare-tls",
