@@ -25,18 +25,21 @@ import redis.asyncio as aioredis
 from taifa_events import auth_cache
 
 from taifa_projector.adapters.driver_errors import redis_errors
+from taifa_projector.adapters.redis_scripts import (
+    PUBLISH_ALL,
+    RAISE_OFFSETS,
+    RAISE_WATERMARK,
+    SIGNAL_APPLIED,
+    WRITE_IF_NEWER,
+    WRITE_OWNERS,
+)
 from taifa_projector.domain.log_positions import TopicPartitionKey
 from taifa_projector.domain.model import AuthEntry, DomainOwner
 
 CACHE_OFFSETS_PREFIX = "taifa:projector:cache-offsets:"
 OWNER_POSITION_PREFIX = "taifa:projector:domain-owner-position:"
 
-# KEYS = entry keys; ARGV[1] = a JSON array with, for each KEYS[i], the array of the values of
-# ENTRY_FIELDS (one argument for the whole batch keeps the client's encoding cheap), ARGV[2] = the JSON array
-# of ENTRY_FIELDS, ARGV[3] / ARGV[4] = the index (1-based) of `position` / `plan` in it. Each entry is written only
-# if its position is newer than the stored one (compare-on-position), or at the same position when it carries the
-# account's plan and the stored one does not (`newer_entry`); every field is written, so a v2 entry
-# replaces a v1 entry completely. Returns how many applied.
+# The fields of an entry, in the order `redis_scripts.WRITE_IF_NEWER` receives their values.
 ENTRY_FIELDS = (
     "format",
     "credential_id",
@@ -58,101 +61,6 @@ _FIELDS_JSON = json.dumps(ENTRY_FIELDS)
 FORMAT = str(auth_cache.CACHE_FORMAT)
 _POSITION_INDEX = ENTRY_FIELDS.index("position") + 1
 _PLAN_INDEX = ENTRY_FIELDS.index("plan") + 1
-WRITE_IF_NEWER = """
-local applied = 0
-local values = cjson.decode(ARGV[1])
-local fields = cjson.decode(ARGV[2])
-local at = tonumber(ARGV[3])
-local plan_at = tonumber(ARGV[4])
-for i, key in ipairs(KEYS) do
-  local v = values[i]
-  local current = redis.call('HGET', key, 'position')
-  local newer = (not current) or tonumber(current) < tonumber(v[at])
-  if (not newer) and tonumber(current) == tonumber(v[at]) and v[plan_at] ~= 'free' then
-    -- same position, the account's plan learnt since (fold.newer_entry): a known plan never goes back to free
-    newer = redis.call('HGET', key, 'plan') ~= v[plan_at]
-  end
-  if newer then
-    local args = {}
-    for j, name in ipairs(fields) do
-      args[#args + 1] = name
-      args[#args + 1] = v[j]
-    end
-    redis.call('HSET', key, unpack(args))
-    applied = applied + 1
-  end
-end
-return applied
-"""
-
-# KEYS[1] = offsets hash; ARGV = field, offset pairs. Offsets only move forward.
-RAISE_OFFSETS = """
-for i = 1, #ARGV, 2 do
-  local current = redis.call('HGET', KEYS[1], ARGV[i])
-  if (not current) or tonumber(current) < tonumber(ARGV[i + 1]) then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  end
-end
-return 1
-"""
-
-# KEYS[1] = the watermark, KEYS[2] = the epoch; ARGV[1] = a candidate, ARGV[2] = the highest watermark this
-# writer has seen (0: none, no check). Only ever raised. A watermark below what this writer has seen means
-# Redis went back in time (restarted from an older snapshot): raising it would make relays trust stale
-# entries again, so the epoch is deleted instead (relays: unavailable; the guard rebuilds) and -1 returned.
-# Otherwise returns the watermark after the call (the writer remembers the highest).
-RAISE_WATERMARK = """
-local current = redis.call('GET', KEYS[1])
-local seen = tonumber(ARGV[2])
-if seen > 0 and ((not current) or tonumber(current) < seen) then
-  redis.call('DEL', KEYS[2])
-  return -1
-end
-if (not current) or tonumber(current) < tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[1], ARGV[1])
-  return tonumber(ARGV[1])
-end
-return tonumber(current)
-"""
-
-# KEYS = (owner key, owner position key) pairs; ARGV[1] = a JSON array with, per pair, [account id, holds
-# ("1" / "0"), position]. A change applies only when newer than the stored position; a release (holds "0")
-# deletes the owner only while it still names that account, and then keeps its position.
-WRITE_OWNERS = """
-local values = cjson.decode(ARGV[1])
-for i = 1, #KEYS, 2 do
-  local v = values[(i + 1) / 2]
-  local current = redis.call('GET', KEYS[i + 1])
-  if (not current) or tonumber(current) < tonumber(v[3]) then
-    if v[2] == '1' then
-      redis.call('SET', KEYS[i], v[1])
-      redis.call('SET', KEYS[i + 1], v[3])
-    else
-      local owner = redis.call('GET', KEYS[i])
-      if (not owner) or owner == v[1] then
-        redis.call('DEL', KEYS[i])
-        redis.call('SET', KEYS[i + 1], v[3])
-      end
-    end
-  end
-end
-return 1
-"""
-
-# ARGV[1] = key prefix, ARGV[2] = TTL, ARGV[3] = channel, ARGV[4] = the event ids joined by ",": the
-# read-your-writes key of each event, then its id on the channel (docs/interfaces.md). One command per
-# batch, one argument for all ids (thousands of separate arguments cost the client more than Redis).
-SIGNAL_APPLIED = """
-local ids = {}
-for id in string.gmatch(ARGV[4], '[^,]+') do
-  ids[#ids + 1] = id
-  redis.call('SET', ARGV[1] .. id, '1', 'EX', ARGV[2])
-end
-for _, id in ipairs(ids) do
-  redis.call('PUBLISH', ARGV[3], id)
-end
-return #ids
-"""
 
 
 def to_cache_entry(entry: AuthEntry) -> auth_cache.AuthCacheEntry:
@@ -210,6 +118,7 @@ class RedisAuthCacheWriter:
         self.highest_watermark = 0
         self._write_owners = client.register_script(WRITE_OWNERS)
         self._signal_applied = client.register_script(SIGNAL_APPLIED)
+        self._publish_all = client.register_script(PUBLISH_ALL)
 
     def _queue_entries(self, pipe: aioredis.client.Pipeline, entries: Sequence[AuthEntry]) -> None:
         if not entries:
@@ -268,7 +177,7 @@ class RedisAuthCacheWriter:
             if watermark > 0:
                 index = self._queue_watermark(pipe, watermark, self.highest_watermark)
             self._queue_offsets(pipe, offsets)
-            self._queue_notices(pipe, revocations, changes)
+            self._queue_notices_in_one(pipe, revocations, changes)
             # Last: the API ends its wait on this, so relays must have heard of revocations and changes first.
             if applied:
                 pipe.scripts.add(self._signal_applied)  # type: ignore[arg-type]  # redis-py types the set as sync Scripts
@@ -307,6 +216,20 @@ class RedisAuthCacheWriter:
             pipe.delete(auth_cache.EPOCH_KEY, *{auth_cache.auth_key(u) for u in usernames})
             self._queue_notices(pipe, revocations, changes)
             await pipe.execute()
+
+    def _queue_notices_in_one(
+        self,
+        pipe: aioredis.client.Pipeline,
+        revocations: Sequence[tuple[str, UUID]],
+        changes: Sequence[tuple[str, UUID]],
+    ) -> None:
+        """The same messages as `_queue_notices`, in the same order on the same channel, from one script call
+        (the batch's MULTI; `fail_closed` keeps plain PUBLISHes, which a Redis out of memory still accepts)."""
+        messages = [auth_cache.revocation_message(username, credential_id) for username, credential_id in revocations]
+        messages += [auth_cache.change_message(username, credential_id) for username, credential_id in changes]
+        if messages:
+            pipe.scripts.add(self._publish_all)  # type: ignore[arg-type]  # redis-py types the set as sync Scripts
+            pipe.evalsha(self._publish_all.sha, 0, auth_cache.REVOCATIONS_CHANNEL, *messages)
 
     @staticmethod
     def _queue_notices(
