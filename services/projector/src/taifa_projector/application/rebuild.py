@@ -117,13 +117,30 @@ async def _write(
         progress("read models", 1, 1)
         summary.phases["postgres"] = time.monotonic() - started
 
+    async def write_entries() -> None:
+        # Two chunks in flight: the next one is encoded and sent while Redis runs the script of this one (entries
+        # have distinct keys, and each write is position-guarded, so their order does not matter).
+        sent: list[asyncio.Task[None]] = []
+        try:
+            for start in range(0, len(entries), chunk):
+                sent.append(asyncio.create_task(cache.load_entries(entries[start : start + chunk], chunk)))
+                if len(sent) > 1:
+                    await sent[-2]
+                    progress("auth cache", start, len(entries))
+            if sent:
+                await sent[-1]
+                progress("auth cache", len(entries), len(entries))
+        finally:
+            unfinished = [task for task in sent if not task.done()]
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
+
     async def write_redis() -> None:
         started = time.monotonic()
         await cache.clear()
-        for start in range(0, len(entries), chunk):
-            await cache.load_entries(entries[start : start + chunk], chunk)
-            progress("auth cache", min(start + chunk, len(entries)), len(entries))
-        await cache.load_owners(owners, chunk)
+        # Owners have keys of their own (written in their given order): loaded beside the entries.
+        await asyncio.gather(write_entries(), cache.load_owners(owners, chunk))
         summary.phases["redis"] = time.monotonic() - started
 
     # Both stores are written from the same in-memory projection, so they can be written at once;
