@@ -71,7 +71,7 @@ async def read_message(
 def _checked(buf: bytearray, limits: ProtocolLimits) -> bytearray | str:
     if policy.has_bare_newline(buf):
         return replies.BARE_NEWLINE
-    if len(buf) > limits.max_line_length and policy.longest_line(buf) > limits.max_line_length:
+    if len(buf) > limits.max_line_length and policy.has_long_line(buf, limits.max_line_length):
         return replies.LINE_TOO_LONG
     # Undo dot-stuffing (RFC 5321 §4.5.2), then drop the leading CRLF added above.
     if b"\r\n." in buf:
