@@ -20,7 +20,7 @@ from taifa_runtime.redis import redis_client
 
 class _DirectSend:
     """Mixed into redis-py's connection classes (before them): `send_packed_command` without a task when it cannot
-    block."""
+    block, and a cheaper `pack_command`."""
 
     async def send_packed_command(self, command: bytes | str | Iterable[bytes], check_health: bool = True) -> None:
         writer: Any = getattr(self, "_writer", None)
@@ -34,6 +34,31 @@ class _DirectSend:
             writer.writelines(command)
             return
         await super().send_packed_command(command, check_health)  # type: ignore[misc]
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        """redis-py's `pack_command` in one join, for the arguments the relay sends (str, bytes, int, each below
+        redis-py's chunking cutoff, a one-word command name): the same bytes on the wire (tests/unit/relay/
+        test_redis_pack_differential.py), ~3 us instead of ~7.5 us for AUTH's read. Anything else goes to redis-py's
+        own."""
+        encoder: Any = getattr(self, "encoder", None)
+        cutoff: int = getattr(self, "_buffer_cutoff", 0)
+        name = args[0] if args else None
+        if encoder is None or (type(name) is not str and type(name) is not bytes) or len(name.split()) != 1:
+            # No name, or "SCRIPT LOAD" and the like: redis-py splits the name into words.
+            return super().pack_command(*args)  # type: ignore[misc, no-any-return]
+        parts = [b"*%d\r\n" % len(args)]
+        for arg in args:
+            kind = type(arg)
+            if kind is str:
+                arg = arg.encode(encoder.encoding, encoder.encoding_errors)
+            elif kind is int:
+                arg = b"%d" % arg
+            elif kind is not bytes:
+                return super().pack_command(*args)  # type: ignore[misc, no-any-return]
+            if len(arg) > cutoff:
+                return super().pack_command(*args)  # type: ignore[misc, no-any-return]
+            parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+        return [b"".join(parts)]
 
 
 class DirectSendConnection(_DirectSend, Connection):
