@@ -37,6 +37,7 @@ QUOTA_THRESHOLDS = Counter(
 # Children bound once: `labels()` takes a lock and a dict lookup on every call.
 AUTH_SUCCESS = AUTH_RESULTS.labels(result="success")
 AUTH_FAILURE = AUTH_RESULTS.labels(result="failure")
+SESSIONS_BY_PORT = {port: SESSIONS_TOTAL.labels(port=port) for port in ("smtps", "submission")}
 
 # Whether the auth cache can be trusted and Redis accepts the relay's own writes (both fail loudly).
 CACHE_TRUSTED = Gauge(

@@ -173,7 +173,7 @@ class RelaySMTP(TLSUpgradingSMTP):
             return
         self._admitted = True
         metrics.SESSIONS.inc()
-        metrics.SESSIONS_TOTAL.labels(port="smtps" if self.implicit_tls else "submission").inc()
+        metrics.SESSIONS_BY_PORT["smtps" if self.implicit_tls else "submission"].inc()
         if self._implicit_tls_context is not None and not await self._implicit_tls(self._implicit_tls_context):
             log.info("TLS handshake failed", extra={"client": state.client_ip})
             if self.transport is not None:
