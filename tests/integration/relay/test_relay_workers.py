@@ -5,12 +5,14 @@ SIGTERM to the supervisor stops both."""
 from __future__ import annotations
 
 import smtplib
+import socket
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
 from taifa_localstack import ServiceProcess, free_port, wait_until
+from taifa_localstack.process import log_tail
 
 from tests.integration.relay.support import Certs, Credentials, Sink, message
 
@@ -29,13 +31,27 @@ def _ready(health_port: int) -> bool:
         return False
 
 
+def _two_free_ports(avoid: tuple[int, ...]) -> int:
+    """A port p such that p and p + 1 are both free right now (worker i serves health on p + i)."""
+    for _ in range(100):
+        port = free_port()
+        if port in avoid or port + 1 in avoid:
+            continue
+        with socket.socket() as first, socket.socket() as second:
+            try:
+                first.bind(("127.0.0.1", port))
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two consecutive free ports on 127.0.0.1")
+
+
 def test_two_workers_share_the_listeners_and_both_accept(
     tmp_path: Path, certs: Certs, sink: Sink, relay_redis_url: str, credentials: Credentials
 ) -> None:
     submission, smtps = free_port(), free_port()
-    health = free_port()
-    while health + 1 in (submission, smtps):
-        health = free_port()
+    health = _two_free_ports(avoid=(submission, smtps))
     env = {
         "TAIFA_REDIS_URL": relay_redis_url,
         "TAIFA_RELAY_HOSTNAME": "relay.test",
@@ -54,7 +70,12 @@ def test_two_workers_share_the_listeners_and_both_accept(
     process = ServiceProcess("relay-workers", [executable, "run", "--workers", "2"], tmp_path, env=env)
     process.start()
     try:
-        wait_until(lambda: _ready(health) and _ready(health + 1), 60, "both relay workers ready")
+        wait_until(
+            lambda: _ready(health) and _ready(health + 1),
+            60,
+            "both relay workers ready",
+            on_fail=lambda reason: AssertionError(f"{reason}\n{log_tail(process.log_path)}"),
+        )
         cred = credentials.create()
         sender = f"app@{cred.domain}"
         # The kernel hashes each connection's addresses and ports to one of the two listening sockets: 40
