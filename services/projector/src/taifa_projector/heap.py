@@ -25,11 +25,10 @@ from contextlib import contextmanager
 GEN0_THRESHOLD = 50_000
 
 
-def freeze_long_lived(*, collect: bool = True) -> None:
-    """Move every object alive now to the permanent generation (after one collection, by default), and collect
-    the youngest generation every `GEN0_THRESHOLD` allocations."""
-    if collect:
-        gc.collect()
+def freeze_long_lived() -> None:
+    """Move every object alive now to the permanent generation (after one collection), and collect the youngest
+    generation every `GEN0_THRESHOLD` allocations."""
+    gc.collect()
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(GEN0_THRESHOLD, older, oldest)
@@ -39,9 +38,10 @@ def freeze_long_lived(*, collect: bool = True) -> None:
 def growing_heap() -> Iterator[None]:
     """Around a rebuild, which keeps nearly everything it builds: the cyclic collector is off until its end.
 
-    Even with the heap frozen page by page, the young collections cost a rebuild of 200,000 events with metadata
-    ~13 % of its CPU (bench/projector --rebuild-only, 45 -> 39 us/event), and they find nothing: a fold of 50,000
-    generated events (two of them invalid) with the collector off leaves no cyclic garbage (`gc.collect()` = 0).
+    When the heap was frozen page by page instead (before issue 18), the young collections still cost a rebuild
+    of 200,000 events with metadata ~13 % of its CPU (bench/projector --rebuild-only, 45 -> 39 us/event), and
+    they find nothing: a fold of 50,000 generated events (two of them invalid) with the collector off leaves no
+    cyclic garbage (`gc.collect()` = 0).
     Memory is still freed by reference counting; the collector's previous state comes back at the end.
     """
     was_enabled = gc.isenabled()
@@ -49,6 +49,5 @@ def growing_heap() -> Iterator[None]:
     try:
         yield
     finally:
-        gc.unfreeze()
         if was_enabled:
             gc.enable()
