@@ -46,6 +46,7 @@ DEACTIVATED = "deactivated"
 TOMBSTONE_HASH = "0" * 64
 NO_CIDRS_JSON = "[]"
 NO_LIMITS_JSON = '{"messages_per_minute":null,"messages_per_day":null}'
+DEFAULT_PLAN = "free"  # taifa_events.usage.DEFAULT_PLAN: an entry whose account's plan is not known yet
 assert TOMBSTONE_HASH.isalnum() and HASH_SCHEME.isascii() and HASH_SCHEME.isalnum()  # no JSON escaping needed
 _TOMBSTONE_SECRET_TAIL = f'"hash":"{TOMBSTONE_HASH}","scheme":"{HASH_SCHEME}","expires_at":null'
 assert CACHE_FORMAT == 2  # the fields below are format 2's
@@ -106,7 +107,7 @@ class AuthEntry(NamedTuple):
     expires_at: int | None = None
     allowed_cidrs: str = NO_CIDRS_JSON
     limits: str = NO_LIMITS_JSON
-    plan: str = "free"  # the account's plan (its daily quota at the relay); DEFAULT_PLAN until the account's is known
+    plan: str = DEFAULT_PLAN  # the account's plan (its daily quota at the relay) once known
 
 
 def _compact(value: object) -> str:
@@ -231,7 +232,7 @@ def apply_credential_event(row: CredentialRow | None, event: Envelope[EventData]
 
 
 def tombstone(
-    username: str, credential_id: UUID, account_id: UUID, domain_id: UUID, position: int, plan: str = "free"
+    username: str, credential_id: UUID, account_id: UUID, domain_id: UUID, position: int, plan: str = DEFAULT_PLAN
 ) -> AuthEntry:
     """A deactivated credential's entry: no secret, no restriction; the same whether it comes from the
     deactivation event alone (its creation not seen yet) or from the deactivated row."""
@@ -253,7 +254,7 @@ def _cached_secret(s: SecretRow) -> dict[str, object]:
     }
 
 
-def auth_entry_of(row: CredentialRow, plan: str = "free") -> AuthEntry:
+def auth_entry_of(row: CredentialRow, plan: str = DEFAULT_PLAN) -> AuthEntry:
     """The cache entry a credential row stands for (format 2), with the account's `plan` (the default until the
     account's plan is known)."""
     if not row.is_active:
@@ -297,9 +298,6 @@ def tombstone_for(entry: AuthEntry, position: int) -> AuthEntry:
     return tombstone(
         entry.username, entry.credential_id, entry.account_id, entry.domain_id, max(entry.position, position)
     )
-
-
-DEFAULT_PLAN = "free"  # taifa_events.usage.DEFAULT_PLAN: an entry whose account's plan is not known yet
 
 
 def newer_entry(current: AuthEntry | None, candidate: AuthEntry) -> AuthEntry:

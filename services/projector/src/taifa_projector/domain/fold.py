@@ -117,9 +117,8 @@ class ReadSideFold:
         if after is None:
             self._park(stream, event)
             return None
-        if after is before:
-            pass  # unchanged (an older or duplicate event, a final state): the rules return the row itself
-        elif after != before:
+        # Unchanged (an older or duplicate event, a final state): the rules return the row itself, no comparison.
+        if after is not before and after != before:
             rows[stream] = after
             changed.add(stream)
         if self.parked and stream in self.parked and creates_stream(event):
