@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from taifa_localstack.process import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CONTAINERS_CONF = REPO / "deploy" / "podman" / "containers.conf"
@@ -130,14 +131,15 @@ class Pod:
         detach: bool = True,
         timeout: float = 120.0,
     ) -> subprocess.CompletedProcess[str]:
-        """`podman run` with the network alias `name`; published ports on 127.0.0.1 only (random host port)."""
+        """`podman run` with the network alias `name`; published ports on 127.0.0.1 only (a free_port() host port)."""
         full = f"{self.prefix}-{name}"
         args = ["run", "--name", full, "--network", self.network, "--network-alias", name]
         args += list(HARDENED) if hardened else []
         for key, value in (environment or {}).items():
             args += ["--env", f"{key}={value}"]
         for port in publish:
-            args += ["--publish", f"127.0.0.1::{port}"]
+            # A host port of our choosing, outside the ephemeral range podman's random ones come from (free_port).
+            args += ["--publish", f"127.0.0.1:{free_port()}:{port}"]
         for volume in volumes:
             args += ["--volume", volume]
         if entrypoint:

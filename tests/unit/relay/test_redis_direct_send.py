@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio.connection import Connection
+from taifa_localstack.process import free_port
 from taifa_relay.adapters.auth_cache import RedisAuthCacheReader
 from taifa_relay.adapters.redis_connection import DirectSendConnection, DirectSendSSLConnection, relay_redis
 from taifa_relay.application.ports import CacheUnavailable
@@ -97,7 +98,7 @@ def test_redis_and_rediss_urls_get_the_direct_send_connections() -> None:
 
 
 async def test_a_redis_that_never_answers_fails_the_read_after_the_timeout() -> None:
-    listener = socket.create_server(("127.0.0.1", 0))
+    listener = socket.create_server(("127.0.0.1", free_port()))
     accepted: list[socket.socket] = []
     loop = asyncio.get_running_loop()
     port = listener.getsockname()[1]

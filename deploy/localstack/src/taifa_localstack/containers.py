@@ -34,8 +34,9 @@ class _Contained:
     def __init__(self, container: Any, *ports: int) -> None:
         self._container = container
         for port in ports:
-            # docker-py's binding (LOOPBACK,): a free host port on loopback only (with_bind_ports takes no address).
-            container.ports[str(port)] = (LOOPBACK,)
+            # docker-py's binding (LOOPBACK, host port): loopback only (with_bind_ports takes no address), on a port
+            # free_port() chose outside the ephemeral range, never one podman picks at random (free_port says why).
+            container.ports[str(port)] = (LOOPBACK, free_port())
 
     def start(self, timeout: float = 120.0) -> None:
         self._container.start()

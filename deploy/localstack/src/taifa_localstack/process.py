@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -19,11 +20,51 @@ class ServiceFailed(RuntimeError):
     """A local service did not start or did not become ready; the message carries its log tail."""
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+# Ports handed out by this process: a service binds its port a moment after free_port() chose it, so a second call in
+# between must not choose the same one.
+_handed_out: set[int] = set()
+# Below the kernel's ephemeral range; no port under this is chosen (well-known and registered services live there).
+_LOWEST_PORT = 10000
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now, below the kernel's ephemeral range.
+
+    Not an ephemeral port on purpose: podman publishes a container's port on a random ephemeral host port through a
+    DNAT rule, and a rule left behind by a container removed in a hurry (podman 4.3 leaks some) keeps taking the
+    connections to that port from a process that binds it later, which then looks refused although it listens.
+    Outside that range neither podman's random ports nor client sockets' source ports ever land.
+    """
+    low, _ = _ephemeral_range()
+    if low - _LOWEST_PORT < 1000:  # no room below the ephemeral range here: let the kernel choose
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+    candidates = range(_LOWEST_PORT, low)
+    start = random.randrange(len(candidates))
+    for offset in range(len(candidates)):
+        port = candidates[(start + offset) % len(candidates)]
+        if port not in _handed_out and _bindable(port):
+            _handed_out.add(port)
+            return port
+    raise ServiceFailed(f"no free TCP port on 127.0.0.1 between {_LOWEST_PORT} and {low}")
 
 
 def log_tail(path: Path, lines: int = 40) -> str:
