@@ -65,9 +65,13 @@ async def run_loads(
     scale: float,
     rounds: int,
     profile: tuple[Path, int] | None = None,
+    native: bool = False,
+    only: str | None = None,
 ) -> list[tuple[str, dict[str, Summary]]]:
     table = []
     for title, connections, per_connection, size in LOADS:
+        if only is not None and title[1] != only:
+            continue
         connections = max(CONCURRENCY, int(connections * scale))
         for target in targets:  # warm-up: connection pools, caches, Postfix's processes
             await run_load(target, context, domain, connections=CONCURRENCY, per_connection=2, size=size, measure=False)
@@ -80,7 +84,7 @@ async def run_loads(
                 )
                 summaries[target.name].runs.append(result)
         if profile is not None:
-            profiler = Profiler(profile[1], profile[0] / f"relay-{title[1]}.txt")
+            profiler = Profiler(profile[1], profile[0] / f"relay-{title[1]}.txt", native=native)
             await run_load(
                 targets[0], context, domain, connections=connections, per_connection=per_connection, size=size
             )
@@ -213,6 +217,8 @@ async def main(args: argparse.Namespace) -> None:
                 args.scale,
                 args.rounds,
                 (args.profile, relays[0].pid) if args.profile else None,
+                args.profile_native,
+                args.only_load,
             )
         )
         if table:
@@ -271,6 +277,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--profile", type=Path, help="py-spy the relay in one extra run per load; collapsed stacks into this directory"
     )
+    parser.add_argument(
+        "--profile-native",
+        action="store_true",
+        help="with --profile: py-spy --native (C frames of uvloop and OpenSSL too; pauses the relay at each sample)",
+    )
+    parser.add_argument("--only-load", choices=["a", "b"], help="run only load (a) or (b)")
     parser.add_argument("--no-postfix", action="store_true", help="run without Postfix (relay vs bare only)")
     parser.add_argument(
         "--usage-off", action="store_true", help="also a relay with TAIFA_RELAY_USAGE_ENABLED=false (issue 16 figure)"

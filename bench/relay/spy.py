@@ -14,11 +14,14 @@ PY_SPY = Path(sys.executable).parent / "py-spy"
 
 
 class Profiler:
-    def __init__(self, pid: int, out: Path) -> None:
+    def __init__(self, pid: int, out: Path, *, native: bool = False) -> None:
         self.out = out
         out.parent.mkdir(parents=True, exist_ok=True)
         command = [str(PY_SPY), "record", "--pid", str(pid), "--rate", "250", "--subprocesses"]
-        command += ["--nonblocking", "--format", "raw", "--output", str(out)]
+        # --native pauses the relay at each sample (py-spy cannot unwind C frames without): slower, but shows what
+        # the event loop's own time (uvloop, OpenSSL, the kernel calls) is made of.
+        command += ["--native"] if native else ["--nonblocking"]
+        command += ["--format", "raw", "--output", str(out)]
         self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def stop(self) -> None:
