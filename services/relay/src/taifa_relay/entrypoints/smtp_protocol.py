@@ -32,6 +32,7 @@ from taifa_relay.entrypoints.session_state import (
     hook_names,
     memoized_getaddr,
 )
+from taifa_relay.entrypoints.smtp_setup import init_smtp
 from taifa_relay.entrypoints.tls_upgrade import TLSUpgradingSMTP
 
 log = logging.getLogger("taifa.relay.smtp")
@@ -54,7 +55,9 @@ class RelaySMTP(TLSUpgradingSMTP):
     ) -> None:
         self.line_length_limit = limits.max_line_length  # the StreamReader limit, read by SMTP.__init__
         self.command_size_limit = limits.max_command_length
-        super().__init__(
+        # aiosmtpd's SMTP.__init__(handler, ..., auth_required=True), without its per-connection reflection.
+        init_smtp(
+            self,
             handler,
             data_size_limit=limits.max_message_bytes,
             hostname=limits.hostname,
@@ -62,7 +65,6 @@ class RelaySMTP(TLSUpgradingSMTP):
             tls_context=None if implicit_tls else tls_context,
             require_starttls=not implicit_tls,
             timeout=limits.idle_timeout,
-            auth_required=True,
             auth_require_tls=True,
             proxy_protocol_timeout=limits.proxy_timeout,
         )
