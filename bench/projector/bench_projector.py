@@ -14,6 +14,7 @@ becomes a row of the audit feed (issue 17); `--no-metadata` gives the events wit
     python bench/projector/bench_projector.py --quick    # N = 20,000, M = 50,000
     python bench/projector/bench_projector.py --rebuild-only --rebuild-events 200000 [--profile /tmp/spy]
                                                          # only step 3 (py-spy on the rebuild with --profile)
+    python bench/projector/bench_projector.py --live-only --instances 1 --live-events 60000   # only step 1
 Figures are printed, never asserted.
 """
 
@@ -224,6 +225,10 @@ def main() -> None:
         help="only the event-store rebuild (step 3): no live runs, no rebuild from Kafka",
     )  # fmt: skip
     parser.add_argument(
+        "--live-only", action="store_true",
+        help="only the live runs (step 1): no rebuild from Kafka, no event-store rebuild",
+    )  # fmt: skip
+    parser.add_argument(
         "--profile", type=Path, default=None, metavar="DIR",
         help="py-spy on the event-store rebuild (after the measured one, a second rebuild): DIR/rebuild.txt",
     )  # fmt: skip
@@ -253,7 +258,8 @@ def main() -> None:
 
         if not args.rebuild_only:
             live_and_kafka_rebuild(settings, keyring, live_n, args, metadata)
-        rebuild_from_store(settings, rebuild_n, metadata, args.profile)
+        if not args.live_only:
+            rebuild_from_store(settings, rebuild_n, metadata, args.profile)
     sys.exit(0)
 
 
@@ -284,6 +290,8 @@ def live_and_kafka_rebuild(settings: Settings, keyring: Keyring, live_n: int, ar
                 f"events/s over {repeat} runs (min {min(rates):,.0f}, max {max(rates):,.0f})",
                 flush=True,
             )
+    if args.live_only:
+        return
     cpu = time.process_time()
     summary = runtime_loop.run(
         with_stores(
