@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
 import asyncpg
@@ -47,28 +47,51 @@ from taifa_projector.domain.model import (
 __all__ = ["KEPT_TABLES", "READ_SIDE_TABLES", "PostgresReadModelStore", "create_pool", "credential_rows"]
 
 
-def _upsert_sql(table: str, columns: Sequence[str], row_type: str, key: str) -> str:
-    """Upsert from one array of rows (`row_type`, migration 0002: the same columns in the same order)."""
+# A live batch's rows go by COPY (binary) into temporary tables of the session, shaped like the tables they are for,
+# and from there into those tables with one INSERT ... SELECT each: asyncpg encodes a COPY's fields without the
+# per-element checks of its array encoder (measured: 2,000 audit rows of 12 columns, client CPU 5.0 -> 3.1 us per
+# row). The staging tables are emptied at each commit; a rollback takes their rows with it. Table -> staging table:
+STAGING: Final = {
+    "rm_smtp_credentials": "projector_credentials_in",
+    "rm_credential_secrets": "projector_secrets_in",
+    "rm_domains": "projector_domains_in",
+    "projector_auth_entries": "projector_auth_in",
+    audit_feed.TABLE: "projector_audit_in",
+}
+# One round trip per batch (a session keeps its temporary tables; "already exists" is only a notice).
+CREATE_STAGING: Final = ";".join(
+    f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    for table, staging in STAGING.items()
+)
+
+
+def _upsert_sql(table: str, columns: Sequence[str], key: str) -> str:
+    """Upsert the rows staged for `table` (`STAGING`), each only over an older row."""
+    names = ", ".join(columns)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != key)
     return (
-        f"INSERT INTO {table} AS r ({', '.join(columns)}) SELECT * FROM unnest($1::{row_type}[]) "  # noqa: S608
+        f"INSERT INTO {table} AS r ({names}) SELECT {names} FROM {STAGING[table]} "  # noqa: S608
         f"ON CONFLICT ({key}) DO UPDATE SET {updates} WHERE r.position < EXCLUDED.position"
     )
 
 
-UPSERT_CREDENTIALS = _upsert_sql("rm_smtp_credentials", CREDENTIAL_COLUMNS, "projector_credential_row", "credential_id")
-UPSERT_DOMAINS = _upsert_sql("rm_domains", DOMAIN_COLUMNS, "projector_domain_row", "domain_id")
+UPSERT_CREDENTIALS = _upsert_sql("rm_smtp_credentials", CREDENTIAL_COLUMNS, "credential_id")
+UPSERT_DOMAINS = _upsert_sql("rm_domains", DOMAIN_COLUMNS, "domain_id")
 # An entry at the same position that learnt its account's plan replaces one with the default (fold.newer_entry).
-UPSERT_AUTH = _upsert_sql("projector_auth_entries", AUTH_COLUMNS, "projector_auth_row", "username") + (
+UPSERT_AUTH = _upsert_sql("projector_auth_entries", AUTH_COLUMNS, "username") + (
     " OR (r.position = EXCLUDED.position AND r.plan <> EXCLUDED.plan AND EXCLUDED.plan <> 'free')"
+)
+_AUDIT_NAMES = ", ".join(audit_feed.COLUMNS)
+# A redelivered event is the same key and changes nothing (as `audit_feed.write_rows`).
+INSERT_AUDIT: Final = (
+    f"INSERT INTO {audit_feed.TABLE} ({_AUDIT_NAMES}) SELECT {_AUDIT_NAMES} "  # noqa: S608
+    f"FROM {STAGING[audit_feed.TABLE]} ON CONFLICT (account_id, occurred_at, id) DO NOTHING"
 )
 UPSERT_PLANS = (
     "INSERT INTO projector_account_plans (account_id, plan) SELECT * FROM unnest($1::uuid[], $2::text[]) "
     "ON CONFLICT (account_id) DO NOTHING"
 )
-UPSERT_SECRETS = _upsert_sql(
-    "rm_credential_secrets", SECRET_COLUMNS, "projector_secret_row", "credential_id, secret_id"
-)
+UPSERT_SECRETS = _upsert_sql("rm_credential_secrets", SECRET_COLUMNS, "credential_id, secret_id")
 SELECT_SECRETS = f"SELECT {', '.join(SECRET_COLUMNS)} FROM rm_credential_secrets"  # noqa: S608
 # Column lists are module constants, never input.
 SELECT_CREDENTIALS = f"SELECT {', '.join(CREDENTIAL_COLUMNS)} FROM rm_smtp_credentials"  # noqa: S608
@@ -103,6 +126,11 @@ def credential_rows(records: Iterable[Sequence[Any]], secrets: Iterable[Sequence
         own = newest_first(by_credential.get(r[0], ()))
         rows.append(CredentialRow._make([*r[:13], tuple(r[13] or ()), r[14], r[15], own]))
     return rows
+
+
+async def _stage(conn: asyncpg.Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """COPY `rows` into the staging table of `table` (`STAGING`)."""
+    await conn.copy_records_to_table(STAGING[table], records=rows, columns=columns)
 
 
 @postgres_errors
@@ -168,6 +196,7 @@ class PostgresReadModelStore(RebuildStore):
         for event in events:
             unique.setdefault(event.event_id, event)
         async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(CREATE_STAGING)
             seen_ids: set[UUID] = set()
             if unique:
                 # Returns only the ids that were already recorded (usually none), not every inserted one.
@@ -184,7 +213,10 @@ class PostgresReadModelStore(RebuildStore):
             await self._write(conn, fold)
             if audit_rows is None or len(fresh) != len(events):  # a duplicate: only the new events' rows
                 audit_rows = [audit_row(e) for e in fresh]
-            await audit_feed.write_rows(conn, [row for row in audit_rows if row is not None])
+            feed = [row for row in audit_rows if row is not None]
+            if feed:
+                await _stage(conn, audit_feed.TABLE, audit_feed.COLUMNS, feed)
+                await conn.execute(INSERT_AUDIT)
             await self._record_offsets(conn, offsets)
         return BatchOutcome(fresh, len(events) - len(fresh), fold, seen_before)
 
@@ -263,17 +295,23 @@ class PostgresReadModelStore(RebuildStore):
     async def _write(self, conn: asyncpg.Connection, fold: ReadSideFold) -> None:
         if fold.changed_credentials:
             changed = [fold.credentials[i] for i in fold.changed_credentials]
-            await conn.execute(UPSERT_CREDENTIALS, [_credential_record(row) for row in changed])
-            await conn.execute(UPSERT_SECRETS, [secret for row in changed for secret in row.secrets])
+            await _stage(conn, "rm_smtp_credentials", CREDENTIAL_COLUMNS, [_credential_record(row) for row in changed])
+            await conn.execute(UPSERT_CREDENTIALS)
+            secrets = [secret for row in changed for secret in row.secrets]
+            if secrets:
+                await _stage(conn, "rm_credential_secrets", SECRET_COLUMNS, secrets)
+                await conn.execute(UPSERT_SECRETS)
         if fold.changed_domains:
             domains = fold.domains
-            await conn.execute(UPSERT_DOMAINS, [domains[i] for i in fold.changed_domains])
+            await _stage(conn, "rm_domains", DOMAIN_COLUMNS, [domains[i] for i in fold.changed_domains])
+            await conn.execute(UPSERT_DOMAINS)
         if fold.changed_plans:
             accounts = list(fold.changed_plans)
             await conn.execute(UPSERT_PLANS, accounts, [fold.plans[a] for a in accounts])
         if fold.changed_auth:
             auth = fold.auth
-            await conn.execute(UPSERT_AUTH, [auth[u] for u in fold.changed_auth])
+            await _stage(conn, "projector_auth_entries", AUTH_COLUMNS, [auth[u] for u in fold.changed_auth])
+            await conn.execute(UPSERT_AUTH)
         if fold.unparked_streams:
             await conn.execute(
                 "DELETE FROM projector_parked_events WHERE stream_id = ANY($1::uuid[])",
