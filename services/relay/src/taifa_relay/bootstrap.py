@@ -10,6 +10,8 @@ from typing import Any
 
 from taifa_relay.adapters.auth_cache import RedisAuthCacheReader
 from taifa_relay.adapters.domain_owners import DomainOwners
+from taifa_relay.adapters.redis_connection import relay_redis
+from taifa_relay.adapters.redis_multiplex import MultiplexedRedis
 from taifa_relay.adapters.sending_limits import RedisSendingLimits
 from taifa_relay.adapters.tls import ReloadingContext
 from taifa_relay.adapters.upstream import UpstreamClient
@@ -18,6 +20,9 @@ from taifa_relay.application.sessions import RecentChecks, SessionRegistry
 from taifa_relay.application.submission import Submission
 from taifa_relay.domain.limits import AdmissionLimits, AuthFailureLimits
 from taifa_relay.settings import Settings
+
+# The read timeout of the per-message scripts: RedisAuthCacheReader's and RedisSendingLimits's default.
+SCRIPT_TIMEOUT_SECONDS = 2.0
 
 
 @dataclass
@@ -46,11 +51,19 @@ def build_relay_parts(settings: Settings) -> RelayParts:
     usage_buffer = UsageBuffer(settings.redis_url) if settings.relay_usage_enabled else None
     if usage_buffer is not None:
         stack.push_async_callback(usage_buffer.close)  # after the reader's close (LIFO): the last counts are flushed
+    # One connection for the per-message scripts of every session, shared by the auth cache and the sending limits
+    # (adapters.redis_multiplex: the commands of one pass of the event loop go out in one write).
+    scripts = MultiplexedRedis(
+        relay_redis(settings.redis_url, timeout=SCRIPT_TIMEOUT_SECONDS), timeout=SCRIPT_TIMEOUT_SECONDS
+    )
     auth_cache = RedisAuthCacheReader(
-        settings.redis_url, failure_window_seconds=settings.relay_auth_failure_window_seconds, usage=usage_buffer
+        settings.redis_url,
+        failure_window_seconds=settings.relay_auth_failure_window_seconds,
+        usage=usage_buffer,
+        scripts=scripts,
     )
     stack.push_async_callback(auth_cache.close)
-    sending = RedisSendingLimits(settings.redis_url)
+    sending = RedisSendingLimits(settings.redis_url, scripts=scripts)
     stack.push_async_callback(sending.close)
     upstream = UpstreamClient(
         settings.relay_upstream_host,

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
-from redis.exceptions import NoPermissionError, NoScriptError, RedisError, ResponseError
+from redis.exceptions import NoPermissionError, RedisError, ResponseError
 from taifa_events import usage
 from taifa_events.auth_cache import (
     EPOCH_KEY,
@@ -31,6 +31,7 @@ from taifa_runtime.redis import redis_client
 from taifa_relay.adapters import metrics
 from taifa_relay.adapters.cache_scripts import MAIL_CHECK, READ, STAND_IN, STAND_IN_ARGS, fields_of
 from taifa_relay.adapters.redis_connection import relay_redis
+from taifa_relay.adapters.redis_multiplex import MultiplexedRedis
 from taifa_relay.adapters.usage_buffer import Taken, UsageBuffer
 from taifa_relay.application.ports import CacheStale, CacheUnavailable, Lookup, MinuteTaken, WriteRefused
 
@@ -71,12 +72,21 @@ class RedisAuthCacheReader:
     """
 
     def __init__(
-        self, url: str, *, failure_window_seconds: int, timeout: float = 2.0, usage: UsageBuffer | None = None
+        self,
+        url: str,
+        *,
+        failure_window_seconds: int,
+        timeout: float = 2.0,
+        usage: UsageBuffer | None = None,
+        scripts: MultiplexedRedis | None = None,
     ) -> None:
         self._redis = relay_redis(url, timeout=timeout, retry_on_timeout=False)
+        # The per-message scripts (AUTH's and the re-checks' reads, MAIL's check) on the connection shared with the
+        # sending limits (adapters.redis_multiplex); everything else through the pool.
+        self._scripts = scripts if scripts is not None else MultiplexedRedis(self._redis, timeout=timeout)
         self._read_sha = hashlib.sha1(READ.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
         self._script_reads = True
-        self._mail_check = self._redis.register_script(MAIL_CHECK)
+        self._mail_check_sha = hashlib.sha1(MAIL_CHECK.encode()).hexdigest()  # noqa: S324
         self._mail_checks = True  # False once Redis refused the script (an ACL without it): MAIL reads, then counts
         # Usage counts ride on the re-reads of logged-in sessions (adapters.usage_buffer): no round trip of their own.
         self._usage = usage
@@ -158,11 +168,9 @@ class RedisAuthCacheReader:
         if self._script_reads:
             args = STAND_IN_ARGS if stand_in else ("0", "")
             try:
-                try:
-                    found, flat, *values = await self._redis.evalsha_ro(self._read_sha, len(keys), *keys, *args)
-                except NoScriptError:
-                    await self._redis.script_load(READ)
-                    found, flat, *values = await self._redis.evalsha_ro(self._read_sha, len(keys), *keys, *args)
+                found, flat, *values = await self._scripts.evalsha(
+                    self._read_sha, READ, list(keys), list(args), read_only=True
+                )
                 fields = fields_of(flat)
                 return (fields if found else {}), values
             except NoPermissionError as exc:
@@ -209,7 +217,9 @@ class RedisAuthCacheReader:
         args: list[str | int | bytes] = [auth_key(username), EPOCH_KEY, WATERMARK_KEY, self._highest_watermark]
         args += [per_minute, usage.MINUTE_LIMIT_TTL_SECONDS, *known[2]]
         try:
-            same, counted, epoch, watermark, *read = await self._mail_check(keys=[counter], args=args)
+            same, counted, epoch, watermark, *read = await self._scripts.evalsha(
+                self._mail_check_sha, MAIL_CHECK, [counter], args
+            )
         except ResponseError as exc:  # NOPERM (an ACL without EVALSHA), READONLY, OOM...: the two commands instead
             if isinstance(exc, NoPermissionError):
                 self._mail_checks = False
@@ -385,4 +395,5 @@ class RedisAuthCacheReader:
                     await client.aclose()
 
     async def close(self) -> None:
+        await self._scripts.aclose()
         await self._redis.aclose()

@@ -6,6 +6,7 @@ flusher; exactly one increment crosses each threshold, so it is announced once."
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import UTC, datetime
 from typing import Final
@@ -16,6 +17,7 @@ from taifa_events import usage
 
 from taifa_relay.adapters import metrics
 from taifa_relay.adapters.redis_connection import relay_redis
+from taifa_relay.adapters.redis_multiplex import MultiplexedRedis
 from taifa_relay.application.ports import CacheUnavailable, RecipientTaken, WriteRefused
 
 log = logging.getLogger("taifa.relay.limits")
@@ -44,13 +46,15 @@ return {0, unpack(counts)}
 class RedisSendingLimits:
     """The counters of every relay instance, in the Redis of the auth cache."""
 
-    def __init__(self, url: str, *, timeout: float = 2.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 2.0, scripts: MultiplexedRedis | None = None) -> None:
         self._redis = relay_redis(url, timeout=timeout, retry_on_timeout=False)
-        self._take = self._redis.register_script(_TAKE)
+        # The script on the connection shared with the auth cache's reads (adapters.redis_multiplex).
+        self._scripts = scripts if scripts is not None else MultiplexedRedis(self._redis, timeout=timeout)
+        self._take_sha = hashlib.sha1(_TAKE.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
 
     async def _run(self, keys: list[str], args: list[int]) -> list[int]:
         try:
-            result = await self._take(keys=keys, args=args)
+            result = await self._scripts.evalsha(self._take_sha, _TAKE, keys, list(args))
         except ResponseError as exc:
             metrics.REDIS_WRITES_REFUSED.inc()
             log.error("Redis refused the sending-limit script", extra={"error": str(exc)[:200]})
@@ -105,4 +109,5 @@ class RedisSendingLimits:
             log.error("quota notice not pushed", extra={"error": type(exc).__name__, "percent": percent})
 
     async def close(self) -> None:
+        await self._scripts.aclose()
         await self._redis.aclose()
