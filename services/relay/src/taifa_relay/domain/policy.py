@@ -197,8 +197,14 @@ def received_header(
     return (
         f"Received: from {safe_helo} ([{client_ip}])\r\n"
         f"\tby {hostname} {RECEIVED_MARKER} with {protocol}{tls} id {queue_id};\r\n"
-        f"\t{format_datetime(now)}\r\n"
+        f"\t{_rfc5322_date(now.replace(microsecond=0))}\r\n"
     ).encode("ascii", "replace")
+
+
+@functools.lru_cache(maxsize=4)
+def _rfc5322_date(second: datetime) -> str:
+    """`format_datetime` of a whole second (it shows no fraction): messages of the same second share one."""
+    return format_datetime(second)
 
 
 _UNSAFE_HELO = re.compile(r"[^A-Za-z0-9.\-\[\]:_]")
