@@ -245,11 +245,6 @@ class RelaySMTP(TLSUpgradingSMTP):
         self._reset_timeout()
         await method(arg)
 
-    async def smtp_EHLO(self, hostname: str) -> None:
-        await super().smtp_EHLO(hostname)
-        # aiosmtpd adds 26 (for SIZE=) at every EHLO; keep it fixed however often EHLO is sent.
-        self.command_size_limits["MAIL"] = self.command_size_limit + 26
-
     # --- AUTH ----------------------------------------------------------------------------------
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
         if len(args) == 1:

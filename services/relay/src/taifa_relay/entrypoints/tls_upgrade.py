@@ -8,7 +8,7 @@ import asyncio.sslproto as sslproto
 import ssl
 from typing import cast
 
-from aiosmtpd.smtp import SMTP, TLSSetupException
+from aiosmtpd.smtp import SMTP, TLSSetupException, syntax
 
 from taifa_relay.domain import replies
 from taifa_relay.entrypoints.session_state import ProtocolLimits, RelaySession
@@ -32,6 +32,31 @@ class TLSUpgradingSMTP(SMTP):
             return None
         ssl_object = self.transport.get_extra_info("ssl_object")
         return ssl_object.version() if ssl_object is not None else None
+
+    @syntax("EHLO hostname")
+    async def smtp_EHLO(self, hostname: str) -> None:
+        """aiosmtpd 1.4.6's EHLO for the relay's settings (no EHLO hook, SMTPUTF8 off): the same session reset and
+        keywords (STARTTLS before TLS, AUTH once TLS is on or on the implicit-TLS port), its lines pushed as one
+        reply (one write, as RelaySMTP.push sends continuation lines) instead of one push per line. The MAIL line
+        limit stays the command limit + 26 for SIZE= however often EHLO is sent (aiosmtpd adds 26 each time)."""
+        if not hostname:
+            await self.push("501 Syntax: EHLO hostname")
+            return
+        self._set_rset_state()  # type: ignore[no-untyped-call]
+        session = self.relay_session
+        session.extended_smtp = True
+        lines = [f"250-{self.hostname}"]
+        if self.data_size_limit:
+            lines.append(f"250-SIZE {self.data_size_limit}")
+        lines.append("250-8BITMIME")
+        if self.tls_context and not self._tls_protocol:
+            lines.append("250-STARTTLS")
+        if not self._auth_require_tls or self._tls_protocol:
+            lines.append("250-AUTH " + " ".join(sorted(self._auth_methods)))
+        session.host_name = hostname
+        lines.append("250 HELP")
+        self.command_size_limits["MAIL"] = self.command_size_limit + 26
+        await SMTP.push(self, "\r\n".join(lines))
 
     async def smtp_STARTTLS(self, arg: str | None) -> None:
         """STARTTLS through `loop.start_tls` (uvloop's native TLS when running on uvloop, several times cheaper

@@ -1,0 +1,96 @@
+"""The relay's EHLO (entrypoints.tls_upgrade: one push for the whole reply) against aiosmtpd 1.4.6's own smtp_EHLO with
+the relay's former fix of the MAIL line limit: the same bytes on the wire, the same session and limits, before and
+after STARTTLS, on the implicit-TLS port, EHLO repeated, and an EHLO without a name."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import SMTP
+from taifa_relay.entrypoints.handler import RelayHandler
+from taifa_relay.entrypoints.session_state import ProtocolLimits, RelaySession
+from taifa_relay.entrypoints.smtp_protocol import RelaySMTP
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    async def drain(self) -> None:
+        return None
+
+
+LIMITS = ProtocolLimits(
+    hostname="relay.test",
+    max_message_bytes=1_000_000,
+    max_line_length=1001,
+    max_command_length=512,
+    idle_timeout=120.0,
+    min_data_rate=100,
+    data_rate_grace=5.0,
+    error_soft_limit=5,
+    error_hard_limit=10,
+    error_delay=0.0,
+    proxy_timeout=None,
+)
+
+
+def _protocol(implicit_tls: bool, tls_on: bool) -> tuple[RelaySMTP, _Writer]:
+    handler = RelayHandler(submission=object())  # type: ignore[arg-type]
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    protocol = RelaySMTP(handler, sessions=object(), limits=LIMITS, tls_context=context, implicit_tls=implicit_tls)  # type: ignore[arg-type]
+    writer = _Writer()
+    protocol._writer = writer  # type: ignore[assignment]
+    protocol.session = RelaySession(asyncio.get_running_loop())
+    protocol._set_rset_state()  # type: ignore[no-untyped-call]
+    if tls_on:
+        protocol._tls_protocol = object()  # type: ignore[assignment]
+    return protocol, writer
+
+
+async def _aiosmtpd_ehlo(protocol: RelaySMTP, hostname: str) -> None:
+    """The former path: aiosmtpd's smtp_EHLO, one push per line through RelaySMTP.push, then the limit fix."""
+    await SMTP.smtp_EHLO(protocol, hostname)
+    protocol.command_size_limits["MAIL"] = protocol.command_size_limit + 26
+
+
+def _state(protocol: RelaySMTP, writer: _Writer) -> Any:
+    session = protocol.relay_session
+    envelope = protocol.envelope
+    assert envelope is not None
+    return (
+        b"".join(writer.written),
+        session.extended_smtp,
+        session.host_name,
+        dict(protocol.command_size_limits),
+        (envelope.mail_from, envelope.rcpt_tos),
+        protocol._errors,
+    )
+
+
+@pytest.mark.parametrize(("implicit_tls", "tls_on"), [(False, False), (False, True), (True, True)])
+@pytest.mark.parametrize("names", [["client.test"], ["client.test", "again.test"], [""], ["", "client.test"]])
+async def test_ehlo_sends_and_sets_what_aiosmtpds_ehlo_did(implicit_tls: bool, tls_on: bool, names: list[str]) -> None:
+    ours, our_writer = _protocol(implicit_tls, tls_on)
+    theirs, their_writer = _protocol(implicit_tls, tls_on)
+    for name in names:
+        for protocol in (ours, theirs):
+            assert protocol.envelope is not None
+            protocol.envelope.mail_from = "someone@example.com"  # EHLO resets the transaction
+        await ours.smtp_EHLO(name)
+        await _aiosmtpd_ehlo(theirs, name)
+        assert _state(ours, our_writer) == _state(theirs, their_writer)
+    assert len(our_writer.written) == len(names), "one write per EHLO"
+
+
+async def test_help_still_knows_ehlos_syntax() -> None:
+    protocol, writer = _protocol(False, True)
+    protocol.relay_session.authenticated = True
+    await protocol.smtp_HELP("EHLO")
+    assert writer.written == [b"250 Syntax: EHLO hostname\r\n"]
