@@ -107,7 +107,7 @@ class RelaySMTP(TLSUpgradingSMTP):
             metrics.REJECTIONS.labels(reason=" ".join(text.split()[:2])).inc()
             self._errors += 1
             if self._errors >= self.limits.error_hard_limit:
-                await super().push(text)
+                await self.write_reply(text)
                 await self.close_with(replies.TOO_MANY_ERRORS)
                 return
             if self._errors > self.limits.error_soft_limit:
@@ -118,7 +118,7 @@ class RelaySMTP(TLSUpgradingSMTP):
         if self._held_lines:
             text = "\r\n".join([*self._held_lines, text])
             self._held_lines.clear()
-        await super().push(text)
+        await self.write_reply(text)
 
     async def close_with(self, status: str) -> None:
         """Send a final reply and close the connection (nothing more is read from it)."""
@@ -181,7 +181,7 @@ class RelaySMTP(TLSUpgradingSMTP):
             if self.transport is not None:
                 self.transport.close()
             return
-        await super().push(f"220 {self.hostname} ESMTP")
+        await self.write_reply(f"220 {self.hostname} ESMTP")
         while self.transport is not None and not self._closing:
             try:
                 await self._next_command()

@@ -1,6 +1,7 @@
 """The relay's EHLO (entrypoints.tls_upgrade: one push for the whole reply) against aiosmtpd 1.4.6's own smtp_EHLO with
 the relay's former fix of the MAIL line limit: the same bytes on the wire, the same session and limits, before and
-after STARTTLS, on the implicit-TLS port, EHLO repeated, and an EHLO without a name."""
+after STARTTLS, on the implicit-TLS port, EHLO repeated, and an EHLO without a name. And every reply's write
+(`write_reply`) against aiosmtpd's SMTP.push: the same bytes, drained whenever the drain could act."""
 
 from __future__ import annotations
 
@@ -15,15 +16,25 @@ from taifa_relay.entrypoints.session_state import ProtocolLimits, RelaySession
 from taifa_relay.entrypoints.smtp_protocol import RelaySMTP
 
 
+class _Transport:
+    def __init__(self) -> None:
+        self.closing = False
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
 class _Writer:
     def __init__(self) -> None:
         self.written: list[bytes] = []
+        self.drains = 0
+        self.transport = _Transport()
 
     def write(self, data: bytes) -> None:
         self.written.append(data)
 
     async def drain(self) -> None:
-        return None
+        self.drains += 1
 
 
 LIMITS = ProtocolLimits(
@@ -47,6 +58,7 @@ def _protocol(implicit_tls: bool, tls_on: bool) -> tuple[RelaySMTP, _Writer]:
     protocol = RelaySMTP(handler, sessions=object(), limits=LIMITS, tls_context=context, implicit_tls=implicit_tls)  # type: ignore[arg-type]
     writer = _Writer()
     protocol._writer = writer  # type: ignore[assignment]
+    protocol._reader = asyncio.StreamReader()  # connection_made sets both
     protocol.session = RelaySession(asyncio.get_running_loop())
     protocol._set_rset_state()  # type: ignore[no-untyped-call]
     if tls_on:
@@ -94,3 +106,27 @@ async def test_help_still_knows_ehlos_syntax() -> None:
     protocol.relay_session.authenticated = True
     await protocol.smtp_HELP("EHLO")
     assert writer.written == [b"250 Syntax: EHLO hostname\r\n"]
+
+
+@pytest.mark.parametrize("state", ["open", "paused", "closing", "lost", "reader failed"])
+async def test_a_reply_is_written_as_aiosmtpds_push_writes_it_and_drained_when_drain_could_act(state: str) -> None:
+    ours, our_writer = _protocol(False, True)
+    theirs, their_writer = _protocol(False, True)
+    for protocol, writer in ((ours, our_writer), (theirs, their_writer)):
+        if state == "paused":
+            protocol._paused = True
+        elif state == "closing":
+            writer.transport.closing = True
+        elif state == "lost":
+            protocol._connection_lost = True
+        elif state == "reader failed":
+            protocol._reader.set_exception(ConnectionResetError())
+    await ours.write_reply("250 2.1.0 OK")
+    await SMTP.push(theirs, "250 2.1.0 OK")
+    assert our_writer.written == their_writer.written == [b"250 2.1.0 OK\r\n"]
+    assert their_writer.drains == 1
+    assert our_writer.drains == (0 if state == "open" else 1)
+    with pytest.raises(UnicodeEncodeError):
+        await ours.write_reply("250 caf\u00e9")
+    with pytest.raises(UnicodeEncodeError):
+        await SMTP.push(theirs, "250 caf\u00e9")
