@@ -8,7 +8,7 @@ store unavailable or make it reject something, as the adapters report it: `Store
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -164,8 +164,11 @@ class InMemoryReadModelStore:
         offsets: dict[TopicPartitionKey, int] | None,
         *,
         offsets_at_least: dict[TopicPartitionKey, int] | None = None,
+        rows_sent: Callable[[], None] | None = None,
     ) -> None:
         self.failures.check()
+        if rows_sent is not None:
+            rows_sent()
         self.state = ReadSideFold(
             credentials=dict(fold.credentials),
             domains=dict(fold.domains),

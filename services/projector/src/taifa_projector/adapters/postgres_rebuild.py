@@ -8,7 +8,7 @@ driver's failure as `StoreUnavailable` / `StoreRejected` (`driver_errors`).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -57,12 +57,14 @@ class RebuildStore:
         offsets: dict[TopicPartitionKey, int] | None,
         *,
         offsets_at_least: dict[TopicPartitionKey, int] | None = None,
+        rows_sent: Callable[[], None] | None = None,
     ) -> None:
         """Replace the read side in one transaction: new tables filled beside the live ones, then swapped in.
 
         Readers of the live tables wait only for the swap (`adapters.table_swap`), never for the load;
         they see the old content or the new, never half. `offsets` (a Kafka rebuild) replace the group's
         offsets; `offsets_at_least` (an event-store rebuild past a retention gap) only raise them.
+        `rows_sent` is called once the rows are in (PostgreSQL then builds the indexes on its own core).
         """
         async with self.pool.acquire() as conn, conn.transaction():
             shadows = await table_swap.create_shadows(conn, READ_SIDE_TABLES)
@@ -101,6 +103,8 @@ class RebuildStore:
                     parked,
                 )
             await audit_feed.fill_shadow(conn, shadows.name(audit_feed.TABLE))
+            if rows_sent is not None:
+                rows_sent()
             # Usage is not in the event store: rm_usage_windows is kept, and the last use comes back from it.
             for statement in restore_last_use_sql(
                 shadows.name("rm_smtp_credentials"), shadows.name("rm_credential_secrets")

@@ -12,7 +12,7 @@ whatever its driver said (the adapters translate at the edge, as httpx's `map_ex
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 from uuid import UUID
@@ -132,8 +132,10 @@ class ReadModelStore(Protocol):
         offsets: dict[TopicPartitionKey, int] | None,
         *,
         offsets_at_least: dict[TopicPartitionKey, int] | None = None,
+        rows_sent: Callable[[], None] | None = None,
     ) -> None:
-        """Replace the whole read side at once (rebuilds)."""
+        """Replace the whole read side at once (rebuilds). `rows_sent` is called once every row has been handed
+        to the store (what is left is the store's own work: indexes, the swap)."""
         ...
 
     async def start_audit_staging(self) -> None:

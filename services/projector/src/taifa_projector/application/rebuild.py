@@ -110,10 +110,21 @@ async def _write(
     entries = quarantined(fold.auth.values(), await store.quarantined_credentials())
     owners = owners_of(fold.domains.values())
 
+    # This process's CPU is what both writes wait for: the rows go to PostgreSQL first (their encoding is ours), then
+    # the cache is loaded while PostgreSQL builds the indexes and swaps (its own work). Both at once, interleaved,
+    # the indexes started later: a 1 M-event rebuild's write phase took 19.7-20.1 s against 16.9-18.8 s (issue 18).
+    rows_sent = asyncio.Event()
+
     async def write_postgres() -> None:
         started = time.monotonic()
         progress("read models", 0, 1)
-        await store.replace_all(fold, list(folder.processed.items()), offsets, offsets_at_least=offsets_at_least)
+        try:
+            await store.replace_all(
+                fold, list(folder.processed.items()), offsets, offsets_at_least=offsets_at_least,
+                rows_sent=rows_sent.set,
+            )  # fmt: skip
+        finally:
+            rows_sent.set()  # a failed write: the cache's load goes on as before (the rebuild fails either way)
         progress("read models", 1, 1)
         summary.phases["postgres"] = time.monotonic() - started
 
@@ -137,14 +148,16 @@ async def _write(
             await asyncio.gather(*unfinished, return_exceptions=True)
 
     async def write_redis() -> None:
-        started = time.monotonic()
         await cache.clear()
+        await rows_sent.wait()
+        started = time.monotonic()
         # Owners have keys of their own (written in their given order): loaded beside the entries.
         await asyncio.gather(write_entries(), cache.load_owners(owners, chunk))
         summary.phases["redis"] = time.monotonic() - started
 
-    # Both stores are written from the same in-memory projection, so they can be written at once;
-    # the cache is marked complete (offsets, epoch, then the watermark) only when both are done.
+    # Both stores are written from the same in-memory projection, so they can be written at once (phase "redis"
+    # counts from the rows' hand-over); the cache is marked complete (offsets, epoch, then the watermark) only when
+    # both are done.
     await asyncio.gather(write_postgres(), write_redis())
     await cache.raise_offsets(await store.load_offsets())
     await cache.set_epoch(uuid4().hex)
