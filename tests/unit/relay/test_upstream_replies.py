@@ -38,3 +38,22 @@ def test_a_closed_connection_or_silence_raises_instead_of_waiting_forever() -> N
             await reader.read(1)
 
     asyncio.run(main())
+
+
+def test_a_waiting_read_wakes_on_its_reply_and_a_cancelled_one_loses_nothing() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        reader = ReplyReader(loop)
+        loop.call_later(0.01, reader.data_received, b"250 later\r\n")
+        started = loop.time()
+        assert (await reader.read(5)).message == "later"
+        assert loop.time() - started < 1  # woken by the reply, not by the timeout
+        waiting = asyncio.ensure_future(reader.read(5))
+        await asyncio.sleep(0)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        reader.data_received(b"354 go on\r\n")
+        assert (await reader.read(0.01)).code == 354
+
+    asyncio.run(main())

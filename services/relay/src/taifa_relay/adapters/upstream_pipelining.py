@@ -91,12 +91,15 @@ class ReplyReader(asyncio.Protocol):
         while not self._replies:
             if self.lost is not None:
                 raise self.lost
-            self._waiter = self._loop.create_future()
+            waiter = self._waiter = self._loop.create_future()
+            # A timer on the waiter rather than asyncio.wait_for (its extra future and callbacks, per reply).
+            timer = self._loop.call_later(seconds, _expire, waiter)
             try:
-                await asyncio.wait_for(self._waiter, seconds)
+                await waiter
             except TimeoutError:
                 raise SMTPTimeoutError("upstream reply timed out") from None
             finally:
+                timer.cancel()
                 self._waiter = None
         return self._replies.popleft()
 
@@ -117,6 +120,11 @@ def quoted(address: str) -> bytes:
             _QUOTED.clear()
         _QUOTED[address] = found
     return found
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 class ClosedBeforeMail(Exception):
