@@ -144,3 +144,22 @@ async def test_a_cancelled_caller_leaves_the_next_reply_to_the_next_caller(serve
     assert await second == 3
     assert first.cancelled()
     await redis.aclose()
+
+
+async def test_commands_that_find_no_connection_share_one_attempt_and_its_failure() -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # redis-py's handshake gets no reply: the connect times out
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    redis = MultiplexedRedis(relay_redis(f"redis://127.0.0.1:{port}/0", timeout=0.3), timeout=0.3)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    results = await asyncio.gather(*(redis.execute("GET", f"k{n}") for n in range(4)), return_exceptions=True)
+    assert all(isinstance(result, RedisTimeoutError) for result in results), results
+    assert loop.time() - started < 0.9, "one connect timeout for all four, not one each"
+    assert len(accepted) == 1
+    await redis.aclose()
+    server.close()

@@ -74,7 +74,7 @@ class MultiplexedRedis:
         self._transport: asyncio.Transport | None = None
         self._protocol: _Replies | None = None
         self._connection: Any = None
-        self._connecting: asyncio.Lock | None = None
+        self._connecting: asyncio.Future[None] | None = None
         self._waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
         self._out: list[bytes] = []
         self._flush_due = False
@@ -84,7 +84,8 @@ class MultiplexedRedis:
         if self._transport is None or self._transport.is_closing():
             await self._connect()
         connection, transport = self._connection, self._transport
-        assert connection is not None and transport is not None
+        if connection is None or transport is None:
+            raise RedisConnectionError("connection to Redis lost")  # lost again before this command's turn
         loop = asyncio.get_running_loop()
         self._out += connection.pack_command(*args)
         future: asyncio.Future[Any] = loop.create_future()
@@ -97,17 +98,28 @@ class MultiplexedRedis:
         return await future
 
     async def _connect(self) -> None:
-        if self._connecting is None:
-            self._connecting = asyncio.Lock()
-        async with self._connecting:
-            if self._transport is not None and not self._transport.is_closing():
-                return  # another command connected meanwhile
-            connection = self._client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
-            await connection.connect()  # redis-py's TLS, AUTH, SELECT and handshake, within its connect timeout
-            transport = connection._writer.transport
-            self._protocol = _Replies(self)
-            transport.set_protocol(self._protocol)
-            self._connection, self._transport = connection, transport
+        """One connection attempt shared by every command that finds no connection: they all wait for it and all
+        get its error (a Redis that does not answer costs each of them one connect timeout, not one per command
+        before it); a cancelled command leaves the attempt to the others."""
+        connecting = self._connecting
+        if connecting is None:
+            connecting = self._connecting = asyncio.ensure_future(self._open())
+            connecting.add_done_callback(self._connected)
+        await asyncio.shield(connecting)
+
+    def _connected(self, attempt: asyncio.Future[None]) -> None:
+        if self._connecting is attempt:
+            self._connecting = None
+        if not attempt.cancelled():
+            attempt.exception()  # retrieved here too: every waiter may have been cancelled
+
+    async def _open(self) -> None:
+        connection = self._client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+        await connection.connect()  # redis-py's TLS, AUTH, SELECT and handshake, within its connect timeout
+        transport = connection._writer.transport
+        self._protocol = _Replies(self)
+        transport.set_protocol(self._protocol)
+        self._connection, self._transport = connection, transport
 
     def _flush(self) -> None:
         self._flush_due = False
@@ -141,6 +153,8 @@ class MultiplexedRedis:
             transport.close()
 
     async def aclose(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
         self._fail(self._protocol, RedisConnectionError("closed"))
         if self._timer is not None:
             self._timer.cancel()
