@@ -1,5 +1,6 @@
 """Fakes of the relay's own ports (application.ports) for the application-layer unit tests: an in-memory auth
-cache reader and an upstream that records what it was given. No socket, no Redis."""
+cache reader and an upstream that records what it was given. No socket, no Redis. And the per-connection limits the
+protocol-level tests build their protocol objects with."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from taifa_relay.application.ports import (
 from taifa_relay.application.sessions import RecentChecks, SessionRegistry, SessionState
 from taifa_relay.application.submission import Submission
 from taifa_relay.domain.limits import AdmissionLimits, AuthFailureLimits
+from taifa_relay.entrypoints.session_state import ProtocolLimits
 
 CLIENT = "192.0.2.7"
 
@@ -259,3 +261,20 @@ def world(
 
 def new_state(client_ip: str = CLIENT) -> SessionState:
     return SessionState(client_ip)
+
+
+def protocol_limits(proxy_timeout: float | None = None) -> ProtocolLimits:
+    """Per-connection limits for protocol objects built without a relay (entrypoints tests)."""
+    return ProtocolLimits(
+        hostname="relay.test",
+        max_message_bytes=1_000_000,
+        max_line_length=1001,
+        max_command_length=512,
+        idle_timeout=120.0,
+        min_data_rate=100,
+        data_rate_grace=5.0,
+        error_soft_limit=5,
+        error_hard_limit=10,
+        error_delay=0.0,
+        proxy_timeout=proxy_timeout,
+    )

@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import SMTP
 from taifa_relay.entrypoints.handler import RelayHandler
-from taifa_relay.entrypoints.session_state import ProtocolLimits, RelaySession
+from taifa_relay.entrypoints.session_state import RelaySession
 from taifa_relay.entrypoints.smtp_protocol import RelaySMTP
+
+from tests.unit.relay.relay_fakes import protocol_limits
 
 
 class _Transport:
@@ -37,19 +39,7 @@ class _Writer:
         self.drains += 1
 
 
-LIMITS = ProtocolLimits(
-    hostname="relay.test",
-    max_message_bytes=1_000_000,
-    max_line_length=1001,
-    max_command_length=512,
-    idle_timeout=120.0,
-    min_data_rate=100,
-    data_rate_grace=5.0,
-    error_soft_limit=5,
-    error_hard_limit=10,
-    error_delay=0.0,
-    proxy_timeout=None,
-)
+LIMITS = protocol_limits()
 
 
 def _protocol(implicit_tls: bool, tls_on: bool) -> tuple[RelaySMTP, _Writer]:

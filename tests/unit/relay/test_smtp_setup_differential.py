@@ -13,25 +13,10 @@ import pytest
 from aiosmtpd.smtp import SMTP
 from taifa_relay.entrypoints import smtp_protocol
 from taifa_relay.entrypoints.handler import RelayHandler
-from taifa_relay.entrypoints.session_state import ProtocolLimits
 from taifa_relay.entrypoints.smtp_protocol import RelaySMTP
 from taifa_relay.entrypoints.smtp_setup import init_smtp
 
-
-def _limits(proxy_timeout: float | None) -> ProtocolLimits:
-    return ProtocolLimits(
-        hostname="relay.test",
-        max_message_bytes=1_000_000,
-        max_line_length=1001,
-        max_command_length=512,
-        idle_timeout=120.0,
-        min_data_rate=100,
-        data_rate_grace=5.0,
-        error_soft_limit=5,
-        error_hard_limit=10,
-        error_delay=1.0,
-        proxy_timeout=proxy_timeout,
-    )
+from tests.unit.relay.relay_fakes import protocol_limits
 
 
 def _aiosmtpd_init(protocol: SMTP, handler: RelayHandler, **arguments: Any) -> None:
@@ -69,7 +54,7 @@ def _comparable_member(protocol: SMTP, member: Any) -> Any:
 async def test_init_smtp_sets_what_aiosmtpd_sets(implicit_tls: bool, proxy_timeout: float | None) -> None:
     handler = RelayHandler(submission=object())
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    limits = _limits(proxy_timeout)
+    limits = protocol_limits(proxy_timeout)
     sessions: Any = object()
     ours = RelaySMTP(handler, sessions=sessions, limits=limits, tls_context=context, implicit_tls=implicit_tls)
     with pytest.MonkeyPatch.context() as patch:
