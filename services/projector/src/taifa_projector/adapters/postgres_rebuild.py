@@ -16,7 +16,7 @@ import asyncpg
 from taifa_events import envelope_to_json
 from taifa_events.audit import AuditRow
 
-from taifa_projector.adapters import audit_feed, table_swap
+from taifa_projector.adapters import audit_feed, copy_timestamps, table_swap
 from taifa_projector.adapters.driver_errors import postgres_errors
 from taifa_projector.adapters.read_side_tables import (
     AUTH_COLUMNS,
@@ -66,7 +66,8 @@ class RebuildStore:
         offsets; `offsets_at_least` (an event-store rebuild past a retention gap) only raise them.
         `rows_sent` is called once the rows are in (PostgreSQL then builds the indexes on its own core).
         """
-        async with self.pool.acquire() as conn, conn.transaction():
+        # timestamptz values COPYed with the cheaper encoding (`copy_timestamps`: ~2.5 M in a 1 M-event rebuild).
+        async with self.pool.acquire() as conn, copy_timestamps.fast_timestamps(conn), conn.transaction():
             shadows = await table_swap.create_shadows(conn, READ_SIDE_TABLES)
             await conn.copy_records_to_table(
                 shadows.name("rm_smtp_credentials"), records=[credential_record(r) for r in fold.credentials.values()],
