@@ -9,7 +9,6 @@ ports in `taifa_relay.application.ports`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import time
@@ -18,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from taifa_events import usage
-from taifa_events.auth_cache import AuthCacheEntry
 
 from taifa_relay.application.decisions import (
     AUTH_ACCEPTED,
@@ -136,17 +134,13 @@ class Submission(SessionChecks):
             log.debug("AUTH success", extra={"client": state.client_ip, "credential_id": state.credential_id})
             return AUTH_ACCEPTED
         decision = await self._failed(state, username)
-        # The owner's usage of a failure (its reason: deactivated, expired, outside the allowlist, wrong secret) is
-        # worked out once the reply is on its way (`call_soon`: the next pass of the event loop, after this
-        # coroutine has handed the 535 to the transport), so that a known username's failure, which counts, is
-        # answered as fast as an unknown one's, which counts nowhere (A11: same reply, similar timing).
-        asyncio.get_running_loop().call_soon(self._count_failure, entry, secret, state.client_ip, self.clock())
-        return decision
-
-    def _count_failure(self, entry: AuthCacheEntry | None, secret: str, client_ip: str, now: float) -> None:
+        # After the failure count's round trip, so that the usage rides on a later one; the reason is worked out for
+        # an unknown username too (on a stand-in), so that a known username's failure costs what an unknown one's
+        # does (A11: same reply, similar timing). An unknown username counts nowhere: there is no credential.
+        reason = credentials.failure_reason(entry, secret, state.client_ip, self.clock())
         if entry is not None:
-            reason = credentials.failure_reason(entry, secret, client_ip, now)
-            self.usage.auth_failed(str(entry.credential_id), str(entry.account_id), reason, now)
+            self.usage.auth_failed(str(entry.credential_id), str(entry.account_id), reason, self.clock())
+        return decision
 
     async def _failed(self, state: SessionState, username: str) -> Decision:
         state.auth_failures += 1
