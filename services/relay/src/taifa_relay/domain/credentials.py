@@ -128,10 +128,28 @@ def failure_reason(entry: AuthCacheEntry | None, password: str, client_ip: str, 
     """Why a failed AUTH on an existing username failed, for its owner's usage report (never for the client, who
     gets the one 535): the credential deactivated (`auth_inactive`) or expired (`auth_expired`), the right password
     from an address outside `allowed_cidrs` (`auth_cidr`), else a wrong or retired secret (`auth_secret`). Called
-    before the reply is sent, so an unknown username (None) costs the same: the work is done on a stand-in entry."""
+    before the reply is sent, so every case does the same work (A11): one SHA-256, MAX_CACHED_SECRETS comparisons,
+    every mark evaluated, then the answer; an unknown username (None) on a stand-in entry."""
+    subject = entry if entry is not None else _STAND_IN_CIDRS
+    candidate = hash_secret(password).encode()
+    valid = subject.valid_secrets(now)
+    slots = (*valid, *(_DUMMY,) * MAX_CACHED_SECRETS)[:MAX_CACHED_SECRETS]
+    opens = False
+    for secret in slots:
+        same = hmac.compare_digest(candidate, secret.hash.encode())
+        opens = opens | (same and secret is not _DUMMY)
+    deactivated = not _not_deactivated(subject)
+    expired = subject.is_expired(now)
+    outside = not subject.address_allowed(client_ip)
     if entry is None:
-        failure_reason(_STAND_IN_CIDRS, password, client_ip, now)
         return "auth_secret"
+    if deactivated:
+        return "auth_inactive"
+    if expired:
+        return "auth_expired"
+    if opens and outside:
+        return "auth_cidr"
+    return "auth_secret"
     if not _not_deactivated(entry):
         return "auth_inactive"
     if entry.is_expired(now):
