@@ -114,7 +114,8 @@ class Submission(SessionChecks):
                 )
             return self._throttled(state)
         entry = found.entry
-        opened = credentials.authenticate(entry, secret, state.client_ip, self.clock())
+        judged = credentials.attempt(entry, secret, state.client_ip, self.clock())
+        opened = credentials.login_of(judged)
         if opened is not None and entry is not None:
             self.sessions.forget_login(state)  # a re-AUTH on this connection (after a revocation dropped the login)
             state.username = username
@@ -134,10 +135,10 @@ class Submission(SessionChecks):
             log.debug("AUTH success", extra={"client": state.client_ip, "credential_id": state.credential_id})
             return AUTH_ACCEPTED
         decision = await self._failed(state, username)
-        # After the failure count's round trip, so that the usage rides on a later one; the reason is worked out for
-        # an unknown username too (on a stand-in), so that a known username's failure costs what an unknown one's
-        # does (A11: same reply, similar timing). An unknown username counts nowhere: there is no credential.
-        reason = credentials.failure_reason(entry, secret, state.client_ip, self.clock())
+        # After the failure count's round trip, so that the usage rides on a later one; the reason is read from the
+        # attempt's marks, worked out alike for every case (A11: same reply, similar timing). An unknown username
+        # counts nowhere: there is no credential.
+        reason = credentials.failure_reason(judged)
         if entry is not None:
             self.usage.auth_failed(str(entry.credential_id), str(entry.account_id), reason, self.clock())
         return decision

@@ -61,8 +61,19 @@ def password_well_formed(password: str) -> bool:
     return smtp_password_checksum_ok(password)
 
 
-def authenticate(entry: AuthCacheEntry | None, password: str, client_ip: str, now: float) -> Login | None:
-    """The login `password` opens on `entry` from `client_ip` at `now`, or None.
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one AUTH attempt showed: every mark worked out, whatever the outcome (`attempt`)."""
+
+    entry: AuthCacheEntry | None
+    matched: CachedSecret | None  # the valid secret the password opens
+    allowed: bool  # the client address is inside the allowlist (a stand-in's for an unknown username)
+    expired: bool
+    usable: bool  # a known credential, not deactivated
+
+
+def attempt(entry: AuthCacheEntry | None, password: str, client_ip: str, now: float) -> Attempt:
+    """Judge `password` on `entry` from `client_ip` at `now`.
 
     The same work whatever the reason of a refusal (unknown username, wrong password, deactivated or expired
     credential, retired secret, address outside `allowed_cidrs`), so timing tells them apart no better than the
@@ -80,7 +91,13 @@ def authenticate(entry: AuthCacheEntry | None, password: str, client_ip: str, no
     allowed = restrictions.address_allowed(client_ip)
     expired = restrictions.is_expired(now)
     usable = entry is not None and _not_deactivated(entry)
-    if matched is None or not allowed or expired or not usable or entry is None:
+    return Attempt(entry, matched, allowed, expired, usable)
+
+
+def login_of(judged: Attempt) -> Login | None:
+    """The login the attempt opens, or None."""
+    entry, matched = judged.entry, judged.matched
+    if matched is None or not judged.allowed or judged.expired or not judged.usable or entry is None:
         return None
     return Login(entry.credential_id, matched.id, valid_until(entry, matched))
 
@@ -124,38 +141,17 @@ def expired_by_clock(login: Login, now: float) -> bool:
     return login.valid_until is not None and now >= login.valid_until
 
 
-def failure_reason(entry: AuthCacheEntry | None, password: str, client_ip: str, now: float) -> str:
-    """Why a failed AUTH on an existing username failed, for its owner's usage report (never for the client, who
+def failure_reason(judged: Attempt) -> str:
+    """Why a failed attempt on an existing username failed, for its owner's usage report (never for the client, who
     gets the one 535): the credential deactivated (`auth_inactive`) or expired (`auth_expired`), the right password
-    from an address outside `allowed_cidrs` (`auth_cidr`), else a wrong or retired secret (`auth_secret`). Called
-    before the reply is sent, so every case does the same work (A11): one SHA-256, MAX_CACHED_SECRETS comparisons,
-    every mark evaluated, then the answer; an unknown username (None) on a stand-in entry."""
-    subject = entry if entry is not None else _STAND_IN_CIDRS
-    candidate = hash_secret(password).encode()
-    valid = subject.valid_secrets(now)
-    slots = (*valid, *(_DUMMY,) * MAX_CACHED_SECRETS)[:MAX_CACHED_SECRETS]
-    opens = False
-    for secret in slots:
-        same = hmac.compare_digest(candidate, secret.hash.encode())
-        opens = opens | (same and secret is not _DUMMY)
-    deactivated = not _not_deactivated(subject)
-    expired = subject.is_expired(now)
-    outside = not subject.address_allowed(client_ip)
-    if entry is None:
+    from an address outside `allowed_cidrs` (`auth_cidr`), else a wrong or retired secret (`auth_secret`; an
+    unknown username too). Read from the marks `attempt` worked out for every case alike: no work of its own (A11)."""
+    if judged.entry is None:
         return "auth_secret"
-    if deactivated:
+    if not judged.usable:
         return "auth_inactive"
-    if expired:
+    if judged.expired:
         return "auth_expired"
-    if opens and outside:
-        return "auth_cidr"
-    return "auth_secret"
-    if not _not_deactivated(entry):
-        return "auth_inactive"
-    if entry.is_expired(now):
-        return "auth_expired"
-    candidate = hash_secret(password).encode()
-    opens = any(hmac.compare_digest(candidate, secret.hash.encode()) for secret in entry.valid_secrets(now))
-    if opens and not entry.address_allowed(client_ip):
+    if judged.matched is not None and not judged.allowed:
         return "auth_cidr"
     return "auth_secret"
