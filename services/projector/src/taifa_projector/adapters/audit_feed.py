@@ -1,9 +1,10 @@
 # ruff: noqa: S608 - SQL is built only from module constants (table and column names); values are bind parameters.
 """The audit feed in PostgreSQL (`rm_audit_events`, migration 0007; issue 17).
 
-- Live: `write_rows` inserts a batch's feed rows with ONE statement (arrays unnested by PostgreSQL), in the batch's
-  transaction; a redelivered event is the same key (account, time, id) and changes nothing (ON CONFLICT DO
-  NOTHING). Quota notices of the usage topic go in the same way, in the usage batch's transaction.
+- Live: a batch's feed rows go in within the batch's transaction, COPied into the session's staging table and
+  moved in by `insert_from` (the event batches, `adapters.postgres`), or with one statement of unnested arrays
+  (`write_rows`: the quota notices of the usage topic, in the usage batch's transaction). Either way a redelivered
+  event is the same key (account, time, id) and changes nothing (ON CONFLICT DO NOTHING).
 - Rebuild: the rows are produced while the events are folded, a page at a time, and COPied into a staging table
   shaped like the shadow tables of `table_swap` (`start_staging` / `stage`), so a rebuild of millions of events
   never holds the feed in memory; `fill_shadow` then renames the staging table into the place of the empty shadow
@@ -40,13 +41,20 @@ _TYPES: Final = (
     "text",
 )
 _NAMES: Final = ", ".join(COLUMNS)
+# A feed row's key: a redelivered event's row is the same and changes nothing.
+_ONCE: Final = "ON CONFLICT (account_id, occurred_at, id) DO NOTHING"
 
 INSERT_ROWS: Final = (
     f"INSERT INTO {TABLE} ({_NAMES}) "
     f"SELECT {', '.join(COLUMNS[:-1])}, data::json FROM unnest("
     + ", ".join(f"${i}::{t}[]" for i, t in enumerate(_TYPES, start=1))
-    + f") AS t({_NAMES}) ON CONFLICT (account_id, occurred_at, id) DO NOTHING"
+    + f") AS t({_NAMES}) {_ONCE}"
 )
+
+
+def insert_from(staging: str) -> str:
+    """The statement that moves the feed rows staged in the table `staging` (the feed's columns) into the feed."""
+    return f"INSERT INTO {TABLE} ({_NAMES}) SELECT {_NAMES} FROM {staging} {_ONCE}"
 
 
 async def write_rows(conn: asyncpg.Connection, rows: Sequence[AuditRow]) -> None:

@@ -81,12 +81,7 @@ UPSERT_DOMAINS = _upsert_sql("rm_domains", DOMAIN_COLUMNS, "domain_id")
 UPSERT_AUTH = _upsert_sql("projector_auth_entries", AUTH_COLUMNS, "username") + (
     " OR (r.position = EXCLUDED.position AND r.plan <> EXCLUDED.plan AND EXCLUDED.plan <> 'free')"
 )
-_AUDIT_NAMES = ", ".join(audit_feed.COLUMNS)
-# A redelivered event is the same key and changes nothing (as `audit_feed.write_rows`).
-INSERT_AUDIT: Final = (
-    f"INSERT INTO {audit_feed.TABLE} ({_AUDIT_NAMES}) SELECT {_AUDIT_NAMES} "  # noqa: S608
-    f"FROM {STAGING[audit_feed.TABLE]} ON CONFLICT (account_id, occurred_at, id) DO NOTHING"
-)
+INSERT_AUDIT: Final = audit_feed.insert_from(STAGING[audit_feed.TABLE])
 UPSERT_PLANS = (
     "INSERT INTO projector_account_plans (account_id, plan) SELECT * FROM unnest($1::uuid[], $2::text[]) "
     "ON CONFLICT (account_id) DO NOTHING"
