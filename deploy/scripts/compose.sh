@@ -14,7 +14,7 @@
 # `taifa`); the published loopback ports are TAIFA_COMPOSE_{API,SMTP,SMTPS,RELAY_HEALTH,WEBHOOKS_HEALTH,MAIL_UI}_PORT
 # (deploy/compose.yaml).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 export CONTAINERS_CONF="${CONTAINERS_CONF:-$PWD/deploy/podman/containers.conf}"
 FILE=deploy/compose.yaml
@@ -65,17 +65,23 @@ wait_for() {
     done
 }
 
-# The one-shot services must exit 0.
+# The one-shot services must exit 0. Each may run again (topics --if-not-exists, migrations, a certificate that
+# nothing uses before stage 4), so one that fails is started again, at most TAIFA_COMPOSE_RETRIES times (default
+# 2), as `restart: on-failure` would: podman 4.3's network DNS (aardvark-dns) can stop answering for a minute
+# while containers join the network, and a new start sets the container's network up again.
 wait_done() {
-    local service id code
+    local service id code attempt
     for service in "$@"; do
         id=$(container "$service")
         [ -n "$id" ] || die "$service was not created"
-        code=$(timeout "$TIMEOUT" podman wait "$id") || die "$service still running after ${TIMEOUT}s"
-        if [ "$code" != 0 ]; then
+        for ((attempt = 0; ; attempt++)); do
+            code=$(timeout "$TIMEOUT" podman wait "$id") || die "$service still running after ${TIMEOUT}s"
+            [ "$code" != 0 ] || break
             podman logs --tail 30 "$id" >&2 || true
-            die "$service exited with $code"
-        fi
+            [ "$attempt" -lt "${TAIFA_COMPOSE_RETRIES:-2}" ] || die "$service exited with $code"
+            echo "compose.sh: $service exited with $code; starting it again" >&2
+            podman start "$id" >/dev/null || die "$service could not be started again"
+        done
     done
 }
 
@@ -128,24 +134,27 @@ down_podman() {
     podman network rm -f "${PROJECT}_default" >/dev/null 2>&1 || true
 }
 
-case "${1:-}" in
-    up)
-        signing_keys
-        if docker_engine; then
-            docker compose -p "$PROJECT" -f "$FILE" up -d --build --wait
-        else
-            command -v podman >/dev/null 2>&1 || die "neither a Docker engine nor podman: run \`make setup\`"
-            up_podman
-        fi
-        ;;
-    down)
-        export TAIFA_EVENT_SIGNING_KEYS="${TAIFA_EVENT_SIGNING_KEYS:-unused-for-down}"
-        export TAIFA_WEBHOOK_SECRET_KEYS="${TAIFA_WEBHOOK_SECRET_KEYS:-unused-for-down}"
-        if docker_engine; then
-            docker compose -p "$PROJECT" -f "$FILE" down -v
-        else
-            down_podman
-        fi
-        ;;
-    *) die "usage: $0 up|down" ;;
-esac
+# Sourced (tests/unit/deploy/test_compose_script.py): the functions only.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    case "${1:-}" in
+        up)
+            signing_keys
+            if docker_engine; then
+                docker compose -p "$PROJECT" -f "$FILE" up -d --build --wait
+            else
+                command -v podman >/dev/null 2>&1 || die "neither a Docker engine nor podman: run \`make setup\`"
+                up_podman
+            fi
+            ;;
+        down)
+            export TAIFA_EVENT_SIGNING_KEYS="${TAIFA_EVENT_SIGNING_KEYS:-unused-for-down}"
+            export TAIFA_WEBHOOK_SECRET_KEYS="${TAIFA_WEBHOOK_SECRET_KEYS:-unused-for-down}"
+            if docker_engine; then
+                docker compose -p "$PROJECT" -f "$FILE" down -v
+            else
+                down_podman
+            fi
+            ;;
+        *) die "usage: $0 up|down" ;;
+    esac
+fi
