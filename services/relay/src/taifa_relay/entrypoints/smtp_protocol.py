@@ -84,7 +84,6 @@ class RelaySMTP(TLSUpgradingSMTP):
         self._errors = 0
         self._admitted = False
         self._closing = False
-        self._held_lines: list[str] = []
 
     def __dir__(self) -> list[str]:
         return hook_names(type(self), ("smtp_", "auth_"))
@@ -112,12 +111,6 @@ class RelaySMTP(TLSUpgradingSMTP):
                 return
             if self._errors > self.limits.error_soft_limit:
                 await asyncio.sleep(self.limits.error_delay)
-        if text[3:4] == "-":  # a continuation line (EHLO): sent with the final line, as one TLS record
-            self._held_lines.append(text)
-            return
-        if self._held_lines:
-            text = "\r\n".join([*self._held_lines, text])
-            self._held_lines.clear()
         await self.write_reply(text)
 
     async def close_with(self, status: str) -> None:

@@ -52,8 +52,8 @@ class TLSUpgradingSMTP(SMTP):
     async def smtp_EHLO(self, hostname: str) -> None:
         """aiosmtpd 1.4.6's EHLO for the relay's settings (no EHLO hook, SMTPUTF8 off): the same session reset and
         keywords (STARTTLS before TLS, AUTH once TLS is on or on the implicit-TLS port), its lines pushed as one
-        reply (one write, as RelaySMTP.push sends continuation lines) instead of one push per line. The MAIL line
-        limit stays the command limit + 26 for SIZE= however often EHLO is sent (aiosmtpd adds 26 each time)."""
+        reply (one write, one TLS record) instead of one push per line. The MAIL line limit stays the command limit
+        + 26 for SIZE= however often EHLO is sent (aiosmtpd adds 26 each time)."""
         if not hostname:
             await self.push("501 Syntax: EHLO hostname")
             return
