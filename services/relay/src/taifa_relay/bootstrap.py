@@ -10,7 +10,7 @@ from typing import Any
 
 from taifa_relay.adapters.auth_cache import RedisAuthCacheReader
 from taifa_relay.adapters.domain_owners import DomainOwners
-from taifa_relay.adapters.redis_connection import relay_redis
+from taifa_relay.adapters.redis_connection import REDIS_TIMEOUT_SECONDS, relay_redis
 from taifa_relay.adapters.redis_multiplex import MultiplexedRedis
 from taifa_relay.adapters.sending_limits import RedisSendingLimits
 from taifa_relay.adapters.tls import ReloadingContext
@@ -20,9 +20,6 @@ from taifa_relay.application.sessions import RecentChecks, SessionRegistry
 from taifa_relay.application.submission import Submission
 from taifa_relay.domain.limits import AdmissionLimits, AuthFailureLimits
 from taifa_relay.settings import Settings
-
-# The read timeout of the per-message scripts: RedisAuthCacheReader's and RedisSendingLimits's default.
-SCRIPT_TIMEOUT_SECONDS = 2.0
 
 
 @dataclass
@@ -54,7 +51,7 @@ def build_relay_parts(settings: Settings) -> RelayParts:
     # One connection for the per-message scripts of every session, shared by the auth cache and the sending limits
     # (adapters.redis_multiplex: the commands of one pass of the event loop go out in one write).
     scripts = MultiplexedRedis(
-        relay_redis(settings.redis_url, timeout=SCRIPT_TIMEOUT_SECONDS), timeout=SCRIPT_TIMEOUT_SECONDS
+        relay_redis(settings.redis_url, timeout=REDIS_TIMEOUT_SECONDS), timeout=REDIS_TIMEOUT_SECONDS
     )
     auth_cache = RedisAuthCacheReader(
         settings.redis_url,

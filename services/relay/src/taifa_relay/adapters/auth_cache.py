@@ -30,7 +30,7 @@ from taifa_runtime.redis import redis_client
 
 from taifa_relay.adapters import metrics
 from taifa_relay.adapters.cache_scripts import MAIL_CHECK, READ, STAND_IN, STAND_IN_ARGS, fields_of
-from taifa_relay.adapters.redis_connection import relay_redis
+from taifa_relay.adapters.redis_connection import REDIS_TIMEOUT_SECONDS, relay_redis
 from taifa_relay.adapters.redis_multiplex import MultiplexedRedis
 from taifa_relay.adapters.usage_buffer import Taken, UsageBuffer
 from taifa_relay.application.ports import CacheStale, CacheUnavailable, Lookup, MinuteTaken, WriteRefused
@@ -76,7 +76,7 @@ class RedisAuthCacheReader:
         url: str,
         *,
         failure_window_seconds: int,
-        timeout: float = 2.0,
+        timeout: float = REDIS_TIMEOUT_SECONDS,
         usage: UsageBuffer | None = None,
         scripts: MultiplexedRedis | None = None,
     ) -> None:

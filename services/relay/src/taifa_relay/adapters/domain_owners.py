@@ -12,7 +12,7 @@ from __future__ import annotations
 from redis.exceptions import RedisError
 from taifa_events.auth_cache import domain_owner_key
 
-from taifa_relay.adapters.redis_connection import relay_redis
+from taifa_relay.adapters.redis_connection import REDIS_TIMEOUT_SECONDS, relay_redis
 from taifa_relay.application.ports import CacheUnavailable
 
 
@@ -20,7 +20,7 @@ class DomainOwners:
     """`application.ports.DomainOwnerLookup`: owner lookups over a small Redis pool of their own (the auth
     cache's pool serves every AUTH)."""
 
-    def __init__(self, url: str, *, timeout: float = 2.0) -> None:
+    def __init__(self, url: str, *, timeout: float = REDIS_TIMEOUT_SECONDS) -> None:
         self._redis = relay_redis(url, timeout=timeout, retry_on_timeout=False)
 
     async def owners(self, names: list[str]) -> list[str | None]:

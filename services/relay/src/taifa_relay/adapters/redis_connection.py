@@ -11,11 +11,15 @@ Redis that stops answering still fails the command after `timeout` (the applicat
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection, SSLConnection
 from taifa_runtime.redis import redis_client
+
+# The read timeout of every Redis client of the relay (the auth cache, the per-message scripts' shared connection,
+# the sending limits, the usage buffer, the domain owners): a Redis that stops answering fails the command then.
+REDIS_TIMEOUT_SECONDS: Final = 2.0
 
 
 class _DirectSend:

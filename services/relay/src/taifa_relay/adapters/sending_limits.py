@@ -16,7 +16,7 @@ from redis.exceptions import RedisError, ResponseError
 from taifa_events import usage
 
 from taifa_relay.adapters import metrics
-from taifa_relay.adapters.redis_connection import relay_redis
+from taifa_relay.adapters.redis_connection import REDIS_TIMEOUT_SECONDS, relay_redis
 from taifa_relay.adapters.redis_multiplex import MultiplexedRedis
 from taifa_relay.application.ports import CacheUnavailable, RecipientTaken, WriteRefused
 
@@ -46,7 +46,9 @@ return {0, unpack(counts)}
 class RedisSendingLimits:
     """The counters of every relay instance, in the Redis of the auth cache."""
 
-    def __init__(self, url: str, *, timeout: float = 2.0, scripts: MultiplexedRedis | None = None) -> None:
+    def __init__(
+        self, url: str, *, timeout: float = REDIS_TIMEOUT_SECONDS, scripts: MultiplexedRedis | None = None
+    ) -> None:
         self._redis = relay_redis(url, timeout=timeout, retry_on_timeout=False)
         # The script on the connection shared with the auth cache's reads (adapters.redis_multiplex).
         self._scripts = scripts if scripts is not None else MultiplexedRedis(self._redis, timeout=timeout)

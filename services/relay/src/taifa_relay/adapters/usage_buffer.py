@@ -20,7 +20,7 @@ from typing import Any, Final
 from redis.exceptions import RedisError
 from taifa_events import usage
 
-from taifa_relay.adapters.redis_connection import relay_redis
+from taifa_relay.adapters.redis_connection import REDIS_TIMEOUT_SECONDS, relay_redis
 
 log = logging.getLogger("taifa.relay.usage")
 
@@ -35,7 +35,7 @@ Taken = tuple[dict[str, dict[str, int]], dict[str, dict[str, str]], dict[str, in
 class UsageBuffer:
     """Counts waiting for the next Redis round trip, per usage hash (credential and hour)."""
 
-    def __init__(self, url: str, *, timeout: float = 2.0) -> None:
+    def __init__(self, url: str, *, timeout: float = REDIS_TIMEOUT_SECONDS) -> None:
         self._redis = relay_redis(url, timeout=timeout, retry_on_timeout=False)
         self._incr: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self._set: dict[str, dict[str, str]] = defaultdict(dict)
