@@ -4,9 +4,12 @@ Starts its own PostgreSQL, Redis and Tansu broker (taifa_localstack), then
 1. produces N live events to Kafka, then for 1, 2 and 3 projector processes in one consumer group (3 runs each)
    (partitions are the unit of scale; the read side is emptied between runs) applies them all:
    prints events/s (first batch start to last batch end), the batch-apply p50/p99, the projectors'
-   CPU per event and the whole machine's (PostgreSQL, Redis and the broker share the 2 cores);
+   CPU per event and the whole machine's (PostgreSQL, Redis and the broker share the 2 cores), with where the
+   machine's went (`machine_cpu`: the projector, PostgreSQL, Redis, the broker, the kernel and the rest);
 2. rebuilds from Kafka offset 0 (the same N events);
 3. writes M events into `event_store` and times `rebuild --from event-store` into read model and cache.
+Both rebuilds print the machine's CPU per event by process group too. `bench_decode.py` (beside this file) compares
+the envelope's decode with msgspec's.
 Every event carries the envelope metadata the API writes (actor, source address, request id), and every one also
 becomes a row of the audit feed (issue 17); `--no-metadata` gives the events without it (the workload before).
 
@@ -34,6 +37,7 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
+from machine_cpu import Snapshot, machine_busy_seconds
 from taifa_events.signing import Keyring
 from taifa_localstack import Stack
 from taifa_projector import bootstrap
@@ -78,13 +82,6 @@ def _instance(settings: Settings, stop: Any, results: Any) -> None:
         results.put((marks, cpu))
 
     runtime_loop.run(go())  # as `taifa-projector run` does
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds the whole machine spent busy (every process: projectors, PostgreSQL, Redis, broker)."""
-    with open("/proc/stat") as stat:
-        ticks = [int(v) for v in stat.readline().split()[1:]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 async def _wait_consumed(
@@ -153,6 +150,7 @@ def live(settings: Settings, total: int, instances: int) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     stop, results = context.Event(), context.Queue()
     processes = [context.Process(target=_instance, args=(settings, stop, results)) for _ in range(instances)]
+    before = Snapshot.take()
     for process in processes:
         process.start()
     try:
@@ -162,6 +160,7 @@ def live(settings: Settings, total: int, instances: int) -> dict[str, Any]:
         reports = [results.get(timeout=120) for _ in processes]
         for process in processes:
             process.join()
+    spent = before.until(Snapshot.take(), total)
     redis_keys, redis_mb = asyncio.run(redis_footprint(settings.redis_url))
     marks = [mark for batch_marks, _ in reports for mark in batch_marks]
     first, last = min(began for began, _, _ in marks), max(end for _, end, _ in marks)
@@ -191,6 +190,7 @@ def live(settings: Settings, total: int, instances: int) -> dict[str, Any]:
         "events_per_s": total / seconds,
         "cpu_us_per_event": 1e6 * sum(cpu for _, cpu in reports) / total,
         "machine_us_per_event": 1e6 * busy / total,
+        "spent": spent,
         "shares": ", ".join(f"{sum(a for _, _, a in m):,}" for m, _ in reports),
         "batches": len(batches),
         "batch_p50_ms": 1000 * statistics.median(batches),
@@ -281,7 +281,8 @@ def live_and_kafka_rebuild(settings: Settings, keyring: Keyring, live_n: int, ar
                 f"{figures['cpu_us_per_event']:.1f} us/event, whole machine (PostgreSQL, Redis, broker "
                 f"included) {figures['machine_us_per_event']:.1f} us/event; first fifth of the events "
                 f"{figures['first_fifth']:,.0f}/s, last fifth {figures['last_fifth']:,.0f}/s; Redis after it "
-                f"{figures['redis_keys']:,} keys, {figures['redis_mb']:.0f} MB",
+                f"{figures['redis_keys']:,} keys, {figures['redis_mb']:.0f} MB; from the processes' start to their "
+                f"end {figures['spent']}",
                 flush=True,
             )
         if repeat > 1:
@@ -292,7 +293,7 @@ def live_and_kafka_rebuild(settings: Settings, keyring: Keyring, live_n: int, ar
             )
     if args.live_only:
         return
-    cpu = time.process_time()
+    cpu, before = time.process_time(), Snapshot.take()
     summary = runtime_loop.run(
         with_stores(
             settings,
@@ -305,11 +306,12 @@ def live_and_kafka_rebuild(settings: Settings, keyring: Keyring, live_n: int, ar
             ),
         )
     )
-    cpu = time.process_time() - cpu
+    cpu, spent = time.process_time() - cpu, before.until(Snapshot.take(), summary.events)
     rate = summary.events / summary.seconds
     print(
         f"  rebuild from Kafka: {summary.events:,} events in {summary.seconds:.1f}s "
-        f"({rate:,.0f} events/s; phases {_phases(summary.phases)}; CPU {1e6 * cpu / summary.events:.1f} us/event)",
+        f"({rate:,.0f} events/s; phases {_phases(summary.phases)}; CPU {1e6 * cpu / summary.events:.1f} us/event; "
+        f"{spent})",
         flush=True,
     )
 
@@ -320,18 +322,18 @@ def rebuild_from_store(settings: Settings, rebuild_n: int, metadata: bool, profi
     print(f"  wrote {rebuild_n:,} events to event_store in {filled:.1f}s", flush=True)
     for spied in (False, True) if profile else (False,):
         spy = Profiler(os.getpid(), profile / "rebuild.txt") if profile and spied else None
-        cpu = time.process_time()
+        cpu, before = time.process_time(), Snapshot.take()
         summary = runtime_loop.run(
             with_stores(settings, lambda parts: rebuild_from_event_store(parts.event_store, parts.store, parts.cache))
         )
-        cpu = time.process_time() - cpu
+        cpu, spent = time.process_time() - cpu, before.until(Snapshot.take(), summary.events)
         if spy is not None:
             spy.stop()
         print(
             f"  rebuild from event store{' (under py-spy)' if spied else ''}: {summary.events:,} events -> "
             f"{summary.credentials:,} credentials, {summary.domains:,} domains, {summary.auth_entries:,} cache "
             f"entries in {summary.seconds:.1f}s ({summary.events / summary.seconds:,.0f} events/s; phases "
-            f"{_phases(summary.phases)}; CPU {1e6 * cpu / summary.events:.1f} us/event)",
+            f"{_phases(summary.phases)}; CPU {1e6 * cpu / summary.events:.1f} us/event; {spent})",
             flush=True,
         )
 
