@@ -156,7 +156,15 @@ async def test_pages_walk_the_whole_feed_once_and_bad_parameters_are_422(live, h
     assert pages == 3 and seen == [e["id"] for e in everything]
     first = await _feed(live, headers, limit=7)
     assert first["next_cursor"] is None and len(first["data"]) == 7
-    for bad in ({"limit": 0}, {"limit": 201}, {"limit": "x"}, {"cursor": "not-a-cursor"}):
+    for bad in (
+        {"limit": 0},
+        {"limit": 201},
+        {"limit": "x"},
+        {"limit": "5.0"},
+        {"limit": "05"},
+        {"limit": [200, 5]},  # repeated: neither is taken
+        {"cursor": "not-a-cursor"},
+    ):
         response = await live.client.get("/v1/events", params=bad, headers=headers)
         assert response.status_code == 422, (bad, response.text)
         assert response.json()["error"]["code"] == "validation_error"

@@ -244,6 +244,9 @@ async def test_patch_sets_restrictions_the_relay_sees_and_null_or_empty_clears_t
         {"allowed_cidrs": [f"10.0.{i}.0/24" for i in range(65)]},
         {"expires_at": "2020-01-01T00:00:00Z"},
         {"expires_at": "2999-01-01T00:00:00"},  # no offset
+        {"expires_at": 32503680000},  # Unix seconds (2999): the contract's times are RFC 3339 text
+        {"expires_at": "32503680000"},
+        {"expires_at": "2999-01-01"},  # a date, no time
         {"limits": {"messages_per_minute": 0}},
         {"limits": {"messages_per_day": 100001}},  # over the pro plan's daily quota
         {"limits": {"messages_per_hour": 5}},

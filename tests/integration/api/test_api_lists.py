@@ -129,11 +129,24 @@ async def test_pages_are_stable_when_items_are_added_between_them(api) -> None:
     assert "link" not in rest.headers
 
 
-@pytest.mark.parametrize("limit", ["0", "1001", "abc", "-1", "1.5", "", "100000000000000000000"])
+@pytest.mark.parametrize(
+    "limit",
+    # Not read leniently as 5 or 10 either: a fraction, a sign, a leading zero, a separator, a space.
+    ["0", "1001", "abc", "-1", "1.5", "", "100000000000000000000", "5.0", "%2B5", "05", "1_0", "%205", "5%20"],
+)
 @pytest.mark.parametrize("path", ["/v1/smtp/credentials", "/v1/domains"])
 async def test_a_limit_outside_1_to_1000_is_422(api, path, limit) -> None:
     tenant = await api.tenant()
     response = await api.client.get(f"{path}?limit={limit}", headers=tenant.headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "validation_error"
+
+
+@pytest.mark.parametrize("path", ["/v1/smtp/credentials", "/v1/domains", "/v1/webhooks"])
+@pytest.mark.parametrize("query", ["limit=1000&limit=5", "limit=5&limit=5", "cursor=a&cursor=b", "limit=5.0"])
+async def test_a_repeated_or_lenient_limit_or_cursor_is_422(api, path, query) -> None:
+    tenant = await api.tenant()
+    response = await api.client.get(f"{path}?{query}", headers=tenant.headers)
     assert response.status_code == 422, response.text
     assert response.json()["error"]["code"] == "validation_error"
 

@@ -1,5 +1,5 @@
-"""Commands that take no parameters (verify a domain, resume a credential, rotate a webhook's secret) accept no body
-or `{}`, and refuse any field with `422 validation_error` instead of ignoring it (CONTRACT: unknown fields are
+"""Commands that take no parameters (verify a domain, resume a credential, rotate a webhook's secret, and every DELETE)
+accept no body or `{}`, and refuse any field with `422 validation_error` instead of ignoring it (CONTRACT: unknown fields are
 rejected, never silently dropped). The refusal changes nothing: no event, no new secret."""
 
 from __future__ import annotations
@@ -63,3 +63,40 @@ async def test_rotating_a_webhook_secret_refuses_a_body_and_keeps_the_secret(api
     ] is None
     rotated = await api.client.post(url, headers=tenant.headers)
     assert rotated.status_code == 201 and rotated.json()["secret"] != created.json()["secret"]
+
+
+async def test_every_delete_refuses_a_body_with_fields_and_deletes_nothing(api) -> None:
+    tenant = await api.tenant()
+    domain = await api.verified_domain(tenant)
+    created = (await api.credential(tenant, domain["id"])).json()
+    credential = f"/v1/smtp/credentials/{created['id']}"
+    rotated = await api.client.post(f"{credential}/rotate", json={"grace_period_seconds": 3600}, headers=tenant.headers)
+    assert rotated.status_code == 201, rotated.text
+    previous = rotated.json()["secrets"][1]["id"]
+    hook = await api.client.post(
+        "/v1/webhooks", json={"url": "https://93.184.215.14/hook", "events": ["*"]}, headers=tenant.headers
+    )
+    assert hook.status_code == 201, hook.text
+    urls = [
+        f"{credential}/secrets/{previous}",
+        f"/v1/webhooks/{hook.json()['id']}",
+        credential,
+        f"/v1/domains/{domain['id']}",
+    ]
+    events = len(await event_rows(api.settings.database_url))
+    for url in urls:
+        for body in ({"purge": True}, [], "not json"):
+            content = body if isinstance(body, str) else None
+            sent = await api.client.request(
+                "DELETE",
+                url,
+                headers=tenant.headers | {"content-type": "application/json"},
+                content=content,
+                json=None if content is not None else body,
+            )
+            _refused(sent)
+    assert len(await event_rows(api.settings.database_url)) == events
+    for url in urls:  # no body, or `{}`: deleted
+        deleted = await api.client.request("DELETE", url, headers=tenant.headers, json={} if "domains" in url else None)
+        assert deleted.status_code == 204, (url, deleted.text)
+    assert len(await event_rows(api.settings.database_url)) > events

@@ -14,7 +14,7 @@ from taifa_api.domain import paging
 from taifa_api.domain.errors import NotFound
 from taifa_api.entrypoints.http.audit_schemas import ActorOut, AuditEventOut, AuditFeedOut, SubjectOut
 from taifa_api.entrypoints.http.errors import documented
-from taifa_api.entrypoints.http.routes import Caller, Parts
+from taifa_api.entrypoints.http.routes import Caller, OneOfEach, PageSize, Parts
 
 DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 200
@@ -22,7 +22,7 @@ MAX_LIMIT: Final = 200
 router = APIRouter(prefix="/v1", responses=documented(401, 422, 429, 503), tags=["audit"])
 
 EventLimit = Annotated[
-    int, Query(ge=1, le=MAX_LIMIT, description=f"Events per page, 1..{MAX_LIMIT} (default {DEFAULT_LIMIT}).")
+    PageSize, Query(ge=1, le=MAX_LIMIT, description=f"Events per page, 1..{MAX_LIMIT} (default {DEFAULT_LIMIT}).")
 ]
 EventCursor = Annotated[
     str | None,
@@ -66,6 +66,7 @@ async def _feed(parts: Parts, who: Caller, subject_id: UUID | None, limit: int, 
     response_model=AuditFeedOut,
     operation_id="list_events",
     summary="The account's audit trail: who did what, from where, newest first",
+    dependencies=[OneOfEach],
 )
 async def list_events(
     parts: Parts, who: Caller, limit: EventLimit = DEFAULT_LIMIT, cursor: EventCursor = None
@@ -79,6 +80,7 @@ async def list_events(
     operation_id="list_credential_events",
     responses=documented(404),
     summary="One credential's audit trail, newest first",
+    dependencies=[OneOfEach],
 )
 async def list_credential_events(
     credential_id: UUID, parts: Parts, who: Caller, limit: EventLimit = DEFAULT_LIMIT, cursor: EventCursor = None

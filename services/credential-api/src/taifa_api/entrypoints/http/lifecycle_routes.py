@@ -124,7 +124,9 @@ async def rotate_credential(
     },
     summary="End a previous secret's grace period at once",
 )
-async def revoke_secret(credential_id: UUID, secret_id: UUID, parts: Parts, who: Caller, corr: Correlation) -> Response:
+async def revoke_secret(
+    credential_id: UUID, secret_id: UUID, parts: Parts, who: Caller, corr: Correlation, _: NoParameters = None
+) -> Response:
     outcome = await credential_lifecycle.revoke_secret(parts.uow, who.account_id, credential_id, secret_id, corr)
     response = Response(status_code=204)
     await await_projection(parts, outcome.events, response)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response, Security
 from fastapi.security import APIKeyCookie, HTTPBearer
+from pydantic import BeforeValidator
 from taifa_events import Envelope
 
 from taifa_api import metrics
@@ -18,7 +20,7 @@ from taifa_api.application import use_cases
 from taifa_api.application.request_context import with_metadata
 from taifa_api.bootstrap import Container
 from taifa_api.domain import paging
-from taifa_api.domain.errors import NotFound
+from taifa_api.domain.errors import InvalidRequest, NotFound
 from taifa_api.domain.models import DomainRecord
 from taifa_api.domain.verification import RECORD_TYPE
 from taifa_api.entrypoints.http import credential_body
@@ -165,8 +167,29 @@ async def create_credential(
     return CredentialCreatedOut(**shaped.model_dump(exclude={"deactivated_at"}), password=created.password)
 
 
+# A page size as the contract writes it: decimal digits, no sign, no leading zero, no fraction or separator.
+_COUNT = re.compile(r"[1-9][0-9]{0,5}", re.ASCII)
+
+
+def _count_text(value: object) -> object:
+    """`limit` as written in the query; pydantic alone would also read `5.0`, `+5`, `05` or `1_0` as 5."""
+    if isinstance(value, str) and not _COUNT.fullmatch(value):
+        raise ValueError("a whole number in decimal digits")
+    return value
+
+
+PageSize = Annotated[int, BeforeValidator(_count_text)]
+
+
+def one_of_each(request: Request) -> None:
+    """A list's `limit` and `cursor` at most once each: a repeated one is a 422, never one of them silently."""
+    if any(len(request.query_params.getlist(name)) > 1 for name in ("limit", "cursor")):
+        raise InvalidRequest("query: limit and cursor at most once each.")
+
+
+OneOfEach = Depends(one_of_each)
 Limit = Annotated[
-    int,
+    PageSize,
     Query(
         ge=1,
         le=paging.MAX_LIMIT,
@@ -225,6 +248,7 @@ def _page(
     operation_id="list_credentials",
     responses=_LIST_RESPONSES,
     summary="This account's credentials, newest first, one page at a time",
+    dependencies=[OneOfEach],
 )
 async def list_credentials(
     parts: Parts,
@@ -249,7 +273,9 @@ async def list_credentials(
     responses=documented(403, 404),
     summary="Deactivate a credential for good",
 )
-async def deactivate_credential(credential_id: UUID, parts: Parts, who: Caller, corr: Correlation) -> Response:
+async def deactivate_credential(
+    credential_id: UUID, parts: Parts, who: Caller, corr: Correlation, _: NoParameters = None
+) -> Response:
     outcome = await use_cases.deactivate_credential(parts.uow, who.account_id, credential_id, corr)
     response = Response(status_code=204)
     await await_projection(parts, outcome.events, response)
@@ -299,6 +325,7 @@ async def register_domain(
     operation_id="list_domains",
     responses=_LIST_RESPONSES,
     summary="This account's domains (released ones left out), newest first, one page at a time",
+    dependencies=[OneOfEach],
 )
 async def list_domains(
     parts: Parts,
@@ -354,7 +381,9 @@ async def verify_domain(
     },
     summary="Release a domain: deactivate its credentials and free the name for other accounts",
 )
-async def release_domain(domain_id: UUID, parts: Parts, who: Caller, corr: Correlation) -> Response:
+async def release_domain(
+    domain_id: UUID, parts: Parts, who: Caller, corr: Correlation, _: NoParameters = None
+) -> Response:
     outcome = await use_cases.release_domain(parts.uow, domain_id, who.account_id, "owner", corr)
     response = Response(status_code=204)
     await await_projection(parts, outcome.events, response)

@@ -2,18 +2,42 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import Body
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, StrictInt, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StrictInt,
+    field_validator,
+)
 from taifa_events import rfc3339
 
 from taifa_api.domain.lifecycle import DEFAULT_GRACE_SECONDS, MAX_CIDRS, MAX_GRACE_SECONDS, MAX_REASON_LENGTH
 from taifa_api.domain.names import normalise_domain_name
+from taifa_api.domain.usage import RFC3339_PATTERN
+
+_RFC3339 = re.compile(RFC3339_PATTERN, re.ASCII)
 
 Timestamp = Annotated[datetime, PlainSerializer(rfc3339, return_type=str, when_used="json")]
+
+
+def _rfc3339_text(value: object) -> object:
+    """A time in a request body as the contract writes it: RFC 3339 text with an offset. pydantic alone would also
+    read a JSON number or a numeric string as Unix seconds, and a date without a time."""
+    if value is not None and not (isinstance(value, str) and _RFC3339.fullmatch(value)):
+        raise ValueError("an RFC 3339 date-time with an offset, e.g. 2027-01-01T00:00:00Z")
+    return value
+
+
+Rfc3339In = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
 
 
 class CredentialCreateIn(BaseModel):
@@ -159,7 +183,7 @@ class CredentialPatchIn(BaseModel):
     allowed_cidrs: list[Annotated[str, Field(max_length=64)]] | None = Field(
         None, max_length=MAX_CIDRS, description="Networks allowed to log in (host bits clear); [] = any address."
     )
-    expires_at: AwareDatetime | None = Field(None, description="From then on the credential is refused; in the future.")
+    expires_at: Rfc3339In | None = Field(None, description="From then on the credential is refused; in the future.")
     limits: LimitsIn | None = None
 
 

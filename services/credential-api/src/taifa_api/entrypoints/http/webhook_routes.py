@@ -26,6 +26,7 @@ from taifa_api.entrypoints.http.routes import (
     Correlation,
     Cursor,
     Limit,
+    OneOfEach,
     Parts,
     _page,
     await_projection,
@@ -114,6 +115,7 @@ async def create_webhook(
     operation_id="list_webhooks",
     responses=_LIST_RESPONSES,
     summary="This account's webhook endpoints, newest first, one page at a time",
+    dependencies=[OneOfEach],
 )
 async def list_webhooks(
     parts: Parts,
@@ -151,7 +153,9 @@ async def get_webhook(webhook_id: UUID, parts: Parts, who: Caller) -> WebhookOut
     responses={**documented(403, 404), 204: {"description": "Deleted with its delivery history; nothing more is sent"}},
     summary="Delete a webhook endpoint",
 )
-async def delete_webhook(webhook_id: UUID, parts: Parts, who: Caller, corr: Correlation) -> Response:
+async def delete_webhook(
+    webhook_id: UUID, parts: Parts, who: Caller, corr: Correlation, _: NoParameters = None
+) -> Response:
     outcome = await webhooks.delete_webhook(parts.uow, who.account_id, webhook_id, corr)
     response = Response(status_code=204)
     await await_projection(parts, outcome.events, response)
@@ -186,6 +190,7 @@ async def rotate_webhook_secret(
     operation_id="list_webhook_deliveries",
     responses={**_LIST_RESPONSES, **documented(404)},
     summary="The endpoint's deliveries, newest first, with their latest attempts",
+    dependencies=[OneOfEach],
 )
 async def list_webhook_deliveries(
     webhook_id: UUID,
