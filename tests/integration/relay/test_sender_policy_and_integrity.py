@@ -75,6 +75,9 @@ def test_b2_sender_must_be_in_the_credential_domain_or_a_subdomain(client: Clien
         ("App <app@{own}>, ceo@bank.example", False),
         ("<ceo@bank.example>", False),
         ("ceo@{own}.bank.example", False),
+        ("ceo@bank.example x.{own}", False),  # a domain split by CFWS: RFC 5322 reads ceo@bank.example
+        ("CEO <ceo@bank.example\r\n x.{own}>", False),
+        ("ceo@bank.example()x.{own}", False),
         ("undisclosed", None),
     ],
 )

@@ -65,6 +65,64 @@ def test_one_owned_from_in_any_form_is_allowed(headers: bytes) -> None:
     assert _verdict(headers) == policy.HeaderVerdict(None, [])
 
 
+# getaddresses alone reads these as one address in a subdomain of own.example (`ceo@bank.examplex.own.example`);
+# RFC 5322, and the standard library's own parser, read `ceo@bank.example`: the domain is split by CFWS.
+SPLIT_DOMAINS = [
+    b"ceo@bank.example x.own.example",
+    b"CEO <ceo@bank.example x.own.example>",
+    b"CEO <ceo@bank.example\r\n x.own.example>",
+    b"ceo@bank.example()x.own.example",
+    b"PayPal <service@paypal.com\r\n x.own.example>",
+]
+
+
+@pytest.mark.parametrize("value", SPLIT_DOMAINS)
+def test_a_from_whose_domain_parsers_read_differently_is_refused(value: bytes) -> None:
+    headers = b"From: " + value + b"\r\n"
+    assert _verdict(headers).refusal == replies.HEADER_FROM_MISSING
+    parsed = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(headers + b"\r\n")
+    assert [a.domain for a in parsed["From"].addresses] != [OWN]  # what a mail client shows is not ours
+
+
+@pytest.mark.parametrize("value", SPLIT_DOMAINS)
+def test_a_sender_whose_domain_parsers_read_differently_is_refused(value: bytes) -> None:
+    assert _verdict(b"From: app@own.example\r\nSender: " + value + b"\r\n").refusal == replies.HEADER_SENDER_NOT_ALLOWED
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        b"From: app@own.example\r\nFrom\r\n\t: " + FORGED + b"\r\n",  # a name alone, its colon folded onto the next
+        b"From\r\n : " + FORGED + b"\r\nFrom: app@own.example\r\n",
+        b"From\r\n \r\n : " + FORGED + b"\r\nFrom: app@own.example\r\n",
+    ],
+)
+def test_a_from_name_folded_onto_its_colon_counts_as_a_second_from(headers: bytes) -> None:
+    assert _verdict(headers).refusal == replies.HEADER_FROM_MISSING
+
+
+def test_a_sender_name_folded_onto_its_colon_is_seen() -> None:
+    headers = b"From: app@own.example\r\nSender\r\n : " + FORGED + b"\r\n"
+    assert _verdict(headers).refusal == replies.HEADER_SENDER_NOT_ALLOWED
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"=?utf-8?q?App_Caf=C3=A9?= <app@own.example>",
+        b'"App, Inc." <app@own.example>',
+        b"App (the app) <app@own.example>",
+        b"app@own.example (Comment)",
+        b"app@sub .own.example",  # obsolete CFWS around a dot: both readers read sub.own.example
+        b"<@relay.example:app@own.example>",  # an obsolete route: the address is app@own.example
+        b"App\r\n <app@own.example>",
+    ],
+)
+def test_an_owned_from_both_readers_agree_on_is_allowed(value: bytes) -> None:
+    verdict = _verdict(b"From: " + value + b"\r\n")
+    assert verdict.refusal is None, value
+
+
 def test_every_from_that_pythons_parser_sees_is_seen_here() -> None:
     """A second opinion: whatever the standard library reads as From is among the fields counted here."""
     for headers in SECOND_FROM_VARIANTS:
@@ -108,8 +166,12 @@ def test_owner_lookups_cover_the_sender_domain_and_every_domain_between(sender_d
 
 
 def test_header_addresses_in_subdomains_need_owner_lookups() -> None:
-    verdict = _verdict(b"From: a@x.b.own.example, b@own.example\r\nSender: s@mail.own.example\r\n")
+    verdict = _verdict(b"From: a@x.b.own.example\r\nSender: s@mail.own.example\r\n")
     assert verdict == policy.HeaderVerdict(None, ["b.own.example", "mail.own.example", "x.b.own.example"])
+
+
+def test_a_from_with_two_addresses_is_refused_even_when_both_are_owned() -> None:
+    assert _verdict(b"From: a@own.example, b@own.example\r\n").refusal == replies.HEADER_FROM_MISSING
 
 
 MINE = "6f1c9c8e-0000-4000-8000-000000000001"

@@ -3,6 +3,8 @@ throttling and an unavailable cache; the MAIL sender policy; revocation in a ses
 
 from __future__ import annotations
 
+import pytest
+
 import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -139,11 +141,30 @@ def test_the_null_sender_is_refused_for_submission() -> None:
 
 
 def test_too_many_recipients_is_452_and_a_malformed_one_553() -> None:
-    w = world()
-    state = new_state()
+    w = world({"user1": entry()})
+    state = logged_in(w)
     assert run(w.submission.rcpt_to(state, 0, "a@dest.example")) == Accepted(replies.RECIPIENT_OK)
-    assert run(w.submission.rcpt_to(state, 3, "a@dest.example")) == Refused(replies.TOO_MANY_RECIPIENTS)
+    assert run(w.submission.rcpt_to(state, 3, "a@dest.example")) == Refused(replies.TOO_MANY_RECIPIENTS, POLICY)
     assert run(w.submission.rcpt_to(state, 0, "not-an-address")) == Refused(replies.RECIPIENT_MALFORMED)
+    assert w.usage.names("refused") == ["policy"]  # the recipient cap counts in usage (docs/api.md), once
+
+
+@pytest.mark.parametrize("reply", [replies.MESSAGE_TOO_BIG, replies.BARE_NEWLINE, replies.LINE_TOO_LONG])
+def test_a_message_refused_while_read_counts_as_a_policy_refusal(reply: str) -> None:
+    w = world({"user1": entry()})
+    state = logged_in(w)
+    assert w.submission.message_refused(state, reply) == reply
+    assert w.usage.names("refused") == ["policy"]
+
+
+@pytest.mark.parametrize(
+    "arg", ["FROM:<@relay.example:app@own.example>", "FROM: < @a.example,@b.example:app@own.example> SIZE=10"]
+)
+def test_a_source_route_at_mail_is_553_and_counted(arg: str) -> None:
+    w = world({"user1": entry()})
+    state = logged_in(w)
+    assert run(w.submission.before_mail(state, arg)) == Refused(replies.SENDER_NOT_ALLOWED, POLICY)
+    assert w.usage.names("refused") == ["policy"]
 
 
 # --- revocation in a session -----------------------------------------------------------------------

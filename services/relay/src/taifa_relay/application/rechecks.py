@@ -86,6 +86,9 @@ class SessionChecks:
         state.mail_deferred = False
         if not state.logged_in:
             return None
+        if policy.has_source_route(mail_arg):
+            revoked = self.revoked(state)
+            return revoked if revoked is not None else self._refused(state, replies.SENDER_NOT_ALLOWED, "policy")
         if (
             self.mail_recheck is not None
             and state.checked is not None

@@ -215,7 +215,7 @@ class Submission(SessionChecks):
         """A recipient: the count and syntax caps, then one count against the credential's messages_per_day and
         the account plan's daily quota (one script for both; each recipient counts one)."""
         if recipients_so_far >= self.max_recipients:
-            return Refused(replies.TOO_MANY_RECIPIENTS)
+            return self._refused(state, replies.TOO_MANY_RECIPIENTS, "policy")
         if policy.address_domain(address) is None:
             return Refused(replies.RECIPIENT_MALFORMED)
         if state.credential_id is None or state.account_id is None:
@@ -253,6 +253,12 @@ class Submission(SessionChecks):
         return refusal
 
     # --- delivery ------------------------------------------------------------------------------
+    def message_refused(self, state: SessionState, reply: str) -> str:
+        """A message the protocol refused while reading it (too big, a bare CR or LF, a line too long): `reply`,
+        counted in the credential's usage as refused:policy like the other policy refusals."""
+        self._refused(state, reply, "policy")
+        return reply
+
     async def deliver(
         self,
         state: SessionState,

@@ -11,6 +11,8 @@ import ipaddress
 import re
 from collections.abc import Sequence
 from datetime import datetime
+from email.errors import InvalidHeaderDefect
+from email.headerregistry import AddressHeader, HeaderRegistry
 from email.utils import format_datetime, getaddresses
 from typing import NamedTuple
 
@@ -20,6 +22,8 @@ _DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 HEADER_END = b"\r\n\r\n"
 # RFC 5322 ftext: printable US-ASCII except the colon.
 _FIELD_NAME = re.compile(rb"^[\x21-\x39\x3b-\x7e]+$")
+# RFC 5322 §2.2.3: unfolding removes every CRLF that is followed by whitespace.
+_FOLD = re.compile(rb"\r\n(?=[ \t])")
 RECEIVED_MARKER = "(Taifa relay)"
 
 
@@ -85,6 +89,22 @@ def header_fields(headers: bytes) -> list[tuple[bytes, bytes]]:
     return fields
 
 
+def unfolded_fields(headers: bytes) -> list[tuple[bytes, bytes]]:
+    """Every field as RFC 5322 §2.2.3 reads the block: unfolded first, then one field per line (a name, optional
+    whitespace, a colon). `header_fields` reads lines first; the two differ only on malformed blocks (a name
+    alone on its line with its colon folded onto the next, `From\r\n : x`; a field indented after a line that
+    is no field), and `check_header_identities` refuses a message whose From or Sender they read differently."""
+    fields: list[tuple[bytes, bytes]] = []
+    for line in _FOLD.sub(b"", headers).split(b"\r\n"):
+        head, colon, rest = line.partition(b":")
+        candidate = head.strip().lower()
+        if colon and _FIELD_NAME.match(candidate):
+            fields.append((candidate, rest))
+        elif line.lstrip()[:5].lower() in (b"from ", b"from\t"):
+            fields.append((b"from", b""))
+    return fields
+
+
 def header_values(headers: bytes, name: str) -> list[str]:
     """All unfolded values of header `name` (case-insensitive) in a CRLF header block (see header_fields)."""
     wanted = name.lower().encode("ascii")
@@ -98,16 +118,43 @@ _ADDRESSES: dict[str, tuple[str, ...]] = {}
 _MAX_ADDRESSES = 4096
 
 
+_STRICT = HeaderRegistry()  # the standard library's RFC 5322 parser (email.policy.default's)
+
+
+def _strict_domains(value: str) -> list[str] | None:
+    """The domains of the addresses in a From/Sender value as the standard library's RFC 5322 parser reads them, or
+    None when it finds the value invalid (an obsolete form such as a source route is not invalid)."""
+    try:
+        header = _STRICT("from", value)
+        if not isinstance(header, AddressHeader) or any(isinstance(d, InvalidHeaderDefect) for d in header.defects):
+            return None
+        return [address.domain.rstrip(".").lower() for address in header.addresses]
+    except Exception:  # noqa: BLE001 - a value that parser cannot read is ambiguous, whatever it raised
+        return None
+
+
+def _read_addresses(value: str) -> tuple[str, ...]:
+    """The addresses of one header value, or () when the two readers disagree on their domains.
+
+    `getaddresses` alone glues domain parts split by whitespace, a fold or a comment into one name (`ceo@bank.example
+    x.own.example` -> `ceo@bank.examplex.own.example`, a subdomain of own.example), where RFC 5322 reads
+    `ceo@bank.example`: a message's From is only trusted when both readings name the same domains."""
+    parsed = tuple(addr for _, addr in getaddresses([value]))
+    strict = _strict_domains(value)
+    lax = [addr.rpartition("@")[2].rstrip(".").lower() for addr in parsed]  # the rules come after (address_domain)
+    return parsed if strict is not None and strict == lax else ()
+
+
 def header_addresses(values: list[str]) -> list[str] | None:
     """The addresses of one header's values; None unless there is exactly one value and every address in it
-    has a domain part (a missing, repeated or unparsable header is ambiguous)."""
+    has a domain part that both readers agree on (a missing, repeated, unparsable or ambiguous header)."""
     if len(values) != 1:
         return None
     parsed = _ADDRESSES.get(values[0])
     if parsed is None:
         if len(_ADDRESSES) >= _MAX_ADDRESSES:
             _ADDRESSES.clear()
-        parsed = _ADDRESSES[values[0]] = tuple(addr for _, addr in getaddresses(values))
+        parsed = _ADDRESSES[values[0]] = _read_addresses(values[0])
     if not parsed or any(not addr or "@" not in addr for addr in parsed):
         return None
     return list(parsed)
@@ -131,18 +178,22 @@ class HeaderVerdict(NamedTuple):
 def check_header_identities(
     headers: bytes, credential_domain: str, fields: list[tuple[bytes, bytes]] | None = None
 ) -> HeaderVerdict:
-    """From: (exactly one field, every address in the credential's domain or a subdomain) and Sender:
+    """From: (exactly one field with one address, in the credential's domain or a subdomain) and Sender:
     (optional; if present one field with one mailbox, same rule: MUAs show it as "on behalf of").
     The verdict's lookups are the subdomains that another account may hold (`owner_lookup_names`).
     `fields`: `header_fields(headers)` when the caller has it already."""
     if fields is None:
         fields = header_fields(headers)
-    from_addresses = header_addresses([_text(v) for n, v in fields if n == b"from"])
-    if from_addresses is None:
+    unfolded = unfolded_fields(headers)
+    from_values = _same_values(fields, unfolded, b"from")
+    from_addresses = header_addresses(from_values) if from_values is not None else None
+    if from_addresses is None or len(from_addresses) != 1:  # one author (several would need a Sender: as well)
         return HeaderVerdict(replies.HEADER_FROM_MISSING, [])
     if not all(sender_allowed(addr, credential_domain) for addr in from_addresses):
         return HeaderVerdict(replies.HEADER_FROM_NOT_ALLOWED, [])
-    sender_values = [_text(v) for n, v in fields if n == b"sender"]
+    sender_values = _same_values(fields, unfolded, b"sender")
+    if sender_values is None:
+        return HeaderVerdict(replies.HEADER_SENDER_NOT_ALLOWED, [])
     sender_addresses = header_addresses(sender_values) if sender_values else []
     if sender_addresses is None or len(sender_addresses) > 1:
         return HeaderVerdict(replies.HEADER_SENDER_NOT_ALLOWED, [])
@@ -171,6 +222,18 @@ def owners_allow(owners: Sequence[str | None], account_id: str | None) -> bool:
     subdomain another account has verified is that account's). Without an account id, any owner refuses."""
     mine = (account_id or "").strip().lower()
     return all(owner is None or (bool(mine) and owner.strip().lower() == mine) for owner in owners)
+
+
+def _same_values(
+    fields: list[tuple[bytes, bytes]], unfolded: list[tuple[bytes, bytes]], name: bytes
+) -> list[str] | None:
+    """The values of field `name` when both readings of the block find the same ones (whitespace aside), else
+    None: a field one parser would see and another would not is ambiguous."""
+    values = [_text(v) for n, v in fields if n == name]
+    others = [_text(v) for n, v in unfolded if n == name]
+    if [" ".join(v.split()) for v in values] != [" ".join(v.split()) for v in others]:
+        return None
+    return values
 
 
 def _text(value: bytes) -> str:
@@ -263,6 +326,17 @@ def address_group(client_ip: str) -> str:
 
 
 throttle_key = address_group  # the name the AUTH failure counters use
+
+
+def has_source_route(arg: str | None) -> bool:
+    """True for `MAIL FROM:<@relay.example:app@example.com>` (RFC 5321 §4.1.2's obsolete route, which aiosmtpd
+    strips before the address is checked): refused for submission, never silently dropped."""
+    if not arg:
+        return False
+    rest = arg.lstrip()
+    if rest[:5].upper() != "FROM:":
+        return False
+    return rest[5:].lstrip().lstrip("<").lstrip().startswith("@")
 
 
 def is_null_sender(arg: str | None) -> bool:

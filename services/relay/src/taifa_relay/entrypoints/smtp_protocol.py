@@ -342,7 +342,7 @@ class RelaySMTP(TLSUpgradingSMTP):
         if outcome is None:
             return
         if isinstance(outcome, str):
-            status = outcome
+            status = self.submission.message_refused(self.relay_session.state, outcome)
         else:
             status = await self._deliver(bytes(outcome))
         self._set_post_data_state()  # type: ignore[no-untyped-call]
