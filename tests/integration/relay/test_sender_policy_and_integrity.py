@@ -59,6 +59,7 @@ def test_b2_sender_must_be_in_the_credential_domain_or_a_subdomain(client: Clien
             (f"app@{mine.domain}.evil.example", 553),
             (f"app%evil.example@{mine.domain}", 553),
             (f"@{mine.domain}:app@evil.example", 553),
+            (f"@relay.example:app@{mine.domain}", 553),  # a source route is refused, not stripped
         ]:
             reply = smtp.docmd(f"MAIL FROM:<{sender}>")
             assert reply[0] == code, (sender, reply)
