@@ -13,6 +13,7 @@ from pathlib import Path
 
 from api_support import running_api, venv_bin
 from taifa_api.adapters import migrate
+from taifa_api.entrypoints.http.console.rendering import CONTENT_SECURITY_POLICY
 from taifa_localstack import Postgres, run_once
 
 
@@ -111,3 +112,20 @@ async def test_unknown_methods_get_405_and_never_become_metric_labels(api) -> No
     page = (await api.client.get("/metrics")).text
     assert not [method for method in methods if method in page]
     assert 'taifa_api_http_requests_total{method="OTHER",route="unmatched",status="405"}' in page
+
+
+async def test_refusals_before_the_console_carry_its_security_headers_and_the_apis_do_not(api) -> None:
+    """The guard's 405 and 413 and the redirect of `/console` come before the mounted console: they carry its CSP
+    and the other headers too (CONTRACT §9: every console response)."""
+    too_big = str(api.settings.api_max_body_bytes + 1)
+    answers = [
+        await api.client.request("TRACE", "/console/"),
+        await api.client.get("/console"),
+        await api.client.post("/console/webhooks", headers={"content-length": too_big}, content=b"x"),
+    ]
+    assert [a.status_code for a in answers] == [405, 307, 413]
+    for answer in answers:
+        assert answer.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert answer.headers["x-frame-options"] == "DENY"
+    for answer in (await api.client.request("TRACE", "/v1/domains"), await api.client.get("/v1/domains")):
+        assert "content-security-policy" not in answer.headers

@@ -20,6 +20,7 @@ from taifa_api.entrypoints.http import errors
 from taifa_api.entrypoints.http.audit_routes import router as audit_router
 from taifa_api.entrypoints.http.auth import Authenticator, load_public_keys
 from taifa_api.entrypoints.http.console.app import create_console
+from taifa_api.entrypoints.http.console.rendering import SecurityHeaders
 from taifa_api.entrypoints.http.guard import RequestGuard
 from taifa_api.entrypoints.http.lifecycle_routes import router as lifecycle_router
 from taifa_api.entrypoints.http.request_context import RequestIdMiddleware
@@ -28,6 +29,8 @@ from taifa_api.entrypoints.http.schemas import StatusOut
 from taifa_api.entrypoints.http.usage_routes import router as usage_router
 from taifa_api.entrypoints.http.webhook_routes import router as webhook_router
 from taifa_api.settings import Settings
+
+CONSOLE_PATH = "/console"  # where the customers' console is mounted
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         authenticator=lambda: app.state.authenticator,
         auth_throttle=TokenBuckets(settings.api_auth_failure_limit, settings.api_auth_failure_window_seconds),
     )
+    # Outside the guard: its refusals of console requests carry the console's CSP and the other headers too.
+    app.add_middleware(SecurityHeaders, prefix=CONSOLE_PATH)
     app.add_middleware(RequestIdMiddleware)  # outside the guard: its refusals carry X-Request-ID too
     if settings.api_trusted_proxies.strip():
         # Outermost: the guard's per-address throttle sees the client the trusted proxy names, never a header
@@ -70,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(usage_router)
     app.include_router(audit_router)
     # The customers' console (HTML, the same session cookie and use cases): entrypoints/http/console/.
-    app.mount("/console", create_console(settings, lambda: app.state.container, lambda: app.state.authenticator))
+    app.mount(CONSOLE_PATH, create_console(settings, lambda: app.state.container, lambda: app.state.authenticator))
     app.include_router(webhook_router)
 
     @app.get("/healthz", response_model=StatusOut, tags=["operations"])

@@ -107,13 +107,19 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
 
 
 class SecurityHeaders:
-    """Adds the console's security headers to every response under it, error pages included."""
+    """Adds the console's security headers to every response under it, error pages included. With `prefix`
+    (the whole app's middleware), only to responses for that path and below: the refusals that come before the
+    mounted console (the guard's 405 and 413, the redirect of `/console` to `/console/`) carry them too."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, prefix: str | None = None) -> None:
         self.app = app
+        self.prefix = prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if scope["type"] != "http" or (
+            self.prefix is not None and path != self.prefix and not path.startswith(self.prefix + "/")
+        ):
             await self.app(scope, receive, send)
             return
 
