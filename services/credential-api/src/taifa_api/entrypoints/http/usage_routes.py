@@ -77,7 +77,7 @@ def _series(buckets: list[usage.Bucket]) -> list[UsageBucketOut]:
     response_model=CredentialUsageOut,
     operation_id="get_credential_usage",
     responses=documented(404),
-    summary="One credential's usage per hour or UTC day (complete within 90 s of the traffic)",
+    summary="One credential's usage per hour or UTC day (complete within 60 s of the traffic)",
 )
 async def credential_usage(
     credential_id: UUID,
