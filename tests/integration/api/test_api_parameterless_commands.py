@@ -1,6 +1,6 @@
-"""Commands that take no parameters (verify a domain, resume a credential, rotate a webhook's secret, and every DELETE)
-accept no body or `{}`, and refuse any field with `422 validation_error` instead of ignoring it (CONTRACT: unknown fields are
-rejected, never silently dropped). The refusal changes nothing: no event, no new secret."""
+"""Commands that take no parameters (verify a domain, resume a credential, rotate a webhook's secret, and every
+DELETE) accept no body or `{}`, and refuse any field with `422 validation_error` instead of ignoring it (CONTRACT:
+unknown fields are rejected, never silently dropped). The refusal changes nothing: no event, no new secret."""
 
 from __future__ import annotations
 

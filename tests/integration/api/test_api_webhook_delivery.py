@@ -49,6 +49,7 @@ async def test_delivery_is_signed_and_verifies_with_standardwebhooks(pool: async
         request = hook.requests[0]
         assert request.method == "POST" and request.path == "/hook"
         assert request.headers["content-type"] == "application/json"
+        assert request.headers["accept-encoding"] == "identity"  # the excerpt is the body as sent: never compressed
         assert request.headers["webhook-id"] == rules.message_id(webhook_id, event.event_id)
         body = Webhook(secret).verify(request.body, request.headers)
         assert body == event.payload and set(body) == {"type", "timestamp", "data"}

@@ -4,11 +4,13 @@ development sign-in switched off or given a bad token), and the headers every on
 from __future__ import annotations
 
 import asyncio
+import uuid
 from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
+from taifa_api.entrypoints.http.auth import Principal
 from taifa_api.entrypoints.http.console.app import create_console
 from taifa_api.entrypoints.http.console.rendering import CONTENT_SECURITY_POLICY, static_url
 from taifa_api.settings import Settings
@@ -98,3 +100,36 @@ def test_a_bad_sign_in_token_gets_the_sign_in_page_and_no_cookie() -> None:
         assert "not valid any more" in response.text
         assert "set-cookie" not in response.headers
         _secured(response)
+
+
+class _SignedIn:
+    """A session check that finds a signed-in account (no token is verified: nothing here reads the database)."""
+
+    def __init__(self) -> None:
+        self.account = uuid.uuid4()
+
+    async def authenticate(self, *_: object) -> Principal:
+        return Principal(self.account, f"account:{self.account}", True)
+
+
+class _Unlimited:
+    async def hit(self, *_: object) -> SimpleNamespace:
+        return SimpleNamespace(allowed=True, retry_after=0)
+
+
+@pytest.mark.parametrize(
+    ("action", "field"),
+    [("rotate", "grace_period_seconds"), ("restrictions", "messages_per_minute"), ("restrictions", "messages_per_day")],
+)
+@pytest.mark.parametrize("value", ["²", "١٢", "１０"])  # digits to str.isdigit, not numbers the form takes
+def test_a_number_field_with_other_unicode_digits_is_a_422_page_not_a_500(action: str, field: str, value: str) -> None:
+    configured = Settings()
+    parts = SimpleNamespace(settings=configured, rate_limiter=_Unlimited(), pool=None, uow=None)
+    console = create_console(configured, lambda: parts, lambda: _SignedIn())  # type: ignore[arg-type,return-value]
+    response = _Client(console).post(
+        f"/credentials/{uuid.uuid4()}/{action}",
+        data={field: value, "csrf_token": "tok"},
+        headers={"cookie": "taifa_session=x; taifa_csrf=tok"},
+    )
+    assert response.status_code == 422, response.text
+    _secured(response)

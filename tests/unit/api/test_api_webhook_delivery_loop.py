@@ -5,6 +5,8 @@ failure scheduled on the retry schedule and the last one reported as the end of 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -109,3 +111,18 @@ async def test_a_failure_is_scheduled_and_the_last_one_ends_the_schedule() -> No
     assert abs((first.next_attempt_at - first.started_at) - rules.RETRY_SCHEDULE[0]).total_seconds() < 1
     last = await loop.attempt(delivery(webhook_id, attempts=rules.MAX_ATTEMPTS - 1))
     assert last.attempt == rules.MAX_ATTEMPTS and last.next_attempt_at is None and not last.delivered
+
+
+def test_the_dispatcher_never_logs_a_request_url_through_httpx() -> None:
+    """httpx logs every request's URL at INFO, and a customer's URL may hold a token: `taifa-webhooks run` keeps
+    httpx to warnings (a subprocess: logging is configured for the whole process)."""
+    script = (
+        "import logging\n"
+        "from taifa_api.entrypoints import webhooks\n"
+        "webhooks.run_loop = lambda coro: coro.close()\n"
+        "webhooks.run()\n"
+        "logging.getLogger('httpx').info('HTTP Request: POST https://8.8.8.8/hook?token=s3cr3t')\n"
+        "logging.getLogger('taifa').warning('still logging')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert "still logging" in done.stderr and "s3cr3t" not in done.stderr + done.stdout

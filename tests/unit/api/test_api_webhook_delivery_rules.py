@@ -49,6 +49,8 @@ def test_only_2xx_is_delivered_and_bodies_are_cut() -> None:
     assert [rules.delivered(c) for c in (None, 199, 301, 302, 400, 500, 503)] == [False] * 7
     assert rules.excerpt(b"x" * 5000) == "x" * rules.EXCERPT_CHARS and rules.excerpt(b"") is None
     assert rules.short_error("line one\nline   two") == "line one line two"
+    # PostgreSQL's text cannot hold NUL: a body or error with one would never be recorded (and sent again forever).
+    assert rules.excerpt(b'{"a":1}\x00tail') == '{"a":1}\ufffdtail' and "\x00" not in rules.short_error("a\x00b")
 
 
 def test_subscriptions_name_types_or_everything() -> None:

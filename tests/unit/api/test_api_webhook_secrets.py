@@ -90,3 +90,11 @@ def test_repr_shows_ids_only_and_generated_entries_parse() -> None:
     box = WebhookSecretBox.parse(generate_key_ring_entry("dev-1"))
     assert box.primary_key_id == "dev-1"
     assert repr(box) == "WebhookSecretBox(primary='dev-1', keys=['dev-1'])"
+
+
+def test_a_key_ring_entry_written_the_wrong_way_round_never_shows_the_key() -> None:
+    key = base64.b64encode(b"k" * 32).decode()
+    for text in (f"{key}:k1", f"k1:{key},{key}:k2"):
+        with pytest.raises(WebhookKeyError) as refused:
+            WebhookSecretBox.parse(text)
+        assert key not in str(refused.value) and key[:8] not in str(refused.value)

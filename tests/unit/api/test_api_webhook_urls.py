@@ -72,6 +72,9 @@ def test_literal_addresses_are_parsed_and_names_are_not() -> None:
         ("https://2130706433/", "not a valid IPv4"),
         ("https://0177.0.0.1/", "not a valid IPv4"),
         ("https://example.123/", "not a valid IPv4"),
+        ("https://１３４７４４０７２/", "not a valid IPv4"),  # full-width digits: 134744072 once mapped
+        ("https://１２７。０。０。１/", "not a valid IPv4"),  # ideographic full stops
+        ("https://８.８.８.８/", "not a valid IPv4"),
         ("https://[::1/", "cannot be parsed"),
         ("https://[fe80::1%25eth0]/", "zone"),
         ("https://[not-v6]/", "IPv6|cannot be parsed"),
@@ -127,6 +130,9 @@ def test_http_only_when_allowed() -> None:
         ("ff02::1", "multicast"),
         ("255.255.255.255", "broadcast"),
         ("240.0.0.1", "reserved"),
+        ("192.0.0.8", "reserved"),  # IETF protocol assignments (the runtime's tables vary by patch release)
+        ("192.88.99.1", "reserved"),  # the deprecated 6to4 relay anycast
+        ("3fff::1", "reserved"),  # IPv6 documentation, RFC 9637
         ("fec0::1", REASON_PRIVATE),
         ("192.0.2.10", "not publicly routable"),
         ("198.18.0.1", "not publicly routable"),

@@ -3,12 +3,11 @@ throttling and an unavailable cache; the MAIL sender policy; revocation in a ses
 
 from __future__ import annotations
 
-import pytest
-
 import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+import pytest
 from taifa_events.auth_cache import revocation_message
 from taifa_relay.application.ports import UpstreamReply
 from taifa_relay.application.sessions import SessionState

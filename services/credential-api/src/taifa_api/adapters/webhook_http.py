@@ -99,7 +99,9 @@ class PinnedWebhookSender:
                     max_keepalive_connections=CONNECTIONS_PER_URL,
                     keepalive_expiry=KEEPALIVE_SECONDS,
                 ),
-                headers={"user-agent": USER_AGENT},
+                # identity: the body is read raw (`aiter_raw`) and its start kept as the excerpt; a compressed one
+                # would be bytes, not the receiver's text.
+                headers={"user-agent": USER_AGENT, "accept-encoding": "identity"},
             )
             entry = self._clients[key] = _HostClient(client)
         entry.users += 1

@@ -51,7 +51,8 @@ class WebhookSecretBox:
         ring: dict[str, AESGCM] = {}
         for key_id, key in keys:
             if not _KEY_ID.fullmatch(key_id):
-                raise WebhookKeyError(f"webhook secret key id {key_id[:64]!r} is not 1-64 of [A-Za-z0-9._-]")
+                # Never echoed: an entry written key:id the wrong way round would put the key here.
+                raise WebhookKeyError(f"webhook secret key id number {len(ring) + 1} is not 1-64 of [A-Za-z0-9._-]")
             if key_id in ring:
                 raise WebhookKeyError(f"webhook secret key id {key_id!r} appears twice")
             if len(key) != KEY_BYTES:
@@ -76,7 +77,8 @@ class WebhookSecretBox:
             try:
                 key = base64.b64decode(encoded.strip(), validate=True)
             except (binascii.Error, ValueError):
-                raise WebhookKeyError(f"webhook secret key {key_id.strip()[:64]!r} is not valid base64") from None
+                shown = repr(key_id.strip()) if _KEY_ID.fullmatch(key_id.strip()) else f"number {len(keys) + 1}"
+                raise WebhookKeyError(f"webhook secret key {shown} is not valid base64") from None
             keys.append((key_id.strip(), key))
         return cls(keys)
 

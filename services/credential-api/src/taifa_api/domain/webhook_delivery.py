@@ -77,10 +77,10 @@ def delivered(status_code: int | None) -> bool:
 
 def excerpt(body: bytes) -> str | None:
     """What of a response body is kept: its first EXCERPT_CHARS characters as text, None when empty."""
-    text = body.decode("utf-8", "replace")[:EXCERPT_CHARS]
+    text = body.decode("utf-8", "replace")[:EXCERPT_CHARS].replace("\x00", "\ufffd")  # PostgreSQL text has no NUL
     return text or None
 
 
 def short_error(error: str) -> str:
     """An attempt's error as stored and shown to the owner: one line, at most ERROR_CHARS characters."""
-    return " ".join(error.split())[:ERROR_CHARS]
+    return " ".join(error.replace("\x00", "\ufffd").split())[:ERROR_CHARS]

@@ -47,6 +47,9 @@ _BROADCAST: Final = ipaddress.ip_address("255.255.255.255")
 _PRIVATE_NETWORKS: Final = tuple(
     ipaddress.ip_network(net) for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "fec0::/10")
 )
+# Special-purpose ranges the runtime's tables may not know (they change between Python patch releases): IETF
+# protocol assignments, the deprecated 6to4 relay anycast, IPv6 documentation (RFC 9637).
+_RESERVED_NETWORKS: Final = tuple(ipaddress.ip_network(net) for net in ("192.0.0.0/24", "192.88.99.0/24", "3fff::/20"))
 
 REASON_METADATA: Final = "a cloud metadata address"
 REASON_LINK_LOCAL: Final = "a link-local address"
@@ -105,6 +108,8 @@ def _normalise_host(raw: str) -> tuple[str, IPAddress | None]:
         raise InvalidWebhookUrl("the host is not a valid host name") from None
     if len(ascii_name) > MAX_HOST_LENGTH or not all(_LDH_LABEL.match(label) for label in ascii_name.split(".")):
         raise InvalidWebhookUrl("the host is not a valid host name")
+    if _NUMERIC_LABEL.match(ascii_name.split(".")[-1]):  # an address written with other digits or dots (１２７。０…)
+        raise InvalidWebhookUrl("the host is not a valid IPv4 address or host name")
     return ascii_name, None
 
 
@@ -192,7 +197,7 @@ def is_forbidden_address(ip: IPAddress, allow_loopback: bool) -> str | None:
         return REASON_SHARED
     if any(ip in net for net in _PRIVATE_NETWORKS):
         return REASON_PRIVATE
-    if ip.is_reserved:
+    if ip.is_reserved or any(ip in net for net in _RESERVED_NETWORKS):
         return REASON_RESERVED
     if not ip.is_global:
         return REASON_NOT_GLOBAL

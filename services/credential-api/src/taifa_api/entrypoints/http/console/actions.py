@@ -161,7 +161,8 @@ async def create_credential(domain_id: UUID, request: Request) -> Response:
 async def rotate_credential(credential_id: UUID, request: Request) -> Response:
     who, form = await _change(request)
     grace = form.get("grace_period_seconds", "")
-    body = RotateIn.model_validate({"grace_period_seconds": int(grace) if grace.isdigit() else grace})
+    seconds = int(grace) if grace.isascii() and grace.isdigit() else grace  # "²" is a digit to Python, not to int()
+    body = RotateIn.model_validate({"grace_period_seconds": seconds})
     outcome = await credential_lifecycle.rotate_credential(
         _uow(request, who), who.account_id, credential_id, body.grace_period_seconds, correlation_id(request)
     )
@@ -193,7 +194,7 @@ async def resume_credential(credential_id: UUID, request: Request) -> Response:
 
 def _limit(value: str) -> int | str | None:
     value = value.strip()
-    return None if not value else int(value) if value.isdigit() else value
+    return None if not value else int(value) if value.isascii() and value.isdigit() else value
 
 
 def _expiry(value: str) -> str | None:
