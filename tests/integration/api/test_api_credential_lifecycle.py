@@ -346,3 +346,15 @@ async def test_cookie_authenticated_lifecycle_changes_need_the_csrf_header(live)
     assert (await c.get(_url(created), headers=cookies)).status_code == 200
     ok = await c.post(_url(created, "/suspend"), headers={**cookies, "X-CSRF-Token": "abc"})
     assert ok.status_code == 200 and ok.json()["status"] == "suspended"
+
+
+async def test_a_repeated_command_waits_for_the_relays_cache_like_the_first(live) -> None:
+    """A repeat changes nothing and appends nothing, but its answer promises the same: it waits until the auth
+    cache holds the credential's newest event, and says so (the first request's own wait may have ended pending)."""
+    tenant, created = await _setup(live)
+    for path, method in (("/suspend", "POST"), ("/suspend", "POST"), ("", "DELETE"), ("", "DELETE")):
+        answer = await live.client.request(method, _url(created, path), headers=tenant.headers)
+        assert answer.status_code in (200, 204), answer.text
+        assert answer.headers["X-Taifa-Projection"] == "applied", (method, path)
+    entry = await _entry(live, created["username"])
+    assert entry is None or not entry.active

@@ -32,6 +32,12 @@ async def next_stream_version(connection: asyncpg.Connection, stream_id: UUID) -
     return int(current) + 1
 
 
+async def stream_head(pool: asyncpg.Pool, stream_id: UUID) -> int | None:
+    """The position of the newest event of `stream_id` (None: the stream has none)."""
+    head = await pool.fetchval("SELECT max(position) FROM event_store WHERE stream_id = $1", stream_id)
+    return None if head is None else int(head)
+
+
 async def append(
     connection: asyncpg.Connection,
     events: Sequence[EventData],

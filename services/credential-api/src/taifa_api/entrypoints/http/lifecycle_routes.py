@@ -129,7 +129,7 @@ async def revoke_secret(
 ) -> Response:
     outcome = await credential_lifecycle.revoke_secret(parts.uow, who.account_id, credential_id, secret_id, corr)
     response = Response(status_code=204)
-    await await_projection(parts, outcome.events, response)
+    await await_projection(parts, outcome.events, response, unchanged=outcome.value.record)
     return response
 
 
@@ -150,7 +150,7 @@ async def suspend_credential(
 ) -> CredentialOut:
     reason = body.reason if body is not None else None
     outcome = await credential_lifecycle.suspend_credential(parts.uow, who.account_id, credential_id, reason, corr)
-    await await_projection(parts, outcome.events, response)
+    await await_projection(parts, outcome.events, response, unchanged=outcome.value.record)
     return await _body(parts, who, outcome.value)
 
 
@@ -165,7 +165,7 @@ async def resume_credential(
     credential_id: UUID, parts: Parts, who: Caller, corr: Correlation, response: Response, _: NoParameters = None
 ) -> CredentialOut:
     outcome = await credential_lifecycle.resume_credential(parts.uow, who.account_id, credential_id, corr)
-    await await_projection(parts, outcome.events, response)
+    await await_projection(parts, outcome.events, response, unchanged=outcome.value.record)
     return await _body(parts, who, outcome.value)
 
 
@@ -182,7 +182,7 @@ async def change_restrictions(
     outcome = await credential_lifecycle.change_restrictions(
         parts.uow, who.account_id, credential_id, restrictions_patch(body), parts.settings.plan_daily_quotas, corr
     )
-    await await_projection(parts, outcome.events, response)
+    await await_projection(parts, outcome.events, response, unchanged=outcome.value.record)
     return await _body(parts, who, outcome.value)
 
 

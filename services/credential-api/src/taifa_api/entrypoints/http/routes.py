@@ -15,13 +15,13 @@ from pydantic import BeforeValidator
 from taifa_events import Envelope
 
 from taifa_api import metrics
-from taifa_api.adapters import read_models
+from taifa_api.adapters import event_store, read_models
 from taifa_api.application import use_cases
 from taifa_api.application.request_context import with_metadata
 from taifa_api.bootstrap import Container
 from taifa_api.domain import paging
 from taifa_api.domain.errors import InvalidRequest, NotFound
-from taifa_api.domain.models import DomainRecord
+from taifa_api.domain.models import CredentialRecord, DomainRecord
 from taifa_api.domain.verification import RECORD_TYPE
 from taifa_api.entrypoints.http import credential_body
 from taifa_api.entrypoints.http.auth import SESSION_COOKIE, Principal
@@ -81,16 +81,33 @@ Correlation = Annotated[str, Depends(correlation_id)]
 router = APIRouter(prefix="/v1", responses=documented(401, 413, 422, 429, 503))
 
 
-async def await_projection(parts: Container, events: list[Envelope[Any]], response: Response) -> None:
+async def await_projection(
+    parts: Container,
+    events: list[Envelope[Any]],
+    response: Response,
+    *,
+    unchanged: CredentialRecord | None = None,
+) -> None:
     """Wait for every event of the command: they may be on different topics and partitions (a domain release
-    deactivates credentials on another topic than the release itself), so the last one proves nothing alone."""
+    deactivates credentials on another topic than the release itself), so the last one proves nothing alone.
+
+    `unchanged`: the credential a command left as it was (a repeated DELETE, suspend, resume, PATCH, or the loser
+    of two at once). Its answer states what an earlier command committed, so it waits until the relay's cache
+    holds the credential's newest event: a 204 means refused from then on, whichever request got it."""
     for event in events:
         metrics.EVENTS_APPENDED.labels(event.event_type).inc()
-    if not events:
-        return
     within = parts.settings.api_projection_wait_seconds
     assert parts.waiter is not None  # bootstrap.http_service always runs it
-    applied = all(await asyncio.gather(*(parts.waiter.wait_applied(event.event_id, within) for event in events)))
+    if events:
+        waits = [parts.waiter.wait_applied(event.event_id, within) for event in events]
+    elif unchanged is not None:
+        head = await event_store.stream_head(parts.pool, unchanged.credential_id)
+        if head is None:
+            return
+        waits = [parts.waiter.wait_entry_at(unchanged.username, head, within)]
+    else:
+        return
+    applied = all(await asyncio.gather(*waits))
     metrics.PROJECTION_WAITS.labels("applied" if applied else "pending").inc()
     response.headers[PROJECTION_HEADER] = "applied" if applied else "pending"
 
@@ -278,7 +295,7 @@ async def deactivate_credential(
 ) -> Response:
     outcome = await use_cases.deactivate_credential(parts.uow, who.account_id, credential_id, corr)
     response = Response(status_code=204)
-    await await_projection(parts, outcome.events, response)
+    await await_projection(parts, outcome.events, response, unchanged=outcome.value)
     return response
 
 

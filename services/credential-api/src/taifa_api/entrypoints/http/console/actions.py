@@ -16,6 +16,7 @@ from taifa_api.application import credential_lifecycle, use_cases
 from taifa_api.application.ports import UnitOfWorkFactory
 from taifa_api.application.request_context import with_metadata
 from taifa_api.domain.errors import InvalidRequest, NotFound
+from taifa_api.domain.models import CredentialRecord
 from taifa_api.entrypoints.http.auth import Principal
 from taifa_api.entrypoints.http.console import rendering, views
 from taifa_api.entrypoints.http.console.session import (
@@ -67,8 +68,12 @@ def _done(path: str, notice: str) -> RedirectResponse:
     return RedirectResponse(f"/console{path}?notice={notice}", status_code=303)
 
 
-async def _settle(request: Request, events: list[Any], response: Response) -> Response:
-    await await_projection(parts_of(request), events, response)
+async def _settle(
+    request: Request, events: list[Any], response: Response, unchanged: CredentialRecord | None = None
+) -> Response:
+    """The answer once the relay has the change (`routes.await_projection`; `unchanged`: a credential the action
+    left as it was, whose newest event is waited for instead)."""
+    await await_projection(parts_of(request), events, response, unchanged=unchanged)
     return response
 
 
@@ -180,7 +185,9 @@ async def suspend_credential(credential_id: UUID, request: Request) -> Response:
     outcome = await credential_lifecycle.suspend_credential(
         _uow(request, who), who.account_id, credential_id, body.reason, correlation_id(request)
     )
-    return await _settle(request, outcome.events, _done(f"/credentials/{credential_id}", "suspended"))
+    return await _settle(
+        request, outcome.events, _done(f"/credentials/{credential_id}", "suspended"), outcome.value.record
+    )
 
 
 @router.post("/credentials/{credential_id}/resume", response_class=Response)
@@ -189,7 +196,9 @@ async def resume_credential(credential_id: UUID, request: Request) -> Response:
     outcome = await credential_lifecycle.resume_credential(
         _uow(request, who), who.account_id, credential_id, correlation_id(request)
     )
-    return await _settle(request, outcome.events, _done(f"/credentials/{credential_id}", "resumed"))
+    return await _settle(
+        request, outcome.events, _done(f"/credentials/{credential_id}", "resumed"), outcome.value.record
+    )
 
 
 def _limit(value: str) -> int | str | None:
@@ -230,7 +239,9 @@ async def change_restrictions(credential_id: UUID, request: Request) -> Response
         parts.settings.plan_daily_quotas,
         correlation_id(request),
     )
-    return await _settle(request, outcome.events, _done(f"/credentials/{credential_id}", "restrictions_saved"))
+    return await _settle(
+        request, outcome.events, _done(f"/credentials/{credential_id}", "restrictions_saved"), outcome.value.record
+    )
 
 
 @router.post("/credentials/{credential_id}/secrets/{secret_id}/revoke", response_class=Response)
@@ -239,7 +250,9 @@ async def end_grace(credential_id: UUID, secret_id: UUID, request: Request) -> R
     outcome = await credential_lifecycle.revoke_secret(
         _uow(request, who), who.account_id, credential_id, secret_id, correlation_id(request)
     )
-    return await _settle(request, outcome.events, _done(f"/credentials/{credential_id}", "secret_ended"))
+    return await _settle(
+        request, outcome.events, _done(f"/credentials/{credential_id}", "secret_ended"), outcome.value.record
+    )
 
 
 @router.post("/credentials/{credential_id}/deactivate", response_class=Response)
@@ -253,7 +266,7 @@ async def deactivate_credential(credential_id: UUID, request: Request) -> Respon
     outcome = await use_cases.deactivate_credential(
         _uow(request, who), who.account_id, credential_id, correlation_id(request)
     )
-    return await _settle(request, outcome.events, _done(f"/credentials/{credential_id}", "deactivated"))
+    return await _settle(request, outcome.events, _done(f"/credentials/{credential_id}", "deactivated"), outcome.value)
 
 
 @router.post("/sign-out", response_class=Response)
