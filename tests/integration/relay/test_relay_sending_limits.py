@@ -19,6 +19,8 @@ RATE_LIMITED = (451, b"4.7.1 Sending rate limit reached, try again later")
 DAY_LIMITED = (452, b"4.7.1 Daily sending limit of the credential reached, try again tomorrow")
 QUOTA_REACHED = (452, b"4.7.1 Daily quota of the account reached, try again tomorrow")
 LIMITS_UNAVAILABLE = (451, b"4.3.0 Sending limits temporarily unavailable, try again later")
+# Once the relay has noticed that its revocation channel is gone with Redis, the session's re-read comes first.
+RECHECK_UNAVAILABLE = (454, b"4.7.0 Temporary authentication failure")
 
 
 def test_the_per_minute_limit_refuses_mail_with_451_4_7_1(client: Client, credentials: Credentials) -> None:
@@ -100,9 +102,11 @@ def test_redis_unreachable_while_a_limit_must_be_checked_is_a_temporary_refusal(
         with Client(relay, certs).login(cred) as smtp:
             assert smtp.mail(f"app@{cred.domain}")[0] == 250  # took one from the minute
             own.stop()
-            # The plan's quota must be counted at every RCPT: no counter, no recipient.
-            assert smtp.rcpt("a@dest.example") == LIMITS_UNAVAILABLE
-            assert smtp.rcpt("b@dest.example") == LIMITS_UNAVAILABLE
+            # The plan's quota must be counted at every RCPT: no counter, no recipient. Both refusals are temporary
+            # (CONTRACT §7: 454 4.7.0 / 451 4.3.0); which one depends on whether the relay has already seen its
+            # revocation channel drop (every session then re-reads its credential first).
+            assert smtp.rcpt("a@dest.example") in (LIMITS_UNAVAILABLE, RECHECK_UNAVAILABLE)
+            assert smtp.rcpt("b@dest.example") in (LIMITS_UNAVAILABLE, RECHECK_UNAVAILABLE)
     finally:
         own.stop()
 

@@ -3,6 +3,7 @@ re-AUTH on one connection (a deactivated credential is refused at once, a newer 
 
 from __future__ import annotations
 
+import smtplib
 import uuid
 from typing import Any
 
@@ -63,9 +64,15 @@ def test_redis_unreachable_at_end_of_data_is_a_temporary_refusal_and_nothing_is_
             assert smtp.mail(sender)[0] == 250
             assert smtp.rcpt("a@dest.example")[0] == 250
             own.stop()
-            assert smtp.data(message(sender, subject=subject)) == (
-                451,
-                b"4.3.0 Temporary authentication failure, try again later",
+            # Refused for now either at the start of DATA (the relay saw its revocation channel drop and the session
+            # re-reads its credential: 454 4.7.0) or at its end (the unconditional re-read: 451 4.3.0).
+            try:
+                answer = smtp.data(message(sender, subject=subject))
+            except smtplib.SMTPDataError as refused:  # DATA itself refused: smtplib raises
+                answer = (refused.smtp_code, refused.smtp_error)
+            assert answer in (
+                (454, b"4.7.0 Temporary authentication failure"),
+                (451, b"4.3.0 Temporary authentication failure, try again later"),
             )
         assert not _delivered(sink, subject)
     finally:

@@ -81,6 +81,7 @@ def build_relay_parts(settings: Settings) -> RelayParts:
         ),
         RecentChecks(settings.relay_recheck_cache_seconds),
     )
+    auth_cache.on_epoch_change = sessions.forget_rechecks  # a rebuilt cache published no revocation
     submission = Submission(
         auth_cache=auth_cache,
         domain_owners=domain_owners,

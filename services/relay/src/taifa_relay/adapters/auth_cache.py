@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, RedisError, ResponseError
 from taifa_events import usage
 from taifa_events.auth_cache import (
@@ -62,6 +63,10 @@ def failure_keys(address_group: str, username: str) -> tuple[str, str]:
     return f"{THROTTLE_PREFIX}user:{address_group}:{digest}", f"{THROTTLE_PREFIX}addr:{address_group}"
 
 
+# The revocation listener PINGs a channel quiet this long, and drops a connection that leaves a PING unanswered as long.
+LISTENER_PING_SECONDS = 10.0
+
+
 class RedisAuthCacheReader:
     """The relay's reader of the projector's auth cache (`application.ports.AuthCacheReader`): credential lookups,
     and the relay's own failure counters, over one Redis connection pool. It never writes the cache itself.
@@ -96,6 +101,11 @@ class RedisAuthCacheReader:
         # The highest cache watermark read so far: a lower one later means Redis went back in time.
         self._highest_watermark = 0
         self._untrusted_reason: str | None = None
+        # The cache epoch last read: a new one means the cache was rebuilt (after a flush, a restore or a crash
+        # between the projector's two commits), which publishes no revocation: `on_epoch_change` then marks every
+        # logged-in session for a re-read (`SessionRegistry.forget_rechecks`, set by bootstrap).
+        self._epoch: bytes | None = None
+        self.on_epoch_change: Callable[[], None] | None = None
         self._writes_refused = False
         # username -> (the fields last read by AUTH or a re-check, their parse, the fields as one flat list). A
         # session re-reads its entry twice per message (MAIL and the end of DATA) and it rarely changes: comparing
@@ -251,6 +261,10 @@ class RedisAuthCacheReader:
             self._usage.restore(taken)
 
     def _check_trust(self, epoch: bytes | None, watermark: bytes | None) -> None:
+        if epoch != self._epoch:
+            if self._epoch is not None and self.on_epoch_change is not None:
+                self.on_epoch_change()
+            self._epoch = epoch
         reason = None
         if epoch is None:
             reason = "epoch missing (flushed or not yet built)"
@@ -366,28 +380,44 @@ class RedisAuthCacheReader:
         on_message: Callable[[str], None],
         stop: asyncio.Event,
         on_subscribed: Callable[[], None] | None = None,
+        *,
+        ping_seconds: float = LISTENER_PING_SECONDS,
     ) -> None:
         """Call `on_message(message)` for every message on the revocation channel (revocations and "credential
-        changed" notices); reconnect on errors, calling `on_subscribed` once Redis has confirmed each subscription
-        (messages may have been missed before it; from the confirmation on none is)."""
+        changed" notices); reconnect on errors, calling `on_subscribed` when the subscription is lost and again once
+        Redis has confirmed the new one (messages may have been missed meanwhile; from the confirmation on none is).
+
+        A connection that says nothing for `ping_seconds` is sent a PING, and one that has not answered it
+        `ping_seconds` later counts as lost: a half-open connection (a Redis failed over, a NAT that forgot it)
+        would otherwise leave the relay deaf to revocations with no error at all."""
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
             # No read timeout: the subscriber waits on the channel on purpose, get_message bounds each wait.
-            client = redis_client(self._url, timeout=None)
+            client = redis_client(self._url, timeout=None, socket_keepalive=True)
             pubsub = client.pubsub(ignore_subscribe_messages=False)
             try:
                 await pubsub.subscribe(REVOCATIONS_CHANNEL)
+                heard, pinged = loop.time(), None
                 while not stop.is_set():
                     message = await pubsub.get_message(timeout=1.0)
-                    if not message:
-                        continue
-                    if message.get("type") == "subscribe":
-                        if on_subscribed is not None:
-                            on_subscribed()
-                    elif message.get("type") == "message":
-                        data = message["data"]
-                        on_message(data.decode() if isinstance(data, bytes) else str(data))
+                    now = loop.time()
+                    if message:
+                        heard, pinged = now, None
+                        if message.get("type") == "subscribe":
+                            if on_subscribed is not None:
+                                on_subscribed()
+                        elif message.get("type") == "message":
+                            data = message["data"]
+                            on_message(data.decode() if isinstance(data, bytes) else str(data))
+                    elif pinged is not None and now - pinged > ping_seconds:
+                        raise RedisConnectionError("no answer to PING on the revocation channel")
+                    elif pinged is None and now - heard > ping_seconds:
+                        await pubsub.ping()
+                        pinged = now
             except (RedisError, OSError) as exc:
                 log.warning("revocation channel lost, resubscribing", extra={"error": type(exc).__name__})
+                if on_subscribed is not None:
+                    on_subscribed()  # from now on every session re-reads its entry: a message may be missed
                 await sleep_unless_stopped(stop, 1.0)
             finally:
                 with contextlib.suppress(Exception):

@@ -216,8 +216,9 @@ class SessionRegistry(Generic[Connection]):
         ]
 
     def forget_rechecks(self) -> None:
-        """The revocation channel was (re)subscribed: messages may have been missed, so every logged-in session
-        re-reads its entry before its next command and the reuse cache is emptied."""
+        """Messages may have been missed (the revocation channel was lost or resubscribed, or the cache was rebuilt
+        under a new epoch), so every logged-in session re-reads its entry before its next command and the reuse
+        cache is emptied."""
         self.recent_checks.clear()
         for logins in self._by_username.values():
             for state in logins:
