@@ -116,6 +116,8 @@ def test_a_sender_name_folded_onto_its_colon_is_seen() -> None:
         b"app@sub .own.example",  # obsolete CFWS around a dot: both readers read sub.own.example
         b"<@relay.example:app@own.example>",  # an obsolete route: the address is app@own.example
         b"App\r\n <app@own.example>",
+        b'"=?utf-8?Q?Caf=C3=A9?=" <app@own.example>',  # an encoded word in quotes: a defect to one reader, not a domain
+        b"=?UTF-8?Q?Alice?=<app@own.example>",
     ],
 )
 def test_an_owned_from_both_readers_agree_on_is_allowed(value: bytes) -> None:
@@ -198,3 +200,15 @@ def test_a_subdomain_verified_by_another_account_is_theirs(owners: list[str | No
 def test_without_an_account_id_any_owner_refuses() -> None:
     assert policy.owners_allow([MINE], None) is False
     assert policy.owners_allow([None], None) is True
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"\r\n ".join([b"a." * 400] * 200) + b" <app@own.example>",  # 160 KB: the strict reader is quadratic on it
+        b'"a' * 2000 + b" <app@own.example>",
+        b"(" * 500 + b"app@own.example",  # nested deeper than getaddresses recurses
+    ],
+)
+def test_a_from_too_long_or_too_deep_to_read_safely_is_refused_at_once(value: bytes) -> None:
+    assert _verdict(b"From: " + value + b"\r\n").refusal == replies.HEADER_FROM_MISSING

@@ -157,7 +157,13 @@ def test_a_message_refused_while_read_counts_as_a_policy_refusal(reply: str) -> 
 
 
 @pytest.mark.parametrize(
-    "arg", ["FROM:<@relay.example:app@own.example>", "FROM: < @a.example,@b.example:app@own.example> SIZE=10"]
+    "arg",
+    [
+        "FROM:<@relay.example:app@own.example>",
+        "FROM: < @a.example,@b.example:app@own.example> SIZE=10",
+        "FROM:<,@relay.example:app@own.example>",  # forms aiosmtpd strips a route from too
+        "FROM:<(c)@relay.example:app@own.example>",
+    ],
 )
 def test_a_source_route_at_mail_is_553_and_counted(arg: str) -> None:
     w = world({"user1": entry()})

@@ -32,10 +32,12 @@ async def next_stream_version(connection: asyncpg.Connection, stream_id: UUID) -
     return int(current) + 1
 
 
-async def stream_head(pool: asyncpg.Pool, stream_id: UUID) -> int | None:
-    """The position of the newest event of `stream_id` (None: the stream has none)."""
-    head = await pool.fetchval("SELECT max(position) FROM event_store WHERE stream_id = $1", stream_id)
-    return None if head is None else int(head)
+async def stream_head(pool: asyncpg.Pool, stream_id: UUID) -> tuple[UUID, int] | None:
+    """The id and position of the newest event of `stream_id` (None: the stream has none)."""
+    row = await pool.fetchrow(
+        "SELECT event_id, position FROM event_store WHERE stream_id = $1 ORDER BY position DESC LIMIT 1", stream_id
+    )
+    return None if row is None else (row["event_id"], int(row["position"]))
 
 
 async def append(

@@ -27,7 +27,6 @@ class RedisProjectionWaiter:
         self._client = client
         self._retry = retry_seconds
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
-        self._any: set[asyncio.Future[None]] = set()  # woken by every applied signal (`wait_entry_at`)
         self._subscribed = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -62,36 +61,30 @@ class RedisProjectionWaiter:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _resolve(self, event_id: str) -> None:
-        for future in (*self._waiters.get(event_id.strip(), ()), *self._any):
+        for future in self._waiters.get(event_id.strip(), ()):
             if not future.done():
                 future.set_result(None)
 
-    async def wait_entry_at(self, username: str, position: int, within_seconds: float) -> bool:
-        """True once the auth-cache entry of `username` has a position at or past `position`: read now, and again
-        after every applied signal (registered before each read, so none is missed), within `within_seconds`.
+    async def wait_entry_at(self, username: str, event_id: UUID, position: int, within_seconds: float) -> bool:
+        """True when the auth-cache entry of `username` already holds the effects of `event_id` at `position` (its
+        position is at or past it), or once the projector signals that event applied, within `within_seconds`.
 
         For a command that changed nothing (a repeat, or the loser of two at once): the state it answers with was
-        committed by an earlier command, whose own wait may have ended `pending`; its applied signal may be gone
-        (its key lives a minute), but the entry's position says whether the relay has it."""
+        committed by an earlier command, whose own wait may have ended `pending`. An event applied long ago has no
+        signal any more (its key lives a minute), but the entry's position says the relay has it; one still on
+        its way is waited for like any other (`wait_applied`)."""
         if within_seconds <= 0:
             return False
-        key = auth_cache.auth_key(username)
-        loop = asyncio.get_running_loop()
+        deadline = asyncio.get_running_loop().time() + within_seconds
         try:
             async with asyncio.timeout(within_seconds):
                 await self._subscribed.wait()
-                while True:
-                    woken: asyncio.Future[None] = loop.create_future()
-                    self._any.add(woken)
-                    try:
-                        stored = await self._client.hget(key, "position")
-                        if stored is not None and int(stored) >= position:
-                            return True
-                        await woken
-                    finally:
-                        self._any.discard(woken)
+                stored = await self._client.hget(auth_cache.auth_key(username), "position")
+                if stored is not None and int(stored) >= position:
+                    return True
         except (TimeoutError, RedisError, OSError, ValueError):
             return False
+        return await self.wait_applied(event_id, deadline - asyncio.get_running_loop().time())
 
     async def wait_applied(self, event_id: UUID, within_seconds: float) -> bool:
         """True when the projector signalled `event_id` within `within_seconds`."""

@@ -53,9 +53,9 @@ class ProjectionWaiter(Protocol):
     async def wait_applied(self, event_id: UUID, within_seconds: float) -> bool:
         """True when the projector signalled `event_id` applied within `within_seconds`."""
 
-    async def wait_entry_at(self, username: str, position: int, within_seconds: float) -> bool:
-        """True when the relay's auth-cache entry of `username` holds the effects of the event at `position` (or
-        a later one) within `within_seconds`."""
+    async def wait_entry_at(self, username: str, event_id: UUID, position: int, within_seconds: float) -> bool:
+        """True when the relay's auth-cache entry of `username` holds the effects of `event_id` (at `position`) or
+        of a later event, within `within_seconds`."""
 
 
 # --- repositories of the write side ----------------------------------------------------------------------

@@ -11,7 +11,8 @@ import ipaddress
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from email.errors import InvalidHeaderDefect
+from email._header_value_parser import get_angle_addr  # aiosmtpd's own reader of MAIL FROM:<...>
+from email.errors import HeaderParseError
 from email.headerregistry import AddressHeader, HeaderRegistry
 from email.utils import format_datetime, getaddresses
 from typing import NamedTuple
@@ -121,12 +122,18 @@ _MAX_ADDRESSES = 4096
 _STRICT = HeaderRegistry()  # the standard library's RFC 5322 parser (email.policy.default's)
 
 
+# A From or Sender value longer than this is refused as ambiguous before either reader runs: the standard library's
+# parser takes quadratic time on some long values (160 KB of `a.a.a...` took 70 s), and a real one is far shorter.
+MAX_ADDRESS_HEADER_CHARS = 2048
+
+
 def _strict_domains(value: str) -> list[str] | None:
-    """The domains of the addresses in a From/Sender value as the standard library's RFC 5322 parser reads them, or
-    None when it finds the value invalid (an obsolete form such as a source route is not invalid)."""
+    """The domains of the addresses in a From/Sender value as the standard library's RFC 5322 parser reads them (its
+    defects aside: an encoded word in quotes is one, and both readers still agree on the domains), or None when it
+    cannot read the value at all."""
     try:
         header = _STRICT("from", value)
-        if not isinstance(header, AddressHeader) or any(isinstance(d, InvalidHeaderDefect) for d in header.defects):
+        if not isinstance(header, AddressHeader):
             return None
         return [address.domain.rstrip(".").lower() for address in header.addresses]
     except Exception:  # noqa: BLE001 - a value that parser cannot read is ambiguous, whatever it raised
@@ -134,12 +141,18 @@ def _strict_domains(value: str) -> list[str] | None:
 
 
 def _read_addresses(value: str) -> tuple[str, ...]:
-    """The addresses of one header value, or () when the two readers disagree on their domains.
+    """The addresses of one header value, or () when the two readers disagree on their domains (or the value is too
+    long to be read safely, or nests too deep for `getaddresses`).
 
     `getaddresses` alone glues domain parts split by whitespace, a fold or a comment into one name (`ceo@bank.example
     x.own.example` -> `ceo@bank.examplex.own.example`, a subdomain of own.example), where RFC 5322 reads
     `ceo@bank.example`: a message's From is only trusted when both readings name the same domains."""
-    parsed = tuple(addr for _, addr in getaddresses([value]))
+    if len(value) > MAX_ADDRESS_HEADER_CHARS:
+        return ()
+    try:
+        parsed = tuple(addr for _, addr in getaddresses([value]))
+    except RecursionError:  # hundreds of nested comments
+        return ()
     strict = _strict_domains(value)
     lax = [addr.rpartition("@")[2].rstrip(".").lower() for addr in parsed]  # the rules come after (address_domain)
     return parsed if strict is not None and strict == lax else ()
@@ -330,13 +343,22 @@ throttle_key = address_group  # the name the AUTH failure counters use
 
 def has_source_route(arg: str | None) -> bool:
     """True for `MAIL FROM:<@relay.example:app@example.com>` (RFC 5321 §4.1.2's obsolete route, which aiosmtpd
-    strips before the address is checked): refused for submission, never silently dropped."""
+    strips before the address is checked): refused for submission, never silently dropped. Read with the parser
+    aiosmtpd reads the address with, so every form it strips a route from (`<,@a:b@c>`, a comment before the `@`)
+    counts."""
     if not arg:
         return False
     rest = arg.lstrip()
     if rest[:5].upper() != "FROM:":
         return False
-    return rest[5:].lstrip().lstrip("<").lstrip().startswith("@")
+    address = rest[5:]
+    if not address.lstrip().startswith("<"):
+        return False
+    try:
+        angle, _ = get_angle_addr(address)
+    except (HeaderParseError, IndexError):  # aiosmtpd refuses what it cannot read as a syntax error
+        return False
+    return angle.route is not None
 
 
 def is_null_sender(arg: str | None) -> bool:

@@ -14,7 +14,7 @@ from taifa_api.domain import paging
 from taifa_api.domain.errors import NotFound
 from taifa_api.entrypoints.http.audit_schemas import ActorOut, AuditEventOut, AuditFeedOut, SubjectOut
 from taifa_api.entrypoints.http.errors import documented
-from taifa_api.entrypoints.http.routes import Caller, OneOfEach, PageSize, Parts
+from taifa_api.entrypoints.http.routes import Caller, CountText, OneOfEach, Parts
 
 DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 200
@@ -22,7 +22,9 @@ MAX_LIMIT: Final = 200
 router = APIRouter(prefix="/v1", responses=documented(401, 422, 429, 503), tags=["audit"])
 
 EventLimit = Annotated[
-    PageSize, Query(ge=1, le=MAX_LIMIT, description=f"Events per page, 1..{MAX_LIMIT} (default {DEFAULT_LIMIT}).")
+    int,
+    Query(ge=1, le=MAX_LIMIT, description=f"Events per page, 1..{MAX_LIMIT} (default {DEFAULT_LIMIT})."),
+    CountText,
 ]
 EventCursor = Annotated[
     str | None,

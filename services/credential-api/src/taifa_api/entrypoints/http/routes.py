@@ -104,7 +104,7 @@ async def await_projection(
         head = await event_store.stream_head(parts.pool, unchanged.credential_id)
         if head is None:
             return
-        waits = [parts.waiter.wait_entry_at(unchanged.username, head, within)]
+        waits = [parts.waiter.wait_entry_at(unchanged.username, *head, within)]
     else:
         return
     applied = all(await asyncio.gather(*waits))
@@ -195,7 +195,8 @@ def _count_text(value: object) -> object:
     return value
 
 
-PageSize = Annotated[int, BeforeValidator(_count_text)]
+# After `Query(...)` in one flat `Annotated`, so that the schema keeps `minimum` / `maximum`.
+CountText = BeforeValidator(_count_text)
 
 
 def one_of_each(request: Request) -> None:
@@ -206,12 +207,13 @@ def one_of_each(request: Request) -> None:
 
 OneOfEach = Depends(one_of_each)
 Limit = Annotated[
-    PageSize,
+    int,
     Query(
         ge=1,
         le=paging.MAX_LIMIT,
         description=f"Items per page, 1..{paging.MAX_LIMIT} (default {paging.DEFAULT_LIMIT}).",
     ),
+    CountText,
 ]
 Cursor = Annotated[
     str | None,
