@@ -39,19 +39,20 @@ def test_header_values_unfold_and_ignore_the_body() -> None:
 
 
 @pytest.mark.parametrize(
-    ("header", "verdict"),
+    ("header", "refusal"),
     [
-        (b"From: app@example.com\r\n", True),
-        (b'From: "boss@bank.com" <app@example.com>\r\n', True),
-        (b"From: app@example.com, ceo@bank.com\r\n", False),
-        (b"From: ceo@bank.com\r\n", False),
-        (b"From: undisclosed\r\n", None),
-        (b"Subject: no from\r\n", None),
-        (b"From: a@example.com\r\nFrom: b@example.com\r\n", None),
+        (b"From: app@example.com\r\n", None),
+        (b'From: "boss@bank.com" <app@example.com>\r\n', None),
+        (b"From: app@example.com, ceo@bank.com\r\n", replies.HEADER_FROM_MISSING),  # one address only
+        (b"From: ceo@bank.com\r\n", replies.HEADER_FROM_NOT_ALLOWED),
+        (b"From: undisclosed\r\n", replies.HEADER_FROM_MISSING),
+        (b"Subject: no from\r\n", replies.HEADER_FROM_MISSING),
+        (b"From: a@example.com\r\nFrom: b@example.com\r\n", replies.HEADER_FROM_MISSING),
     ],
 )
-def test_header_from_alignment(header: bytes, verdict: bool | None) -> None:
-    assert policy.header_from_allowed(header + b"\r\nbody", "example.com") is verdict
+def test_header_from_alignment(header: bytes, refusal: str | None) -> None:
+    headers = policy.header_block(header + b"\r\nbody")
+    assert policy.check_header_identities(headers, "example.com").refusal == refusal
 
 
 def test_received_header_is_one_header_whatever_the_helo() -> None:

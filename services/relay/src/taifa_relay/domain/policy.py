@@ -173,14 +173,6 @@ def header_addresses(values: list[str]) -> list[str] | None:
     return list(parsed)
 
 
-def header_from_allowed(headers: bytes, credential_domain: str) -> bool | None:
-    """Whether the From: header is acceptable: None when missing or ambiguous, else all addresses owned."""
-    addresses = header_addresses(header_values(headers, "From"))
-    if addresses is None:
-        return None
-    return all(sender_allowed(addr, credential_domain) for addr in addresses)
-
-
 class HeaderVerdict(NamedTuple):
     """The header identity check: a refusal reply, or the domain names whose owners must still be looked up."""
 
@@ -341,18 +333,21 @@ def address_group(client_ip: str) -> str:
 throttle_key = address_group  # the name the AUTH failure counters use
 
 
+def _mail_from_address(arg: str | None) -> str | None:
+    """What follows `FROM:` in a MAIL command's argument (the address and its parameters), None without it."""
+    if not arg:
+        return None
+    rest = arg.lstrip()
+    return rest[5:] if rest[:5].upper() == "FROM:" else None
+
+
 def has_source_route(arg: str | None) -> bool:
     """True for `MAIL FROM:<@relay.example:app@example.com>` (RFC 5321 §4.1.2's obsolete route, which aiosmtpd
     strips before the address is checked): refused for submission, never silently dropped. Read with the parser
     aiosmtpd reads the address with, so every form it strips a route from (`<,@a:b@c>`, a comment before the `@`)
     counts."""
-    if not arg:
-        return False
-    rest = arg.lstrip()
-    if rest[:5].upper() != "FROM:":
-        return False
-    address = rest[5:]
-    if not address.lstrip().startswith("<"):
+    address = _mail_from_address(arg)
+    if address is None or not address.lstrip().startswith("<"):
         return False
     try:
         angle, _ = get_angle_addr(address)
@@ -363,9 +358,5 @@ def has_source_route(arg: str | None) -> bool:
 
 def is_null_sender(arg: str | None) -> bool:
     """True for `MAIL FROM:<>` (with or without parameters)."""
-    if not arg:
-        return False
-    upper = arg.lstrip()
-    if upper[:5].upper() != "FROM:":
-        return False
-    return upper[5:].lstrip().startswith("<>")
+    address = _mail_from_address(arg)
+    return address is not None and address.lstrip().startswith("<>")
