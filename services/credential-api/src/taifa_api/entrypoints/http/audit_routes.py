@@ -14,7 +14,8 @@ from taifa_api.domain import paging
 from taifa_api.domain.errors import NotFound
 from taifa_api.entrypoints.http.audit_schemas import ActorOut, AuditEventOut, AuditFeedOut, SubjectOut
 from taifa_api.entrypoints.http.errors import documented
-from taifa_api.entrypoints.http.routes import Caller, CountText, OneOfEach, Parts
+from taifa_api.entrypoints.http.paging_params import CountText, OneOfEach
+from taifa_api.entrypoints.http.routes import Caller, Parts
 
 DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 200

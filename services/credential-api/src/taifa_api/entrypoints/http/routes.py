@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import re
-from collections.abc import Callable, Mapping, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request, Response, Security
+from fastapi import APIRouter, Depends, Request, Response, Security
 from fastapi.security import APIKeyCookie, HTTPBearer
-from pydantic import BeforeValidator
 from taifa_events import Envelope
 
 from taifa_api import metrics
@@ -20,12 +17,13 @@ from taifa_api.application import use_cases
 from taifa_api.application.request_context import with_metadata
 from taifa_api.bootstrap import Container
 from taifa_api.domain import paging
-from taifa_api.domain.errors import InvalidRequest, NotFound
+from taifa_api.domain.errors import NotFound
 from taifa_api.domain.models import CredentialRecord, DomainRecord
 from taifa_api.domain.verification import RECORD_TYPE
 from taifa_api.entrypoints.http import credential_body
 from taifa_api.entrypoints.http.auth import SESSION_COOKIE, Principal
 from taifa_api.entrypoints.http.errors import ErrorBody, documented
+from taifa_api.entrypoints.http.paging_params import LIST_RESPONSES, Cursor, Limit, OneOfEach, by_columns, trim_page
 from taifa_api.entrypoints.http.request_context import request_metadata, scope_request_id
 from taifa_api.entrypoints.http.schemas import (
     CredentialCreatedOut,
@@ -39,7 +37,6 @@ from taifa_api.entrypoints.http.schemas import (
 )
 from taifa_api.settings import Settings
 
-RowT = TypeVar("RowT")
 PROJECTION_HEADER = "X-Taifa-Projection"
 
 
@@ -184,88 +181,11 @@ async def create_credential(
     return CredentialCreatedOut(**shaped.model_dump(exclude={"deactivated_at"}), password=created.password)
 
 
-# A page size as the contract writes it: decimal digits, no sign, no leading zero, no fraction or separator.
-_COUNT = re.compile(r"[1-9][0-9]{0,5}", re.ASCII)
-
-
-def _count_text(value: object) -> object:
-    """`limit` as written in the query; pydantic alone would also read `5.0`, `+5`, `05` or `1_0` as 5."""
-    if isinstance(value, str) and not _COUNT.fullmatch(value):
-        raise ValueError("a whole number in decimal digits")
-    return value
-
-
-# After `Query(...)` in one flat `Annotated`, so that the schema keeps `minimum` / `maximum`.
-CountText = BeforeValidator(_count_text)
-
-
-def one_of_each(request: Request) -> None:
-    """A list's `limit` and `cursor` at most once each: a repeated one is a 422, never one of them silently."""
-    if any(len(request.query_params.getlist(name)) > 1 for name in ("limit", "cursor")):
-        raise InvalidRequest("query: limit and cursor at most once each.")
-
-
-OneOfEach = Depends(one_of_each)
-Limit = Annotated[
-    int,
-    Query(
-        ge=1,
-        le=paging.MAX_LIMIT,
-        description=f"Items per page, 1..{paging.MAX_LIMIT} (default {paging.DEFAULT_LIMIT}).",
-    ),
-    CountText,
-]
-Cursor = Annotated[
-    str | None,
-    Query(
-        max_length=paging.MAX_CURSOR_LENGTH,
-        description='Opaque: the `cursor` of the previous response\'s `Link: rel="next"`.',
-    ),
-]
-_LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "One page, newest first",
-        "headers": {
-            "Link": {
-                "description": 'Present only when more items remain: `</v1/...?cursor=...&limit=...>; rel="next"`.',
-                "schema": {"type": "string"},
-            }
-        },
-    }
-}
-
-
-def by_columns(id_column: str) -> Callable[[Mapping[str, Any]], paging.Position]:
-    """The page position of a row read as a mapping: its `created_at` and its `id_column`."""
-    return lambda row: paging.Position(row["created_at"], row[id_column])
-
-
-def _page(
-    kind: paging.ListKind,
-    rows: Sequence[RowT],
-    position_of: Callable[[RowT], paging.Position],
-    limit: int,
-    request: Request,
-    response: Response,
-) -> Sequence[RowT]:
-    """Trim the one extra row fetched to learn whether more remain, and announce the next page.
-
-    The link is a relative reference (RFC 8288 resolves it against the request URI): it never echoes the
-    Host header, which a client or proxy controls.
-    """
-    if len(rows) <= limit:
-        return rows
-    page = rows[:limit]
-    cursor = paging.encode_cursor(kind, position_of(page[-1]))
-    response.headers["Link"] = f'<{request.url.path}?cursor={cursor}&limit={limit}>; rel="next"'
-    return page
-
-
 @router.get(
     "/smtp/credentials",
     response_model=list[CredentialOut],
     operation_id="list_credentials",
-    responses=_LIST_RESPONSES,
+    responses=LIST_RESPONSES,
     summary="This account's credentials, newest first, one page at a time",
     dependencies=[OneOfEach],
 )
@@ -280,7 +200,7 @@ async def list_credentials(
     after = paging.decode_cursor("credentials", cursor) if cursor is not None else None
     rows = await read_models.list_credentials(parts.pool, who.account_id, after=after, limit=limit + 1)
     smtp = smtp_settings(parts.settings)
-    page = _page("credentials", rows, by_columns("credential_id"), limit, request, response)
+    page = trim_page("credentials", rows, by_columns("credential_id"), limit, request, response)
     return [credential_body.from_read_model(row, smtp) for row in page]
 
 
@@ -342,7 +262,7 @@ async def register_domain(
     "/domains",
     response_model=list[DomainOut],
     operation_id="list_domains",
-    responses=_LIST_RESPONSES,
+    responses=LIST_RESPONSES,
     summary="This account's domains (released ones left out), newest first, one page at a time",
     dependencies=[OneOfEach],
 )
@@ -356,7 +276,7 @@ async def list_domains(
 ) -> list[DomainOut]:
     after = paging.decode_cursor("domains", cursor) if cursor is not None else None
     rows = await read_models.list_domains(parts.pool, who.account_id, after=after, limit=limit + 1)
-    return [_domain_out(row) for row in _page("domains", rows, by_columns("domain_id"), limit, request, response)]
+    return [_domain_out(row) for row in trim_page("domains", rows, by_columns("domain_id"), limit, request, response)]
 
 
 @router.get(

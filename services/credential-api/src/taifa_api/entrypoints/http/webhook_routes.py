@@ -20,18 +20,8 @@ from taifa_api.domain import paging
 from taifa_api.domain.errors import CommandRefused, NotFound
 from taifa_api.domain.webhooks import WebhookEndpoint
 from taifa_api.entrypoints.http.errors import ErrorBody, documented
-from taifa_api.entrypoints.http.routes import (
-    _LIST_RESPONSES,
-    Caller,
-    Correlation,
-    Cursor,
-    Limit,
-    OneOfEach,
-    Parts,
-    _page,
-    await_projection,
-    by_columns,
-)
+from taifa_api.entrypoints.http.paging_params import LIST_RESPONSES, Cursor, Limit, OneOfEach, by_columns, trim_page
+from taifa_api.entrypoints.http.routes import Caller, Correlation, Parts, await_projection
 from taifa_api.entrypoints.http.schemas import NoParameters
 from taifa_api.entrypoints.http.webhook_schemas import (
     WebhookCreateIn,
@@ -113,7 +103,7 @@ async def create_webhook(
     "/webhooks",
     response_model=list[WebhookOut],
     operation_id="list_webhooks",
-    responses=_LIST_RESPONSES,
+    responses=LIST_RESPONSES,
     summary="This account's webhook endpoints, newest first, one page at a time",
     dependencies=[OneOfEach],
 )
@@ -127,7 +117,7 @@ async def list_webhooks(
 ) -> list[WebhookOut]:
     after = paging.decode_cursor("webhooks", cursor) if cursor is not None else None
     rows = await webhook_endpoints.list_endpoints(parts.pool, who.account_id, after=after, limit=limit + 1)
-    page = _page("webhooks", rows, _endpoint_position, limit, request, response)
+    page = trim_page("webhooks", rows, _endpoint_position, limit, request, response)
     return [WebhookOut.of(endpoint) for endpoint in page]
 
 
@@ -188,7 +178,7 @@ async def rotate_webhook_secret(
     "/webhooks/{webhook_id}/deliveries",
     response_model=list[WebhookDeliveryOut],
     operation_id="list_webhook_deliveries",
-    responses={**_LIST_RESPONSES, **documented(404)},
+    responses={**LIST_RESPONSES, **documented(404)},
     summary="The endpoint's deliveries, newest first, with their latest attempts",
     dependencies=[OneOfEach],
 )
@@ -205,5 +195,5 @@ async def list_webhook_deliveries(
     rows = await webhook_endpoints.list_deliveries(parts.pool, who.account_id, webhook_id, after=after, limit=limit + 1)
     if rows is None:
         raise NotFound()
-    page = _page("webhook_deliveries", rows, by_columns("id"), limit, request, response)
+    page = trim_page("webhook_deliveries", rows, by_columns("id"), limit, request, response)
     return [WebhookDeliveryOut.of(row) for row in page]
