@@ -14,6 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 from taifa_events.auth_cache import EPOCH_KEY, REVOCATIONS_CHANNEL, WATERMARK_KEY
 from taifa_relay.adapters.auth_cache import RedisAuthCacheReader
+from taifa_relay.adapters.revocation_listener import RevocationListener
 
 PING_SECONDS = 0.3
 DEADLINE = 10.0
@@ -84,12 +85,12 @@ async def test_a_silent_revocation_channel_is_dropped_marks_every_session_and_re
     proxied: tuple[SilentableProxy, str], relay_redis_url: str
 ) -> None:
     proxy, url = proxied
-    reader = RedisAuthCacheReader(url, failure_window_seconds=60)
+    listener = RevocationListener(url)
     messages: list[str] = []
     marks: list[str] = []
     stop = asyncio.Event()
     listening = asyncio.create_task(
-        reader.listen_revocations(messages.append, stop, lambda: marks.append("mark"), ping_seconds=PING_SECONDS)
+        listener.listen(messages.append, stop, lambda: marks.append("mark"), ping_seconds=PING_SECONDS)
     )
     publisher: Any = aioredis.Redis.from_url(relay_redis_url)
     try:
@@ -109,7 +110,6 @@ async def test_a_silent_revocation_channel_is_dropped_marks_every_session_and_re
         stop.set()
         await asyncio.wait_for(listening, DEADLINE)
         await publisher.aclose()
-        await reader.close()
 
 
 async def test_a_new_cache_epoch_marks_every_session_for_a_re_read(relay_redis_url: str) -> None:

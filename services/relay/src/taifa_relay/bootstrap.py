@@ -12,6 +12,7 @@ from taifa_relay.adapters.auth_cache import RedisAuthCacheReader
 from taifa_relay.adapters.domain_owners import DomainOwners
 from taifa_relay.adapters.redis_connection import REDIS_TIMEOUT_SECONDS, relay_redis
 from taifa_relay.adapters.redis_multiplex import MultiplexedRedis
+from taifa_relay.adapters.revocation_listener import RevocationListener
 from taifa_relay.adapters.sending_limits import RedisSendingLimits
 from taifa_relay.adapters.tls import ReloadingContext
 from taifa_relay.adapters.upstream import UpstreamClient
@@ -33,6 +34,7 @@ class RelayParts:
     upstream: UpstreamClient
     sessions: SessionRegistry[Any]
     submission: Submission
+    revocations: RevocationListener
     exit_stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     async def aclose(self) -> None:
@@ -100,4 +102,5 @@ def build_relay_parts(settings: Settings) -> RelayParts:
         plan_quotas=settings.plan_daily_quotas(),
         mail_recheck=auth_cache,
     )
-    return RelayParts(settings, tls, auth_cache, domain_owners, upstream, sessions, submission, stack)
+    revocations = RevocationListener(settings.redis_url)
+    return RelayParts(settings, tls, auth_cache, domain_owners, upstream, sessions, submission, revocations, stack)

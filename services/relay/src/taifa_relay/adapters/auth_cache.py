@@ -8,26 +8,20 @@ check, surfaces as `CacheUnavailable`, which the application turns into a tempor
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import logging
 import time
 from collections.abc import Callable
 from typing import Any, cast
 
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, RedisError, ResponseError
 from taifa_events import usage
 from taifa_events.auth_cache import (
     EPOCH_KEY,
-    REVOCATIONS_CHANNEL,
     WATERMARK_KEY,
     AuthCacheEntry,
     auth_key,
 )
-from taifa_runtime.lifecycle import sleep_unless_stopped
-from taifa_runtime.redis import redis_client
 
 from taifa_relay.adapters import metrics
 from taifa_relay.adapters.cache_scripts import MAIL_CHECK, READ, STAND_IN, STAND_IN_ARGS, fields_of
@@ -61,10 +55,6 @@ def failure_keys(address_group: str, username: str) -> tuple[str, str]:
     keys have a bounded size and no username appears in plain text in Redis."""
     digest = hashlib.sha256(username.encode("utf-8", "replace")).hexdigest()[:32]
     return f"{THROTTLE_PREFIX}user:{address_group}:{digest}", f"{THROTTLE_PREFIX}addr:{address_group}"
-
-
-# The revocation listener PINGs a channel quiet this long, and drops a connection that leaves a PING unanswered as long.
-LISTENER_PING_SECONDS = 10.0
 
 
 class RedisAuthCacheReader:
@@ -374,55 +364,6 @@ class RedisAuthCacheReader:
             return bool(await self._redis.ping())
         except (RedisError, OSError):
             return False
-
-    async def listen_revocations(
-        self,
-        on_message: Callable[[str], None],
-        stop: asyncio.Event,
-        on_subscribed: Callable[[], None] | None = None,
-        *,
-        ping_seconds: float = LISTENER_PING_SECONDS,
-    ) -> None:
-        """Call `on_message(message)` for every message on the revocation channel (revocations and "credential
-        changed" notices); reconnect on errors, calling `on_subscribed` when the subscription is lost and again once
-        Redis has confirmed the new one (messages may have been missed meanwhile; from the confirmation on none is).
-
-        A connection that says nothing for `ping_seconds` is sent a PING, and one that has not answered it
-        `ping_seconds` later counts as lost: a half-open connection (a Redis failed over, a NAT that forgot it)
-        would otherwise leave the relay deaf to revocations with no error at all."""
-        loop = asyncio.get_running_loop()
-        while not stop.is_set():
-            # No read timeout: the subscriber waits on the channel on purpose, get_message bounds each wait.
-            client = redis_client(self._url, timeout=None, socket_keepalive=True)
-            pubsub = client.pubsub(ignore_subscribe_messages=False)
-            try:
-                await pubsub.subscribe(REVOCATIONS_CHANNEL)
-                heard, pinged = loop.time(), None
-                while not stop.is_set():
-                    message = await pubsub.get_message(timeout=1.0)
-                    now = loop.time()
-                    if message:
-                        heard, pinged = now, None
-                        if message.get("type") == "subscribe":
-                            if on_subscribed is not None:
-                                on_subscribed()
-                        elif message.get("type") == "message":
-                            data = message["data"]
-                            on_message(data.decode() if isinstance(data, bytes) else str(data))
-                    elif pinged is not None and now - pinged > ping_seconds:
-                        raise RedisConnectionError("no answer to PING on the revocation channel")
-                    elif pinged is None and now - heard > ping_seconds:
-                        await pubsub.ping()
-                        pinged = now
-            except (RedisError, OSError) as exc:
-                log.warning("revocation channel lost, resubscribing", extra={"error": type(exc).__name__})
-                if on_subscribed is not None:
-                    on_subscribed()  # from now on every session re-reads its entry: a message may be missed
-                await sleep_unless_stopped(stop, 1.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                    await client.aclose()
 
     async def close(self) -> None:
         await self._scripts.aclose()

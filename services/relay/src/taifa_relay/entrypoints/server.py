@@ -96,7 +96,7 @@ class Relay:
         self.smtps_port = smtps.sockets[0].getsockname()[1]
         self._tasks = [
             asyncio.create_task(
-                self.parts.auth_cache.listen_revocations(
+                self.parts.revocations.listen(
                     self.parts.sessions.on_channel_message,
                     self._stop,
                     self.parts.sessions.forget_rechecks,
