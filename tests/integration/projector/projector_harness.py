@@ -132,7 +132,18 @@ class ReadSide:
         return await read_side_checksums(self.store, self.cache)
 
     async def offsets_total(self) -> int:
+        """Records committed to PostgreSQL (the batch's Redis write may still be on its way)."""
         return sum((await self.store.load_offsets()).values())
+
+    async def consumed(self, total: int) -> bool:
+        """At least `total` records applied to the read model *and* the auth cache.
+
+        A batch's Redis write follows its PostgreSQL commit and may overlap the next batch's transaction, so a
+        test that reads Redis after waiting on `offsets_total` alone races the write; the cache's own offsets
+        (raised in the same Redis transaction as the batch's entries) say when it has landed."""
+        committed = await self.store.load_offsets()
+        cached = await self.cache.offsets()
+        return sum(min(offset, cached.get(tp, 0)) for tp, offset in committed.items()) >= total
 
 
 def rebuild(isolated: Any, source: str) -> dict[str, Any]:

@@ -79,7 +79,7 @@ async def test_feed_rows_once_each_with_their_actor_then_rebuilt_from_nothing(is
     async with ReadSide(settings) as side:
         async with running(settings):
             await eventually(lambda: _rows(side, 6), what="feed rows")
-            await eventually(lambda: _consumed(side, len(events) + 3), what="all consumed")
+            await eventually(lambda: side.consumed(len(events) + 3), what="all consumed")
         rows = await _feed(side)
         assert [r["type"] for r in rows] == [
             "domain.created", "domain.verified", "smtp_credential.created", "smtp_credential.deactivated",
@@ -159,7 +159,3 @@ async def test_a_live_batch_after_a_rebuild_swap_writes_to_the_swapped_in_tables
 
 async def _rows(side: ReadSide, at_least: int) -> bool:
     return await side.count("rm_audit_events") >= at_least
-
-
-async def _consumed(side: ReadSide, total: int) -> bool:
-    return await side.offsets_total() >= total

@@ -16,10 +16,6 @@ from tests.integration.projector.test_projector_rebuild import store_events
 from tests.unit.projector.projector_events import Domain
 
 
-async def _consumed(side: ReadSide, total: int) -> bool:
-    return await side.offsets_total() >= total
-
-
 async def _watermark_is(side: ReadSide, position: int) -> bool:
     return await side.cache.watermark() == position
 
@@ -59,7 +55,7 @@ async def test_deactivation_and_recreation_in_one_batch_revoke_the_old_credentia
     await produce(isolated.bootstrap, isolated.topic_names, [old, d.deactivated(old, 2), new])
     async with revocations_heard(isolated.redis_url) as heard, ReadSide(settings) as side:
         async with running(settings) as projector:
-            await eventually(lambda: _consumed(side, 3), what="batch applied")
+            await eventually(lambda: side.consumed(3), what="batch applied")
             await eventually(lambda: asyncio.sleep(0, bool(heard)), what="revocation heard")
             await eventually(holds(lambda: projector.totals.applied == 3), what="one batch of three")
         entry = await side.entry(d.username)
@@ -76,11 +72,11 @@ async def test_watermark_follows_the_highest_position_and_never_goes_back(isolat
         await eventually(lambda: _watermark_is(side, 0), what="fresh cache marked complete")
         assert await side.cache.epoch() is not None
         await produce(isolated.bootstrap, isolated.topic_names, [first.registered(5), a, second.registered(9)])
-        await eventually(lambda: _consumed(side, 3), what="applied")
+        await eventually(lambda: side.consumed(3), what="applied")
         await eventually(lambda: _watermark_is(side, 9), what="watermark at the highest position")
         # A redelivery and an older event (another partition's late arrival) never lower it.
         await produce(isolated.bootstrap, isolated.topic_names, [a, second.created(8)])
-        await eventually(lambda: _consumed(side, 5), what="older events applied")
+        await eventually(lambda: side.consumed(5), what="older events applied")
         assert (await side.entry(second.username)).active
         assert await side.cache.watermark() == 9
 
@@ -91,7 +87,7 @@ async def test_after_a_flush_the_rebuild_restores_epoch_and_watermark_from_the_r
     created = [d.created(10 + i) for i, d in enumerate(domains)]
     async with ReadSide(settings) as side, running(settings) as projector:
         await produce(isolated.bootstrap, isolated.topic_names, [*created, domains[0].deactivated(created[0], 40)])
-        await eventually(lambda: _consumed(side, 6), what="applied")
+        await eventually(lambda: side.consumed(6), what="applied")
         await eventually(lambda: _watermark_is(side, 40), what="watermark")
         rebuilds = projector.guard.rebuilds
         await side.redis.flushdb()
@@ -117,21 +113,21 @@ async def test_domain_owner_key_follows_verification_and_release_across_accounts
     first_verified = first.verified(2)
     async with ReadSide(settings) as side, running(settings):
         await produce(isolated.bootstrap, isolated.topic_names, [first.registered(1), first_verified])
-        await eventually(lambda: _consumed(side, 2), what="verified")
+        await eventually(lambda: side.consumed(2), what="verified")
         assert await _owner(side, first.name) == str(first.account_id)
         # Another account registers the name and releases it while pending: the owner stays.
         await produce(isolated.bootstrap, isolated.topic_names, [pending.registered(3), pending.released(4, version=2)])
-        await eventually(lambda: _consumed(side, 4), what="pending released")
+        await eventually(lambda: side.consumed(4), what="pending released")
         assert await _owner(side, first.name) == str(first.account_id)
         await produce(isolated.bootstrap, isolated.topic_names, [first.released(5)])
-        await eventually(lambda: _consumed(side, 5), what="released")
+        await eventually(lambda: side.consumed(5), what="released")
         assert await _owner(side, first.name) is None
         row = await side.pool.fetchrow("SELECT * FROM rm_domains WHERE domain_id = $1", first.domain_id)
         assert row["status"] == "released" and row["released_at"] is not None and row["position"] == 5
         # A late copy of the old verification does not bring the name back; a new owner takes it.
         await produce(isolated.bootstrap, isolated.topic_names, [first_verified, second.registered(6)])
         await produce(isolated.bootstrap, isolated.topic_names, [second.verified(7)])
-        await eventually(lambda: _consumed(side, 8), what="second owner")
+        await eventually(lambda: side.consumed(8), what="second owner")
         assert await _owner(side, first.name) == str(second.account_id)
         # A flush: the owner comes back from the read model with the entries.
         await side.redis.flushdb()
@@ -153,7 +149,7 @@ async def test_rebuild_from_the_event_store_equals_live_with_releases_and_owners
     await produce(isolated.bootstrap, isolated.topic_names, events)
     async with ReadSide(settings) as side:
         async with running(settings):
-            await eventually(lambda: _consumed(side, len(events)), what="live applied")
+            await eventually(lambda: side.consumed(len(events)), what="live applied")
         live = await side.checksums()
         assert await _owner(side, first.name) == str(second.account_id)
         assert await _owner(side, other.name) == str(other.account_id)
@@ -191,7 +187,7 @@ async def test_a_batch_after_redis_went_back_in_time_drops_the_epoch_instead_of_
             await asyncio.to_thread(redis.restart)
             # Events keep flowing: the next batch must not make relays trust the stale snapshot again.
             await produce(isolated.bootstrap, isolated.topic_names, [later.created(3)])
-            await eventually(lambda: _consumed(side, 3), what="next batch applied to the read model")
+            await eventually(lambda: side.consumed(3), what="next batch applied to the read model")
             await eventually(lambda: _epoch_gone(side), what="epoch deleted by the batch")
             assert await side.cache.watermark() == 1
             assert _sample("taifa_projector_cache_watermark_regressions_total") > regressions

@@ -38,7 +38,7 @@ async def test_old_processed_ids_are_pruned_and_their_redelivery_changes_nothing
             first = await side.checksums()
             # The whole stream again: the pruned ones are applied afresh, as no-ops; the kept ones are duplicates.
             await produce(isolated.bootstrap, isolated.topic_names, events)
-            await eventually(lambda: _consumed(side, 2 * len(events)), what="redelivery consumed")
+            await eventually(lambda: side.consumed(2 * len(events)), what="redelivery consumed")
             await eventually(holds(lambda: projector.totals.duplicates == kept), what="kept ids counted as duplicates")
             assert await side.checksums() == first
         for d in domains:
@@ -70,7 +70,3 @@ async def test_only_one_instance_prunes_at_a_time(isolated) -> None:
 
 async def _equals(count, expected: int) -> bool:
     return await count == expected
-
-
-async def _consumed(side: ReadSide, total: int) -> bool:
-    return await side.offsets_total() >= total

@@ -42,10 +42,6 @@ async def store_events(database_url: str, events) -> None:
         await conn.close()
 
 
-async def _consumed(side: ReadSide, total: int) -> bool:
-    return await side.offsets_total() >= total
-
-
 async def test_rebuild_from_kafka_equals_live_and_live_resumes_after_it(isolated) -> None:
     settings = isolated.settings()
     events = scenario(600, seed=11)
@@ -54,7 +50,7 @@ async def test_rebuild_from_kafka_equals_live_and_live_resumes_after_it(isolated
     await produce(isolated.bootstrap, isolated.topic_names, delivered)
     async with ReadSide(settings) as side:
         async with running(settings):
-            await eventually(lambda: _consumed(side, len(delivered)), what="live applied")
+            await eventually(lambda: side.consumed(len(delivered)), what="live applied")
         live = await side.checksums()
         assert await side.count("rm_smtp_credentials") > 50 and await side.count("rm_domains") > 50
 
@@ -79,7 +75,7 @@ async def test_rebuild_from_the_event_store_equals_live(isolated) -> None:
     await produce(isolated.bootstrap, isolated.topic_names, events)
     async with ReadSide(settings) as side:
         async with running(settings):
-            await eventually(lambda: _consumed(side, len(events)), what="live applied")
+            await eventually(lambda: side.consumed(len(events)), what="live applied")
         live = await side.checksums()
         await side.redis.flushdb()
         await side.pool.execute("TRUNCATE rm_smtp_credentials, rm_domains, projector_auth_entries")

@@ -45,7 +45,7 @@ async def test_readers_are_not_blocked_while_a_rebuild_writes_the_read_side(isol
     await produce(isolated.bootstrap, isolated.topic_names, events)
     async with ReadSide(settings) as side:
         async with running(settings):
-            await eventually(lambda: _all_consumed(side, len(events)), timeout=60, what="live applied")
+            await eventually(lambda: side.consumed(len(events)), timeout=60, what="live applied")
         live = await side.checksums()
         reader = await asyncpg.connect(settings.database_url)
         holder = await asyncpg.connect(settings.database_url)
@@ -95,10 +95,6 @@ async def test_readers_are_not_blocked_while_a_rebuild_writes_the_read_side(isol
             await client.aclose()
             pool.terminate()
             await reader.close()
-
-
-async def _all_consumed(side: ReadSide, total: int) -> bool:
-    return await side.offsets_total() >= total
 
 
 async def test_the_swapped_in_tables_keep_the_live_indexes_constraints_and_grants(isolated) -> None:

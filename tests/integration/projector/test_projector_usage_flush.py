@@ -79,7 +79,7 @@ async def test_flushed_window_is_applied_once_and_survives_redelivery_replay_and
     now = int(time.time())
     async with ReadSide(settings) as side:
         async with running(settings):
-            await eventually(lambda: _consumed(side, len(events)), what="live applied")
+            await eventually(lambda: side.consumed(len(events)), what="live applied")
         cred = await side.pool.fetchrow(
             "SELECT c.credential_id, c.account_id, s.secret_id FROM rm_smtp_credentials c "
             "JOIN rm_credential_secrets s USING (credential_id) ORDER BY c.credential_id LIMIT 1"
@@ -119,10 +119,6 @@ async def test_flushed_window_is_applied_once_and_survives_redelivery_replay_and
         assert await _window_row(side, cred["credential_id"]) == row
         again = await side.credential(cred["credential_id"])
         assert (again["last_used_at"], again["last_used_ip"]) == (used["last_used_at"], used["last_used_ip"])
-
-
-async def _consumed(side: ReadSide, total: int) -> bool:
-    return await side.offsets_total() >= total
 
 
 async def _has_row(side: ReadSide, credential_id) -> bool:
