@@ -135,6 +135,10 @@ class ReadSide:
         """Records committed to PostgreSQL (the batch's Redis write may still be on its way)."""
         return sum((await self.store.load_offsets()).values())
 
+    async def committed(self, total: int) -> bool:
+        """At least `total` records committed to the read model (whatever the auth cache has)."""
+        return await self.offsets_total() >= total
+
     async def consumed(self, total: int) -> bool:
         """At least `total` records applied to the read model *and* the auth cache.
 

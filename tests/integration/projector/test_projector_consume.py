@@ -20,6 +20,7 @@ async def test_events_become_rows_and_cache_entries_the_api_and_relay_read(isola
     async with ReadSide(settings) as side, running(settings):
         await eventually(lambda: side.count("rm_smtp_credentials"), what="credential row")
         await eventually(lambda: side.count("rm_domains", "status = 'verified'"), what="verified domain")
+        await eventually(lambda: side.consumed(len(events)), what="written to the cache")
         row = await side.credential(a.data.credential_id)
         assert row["is_active"] and row["username"] == d.username and row["domain"] == d.name
         assert row["account_id"] == d.account_id and row["position"] == 3 and row["deactivated_at"] is None
@@ -160,10 +161,12 @@ async def test_deactivation_arriving_before_its_creation_never_resurrects_the_cr
     async with ReadSide(settings) as side, running(settings):
         await produce(isolated.bootstrap, isolated.topic_names, [gone])
         await eventually(lambda: side.count("projector_parked_events"), what="deactivation parked")
+        await eventually(lambda: side.consumed(1), what="parked deactivation written to the cache")
         entry = await side.entry(d.username)
         assert entry is not None and not entry.active
         await produce(isolated.bootstrap, isolated.topic_names, [a])
         await eventually(lambda: side.count("rm_smtp_credentials"), what="row created")
+        await eventually(lambda: side.consumed(2), what="creation written to the cache")
         row = await side.credential(a.data.credential_id)
         assert not row["is_active"] and row["position"] == 2
         assert await side.count("projector_parked_events") == 0

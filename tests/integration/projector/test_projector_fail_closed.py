@@ -29,10 +29,6 @@ CREATE TRIGGER test_refuse_deactivation BEFORE INSERT OR UPDATE ON rm_smtp_crede
 """
 
 
-async def _consumed(side: ReadSide, total: int) -> bool:
-    return await side.offsets_total() >= total
-
-
 async def _revoked(side: ReadSide, username: str, position: int) -> bool:
     entry = await side.entry(username)
     return entry is not None and not entry.active and entry.position == position
@@ -48,7 +44,7 @@ async def test_dead_lettered_deactivation_still_revokes_and_no_cache_rebuild_bri
         running(settings) as projector,
     ):
         await produce(isolated.bootstrap, isolated.topic_names, [a])
-        await eventually(lambda: _consumed(side, 1), what="created")
+        await eventually(lambda: side.committed(1), what="created")
         await side.pool.execute(REFUSE_DEACTIVATIONS)
         await produce(isolated.bootstrap, isolated.topic_names, [d.deactivated(a, 2)])
         await eventually(holds(lambda: projector.totals.dead_lettered == 1), what="deactivation dead-lettered")
@@ -95,7 +91,7 @@ async def test_undecodable_deactivation_revokes_the_active_credential_of_its_dom
     value = json.dumps(future).encode()
     async with ReadSide(settings) as side, running(settings) as projector:
         await produce(isolated.bootstrap, isolated.topic_names, [a, kept])
-        await eventually(lambda: _consumed(side, 2), what="created")
+        await eventually(lambda: side.committed(2), what="created")
         headers = kafka_headers("CredentialDeactivated", uuid.uuid4(), 99)
         await _send_signed(isolated, str(d.domain_id).encode(), value, headers)
         await eventually(holds(lambda: projector.totals.dead_lettered == 1), what="dead-lettered as undecodable")
@@ -114,7 +110,7 @@ async def test_wrong_type_key_refused_after_the_commit_fails_closed_and_the_guar
         # Something else wrote a string where the projector keeps a hash: the batch's script fails.
         await side.redis.set(auth_cache.auth_key(d.username), "not a hash")
         await produce(isolated.bootstrap, isolated.topic_names, [a])
-        await eventually(lambda: _consumed(side, 1), what="applied to the read model")
+        await eventually(lambda: side.committed(1), what="applied to the read model")
         await eventually(
             holds(lambda: _sample("taifa_projector_cache_write_refused_total", {"error": "ResponseError"}) > refused),
             what="refusal counted",
@@ -150,7 +146,7 @@ async def test_redis_out_of_memory_after_the_commit_never_leaves_a_deactivated_c
             await side.redis.config_set("maxmemory-policy", "noeviction")
             await side.redis.config_set("maxmemory", 1)  # every write refused (OOM); DEL and PUBLISH still work
             await produce(isolated.bootstrap, isolated.topic_names, [d.deactivated(a, 2)])
-            await eventually(lambda: _consumed(side, 2), what="deactivation committed to the read model")
+            await eventually(lambda: side.committed(2), what="deactivation committed to the read model")
             assert not (await side.credential(a.data.credential_id))["is_active"]
             # The entry is gone (fails closed), so is the epoch (relays: unavailable), and it was all said aloud.
             await eventually(lambda: _missing(side, d.username), what="entry deleted")

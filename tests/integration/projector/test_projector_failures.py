@@ -63,7 +63,7 @@ async def test_poison_messages_go_to_the_dlq_with_headers_and_the_partition_move
     await produce(isolated.bootstrap, isolated.topic_names, [after])
     async with ReadSide(settings) as side, running(settings) as projector:
         await eventually(lambda: side.offsets_total(), what="offsets recorded")
-        await eventually(lambda: _count_is(side, 5), what="all five records consumed")
+        await eventually(lambda: side.committed(5), what="all five records consumed")
         await eventually(holds(lambda: projector.totals.dead_lettered == 3), what="dead letters counted")
         assert {r["credential_id"] for r in await side.pool.fetch("SELECT credential_id FROM rm_smtp_credentials")} == {
             before.data.credential_id,
@@ -78,10 +78,6 @@ async def test_poison_messages_go_to_the_dlq_with_headers_and_the_partition_move
     assert [h["taifa-dlq-attempts"] for h in headers] == ["1", "1", "3"]
     assert "schema_version 99" in headers[1]["taifa-dlq-error"]
     assert dlq[0].value == b"{not json" and all(m.key == key for m in dlq)
-
-
-async def _count_is(side: ReadSide, total: int) -> bool:
-    return await side.offsets_total() >= total
 
 
 async def test_postgres_restart_pauses_consumption_commits_nothing_and_catches_up_without_dlq(
@@ -126,6 +122,7 @@ async def test_postgres_restart_pauses_consumption_commits_nothing_and_catches_u
             await asyncio.to_thread(postgres.start)
             async with ReadSide(settings) as side:
                 await eventually(lambda: _rows_are(side, 40), timeout=60, what="caught up after the restart")
+                await eventually(lambda: side.consumed(40), what="caught up in the cache")
                 for d in domains:
                     entry = await side.entry(d.username)
                     assert entry is not None and entry.active
@@ -150,7 +147,7 @@ async def test_redis_flush_is_detected_and_the_cache_rebuilt_while_events_keep_f
     gone = [d.deactivated(c, 100 + i) for i, (d, c) in enumerate(zip(domains[:10], created[:10], strict=True))]
     async with ReadSide(settings) as side, running(settings):
         await produce(isolated.bootstrap, isolated.topic_names, created + gone)
-        await eventually(lambda: _all_consumed(side, 40), what="applied")
+        await eventually(lambda: side.consumed(40), what="applied")
         before = await side.checksums()
         await side.redis.flushdb()
         later = Domain()
@@ -164,10 +161,6 @@ async def test_redis_flush_is_detected_and_the_cache_rebuilt_while_events_keep_f
         assert _sample("taifa_projector_cache_rebuilds_total", {"reason": "epoch_missing"}) >= 1
         assert await side.redis.exists("taifa:auth:epoch")
         assert before["rm_smtp_credentials"] != (await side.checksums())["rm_smtp_credentials"]
-
-
-async def _all_consumed(side: ReadSide, total: int) -> bool:
-    return await side.offsets_total() >= total
 
 
 async def _entries_are(side: ReadSide, total: int) -> bool:
@@ -191,11 +184,11 @@ async def test_redis_restart_from_an_old_snapshot_never_leaves_a_revoked_credent
         created = [d.created(i + 1) for i, d in enumerate(domains)]
         async with ReadSide(settings) as side, running(settings):
             await produce(isolated.bootstrap, isolated.topic_names, created)
-            await eventually(lambda: _all_consumed(side, 10), what="created")
+            await eventually(lambda: side.consumed(10), what="created")
             await side.redis.save()  # the "old snapshot": every credential active
             gone = [d.deactivated(c, 100 + i) for i, (d, c) in enumerate(zip(domains, created, strict=True))]
             await produce(isolated.bootstrap, isolated.topic_names, gone)
-            await eventually(lambda: _all_consumed(side, 20), what="revoked")
+            await eventually(lambda: side.consumed(20), what="revoked")
             # A relay's view of the cache: it has read the post-revocation watermark before the restart.
             relay_view = RelayAuthCache(redis.url, failure_window_seconds=60)
             try:
