@@ -21,6 +21,7 @@ from taifa_projector.application.ports import (
     BatchOutcome,
     CacheSnapshot,
     DeadLetters,
+    EpochDropped,
     EventStoreReader,
     ReadModelStore,
     Record,
@@ -124,9 +125,10 @@ class InMemoryReadModelStore:
         for row in (audit_row(e) for e in fresh):
             if row is not None:
                 self.audit.setdefault(row.id, row)
+        previous = {tp: self.recorded[tp] for tp in offsets if tp in self.recorded}
         self.recorded.update(offsets)
         self.batches += 1
-        return BatchOutcome(fresh, len(events) - len(fresh), fold, seen_before)
+        return BatchOutcome(fresh, len(events) - len(fresh), fold, seen_before, previous)
 
     async def auth_snapshot(self) -> CacheSnapshot:
         self.failures.check()
@@ -230,19 +232,24 @@ class InMemoryAuthCache:
         owners: Sequence[DomainOwner] = (),
         watermark: int = 0,
         changes: Sequence[tuple[str, UUID]] = (),
-    ) -> bool:
+        previous_offsets: dict[TopicPartitionKey, int] | None = None,
+    ) -> EpochDropped | None:
         self.failures.check()
         if self.refuse_writes > 0:
             self.refuse_writes -= 1
             raise StoreRejected("redis", "OutOfMemoryError")
+        dropped = None
+        behind = any(self.seen_offsets.get(tp, -1) < offset for tp, offset in (previous_offsets or {}).items())
+        if behind and self.current_epoch is not None:
+            self.current_epoch = None
+            dropped = EpochDropped.OFFSETS_BEHIND
         self._write_entries(entries)
         self._write_owners(owners)
-        went_back = False
         if watermark > 0:
             seen = self.highest_watermark
             if seen > 0 and (self.current_watermark is None or self.current_watermark < seen):
                 self.current_epoch = None
-                went_back = True
+                dropped = EpochDropped.WATERMARK_WENT_BACK
             else:
                 self.current_watermark = max(self.current_watermark or 0, watermark)
                 self.highest_watermark = max(self.highest_watermark, self.current_watermark)
@@ -250,7 +257,7 @@ class InMemoryAuthCache:
         self.revocations += revocations
         self.changes += changes
         self.applied += applied
-        return not went_back
+        return dropped
 
     async def fail_closed(
         self,

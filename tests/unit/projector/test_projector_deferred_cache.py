@@ -10,6 +10,7 @@ import pytest
 from taifa_events import Envelope
 from taifa_events.signing import Keyring
 from taifa_projector.application.batches import BatchApplier, CacheRefused
+from taifa_projector.application.ports import EpochDropped
 
 from tests.unit.projector.fakes import (
     TOPIC,
@@ -30,7 +31,7 @@ class GatedCache(InMemoryAuthCache):
         self.gates: list[asyncio.Event] = []
         self.log: list[str] = []
 
-    async def write_batch(self, entries: Any, offsets: Any, *args: Any, **kwargs: Any) -> bool:
+    async def write_batch(self, entries: Any, offsets: Any, *args: Any, **kwargs: Any) -> EpochDropped | None:
         n = len(self.log) // 2
         self.log.append(f"start {n}")
         gate = asyncio.Event()
@@ -121,3 +122,19 @@ async def test_the_stepwise_decode_gives_the_batch_the_one_pass_decode_gives() -
         assert [(r.offset, e.event_id) for r, e in stepwise.events] == [(r.offset, e.event_id) for r, e in whole.events]
         assert [(r.offset, why) for r, why in stepwise.undecodable] == [(r.offset, why) for r, why in whole.undecodable]
         assert stepwise.unverified == whole.unverified and stepwise.next_offsets == whole.next_offsets
+
+
+async def test_a_batch_on_a_cache_that_missed_a_committed_batch_drops_the_epoch_and_still_applies() -> None:
+    store, cache = InMemoryReadModelStore(), InMemoryAuthCache()
+    batches = applier(store, cache, defer=False)
+    cache.current_epoch = "complete"
+    first, second = Domain(), Domain()
+    await batches.process(records([first.created(1)]))
+    assert cache.current_epoch == "complete" and cache.seen_offsets == {(TOPIC, 0): 1}
+    cache.seen_offsets = {}  # Redis lost that write (an older snapshot); the read model kept it
+    await batches.process(records([second.created(2)], first_offset=1))
+    assert cache.current_epoch is None  # relays refuse the cache until the guard has rebuilt it
+    assert cache.entries[second.username.lower()].active and cache.seen_offsets == {(TOPIC, 0): 2}
+    cache.current_epoch = "rebuilt"  # the guard's work
+    await batches.process(records([Domain().created(3)], first_offset=2))
+    assert cache.current_epoch == "rebuilt"  # the cache has seen every committed batch again: no alarm

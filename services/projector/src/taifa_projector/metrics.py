@@ -47,3 +47,8 @@ CACHE_REGRESSIONS = Counter(
     "taifa_projector_cache_watermark_regressions_total",
     "Batches that found the auth cache's watermark below one this instance had seen (Redis went back in time).",
 )
+CACHE_OFFSETS_BEHIND = Counter(
+    "taifa_projector_cache_offsets_behind_total",
+    "Batches that found the auth cache behind what the read model had committed before them (Redis lost writes) "
+    "and deleted its epoch.",
+)

@@ -103,6 +103,9 @@ class SeekToRecordedOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
         self.on_gap = on_gap
         self.on_revoked = on_revoked
         self._log_starts = log_starts
+        # Awaited before partitions are given up: the consume loop lets its batch in flight and its Redis writes
+        # land, so the next owner's first batch finds the cache where PostgreSQL's offsets say it is.
+        self.before_revoke: Callable[[], Awaitable[None]] | None = None
 
     async def log_starts(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         if self._log_starts is not None:
@@ -113,6 +116,8 @@ class SeekToRecordedOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
         log.info("partitions revoked: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked))
+        if revoked and self.before_revoke is not None:
+            await self.before_revoke()
         self.on_revoked([(tp.topic, tp.partition) for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:

@@ -107,10 +107,16 @@ PRUNE_PROCESSED = (
     "DELETE FROM projector_processed_events WHERE event_id IN "
     "(SELECT event_id FROM projector_processed_events WHERE position < $1 LIMIT $2)"
 )
+# Records the batch's offsets and returns those recorded before (the statement's snapshot: a concurrent owner's
+# newer commit only makes them lower, never a false alarm) for `redis_scripts.CHECK_CONTINUITY`. One round trip.
 RECORD_OFFSETS = (
-    "INSERT INTO projector_offsets (group_id, topic, partition, next_offset) "
-    "SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[]) "
-    "ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()"
+    "WITH batch AS (SELECT * FROM unnest($2::text[], $3::int[], $4::bigint[]) AS b (topic, partition, next_offset)), "
+    "previous AS (SELECT o.topic, o.partition, o.next_offset FROM projector_offsets o "
+    "JOIN batch USING (topic, partition) WHERE o.group_id = $1), "
+    "recorded AS (INSERT INTO projector_offsets (group_id, topic, partition, next_offset) "
+    "SELECT $1, topic, partition, next_offset FROM batch "
+    "ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()) "
+    "SELECT topic, partition, next_offset FROM previous"
 )
 
 
@@ -166,17 +172,15 @@ class PostgresReadModelStore(RebuildStore):
             return recorded
         return {tp: recorded[tp] for tp in partitions if tp in recorded}
 
-    async def _record_offsets(self, conn: asyncpg.Connection, offsets: dict[TopicPartitionKey, int]) -> None:
+    async def _record_offsets(
+        self, conn: asyncpg.Connection, offsets: dict[TopicPartitionKey, int]
+    ) -> dict[TopicPartitionKey, int]:
+        """Record `offsets`; returns what was recorded for those partitions before (none: a new partition)."""
         if not offsets:
-            return
+            return {}
         topics_, partitions, values = zip(*((t, p, o) for (t, p), o in offsets.items()), strict=True)
-        await conn.execute(
-            RECORD_OFFSETS,
-            self.group_id,
-            list(topics_),
-            list(partitions),
-            list(values),
-        )
+        rows = await conn.fetch(RECORD_OFFSETS, self.group_id, list(topics_), list(partitions), list(values))
+        return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
 
     # --- live batches ------------------------------------------------------------------------
 
@@ -215,8 +219,8 @@ class PostgresReadModelStore(RebuildStore):
             if feed:
                 await _stage(conn, audit_feed.TABLE, audit_feed.COLUMNS, feed)
             await conn.execute(WRITE_STAGED)
-            await self._record_offsets(conn, offsets)
-        return BatchOutcome(fresh, len(events) - len(fresh), fold, seen_before)
+            previous = await self._record_offsets(conn, offsets)
+        return BatchOutcome(fresh, len(events) - len(fresh), fold, seen_before, previous)
 
     async def _load_for(self, conn: asyncpg.Connection, events: Sequence[Event]) -> ReadSideFold:
         """Lock and load every row `events` can touch."""

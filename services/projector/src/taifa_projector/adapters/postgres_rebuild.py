@@ -46,7 +46,9 @@ class RebuildStore:
     pool: asyncpg.Pool
     group_id: str
 
-    async def _record_offsets(self, conn: asyncpg.Connection, offsets: dict[TopicPartitionKey, int]) -> None:
+    async def _record_offsets(
+        self, conn: asyncpg.Connection, offsets: dict[TopicPartitionKey, int]
+    ) -> dict[TopicPartitionKey, int]:
         raise NotImplementedError  # the live store's (postgres.PostgresReadModelStore)
 
     @postgres_errors

@@ -26,6 +26,7 @@ from taifa_events import auth_cache
 
 from taifa_projector.adapters.driver_errors import redis_errors
 from taifa_projector.adapters.redis_scripts import (
+    CHECK_CONTINUITY,
     PUBLISH_ALL,
     RAISE_OFFSETS,
     RAISE_WATERMARK,
@@ -33,6 +34,7 @@ from taifa_projector.adapters.redis_scripts import (
     WRITE_IF_NEWER,
     WRITE_OWNERS,
 )
+from taifa_projector.application.ports import EpochDropped
 from taifa_projector.domain.log_positions import TopicPartitionKey
 from taifa_projector.domain.model import AuthEntry, DomainOwner
 
@@ -113,6 +115,7 @@ class RedisAuthCacheWriter:
         self.applied_ttl = applied_ttl
         self._write_if_newer = client.register_script(WRITE_IF_NEWER)
         self._raise_offsets = client.register_script(RAISE_OFFSETS)
+        self._check_continuity = client.register_script(CHECK_CONTINUITY)
         self._raise_watermark = client.register_script(RAISE_WATERMARK)
         # The highest watermark this instance has written or read back: a lower one later is a regression.
         self.highest_watermark = 0
@@ -145,6 +148,18 @@ class RedisAuthCacheWriter:
         pipe.evalsha(self._raise_watermark.sha, 2, auth_cache.WATERMARK_KEY, auth_cache.EPOCH_KEY, position, seen)
         return index
 
+    def _queue_continuity(self, pipe: aioredis.client.Pipeline, previous: dict[TopicPartitionKey, int]) -> int | None:
+        """Queue the check that the cache has seen `previous`; returns the index of its result, None if none."""
+        if not previous:
+            return None
+        args: list[str | int] = []
+        for tp, offset in previous.items():
+            args += [_offset_field(tp), offset]
+        index = len(pipe.command_stack)
+        pipe.scripts.add(self._check_continuity)  # type: ignore[arg-type]  # redis-py types the set as sync Scripts
+        pipe.evalsha(self._check_continuity.sha, 2, self.offsets_key, auth_cache.EPOCH_KEY, *args)
+        return index
+
     def _queue_offsets(self, pipe: aioredis.client.Pipeline, offsets: dict[TopicPartitionKey, int]) -> None:
         if offsets:
             args: list[str | int] = []
@@ -164,14 +179,18 @@ class RedisAuthCacheWriter:
         owners: Sequence[DomainOwner] = (),
         watermark: int = 0,
         changes: Sequence[tuple[str, UUID]] = (),
-    ) -> bool:
-        """One MULTI/EXEC: entries and owners (if newer), the watermark (raised to `watermark`, never lowered),
-        cache offsets, revocations and "credential changed" notices (after the entries: a relay that hears one
-        re-reads the new entry), then the read-your-writes signal. Returns False when the watermark had gone
-        back below one this instance saw (Redis restored from an older snapshot): the epoch is then deleted in
-        the same transaction, and the watermark not raised."""
+        previous_offsets: dict[TopicPartitionKey, int] | None = None,
+    ) -> EpochDropped | None:
+        """One MULTI/EXEC: first the continuity check (the cache's offsets against `previous_offsets`, what
+        PostgreSQL recorded before the batch: if any is behind, Redis lost writes and the epoch is deleted), then
+        entries and owners (if newer), the watermark (raised to `watermark`, never lowered), cache offsets,
+        revocations and "credential changed" notices (after the entries: a relay that hears one re-reads the new
+        entry), then the read-your-writes signal. Returns why the epoch was deleted, or None: `OFFSETS_BEHIND`,
+        or `WATERMARK_WENT_BACK` when the watermark had gone back below one this instance saw (Redis restored
+        from an older snapshot; the watermark is then not raised)."""
         index = None
         async with self.client.pipeline(transaction=True) as pipe:
+            continuity = self._queue_continuity(pipe, previous_offsets or {})
             self._queue_entries(pipe, list(entries))
             self._queue_owners(pipe, owners)
             if watermark > 0:
@@ -186,11 +205,14 @@ class RedisAuthCacheWriter:
                     auth_cache.APPLIED_CHANNEL, ",".join(map(str, applied)),
                 )  # fmt: skip
             results = await pipe.execute()
-        if index is None:
-            return True
-        after = int(results[index])
-        self.highest_watermark = max(self.highest_watermark, after)
-        return after >= 0
+        if index is not None:
+            after = int(results[index])
+            self.highest_watermark = max(self.highest_watermark, after)
+            if after < 0:
+                return EpochDropped.WATERMARK_WENT_BACK
+        if continuity is not None and int(results[continuity]) > 0:
+            return EpochDropped.OFFSETS_BEHIND
+        return None
 
     @redis_errors
     async def load_entries(self, entries: Sequence[AuthEntry], chunk: int) -> None:

@@ -37,6 +37,22 @@ end
 return applied
 """
 
+# KEYS[1] = offsets hash, KEYS[2] = the epoch; ARGV = field, offset pairs: the offsets PostgreSQL had recorded for the
+# batch's partitions before the batch committed. The cache must have seen at least those (each batch's write
+# raises them, in order): one below means Redis lost writes the read model kept (restored from an older snapshot,
+# a lagging replica promoted, or an owner that died between its two commits), and the batch's own write would
+# raise the offsets past the gap, hiding it from the guard. So the epoch is deleted first, in the batch's MULTI
+# (relays refuse the cache; the guard rebuilds it from the read model). Returns 1 when it deleted the epoch.
+CHECK_CONTINUITY = """
+for i = 1, #ARGV, 2 do
+  local current = redis.call('HGET', KEYS[1], ARGV[i])
+  if (not current) or tonumber(current) < tonumber(ARGV[i + 1]) then
+    return redis.call('DEL', KEYS[2])
+  end
+end
+return 0
+"""
+
 # KEYS[1] = offsets hash; ARGV = field, offset pairs. Offsets only move forward.
 RAISE_OFFSETS = """
 for i = 1, #ARGV, 2 do

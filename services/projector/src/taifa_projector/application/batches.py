@@ -46,6 +46,7 @@ from taifa_events.audit import AuditRow, audit_row
 from taifa_events.signing import Keyring, SignatureRefused
 
 from taifa_projector import metrics
+from taifa_projector.application.cache import epoch_dropped
 from taifa_projector.application.ports import AuthCacheWriter, BatchOutcome, DeadLetters, ReadModelStore, Record
 from taifa_projector.application.retry import error_name, is_transient, retry_transient
 from taifa_projector.domain.fold import Event, cache_writes, changes, revocations
@@ -235,6 +236,7 @@ class BatchApplier:
                 owners=outcome.fold.changed_owners(),
                 watermark=max((e.position for e in events), default=0),
                 changed=changes(outcome.new_events),
+                previous_offsets=outcome.previous_offsets,
             )
         )
         for event_type, count in Counter(e.event_type for e in outcome.new_events).items():
@@ -287,26 +289,29 @@ class BatchApplier:
         owners: list[DomainOwner],
         watermark: int,
         changed: list[tuple[str, UUID]] | None = None,
+        previous_offsets: dict[TopicPartitionKey, int] | None = None,
     ) -> None:
         """One Redis transaction for the batch; if Redis refuses it (not unreachable: that is retried), fail
         closed: delete those entries and the epoch, announce the revocations and changes, and let the guard
         rebuild."""
         notices = changed or []
         try:
-            current = await retry_transient(
+            dropped = await retry_transient(
                 lambda: self.cache.write_batch(
-                    entries, offsets, applied, revoked, owners=owners, watermark=watermark, changes=notices
+                    entries,
+                    offsets,
+                    applied,
+                    revoked,
+                    owners=owners,
+                    watermark=watermark,
+                    changes=notices,
+                    previous_offsets=previous_offsets,
                 ),
                 initial=self.retry_initial,
                 maximum=self.retry_max,
             )
-            if not current:
-                metrics.CACHE_REGRESSIONS.inc()
-                log.error(
-                    "the auth cache's watermark went back below %d (Redis restored from an older snapshot?): "
-                    "epoch deleted, relays refuse it until it is rebuilt",
-                    self.cache.highest_watermark,
-                )
+            if dropped is not None:
+                epoch_dropped(dropped, self.cache.highest_watermark)
         except Exception as exc:  # noqa: BLE001 - retry_transient only lets deterministic failures through
             metrics.CACHE_WRITE_REFUSED.labels(error_name(exc)).inc()
             log.error(

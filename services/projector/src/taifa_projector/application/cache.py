@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from uuid import uuid4
 
 from taifa_projector import metrics
-from taifa_projector.application.ports import AuthCacheWriter, ReadModelStore
+from taifa_projector.application.ports import AuthCacheWriter, EpochDropped, ReadModelStore
 from taifa_projector.domain.log_positions import TopicPartitionKey
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,23 @@ async def cache_gap(
     if any(seen.get(tp, -1) < offset for tp, offset in recorded.items()):
         return REASON_BEHIND
     return None
+
+
+def epoch_dropped(reason: EpochDropped, highest_watermark: int) -> None:
+    """A batch's Redis write found the cache untrustworthy and deleted its epoch: count it and say why."""
+    if reason is EpochDropped.WATERMARK_WENT_BACK:
+        metrics.CACHE_REGRESSIONS.inc()
+        log.error(
+            "the auth cache's watermark went back below %d (Redis restored from an older snapshot?): "
+            "epoch deleted, relays refuse it until it is rebuilt",
+            highest_watermark,
+        )
+    else:
+        metrics.CACHE_OFFSETS_BEHIND.inc()
+        log.error(
+            "the auth cache had not seen every batch the read model committed before this one (Redis lost writes, "
+            "or an instance stopped between its two commits): epoch deleted, relays refuse it until it is rebuilt"
+        )
 
 
 async def rebuild_cache(store: ReadModelStore, cache: AuthCacheWriter, chunk: int, reason: str) -> int:

@@ -13,7 +13,8 @@ whatever its driver said (the adapters translate at the edge, as httpx's `map_ex
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import NamedTuple, Protocol
 from uuid import UUID
 
@@ -74,6 +75,17 @@ class BatchOutcome:
     duplicates: int
     fold: ReadSideFold
     seen_before: list[Event]  # events applied before (a redelivery)
+    # The offsets PostgreSQL had recorded for the batch's partitions before it committed (none: a new partition);
+    # the batch's Redis write checks that the cache has seen them (`AuthCacheWriter.write_batch`).
+    previous_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)
+
+
+class EpochDropped(Enum):
+    """Why a batch's Redis write deleted the cache epoch instead of building on the cache (relays then refuse
+    it until the guard has rebuilt it from the read model)."""
+
+    WATERMARK_WENT_BACK = "watermark_went_back"  # below one this writer had seen: Redis went back in time
+    OFFSETS_BEHIND = "offsets_behind"  # behind what PostgreSQL recorded before the batch: Redis lost writes
 
 
 @dataclass(frozen=True)
@@ -165,9 +177,12 @@ class AuthCacheWriter(Protocol):
         owners: Sequence[DomainOwner] = (),
         watermark: int = 0,
         changes: Sequence[tuple[str, UUID]] = (),
-    ) -> bool:
+        previous_offsets: dict[TopicPartitionKey, int] | None = None,
+    ) -> EpochDropped | None:
         """All of a batch's effects at once, the revocations and "credential changed" notices (`changes`) after the
-        entries; False when the watermark had gone back (epoch then deleted)."""
+        entries. First, in the same transaction: if the cache's offsets are behind `previous_offsets` (what
+        PostgreSQL recorded before the batch), or its watermark went back, the epoch is deleted and the reason
+        returned; None when the cache was current."""
         ...
 
     async def fail_closed(

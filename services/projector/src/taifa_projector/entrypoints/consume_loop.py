@@ -41,6 +41,7 @@ class Projector:
         self.totals = BatchReport()
         self._started = False
         self._following: asyncio.Task[None] | None = None  # the Kafka commit of the last batch, if still out
+        self._in_flight: asyncio.Task[BatchReport] | None = None  # the batch being applied, if any
         self._stack = AsyncExitStack()
 
     async def start(self) -> None:
@@ -53,6 +54,7 @@ class Projector:
         self.group = parts.group
         # Each batch's Redis write overlaps the next batch's PostgreSQL transaction (in order; see `_finish`).
         self.applier.defer_cache = True
+        self.listener.before_revoke = self._let_writes_land
         await self._hold_read_side()
         await self.consumer.start()
         if self.with_health:
@@ -97,28 +99,39 @@ class Projector:
         Batches are applied strictly one after another; the next batch is polled and decoded while the
         previous one waits on PostgreSQL and Redis (decoding has no effects).
         """
-        in_flight: asyncio.Task[BatchReport] | None = None
         try:
             while not stop.is_set():
-                if in_flight is None:
+                if self._in_flight is None:
                     await self._between_batches()
                 records = await self.group.poll(
                     timeout_ms=self.settings.projector_poll_timeout_ms, max_records=self.settings.projector_batch_size
                 )
                 decoded = await self.applier.decode_stepwise(records) if records else None
-                if in_flight is not None:
+                if self._in_flight is not None:
+                    in_flight, self._in_flight = self._in_flight, None
                     await self._finish(in_flight)
-                    in_flight = None
                     await self._between_batches()
                 if decoded is not None:
-                    in_flight = asyncio.create_task(self._apply(decoded))
+                    self._in_flight = asyncio.create_task(self._apply(decoded))
         finally:
             try:
-                if in_flight is not None:
+                if self._in_flight is not None:
+                    in_flight, self._in_flight = self._in_flight, None
                     await self._finish(in_flight)
                 await self._followed()
             finally:
                 await self.applier.cache_settled()
+
+    async def _let_writes_land(self) -> None:
+        """Before the group takes partitions away (a rebalance): the batch being applied and every Redis write
+        queued behind it finish first. The next owner's first batch checks that the cache has seen what
+        PostgreSQL recorded (`write_batch`'s continuity check); a write of ours still on its way would look like
+        lost writes, and the epoch would be dropped for nothing. Failures are the consume loop's to raise."""
+        if self._in_flight is not None:
+            await asyncio.wait({self._in_flight})
+        pending = self.applier.cache_pending()
+        if pending is not None:
+            await asyncio.wait({pending})
 
     async def _between_batches(self) -> None:
         """With no batch in flight: hold the read side again if its connection was lost (a database
