@@ -106,6 +106,7 @@ class SeekToRecordedOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
         # Awaited before partitions are given up: the consume loop lets its batch in flight and its Redis writes
         # land, so the next owner's first batch finds the cache where PostgreSQL's offsets say it is.
         self.before_revoke: Callable[[], Awaitable[None]] | None = None
+        self.revocations = 0  # how many times partitions were taken away: records polled before one are stale
 
     async def log_starts(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         if self._log_starts is not None:
@@ -116,8 +117,10 @@ class SeekToRecordedOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
         log.info("partitions revoked: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked))
-        if revoked and self.before_revoke is not None:
-            await self.before_revoke()
+        if revoked:
+            self.revocations += 1
+            if self.before_revoke is not None:
+                await self.before_revoke()
         self.on_revoked([(tp.topic, tp.partition) for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
@@ -252,6 +255,17 @@ class GroupConsumer:
 
     def assigned(self) -> list[TopicPartitionKey]:
         return [(tp.topic, tp.partition) for tp in self.consumer.assignment()]
+
+    def revocations(self) -> int:
+        """How many times partitions were taken from this member so far."""
+        return self.listener.revocations
+
+    async def rewind(self) -> None:
+        """Position every assigned partition at PostgreSQL's offsets again: records polled and then dropped
+        (polled before a rebalance) are fetched anew."""
+        assigned = list(self.consumer.assignment())
+        if assigned:
+            await self.listener.reposition(assigned)
 
     async def commit(self, offsets: dict[TopicPartitionKey, int]) -> dict[TopicPartitionKey, int]:
         """Follow PostgreSQL's offsets in Kafka (for lag tools; a failure here loses nothing). Returns how many

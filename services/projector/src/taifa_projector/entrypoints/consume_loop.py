@@ -103,35 +103,54 @@ class Projector:
             while not stop.is_set():
                 if self._in_flight is None:
                     await self._between_batches()
+                revocations = self.group.revocations()
                 records = await self.group.poll(
                     timeout_ms=self.settings.projector_poll_timeout_ms, max_records=self.settings.projector_batch_size
                 )
                 decoded = await self.applier.decode_stepwise(records) if records else None
                 if self._in_flight is not None:
-                    in_flight, self._in_flight = self._in_flight, None
-                    await self._finish(in_flight)
+                    await self._finish_in_flight()
                     await self._between_batches()
+                if decoded is not None and self.group.revocations() != revocations:
+                    # Polled before partitions were taken away: some may belong to another instance now, which
+                    # must not see this instance's writes for them. Dropped, and every partition still ours is
+                    # read again from PostgreSQL's offsets.
+                    log.info("dropping a batch polled before a rebalance; reading again from the recorded offsets")
+                    decoded = None
+                    await self.group.rewind()
                 if decoded is not None:
                     self._in_flight = asyncio.create_task(self._apply(decoded))
         finally:
             try:
                 if self._in_flight is not None:
-                    in_flight, self._in_flight = self._in_flight, None
-                    await self._finish(in_flight)
+                    await self._finish_in_flight()
                 await self._followed()
             finally:
                 await self.applier.cache_settled()
+
+    async def _finish_in_flight(self) -> None:
+        """Finish the batch in flight; it counts as in flight until then (`_let_writes_land` waits for it)."""
+        assert self._in_flight is not None
+        try:
+            await self._finish(self._in_flight)
+        finally:
+            self._in_flight = None
 
     async def _let_writes_land(self) -> None:
         """Before the group takes partitions away (a rebalance): the batch being applied and every Redis write
         queued behind it finish first. The next owner's first batch checks that the cache has seen what
         PostgreSQL recorded (`write_batch`'s continuity check); a write of ours still on its way would look like
-        lost writes, and the epoch would be dropped for nothing. Failures are the consume loop's to raise."""
+        lost writes, and the epoch would be dropped for nothing. Failures are the consume loop's to raise.
+
+        Bounded by half the session timeout (the group's rebalance timeout): a store that is down must not stall
+        every member's rebalance. Past it, the next owner may find the cache behind and have it rebuilt: fail
+        closed, as after a crash."""
+        deadline = asyncio.get_running_loop().time() + self.settings.projector_session_timeout_ms / 2000
         if self._in_flight is not None:
-            await asyncio.wait({self._in_flight})
+            await asyncio.wait({self._in_flight}, timeout=max(0.0, deadline - asyncio.get_running_loop().time()))
         pending = self.applier.cache_pending()
         if pending is not None:
-            await asyncio.wait({pending})
+            await asyncio.wait({pending}, timeout=max(0.0, deadline - asyncio.get_running_loop().time()))
 
     async def _between_batches(self) -> None:
         """With no batch in flight: hold the read side again if its connection was lost (a database
