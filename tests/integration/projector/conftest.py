@@ -7,18 +7,20 @@ index (flushed), its own topics and consumer group: no test sees another's state
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from taifa_events import topics
-from taifa_localstack import create_topics, run_once
+from taifa_localstack import Redis, create_topics, run_once
 from taifa_projector.settings import Settings
 
 _redis_db = itertools.count(1)
@@ -96,6 +98,23 @@ async def new_topics(bootstrap: str, partitions: int = 3) -> dict[str, str]:
         {**{n: partitions for n in names.values()}, **{topics.dead_letter_topic(n): 1 for n in names.values()}},
     )
     return names
+
+
+@contextlib.asynccontextmanager
+async def own_redis(
+    tmp_path: Path, postgres_server: Any, kafka_broker: Any, template: str, *, partitions: int = 3
+) -> AsyncIterator[tuple[Redis, Isolated]]:
+    """A test's stores with a Redis of its own, to restart, fill or stop (the session's is shared): started
+    here, stopped at the end."""
+    redis = Redis(tmp_path / "redis")
+    await asyncio.to_thread(redis.start)
+    try:
+        yield redis, Isolated(
+            await new_database(postgres_server.url, template), redis.url, kafka_broker.bootstrap,
+            await new_topics(kafka_broker.bootstrap, partitions), f"g{uuid.uuid4().hex[:8]}",
+        )  # fmt: skip
+    finally:
+        await asyncio.to_thread(redis.stop)
 
 
 def redis_url_for(server_url: str) -> str:

@@ -10,18 +10,16 @@ it: an instance giving partitions up lets its last Redis writes land first.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from contextlib import AsyncExitStack
 from typing import Any
 
 from taifa_events import Envelope, encode, topics
 from taifa_events.signing import signature_of
-from taifa_localstack import Redis
 from taifa_projector import bootstrap
 from taifa_projector.application.ports import Record
 
 from tests.event_signing import signing_keyring
-from tests.integration.projector.conftest import Isolated, new_database, new_topics
+from tests.integration.projector.conftest import Isolated, own_redis
 from tests.integration.projector.projector_harness import ReadSide, eventually, produce, running
 from tests.integration.projector.test_projector_failures import _sample
 from tests.unit.projector.projector_events import Domain
@@ -37,13 +35,9 @@ async def _revoked_and_trusted(side: ReadSide, username: str) -> bool:
 async def test_a_batch_on_a_redis_that_lost_a_tombstone_drops_the_epoch_and_the_guard_repairs(
     tmp_path, postgres_server, kafka_broker, migrated_template
 ) -> None:
-    redis = Redis(tmp_path / "redis")
-    await asyncio.to_thread(redis.start)
-    try:
-        isolated = Isolated(
-            await new_database(postgres_server.url, migrated_template), redis.url, kafka_broker.bootstrap,
-            await new_topics(kafka_broker.bootstrap, partitions=1), f"g{uuid.uuid4().hex[:8]}",
-        )  # fmt: skip
+    # One partition per topic: the later credential lands behind the lost deactivation.
+    stores = own_redis(tmp_path, postgres_server, kafka_broker, migrated_template, partitions=1)
+    async with stores as (redis, isolated):
         settings = isolated.settings()
         d, later = Domain(), Domain()
         a = d.created(1)
@@ -73,8 +67,6 @@ async def test_a_batch_on_a_redis_that_lost_a_tombstone_drops_the_epoch_and_the_
             async with running(settings):
                 await eventually(lambda: _revoked_and_trusted(side, d.username), what="tombstone back, cache trusted")
                 assert (await side.entry(later.username)).active  # type: ignore[union-attr]
-    finally:
-        await asyncio.to_thread(redis.stop)
 
 
 def _record(isolated: Isolated, event: Envelope[Any], *, offset: int) -> Record:

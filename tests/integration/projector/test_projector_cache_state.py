@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 from taifa_events import auth_cache
 
+from tests.integration.projector.conftest import own_redis
 from tests.integration.projector.projector_harness import ReadSide, eventually, holds, produce, rebuild, running
 from tests.integration.projector.test_projector_rebuild import store_events
 from tests.unit.projector.projector_events import Domain
@@ -161,18 +161,9 @@ async def test_rebuild_from_the_event_store_equals_live_with_releases_and_owners
 async def test_a_batch_after_redis_went_back_in_time_drops_the_epoch_instead_of_raising_the_watermark(
     tmp_path, postgres_server, kafka_broker, migrated_template
 ) -> None:
-    from taifa_localstack import Redis
-
-    from tests.integration.projector.conftest import Isolated, new_database, new_topics
     from tests.integration.projector.test_projector_failures import _sample
 
-    redis = Redis(tmp_path / "redis")
-    await asyncio.to_thread(redis.start)
-    try:
-        isolated = Isolated(
-            await new_database(postgres_server.url, migrated_template), redis.url, kafka_broker.bootstrap,
-            await new_topics(kafka_broker.bootstrap), f"g{uuid.uuid4().hex[:8]}",
-        )  # fmt: skip
+    async with own_redis(tmp_path, postgres_server, kafka_broker, migrated_template) as (redis, isolated):
         # The guard checks once at the start and not again during the test: the batch alone must notice.
         settings = isolated.settings(projector_cache_check_seconds=3600)
         d, later = Domain(), Domain()
@@ -192,8 +183,6 @@ async def test_a_batch_after_redis_went_back_in_time_drops_the_epoch_instead_of_
             await eventually(lambda: _epoch_gone(side), what="epoch deleted by the batch")
             assert await side.cache.watermark() == 1
             assert _sample("taifa_projector_cache_watermark_regressions_total") > regressions
-    finally:
-        await asyncio.to_thread(redis.stop)
 
 
 async def _epoch_gone(side: ReadSide) -> bool:

@@ -9,9 +9,8 @@ import uuid
 
 from aiokafka import AIOKafkaProducer
 from taifa_events import auth_cache, envelope_to_json, kafka_headers, topics
-from taifa_localstack import Redis
 
-from tests.integration.projector.conftest import Isolated, new_database, new_topics
+from tests.integration.projector.conftest import Isolated, own_redis
 from tests.integration.projector.projector_harness import ReadSide, eventually, holds, produce, running
 from tests.integration.projector.test_projector_cache_state import revocations_heard
 from tests.integration.projector.test_projector_failures import _sample, read_dlq
@@ -128,13 +127,7 @@ async def _active(side: ReadSide, username: str) -> bool:
 async def test_redis_out_of_memory_after_the_commit_never_leaves_a_deactivated_credential_active(
     tmp_path, postgres_server, kafka_broker, migrated_template
 ) -> None:
-    redis = Redis(tmp_path / "redis")
-    await asyncio.to_thread(redis.start)
-    try:
-        isolated = Isolated(
-            await new_database(postgres_server.url, migrated_template), redis.url, kafka_broker.bootstrap,
-            await new_topics(kafka_broker.bootstrap), f"g{uuid.uuid4().hex[:8]}",
-        )  # fmt: skip
+    async with own_redis(tmp_path, postgres_server, kafka_broker, migrated_template) as (_, isolated):
         settings = isolated.settings()
         d = Domain()
         a = d.created(1)
@@ -162,8 +155,6 @@ async def test_redis_out_of_memory_after_the_commit_never_leaves_a_deactivated_c
             await eventually(lambda: _revoked(side, d.username, 2), what="tombstone after the repair")
             await eventually(lambda: side.cache.epoch(), what="epoch back")
             assert await side.cache.watermark() == 2
-    finally:
-        await asyncio.to_thread(redis.stop)
 
 
 async def _missing(side: ReadSide, username: str) -> bool:

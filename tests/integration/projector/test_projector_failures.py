@@ -12,11 +12,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import REGISTRY
 from redis.exceptions import RedisError
 from taifa_events import envelope_to_json, topics
-from taifa_localstack import Postgres, Redis
+from taifa_localstack import Postgres
 from taifa_relay.adapters.auth_cache import CacheUnavailable
 from taifa_relay.adapters.auth_cache import RedisAuthCacheReader as RelayAuthCache
 
-from tests.integration.projector.conftest import Isolated, migrate
+from tests.integration.projector.conftest import Isolated, migrate, own_redis
 from tests.integration.projector.projector_harness import ReadSide, eventually, holds, produce, running
 from tests.unit.projector.projector_events import Domain
 
@@ -170,15 +170,7 @@ async def _entries_are(side: ReadSide, total: int) -> bool:
 async def test_redis_restart_from_an_old_snapshot_never_leaves_a_revoked_credential_active(
     tmp_path, postgres_server, kafka_broker, migrated_template
 ) -> None:
-    from tests.integration.projector.conftest import new_database, new_topics
-
-    redis = Redis(tmp_path / "redis")
-    await asyncio.to_thread(redis.start)
-    try:
-        isolated = Isolated(
-            await new_database(postgres_server.url, migrated_template), redis.url, kafka_broker.bootstrap,
-            await new_topics(kafka_broker.bootstrap), f"g{uuid.uuid4().hex[:8]}",
-        )  # fmt: skip
+    async with own_redis(tmp_path, postgres_server, kafka_broker, migrated_template) as (redis, isolated):
         settings = isolated.settings()
         domains = [Domain() for _ in range(10)]
         created = [d.created(i + 1) for i, d in enumerate(domains)]
@@ -208,8 +200,6 @@ async def test_redis_restart_from_an_old_snapshot_never_leaves_a_revoked_credent
             finally:
                 await relay_view.close()
         assert _sample("taifa_projector_cache_rebuilds_total", {"reason": "cache_behind_read_model"}) >= 1
-    finally:
-        await asyncio.to_thread(redis.stop)
 
 
 async def _relay_view(relay_view: RelayAuthCache, domains: list[Domain]) -> str:
