@@ -18,6 +18,13 @@ from taifa_events import AccountCreated, decode, envelope_to_json
 from taifa_events.audit import AuditRow, audit_row
 
 from taifa_projector.adapters import audit_feed
+from taifa_projector.adapters.bookkeeping_sql import (
+    PRUNE_LOCK,
+    PRUNE_PROCESSED,
+    RECORD_OFFSETS,
+    RECORD_PROCESSED,
+    lock_accounts,
+)
 from taifa_projector.adapters.driver_errors import postgres_errors
 from taifa_projector.adapters.postgres_rebuild import RebuildStore
 from taifa_projector.adapters.read_side_tables import (
@@ -44,7 +51,7 @@ from taifa_projector.domain.model import (
     quarantined,
 )
 
-__all__ = ["KEPT_TABLES", "READ_SIDE_TABLES", "PostgresReadModelStore", "create_pool", "credential_rows"]
+__all__ = ["KEPT_TABLES", "PRUNE_LOCK", "READ_SIDE_TABLES", "PostgresReadModelStore", "create_pool", "credential_rows"]
 
 
 # A live batch's rows go by COPY (binary) into temporary tables of the session, shaped like the tables they are for,
@@ -95,29 +102,6 @@ SELECT_SECRETS = f"SELECT {', '.join(SECRET_COLUMNS)} FROM rm_credential_secrets
 SELECT_CREDENTIALS = f"SELECT {', '.join(CREDENTIAL_COLUMNS)} FROM rm_smtp_credentials"  # noqa: S608
 SELECT_DOMAINS = f"SELECT {', '.join(DOMAIN_COLUMNS)} FROM rm_domains"  # noqa: S608
 SELECT_AUTH = f"SELECT {', '.join(AUTH_COLUMNS)} FROM projector_auth_entries"  # noqa: S608
-RECORD_PROCESSED = (
-    "WITH batch AS (SELECT * FROM unnest($1::uuid[], $2::bigint[]) AS b(event_id, position)), "
-    "inserted AS (INSERT INTO projector_processed_events (event_id, position) SELECT * FROM batch "
-    "ON CONFLICT DO NOTHING RETURNING event_id) "
-    "SELECT b.event_id FROM batch b LEFT JOIN inserted i USING (event_id) WHERE i.event_id IS NULL"
-)
-# One chunk of the oldest processed-event ids; only one instance prunes at a time (the others skip).
-PRUNE_LOCK = 0x7461_6966_6170_7275  # "taifapru": pg_try_advisory_xact_lock key
-PRUNE_PROCESSED = (
-    "DELETE FROM projector_processed_events WHERE event_id IN "
-    "(SELECT event_id FROM projector_processed_events WHERE position < $1 LIMIT $2)"
-)
-# Records the batch's offsets and returns those recorded before (the statement's snapshot: a concurrent owner's
-# newer commit only makes them lower, never a false alarm) for `redis_scripts.CHECK_CONTINUITY`. One round trip.
-RECORD_OFFSETS = (
-    "WITH batch AS (SELECT * FROM unnest($2::text[], $3::int[], $4::bigint[]) AS b (topic, partition, next_offset)), "
-    "previous AS (SELECT o.topic, o.partition, o.next_offset FROM projector_offsets o "
-    "JOIN batch USING (topic, partition) WHERE o.group_id = $1), "
-    "recorded AS (INSERT INTO projector_offsets (group_id, topic, partition, next_offset) "
-    "SELECT $1, topic, partition, next_offset FROM batch "
-    "ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()) "
-    "SELECT topic, partition, next_offset FROM previous"
-)
 
 
 def credential_rows(records: Iterable[Sequence[Any]], secrets: Iterable[Sequence[Any]]) -> list[CredentialRow]:
@@ -250,6 +234,8 @@ class PostgresReadModelStore(RebuildStore):
                 creating_set.add(stream)
         credential_ids, domain_ids = list(credential_set), list(domain_set)
         usernames, creating = list(username_set), list(creating_set)
+        if account_set:  # in key order, so two batches never wait on each other's second lock
+            await lock_accounts(conn, account_set)
         if credential_ids:
             records = await conn.fetch(
                 SELECT_CREDENTIALS + " WHERE credential_id = ANY($1::uuid[]) FOR UPDATE",
