@@ -4,7 +4,7 @@ plain digits, `limit` and `cursor` at most once each, the next page announced in
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request, Response
@@ -30,10 +30,16 @@ def _count_text(value: object) -> object:
 CountText = BeforeValidator(_count_text)
 
 
+def refuse_repeated(request: Request, names: Iterable[str], message: str) -> None:
+    """Each of the query parameters `names` at most once: a repeated one is a 422 (`message`), never one of its
+    values taken silently."""
+    if any(len(request.query_params.getlist(name)) > 1 for name in names):
+        raise InvalidRequest(message)
+
+
 def one_of_each(request: Request) -> None:
-    """A list's `limit` and `cursor` at most once each: a repeated one is a 422, never one of them silently."""
-    if any(len(request.query_params.getlist(name)) > 1 for name in ("limit", "cursor")):
-        raise InvalidRequest("query: limit and cursor at most once each.")
+    """A list's `limit` and `cursor` at most once each."""
+    refuse_repeated(request, ("limit", "cursor"), "query: limit and cursor at most once each.")
 
 
 OneOfEach = Depends(one_of_each)

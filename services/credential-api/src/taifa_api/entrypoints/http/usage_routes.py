@@ -13,6 +13,7 @@ from taifa_api.adapters import usage_read_model
 from taifa_api.domain import usage
 from taifa_api.domain.errors import InvalidRequest, NotFound
 from taifa_api.entrypoints.http.errors import documented
+from taifa_api.entrypoints.http.paging_params import refuse_repeated
 from taifa_api.entrypoints.http.routes import Caller, Parts
 from taifa_api.entrypoints.http.schemas import (
     AccountUsageOut,
@@ -52,8 +53,7 @@ def _range(request: Request, from_: str | None, to: str | None, granularity: str
     unknown = usage.unknown_parameters(request.query_params.keys())
     if unknown:
         raise InvalidRequest("query: only from, to and granularity are accepted.")
-    if any(len(request.query_params.getlist(name)) > 1 for name in usage.QUERY_PARAMETERS):
-        raise InvalidRequest("query: each parameter at most once.")
+    refuse_repeated(request, usage.QUERY_PARAMETERS, "query: each parameter at most once.")
     return usage.usage_range(from_, to, granularity, datetime.now(UTC))
 
 
