@@ -10,6 +10,9 @@ import time
 from typing import Any
 
 import pytest
+import redis as redis_lib
+from taifa_events import usage
+from taifa_localstack import wait_until
 
 from tests.integration.relay.support import Certs, Client, Credentials, Raw, Sink, login_raw
 
@@ -24,7 +27,7 @@ def test_c1_overlong_command_lines_get_500_5_5_2_and_the_session_survives(client
 
 
 def test_c2_data_over_the_limit_is_refused_after_the_end_and_the_session_goes_on(
-    make_relay: Any, certs: Certs, credentials: Credentials, sink: Sink
+    make_relay: Any, certs: Certs, credentials: Credentials, sink: Sink, rdb: redis_lib.Redis
 ) -> None:
     relay = make_relay(relay_max_message_bytes=50_000)
     cred = credentials.create()
@@ -43,6 +46,9 @@ def test_c2_data_over_the_limit_is_refused_after_the_end_and_the_session_goes_on
     assert raw.command("NOOP").startswith("250")
     raw.close()
     assert sink.count() == before
+    # Both refusals count in the credential's usage as refused:policy (docs/api.md), the SIZE= one at MAIL too.
+    key = usage.usage_key(str(cred.entry.credential_id), usage.window_start(time.time()))
+    wait_until(lambda: rdb.hget(key, "refused:policy") == b"2", 10, "both refusals counted")
 
 
 def test_c2_message_just_under_the_limit_is_relayed(

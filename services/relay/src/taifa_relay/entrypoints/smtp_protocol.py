@@ -84,6 +84,7 @@ class RelaySMTP(TLSUpgradingSMTP):
         self._errors = 0
         self._admitted = False
         self._closing = False
+        self._in_mail = False  # aiosmtpd's MAIL is running: its SIZE= refusal is a message refused (usage)
 
     def __dir__(self) -> list[str]:
         return hook_names(type(self), ("smtp_", "auth_"))
@@ -102,6 +103,8 @@ class RelaySMTP(TLSUpgradingSMTP):
     async def push(self, status: AnyStr) -> None:
         text = status.decode("utf-8", "replace") if isinstance(status, bytes) else str(status)
         text = replies.REWRITES.get(text, text)
+        if self._in_mail and text == replies.MESSAGE_TOO_BIG and self.relay_session.authenticated:
+            text = self.submission.message_refused(self.relay_session.state, text)  # SIZE= over the limit
         if text[:1] in ("4", "5") and not self._closing:
             metrics.REJECTIONS.labels(reason=" ".join(text.split()[:2])).inc()
             self._errors += 1
@@ -307,7 +310,11 @@ class RelaySMTP(TLSUpgradingSMTP):
             if refusal is not None:
                 await self._refuse(refusal)
                 return
-        await super().smtp_MAIL(arg)
+        self._in_mail = True
+        try:
+            await super().smtp_MAIL(arg)
+        finally:
+            self._in_mail = False
 
     async def smtp_RCPT(self, arg: str | None) -> None:
         session = self.relay_session
