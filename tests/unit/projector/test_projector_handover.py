@@ -46,7 +46,7 @@ class Group:
         await asyncio.sleep(timeout_ms / 1000)
         return []
 
-    def revocations(self) -> int:
+    def rebalances(self) -> int:
         return self.taken
 
     async def rewind(self) -> None:
@@ -84,7 +84,7 @@ async def test_a_revocation_waits_for_the_batch_in_flight_and_the_batch_polled_b
     consuming = asyncio.create_task(loop.consume(stop))
     # Batch 1 waits on PostgreSQL; batch 2 has been polled meanwhile.
     await until(lambda: store.started == 1 and len(group.served) == 2)
-    group.taken += 1  # the listener counts the revocation, then waits (`before_revoke`)
+    group.taken += 1  # the listener counts the rebalance, then waits (`before_revoke`)
     revoking = asyncio.create_task(loop._let_writes_land())
     await asyncio.sleep(0.05)
     assert not revoking.done(), "gave the partitions up with a batch still being applied"
@@ -124,3 +124,17 @@ async def test_a_retried_commit_whose_answer_was_lost_keeps_the_cache_trusted() 
     store.lose_next_answer = True
     await batches.process(records([Domain().created(2)], first_offset=1))  # applied, retried, recorded once
     assert cache.current_epoch == "complete" and cache.seen_offsets == {(TOPIC, 0): 2}
+
+
+async def test_a_replay_from_behind_the_recorded_offsets_still_finds_a_lost_write() -> None:
+    """Records read from Kafka's committed offset (behind PostgreSQL's) after an owner committed a batch and died
+    before its Redis write: the replay ends below what PostgreSQL held, and the cache must still be found behind."""
+    store, cache = InMemoryReadModelStore(), InMemoryAuthCache()
+    batches = applier(store, cache, defer=False)
+    cache.current_epoch = "complete"
+    d = [Domain() for _ in range(4)]
+    await batches.process(records([d[0].created(1), d[1].created(2)]))
+    lost = batches.decode(records([d[2].created(3), d[3].created(4)], first_offset=2))
+    await store.apply_batch([e for _, e in lost.events], {(TOPIC, 0): 4})  # committed; its Redis write never ran
+    await batches.process(records([d[2].created(3)], first_offset=2))  # replayed from 2, ends at 3 (below 4)
+    assert cache.current_epoch is None  # the entry of d[3] is missing from the cache: not trusted

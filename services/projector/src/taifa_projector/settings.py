@@ -33,7 +33,13 @@ class Settings(BaseSettings, KafkaConnectionSettings):
     projector_health_port: int = Field(9102, description="HTTP port of /healthz, /readyz and /metrics.")
     projector_health_host: str = Field("127.0.0.1", description="Address the health/metrics server binds.")
     projector_log_level: str = Field("INFO", description="Log level of the projector's JSON logs (`run`).")
-    projector_batch_size: int = Field(2000, ge=1, description="Most records taken from Kafka per batch.")
+    projector_batch_size: int = Field(
+        2000,
+        ge=1,
+        le=5000,
+        description="Most records taken from Kafka per batch (at most 5,000: a batch holds a PostgreSQL lock per "
+        "account it touches, and PostgreSQL's lock table is bounded).",
+    )
     projector_poll_timeout_ms: int = Field(200, ge=1, description="How long one poll waits for records.")
     projector_session_timeout_ms: int = Field(
         6000, ge=500, description="Consumer-group session timeout: how soon a dead instance's partitions move."

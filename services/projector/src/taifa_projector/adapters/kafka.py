@@ -106,7 +106,9 @@ class SeekToRecordedOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
         # Awaited before partitions are given up: the consume loop lets its batch in flight and its Redis writes
         # land, so the next owner's first batch finds the cache where PostgreSQL's offsets say it is.
         self.before_revoke: Callable[[], Awaitable[None]] | None = None
-        self.revocations = 0  # how many times partitions were taken away: records polled before one are stale
+        # Rebalances so far (partitions taken away or given): records polled across one may come from another
+        # owner's time or from a position set before this listener's own (Kafka's committed offset): dropped.
+        self.rebalances = 0
 
     async def log_starts(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         if self._log_starts is not None:
@@ -118,7 +120,7 @@ class SeekToRecordedOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
         log.info("partitions revoked: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked))
         if revoked:
-            self.revocations += 1
+            self.rebalances += 1
             if self.before_revoke is not None:
                 await self.before_revoke()
         self.on_revoked([(tp.topic, tp.partition) for tp in revoked])
@@ -127,6 +129,7 @@ class SeekToRecordedOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
         if not assigned:
             return
         await self.reposition(assigned)
+        self.rebalances += 1
         log.info("partitions assigned: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
         self.on_assigned()
 
@@ -256,16 +259,21 @@ class GroupConsumer:
     def assigned(self) -> list[TopicPartitionKey]:
         return [(tp.topic, tp.partition) for tp in self.consumer.assignment()]
 
-    def revocations(self) -> int:
-        """How many times partitions were taken from this member so far."""
-        return self.listener.revocations
+    def rebalances(self) -> int:
+        """How many times partitions were taken from or given to this member so far."""
+        return self.listener.rebalances
 
     async def rewind(self) -> None:
         """Position every assigned partition at PostgreSQL's offsets again: records polled and then dropped
-        (polled before a rebalance) are fetched anew."""
+        (polled across a rebalance) are fetched anew. If the assignment changes meanwhile, the next rebalance's
+        listener positions the new one (so a refusal here is only logged)."""
         assigned = list(self.consumer.assignment())
-        if assigned:
+        if not assigned:
+            return
+        try:
             await self.listener.reposition(assigned)
+        except KafkaError as exc:  # IllegalStateError: a partition no longer assigned
+            log.warning("could not read the partitions again from the recorded offsets (%s)", type(exc).__name__)
 
     async def commit(self, offsets: dict[TopicPartitionKey, int]) -> dict[TopicPartitionKey, int]:
         """Follow PostgreSQL's offsets in Kafka (for lag tools; a failure here loses nothing). Returns how many

@@ -103,7 +103,7 @@ class Projector:
             while not stop.is_set():
                 if self._in_flight is None:
                     await self._between_batches()
-                revocations = self.group.revocations()
+                rebalances = self.group.rebalances()
                 records = await self.group.poll(
                     timeout_ms=self.settings.projector_poll_timeout_ms, max_records=self.settings.projector_batch_size
                 )
@@ -111,11 +111,12 @@ class Projector:
                 if self._in_flight is not None:
                     await self._finish_in_flight()
                     await self._between_batches()
-                if decoded is not None and self.group.revocations() != revocations:
-                    # Polled before partitions were taken away: some may belong to another instance now, which
-                    # must not see this instance's writes for them. Dropped, and every partition still ours is
-                    # read again from PostgreSQL's offsets.
-                    log.info("dropping a batch polled before a rebalance; reading again from the recorded offsets")
+                if decoded is not None and self.group.rebalances() != rebalances:
+                    # Polled across a rebalance: some partitions may belong to another instance now, which must
+                    # not see this instance's writes for them, and a partition just given may have been read from
+                    # Kafka's committed offset before the listener sought PostgreSQL's. Dropped, and every
+                    # partition ours is read again from PostgreSQL's offsets.
+                    log.info("dropping a batch polled across a rebalance; reading again from the recorded offsets")
                     decoded = None
                     await self.group.rewind()
                 if decoded is not None:
