@@ -1,6 +1,6 @@
 """Partitions handed over in a rebalance (in memory): the instance giving them up lets its batch in flight and its
-Redis writes land first, and never applies a batch it polled before the rebalance (another instance may own those
-partitions now); a retried commit whose answer was lost is no sign of lost Redis writes."""
+Redis writes land first, and never applies a batch it polled across the rebalance (another instance may own those
+partitions now); a cache that missed a batch is found behind, after a lost commit answer or a replay too."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ class Group:
     def __init__(self, batches: list[list[Any]]) -> None:
         self.batches = batches
         self.served: list[list[Any]] = []
-        self.taken = 0
+        self.rebalanced = 0
         self.rewinds = 0
 
     async def poll(self, *, timeout_ms: int, max_records: int) -> list[Any]:
@@ -47,7 +47,7 @@ class Group:
         return []
 
     def rebalances(self) -> int:
-        return self.taken
+        return self.rebalanced
 
     async def rewind(self) -> None:
         self.rewinds += 1
@@ -84,7 +84,7 @@ async def test_a_revocation_waits_for_the_batch_in_flight_and_the_batch_polled_b
     consuming = asyncio.create_task(loop.consume(stop))
     # Batch 1 waits on PostgreSQL; batch 2 has been polled meanwhile.
     await until(lambda: store.started == 1 and len(group.served) == 2)
-    group.taken += 1  # the listener counts the rebalance, then waits (`before_revoke`)
+    group.rebalanced += 1  # the listener counts the rebalance, then waits (`before_revoke`)
     revoking = asyncio.create_task(loop._let_writes_land())
     await asyncio.sleep(0.05)
     assert not revoking.done(), "gave the partitions up with a batch still being applied"
@@ -116,14 +116,18 @@ class AnswerLostStore(InMemoryReadModelStore):
         return outcome
 
 
-async def test_a_retried_commit_whose_answer_was_lost_keeps_the_cache_trusted() -> None:
+async def test_a_retried_commit_whose_answer_was_lost_is_not_trusted_until_rebuilt() -> None:
+    """The retry finds the batch applied: it cannot write the domain's owner to the cache again, so the cache is
+    found behind the read model (the guard rebuilds it, owner included) instead of being trusted without it."""
     store, cache = AnswerLostStore(), InMemoryAuthCache()
     batches = applier(store, cache, defer=False)
     cache.current_epoch = "complete"
-    await batches.process(records([Domain().created(1)]))
+    d = Domain()
+    await batches.process(records([d.registered(1)]))
     store.lose_next_answer = True
-    await batches.process(records([Domain().created(2)], first_offset=1))  # applied, retried, recorded once
-    assert cache.current_epoch == "complete" and cache.seen_offsets == {(TOPIC, 0): 2}
+    await batches.process(records([d.verified(2)], first_offset=1))  # committed, answer lost, retried
+    assert d.name not in cache.owners  # what the retry could not write again
+    assert cache.current_epoch is None and cache.seen_offsets == {(TOPIC, 0): 2}
 
 
 async def test_a_replay_from_behind_the_recorded_offsets_still_finds_a_lost_write() -> None:

@@ -49,6 +49,6 @@ CACHE_REGRESSIONS = Counter(
 )
 CACHE_OFFSETS_BEHIND = Counter(
     "taifa_projector_cache_offsets_behind_total",
-    "Batches that found the auth cache behind what the read model had committed before them (Redis lost writes) "
-    "and deleted its epoch.",
+    "Batches that found the auth cache behind what the read model had committed before them (Redis lost writes, "
+    "an instance died or handed over between its two commits, a lost commit answer) and deleted its epoch.",
 )

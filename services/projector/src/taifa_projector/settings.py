@@ -37,8 +37,9 @@ class Settings(BaseSettings, KafkaConnectionSettings):
         2000,
         ge=1,
         le=5000,
-        description="Most records taken from Kafka per batch (at most 5,000: a batch holds a PostgreSQL lock per "
-        "account it touches, and PostgreSQL's lock table is bounded).",
+        description="Most records taken from Kafka per batch, at most 5,000: a live batch holds one PostgreSQL "
+        "advisory lock per account it touches, from the server's shared lock table (max_locks_per_transaction x "
+        "max_connections slots; raise max_locks_per_transaction when several instances take large batches).",
     )
     projector_poll_timeout_ms: int = Field(200, ge=1, description="How long one poll waits for records.")
     projector_session_timeout_ms: int = Field(

@@ -220,6 +220,8 @@ def make_consumer(
         enable_auto_commit=False,
         auto_offset_reset="none",  # never skip: an out-of-range offset is decided by `out_of_range`
         session_timeout_ms=session_timeout_ms,
+        # How long the group waits for a member's rebalance callbacks (`before_revoke` takes at most half of it).
+        rebalance_timeout_ms=session_timeout_ms,
         heartbeat_interval_ms=max(100, session_timeout_ms // 3),
         max_poll_interval_ms=max_poll_interval_ms,
         max_poll_records=batch_size,

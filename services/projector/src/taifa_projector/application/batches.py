@@ -236,10 +236,10 @@ class BatchApplier:
                 owners=outcome.fold.changed_owners(),
                 watermark=max((e.position for e in events), default=0),
                 changed=changes(outcome.new_events),
-                # A partition PostgreSQL already held at exactly these offsets (a retry whose commit's answer was
-                # lost) tells nothing about earlier writes: not checked. One it held further on (a replay) is: the
-                # cache must have seen that far, unless it lost writes.
-                previous_offsets={tp: o for tp, o in outcome.previous_offsets.items() if o != offsets.get(tp)},
+                # Also after a retry whose commit's answer was lost (the read model already held these offsets):
+                # the retry finds every event applied and cannot write the batch's owners, plans and revocations
+                # again, so the cache is found behind and rebuilt.
+                previous_offsets=outcome.previous_offsets,
             )
         )
         for event_type, count in Counter(e.event_type for e in outcome.new_events).items():

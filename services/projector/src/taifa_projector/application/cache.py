@@ -59,7 +59,8 @@ def epoch_dropped(reason: EpochDropped, highest_watermark: int) -> None:
         metrics.CACHE_OFFSETS_BEHIND.inc()
         log.error(
             "the auth cache had not seen every batch the read model committed before this one (Redis lost writes, "
-            "or an instance stopped between its two commits): epoch deleted, relays refuse it until it is rebuilt"
+            "an instance stopped between its two commits or gave its partitions up before its last write landed, "
+            "or a commit's answer was lost): epoch deleted, relays refuse it until it is rebuilt"
         )
 
 
