@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
+from prometheus_client import REGISTRY
 from taifa_events import Envelope, auth_cache, encode
 from taifa_events.signing import Keyring
 from taifa_localstack import run_once
@@ -72,6 +73,11 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0
             last = exc
         await asyncio.sleep(0.05)
     raise AssertionError(f"{what} not reached within {timeout}s (last error: {last!r})")
+
+
+def metric(name: str, labels: dict[str, str] | None = None) -> float:
+    """A sample of this process's Prometheus registry (in-process projectors count there), 0 if never counted."""
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
 
 
 def holds(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from taifa_events import auth_cache
 
 from tests.integration.projector.conftest import own_redis
-from tests.integration.projector.projector_harness import ReadSide, eventually, holds, produce, rebuild, running
+from tests.integration.projector.projector_harness import ReadSide, eventually, holds, metric, produce, rebuild, running
 from tests.integration.projector.test_projector_rebuild import store_events
 from tests.unit.projector.projector_events import Domain
 
@@ -161,14 +161,13 @@ async def test_rebuild_from_the_event_store_equals_live_with_releases_and_owners
 async def test_a_batch_after_redis_went_back_in_time_drops_the_epoch_instead_of_raising_the_watermark(
     tmp_path, postgres_server, kafka_broker, migrated_template
 ) -> None:
-    from tests.integration.projector.test_projector_failures import _sample
 
     async with own_redis(tmp_path, postgres_server, kafka_broker, migrated_template) as (redis, isolated):
         # The guard checks once at the start and not again during the test: the batch alone must notice.
         settings = isolated.settings(projector_cache_check_seconds=3600)
         d, later = Domain(), Domain()
         a = d.created(1)
-        regressions = _sample("taifa_projector_cache_watermark_regressions_total")
+        regressions = metric("taifa_projector_cache_watermark_regressions_total")
         async with ReadSide(settings) as side, running(settings):
             await produce(isolated.bootstrap, isolated.topic_names, [a])
             await eventually(lambda: _watermark_is(side, 1), what="created")
@@ -182,7 +181,7 @@ async def test_a_batch_after_redis_went_back_in_time_drops_the_epoch_instead_of_
             await eventually(lambda: side.committed(3), what="next batch applied to the read model")
             await eventually(lambda: _epoch_gone(side), what="epoch deleted by the batch")
             assert await side.cache.watermark() == 1
-            assert _sample("taifa_projector_cache_watermark_regressions_total") > regressions
+            assert metric("taifa_projector_cache_watermark_regressions_total") > regressions
 
 
 async def _epoch_gone(side: ReadSide) -> bool:

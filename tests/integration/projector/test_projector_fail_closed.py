@@ -11,9 +11,9 @@ from aiokafka import AIOKafkaProducer
 from taifa_events import auth_cache, envelope_to_json, kafka_headers, topics
 
 from tests.integration.projector.conftest import Isolated, own_redis
-from tests.integration.projector.projector_harness import ReadSide, eventually, holds, produce, running
+from tests.integration.projector.projector_harness import ReadSide, eventually, holds, metric, produce, running
 from tests.integration.projector.test_projector_cache_state import revocations_heard
-from tests.integration.projector.test_projector_failures import _sample, read_dlq
+from tests.integration.projector.test_projector_failures import read_dlq
 from tests.unit.projector.projector_events import Domain
 
 # Test-only fault: PostgreSQL refuses every deactivation of a credential row (SQLSTATE P0001: deterministic).
@@ -103,7 +103,7 @@ async def test_wrong_type_key_refused_after_the_commit_fails_closed_and_the_guar
     settings = isolated.settings()
     d = Domain()
     a = d.created(3)
-    refused = _sample("taifa_projector_cache_write_refused_total", {"error": "ResponseError"})
+    refused = metric("taifa_projector_cache_write_refused_total", {"error": "ResponseError"})
     async with ReadSide(settings) as side, running(settings):
         await eventually(lambda: side.cache.epoch(), what="fresh cache marked complete")
         # Something else wrote a string where the projector keeps a hash: the batch's script fails.
@@ -111,7 +111,7 @@ async def test_wrong_type_key_refused_after_the_commit_fails_closed_and_the_guar
         await produce(isolated.bootstrap, isolated.topic_names, [a])
         await eventually(lambda: side.committed(1), what="applied to the read model")
         await eventually(
-            holds(lambda: _sample("taifa_projector_cache_write_refused_total", {"error": "ResponseError"}) > refused),
+            holds(lambda: metric("taifa_projector_cache_write_refused_total", {"error": "ResponseError"}) > refused),
             what="refusal counted",
         )
         # The fallback removed the key; the guard rebuilds the cache from the read model.
@@ -131,8 +131,8 @@ async def test_redis_out_of_memory_after_the_commit_never_leaves_a_deactivated_c
         settings = isolated.settings()
         d = Domain()
         a = d.created(1)
-        refused = _sample("taifa_projector_cache_write_refused_total", {"error": "OutOfMemoryError"})
-        rebuild_failures = _sample("taifa_projector_cache_rebuild_failures_total")
+        refused = metric("taifa_projector_cache_write_refused_total", {"error": "OutOfMemoryError"})
+        rebuild_failures = metric("taifa_projector_cache_rebuild_failures_total")
         async with revocations_heard(isolated.redis_url) as heard, ReadSide(settings) as side, running(settings):
             await produce(isolated.bootstrap, isolated.topic_names, [a])
             await eventually(lambda: _active(side, d.username), what="created")
@@ -144,11 +144,11 @@ async def test_redis_out_of_memory_after_the_commit_never_leaves_a_deactivated_c
             # The entry is gone (fails closed), so is the epoch (relays: unavailable), and it was all said aloud.
             await eventually(lambda: _missing(side, d.username), what="entry deleted")
             assert await side.cache.epoch() is None
-            assert _sample("taifa_projector_cache_write_refused_total", {"error": "OutOfMemoryError"}) > refused
+            assert metric("taifa_projector_cache_write_refused_total", {"error": "OutOfMemoryError"}) > refused
             await eventually(lambda: asyncio.sleep(0, bool(heard)), what="revocation heard")
             assert heard == [auth_cache.Revocation(d.username.lower(), str(a.data.credential_id))]
             await eventually(
-                holds(lambda: _sample("taifa_projector_cache_rebuild_failures_total") > rebuild_failures),
+                holds(lambda: metric("taifa_projector_cache_rebuild_failures_total") > rebuild_failures),
                 what="failing rebuilds counted",
             )
             await side.redis.config_set("maxmemory", 0)

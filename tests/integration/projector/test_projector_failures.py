@@ -9,7 +9,6 @@ import signal
 import uuid
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from prometheus_client import REGISTRY
 from redis.exceptions import RedisError
 from taifa_events import envelope_to_json, topics
 from taifa_localstack import Postgres
@@ -17,7 +16,7 @@ from taifa_relay.adapters.auth_cache import CacheUnavailable
 from taifa_relay.adapters.auth_cache import RedisAuthCacheReader as RelayAuthCache
 
 from tests.integration.projector.conftest import Isolated, migrate, own_redis
-from tests.integration.projector.projector_harness import ReadSide, eventually, holds, produce, running
+from tests.integration.projector.projector_harness import ReadSide, eventually, holds, metric, produce, running
 from tests.unit.projector.projector_events import Domain
 
 
@@ -36,10 +35,6 @@ async def read_dlq(bootstrap: str, topic: str, want: int) -> list:
         return seen
     finally:
         await consumer.stop()
-
-
-def _sample(name: str, labels: dict[str, str] | None = None) -> float:
-    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
 
 
 async def test_poison_messages_go_to_the_dlq_with_headers_and_the_partition_moves_on(isolated) -> None:
@@ -97,9 +92,9 @@ async def test_postgres_restart_pauses_consumption_commits_nothing_and_catches_u
         domains = [Domain() for _ in range(40)]
         first = [d.created(i + 1) for i, d in enumerate(domains[:20])]
         second = [d.created(i + 21) for i, d in enumerate(domains[20:])]
-        transient_before = _sample("taifa_projector_transient_failures_total", {"store": "postgres"})
+        transient_before = metric("taifa_projector_transient_failures_total", {"store": "postgres"})
         dlq_before = sum(
-            _sample("taifa_projector_dlq_total", {"topic": isolated.topic_names[topics.SMTP_CREDENTIALS], "reason": r})
+            metric("taifa_projector_dlq_total", {"topic": isolated.topic_names[topics.SMTP_CREDENTIALS], "reason": r})
             for r in ("undecodable", "rejected")
         )
         async with running(settings) as projector:
@@ -113,9 +108,7 @@ async def test_postgres_restart_pauses_consumption_commits_nothing_and_catches_u
             await produce(isolated.bootstrap, isolated.topic_names, second)
             await eventually(
                 holds(
-                    lambda: (
-                        _sample("taifa_projector_transient_failures_total", {"store": "postgres"}) > transient_before
-                    )
+                    lambda: metric("taifa_projector_transient_failures_total", {"store": "postgres"}) > transient_before
                 ),
                 what="projector noticed PostgreSQL is down",
             )
@@ -128,7 +121,7 @@ async def test_postgres_restart_pauses_consumption_commits_nothing_and_catches_u
                     assert entry is not None and entry.active
             assert projector.totals.dead_lettered == 0
         dlq_after = sum(
-            _sample("taifa_projector_dlq_total", {"topic": isolated.topic_names[topics.SMTP_CREDENTIALS], "reason": r})
+            metric("taifa_projector_dlq_total", {"topic": isolated.topic_names[topics.SMTP_CREDENTIALS], "reason": r})
             for r in ("undecodable", "rejected")
         )
         assert dlq_after == dlq_before
@@ -158,7 +151,7 @@ async def test_redis_flush_is_detected_and_the_cache_rebuilt_while_events_keep_f
             entry = await side.entry(d.username)
             assert entry is not None and not entry.active
         assert (await side.entry(later.username)).active
-        assert _sample("taifa_projector_cache_rebuilds_total", {"reason": "epoch_missing"}) >= 1
+        assert metric("taifa_projector_cache_rebuilds_total", {"reason": "epoch_missing"}) >= 1
         assert await side.redis.exists("taifa:auth:epoch")
         assert before["rm_smtp_credentials"] != (await side.checksums())["rm_smtp_credentials"]
 
@@ -199,7 +192,7 @@ async def test_redis_restart_from_an_old_snapshot_never_leaves_a_revoked_credent
                     await asyncio.sleep(0.01)
             finally:
                 await relay_view.close()
-        assert _sample("taifa_projector_cache_rebuilds_total", {"reason": "cache_behind_read_model"}) >= 1
+        assert metric("taifa_projector_cache_rebuilds_total", {"reason": "cache_behind_read_model"}) >= 1
 
 
 async def _relay_view(relay_view: RelayAuthCache, domains: list[Domain]) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from taifa_projector.adapters.postgres import PRUNE_LOCK
+from taifa_projector.adapters.bookkeeping_sql import PRUNE_LOCK
 from taifa_projector.application.pruning import ProcessedPruner
 
 from tests.integration.projector.projector_harness import ReadSide, eventually, holds, produce, running

@@ -16,15 +16,15 @@ RECORD_PROCESSED = (
 )
 # One chunk of the oldest processed-event ids; only one instance prunes at a time (the others skip).
 PRUNE_LOCK = 0x7461_6966_6170_7275  # "taifapru": pg_try_advisory_xact_lock key
+PRUNE_PROCESSED = (
+    "DELETE FROM projector_processed_events WHERE event_id IN "
+    "(SELECT event_id FROM projector_processed_events WHERE position < $1 LIMIT $2)"
+)
 # Batches touching the same account run one after another (two-key advisory locks, taken in key order before any
 # row is read): an account's plan and its new credentials may be in flight on two instances at once (topics
 # `accounts` and `smtp-credentials`), and each must see the other's commit, or the entry keeps the wrong plan.
 ACCOUNT_LOCK_SPACE = 0x7461_6163  # "taac"
 LOCK_ACCOUNTS = "SELECT pg_advisory_xact_lock($1, k) FROM unnest($2::int[]) AS k"  # in the array's order
-PRUNE_PROCESSED = (
-    "DELETE FROM projector_processed_events WHERE event_id IN "
-    "(SELECT event_id FROM projector_processed_events WHERE position < $1 LIMIT $2)"
-)
 # Records the batch's offsets and returns those recorded before (the statement's snapshot: a concurrent owner's
 # newer commit only makes them lower, never a false alarm) for `redis_scripts.CHECK_CONTINUITY`. One round trip.
 RECORD_OFFSETS = (

@@ -51,7 +51,7 @@ from taifa_projector.domain.model import (
     quarantined,
 )
 
-__all__ = ["KEPT_TABLES", "PRUNE_LOCK", "READ_SIDE_TABLES", "PostgresReadModelStore", "create_pool", "credential_rows"]
+__all__ = ["KEPT_TABLES", "READ_SIDE_TABLES", "PostgresReadModelStore", "create_pool", "credential_rows"]
 
 
 # A live batch's rows go by COPY (binary) into temporary tables of the session, shaped like the tables they are for,

@@ -75,7 +75,7 @@ class BatchOutcome:
     duplicates: int
     fold: ReadSideFold
     seen_before: list[Event]  # events applied before (a redelivery)
-    # The offsets PostgreSQL had recorded for the batch's partitions before it committed (none: a new partition);
+    # The offsets the read model had recorded for the batch's partitions before it committed (none: a new partition);
     # the batch's Redis write checks that the cache has seen them (`AuthCacheWriter.write_batch`).
     previous_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)
 

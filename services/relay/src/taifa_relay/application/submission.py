@@ -254,8 +254,9 @@ class Submission(SessionChecks):
 
     # --- delivery ------------------------------------------------------------------------------
     def message_refused(self, state: SessionState, reply: str) -> str:
-        """A message the protocol refused while reading it (too big, a bare CR or LF, a line too long): `reply`,
-        counted in the credential's usage as refused:policy like the other policy refusals."""
+        """A message the protocol refused, at MAIL (SIZE= over the limit) or while reading it (too big, a bare CR
+        or LF, a line too long): `reply`, counted in the credential's usage as refused:policy like the other policy
+        refusals."""
         self._refused(state, reply, "policy")
         return reply
 
