@@ -103,6 +103,11 @@ def _offset_field(tp: TopicPartitionKey) -> str:
     return f"{tp[0]}/{tp[1]}"
 
 
+def _offset_args(offsets: dict[TopicPartitionKey, int]) -> list[str | int]:
+    """The (field, offset) pairs the offsets scripts take as ARGV, flattened."""
+    return [value for tp, offset in offsets.items() for value in (_offset_field(tp), offset)]
+
+
 class RedisAuthCacheWriter:
     """Writes and inspects the auth cache for one consumer group (`ports.AuthCacheWriter`; the relay's
     `AuthCache` is the reader)."""
@@ -152,21 +157,15 @@ class RedisAuthCacheWriter:
         """Queue the check that the cache has seen `previous`; returns the index of its result, None if none."""
         if not previous:
             return None
-        args: list[str | int] = []
-        for tp, offset in previous.items():
-            args += [_offset_field(tp), offset]
         index = len(pipe.command_stack)
         pipe.scripts.add(self._check_continuity)  # type: ignore[arg-type]  # redis-py types the set as sync Scripts
-        pipe.evalsha(self._check_continuity.sha, 2, self.offsets_key, auth_cache.EPOCH_KEY, *args)
+        pipe.evalsha(self._check_continuity.sha, 2, self.offsets_key, auth_cache.EPOCH_KEY, *_offset_args(previous))
         return index
 
     def _queue_offsets(self, pipe: aioredis.client.Pipeline, offsets: dict[TopicPartitionKey, int]) -> None:
         if offsets:
-            args: list[str | int] = []
-            for tp, offset in offsets.items():
-                args += [_offset_field(tp), offset]
             pipe.scripts.add(self._raise_offsets)  # type: ignore[arg-type]  # redis-py types the set as sync Scripts
-            pipe.evalsha(self._raise_offsets.sha, 1, self.offsets_key, *args)
+            pipe.evalsha(self._raise_offsets.sha, 1, self.offsets_key, *_offset_args(offsets))
 
     @redis_errors
     async def write_batch(
