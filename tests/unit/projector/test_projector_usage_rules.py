@@ -97,7 +97,7 @@ async def test_quota_notices_become_records_and_are_dropped_only_after_publishin
     notice = QuotaNotice(
         account_id=ACCOUNT, credential_id=CRED, day="20261128", percent=80, count=160, quota=200, at=HOUR
     )
-    counters.notices = [notice.model_dump_json(), "damaged"]
+    counters.notices = [notice.model_dump_json().encode(), b"damaged"]
     topic.fail = True
     with pytest.raises(ConnectionError):
         await UsageFlusher(counters, topic).flush(HOUR)

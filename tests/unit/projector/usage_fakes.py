@@ -18,7 +18,7 @@ class InMemoryUsageCounters:
     def __init__(self) -> None:
         self.hashes: dict[str, dict[str, str]] = {}
         self.pending_set: set[tuple[UUID, int]] = set()
-        self.notices: list[str] = []  # oldest first
+        self.notices: list[bytes] = []  # oldest first
 
     def count(self, credential_id: UUID, window: int, account_id: UUID, **increments: int) -> None:
         fields = self.hashes.setdefault(usage.usage_key(credential_id, window), {})
@@ -39,11 +39,13 @@ class InMemoryUsageCounters:
     async def close(self, credential_id: UUID, window: int) -> None:
         self.pending_set.discard((credential_id, window))
 
-    async def quota_notices(self, most: int) -> list[str]:
+    async def quota_notices(self, most: int) -> list[bytes]:
         return self.notices[:most]
 
-    async def drop_quota_notices(self, count: int) -> None:
-        del self.notices[:count]
+    async def drop_quota_notices(self, notices: Sequence[bytes]) -> None:
+        for notice in notices:
+            if notice in self.notices:
+                self.notices.remove(notice)
 
 
 class InMemoryUsageTopic:

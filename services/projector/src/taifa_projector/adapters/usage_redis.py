@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from uuid import UUID
 
 import redis.asyncio as aioredis
@@ -27,11 +28,17 @@ class RedisUsageCounters:
     async def close(self, credential_id: UUID, window: int) -> None:
         await self.client.zrem(usage.USAGE_PENDING_KEY, usage.pending_member(credential_id, window))
 
-    async def quota_notices(self, most: int) -> list[str]:
-        # The relays LPUSH: the oldest notices are at the right end; returned oldest first.
+    async def quota_notices(self, most: int) -> list[bytes]:
+        # The relays LPUSH: the oldest notices are at the right end; returned oldest first, as stored.
         raw = await self.client.lrange(usage.QUOTA_NOTICES_KEY, -most, -1)
-        return [(v.decode() if isinstance(v, bytes) else v) for v in reversed(raw)]
+        return [(v if isinstance(v, bytes) else v.encode()) for v in reversed(raw)]
 
-    async def drop_quota_notices(self, count: int) -> None:
-        if count > 0:
-            await self.client.ltrim(usage.QUOTA_NOTICES_KEY, 0, -(count + 1))
+    async def drop_quota_notices(self, notices: Sequence[bytes]) -> None:
+        # Each one by its value, from the oldest end (LREM -1): what another instance already removed, or what it
+        # published and removed meanwhile, is not found again, so no notice that nobody published is removed (a
+        # count from the end would be, when two flushers read the same notices). One transaction.
+        if notices:
+            async with self.client.pipeline(transaction=True) as pipe:
+                for notice in notices:
+                    pipe.lrem(usage.QUOTA_NOTICES_KEY, -1, notice)  # type: ignore[arg-type]  # bytes: as stored
+                await pipe.execute()

@@ -273,12 +273,13 @@ class UsageCounters(Protocol):
         """Forget a window that is closed and published: it is not flushed again."""
         ...
 
-    async def quota_notices(self, most: int) -> list[str]:
-        """The oldest quota notices (JSON), without removing them."""
+    async def quota_notices(self, most: int) -> list[bytes]:
+        """The oldest quota notices (JSON, as stored), oldest first, without removing them."""
         ...
 
-    async def drop_quota_notices(self, count: int) -> None:
-        """Remove the `count` oldest quota notices (after they were published)."""
+    async def drop_quota_notices(self, notices: Sequence[bytes]) -> None:
+        """Remove these notices (after they were published), each once, by value: several instances may flush the
+        same notices, and none may remove a notice it did not read."""
         ...
 
 

@@ -4,8 +4,9 @@ read model), both at-least-once and harmless to repeat (windows are totals, appl
 Flusher: every `interval` it snapshots each pending window's hash and publishes it as a `UsageWindow`. A window
 is forgotten (removed from the pending set) only once it is closed (its hour plus `grace` has passed) and a
 snapshot taken after closing was published, so its final totals always reach the topic. Quota notices are
-published before they are removed from their list. Several projector instances may flush the same window: the
-duplicates change nothing.
+published before they are removed from their list, each by its value: two instances that read the same notices
+publish them twice (harmless: a notice's audit feed id is deterministic) and remove each once, and never a notice
+neither of them read. Several projector instances may flush the same window: the duplicates change nothing.
 
 Applier: every record must carry a valid signature of the event keyring (anyone able to produce to the topic
 could otherwise forge usage); a record that does not verify or decode is dead-lettered, never applied.
@@ -116,5 +117,5 @@ class UsageFlusher:
             records.append(QuotaReached(**notice.model_dump()))
         if records:
             await self.publisher.publish(records)
-        await self.counters.drop_quota_notices(len(texts))
+        await self.counters.drop_quota_notices(texts)
         return len(records)
