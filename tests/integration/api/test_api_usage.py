@@ -120,6 +120,22 @@ async def test_daily_usage_adds_the_hours_of_each_utc_day(api) -> None:
     assert [(b["messages"], b["refused"]) for b in series] == [(2, {"quota": 3}), (1, {"policy": 1}), (0, {})]
 
 
+async def test_a_day_bucket_holds_its_whole_utc_day_at_either_end_of_the_range(api) -> None:
+    tenant = await api.tenant()
+    credential = await _credential(api, tenant.account_id)
+    await _window(api, credential, tenant.account_id, T0 + timedelta(hours=6), messages=3)
+    await _window(api, credential, tenant.account_id, T0 + timedelta(hours=18), messages=5)
+    path = f"/v1/smtp/credentials/{credential}/usage"
+    seen = []
+    for bounds in (("2026-11-20T12:00:00Z", "2026-11-21T12:00:00Z"), ("2026-11-19T12:00:00Z", "2026-11-20T12:00:00Z")):
+        response = await api.client.get(
+            path, params={"from": bounds[0], "to": bounds[1], "granularity": "day"}, headers=tenant.headers
+        )
+        assert response.status_code == 200, response.text
+        seen.append({b["start"]: b["messages"] for b in response.json()["series"]}[_start(T0)])
+    assert seen == [8, 8]  # the first bucket, then the last: the same day, the same totals
+
+
 async def test_usage_defaults_to_the_last_24_hours_hourly_up_to_the_current_hour(api) -> None:
     tenant = await api.tenant()
     credential = await _credential(api, tenant.account_id)

@@ -29,6 +29,14 @@ def test_days_are_utc_days_whatever_offset_the_bounds_carry() -> None:
     ]
 
 
+def test_the_last_bucket_ends_on_its_hour_or_day_whatever_to_is() -> None:
+    assert usage_range(None, None, None, NOW).last_bucket_end() == datetime(2026, 11, 28, 7, tzinfo=UTC)
+    days = usage_range("2026-11-19T12:00:00Z", "2026-11-20T12:00:00Z", "day", NOW)
+    assert days.last_bucket_end() == datetime(2026, 11, 21, tzinfo=UTC)
+    exact = usage_range("2026-11-19T00:00:00Z", "2026-11-21T00:00:00Z", "day", NOW)
+    assert exact.last_bucket_end() == datetime(2026, 11, 21, tzinfo=UTC)
+
+
 @pytest.mark.parametrize(
     "value",
     ["2026-11-20T00:00:00", "2026-11-20", "1763596800", "2026-W47-4T00:00:00Z", "2026-11-20T00:00Z", "", "now"],

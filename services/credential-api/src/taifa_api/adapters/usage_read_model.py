@@ -36,7 +36,7 @@ async def usage(
 ) -> PerCredential:
     """The account's totals per credential and bucket in the range (only credentials and buckets with windows);
     one credential's when `credential_id` is given."""
-    args: list[object] = [account_id, usage_range.granularity, usage_range.first, usage_range.end]
+    args: list[object] = [account_id, usage_range.granularity, usage_range.first, usage_range.last_bucket_end()]
     only = ""
     if credential_id is not None:
         args.append(credential_id)

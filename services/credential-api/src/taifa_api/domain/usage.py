@@ -48,6 +48,12 @@ class UsageRange:
             start += step
         return starts
 
+    def last_bucket_end(self) -> datetime:
+        """Where the last bucket ends: a bucket holds its whole hour / UTC day at either end of the range (the
+        first begins at or before `first`, the last may end after `end`)."""
+        starts = self.bucket_starts()
+        return starts[-1] + STEP[self.granularity]
+
 
 @dataclass
 class Counts:
