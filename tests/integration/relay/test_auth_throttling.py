@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import smtplib
+import time
 from typing import Any
 
 import pytest
 import redis as redis_lib
+from taifa_events import usage
+from taifa_localstack import wait_until
 
 from tests.integration.relay.support import Certs, Client, Credentials, auth
 
@@ -83,3 +86,23 @@ def test_failure_counters_hold_no_username_in_plain_text_and_expire(
     assert not any(cred.username in key or cred.domain in key for key in keys)
     for key in keys:
         assert 0 < rdb.ttl(key) <= 60
+
+
+def test_logins_refused_by_the_throttle_count_as_refused_throttled(
+    make_relay: Any, certs: Certs, credentials: Credentials, rdb: redis_lib.Redis
+) -> None:
+    """docs/api.md, usage refusal reasons: `throttled` counts the logins refused after too many failures, also
+    those this relay answers from its own marks without reading the cache."""
+    relay = make_relay(relay_max_auth_failures_per_address_username=3, relay_max_auth_failures_per_connection=10)
+    client = Client(relay, certs)
+    cred = credentials.create()
+    assert [_fail_once(client, cred.username, "127.0.0.44")[0] for _ in range(3)] == [535, 535, 454]
+    for _ in range(3):
+        with client.tls(source="127.0.0.44") as smtp:
+            assert auth(smtp, "PLAIN", cred.username, cred.password) == THROTTLED
+    with client.login(cred, source="127.0.0.45") as smtp:  # counted after the refusals, in the same buffer
+        smtp.mail(f"app@{cred.domain}")
+    key = usage.usage_key(str(cred.entry.credential_id), usage.window_start(time.time()))
+    wait_until(lambda: rdb.hget(key, usage.FIELD_AUTH_SUCCESSES) == b"1", 10, "the login's usage flushed")
+    assert rdb.hget(key, usage.refused_field("throttled")) == b"3"
+    assert rdb.hget(key, usage.FIELD_AUTH_FAILURES) == b"3"

@@ -86,6 +86,17 @@ def test_a_username_at_its_failure_limit_from_an_address_is_throttled_even_with_
     assert isinstance(run(w.submission.authenticate(new_state("192.0.2.8"), b"user1", b"right")), Accepted)
 
 
+def test_logins_refused_by_this_relays_throttle_marks_count_as_refused_throttled_for_the_credential() -> None:
+    w = world({"user1": entry()}, per_connection=100, per_address_username=2)
+    for _ in range(2):
+        run(w.submission.authenticate(new_state(), b"user1", b"wrong"))
+    for _ in range(3):  # answered from the mark, without a lookup
+        run(w.submission.authenticate(new_state(), b"user1", b"right"))
+    run(w.submission.authenticate(new_state(), b"nobody", b"right"))  # not throttled: an unknown name counts nowhere
+    assert w.usage.names("auth_failed") == ["auth_secret", "auth_secret"]
+    assert w.usage.names("refused") == ["throttled"] * 3
+
+
 def test_counts_read_with_the_lookup_at_their_limit_throttle_an_address_across_usernames() -> None:
     w = world({"user1": entry()}, per_address=5)
     w.cache.for_address["192.0.2.7"] = 5  # counted by another relay instance

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from taifa_events import usage
+from taifa_events.auth_cache import AuthCacheEntry
 
 from taifa_relay.application.decisions import (
     AUTH_ACCEPTED,
@@ -50,6 +51,11 @@ from taifa_relay.domain.limits import AuthFailureLimits
 __all__ = ["Accepted", "Close", "Decision", "LoggedOut", "Refused", "Submission"]
 
 log = logging.getLogger("taifa.relay.session")
+
+# Usernames whose logins this process refuses from its in-memory throttle marks, with their credential and account
+# (learnt by the lookup that reached the limit), so those refusals count as `refused:throttled`. Bounded: emptied
+# when full (a forgotten one only goes uncounted until its username reaches a limit here again).
+THROTTLED_OWNERS_MAX = 10_000
 
 
 class Submission(SessionChecks):
@@ -86,6 +92,7 @@ class Submission(SessionChecks):
         self.sending = sending
         self.usage = usage_recorder
         self.plan_quotas = dict(plan_quotas or usage.PLAN_DAILY_QUOTAS)
+        self._throttled_owners: dict[str, tuple[str, str]] = {}
         # Unix seconds: secret and credential expiries are compared with the relay's own clock (no event ends
         # a grace period).
         self.clock = clock
@@ -98,6 +105,9 @@ class Submission(SessionChecks):
         secret = password.decode("utf-8", "replace")
         group = state.client_group
         if self.auth_cache.is_throttled(group, username):
+            owner = self._throttled_owners.get(username)
+            if owner is not None:  # buffered: no round trip, as for an unknown username
+                self.usage.refused(*owner, "throttled", self.clock())
             return self._throttled(state)
         if not credentials.password_well_formed(secret):
             return self._malformed(state)
@@ -108,10 +118,9 @@ class Submission(SessionChecks):
         over_username, over_address = self.auth_limits.over(found.failures_for_username, found.failures_for_address)
         if over_username or over_address:
             self.auth_cache.mark_throttled(group, username, username_too=over_username, address=over_address)
-            if found.entry is not None:
-                self.usage.refused(
-                    str(found.entry.credential_id), str(found.entry.account_id), "throttled", self.clock()
-                )
+            owner = self._throttled_owner(username, found.entry)
+            if owner is not None:
+                self.usage.refused(*owner, "throttled", self.clock())
             return self._throttled(state)
         entry = found.entry
         judged = credentials.attempt(entry, secret, state.client_ip, self.clock())
@@ -134,7 +143,7 @@ class Submission(SessionChecks):
             # one more per login (issue 18); failed logins stay info.
             log.debug("AUTH success", extra={"client": state.client_ip, "credential_id": state.credential_id})
             return AUTH_ACCEPTED
-        decision = await self._failed(state, username)
+        decision = await self._failed(state, username, entry)
         # After the failure count's round trip, so that the usage rides on a later one; the reason is read from the
         # attempt's marks, worked out alike for every case (A11: same reply, similar timing). An unknown username
         # counts nowhere: there is no credential.
@@ -143,7 +152,16 @@ class Submission(SessionChecks):
             self.usage.auth_failed(str(entry.credential_id), str(entry.account_id), reason, self.clock())
         return decision
 
-    async def _failed(self, state: SessionState, username: str) -> Decision:
+    def _throttled_owner(self, username: str, entry: AuthCacheEntry | None) -> tuple[str, str] | None:
+        """(credential id, account id) of a username just throttled, remembered for the logins the marks refuse."""
+        if entry is None:
+            return None
+        if len(self._throttled_owners) >= THROTTLED_OWNERS_MAX:
+            self._throttled_owners.clear()
+        owner = self._throttled_owners[username] = (str(entry.credential_id), str(entry.account_id))
+        return owner
+
+    async def _failed(self, state: SessionState, username: str, entry: AuthCacheEntry | None) -> Decision:
         state.auth_failures += 1
         group = state.client_group
         try:
@@ -155,6 +173,7 @@ class Submission(SessionChecks):
         over_username, over_address = self.auth_limits.over(for_username, for_address)
         if over_username or over_address:
             self.auth_cache.mark_throttled(group, username, username_too=over_username, address=over_address)
+            self._throttled_owner(username, entry)
         log.info("AUTH failure", extra={"client": state.client_ip, "failures": state.auth_failures})
         if self.auth_limits.closes_connection(
             state.auth_failures, over_username=over_username, over_address=over_address
