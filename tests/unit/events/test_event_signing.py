@@ -108,8 +108,8 @@ def test_rotation_with_two_keys_old_and_new_signatures_both_verify() -> None:
         ("k1:", None, "id:secret"),
         ("k1:short", None, "shorter than 32 bytes"),
         ("bad id:" + "x" * 32, None, "is not 1-64"),
-        ("k1:" + "x" * 32 + ",k1:" + "y" * 32, None, "configured twice"),
-        ("k1:" + "x" * 32, "k2", "not among the configured keys"),
+        ("k1:" + "x" * 32 + ",k1:" + "y" * 32, None, "number 2 has the id of an earlier one"),
+        ("k1:" + "x" * 32, "k2", "not among the ids of the 1 configured keys"),
     ],
 )
 def test_unusable_keys_are_refused_with_a_message_that_never_shows_a_secret(
@@ -118,6 +118,14 @@ def test_unusable_keys_are_refused_with_a_message_that_never_shows_a_secret(
     with pytest.raises(InvalidKeyring, match=message) as refused:
         Keyring.parse(text, active)
     assert "x" * 32 not in str(refused.value) and "short" not in str(refused.value).replace("shorter", "")
+
+
+@pytest.mark.parametrize("secret", [key(), "A1b2-C3d4_" * 4, "A1b2+C3d4/" * 4 + "=="])
+def test_a_secret_written_where_an_id_goes_is_never_in_the_error(secret: str) -> None:
+    for text, active in ((f"{secret}:k1", "k1"), (f"k1:{key()}", secret), (f"{secret}:{key()},{secret}:{key()}", None)):
+        with pytest.raises(InvalidKeyring) as refused:
+            Keyring.parse(text, active)
+        assert secret not in str(refused.value)
 
 
 def test_a_verify_only_keyring_cannot_sign_and_its_repr_shows_no_secret() -> None:

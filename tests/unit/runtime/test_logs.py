@@ -18,7 +18,8 @@ def lines() -> Iterator[io.StringIO]:
     """configure_logging changes process-wide logging: give it a buffer and put everything back afterwards."""
     root = logging.getLogger()
     saved = (root.handlers[:], root.level, logging._srcfile, logging.logThreads, logging.logProcesses)
-    saved_quiet = logging.getLogger("mail.log").level
+    quieted = ("mail.log", "aiokafka", "httpx", "httpcore")
+    saved_quiet = {name: logging.getLogger(name).level for name in quieted}
     buffer = io.StringIO()
     try:
         yield buffer
@@ -26,7 +27,8 @@ def lines() -> Iterator[io.StringIO]:
         root.handlers[:], root.level = saved[0], saved[1]
         logging._srcfile, logging.logThreads, logging.logProcesses = saved[2], saved[3], saved[4]
         logging.logMultiprocessing = True
-        logging.getLogger("mail.log").setLevel(saved_quiet)
+        for name, level in saved_quiet.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _records(buffer: io.StringIO) -> list[dict[str, Any]]:
@@ -92,6 +94,17 @@ def test_level_and_quiet_loggers_filter_records(lines) -> None:
     logging.getLogger("mail.log").info("client said AUTH PLAIN dGVzdA==")
 
     assert [r["message"] for r in _records(lines)] == ["kept"]
+
+
+def test_libraries_that_log_payloads_are_kept_to_warnings_even_at_debug(lines) -> None:
+    configure_logging("credential-api", "debug", stream=lines)
+    logging.getLogger("aiokafka.producer.producer").debug("Sending (value=b'{\"secret_hash\": \"ab12\"}')")
+    logging.getLogger("aiokafka.conn").debug("SaslAuthenticateRequest_v1(sasl_auth_bytes=b'\\x00u\\x00pw')")
+    logging.getLogger("httpx").info("HTTP Request: POST https://hooks.example/t/SECRET-TOKEN")
+    logging.getLogger("taifa_api").debug("ours")
+    logging.getLogger("aiokafka").warning("broker unavailable")
+
+    assert [r["message"] for r in _records(lines)] == ["ours", "broker unavailable"]
 
 
 def test_configuring_twice_does_not_double_lines(lines) -> None:

@@ -93,19 +93,21 @@ class Keyring:
     __slots__ = ("_active", "_secrets")
 
     def __init__(self, secrets: Mapping[str, bytes], active: str | None = None) -> None:
+        # Keys are named by their place in the list, never by their id: an entry written the wrong way round
+        # (`secret:id`) or a secret given as the active id would otherwise put the secret in a startup error.
         if not secrets:
             raise InvalidKeyring("no event signing key is configured")
-        for key_id, secret in secrets.items():
+        for number, (key_id, secret) in enumerate(secrets.items(), start=1):
             if not _KEY_ID.fullmatch(key_id):
-                raise InvalidKeyring(f"event signing key id {key_id[:64]!r} is not 1-64 of [A-Za-z0-9._-]")
+                raise InvalidKeyring(f"event signing key number {number}: its id is not 1-64 of [A-Za-z0-9._-]")
             if len(secret) < MIN_SECRET_BYTES:
                 raise InvalidKeyring(
-                    f"event signing key {key_id!r} is shorter than {MIN_SECRET_BYTES} bytes"
-                    " (generate one with `openssl rand -hex 32`)"
+                    f"event signing key number {number} is shorter than {MIN_SECRET_BYTES} bytes (is it written"
+                    " `id:secret`? generate a secret with `openssl rand -hex 32`)"
                 )
         if active is not None and active not in secrets:
             raise InvalidKeyring(
-                f"the active event signing key id {active[:64]!r} is not among the configured keys {sorted(secrets)}"
+                f"the active event signing key id is not among the ids of the {len(secrets)} configured keys"
             )
         self._secrets = dict(secrets)
         self._active = active
@@ -122,7 +124,7 @@ class Keyring:
             if not sep or not key_id or not secret:
                 raise InvalidKeyring("event signing keys must read `id:secret[,id:secret...]`")
             if key_id in secrets:
-                raise InvalidKeyring(f"event signing key id {key_id[:64]!r} is configured twice")
+                raise InvalidKeyring(f"event signing key number {len(secrets) + 1} has the id of an earlier one")
             secrets[key_id] = secret.encode()
         return cls(secrets, active or None)
 

@@ -39,10 +39,17 @@ class ServiceJsonFormatter(JsonFormatter):
             log_data.setdefault("error", record.exc_info[0].__name__)
 
 
+# Libraries whose INFO/DEBUG lines carry what must never reach a log, kept to warnings in every service at every
+# level: aiokafka prints each produced record's value (an event's secret hash) and its SASL request (the broker
+# password) at DEBUG; httpx and httpcore print each request's URL (a webhook URL may hold a token) at INFO.
+ALWAYS_QUIET = ("aiokafka", "httpx", "httpcore")
+
+
 def configure_logging(service: str, level: str, *, quiet: Iterable[str] = (), stream: TextIO | None = None) -> None:
     """Send every record of the process (the root logger) as JSON to `stream` (stderr), at `level` and above.
 
-    `quiet` names third-party loggers kept to warnings (aiosmtpd's `mail.log` echoes client lines at INFO).
+    `quiet` names more third-party loggers kept to warnings, beside `ALWAYS_QUIET` (aiosmtpd's `mail.log` echoes
+    client lines at INFO).
     Replaces the root logger's handlers, so calling it again (a CLI subcommand after `run`) does not double
     lines.
     """
@@ -51,7 +58,7 @@ def configure_logging(service: str, level: str, *, quiet: Iterable[str] = (), st
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for name in quiet:
+    for name in (*ALWAYS_QUIET, *quiet):
         logging.getLogger(name).setLevel(logging.WARNING)
     # A line shows none of the caller's file, function, thread or process: skip collecting them (a stack walk
     # per record is about a quarter of the cost of the two lines the relay logs per message).

@@ -57,8 +57,8 @@ TOOLS_REDIS_TIMEOUT = 30.0
 
 
 def configure_logging(settings: Settings) -> None:
-    """The projector's logs as JSON lines on stderr (aiokafka's chatter kept to warnings)."""
-    configure_json_logging("projector", settings.projector_log_level, quiet=("aiokafka",))
+    """The projector's logs as JSON lines on stderr (aiokafka's chatter kept to warnings, as in every service)."""
+    configure_json_logging("projector", settings.projector_log_level)
 
 
 def _quietly(close: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[None]]:

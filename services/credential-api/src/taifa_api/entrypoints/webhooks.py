@@ -110,8 +110,8 @@ def _group() -> None:
 def run() -> None:
     """Consume the events and deliver the webhooks until SIGTERM (the Deployment's command)."""
     settings = Settings()
-    # httpx logs every request's URL at INFO, and a customer's URL may hold a token: warnings only.
-    configure_logging(SERVICE, settings.api_log_level, quiet=("httpx", "httpcore"))
+    # httpx's request lines (a customer's URL may hold a token) are kept to warnings (taifa_runtime.logs.ALWAYS_QUIET).
+    configure_logging(SERVICE, settings.api_log_level)
     try:
         run_loop(_main(settings))
     except (InvalidKeyring, WebhookKeyError) as exc:
