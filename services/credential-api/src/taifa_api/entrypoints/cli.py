@@ -23,6 +23,7 @@ from taifa_api.domain.errors import CommandRefused
 from taifa_api.domain.lifecycle import DEFAULT_GRACE_SECONDS
 from taifa_api.domain.models import CredentialState
 from taifa_api.domain.plans import PLANS
+from taifa_api.entrypoints.http import access_log
 from taifa_api.entrypoints.webhook_cli import webhook_cli
 from taifa_api.settings import Settings
 
@@ -59,6 +60,7 @@ def serve() -> None:
             typer.echo(f"taifa-api: refusing to start: {exc}", err=True)
             raise typer.Exit(2) from None
     bootstrap.configure_logging(settings)
+    access_log.redact_tokens()
     try:
         app = create_app(settings)
     except InvalidKeyConfiguration as exc:
