@@ -9,8 +9,8 @@
 # podman-compose with podman 4.3 does not honour `depends_on: condition` and its `up` can wait forever on a
 # container that never started: every call is bounded by TAIFA_COMPOSE_TIMEOUT seconds (default 180).
 #
-# TAIFA_EVENT_SIGNING_KEYS and TAIFA_WEBHOOK_SECRET_KEYS: taken from the environment, else made once and kept in
-# .taifa/compose/signing.env (git-ignored). TAIFA_COMPOSE_PROJECT names the compose project (default: the file's
+# TAIFA_EVENT_SIGNING_KEYS, TAIFA_WEBHOOK_SECRET_KEYS and TAIFA_API_JWT_SECRET: taken from the environment, else made
+# once and kept in .taifa/compose/signing.env (git-ignored). TAIFA_COMPOSE_PROJECT names the compose project (default: the file's
 # `taifa`); the published loopback ports are TAIFA_COMPOSE_{API,SMTP,SMTPS,RELAY_HEALTH,WEBHOOKS_HEALTH,MAIL_UI}_PORT
 # (deploy/compose.yaml).
 set -euo pipefail
@@ -30,11 +30,12 @@ signing_keys() {
     local var make
     mkdir -p "$STATE"
     (umask 077 && touch "$STATE/signing.env")
-    for var in TAIFA_EVENT_SIGNING_KEYS TAIFA_WEBHOOK_SECRET_KEYS; do
+    for var in TAIFA_EVENT_SIGNING_KEYS TAIFA_WEBHOOK_SECRET_KEYS TAIFA_API_JWT_SECRET; do
         [ -z "${!var:-}" ] || continue
         if ! grep -q "^$var=" "$STATE/signing.env"; then
             case $var in
                 TAIFA_EVENT_SIGNING_KEYS) make='import secrets; print("taifa-1:" + secrets.token_hex(32))' ;;
+                TAIFA_API_JWT_SECRET) make='import secrets; print(secrets.token_urlsafe(48))' ;;
                 *) make='import base64, secrets; print("k1:" + base64.b64encode(secrets.token_bytes(32)).decode())' ;;
             esac
             echo "$var=$(python3 -c "$make")" >>"$STATE/signing.env"
@@ -149,6 +150,7 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
         down)
             export TAIFA_EVENT_SIGNING_KEYS="${TAIFA_EVENT_SIGNING_KEYS:-unused-for-down}"
             export TAIFA_WEBHOOK_SECRET_KEYS="${TAIFA_WEBHOOK_SECRET_KEYS:-unused-for-down}"
+            export TAIFA_API_JWT_SECRET="${TAIFA_API_JWT_SECRET:-unused-for-down}"
             if docker_engine; then
                 docker compose -p "$PROJECT" -f "$FILE" down -v
             else

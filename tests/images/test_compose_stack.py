@@ -9,6 +9,7 @@ compose file's names. The project gets its own name and free loopback ports, so 
 from __future__ import annotations
 
 import json
+import secrets
 import smtplib
 import ssl
 import subprocess
@@ -82,6 +83,7 @@ def stack(built_images: str) -> Iterator[ComposeStack]:
         # A key of the id the compose file makes active (TAIFA_EVENT_SIGNING_KEY_ID: taifa-1), never stored.
         "TAIFA_EVENT_SIGNING_KEYS": event_signing_env("taifa-1")["TAIFA_EVENT_SIGNING_KEYS"],
         "TAIFA_WEBHOOK_SECRET_KEYS": generate_key_ring_entry("compose-1"),
+        "TAIFA_API_JWT_SECRET": secrets.token_urlsafe(48),
         **{f"TAIFA_COMPOSE_{name}_PORT": str(port) for name, port in ports.items()},
     }
     try:

@@ -78,6 +78,10 @@ def test_the_event_signing_key_is_exported_by_the_user_never_committed(compose: 
         assert compose[name]["environment"]["TAIFA_EVENT_SIGNING_KEYS"].startswith("${TAIFA_EVENT_SIGNING_KEYS:?")
 
 
+def test_the_session_signing_key_is_exported_by_the_user_never_committed(compose: dict[str, Any]) -> None:
+    assert compose["credential-api"]["environment"]["TAIFA_API_JWT_SECRET"].startswith("${TAIFA_API_JWT_SECRET:?")
+
+
 def test_the_webhook_key_ring_is_exported_by_the_user_and_the_api_and_dispatcher_share_it(
     compose: dict[str, Any],
 ) -> None:
