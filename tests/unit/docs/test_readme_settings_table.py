@@ -18,3 +18,11 @@ def test_every_setting_has_a_description() -> None:
     for service, model in settings_doc.load_models().items():
         missing = [name for name, field in model.model_fields.items() if not field.description]
         assert not missing, f"{service}: settings without a description: {missing}"
+
+
+def test_a_variable_several_services_read_shows_each_ones_meaning() -> None:
+    models = settings_doc.load_models()
+    (row,) = [line for line in settings_doc.render_table().splitlines() if line.startswith("| `TAIFA_REDIS_URL` |")]
+    for service, model in models.items():
+        description = model.model_fields["redis_url"].description
+        assert f"*{service}:* {description}" in row

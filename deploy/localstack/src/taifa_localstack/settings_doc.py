@@ -46,24 +46,28 @@ def _default(field: FieldInfo) -> str:
     return f"`{text}`" if text else '`""`'
 
 
+def _per_service(values: dict[str, str]) -> str:
+    """One value when every service has the same, else each service's own (a shared variable read differently)."""
+    if len(set(values.values())) == 1:
+        return next(iter(values.values()))
+    return " ".join(
+        f"*{service}:* {value}" if value.endswith(".") else f"*{service}:* {value}."
+        for service, value in values.items()
+    )
+
+
 def render_table() -> str:
-    rows: dict[str, dict[str, Any]] = {}
+    rows: dict[str, dict[str, dict[str, str]]] = {}
     for service, model in load_models().items():
         for field_name, field in model.model_fields.items():
-            name = env_name(model, field_name)
-            row = rows.setdefault(
-                name,
-                {
-                    "services": [],
-                    "default": _default(field),
-                    "description": (field.description or "").replace("|", "\\|"),
-                },
-            )
-            row["services"].append(service)
+            row = rows.setdefault(env_name(model, field_name), {"default": {}, "description": {}})
+            row["default"][service] = _default(field)
+            row["description"][service] = (field.description or "").replace("|", "\\|")
     lines = ["| variable | services | default | meaning |", "|---|---|---|---|"]
     for name in sorted(rows):
         row = rows[name]
-        lines.append(f"| `{name}` | {', '.join(row['services'])} | {row['default']} | {row['description']} |")
+        services = ", ".join(row["description"])
+        lines.append(f"| `{name}` | {services} | {_per_service(row['default'])} | {_per_service(row['description'])} |")
     return "\n".join(lines)
 
 
