@@ -12,7 +12,7 @@ NODE_DIR := tests/e2e/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-packages test lint stack dev bench chaos clean tools docs lock
+.PHONY: help setup dev-setup system-packages dev-packages test lint stack dev bench chaos clean tools docs lock
 
 help:
 	@echo "make dev    - start the whole stack locally (PostgreSQL, Redis, broker, services, mail sink)"
@@ -24,9 +24,17 @@ help:
 
 setup: system-packages $(STAMP) $(NODE_STAMP) tools
 
-# System packages: PostgreSQL server binaries, redis-server, swaks. Installed with apt-get when root.
+# What `make dev` needs and no more: the stack's system packages, the virtualenv, nodemailer.
+dev-setup: dev-packages $(STAMP) $(NODE_STAMP)
+
+# System packages: PostgreSQL server binaries, redis-server, swaks, Node.js (and python3-venv before .venv exists);
+# for the test suite also podman and its stack, mmdebstrap and Chromium. Installed with apt-get when root.
+NEW_VENV_PYTHON := $(if $(wildcard $(BIN)/python),,TAIFA_NEW_VENV_PYTHON=$(PYTHON))
 system-packages:
-	@bash deploy/scripts/system-packages.sh
+	@$(NEW_VENV_PYTHON) bash deploy/scripts/system-packages.sh
+
+dev-packages:
+	@$(NEW_VENV_PYTHON) TAIFA_PACKAGES=dev bash deploy/scripts/system-packages.sh
 
 # Supply chain: every third-party package (the packages' dependencies, the tools of requirements-dev.txt and
 # the build backend) comes from requirements.lock, each file checked against its sha256 (--require-hashes), as
@@ -48,7 +56,7 @@ $(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-dev: setup
+dev: dev-setup
 	$(BIN)/taifa-stack dev
 
 # Deploy tooling (tests/unit/deploy): pinned kubectl+kustomize, Kubernetes JSON schemas and hadolint
@@ -83,7 +91,7 @@ lint: setup
 		services/relay/src/taifa_relay/domain
 	$(BIN)/lint-imports
 
-stack: setup
+stack: dev-setup
 	$(BIN)/taifa-stack run
 
 docs: setup

@@ -28,14 +28,22 @@ elif command -v perl >/dev/null 2>&1 && ! perl -MNet::SSLeay -MIO::Socket::SSL -
 fi
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
-# The container images and their tests (`make images`, tests/images): rootful podman with runc (crun 1.8 refuses
-# the test VMs' cgroups), its network stack, and mmdebstrap for the base image made from Debian's packages.
-command -v podman >/dev/null 2>&1 || missing+=(podman netavark aardvark-dns)
-command -v runc >/dev/null 2>&1 || missing+=(runc)
-command -v iptables >/dev/null 2>&1 || missing+=(iptables)
-command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
-# The console's browser tests (tests/e2e, Playwright) drive Debian's Chromium headless; no browser is downloaded.
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# The Makefile's `python3 -m venv` (only before .venv exists: the Makefile passes the interpreter then): Debian
+# ships venv's ensurepip in python3-venv.
+if [ -n "${TAIFA_NEW_VENV_PYTHON:-}" ] && ! "$TAIFA_NEW_VENV_PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    missing+=(python3-venv)
+fi
+# Everything above is what the local stack (`make dev`, TAIFA_PACKAGES=dev) needs; the rest only the test suite.
+if [ "${TAIFA_PACKAGES:-test}" != dev ]; then
+    # The container images and their tests (`make images`, tests/images): rootful podman with runc (crun 1.8
+    # refuses the test VMs' cgroups), its network stack, and mmdebstrap for the base image from Debian's packages.
+    command -v podman >/dev/null 2>&1 || missing+=(podman netavark aardvark-dns)
+    command -v runc >/dev/null 2>&1 || missing+=(runc)
+    command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+    command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+    # The console's browser tests (tests/e2e, Playwright) drive Debian's Chromium headless; no browser is downloaded.
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+fi
 # `make bench-relay` only (TAIFA_BENCH_PACKAGES=1): Postfix 3.7 with Cyrus SASL (sasldb: saslpasswd2; the PLAIN and
 # LOGIN mechanisms are in libsasl2-modules) as the peer of the relay's benchmark, run as a private instance by the
 # bench itself. Debian's own postfix service is never configured ("No configuration", preseeded) nor started.
