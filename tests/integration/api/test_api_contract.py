@@ -75,6 +75,11 @@ async def test_create_credential_returns_201_with_password_and_smtp_settings(api
     assert body["smtp"] == {"host": "mail.govconnect.ke", "port": 587, "encryption": "STARTTLS"}
     # No projector in this module: the wait times out and says so.
     assert response.headers["X-Taifa-Projection"] == "pending"
+    # The password is in the body: no cache may keep it (as every /v1 response, refusals included).
+    assert response.headers["Cache-Control"] == "no-store"
+    refused = await api.client.get("/v1/smtp/credentials", headers={"Authorization": "Bearer tm_nope"})
+    assert (refused.status_code, refused.headers["Cache-Control"]) == (401, "no-store")
+    assert "Cache-Control" not in (await api.client.get("/healthz")).headers
 
 
 async def test_delete_credential_is_204_then_204_again_without_a_new_event(api) -> None:

@@ -21,6 +21,7 @@ from taifa_api.entrypoints.http.audit_routes import router as audit_router
 from taifa_api.entrypoints.http.auth import Authenticator, load_public_keys
 from taifa_api.entrypoints.http.console.app import create_console
 from taifa_api.entrypoints.http.console.rendering import SecurityHeaders
+from taifa_api.entrypoints.http.default_headers import API_HEADERS, DefaultHeaders
 from taifa_api.entrypoints.http.guard import RequestGuard
 from taifa_api.entrypoints.http.lifecycle_routes import router as lifecycle_router
 from taifa_api.entrypoints.http.request_context import RequestIdMiddleware
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # Outside the guard: its refusals of console requests carry the console's CSP and the other headers too.
     app.add_middleware(SecurityHeaders, prefix=CONSOLE_PATH)
+    app.add_middleware(DefaultHeaders, headers=API_HEADERS, prefix="/v1")
     app.add_middleware(RequestIdMiddleware)  # outside the guard: its refusals carry X-Request-ID too
     if settings.api_trusted_proxies.strip():
         # Outermost: the guard's per-address throttle sees the client the trusted proxy names, never a header

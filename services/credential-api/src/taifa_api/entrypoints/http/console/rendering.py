@@ -13,11 +13,12 @@ from typing import Any, Final
 import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from taifa_api.entrypoints.http import auth
 from taifa_api.entrypoints.http.console import messages
 from taifa_api.entrypoints.http.console.session import new_csrf_token, set_csrf_cookie
+from taifa_api.entrypoints.http.default_headers import DefaultHeaders
 
 HERE: Final = Path(__file__).parent
 STATIC_PREFIX: Final = "/console/static/"
@@ -106,28 +107,10 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     return response
 
 
-class SecurityHeaders:
+class SecurityHeaders(DefaultHeaders):
     """Adds the console's security headers to every response under it, error pages included. With `prefix`
     (the whole app's middleware), only to responses for that path and below: the refusals that come before the
     mounted console (the guard's 405 and 413, the redirect of `/console` to `/console/`) carry them too."""
 
     def __init__(self, app: ASGIApp, prefix: str | None = None) -> None:
-        self.app = app
-        self.prefix = prefix
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "") if scope["type"] == "http" else ""
-        if scope["type"] != "http" or (
-            self.prefix is not None and path != self.prefix and not path.startswith(self.prefix + "/")
-        ):
-            await self.app(scope, receive, send)
-            return
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                present = {name for name, _ in message.get("headers", [])}
-                extra = [(name, value) for name, value in SECURITY_HEADERS if name not in present]
-                message["headers"] = [*message.get("headers", []), *extra]
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
+        super().__init__(app, SECURITY_HEADERS, prefix)
