@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 import redis as redis_lib
+from taifa_events import usage
 from taifa_events.auth_cache import EPOCH_KEY, WATERMARK_KEY, auth_key
 from taifa_events.events import CredentialLimits
 from taifa_localstack import Redis, wait_until
@@ -148,6 +150,9 @@ def test_the_documented_relay_acl_is_enough_to_authenticate_count_failures_and_l
         assert any(admin.scan_iter("taifa:quota:*")) and any(admin.scan_iter("taifa:limit:*"))
         writer.deactivate(cred)
         wait_until(lambda: smtp.rcpt("a@dest.example")[0] == 535, 5, "revocation message received")
+    # The usage batch script (EVAL, its applied marker) runs with the same user: the login is counted.
+    window = usage.usage_key(str(cred.entry.credential_id), usage.window_start(time.time()))
+    wait_until(lambda: admin.hget(window, usage.FIELD_AUTH_SUCCESSES) == b"1", 10, "the login's usage counted")
     # The relay's user can neither change the auth cache nor publish revocations.
     relay_user = redis_lib.Redis.from_url(f"redis://taifa_relay:testpass@127.0.0.1:{own_redis.port}/0")
     with pytest.raises(redis_lib.exceptions.NoPermissionError):

@@ -46,6 +46,8 @@ __all__ = [
     "REFUSAL_REASONS",
     "REFUSED_PREFIX",
     "SECRET_LAST_USED_PREFIX",
+    "USAGE_APPLIED_PREFIX",
+    "USAGE_APPLIED_TTL_SECONDS",
     "USAGE_KEY_PREFIX",
     "USAGE_PENDING_KEY",
     "USAGE_TOPIC",
@@ -67,6 +69,7 @@ __all__ = [
     "pending_member",
     "refused_field",
     "secret_last_used_field",
+    "usage_applied_key",
     "usage_key",
     "utc_day",
     "window_from_hash",
@@ -82,6 +85,10 @@ ACCOUNT_QUOTA_TTL_SECONDS: Final = 2 * 86400
 USAGE_KEY_PREFIX: Final = "taifa:usage:"
 USAGE_PENDING_KEY: Final = "taifa:usage:pending"  # ZSET: member "<credential_id>:<window_start>", score window_start
 QUOTA_NOTICES_KEY: Final = "taifa:usage:quota-notices"  # LIST of QuotaNotice JSON (LPUSH by relay, RPOP by flusher)
+# HASH per relay process, field `seq`: the sequence number of the last usage batch Redis applied for it (each batch
+# is applied once).
+USAGE_APPLIED_PREFIX: Final = "taifa:usage:applied:"
+USAGE_APPLIED_TTL_SECONDS: Final = 86400
 
 # Hash fields. Counters (HINCRBY):
 FIELD_MESSAGES: Final = "messages"
@@ -142,6 +149,11 @@ def refused_field(reason: str) -> str:
 
 def secret_last_used_field(secret_id: UUID | str) -> str:
     return f"{SECRET_LAST_USED_PREFIX}{secret_id}"
+
+
+def usage_applied_key(writer_id: str) -> str:
+    """The key holding the last usage batch applied for one writer (a relay process)."""
+    return f"{USAGE_APPLIED_PREFIX}{writer_id}"
 
 
 def pending_member(credential_id: UUID | str, window: int) -> str:

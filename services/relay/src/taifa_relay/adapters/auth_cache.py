@@ -147,7 +147,7 @@ class RedisAuthCacheReader:
                 pipe.get(EPOCH_KEY)
                 pipe.get(WATERMARK_KEY)
                 taken = self._drain(pipe)
-                mapping, epoch, watermark = (await pipe.execute())[:3]
+                replies = await pipe.execute()
         except ResponseError as exc:
             if taken is None:
                 raise CacheUnavailable(type(exc).__name__) from None
@@ -156,6 +156,12 @@ class RedisAuthCacheReader:
         except (RedisError, OSError) as exc:
             self._restore(taken)
             raise CacheUnavailable(type(exc).__name__) from None
+        except BaseException:  # cancelled (the client went away): the batches' fate is unknown, they go again
+            self._restore(taken)
+            raise
+        if self._usage is not None:
+            self._usage.confirm(taken, replies[3:])
+        mapping, epoch, watermark = replies[:3]
         self._check_trust(epoch, watermark)
         if not mapping:
             return None

@@ -5,8 +5,14 @@ fields, EXPIRE, ZADD to the pending set, in taifa_events.usage's keys) are appen
 anyway for a logged-in session: the MAIL and end-of-DATA re-reads. Not to AUTH's own round trips: usage counts only
 existing usernames, so a larger AUTH round trip would tell a prober that its previous attempt named one. A buffer left
 non-empty is flushed by its own pipeline one second later (a quiet relay, or AUTH-only traffic). The counts of many
-sessions in the same hour add up in one HINCRBY. A failed MULTI puts its counts back. A relay that crashes loses at
-most what it buffered (about one second)."""
+sessions in the same hour add up in one HINCRBY. A relay that crashes loses at most what it buffered (about one
+second).
+
+Each drain is one batch, applied once: a script (`APPLY_BATCH`) applies it only if its sequence number is above the
+last one Redis applied for this process (`usage.usage_applied_key`), and records it. A MULTI that failed, or whose
+answer never came (a timeout: Redis may have applied it all the same), leaves its batches unconfirmed: they go again,
+first and unchanged, with the next drain, and Redis skips those it already applied, so a late answer never counts a
+message twice. Only one drain is in flight at a time, so batches reach Redis in their order."""
 
 from __future__ import annotations
 
@@ -14,7 +20,9 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, Final
 
 from redis.exceptions import RedisError
@@ -29,7 +37,47 @@ FLUSH_AFTER_SECONDS: Final = 1.0
 # as one HINCRBY per field, instead of a few commands per message (each costs the relay CPU to encode).
 DRAIN_EVERY_SECONDS: Final = 0.25
 
-Taken = tuple[dict[str, dict[str, int]], dict[str, dict[str, str]], dict[str, int]]
+# Unconfirmed batches kept for another try at most (a Redis outage of hours): the oldest are then given up (logged).
+MAX_UNCONFIRMED: Final = 1000
+
+# Only commands the relay's Redis user may run (deploy/README.md's ACL: no GET/SET of its own keys, HMGET and HSET).
+# KEYS[1]: this process's applied marker (a hash: `seq`), KEYS[2]: the pending set, KEYS[3..]: the usage hashes.
+# ARGV[1]: the batch's sequence number, ARGV[2]: the hashes' TTL, ARGV[3]: the marker's TTL; then for each hash, in
+# KEYS order, the number of counters and their (field, amount) pairs, the number of last-use fields and their (field,
+# value) pairs; then the pending set's (score, member) pairs. Returns the number of commands Redis refused (a key of
+# another type), or -1 when the batch was applied before.
+APPLY_BATCH: Final = """
+local last = redis.call('HMGET', KEYS[1], 'seq')[1]
+if last and tonumber(ARGV[1]) <= tonumber(last) then return -1 end
+redis.call('HSET', KEYS[1], 'seq', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+local refused, i = 0, 4
+local function run(...)
+  local reply = redis.pcall(...)
+  if type(reply) == 'table' and reply.err then refused = refused + 1 end
+end
+for k = 3, #KEYS do
+  for _ = 1, tonumber(ARGV[i]) do run('HINCRBY', KEYS[k], ARGV[i + 1], ARGV[i + 2]); i = i + 2 end
+  i = i + 1
+  for _ = 1, tonumber(ARGV[i]) do run('HSET', KEYS[k], ARGV[i + 1], ARGV[i + 2]); i = i + 2 end
+  i = i + 1
+  run('EXPIRE', KEYS[k], ARGV[2])
+end
+while i < #ARGV do run('ZADD', KEYS[2], ARGV[i], ARGV[i + 1]); i = i + 2 end
+return refused
+"""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One drain's commands as `APPLY_BATCH`'s keys and arguments, with its sequence number."""
+
+    seq: int
+    keys: list[str]
+    args: list[str | int]
+
+
+Taken = list[Batch]
 
 
 class UsageBuffer:
@@ -43,6 +91,12 @@ class UsageBuffer:
         self._flush: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._last_drain = 0.0
+        self._marker = usage.usage_applied_key(uuid.uuid4().hex)  # this process's batches
+        self._seq = 0
+        self._unconfirmed: list[Batch] = []  # sent, answer lost or refused: sent again first, unchanged
+        self._in_flight = False
+        self._settled = asyncio.Event()  # set while no drain is in flight
+        self._settled.set()
 
     # --- recording (application.ports.UsageRecorder) --------------------------------------------
     def _hash(self, credential_id: str, account_id: str, now: float) -> str:
@@ -93,43 +147,76 @@ class UsageBuffer:
 
     # --- sending -------------------------------------------------------------------------------
     def due(self) -> bool:
-        """Whether `drain_into` would add anything now (something buffered, the last drain long enough ago)."""
-        return bool(self._pending) and time.monotonic() - self._last_drain >= DRAIN_EVERY_SECONDS
+        """Whether `drain_into` would add anything now (something buffered or unconfirmed, no drain in flight, the
+        last drain long enough ago)."""
+        return (
+            bool(self._pending or self._unconfirmed)
+            and not self._in_flight
+            and time.monotonic() - self._last_drain >= DRAIN_EVERY_SECONDS
+        )
 
     def drain_into(self, pipe: Any, *, force: bool = False) -> Taken | None:
-        """Append every buffered command to `pipe` (a MULTI about to be executed) and empty the buffer; returns
-        what was taken, for `restore` if the MULTI fails (None: nothing added: nothing buffered, or the last drain
-        was less than DRAIN_EVERY_SECONDS ago and `force` is not set)."""
-        if not self._pending:
+        """Append the unconfirmed batches and a new one of everything buffered to `pipe` (a MULTI about to be
+        executed) and empty the buffer; returns them, for `confirm` once the MULTI answered or `restore` if it did
+        not (None: nothing added: nothing to send, a drain in flight, or the last drain was less than
+        DRAIN_EVERY_SECONDS ago and `force` is not set)."""
+        if self._in_flight or not (self._pending or self._unconfirmed):
             return None
         now = time.monotonic()
         if not force and now - self._last_drain < DRAIN_EVERY_SECONDS:
             return None
         self._last_drain = now
-        taken: Taken = (self._incr, self._set, self._pending)
-        self._incr, self._set, self._pending = defaultdict(lambda: defaultdict(int)), defaultdict(dict), {}
-        incr, hset, pending = taken
-        for key in set(incr) | set(hset):
-            for field, amount in incr.get(key, {}).items():
-                pipe.hincrby(key, field, amount)
-            if hset.get(key):
-                pipe.hset(key, mapping=hset[key])
-            pipe.expire(key, usage.USAGE_TTL_SECONDS)
-        pipe.zadd(usage.USAGE_PENDING_KEY, pending)
-        return taken
+        batches, self._unconfirmed = self._unconfirmed, []
+        if self._pending:
+            batches.append(self._batch())
+        for batch in batches:
+            pipe.eval(APPLY_BATCH, len(batch.keys), *batch.keys, *batch.args)
+        self._in_flight = True
+        self._settled.clear()
+        return batches
 
-    def restore(self, taken: Taken | None) -> None:
-        """Put back what a failed MULTI took (counts add up; a newer last-use value wins)."""
+    def _batch(self) -> Batch:
+        """Everything buffered as the next batch (the buffer emptied)."""
+        incr, hset, pending = self._incr, self._set, self._pending
+        self._incr, self._set, self._pending = defaultdict(lambda: defaultdict(int)), defaultdict(dict), {}
+        self._seq += 1
+        keys = [self._marker, usage.USAGE_PENDING_KEY]
+        args: list[str | int] = [self._seq, usage.USAGE_TTL_SECONDS, usage.USAGE_APPLIED_TTL_SECONDS]
+        for key in set(incr) | set(hset):
+            keys.append(key)
+            counts, fields = incr.get(key, {}), hset.get(key, {})
+            args.append(len(counts))
+            for field, amount in counts.items():
+                args += (field, amount)
+            args.append(len(fields))
+            for field, value in fields.items():
+                args += (field, value)
+        for member, window in pending.items():
+            args += (window, member)
+        return Batch(self._seq, keys, args)
+
+    def confirm(self, taken: Taken | None, replies: list[Any]) -> None:
+        """The MULTI carrying `taken` answered (`replies`: its scripts' replies, in order): the batches are applied."""
         if taken is None:
             return
-        incr, hset, pending = taken
-        for key, counts in incr.items():
-            for field, amount in counts.items():
-                self._incr[key][field] += amount
-        for key, fields in hset.items():
-            self._set[key] = {**fields, **self._set.get(key, {})}
-        for member, window in pending.items():
-            self._pending.setdefault(member, window)
+        self._in_flight = False
+        self._settled.set()
+        refused = sum(r for r in replies if isinstance(r, int) and r > 0)
+        if refused:
+            log.warning("Redis refused some usage commands (a key of another type)", extra={"refused": refused})
+
+    def restore(self, taken: Taken | None) -> None:
+        """The MULTI carrying `taken` failed or never answered: its batches go again, first, with the next drain
+        (Redis skips any it did apply)."""
+        if taken is None:
+            return
+        self._in_flight = False
+        self._settled.set()
+        self._unconfirmed = [*taken, *self._unconfirmed]
+        if len(self._unconfirmed) > MAX_UNCONFIRMED:
+            dropped = len(self._unconfirmed) - MAX_UNCONFIRMED
+            del self._unconfirmed[:dropped]
+            log.error("usage batches given up after too many failed tries", extra={"batches": dropped})
         self._schedule()
 
     def _schedule(self) -> None:
@@ -140,20 +227,28 @@ class UsageBuffer:
 
     def _start_flush(self) -> None:
         self._flush = None
-        if self._pending and (self._task is None or self._task.done()):
+        if (self._pending or self._unconfirmed) and (self._task is None or self._task.done()):
             self._task = asyncio.get_running_loop().create_task(self.flush())
 
     async def flush(self) -> None:
-        """Send what is buffered in a pipeline of its own (nothing else went to Redis for a second)."""
+        """Send what is buffered and unconfirmed in a pipeline of its own (nothing else went to Redis for a second),
+        after the drain in flight, if any, has answered."""
+        while self._in_flight:
+            await self._settled.wait()
         async with self._redis.pipeline(transaction=True) as pipe:
             taken = self.drain_into(pipe, force=True)
             if taken is None:
                 return
             try:
-                await pipe.execute()
+                replies = await pipe.execute()
             except (RedisError, OSError) as exc:
                 log.warning("usage counts not flushed, kept for the next try", extra={"error": type(exc).__name__})
                 self.restore(taken)
+                return
+            except BaseException:
+                self.restore(taken)
+                raise
+            self.confirm(taken, replies)
 
     async def close(self) -> None:
         if self._flush is not None:
