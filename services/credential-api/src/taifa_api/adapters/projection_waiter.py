@@ -91,17 +91,23 @@ class RedisProjectionWaiter:
         if within_seconds <= 0:
             return False
         key = str(event_id)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_seconds
+        future: asyncio.Future[None] = loop.create_future()
         self._waiters.setdefault(key, set()).add(future)
         try:
-            async with asyncio.timeout(within_seconds):
+            async with asyncio.timeout_at(deadline):
                 await self._subscribed.wait()
                 if await self._client.exists(auth_cache.applied_key(key)):
                     return True
-                await future
-                return True
         except (TimeoutError, RedisError, OSError):
             return False
+        try:
+            # Bounded on its own: the timeout above cancels once, and redis-py's `asyncio.wait_for` (Python 3.11) can
+            # swallow that cancellation when it lands as the command completes; `asyncio.wait` always returns at
+            # its timeout.
+            done, _ = await asyncio.wait({future}, timeout=max(0.0, deadline - loop.time()))
+            return bool(done)
         finally:
             waiters = self._waiters.get(key)
             if waiters is not None:
