@@ -114,3 +114,26 @@ async def test_parallel_deletes_of_one_domain_release_it_once(api) -> None:
         domain["id"],
     )
     assert (counts["released"], counts["deactivated"]) == (1, 1)
+
+
+async def test_restricting_creating_and_releasing_at_once_never_deadlock_into_a_500(api) -> None:
+    """PATCH a credential's limits, POST a second credential for its domain and DELETE the domain, all at once: each
+    answers as the contract says (PATCH 200 or 409 once deactivated, POST 409 or 404, DELETE 204). The PATCH used to
+    lock the account after the credential, the opposite order of the other two, and PostgreSQL broke the deadlock
+    by failing one of them with a 500 (about 1 round in 4)."""
+    allowed = {"PATCH": {200, 404, 409}, "POST": {404, 409}, "DELETE": {204}}
+    for _ in range(20):
+        tenant = await api.tenant()
+        domain = await api.verified_domain(tenant)
+        credential = (await api.credential(tenant, domain["id"])).json()
+        patch, post, delete = await asyncio.gather(
+            api.client.patch(
+                f"/v1/smtp/credentials/{credential['id']}",
+                json={"limits": {"messages_per_minute": 5}},
+                headers=tenant.headers,
+            ),
+            api.client.post("/v1/smtp/credentials", json={"domain_id": domain["id"]}, headers=tenant.headers),
+            api.client.delete(f"/v1/domains/{domain['id']}", headers=tenant.headers),
+        )
+        codes = {"PATCH": patch.status_code, "POST": post.status_code, "DELETE": delete.status_code}
+        assert all(codes[name] in allowed[name] for name in codes), codes

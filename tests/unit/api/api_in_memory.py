@@ -48,6 +48,9 @@ class InMemoryAccounts(_Repository):
         account = self._t.accounts.get(account_id)
         return account.plan if account else None
 
+    async def plan(self, account_id: UUID) -> str | None:
+        return await self.lock_plan(account_id)
+
 
 class InMemoryApiKeys(_Repository):
     async def add(self, key: ApiKeyRecord) -> None:

@@ -31,6 +31,9 @@ class PostgresAccounts:
     async def lock_plan(self, account_id: UUID) -> str | None:
         return await write_side.lock_account_plan(self._conn, account_id)
 
+    async def plan(self, account_id: UUID) -> str | None:
+        return await write_side.account_plan(self._conn, account_id)
+
 
 class PostgresApiKeys:
     def __init__(self, conn: asyncpg.Connection) -> None:

@@ -47,6 +47,12 @@ async def lock_account_plan(conn: asyncpg.Connection, account_id: UUID) -> str |
     return str(plan) if plan is not None else None
 
 
+async def account_plan(conn: asyncpg.Connection, account_id: UUID) -> str | None:
+    """The account's plan, without a lock."""
+    plan = await conn.fetchval("SELECT plan FROM accounts WHERE account_id = $1", account_id)
+    return str(plan) if plan is not None else None
+
+
 async def account_exists(conn: asyncpg.Connection | asyncpg.Pool, account_id: UUID) -> bool:
     return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM accounts WHERE account_id = $1)", account_id))
 

@@ -123,7 +123,10 @@ async def change_restrictions(
     now = clock()
     async with uow() as work:
         credential = await _locked(work, credential_id, account_id)
-        plan = await work.accounts.lock_plan(credential.account_id)
+        # Read, not locked: plans never change, and locking the account after the credential would take the two
+        # locks in the order opposite to a credential's creation (account, domain) and a domain's release (domain,
+        # its credentials): three such requests at once deadlocked.
+        plan = await work.accounts.plan(credential.account_id)
         quota = daily_quotas.get(plan or "", 0)
         changed, event = lifecycle.change_restrictions(credential, patch, quota, now)
         return await _store(work, changed, event, correlation_id, now)

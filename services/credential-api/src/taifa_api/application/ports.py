@@ -67,6 +67,9 @@ class AccountRepository(Protocol):
     async def lock_plan(self, account_id: UUID) -> str | None:
         """Lock the account (serialises its credential and domain changes) and return its plan; None if unknown."""
 
+    async def plan(self, account_id: UUID) -> str | None:
+        """The account's plan without locking it (plans never change); None if unknown."""
+
 
 class ApiKeyRepository(Protocol):
     async def add(self, key: ApiKeyRecord) -> None: ...

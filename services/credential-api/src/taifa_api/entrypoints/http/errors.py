@@ -135,6 +135,8 @@ UNAVAILABLE_ERRORS: Final[tuple[type[Exception], ...]] = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.InternalClientError,  # a pooled connection broken by a server restart
+    # A deadlock or serialisation failure: PostgreSQL rolled the transaction back, nothing changed, a retry works.
+    asyncpg.TransactionRollbackError,
     RedisError,
 )
 
