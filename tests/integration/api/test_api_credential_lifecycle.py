@@ -247,6 +247,8 @@ async def test_patch_sets_restrictions_the_relay_sees_and_null_or_empty_clears_t
         {"expires_at": 32503680000},  # Unix seconds (2999): the contract's times are RFC 3339 text
         {"expires_at": "32503680000"},
         {"expires_at": "2999-01-01"},  # a date, no time
+        {"expires_at": "9999-12-31T23:00:00-05:00"},  # no UTC time (past year 9999): was a 500
+        {"expires_at": "9000-01-01T00:00:00Z"},  # outside 1970-9000, as the usage queries
         {"limits": {"messages_per_minute": 0}},
         {"limits": {"messages_per_day": 100001}},  # over the pro plan's daily quota
         {"limits": {"messages_per_hour": 5}},

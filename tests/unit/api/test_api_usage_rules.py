@@ -51,6 +51,12 @@ def test_fractions_and_lowercase_separators_are_rfc3339_too() -> None:
     assert parse_rfc3339("2026-11-20t01:02:03.123456789z", "to") == datetime(2026, 11, 20, 1, 2, 3, 123456, tzinfo=UTC)
 
 
+@pytest.mark.parametrize("value", ["9999-12-31T23:00:00-05:00", "0001-01-01T00:30:00+01:00", "9000-01-01T00:00:00Z"])
+def test_times_without_a_utc_value_or_outside_1970_to_9000_are_refused(value: str) -> None:
+    with pytest.raises(InvalidRequest, match="between 1970 and 9000"):
+        parse_rfc3339(value, "from")
+
+
 def test_ranges_are_at_most_90_days_and_from_is_before_to() -> None:
     usage_range("2026-08-22T00:00:00Z", "2026-11-20T00:00:00Z", "hour", NOW)
     for from_, to in (("2026-08-21T23:59:59Z", "2026-11-20T00:00:00Z"), ("2026-11-20T00:00:00Z",) * 2):

@@ -85,7 +85,10 @@ def parse_rfc3339(value: str, name: str) -> datetime:
         parsed = datetime.fromisoformat(f"{date}T{time}.{micro}{zone}")
     except ValueError:
         raise InvalidRequest(f"{name}: not a valid date-time.") from None
-    parsed = parsed.astimezone(UTC)
+    try:
+        parsed = parsed.astimezone(UTC)
+    except OverflowError:  # within a day of year 1 or 9999: no UTC time (and outside the range below anyway)
+        raise InvalidRequest(f"{name}: must lie between 1970 and 9000.") from None
     if not EARLIEST <= parsed < LATEST:
         raise InvalidRequest(f"{name}: must lie between 1970 and 9000.")
     return parsed

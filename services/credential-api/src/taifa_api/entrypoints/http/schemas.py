@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import Body
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -22,7 +23,7 @@ from taifa_events import rfc3339
 
 from taifa_api.domain.lifecycle import DEFAULT_GRACE_SECONDS, MAX_CIDRS, MAX_GRACE_SECONDS, MAX_REASON_LENGTH
 from taifa_api.domain.names import normalise_domain_name
-from taifa_api.domain.usage import RFC3339_PATTERN
+from taifa_api.domain.usage import EARLIEST, LATEST, RFC3339_PATTERN
 
 _RFC3339 = re.compile(RFC3339_PATTERN, re.ASCII)
 
@@ -37,7 +38,20 @@ def _rfc3339_text(value: object) -> object:
     return value
 
 
-Rfc3339In = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+def _in_range(value: datetime | None) -> datetime | None:
+    """Between 1970 and 9000 in UTC, as the usage queries: a time near year 1 or 9999 has no UTC value to store."""
+    if value is None:
+        return None
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc < LATEST:
+        raise ValueError("a date-time between 1970 and 9000")
+    return value
+
+
+Rfc3339In = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_in_range)]
 
 
 class CredentialCreateIn(BaseModel):
