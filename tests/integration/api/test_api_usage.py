@@ -35,13 +35,19 @@ async def _credential(api, account_id: uuid.UUID) -> uuid.UUID:
 
 
 async def _window(
-    api, credential_id: uuid.UUID, account_id: uuid.UUID, start: datetime, refused: dict[str, int] | None = None, **n
+    api,
+    credential_id: uuid.UUID,
+    account_id: uuid.UUID,
+    start: datetime,
+    refused: dict[str, int] | None = None,
+    generation: str = "",
+    **n,
 ) -> None:
     counts = {"messages": 0, "recipients": 0, "bytes": 0, "auth_successes": 0, "auth_failures": 0, **n}
     await api.pool.execute(
         "INSERT INTO rm_usage_windows (credential_id, account_id, window_start, messages, recipients, bytes, "
-        "auth_successes, auth_failures, refused, reported_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, now())",
+        "auth_successes, auth_failures, refused, reported_at, generation) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, now(), $10)",
         credential_id,
         account_id,
         start,
@@ -51,6 +57,7 @@ async def _window(
         counts["auth_successes"],
         counts["auth_failures"],
         refused or {},
+        generation,
     )
 
 
@@ -118,6 +125,22 @@ async def test_daily_usage_adds_the_hours_of_each_utc_day(api) -> None:
     series = response.json()["series"]
     assert [bucket["start"] for bucket in series] == [_start(T0 + timedelta(days=d)) for d in range(3)]
     assert [(b["messages"], b["refused"]) for b in series] == [(2, {"quota": 3}), (1, {"policy": 1}), (0, {})]
+
+
+async def test_an_hours_generations_add_up(api) -> None:
+    """The hour's hash was counted again from zero after Redis lost it: both generations' totals are the hour's."""
+    tenant = await api.tenant()
+    credential = await _credential(api, tenant.account_id)
+    await _window(api, credential, tenant.account_id, T0, refused={"policy": 1}, generation="", messages=3)
+    await _window(api, credential, tenant.account_id, T0, refused={"policy": 2}, generation="relay.9", messages=2)
+    response = await api.client.get(
+        f"/v1/smtp/credentials/{credential}/usage",
+        params={"from": "2026-11-20T00:00:00Z", "to": "2026-11-20T01:00:00Z"},
+        headers=tenant.headers,
+    )
+    assert response.status_code == 200, response.text
+    ((bucket,),) = [response.json()["series"]]
+    assert (bucket["messages"], bucket["refused"]) == (5, {"policy": 3})
 
 
 async def test_a_day_bucket_holds_its_whole_utc_day_at_either_end_of_the_range(api) -> None:

@@ -128,3 +128,39 @@ async def _has_row(side: ReadSide, credential_id) -> bool:
 
 async def _applied_more(worker: UsageWorker, at_least: int) -> bool:
     return worker.windows_applied >= at_least
+
+
+async def _hash_of_generation(side: ReadSide, credential_id, account_id, window: int, generation: str, messages: int):
+    """A usage hash as a relay creates it: its generation set once, with the counts."""
+    key = usage.usage_key(credential_id, window)
+    fields = {usage.FIELD_ACCOUNT_ID: str(account_id), usage.FIELD_GENERATION: generation}
+    pipe = side.redis.pipeline(transaction=True)
+    pipe.hset(key, mapping=fields).hincrby(key, usage.FIELD_MESSAGES, messages)
+    pipe.zadd(usage.USAGE_PENDING_KEY, {usage.pending_member(credential_id, window): window})
+    await pipe.execute()
+
+
+async def test_a_window_counted_again_after_redis_lost_it_adds_to_what_was_published(isolated) -> None:
+    """Redis loses the hour's hash after it was published (a flush, a failover to an empty replica); the relays make
+    it again from zero under a new generation. Both generations are kept and add up: the counts made after the loss
+    are not hidden under the published total."""
+    settings = await _usage_settings(isolated)
+    credential_id, account_id = uuid.uuid4(), uuid.uuid4()
+    window = usage.window_start(time.time())
+
+    async def generations() -> dict[str, int]:
+        rows = await side.pool.fetch(
+            "SELECT generation, messages FROM rm_usage_windows WHERE credential_id = $1", credential_id
+        )
+        return {r["generation"]: r["messages"] for r in rows}
+
+    async with ReadSide(settings) as side, usage_worker(settings):
+        await _hash_of_generation(side, credential_id, account_id, window, "relay-a.1", 3)
+        await eventually(lambda: _equals(generations, {"relay-a.1": 3}), what="first generation applied")
+        await side.redis.delete(usage.usage_key(credential_id, window))  # lost with Redis
+        await _hash_of_generation(side, credential_id, account_id, window, "relay-b.7", 2)
+        await eventually(lambda: _equals(generations, {"relay-a.1": 3, "relay-b.7": 2}), what="both generations")
+
+
+async def _equals(read, expected) -> bool:  # type: ignore[no-untyped-def]
+    return await read() == expected

@@ -133,3 +133,34 @@ async def test_a_flush_cancelled_mid_flight_does_not_stop_the_counting(relay_red
         assert await _messages(other, credential, now) == 1
     finally:
         await buffer.close()
+
+
+async def test_a_hash_gets_a_generation_when_a_batch_creates_it_and_a_new_one_after_redis_lost_it(
+    relay_redis_url: str, other
+) -> None:
+    credential, account, old_relays = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    buffer = UsageBuffer(relay_redis_url)
+    try:
+        now = time.time()
+        key = usage.usage_key(credential, usage.window_start(now))
+        buffer.refused(str(credential), str(account), "policy", now)
+        await buffer.flush()
+        first = await other.hget(key, usage.FIELD_GENERATION)
+        assert first
+        buffer.refused(str(credential), str(account), "policy", now)
+        await buffer.flush()
+        assert await other.hget(key, usage.FIELD_GENERATION) == first  # set once
+        await other.delete(key)  # Redis lost it
+        buffer.refused(str(credential), str(account), "policy", now)
+        await buffer.flush()
+        second = await other.hget(key, usage.FIELD_GENERATION)
+        assert second and second != first
+        assert await other.hget(key, usage.refused_field("policy")) == b"1"
+        # A hash an older relay made (its account, no generation) stays in the generation "" it was published in.
+        legacy = usage.usage_key(old_relays, usage.window_start(now))
+        await other.hset(legacy, usage.FIELD_ACCOUNT_ID, str(account))
+        buffer.refused(str(old_relays), str(account), "policy", now)
+        await buffer.flush()
+        assert await other.hget(legacy, usage.FIELD_GENERATION) is None
+    finally:
+        await buffer.close()

@@ -68,6 +68,19 @@ def test_a_usage_hash_becomes_a_window_record_that_round_trips() -> None:
     assert usage.decode_usage_record(usage.encode_usage_record(window)) == window
 
 
+def test_a_window_carries_its_hashs_generation_and_older_records_read_as_generation_empty() -> None:
+    hour = usage.window_start(NOW.timestamp())
+    base = {"account_id": str(ACCOUNT), "messages": "1"}
+    window = usage.window_from_hash(CRED, hour, {**base, "generation": "0f3a.12"}, NOW)
+    assert window is not None and window.generation == "0f3a.12"
+    assert usage.decode_usage_record(usage.encode_usage_record(window)).generation == "0f3a.12"
+    for damaged in ("x" * 65, "a b", "é"):  # not one a relay writes: the window still counts, as generation ""
+        odd = usage.window_from_hash(CRED, hour, {**base, "generation": damaged}, NOW)
+        assert odd is not None and odd.generation == ""
+    older = usage.encode_usage_record(window).replace(b'"generation":"0f3a.12",', b"")
+    assert b"generation" not in older and usage.decode_usage_record(older).generation == ""
+
+
 def test_a_hash_that_names_no_account_is_attributed_by_the_caller_or_not_at_all() -> None:
     assert usage.window_from_hash(CRED, 0, {"messages": "1"}, NOW) is None
     window = usage.window_from_hash(CRED, 0, {"messages": "1"}, NOW, account_id=ACCOUNT)

@@ -75,6 +75,16 @@ async def test_two_pods_increments_add_up_before_the_snapshot() -> None:
     assert (window.messages, window.recipients, window.refused) == (3, 7, {"limits": 1})
 
 
+async def test_a_new_generation_of_an_hour_is_kept_beside_the_old_one_and_each_merges_on_its_own() -> None:
+    store = InMemoryUsageStore()
+    before_loss = snapshot(5, 10, "192.0.2.1")
+    after_loss = snapshot(2, 40, "192.0.2.2").model_copy(update={"generation": "relay.4"})
+    await store.apply_windows([before_loss, after_loss, snapshot(3, 20, "192.0.2.1")])
+    await store.apply_windows([after_loss.model_copy(update={"messages": 4})])
+    by_generation = {w.generation: w.messages for w in store.windows.values()}
+    assert by_generation == {"": 5, "relay.4": 4}
+
+
 async def test_an_open_window_stays_pending_and_a_closed_one_is_forgotten_once_published() -> None:
     counters, topic = InMemoryUsageCounters(), InMemoryUsageTopic()
     counters.count(CRED, WINDOW, ACCOUNT, messages=1)

@@ -65,14 +65,14 @@ class InMemoryUsageStore:
     """`rm_usage_windows` with the domain's merge rule (the SQL runs the same)."""
 
     def __init__(self) -> None:
-        self.windows: dict[tuple[UUID, object], UsageWindow] = {}
+        self.windows: dict[tuple[UUID, object, str], UsageWindow] = {}
         self.audit: dict[UUID, AuditRow] = {}  # the quota notices' rows of rm_audit_events
 
     async def apply_windows(self, windows: Sequence[UsageWindow], notices: Sequence[QuotaReached] = ()) -> None:
         for row in map(audit_row_from_quota, notices):
             self.audit.setdefault(row.id, row)
         for w in windows:
-            key = (w.credential_id, w.window_start)
+            key = (w.credential_id, w.window_start, w.generation)
             self.windows[key] = merge_window(self.windows.get(key), w)
 
 

@@ -17,6 +17,7 @@ Pure: no I/O, no clock (callers pass the time).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Final, Literal, get_args
@@ -34,11 +35,13 @@ __all__ = [
     "FIELD_AUTH_FAILURES",
     "FIELD_AUTH_SUCCESSES",
     "FIELD_BYTES",
+    "FIELD_GENERATION",
     "FIELD_LAST_SECRET_ID",
     "FIELD_LAST_USED_AT",
     "FIELD_LAST_USED_IP",
     "FIELD_MESSAGES",
     "FIELD_RECIPIENTS",
+    "GENERATION_PATTERN",
     "MINUTE_LIMIT_TTL_SECONDS",
     "PLAN_DAILY_QUOTAS",
     "QUOTA_NOTICES_KEY",
@@ -103,6 +106,11 @@ FIELD_LAST_USED_IP: Final = "last_used_ip"
 FIELD_LAST_SECRET_ID: Final = "last_secret_id"  # noqa: S105 - a field name
 SECRET_LAST_USED_PREFIX: Final = "secret_last_used:"  # noqa: S105 - field name prefix + secret id -> unix seconds
 FIELD_ACCOUNT_ID: Final = "account_id"  # HSET by the relay (it knows it from the cache entry): the record needs it
+# Set once, by the relay that creates the hash: a window counted again from zero after Redis lost the hash gets a new
+# generation, so the read model keeps it beside the one already published instead of hiding it under GREATEST.
+FIELD_GENERATION: Final = "generation"
+GENERATION_PATTERN: Final = r"^[A-Za-z0-9._:-]{0,64}$"
+_GENERATION: Final = re.compile(GENERATION_PATTERN)
 
 RefusalReason = Literal[
     "policy",
@@ -216,13 +224,16 @@ class QuotaNotice(BaseModel):
 
 
 class UsageWindow(BaseModel):
-    """One credential's counts for one UTC hour, as totals so far (apply with GREATEST; see the module docstring)."""
+    """One credential's counts for one UTC hour, as totals so far (apply with GREATEST; see the module docstring).
+    `generation` names the Redis hash the totals were read from: a hash made again after Redis lost it starts from
+    zero under a new generation, and the windows of both generations add up ("": from a relay before generations)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     credential_id: UUID
     account_id: UUID
     window_start: AwareDatetime
+    generation: str = Field(default="", pattern=GENERATION_PATTERN)
     messages: int = Field(default=0, ge=0)
     recipients: int = Field(default=0, ge=0)
     bytes: int = Field(default=0, ge=0)
@@ -330,10 +341,12 @@ def window_from_hash(
             if moment is not None:
                 secrets[secret_id] = moment
     last_used = _moment(text[FIELD_LAST_USED_AT]) if text.get(FIELD_LAST_USED_AT) else None
+    generation = text.get(FIELD_GENERATION, "")
     return UsageWindow(
         credential_id=credential_id,
         account_id=account,
         window_start=datetime.fromtimestamp(window, UTC),
+        generation=generation if _GENERATION.fullmatch(generation) else "",
         messages=_count(text.get(FIELD_MESSAGES, "0")),
         recipients=_count(text.get(FIELD_RECIPIENTS, "0")),
         bytes=_count(text.get(FIELD_BYTES, "0")),

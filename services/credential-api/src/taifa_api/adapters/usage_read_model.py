@@ -1,6 +1,7 @@
 # ruff: noqa: S608 - SQL is built only from constants of this module; values are always bind parameters.
-"""Queries of the projector's usage read model (`rm_usage_windows`: one row per credential per hour, the relay's
-totals as the projector applied them from the usage topic); the API only reads it.
+"""Queries of the projector's usage read model (`rm_usage_windows`: one row per credential, hour and generation of
+the relays' Redis hash, the relay's totals as the projector applied them from the usage topic; an hour's rows add
+up); the API only reads it.
 
 Buckets are summed in PostgreSQL (`date_trunc` in UTC), so a 90-day range costs one row per credential and
 bucket, never one per window.

@@ -1,6 +1,7 @@
 """The usage read model in PostgreSQL (`ports.UsageStore`): `rm_usage_windows`, and the last use of each credential
-and secret. The SQL runs `domain.usage.merge_window`'s rule: GREATEST per counter, per refusal reason and per
-last-use time (a redelivered, replayed or older window changes nothing)."""
+and secret. The SQL runs `domain.usage.merge_window`'s rule on the row of the window's credential, hour and
+generation: GREATEST per counter, per refusal reason and per last-use time (a redelivered, replayed or older window
+changes nothing); the rows of an hour's generations add up (migration 0008)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ _COUNTERS = ("messages", "recipients", "bytes", "auth_successes", "auth_failures
 
 APPLY_WINDOW = f"""
 INSERT INTO rm_usage_windows AS w (credential_id, account_id, window_start, {", ".join(_COUNTERS)}, refused,
-    last_used_at, last_used_ip, secrets_last_used, reported_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11::inet, $12::jsonb, $13)
-ON CONFLICT (credential_id, window_start) DO UPDATE SET
+    last_used_at, last_used_ip, secrets_last_used, reported_at, generation)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11::inet, $12::jsonb, $13, $14)
+ON CONFLICT (credential_id, window_start, generation) DO UPDATE SET
     {", ".join(f"{c} = GREATEST(w.{c}, EXCLUDED.{c})" for c in _COUNTERS)},
     refused = (
         SELECT coalesce(jsonb_object_agg(k, GREATEST(coalesce((w.refused ->> k)::bigint, 0),
@@ -85,6 +86,7 @@ def _row(w: UsageWindow) -> tuple[object, ...]:
         w.last_used_ip,
         json.dumps({str(k): v.isoformat() for k, v in w.secrets_last_used.items()}),
         w.reported_at,
+        w.generation,
     )
 
 
@@ -96,7 +98,7 @@ class PostgresUsageStore:
     async def apply_windows(self, windows: Sequence[UsageWindow], notices: Sequence[QuotaReached] = ()) -> None:
         """One transaction per batch; windows in a stable order so concurrent appliers never deadlock. Quota notices
         go to the audit feed (a redelivered notice has the same id: once)."""
-        ordered = sorted(windows, key=lambda w: (str(w.credential_id), w.window_start))
+        ordered = sorted(windows, key=lambda w: (str(w.credential_id), w.window_start, w.generation))
         async with self.pool.acquire() as conn, conn.transaction():
             await audit_feed.write_rows(conn, sorted({audit_row_from_quota(n) for n in notices}))
             if not ordered:

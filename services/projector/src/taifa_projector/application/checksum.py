@@ -14,7 +14,7 @@ CHECKED_TABLES = (
     ("rm_smtp_credentials", "credential_id"),
     ("rm_credential_secrets", "credential_id, secret_id"),
     ("rm_domains", "domain_id"),
-    ("rm_usage_windows", "credential_id, window_start"),  # kept by a rebuild (usage is not in the event store)
+    ("rm_usage_windows", "credential_id, window_start, generation"),  # kept by a rebuild (usage: not in the events)
     ("rm_audit_events", "id"),  # the audit feed (issue 17): rebuilt from the events, quota notices kept
 )
 

@@ -4,7 +4,8 @@ last-use time (the PostgreSQL adapter runs the same rule in SQL; the fakes run t
 A window on the usage topic carries its hour's totals so far, snapshot from one Redis hash that every relay pod
 increments. Counters only grow, so the greater value is always the newer snapshot: applying a window twice, an
 older one after a newer one, or a replay of the whole topic leaves the same totals (idempotent and
-order-independent). The last-use address goes with the latest last-use time.
+order-independent). The last-use address goes with the latest last-use time. Windows of another generation (the
+hash made again from zero after Redis lost it) are stored beside, and readers add them up.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def _latest(a: dict[UUID, datetime], b: dict[UUID, datetime]) -> dict[UUID, date
 
 
 def merge_window(stored: UsageWindow | None, new: UsageWindow) -> UsageWindow:
-    """The stored window after applying `new` (same credential and window start)."""
+    """The stored window after applying `new` (same credential, window start and generation)."""
     if stored is None:
         return new
     newer_use = new.last_used_at is not None and (stored.last_used_at is None or new.last_used_at > stored.last_used_at)
@@ -40,6 +41,7 @@ def merge_window(stored: UsageWindow | None, new: UsageWindow) -> UsageWindow:
         credential_id=stored.credential_id,
         account_id=stored.account_id,
         window_start=stored.window_start,
+        generation=stored.generation,
         messages=max(stored.messages, new.messages),
         recipients=max(stored.recipients, new.recipients),
         bytes=max(stored.bytes, new.bytes),

@@ -42,21 +42,27 @@ MAX_UNCONFIRMED: Final = 1000
 
 # Only commands the relay's Redis user may run (deploy/README.md's ACL: no GET/SET of its own keys, HMGET and HSET).
 # KEYS[1]: this process's applied marker (a hash: `seq`), KEYS[2]: the pending set, KEYS[3..]: the usage hashes.
-# ARGV[1]: the batch's sequence number, ARGV[2]: the hashes' TTL, ARGV[3]: the marker's TTL; then for each hash, in
-# KEYS order, the number of counters and their (field, amount) pairs, the number of last-use fields and their (field,
-# value) pairs; then the pending set's (score, member) pairs. Returns the number of commands Redis refused (a key of
-# another type), or -1 when the batch was applied before.
+# ARGV[1]: the batch's sequence number, ARGV[2]: the hashes' TTL, ARGV[3]: the marker's TTL, ARGV[4]: the generation
+# of a hash this batch creates (`usage.FIELD_GENERATION`: a hash with neither it nor `account_id` is new); then for
+# each hash, in KEYS order, the number of counters and their (field, amount) pairs, the number of last-use fields and
+# their (field, value) pairs; then the pending set's (score, member) pairs. Returns the number of commands Redis
+# refused (a key of another type), or -1 when the batch was applied before.
 APPLY_BATCH: Final = """
 local last = redis.call('HMGET', KEYS[1], 'seq')[1]
 if last and tonumber(ARGV[1]) <= tonumber(last) then return -1 end
 redis.call('HSET', KEYS[1], 'seq', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
-local refused, i = 0, 4
+local refused, i = 0, 5
 local function run(...)
   local reply = redis.pcall(...)
   if type(reply) == 'table' and reply.err then refused = refused + 1 end
+  return reply
 end
 for k = 3, #KEYS do
+  local known = run('HMGET', KEYS[k], 'generation', 'account_id')
+  if type(known) == 'table' and not known.err and not known[1] and not known[2] then
+    run('HSET', KEYS[k], 'generation', ARGV[4])
+  end
   for _ = 1, tonumber(ARGV[i]) do run('HINCRBY', KEYS[k], ARGV[i + 1], ARGV[i + 2]); i = i + 2 end
   i = i + 1
   for _ = 1, tonumber(ARGV[i]) do run('HSET', KEYS[k], ARGV[i + 1], ARGV[i + 2]); i = i + 2 end
@@ -181,7 +187,8 @@ class UsageBuffer:
         self._incr, self._set, self._pending = defaultdict(lambda: defaultdict(int)), defaultdict(dict), {}
         self._seq += 1
         keys = [self._marker, usage.USAGE_PENDING_KEY]
-        args: list[str | int] = [self._seq, usage.USAGE_TTL_SECONDS, usage.USAGE_APPLIED_TTL_SECONDS]
+        generation = f"{self._marker.rsplit(':', 1)[-1]}.{self._seq}"  # this process, this batch: unique
+        args: list[str | int] = [self._seq, usage.USAGE_TTL_SECONDS, usage.USAGE_APPLIED_TTL_SECONDS, generation]
         for key in set(incr) | set(hset):
             keys.append(key)
             counts, fields = incr.get(key, {}), hset.get(key, {})
