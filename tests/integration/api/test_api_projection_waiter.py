@@ -58,3 +58,17 @@ async def test_a_signal_within_the_bound_ends_the_wait_with_true(waiter, api_red
     finally:
         await publisher.aclose()
     assert await asyncio.wait_for(waiting, 5.5) is True
+
+
+async def test_no_wait_leaves_its_waiter_behind(waiter, api_redis: str) -> None:
+    """Whichever way a wait ends (the signal already in its key, the bound, a signal): the waiter is forgotten, or
+    every later resubscription would check them all again."""
+    applied = uuid.uuid4()
+    publisher = redis_client(api_redis, timeout=REDIS_TIMEOUT_SECONDS)
+    try:
+        await publisher.set(auth_cache.applied_key(str(applied)), "1", ex=60)
+    finally:
+        await publisher.aclose()
+    assert await waiter.wait_applied(applied, 2.0) is True  # found in its key
+    assert await waiter.wait_applied(uuid.uuid4(), 0.05) is False  # the bound
+    assert waiter._waiters == {}

@@ -164,3 +164,42 @@ async def test_a_hash_gets_a_generation_when_a_batch_creates_it_and_a_new_one_af
         assert await other.hget(legacy, usage.FIELD_GENERATION) is None
     finally:
         await buffer.close()
+
+
+async def test_a_count_recorded_while_the_timers_flush_is_in_flight_is_flushed_after_it(
+    relay_redis_url: str, other
+) -> None:
+    """A quiet relay: only the one-second timer flushes. A count recorded while the timer's flush waits on a slow
+    Redis sets a timer that fires during that flush (and does nothing); the flush's answer must look again."""
+    credential, account = uuid.uuid4(), uuid.uuid4()
+    buffer = UsageBuffer(relay_redis_url)  # the relay's 2 s timeout
+    try:
+        await buffer._redis.ping()
+        now = time.time()
+        key = usage.usage_key(credential, usage.window_start(now))
+        busy = asyncio.create_task(other.eval(BUSY, 0, 2600))  # slow until +2.6 s: the flush at +1 s answers then
+        buffer.refused(str(credential), str(account), "policy", now)  # the timer's flush at +1 s
+        await _until(lambda: buffer._in_flight, 3.0)
+        buffer.refused(str(credential), str(account), "policy", now)  # its timer fires at +2 s, during the flush
+        await busy
+
+        async def both_counted() -> bool:
+            return await other.hget(key, usage.refused_field("policy")) == b"2"
+
+        await _until_async(both_counted, 5.0)
+    finally:
+        await buffer.close()
+
+
+async def _until(condition, seconds: float) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def _until_async(condition, seconds: float) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not await condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)

@@ -97,6 +97,17 @@ def test_logins_refused_by_this_relays_throttle_marks_count_as_refused_throttled
     assert w.usage.names("refused") == ["throttled"] * 3
 
 
+def test_a_username_throttled_again_once_it_is_unknown_no_longer_counts_for_its_old_credential() -> None:
+    w = world({"user1": entry()}, per_connection=100, per_address_username=2)
+    for _ in range(2):
+        run(w.submission.authenticate(new_state(), b"user1", b"wrong"))
+    del w.cache.entries["user1"]  # the credential is gone
+    w.cache.throttled.clear()  # the mark's window ended; the shared counters are still at the limit
+    run(w.submission.authenticate(new_state(), b"user1", b"any"))  # throttled after a lookup that finds nobody
+    run(w.submission.authenticate(new_state(), b"user1", b"any"))  # from the mark
+    assert w.usage.names("refused") == []
+
+
 def test_counts_read_with_the_lookup_at_their_limit_throttle_an_address_across_usernames() -> None:
     w = world({"user1": entry()}, per_address=5)
     w.cache.for_address["192.0.2.7"] = 5  # counted by another relay instance

@@ -96,19 +96,19 @@ class RedisProjectionWaiter:
         future: asyncio.Future[None] = loop.create_future()
         self._waiters.setdefault(key, set()).add(future)
         try:
-            async with asyncio.timeout_at(deadline):
-                await self._subscribed.wait()
-                if await self._client.exists(auth_cache.applied_key(key)):
-                    return True
-        except (TimeoutError, RedisError, OSError):
-            return False
-        try:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._subscribed.wait()
+                    if await self._client.exists(auth_cache.applied_key(key)):
+                        return True
+            except (TimeoutError, RedisError, OSError):
+                return False
             # Bounded on its own: the timeout above cancels once, and redis-py's `asyncio.wait_for` (Python 3.11) can
             # swallow that cancellation when it lands as the command completes; `asyncio.wait` always returns at
             # its timeout.
             done, _ = await asyncio.wait({future}, timeout=max(0.0, deadline - loop.time()))
             return bool(done)
-        finally:
+        finally:  # every way out (a signal already there, the bound, an error, a cancellation) forgets the waiter
             waiters = self._waiters.get(key)
             if waiters is not None:
                 waiters.discard(future)

@@ -208,6 +208,8 @@ class UsageBuffer:
             return
         self._in_flight = False
         self._settled.set()
+        if self._pending or self._unconfirmed:  # counted meanwhile: the timer's flush may have found this in flight
+            self._schedule()
         refused = sum(r for r in replies if isinstance(r, int) and r > 0)
         if refused:
             log.warning("Redis refused some usage commands (a key of another type)", extra={"refused": refused})

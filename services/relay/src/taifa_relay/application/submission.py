@@ -153,8 +153,10 @@ class Submission(SessionChecks):
         return decision
 
     def _throttled_owner(self, username: str, entry: AuthCacheEntry | None) -> tuple[str, str] | None:
-        """(credential id, account id) of a username just throttled, remembered for the logins the marks refuse."""
+        """(credential id, account id) of a username just throttled, remembered for the logins the marks refuse (an
+        unknown username forgets what was remembered: it counts nowhere)."""
         if entry is None:
+            self._throttled_owners.pop(username, None)
             return None
         if len(self._throttled_owners) >= THROTTLED_OWNERS_MAX:
             self._throttled_owners.clear()

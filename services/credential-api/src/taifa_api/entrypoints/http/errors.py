@@ -17,6 +17,7 @@ from starlette.routing import Match
 from taifa_api.domain import errors as codes
 from taifa_api.domain.errors import CommandRefused
 from taifa_api.domain.webhooks import WEBHOOK_LIMIT_REACHED
+from taifa_api.entrypoints.http.default_headers import API_HEADERS
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,9 @@ async def _on_unavailable(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
-    return error_response(500, codes.INTERNAL_ERROR)
+    # Answered outside the middleware (Starlette's outermost error handler): the headers the others get, here.
+    headers = {name.decode(): value.decode() for name, value in API_HEADERS}
+    return error_response(500, codes.INTERNAL_ERROR, headers=headers)
 
 
 UNAVAILABLE_ERRORS: Final[tuple[type[Exception], ...]] = (
@@ -136,7 +139,8 @@ UNAVAILABLE_ERRORS: Final[tuple[type[Exception], ...]] = (
     asyncpg.CannotConnectNowError,
     asyncpg.InternalClientError,  # a pooled connection broken by a server restart
     # A deadlock or serialisation failure: PostgreSQL rolled the transaction back, nothing changed, a retry works.
-    asyncpg.TransactionRollbackError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
     RedisError,
 )
 
