@@ -152,6 +152,10 @@ class UsageBuffer:
         self._last_used(key, secret_id, client_ip, now)
 
     # --- sending -------------------------------------------------------------------------------
+    def idle(self) -> bool:
+        """Nothing buffered, unconfirmed or in flight: every count recorded so far is in Redis."""
+        return not (self._pending or self._unconfirmed or self._in_flight)
+
     def due(self) -> bool:
         """Whether `drain_into` would add anything now (something buffered or unconfirmed, no drain in flight, the
         last drain long enough ago)."""
