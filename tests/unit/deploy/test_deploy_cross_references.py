@@ -100,12 +100,13 @@ def test_the_api_routes_are_what_the_ingress_and_probes_expect() -> None:
     routes = {getattr(r, "path", "") for r in app.routes}
     assert {"/healthz", "/readyz", "/metrics", "/openapi.json"} <= routes
     assert "/v1/smtp/credentials" in app.openapi()["paths"]  # what the Ingress's /v1 prefix publishes
+    assert "/console" in routes  # the customers' console, mounted: what the Ingress's /console prefix publishes
 
 
-def test_the_ingress_publishes_only_the_public_api(overlay: Rendered) -> None:
+def test_the_ingress_publishes_only_the_public_api_and_the_console(overlay: Rendered) -> None:
     ingress = overlay.get("Ingress", "credential-api")
     paths = {p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]}
-    assert paths == {"/v1", "/openapi.json"}  # never /metrics, /healthz or /readyz
+    assert paths == {"/v1", "/openapi.json", "/console"}  # never /metrics, /healthz or /readyz
     assert {h for t in ingress["spec"]["tls"] for h in t["hosts"]} == {r["host"] for r in ingress["spec"]["rules"]}
 
 

@@ -39,16 +39,20 @@ def pod_labels(overlay: Rendered, workload: str) -> dict[str, str]:
     return dict(pod_template(overlay.get(kind, workload))["metadata"]["labels"])
 
 
-def allowed(overlay: Rendered, workload: str, direction: str) -> set[tuple[str, int]]:
-    """The union of (protocol, port) a workload's pods may use in `direction` (egress/ingress)."""
+def allowed(overlay: Rendered, workload: str, direction: str) -> set[tuple[str, int | str]]:
+    """The union of (protocol, port) a workload's pods may use in `direction` (egress/ingress); a range of ports
+    is "first-last"."""
     labels = pod_labels(overlay, workload)
-    ports: set[tuple[str, int]] = set()
+    ports: set[tuple[str, int | str]] = set()
     for policy in overlay.of_kind("NetworkPolicy"):
         spec = policy["spec"]
         if selects(spec["podSelector"], labels):
             for rule in spec.get(direction) or []:
                 assert rule.get("ports"), f"{policy['metadata']['name']}: a rule without ports allows every port"
-                ports.update((p.get("protocol", "TCP"), p["port"]) for p in rule["ports"])
+                ports.update(
+                    (p.get("protocol", "TCP"), f"{p['port']}-{p['endPort']}" if "endPort" in p else p["port"])
+                    for p in rule["ports"]
+                )
     return ports
 
 
@@ -63,7 +67,8 @@ def test_each_workload_reaches_only_its_dependencies(overlay: Rendered) -> None:
     assert allowed(overlay, "relay", "egress") == DNS | REDIS | upstream
     assert allowed(overlay, "projector", "egress") == DNS | KAFKA | POSTGRES | REDIS
     assert allowed(overlay, "credential-api", "egress") == DNS | KAFKA | POSTGRES | REDIS
-    assert allowed(overlay, "webhooks", "egress") == DNS | KAFKA | POSTGRES | {("TCP", 443)}  # endpoints: HTTPS only
+    # Endpoints: HTTPS on any port (docs/api.md), to public addresses only (the ipBlock's except lists).
+    assert allowed(overlay, "webhooks", "egress") == DNS | KAFKA | POSTGRES | {("TCP", "1-65535")}
     assert allowed(overlay, "taifa-migrations", "egress") == DNS | POSTGRES
     assert allowed(overlay, "taifa-domain-recheck", "egress") == DNS | POSTGRES
 
@@ -119,6 +124,8 @@ def test_the_kafka_topics_are_the_event_library_topics_and_their_dead_letters(ov
             retention_days = int(spec["config"]["retention.ms"]) / 86_400_000
             assert 1 <= retention_days <= 30, name  # dead letters and usage windows: finite
         assert spec["config"]["min.insync.replicas"] < spec["replicas"] or spec["replicas"] == 1
+        if overlay.overlay == "dev":  # its Kafka has a single broker: a topic of 3 replicas is never created
+            assert (spec["replicas"], spec["config"]["min.insync.replicas"]) == (1, 1), name
         if name in topics.ALL_TOPICS:
             assert spec["partitions"] >= projector_replicas
 
