@@ -5,6 +5,13 @@ A hash that Redis lost (a flush, a failover to an empty replica) is made again f
 totals are a row of their own, added to the row already published instead of hidden under it by GREATEST until they
 passed it. Readers sum the rows of an hour.
 
+Rollout: this one changes a key, so it is not "only add" (deploy/README.md, zero-downtime rollout). Between this
+migration and the projectors' rollout, a projector of the previous release cannot apply usage windows (its
+`ON CONFLICT (credential_id, window_start)` has no constraint left to match): its usage consumer retries, commits
+nothing, and the new projectors apply those records, so usage only lags; nothing is lost. Roll the projectors
+right after the migrations Job. The new key's index is built without blocking writes (CONCURRENTLY) and then
+becomes the primary key in one short lock.
+
 Revision ID: 0008
 Revises: 0007
 """
@@ -16,11 +23,20 @@ down_revision = "0007"
 branch_labels = None
 depends_on = None
 
+_KEY = "rm_usage_windows_generation_key"
+
 
 def upgrade() -> None:
-    op.execute("ALTER TABLE rm_usage_windows ADD COLUMN generation text NOT NULL DEFAULT ''")
-    op.execute("ALTER TABLE rm_usage_windows DROP CONSTRAINT rm_usage_windows_pkey")
-    op.execute("ALTER TABLE rm_usage_windows ADD PRIMARY KEY (credential_id, window_start, generation)")
+    op.execute("ALTER TABLE rm_usage_windows ADD COLUMN generation text NOT NULL DEFAULT ''")  # no rewrite
+    with op.get_context().autocommit_block():  # CONCURRENTLY: not in a transaction, writes go on meanwhile
+        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {_KEY}")  # left invalid by an interrupted run
+        op.execute(
+            f"CREATE UNIQUE INDEX CONCURRENTLY {_KEY} ON rm_usage_windows (credential_id, window_start, generation)"
+        )
+    op.execute(
+        f"ALTER TABLE rm_usage_windows DROP CONSTRAINT rm_usage_windows_pkey, "
+        f"ADD CONSTRAINT rm_usage_windows_pkey PRIMARY KEY USING INDEX {_KEY}"
+    )
 
 
 def downgrade() -> None:
