@@ -10,6 +10,7 @@ import socket
 import ssl
 import struct
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,6 +115,11 @@ def test_sigterm_stops_accepting_and_lets_the_open_session_finish(
             return probe.connect_ex(("127.0.0.1", ports["submission"])) != 0
 
     wait_until(refusing, 10, "listeners closed after SIGTERM")
+    # Not ready while it drains, also past the readiness watcher's next round (each second) that sees Redis fine.
+    watched_until = time.monotonic() + 2.5
+    while time.monotonic() < watched_until:
+        assert _get(f"http://127.0.0.1:{ports['health']}/readyz")[0] == 503
+        time.sleep(0.1)  # sampling /readyz over the watcher's rounds, not waiting for a state
     assert smtp.data(message(sender, subject="drained"))[0] == 250
     smtp.quit()
     wait_until(lambda: not process.running(), 10, "relay exited after draining")

@@ -59,6 +59,7 @@ class Relay:
             proxy_timeout=settings.relay_proxy_protocol_timeout_seconds if settings.relay_proxy_protocol else None,
         )
         self._ready = False
+        self._draining = False
         self.health = HealthServer(settings.relay_bind_host, settings.relay_health_port, self._report_ready)
         self._servers: list[asyncio.Server] = []
         self._stop = asyncio.Event()
@@ -114,13 +115,16 @@ class Relay:
     async def _watch_readiness(self) -> None:
         while not self._stop.is_set():
             # Ready only while Redis answers AND accepts the relay's writes: with a read-only user the failure
-            # counters cannot be kept (AUTH then fails closed with 454), which must not go unnoticed.
-            self._ready = await self.parts.auth_cache.writable()
+            # counters cannot be kept (AUTH then fails closed with 454), which must not go unnoticed. Never again
+            # once draining: the listeners are closed.
+            writable = await self.parts.auth_cache.writable()
+            self._ready = writable and not self._draining
             await sleep_unless_stopped(self._stop, 1.0)
         self._ready = False
 
     async def drain(self) -> None:
         """Stop accepting, give open sessions the grace period to finish, then close what is left."""
+        self._draining = True
         self._ready = False
         for server in self._servers:
             server.close()
