@@ -47,7 +47,7 @@ MAX_UNCONFIRMED: Final = 1000
 # each hash, in KEYS order, the number of counters and their (field, amount) pairs, the number of last-use fields and
 # their (field, value) pairs; then the pending set's (score, member) pairs. Returns the number of commands Redis
 # refused (a key of another type), or -1 when the batch was applied before.
-APPLY_BATCH: Final = """
+APPLY_BATCH: Final = f"""
 local last = redis.call('HMGET', KEYS[1], 'seq')[1]
 if last and tonumber(ARGV[1]) <= tonumber(last) then return -1 end
 redis.call('HSET', KEYS[1], 'seq', ARGV[1])
@@ -59,9 +59,9 @@ local function run(...)
   return reply
 end
 for k = 3, #KEYS do
-  local known = run('HMGET', KEYS[k], 'generation', 'account_id')
+  local known = run('HMGET', KEYS[k], '{usage.FIELD_GENERATION}', '{usage.FIELD_ACCOUNT_ID}')
   if type(known) == 'table' and not known.err and not known[1] and not known[2] then
-    run('HSET', KEYS[k], 'generation', ARGV[4])
+    run('HSET', KEYS[k], '{usage.FIELD_GENERATION}', ARGV[4])
   end
   for _ = 1, tonumber(ARGV[i]) do run('HINCRBY', KEYS[k], ARGV[i + 1], ARGV[i + 2]); i = i + 2 end
   i = i + 1
@@ -97,10 +97,9 @@ class UsageBuffer:
         self._flush: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._last_drain = 0.0
-        self._marker = usage.usage_applied_key(uuid.uuid4().hex)  # this process's batches
+        self._writer = uuid.uuid4().hex  # this process: its batches' marker, and the generations it creates
         self._seq = 0
         self._unconfirmed: list[Batch] = []  # sent, answer lost or refused: sent again first, unchanged
-        self._in_flight = False
         self._settled = asyncio.Event()  # set while no drain is in flight
         self._settled.set()
 
@@ -152,6 +151,10 @@ class UsageBuffer:
         self._last_used(key, secret_id, client_ip, now)
 
     # --- sending -------------------------------------------------------------------------------
+    @property
+    def _in_flight(self) -> bool:
+        return not self._settled.is_set()
+
     def idle(self) -> bool:
         """Nothing buffered, unconfirmed or in flight: every count recorded so far is in Redis."""
         return not (self._pending or self._unconfirmed or self._in_flight)
@@ -181,7 +184,6 @@ class UsageBuffer:
             batches.append(self._batch())
         for batch in batches:
             pipe.eval(APPLY_BATCH, len(batch.keys), *batch.keys, *batch.args)
-        self._in_flight = True
         self._settled.clear()
         return batches
 
@@ -190,8 +192,8 @@ class UsageBuffer:
         incr, hset, pending = self._incr, self._set, self._pending
         self._incr, self._set, self._pending = defaultdict(lambda: defaultdict(int)), defaultdict(dict), {}
         self._seq += 1
-        keys = [self._marker, usage.USAGE_PENDING_KEY]
-        generation = f"{self._marker.rsplit(':', 1)[-1]}.{self._seq}"  # this process, this batch: unique
+        keys = [usage.usage_applied_key(self._writer), usage.USAGE_PENDING_KEY]
+        generation = f"{self._writer}.{self._seq}"  # this process, this batch: unique
         args: list[str | int] = [self._seq, usage.USAGE_TTL_SECONDS, usage.USAGE_APPLIED_TTL_SECONDS, generation]
         for key in set(incr) | set(hset):
             keys.append(key)
@@ -210,7 +212,6 @@ class UsageBuffer:
         """The MULTI carrying `taken` answered (`replies`: its scripts' replies, in order): the batches are applied."""
         if taken is None:
             return
-        self._in_flight = False
         self._settled.set()
         if self._pending or self._unconfirmed:  # counted meanwhile: the timer's flush may have found this in flight
             self._schedule()
@@ -223,7 +224,6 @@ class UsageBuffer:
         (Redis skips any it did apply)."""
         if taken is None:
             return
-        self._in_flight = False
         self._settled.set()
         self._unconfirmed = [*taken, *self._unconfirmed]
         if len(self._unconfirmed) > MAX_UNCONFIRMED:
