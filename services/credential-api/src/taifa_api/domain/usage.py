@@ -73,6 +73,16 @@ class Bucket:
     counts: Counts
 
 
+def utc_in_range(moment: datetime) -> datetime | None:
+    """`moment` in UTC when it lies between 1970 and 9000 (EARLIEST, LATEST), else None: also for a time within a
+    day of year 1 or 9999, which has no UTC value at all."""
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:
+        return None
+    return utc if EARLIEST <= utc < LATEST else None
+
+
 def parse_rfc3339(value: str, name: str) -> datetime:
     """`value` as an aware UTC datetime; InvalidRequest (naming the parameter, never echoing it) otherwise."""
     match = _RFC3339.match(value)
@@ -85,13 +95,10 @@ def parse_rfc3339(value: str, name: str) -> datetime:
         parsed = datetime.fromisoformat(f"{date}T{time}.{micro}{zone}")
     except ValueError:
         raise InvalidRequest(f"{name}: not a valid date-time.") from None
-    try:
-        parsed = parsed.astimezone(UTC)
-    except OverflowError:  # within a day of year 1 or 9999: no UTC time (and outside the range below anyway)
-        raise InvalidRequest(f"{name}: must lie between 1970 and 9000.") from None
-    if not EARLIEST <= parsed < LATEST:
+    utc = utc_in_range(parsed)
+    if utc is None:
         raise InvalidRequest(f"{name}: must lie between 1970 and 9000.")
-    return parsed
+    return utc
 
 
 def align(moment: datetime, granularity: Granularity) -> datetime:

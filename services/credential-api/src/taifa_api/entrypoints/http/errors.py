@@ -127,9 +127,10 @@ async def _on_unavailable(request: Request, exc: Exception) -> JSONResponse:
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
     # Answered outside the middleware (Starlette's outermost error handler): the headers the others get, here.
-    headers = {name.decode(): value.decode() for name, value in API_HEADERS}
-    return error_response(500, codes.INTERNAL_ERROR, headers=headers)
+    return error_response(500, codes.INTERNAL_ERROR, headers=_API_HEADERS_TEXT)
 
+
+_API_HEADERS_TEXT: Final = {name.decode(): value.decode() for name, value in API_HEADERS}
 
 UNAVAILABLE_ERRORS: Final[tuple[type[Exception], ...]] = (
     OSError,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -23,7 +23,7 @@ from taifa_events import rfc3339
 
 from taifa_api.domain.lifecycle import DEFAULT_GRACE_SECONDS, MAX_CIDRS, MAX_GRACE_SECONDS, MAX_REASON_LENGTH
 from taifa_api.domain.names import normalise_domain_name
-from taifa_api.domain.usage import EARLIEST, LATEST, RFC3339_PATTERN
+from taifa_api.domain.usage import RFC3339_PATTERN, utc_in_range
 
 _RFC3339 = re.compile(RFC3339_PATTERN, re.ASCII)
 
@@ -40,13 +40,7 @@ def _rfc3339_text(value: object) -> object:
 
 def _in_range(value: datetime | None) -> datetime | None:
     """Between 1970 and 9000 in UTC, as the usage queries: a time near year 1 or 9999 has no UTC value to store."""
-    if value is None:
-        return None
-    try:
-        utc = value.astimezone(UTC)
-    except OverflowError:
-        utc = None
-    if utc is None or not EARLIEST <= utc < LATEST:
+    if value is not None and utc_in_range(value) is None:
         raise ValueError("a date-time between 1970 and 9000")
     return value
 
