@@ -5,13 +5,15 @@ and relays started in a thread with their own loop."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import mailbox
 import smtplib
 import ssl
 import sys
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -367,3 +369,17 @@ def metric(name: str, **labels: str) -> float:
     from prometheus_client import REGISTRY
 
     return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def until(check: Callable[[], bool | Awaitable[bool]], seconds: float, what: str) -> None:
+    """Poll `check` (a plain or an async predicate) without blocking the event loop until it holds; fail after
+    `seconds`, naming `what`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        held = check()
+        if inspect.isawaitable(held):
+            held = await held
+        if held:
+            return
+        assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
+        await asyncio.sleep(0.02)

@@ -14,6 +14,8 @@ import redis.asyncio as aioredis
 from taifa_events import usage
 from taifa_relay.adapters.usage_buffer import UsageBuffer
 
+from tests.integration.relay.support import until
+
 # Keeps Redis busy (as a slow fork, an fsync or a failover pause would) for ARGV[1] milliseconds.
 BUSY = """
 local t = redis.call('TIME')
@@ -32,6 +34,14 @@ async def other(relay_redis_url: str):  # type: ignore[no-untyped-def]
     client = aioredis.Redis.from_url(relay_redis_url)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def buffer(relay_redis_url: str):  # type: ignore[no-untyped-def]
+    """A relay process's usage buffer, with the relay's own 2 s Redis timeout; closed (flushed) at the end."""
+    buffer = UsageBuffer(relay_redis_url)
+    yield buffer
+    await buffer.close()
 
 
 async def test_a_batch_redis_applied_after_the_timeout_is_not_counted_again(relay_redis_url: str, other) -> None:
@@ -63,150 +73,112 @@ async def test_a_batch_redis_applied_after_the_timeout_is_not_counted_again(rela
         await buffer.close()
 
 
-async def test_a_batch_applied_whose_answer_was_lost_is_skipped_when_sent_again(relay_redis_url: str, other) -> None:
+async def test_a_batch_applied_whose_answer_was_lost_is_skipped_when_sent_again(buffer: UsageBuffer, other) -> None:
     credential, account, secret = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    buffer = UsageBuffer(relay_redis_url)
-    try:
-        now = time.time()
-        buffer.delivered(str(credential), str(account), str(secret), "192.0.2.1", 1, 10, now)
-        async with buffer._redis.pipeline(transaction=True) as pipe:
-            taken = buffer.drain_into(pipe, force=True)
-            await pipe.execute()  # applied...
-        buffer.restore(taken)  # ...but the relay never saw the answer
-        buffer.delivered(str(credential), str(account), str(secret), "192.0.2.1", 1, 10, now)
-        await buffer.flush()
-        await buffer.flush()
-        assert await _messages(other, credential, now) == 2
-    finally:
-        await buffer.close()
+    now = time.time()
+    buffer.delivered(str(credential), str(account), str(secret), "192.0.2.1", 1, 10, now)
+    async with buffer._redis.pipeline(transaction=True) as pipe:
+        taken = buffer.drain_into(pipe, force=True)
+        await pipe.execute()  # applied...
+    buffer.restore(taken)  # ...but the relay never saw the answer
+    buffer.delivered(str(credential), str(account), str(secret), "192.0.2.1", 1, 10, now)
+    await buffer.flush()
+    await buffer.flush()
+    assert await _messages(other, credential, now) == 2
 
 
-async def test_a_batch_that_never_reached_redis_is_applied_by_the_next_drain(relay_redis_url: str, other) -> None:
+async def test_a_batch_that_never_reached_redis_is_applied_by_the_next_drain(buffer: UsageBuffer, other) -> None:
     credential, account = uuid.uuid4(), uuid.uuid4()
-    buffer = UsageBuffer(relay_redis_url)
-    try:
-        now = time.time()
-        buffer.refused(str(credential), str(account), "policy", now)
-        async with buffer._redis.pipeline(transaction=True) as pipe:
-            taken = buffer.drain_into(pipe, force=True)
-        assert taken is not None
-        buffer.restore(taken)  # as after a refused connection: nothing was sent
-        buffer.refused(str(credential), str(account), "policy", now)
-        await buffer.flush()
-        key = usage.usage_key(credential, usage.window_start(now))
-        assert await other.hget(key, usage.refused_field("policy")) == b"2"
-    finally:
-        await buffer.close()
+    now = time.time()
+    buffer.refused(str(credential), str(account), "policy", now)
+    async with buffer._redis.pipeline(transaction=True) as pipe:
+        taken = buffer.drain_into(pipe, force=True)
+    assert taken is not None
+    buffer.restore(taken)  # as after a refused connection: nothing was sent
+    buffer.refused(str(credential), str(account), "policy", now)
+    await buffer.flush()
+    key = usage.usage_key(credential, usage.window_start(now))
+    assert await other.hget(key, usage.refused_field("policy")) == b"2"
 
 
-async def test_a_drain_in_flight_holds_the_next_one_so_batches_arrive_in_order(relay_redis_url: str, other) -> None:
+async def test_a_drain_in_flight_holds_the_next_one_so_batches_arrive_in_order(buffer: UsageBuffer, other) -> None:
     credential, account = uuid.uuid4(), uuid.uuid4()
-    buffer = UsageBuffer(relay_redis_url)
-    try:
-        now = time.time()
+    now = time.time()
+    buffer.refused(str(credential), str(account), "limits", now)
+    redis = buffer._redis
+    async with redis.pipeline(transaction=True) as first, redis.pipeline(transaction=True) as second:
+        taken = buffer.drain_into(first, force=True)
         buffer.refused(str(credential), str(account), "limits", now)
-        redis = buffer._redis
-        async with redis.pipeline(transaction=True) as first, redis.pipeline(transaction=True) as second:
-            taken = buffer.drain_into(first, force=True)
-            buffer.refused(str(credential), str(account), "limits", now)
-            assert not buffer.due() and buffer.drain_into(second, force=True) is None  # held until the first answers
-            buffer.confirm(taken, await first.execute())
-        await buffer.flush()
-        key = usage.usage_key(credential, usage.window_start(now))
-        assert await other.hget(key, usage.refused_field("limits")) == b"2"
-    finally:
-        await buffer.close()
+        assert not buffer.due() and buffer.drain_into(second, force=True) is None  # held until the first answers
+        buffer.confirm(taken, await first.execute())
+    await buffer.flush()
+    key = usage.usage_key(credential, usage.window_start(now))
+    assert await other.hget(key, usage.refused_field("limits")) == b"2"
 
 
-async def test_a_flush_cancelled_mid_flight_does_not_stop_the_counting(relay_redis_url: str, other) -> None:
+async def test_a_flush_cancelled_mid_flight_does_not_stop_the_counting(buffer: UsageBuffer, other) -> None:
     credential, account, secret = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    buffer = UsageBuffer(relay_redis_url)
-    try:
-        await buffer._redis.ping()
-        now = time.time()
-        buffer.delivered(str(credential), str(account), str(secret), "192.0.2.1", 1, 10, now)
-        await other.ping()  # its connection open: the busy script goes out at once
-        busy = asyncio.create_task(other.eval(BUSY, 0, 300))
-        await asyncio.sleep(0)  # the busy script sent first
-        flush = asyncio.create_task(buffer.flush())
-        await _until(lambda: buffer._in_flight, 2.0)
-        flush.cancel()
-        with contextlib.suppress(asyncio.CancelledError):  # (on a very slow machine it may have answered already)
-            await flush
-        await busy
-        assert not buffer._in_flight  # nothing stuck: the cancelled drain's batches wait for the next one
-        await buffer.flush()
-        assert buffer.idle()
-        assert await _messages(other, credential, now) == 1
-    finally:
-        await buffer.close()
+    await buffer._redis.ping()
+    now = time.time()
+    buffer.delivered(str(credential), str(account), str(secret), "192.0.2.1", 1, 10, now)
+    await other.ping()  # its connection open: the busy script goes out at once
+    busy = asyncio.create_task(other.eval(BUSY, 0, 300))
+    await asyncio.sleep(0)  # the busy script sent first
+    flush = asyncio.create_task(buffer.flush())
+    await until(lambda: buffer._in_flight, 2.0, "the flush in flight")
+    flush.cancel()
+    with contextlib.suppress(asyncio.CancelledError):  # (on a very slow machine it may have answered already)
+        await flush
+    await busy
+    assert not buffer._in_flight  # nothing stuck: the cancelled drain's batches wait for the next one
+    await buffer.flush()
+    assert buffer.idle()
+    assert await _messages(other, credential, now) == 1
 
 
 async def test_a_hash_gets_a_generation_when_a_batch_creates_it_and_a_new_one_after_redis_lost_it(
-    relay_redis_url: str, other
+    buffer: UsageBuffer, other
 ) -> None:
     credential, account, old_relays = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    buffer = UsageBuffer(relay_redis_url)
-    try:
-        now = time.time()
-        key = usage.usage_key(credential, usage.window_start(now))
-        buffer.refused(str(credential), str(account), "policy", now)
-        await buffer.flush()
-        first = await other.hget(key, usage.FIELD_GENERATION)
-        assert first
-        buffer.refused(str(credential), str(account), "policy", now)
-        await buffer.flush()
-        assert await other.hget(key, usage.FIELD_GENERATION) == first  # set once
-        await other.delete(key)  # Redis lost it
-        buffer.refused(str(credential), str(account), "policy", now)
-        await buffer.flush()
-        second = await other.hget(key, usage.FIELD_GENERATION)
-        assert second and second != first
-        assert await other.hget(key, usage.refused_field("policy")) == b"1"
-        # A hash an older relay made (its account, no generation) stays in the generation "" it was published in.
-        legacy = usage.usage_key(old_relays, usage.window_start(now))
-        await other.hset(legacy, usage.FIELD_ACCOUNT_ID, str(account))
-        buffer.refused(str(old_relays), str(account), "policy", now)
-        await buffer.flush()
-        assert await other.hget(legacy, usage.FIELD_GENERATION) is None
-    finally:
-        await buffer.close()
+    now = time.time()
+    key = usage.usage_key(credential, usage.window_start(now))
+    buffer.refused(str(credential), str(account), "policy", now)
+    await buffer.flush()
+    first = await other.hget(key, usage.FIELD_GENERATION)
+    assert first
+    buffer.refused(str(credential), str(account), "policy", now)
+    await buffer.flush()
+    assert await other.hget(key, usage.FIELD_GENERATION) == first  # set once
+    await other.delete(key)  # Redis lost it
+    buffer.refused(str(credential), str(account), "policy", now)
+    await buffer.flush()
+    second = await other.hget(key, usage.FIELD_GENERATION)
+    assert second and second != first
+    assert await other.hget(key, usage.refused_field("policy")) == b"1"
+    # A hash an older relay made (its account, no generation) stays in the generation "" it was published in.
+    legacy = usage.usage_key(old_relays, usage.window_start(now))
+    await other.hset(legacy, usage.FIELD_ACCOUNT_ID, str(account))
+    buffer.refused(str(old_relays), str(account), "policy", now)
+    await buffer.flush()
+    assert await other.hget(legacy, usage.FIELD_GENERATION) is None
 
 
 async def test_a_count_recorded_while_the_timers_flush_is_in_flight_is_flushed_after_it(
-    relay_redis_url: str, other
+    buffer: UsageBuffer, other
 ) -> None:
     """A quiet relay: only the one-second timer flushes. A count recorded while the timer's flush waits on a slow
     Redis sets a timer that fires during that flush (and does nothing); the flush's answer must look again."""
     credential, account = uuid.uuid4(), uuid.uuid4()
-    buffer = UsageBuffer(relay_redis_url)  # the relay's 2 s timeout
-    try:
-        await buffer._redis.ping()
-        now = time.time()
-        key = usage.usage_key(credential, usage.window_start(now))
-        busy = asyncio.create_task(other.eval(BUSY, 0, 2600))  # slow until +2.6 s: the flush at +1 s answers then
-        buffer.refused(str(credential), str(account), "policy", now)  # the timer's flush at +1 s
-        await _until(lambda: buffer._in_flight, 3.0)
-        buffer.refused(str(credential), str(account), "policy", now)  # its timer fires at +2 s, during the flush
-        await busy
+    await buffer._redis.ping()
+    now = time.time()
+    key = usage.usage_key(credential, usage.window_start(now))
+    busy = asyncio.create_task(other.eval(BUSY, 0, 2600))  # slow until +2.6 s: the flush at +1 s answers then
+    buffer.refused(str(credential), str(account), "policy", now)  # the timer's flush at +1 s
+    await until(lambda: buffer._in_flight, 3.0, "the timer's flush in flight")
+    buffer.refused(str(credential), str(account), "policy", now)  # its timer fires at +2 s, during the flush
+    await busy
 
-        async def both_counted() -> bool:
-            return await other.hget(key, usage.refused_field("policy")) == b"2"
+    async def both_counted() -> bool:
+        return await other.hget(key, usage.refused_field("policy")) == b"2"
 
-        await _until_async(both_counted, 5.0)
-    finally:
-        await buffer.close()
-
-
-async def _until(condition, seconds: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
-async def _until_async(condition, seconds: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while not await condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
+    await until(both_counted, 5.0, "both counts in Redis")

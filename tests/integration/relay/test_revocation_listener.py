@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -15,6 +15,8 @@ import redis.asyncio as aioredis
 from taifa_events.auth_cache import EPOCH_KEY, REVOCATIONS_CHANNEL, WATERMARK_KEY
 from taifa_relay.adapters.auth_cache import RedisAuthCacheReader
 from taifa_relay.adapters.revocation_listener import RevocationListener
+
+from tests.integration.relay.support import until
 
 PING_SECONDS = 0.3
 DEADLINE = 10.0
@@ -74,13 +76,6 @@ async def proxied(relay_redis_url: str) -> AsyncIterator[tuple[SilentableProxy, 
         await proxy.close()
 
 
-async def _until(condition: Callable[[], bool], what: str) -> None:
-    async with asyncio.timeout(DEADLINE):
-        while not condition():
-            await asyncio.sleep(0.02)  # a poll with a deadline
-    assert condition(), what
-
-
 async def test_a_silent_revocation_channel_is_dropped_marks_every_session_and_resubscribes(
     proxied: tuple[SilentableProxy, str], relay_redis_url: str
 ) -> None:
@@ -94,18 +89,18 @@ async def test_a_silent_revocation_channel_is_dropped_marks_every_session_and_re
     )
     publisher: Any = aioredis.Redis.from_url(relay_redis_url)
     try:
-        await _until(lambda: len(marks) == 1, "the first subscription is confirmed")
+        await until(lambda: len(marks) == 1, DEADLINE, "the first subscription is confirmed")
         await publisher.publish(REVOCATIONS_CHANNEL, "one")
-        await _until(lambda: messages == ["one"], "a revocation arrives")
+        await until(lambda: messages == ["one"], DEADLINE, "a revocation arrives")
         # A quiet but healthy channel: PINGed and answered, never dropped.
-        await _until(lambda: proxy.client_bytes.count(b"PING") >= 3, "three PINGs on the quiet channel")
+        await until(lambda: proxy.client_bytes.count(b"PING") >= 3, DEADLINE, "three PINGs on the quiet channel")
         assert len(marks) == 1
 
         proxy.silence()  # the connection stays open and says nothing more
-        await _until(lambda: len(marks) >= 2, "the silent channel is counted as lost (sessions marked)")
-        await _until(lambda: len(marks) >= 3, "a new subscription is confirmed")
+        await until(lambda: len(marks) >= 2, DEADLINE, "the silent channel is counted as lost (sessions marked)")
+        await until(lambda: len(marks) >= 3, DEADLINE, "a new subscription is confirmed")
         await publisher.publish(REVOCATIONS_CHANNEL, "two")
-        await _until(lambda: messages == ["one", "two"], "revocations arrive again on the new connection")
+        await until(lambda: messages == ["one", "two"], DEADLINE, "revocations arrive again on the new connection")
     finally:
         stop.set()
         await asyncio.wait_for(listening, DEADLINE)
