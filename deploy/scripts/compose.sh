@@ -10,8 +10,8 @@
 # container that never started: every call is bounded by TAIFA_COMPOSE_TIMEOUT seconds (default 180).
 #
 # TAIFA_EVENT_SIGNING_KEYS, TAIFA_WEBHOOK_SECRET_KEYS and TAIFA_API_JWT_SECRET: taken from the environment, else made
-# once and kept in .taifa/compose/signing.env (git-ignored). TAIFA_COMPOSE_PROJECT names the compose project (default: the file's
-# `taifa`); the published loopback ports are TAIFA_COMPOSE_{API,SMTP,SMTPS,RELAY_HEALTH,WEBHOOKS_HEALTH,MAIL_UI}_PORT
+# once and kept in .taifa/compose/signing.env (git-ignored). TAIFA_COMPOSE_PROJECT names the compose project
+# (default: the file's `taifa`); the published loopback ports are TAIFA_COMPOSE_{API,SMTP,SMTPS,RELAY_HEALTH,WEBHOOKS_HEALTH,MAIL_UI}_PORT
 # (deploy/compose.yaml).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
