@@ -61,6 +61,18 @@ def test_without_a_session_every_page_is_a_401_that_says_how_to_sign_in(path: st
     _secured(response)
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/domains/not-a-uuid"), ("GET", "/credentials/123"), ("POST", "/domains/not-a-uuid/verify")],
+)
+def test_without_a_session_a_malformed_id_still_gets_the_sign_in_page(method: str, path: str) -> None:
+    # The id's validation runs before the route's session check: it must not answer first with a 404 or a 422.
+    response = _client()._send(method, path)
+    assert response.status_code == 401
+    assert "Sign in" in response.text
+    _secured(response)
+
+
 def test_a_change_without_a_session_is_refused_before_anything_is_read() -> None:
     response = _client().post(
         "/credentials/7d1f0a52-4d8e-4ad4-9b53-7a4c0b3e1a10/deactivate", data={"confirm_name": "x"}

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from taifa_api.application.ports import Clock, UnitOfWorkFactory
 from taifa_api.application.use_cases import utc_now
-from taifa_api.domain.sessions import MAX_JTI_LENGTH
+from taifa_api.domain.sessions import MAX_JTI_LENGTH, jti_well_formed
 
 
 class InvalidJti(ValueError):
@@ -22,7 +22,7 @@ async def revoke_session(
     Revocations of tokens that expired more than the leeway (plus a minute) ago are deleted in the same
     transaction, so the table stays as small as the set of tokens that could still be presented.
     """
-    if not jti or len(jti) > MAX_JTI_LENGTH or not jti.isprintable():
+    if not jti_well_formed(jti):
         raise InvalidJti(f"jti must be 1 to {MAX_JTI_LENGTH} printable characters")
     if expires_at is not None and expires_at.tzinfo is None:
         expires_at = expires_at.replace(tzinfo=UTC)

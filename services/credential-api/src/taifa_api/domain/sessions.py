@@ -26,9 +26,14 @@ def lifetime_ok(claims: Mapping[str, Any], now: float, max_lifetime_seconds: int
     return bool(expires - issued <= max_lifetime_seconds)
 
 
+def jti_well_formed(jti: object) -> bool:
+    """A `jti` the revocation table can hold: 1 to MAX_JTI_LENGTH printable characters."""
+    return isinstance(jti, str) and 0 < len(jti) <= MAX_JTI_LENGTH and jti.isprintable()
+
+
 def jti_acceptable(claims: Mapping[str, Any], required: bool) -> bool:
-    """No `jti` is fine unless required; a present one must be a non-empty string the revocation table can hold."""
+    """No `jti` is fine unless required; a present one must be one the revocation table can hold (a token whose
+    `jti` could not be revoked, at sign-out or by an operator, is refused)."""
     if "jti" not in claims:
         return not required
-    jti = claims["jti"]
-    return isinstance(jti, str) and 0 < len(jti) <= MAX_JTI_LENGTH
+    return jti_well_formed(claims["jti"])

@@ -23,6 +23,7 @@ from taifa_api.entrypoints.http.console.session import (
     ConsoleRefusal,
     check_csrf,
     clear_session_cookies,
+    end_session,
     parts_of,
     signed_in,
 )
@@ -218,18 +219,21 @@ def _expiry(value: str) -> str | None:
 async def change_restrictions(credential_id: UUID, request: Request) -> Response:
     who, form = await _change(request)
     cidrs = [line.strip() for line in form.get("allowed_cidrs", "").replace(",", "\n").splitlines() if line.strip()]
-    body = CredentialPatchIn.model_validate(
-        {
-            "allowed_cidrs": cidrs,
-            "expires_at": _expiry(form.get("expires_at", "")),
-            "limits": LimitsIn.model_validate(
-                {
-                    "messages_per_minute": _limit(form.get("messages_per_minute", "")),
-                    "messages_per_day": _limit(form.get("messages_per_day", "")),
-                }
-            ),
-        }
-    )
+    fields: dict[str, Any] = {
+        "allowed_cidrs": cidrs,
+        "limits": LimitsIn.model_validate(
+            {
+                "messages_per_minute": _limit(form.get("messages_per_minute", "")),
+                "messages_per_day": _limit(form.get("messages_per_day", "")),
+            }
+        ),
+    }
+    typed = form.get("expires_at", "").strip()
+    if typed != form.get("expires_at_shown", "").strip() or "expires_at_shown" not in form:
+        # Changed on the page. Left as shown, the expiry is kept as stored: the page shows it to the minute, and
+        # sending that back would move an expiry with seconds (or one already past: then refused) for nothing.
+        fields["expires_at"] = _expiry(typed)
+    body = CredentialPatchIn.model_validate(fields)
     parts = parts_of(request)
     outcome = await credential_lifecycle.change_restrictions(
         _uow(request, who),
@@ -272,6 +276,7 @@ async def deactivate_credential(credential_id: UUID, request: Request) -> Respon
 @router.post("/sign-out", response_class=Response)
 async def sign_out(request: Request) -> Response:
     await _change(request)
+    await end_session(request)
     response = rendering.render(
         request, "signin.html", title="Signed out", signed_in=False, notice=None, signed_out=True
     )

@@ -18,7 +18,7 @@ from taifa_api.domain import errors as codes
 from taifa_api.domain.errors import CommandRefused
 from taifa_api.entrypoints.http.auth import SESSION_COOKIE, Authenticator
 from taifa_api.entrypoints.http.console import actions, dev_sign_in, history, messages, pages, rendering
-from taifa_api.entrypoints.http.console.session import ConsoleRefusal
+from taifa_api.entrypoints.http.console.session import ConsoleRefusal, signed_in
 from taifa_api.entrypoints.http.errors import STATUS_OF_REFUSAL, UNAVAILABLE_ERRORS
 from taifa_api.settings import Settings
 
@@ -88,7 +88,7 @@ def create_console(
 ) -> ASGIApp:
     """The console application, wrapped so that every response (a 500 from Starlette's outermost layer too)
     carries the security headers."""
-    console = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    console = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, redirect_slashes=False)
     console.state.container = container
     console.state.authenticator = authenticator
     console.state.dev_sign_in = settings.api_dev_sign_in
@@ -112,8 +112,15 @@ def create_console(
 
     async def on_invalid(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ValidationError | RequestValidationError)
-        if isinstance(exc, RequestValidationError) and request.method == "GET":
-            return problem(request, 404, codes.NOT_FOUND)  # a malformed id in a page's address
+        if isinstance(exc, RequestValidationError):
+            # Raised before the route ran, so before its session check: without a session the answer is the
+            # sign-in page (401), as for a well-formed id, never a 404 or 422 that does not say how to sign in.
+            try:
+                await signed_in(request)
+            except ConsoleRefusal as refusal:
+                return await on_refusal(request, refusal)
+            if request.method == "GET":
+                return problem(request, 404, codes.NOT_FOUND)  # a malformed id in a page's address
         return problem(request, 422, codes.VALIDATION_ERROR, _fields(exc))
 
     async def on_http(request: Request, exc: Exception) -> Response:

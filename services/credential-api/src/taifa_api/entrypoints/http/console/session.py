@@ -5,11 +5,13 @@ header must equal the `taifa_csrf` cookie)."""
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 from typing import Final
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from taifa_api.application import sessions
 from taifa_api.bootstrap import Container
 from taifa_api.domain import errors as codes
 from taifa_api.entrypoints.http import auth
@@ -56,6 +58,20 @@ def check_csrf(request: Request, form: dict[str, str]) -> None:
     presented = request.headers.get(auth.CSRF_HEADER) or form.get(CSRF_FIELD)
     if not auth.csrf_ok(cookie, presented):
         raise ConsoleRefusal(403, codes.CSRF_FAILED)
+
+
+async def end_session(request: Request) -> None:
+    """Sign-out: the session cookie's `jti` is revoked, so the token is refused from the next request on (a copy of
+    the cookie included), not only forgotten by this browser. A token without a `jti` cannot be revoked one by one:
+    it stays valid until its `exp` (docs/console.md; TAIFA_API_JWT_REQUIRE_JTI refuses such tokens)."""
+    cookie = request.cookies.get(auth.SESSION_COOKIE)
+    authenticator: auth.Authenticator = request.app.state.authenticator()
+    claims = authenticator.decode_session(cookie) if cookie else None
+    if claims is None or "jti" not in claims:
+        return
+    settings = parts_of(request).settings
+    expires_at = datetime.fromtimestamp(claims["exp"], UTC)  # decode_session checked it is a number
+    await sessions.revoke_session(parts_of(request).uow, claims["jti"], expires_at, settings.api_jwt_leeway_seconds)
 
 
 def new_csrf_token() -> str:
