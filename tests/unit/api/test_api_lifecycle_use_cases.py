@@ -21,8 +21,9 @@ from taifa_api.domain.errors import (
     NotFound,
     RotationInProgress,
 )
-from taifa_api.domain.lifecycle import RestrictionsPatch
+from taifa_api.domain.lifecycle import RestrictionsPatch, normalise_cidrs
 from taifa_events import hash_secret
+from taifa_events.auth_cache import AuthCacheEntry
 from taifa_events.secrets import SMTP_PASSWORD_PATTERN, initial_secret_id, smtp_password_checksum_ok
 
 QUOTAS = {"free": 200, "pro": 100000}
@@ -284,6 +285,8 @@ async def test_clearing_restrictions_and_repeating_the_same_values(database: InM
         RestrictionsPatch(allowed_cidrs=["203.0.113.7/24"]),  # host bits set
         RestrictionsPatch(allowed_cidrs=["not-a-network"]),
         RestrictionsPatch(allowed_cidrs=["10.0.0.0/33"]),
+        RestrictionsPatch(allowed_cidrs=["10.0.0.0/255.0.0.0"]),  # a netmask, not a prefix length
+        RestrictionsPatch(allowed_cidrs=["fe80::%eth0/64"]),  # a zone id: no client address carries one
         RestrictionsPatch(allowed_cidrs=[f"10.0.{i}.0/24" for i in range(65)]),
         RestrictionsPatch(messages_per_minute=0),
         RestrictionsPatch(messages_per_day=100001),  # above the pro plan's daily quota
@@ -316,3 +319,22 @@ async def test_limits_are_bounded_by_the_accounts_plan_quota(database: InMemoryD
         await lifecycle.change_restrictions(
             database, account_id, credential_id, RestrictionsPatch(messages_per_minute=201), QUOTAS, "t", clock=clock
         )
+
+
+def test_ipv4_mapped_networks_are_stored_as_the_ipv4_networks_the_relay_compares() -> None:
+    # The relay reads a client's ::ffff:203.0.113.5 as 203.0.113.5 and compares it with IPv4 networks only: stored
+    # as given, ::ffff:203.0.113.0/120 would be accepted and then match no client at all.
+    stored = normalise_cidrs(["::ffff:203.0.113.0/120", "::ffff:198.51.100.7", "::ffff:0:0/96", "2001:db8::/48"])
+    assert stored == ("203.0.113.0/24", "198.51.100.7/32", "0.0.0.0/0", "2001:db8::/48")
+    entry = AuthCacheEntry(
+        credential_id=uuid.uuid4(),
+        account_id=uuid.uuid4(),
+        domain_id=uuid.uuid4(),
+        domain="x.example",
+        secret_hash="0" * 64,
+        hash_scheme="sha256",
+        active=True,
+        position=1,
+        allowed_cidrs=stored[:1],
+    )
+    assert entry.address_allowed("203.0.113.5") and entry.address_allowed("::ffff:203.0.113.5")

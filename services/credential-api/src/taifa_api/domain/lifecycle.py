@@ -176,15 +176,24 @@ class RestrictionsPatch:
 
 def normalise_cidrs(raw: Sequence[str]) -> tuple[str, ...]:
     """Network strings in canonical form, duplicates dropped, order kept. A host address is its /32 or /128;
-    host bits set (`203.0.113.7/24`), an unparsable value or more than 64 entries is `InvalidRequest`."""
+    an IPv4-mapped IPv6 network (`::ffff:203.0.113.0/120`) is its IPv4 network (the relay compares a mapped client
+    address as IPv4); host bits set (`203.0.113.7/24`), a prefix that is not a number (a netmask), a zone id
+    (`fe80::1%eth0`), an unparsable value or more than 64 entries is `InvalidRequest`."""
     if len(raw) > MAX_CIDRS:
         raise InvalidRequest(f"allowed_cidrs: at most {MAX_CIDRS} networks")
     networks: list[str] = []
     for index, value in enumerate(raw):
+        text = value.strip()
+        _, slash, prefix = text.partition("/")
         try:
-            network = ipaddress.ip_network(value.strip(), strict=True)
+            if "%" in text or (slash and not (prefix.isascii() and prefix.isdigit())):
+                raise ValueError(text)
+            network: ipaddress.IPv4Network | ipaddress.IPv6Network = ipaddress.ip_network(text, strict=True)
         except ValueError:
             raise InvalidRequest(f"allowed_cidrs[{index}]: not a network in CIDR notation, or host bits set") from None
+        mapped = network.network_address.ipv4_mapped if isinstance(network, ipaddress.IPv6Network) else None
+        if mapped is not None and network.prefixlen >= 96:
+            network = ipaddress.IPv4Network((mapped, network.prefixlen - 96))
         if str(network) not in networks:
             networks.append(str(network))
     return tuple(networks)

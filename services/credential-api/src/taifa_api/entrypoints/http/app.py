@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -56,6 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ' `{"error": {"code": ..., "message": ...}}`. The reference with examples is docs/api.md in the repository.'
         ),
         lifespan=lifespan,
+        # `/v1/domains/` is a 404 with the JSON error body, not a redirect to a URL built from the Host header.
+        redirect_slashes=False,
     )
     app.add_middleware(
         RequestGuard,
@@ -79,6 +81,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The customers' console (HTML, the same session cookie and use cases): entrypoints/http/console/.
     app.mount(CONSOLE_PATH, create_console(settings, lambda: app.state.container, lambda: app.state.authenticator))
     app.include_router(webhook_router)
+
+    @app.get(CONSOLE_PATH, include_in_schema=False)
+    async def console_home() -> RedirectResponse:
+        # A path, not a URL built from the request's Host header (slashes are not redirected otherwise).
+        return RedirectResponse(f"{CONSOLE_PATH}/", status_code=307)
 
     @app.get("/healthz", response_model=StatusOut, tags=["operations"])
     async def healthz() -> StatusOut:

@@ -103,6 +103,8 @@ def allowed_methods(app: Any, scope: Any) -> str:
         if route.matches({**scope, "method": method})[0] == Match.FULL
     }
     methods.discard("HEAD")
+    if "GET" in methods:
+        methods.add("HEAD")  # the guard answers HEAD as GET without the body
     return ", ".join(sorted(methods))
 
 

@@ -1,15 +1,21 @@
 """ASGI middleware in front of every route: method, body size, failed-auth throttle per client address,
-authentication, rate limit and CSRF, in that order.
+authentication, rate limit and CSRF, in that order; then a `/v1` body must be strict JSON (below).
 
 It runs before FastAPI parses anything, so an unauthenticated request gets 401 even with a malformed body,
 and an oversized body gets 413 without being parsed. A method outside the fixed set gets 405 before
 anything else (metrics included: the method is a label, so only known methods may become one). The
 authenticated Principal goes into `scope["state"]["principal"]` for the routes' dependency.
+
+A `/v1` request body is UTF-8 JSON in which no object names a member twice, else `422 validation_error`: the
+parser behind the routes would guess UTF-16 or UTF-32 from the bytes and keep the last of two equal names, so
+what a proxy or an audit log read could differ from what was applied. `HEAD` is answered as `GET` without the
+body (RFC 9110 §9.3.2).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import secrets
 import time
@@ -66,10 +72,14 @@ class RequestGuard:
         started = time.perf_counter()
         status_seen = {"status": 500}
         root_path = scope.get("root_path", "")
+        if method == "HEAD":
+            scope = {**scope, "method": "GET"}  # the GET's status and headers, without its body
 
         async def send_recording(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_seen["status"] = message["status"]
+            elif method == "HEAD" and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
             await send(message)
 
         try:
@@ -100,6 +110,9 @@ class RequestGuard:
             body = await _read_body(receive, limit)
         except BodyTooLarge:
             await error_response(413, codes.PAYLOAD_TOO_LARGE)(scope, receive, send)
+            return
+        if body and scope["path"].startswith(PROTECTED_PREFIX) and (problem := _not_strict_json(body, connection)):
+            await error_response(422, codes.VALIDATION_ERROR, problem)(scope, receive, send)
             return
         await self.app(scope, _replay(body, receive), send)
 
@@ -150,6 +163,35 @@ class RequestGuard:
         if not presented:
             return None
         return hashlib.blake2b(presented.encode(), key=self._fingerprint_key, digest_size=16).digest()
+
+
+class _RepeatedName(ValueError):
+    pass
+
+
+def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise _RepeatedName()
+    return found
+
+
+def _not_strict_json(body: bytes, connection: HTTPConnection) -> str | None:
+    """Why a JSON body is refused, or None. A body that is not JSON at all is left to the routes' own 422."""
+    charset = connection.headers.get("content-type", "").lower().partition("charset=")[2].split(";")[0].strip(' "')
+    if charset and charset not in ("utf-8", "utf8"):
+        return "The body must be UTF-8 JSON."
+    try:
+        text = body.decode("utf-8").removeprefix("\ufeff")  # a byte order mark may be ignored (RFC 8259 §8.1)
+    except UnicodeDecodeError:
+        return "The body must be UTF-8 JSON."
+    try:
+        json.loads(text, object_pairs_hook=_unique_names)
+    except _RepeatedName:
+        return "An object in the body names a member twice."
+    except (ValueError, RecursionError):
+        return None  # not JSON: the route answers with its own 422 (or takes no body)
+    return None
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:
