@@ -114,6 +114,21 @@ def test_a6_auth_mechanisms_errors_and_reauth(client: Client, credentials: Crede
         assert smtp.docmd("AUTH PLAIN " + plain_auth_arg(cred.username, cred.password))[0] == 503
 
 
+def test_a6_auth_plain_with_another_users_authorization_identity_is_refused(
+    client: Client, credentials: Credentials
+) -> None:
+    # RFC 4616 §2: an authzid the login may not act as fails; the relay lets nobody act as another user.
+    import base64
+
+    def plain(authzid: str, cred: Any) -> str:
+        return "PLAIN " + base64.b64encode(f"{authzid}\0{cred.username}\0{cred.password}".encode()).decode()
+
+    mine, other = credentials.create(), credentials.create()
+    with client.tls() as smtp:
+        assert smtp.docmd("AUTH", plain(other.username, mine)) == (535, b"5.7.8 Authentication credentials invalid")
+        assert smtp.docmd("AUTH", plain(mine.username, mine)) == (235, b"2.7.0 Authentication successful")
+
+
 def test_a6_auth_login_uses_two_334_prompts(client: Client, credentials: Credentials) -> None:
     import base64
 

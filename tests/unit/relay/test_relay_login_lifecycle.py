@@ -300,6 +300,49 @@ def test_after_a_suspension_notice_every_rcpt_gets_451_until_a_re_read_finds_it_
     assert isinstance(deliver(w, state), Accepted)
 
 
+@pytest.mark.parametrize("new_expiry", [None, 3600], ids=["lifted", "extended"])
+def test_an_expiry_lifted_or_extended_during_a_transaction_is_read_before_the_old_one_logs_the_session_out(
+    new_expiry: int | None,
+) -> None:
+    clock = Clock()
+    cred = lifecycle_entry(secret(NEW), expires_at=int(clock.now + 5))
+    w = world({"user1": cred}, clock=clock)
+    _, state = auth(w, NEW)
+    assert run(w.submission.before_mail(state, "FROM:<app@own.example>")) is None
+    later = lifecycle_entry(
+        *cred.secrets, expires_at=None if new_expiry is None else int(clock.now + new_expiry), like=cred
+    )
+    w.cache.entries["user1"] = later  # PATCH expires_at, its notice marks the session
+    changed(w, cred)
+    clock.now += 5  # past the expiry the session read at MAIL
+    assert run(w.submission.before_rcpt_or_data(state)) is None
+    assert state.logged_in and state.login is not None and state.login.valid_until == later.expires_at
+    assert isinstance(deliver(w, state), Accepted)
+
+
+def test_an_expiry_moved_earlier_during_a_transaction_logs_the_session_out_at_its_next_rcpt() -> None:
+    clock = Clock()
+    cred = lifecycle_entry(secret(NEW), expires_at=int(clock.now + 3600))
+    w = world({"user1": cred}, clock=clock)
+    _, state = auth(w, NEW)
+    w.cache.entries["user1"] = lifecycle_entry(*cred.secrets, expires_at=int(clock.now + 5), like=cred)
+    changed(w, cred)
+    clock.now += 5
+    assert run(w.submission.before_rcpt_or_data(state)) == LOGGED_OUT
+
+
+def test_an_auth_plain_authorization_identity_other_than_the_username_is_refused_like_a_wrong_password() -> None:
+    # RFC 4616 §2: the relay authorises nobody to act as another user; the username itself, or none, is fine.
+    w = world({"user1": lifecycle_entry(secret(NEW))}, per_connection=10)
+    for authzid, accepted in ((b"", True), (b"user1", True), (b" USER1 ", True), (b"user2", False)):
+        state = new_state()
+        decision = run(w.submission.authenticate(state, b"user1", NEW.encode(), authzid))
+        assert decision == (Accepted(replies.AUTH_SUCCESS, ("success",)) if accepted else REFUSED), authzid
+        assert state.logged_in is accepted
+    wrong, _ = auth(w, "wrong")
+    assert wrong == REFUSED  # the same reply as a wrong password
+
+
 def test_after_an_allowlist_notice_a_session_outside_it_is_logged_out_at_its_next_rcpt() -> None:
     cred = lifecycle_entry(secret(NEW))
     w = world({"user1": cred})

@@ -58,15 +58,18 @@ class SessionChecks:
         """RCPT and the start of DATA. Unmarked, nothing is read (no Redis command): `revoked`. A session marked by
         a "credential changed" notice (or by a resubscription of the channel) re-reads its entry once, with the
         judgement of MAIL: retired secret, expiry, allowlist or deactivation log it out (535), suspension is
-        451 4.7.1. None: go on."""
-        refusal = self.revoked(state)
-        if refusal is not None or not state.logged_in or not state.recheck:
-            return refusal
-        try:
-            verdict = self._verdict(state, await self._reread(state))
-        except CacheUnavailable:
-            return RECHECK_UNAVAILABLE
-        return self._unless_valid(state, verdict)
+        451 4.7.1. The re-read comes before the clock-only check: the change may have lifted or moved the expiry
+        the session last read (a PATCH of `expires_at`), and an open transaction must not be logged out at the old
+        one. None: go on."""
+        if state.logged_in and state.recheck and not state.revoked:
+            try:
+                verdict = self._verdict(state, await self._reread(state))
+            except CacheUnavailable:
+                return RECHECK_UNAVAILABLE
+            refusal = self._unless_valid(state, verdict)
+            if refusal is not None:
+                return refusal
+        return self.revoked(state)
 
     async def _reread(self, state: SessionState) -> AuthCacheEntry | None:
         """One re-read of the session's entry. The mark is cleared before the read, so a notice that arrives while

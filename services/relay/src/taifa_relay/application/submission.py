@@ -98,10 +98,13 @@ class Submission(SessionChecks):
         self.clock = clock
 
     # --- AUTH ----------------------------------------------------------------------------------
-    async def authenticate(self, state: SessionState, login: bytes, password: bytes) -> Decision:
+    async def authenticate(self, state: SessionState, login: bytes, password: bytes, authzid: bytes = b"") -> Decision:
         """AUTH PLAIN/LOGIN: accepted (the session is logged in), refused (535), or closed (454) when a failure
-        count is at its limit; a temporary 454 when the cache cannot answer or a failure cannot be counted."""
+        count is at its limit; a temporary 454 when the cache cannot answer or a failure cannot be counted.
+        `authzid`: AUTH PLAIN's authorization identity; empty or the username itself, else refused like a wrong
+        password (nobody may act as another user)."""
         username = login.decode("utf-8", "replace").strip().lower()
+        requested = authzid.decode("utf-8", "replace").strip().lower()
         secret = password.decode("utf-8", "replace")
         group = state.client_group
         if self.auth_cache.is_throttled(group, username):
@@ -123,7 +126,9 @@ class Submission(SessionChecks):
                 self.usage.refused(*owner, "throttled", self.clock())
             return self._throttled(state)
         entry = found.entry
-        judged = credentials.attempt(entry, secret, state.client_ip, self.clock())
+        judged = credentials.attempt(
+            entry, secret, state.client_ip, self.clock(), as_another=bool(requested) and requested != username
+        )
         opened = credentials.login_of(judged)
         if opened is not None and entry is not None:
             self.sessions.forget_login(state)  # a re-AUTH on this connection (after a revocation dropped the login)

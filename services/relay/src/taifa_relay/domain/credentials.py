@@ -70,10 +70,14 @@ class Attempt:
     allowed: bool  # the client address is inside the allowlist (a stand-in's for an unknown username)
     expired: bool
     usable: bool  # a known credential, not deactivated
+    as_another: bool = False  # asked to act as another identity (AUTH PLAIN's authorization identity): refused
 
 
-def attempt(entry: AuthCacheEntry | None, password: str, client_ip: str, now: float) -> Attempt:
-    """Judge `password` on `entry` from `client_ip` at `now`.
+def attempt(
+    entry: AuthCacheEntry | None, password: str, client_ip: str, now: float, *, as_another: bool = False
+) -> Attempt:
+    """Judge `password` on `entry` from `client_ip` at `now`; `as_another`: the client asked to act as an identity
+    other than its username (the relay authorises nobody to act for another, RFC 4616 §2), refused alike.
 
     The same work whatever the reason of a refusal (unknown username, wrong password, deactivated or expired
     credential, retired secret, address outside `allowed_cidrs`), so timing tells them apart no better than the
@@ -91,13 +95,15 @@ def attempt(entry: AuthCacheEntry | None, password: str, client_ip: str, now: fl
     allowed = restrictions.address_allowed(client_ip)
     expired = restrictions.is_expired(now)
     usable = entry is not None and _not_deactivated(entry)
-    return Attempt(entry, matched, allowed, expired, usable)
+    return Attempt(entry, matched, allowed, expired, usable, as_another)
 
 
 def login_of(judged: Attempt) -> Login | None:
     """The login the attempt opens, or None."""
     entry, matched = judged.entry, judged.matched
     if matched is None or not judged.allowed or judged.expired or not judged.usable or entry is None:
+        return None
+    if judged.as_another:
         return None
     return Login(entry.credential_id, matched.id, valid_until(entry, matched))
 
@@ -145,7 +151,8 @@ def failure_reason(judged: Attempt) -> str:
     """Why a failed attempt on an existing username failed, for its owner's usage report (never for the client, who
     gets the one 535): the credential deactivated (`auth_inactive`) or expired (`auth_expired`), the right password
     from an address outside `allowed_cidrs` (`auth_cidr`), else a wrong or retired secret (`auth_secret`; an
-    unknown username too). Read from the marks `attempt` worked out for every case alike: no work of its own (A11)."""
+    unknown username, and a request to act as another identity, too). Read from the marks `attempt` worked out for
+    every case alike: no work of its own (A11)."""
     if judged.entry is None:
         return "auth_secret"
     if not judged.usable:

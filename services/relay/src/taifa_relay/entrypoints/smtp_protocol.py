@@ -258,7 +258,7 @@ class RelaySMTP(TLSUpgradingSMTP):
         if len(parts) != 3:
             await self.push(replies.BAD_AUTH_VALUE)
             return AuthResult(success=False, handled=True)
-        return await self._check_credentials(parts[1], parts[2])
+        return await self._check_credentials(parts[1], parts[2], authzid=parts[0])
 
     async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
         if len(args) == 1:
@@ -277,11 +277,11 @@ class RelaySMTP(TLSUpgradingSMTP):
         assert isinstance(login, bytes) and isinstance(password, bytes)
         return await self._check_credentials(login, password)
 
-    async def _check_credentials(self, login: bytes, password: bytes) -> AuthResult:
+    async def _check_credentials(self, login: bytes, password: bytes, authzid: bytes = b"") -> AuthResult:
         """Ask the application; aiosmtpd answers an accepted or refused AUTH itself (from the result's message)."""
         started = time.perf_counter()
         try:
-            decision = await self.submission.authenticate(self.relay_session.state, login, password)
+            decision = await self.submission.authenticate(self.relay_session.state, login, password, authzid)
         finally:
             metrics.AUTH_SECONDS.observe(time.perf_counter() - started)
         metrics.count_outcomes(decision.outcomes)
