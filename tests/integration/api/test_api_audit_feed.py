@@ -172,3 +172,26 @@ async def test_pages_walk_the_whole_feed_once_and_bad_parameters_are_422(live, h
     other = paging.encode_cursor("domains", paging.Position(datetime.now(UTC), uuid.uuid4()))
     response = await live.client.get("/v1/events", params={"cursor": other}, headers=headers)
     assert response.status_code == 422 and response.json()["error"]["code"] == "validation_error"
+
+
+async def test_a_released_domain_is_in_the_feed_after_its_credentials_deactivation(live) -> None:
+    # Releasing a domain frees its name for other accounts: the trail (and the webhooks) must say so, not only
+    # show its credential deactivated without a cause.
+    tenant = await live.tenant()
+    domain = await live.verified_domain(tenant)
+    created = await live.credential(tenant, domain["id"])
+    assert created.status_code == 201, created.text
+    released = await live.client.delete(f"/v1/domains/{domain['id']}", headers=tenant.headers)
+    assert released.status_code == 204, released.text
+    events = await _until(live, tenant.headers, 5)
+    assert [e["type"] for e in events][:2] in (
+        ["domain.released", "smtp_credential.deactivated"],
+        ["smtp_credential.deactivated", "domain.released"],  # one transaction: the same instant, ordered by id
+    )
+    entry = next(e for e in events if e["type"] == "domain.released")
+    assert entry["subject"] == {"type": "domain", "id": domain["id"]}
+    assert entry["actor"] == {"type": "api_key", "id": str(tenant.key_id)}
+    released_at = entry["data"]["released_at"]
+    expected = {"domain_id": domain["id"], "name": domain["name"], "reason": "owner", "released_at": released_at}
+    assert entry["data"] == expected
+    assert released_at.endswith("Z")

@@ -177,6 +177,29 @@ async def test_spent_schedule_fails_the_delivery_and_disables_the_endpoint(pool:
         assert await dispatch.ingestor.ingest([feed_event(account_id)], {}) == 0
 
 
+async def test_one_delivery_the_endpoint_keeps_refusing_fails_alone_and_the_endpoint_stays_enabled(
+    pool: asyncpg.Pool,
+) -> None:
+    # A receiver that answers 400 to one payload (it cannot parse it) and 2xx to everything else is not down: its
+    # other events keep coming. Disabling it failed its pending deliveries and dropped every later event.
+    async with receiver(refuse=b"smtp_credential.suspended") as hook, delivering(pool, retry_scale=1e-5) as dispatch:
+        webhook_id, account_id, _ = await create_endpoint(pool, hook.url)
+        await dispatch.ingestor.ingest([feed_event(account_id, "smtp_credential.suspended")], {})
+        await dispatch.ingestor.ingest([feed_event(account_id)], {})
+        await wait_for(lambda: _count(pool, webhook_id, "failed", 1), timeout=20)
+        endpoint = await pool.fetchrow("SELECT status FROM webhook_endpoints WHERE id = $1", webhook_id)
+        assert endpoint["status"] == "enabled"
+        disabled = await pool.fetchval(
+            "SELECT count(*) FROM event_store WHERE event_type = 'WebhookEndpointDisabled' AND stream_id = $1",
+            webhook_id,
+        )
+        assert disabled == 0
+        assert await dispatch.ingestor.ingest([feed_event(account_id)], {}) == 1  # still takes new deliveries
+        await wait_for(lambda: _count(pool, webhook_id, "succeeded", 2), timeout=10)
+        statuses = {(r["event_type"], r["status"]) for r in await delivery_rows(pool, webhook_id)}
+        assert statuses == {("smtp_credential.suspended", "failed"), ("smtp_credential.deactivated", "succeeded")}
+
+
 async def test_records_read_twice_create_no_duplicate_deliveries(pool: asyncpg.Pool) -> None:
     """A crash after the deliveries' transaction but before Kafka heard of the offsets: the records come again."""
     async with receiver(status=500) as hook, delivering(pool, retry_scale=1.0) as dispatch:
@@ -204,6 +227,10 @@ async def _async(value: object) -> object:
 async def _status(pool: asyncpg.Pool, webhook_id: object, status: str) -> bool:
     rows = await delivery_rows(pool, webhook_id)
     return bool(rows) and all(r["status"] == status for r in rows)
+
+
+async def _count(pool: asyncpg.Pool, webhook_id: object, status: str, at_least: int) -> bool:
+    return sum(r["status"] == status for r in await delivery_rows(pool, webhook_id)) >= at_least
 
 
 async def _attempts_at_least(pool: asyncpg.Pool, webhook_id: object, count: int) -> bool:

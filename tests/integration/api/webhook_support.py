@@ -44,6 +44,7 @@ class Receiver:
 
     status: int = 200
     mode: str = "answer"  # answer | hang | close
+    refuse: bytes | None = None  # a body containing this gets 400 (a payload the receiver cannot take), others `status`
     body: bytes = b"ok"
     extra_headers: dict[str, str] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
@@ -87,8 +88,9 @@ class Receiver:
                 if self.mode != "answer":
                     return
                 extra = "".join(f"{k}: {v}\r\n" for k, v in self.extra_headers.items())
+                status = 400 if self.refuse is not None and self.refuse in body else self.status
                 writer.write(
-                    f"HTTP/1.1 {self.status} X\r\nContent-Length: {len(self.body)}\r\n{extra}\r\n".encode() + self.body
+                    f"HTTP/1.1 {status} X\r\nContent-Length: {len(self.body)}\r\n{extra}\r\n".encode() + self.body
                 )
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):

@@ -44,6 +44,9 @@ def _every_feed_event() -> list[ev.EventData]:
             verification_value="taifa-verification=token-not-for-the-feed", created_at=NOW,
         ),
         ev.DomainVerified(domain_id=DOMAIN, account_id=ACCOUNT, name="example.com", verified_at=NOW),
+        ev.DomainReleased(
+            domain_id=DOMAIN, account_id=ACCOUNT, name="example.com", released_at=NOW, reason="verification_lost"
+        ),
         ev.WebhookEndpointCreated(
             account_id=ACCOUNT, webhook_id=WEBHOOK, url="https://hooks.example.com/x", events=["*"]
         ),
@@ -178,6 +181,20 @@ def test_restrictions_keep_their_nested_limits_as_json() -> None:
     assert record.data["limits"] == {"messages_per_minute": 5, "messages_per_day": None}
     assert record.data["allowed_cidrs"] == ["203.0.113.0/24"]
     json.dumps(record.public_json())
+
+
+def test_a_released_domain_is_in_the_feed_with_its_reason() -> None:
+    released = next(d for d in _every_feed_event() if isinstance(d, ev.DomainReleased))
+    record = audit_event(_envelope(released))
+    assert record is not None and (record.type, record.subject.type, record.subject.id) == (
+        "domain.released",
+        "domain",
+        DOMAIN,
+    )
+    assert record.public_json()["data"] == {
+        "domain_id": str(DOMAIN), "name": "example.com", "reason": "verification_lost",
+        "released_at": "2026-11-28T10:00:00Z",
+    }  # fmt: skip
 
 
 def test_subjects_name_the_aggregate() -> None:

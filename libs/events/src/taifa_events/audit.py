@@ -122,6 +122,7 @@ _RULES: Final[dict[str, _Rule]] = {
     "CredentialDeactivated": _credential("deactivated", "deactivated_at"),
     "DomainRegistered": _Rule("domain.created", "domain", "domain_id", ("domain_id", "name", "created_at")),
     "DomainVerified": _Rule("domain.verified", "domain", "domain_id", ("domain_id", "name", "method", "verified_at")),
+    "DomainReleased": _Rule("domain.released", "domain", "domain_id", ("domain_id", "name", "reason", "released_at")),
     "WebhookEndpointCreated": _Rule("webhook.created", "webhook", "webhook_id", (*_WEBHOOK, "url", "events")),
     "WebhookSecretRotated": _Rule("webhook.secret_rotated", "webhook", "webhook_id", _WEBHOOK),
     "WebhookEndpointDeleted": _Rule("webhook.deleted", "webhook", "webhook_id", _WEBHOOK),

@@ -7,8 +7,9 @@ attempts and the consumer's offsets (migration 0006).
 - `claim_due`: due pending deliveries, the oldest of each endpoint only, none of the endpoints this process is
   already sending to, rows locked with SKIP LOCKED (another dispatcher takes other rows) and leased: their
   `next_attempt_at` moves to the end of the lease, so a dispatcher that dies mid-attempt lets them come due again.
-- `finish`: the attempt row, the delivery's new state and, when its schedule is spent, the endpoint disabled with
-  a `WebhookEndpointDisabled` event appended to the event store (published by the API's outbox), atomically.
+- `finish`: the attempt row, the delivery's new state and, when its schedule is spent and the endpoint delivered
+  nothing since that delivery was created, the endpoint disabled with a `WebhookEndpointDisabled` event appended
+  to the event store (published by the API's outbox), atomically.
 """
 
 from __future__ import annotations
@@ -119,6 +120,16 @@ UPDATE webhook_endpoints SET status = 'disabled', disabled_at = now(), disabled_
 WHERE id = $1 AND status = 'enabled'
 RETURNING account_id
 """
+# A delivery whose schedule is spent disables its endpoint only when the endpoint delivered nothing meanwhile: one
+# payload it keeps refusing (a 400 for one event type) must not stop a receiver that takes everything else. A
+# delivery created since the failed one was (the per-endpoint index's range, newest first) that succeeded.
+DELIVERED_SINCE = """
+SELECT EXISTS (
+    SELECT 1 FROM webhook_deliveries d
+    WHERE d.webhook_id = $1 AND d.status = 'succeeded'
+      AND d.created_at >= (SELECT created_at FROM webhook_deliveries WHERE id = $2)
+)
+"""
 FAIL_PENDING = """
 UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL WHERE webhook_id = $1 AND status = 'pending'
 """
@@ -217,6 +228,8 @@ class PostgresDeliveryStore:
         async with self.pool.acquire() as conn, conn.transaction():
             if await conn.fetchval(FINISH, *values) is None:  # deleted with its endpoint, or finished elsewhere
                 return False
+            if await conn.fetchval(DELIVERED_SINCE, outcome.webhook_id, outcome.delivery_id):
+                return False  # this delivery failed; the endpoint answers the others and stays enabled
             account_id = await conn.fetchval(DISABLE_ENDPOINT, outcome.webhook_id, disabled_reason)
             if account_id is None:
                 return False
