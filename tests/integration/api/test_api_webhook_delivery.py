@@ -94,6 +94,23 @@ async def test_a_hanging_endpoint_does_not_delay_another(pool: asyncpg.Pool) -> 
         assert len(slow.requests) == 1  # one in flight per endpoint, and it is still hanging
 
 
+async def test_an_accounts_hanging_endpoints_do_not_delay_another_accounts_delivery(pool: asyncpg.Pool) -> None:
+    # Ten endpoints of one account (the default maximum) that never answer: each holds a slot for the whole
+    # request timeout, and every event of that account would fill all ten slots of this dispatcher again.
+    async with receiver(mode="hang") as tarpit, receiver() as fast, delivering(pool, request_timeout=10.0) as dispatch:
+        _, attacker, _ = await create_endpoint(pool, f"{tarpit.url}?n=0")
+        for n in range(1, 10):
+            await create_endpoint(pool, f"{tarpit.url}?n={n}", account_id=attacker)
+        _, customer, _ = await create_endpoint(pool, fast.url)
+        await dispatch.ingestor.ingest([feed_event(attacker)], {})
+        await wait_for(lambda: _async(len(tarpit.requests) >= 2), timeout=5)
+        started = time.monotonic()
+        await dispatch.ingestor.ingest([feed_event(customer)], {})
+        await wait_for(lambda: _async(len(fast.requests) == 1), timeout=5)
+        assert fast.requests[0].at - started < 5.0  # a hanging attempt lasts 10 s
+        assert len(tarpit.requests) == 2  # the account's share of the slots for endpoints not proven
+
+
 async def test_after_a_rotation_both_secrets_sign(pool: asyncpg.Pool) -> None:
     async with receiver() as hook, delivering(pool) as dispatch:
         old_secret = new_webhook_secret()

@@ -8,34 +8,48 @@ import asyncio
 import subprocess
 import sys
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from taifa_api.application.webhook_dispatch import CHAIN, DeliveryLoop
 from taifa_api.application.webhook_ports import AttemptOutcome, DueDelivery, SendResult
 from taifa_api.domain import webhook_delivery as rules
 
+ACCOUNT = uuid.uuid4()
 
-def delivery(webhook_id: uuid.UUID, attempts: int = 0) -> DueDelivery:
+
+def delivery(webhook_id: uuid.UUID, attempts: int = 0, account_id: uuid.UUID = ACCOUNT) -> DueDelivery:
     return DueDelivery(
-        id=uuid.uuid4(), webhook_id=webhook_id, account_id=uuid.uuid4(), message_id="msg_x", event_type="t",
+        id=uuid.uuid4(), webhook_id=webhook_id, account_id=account_id, message_id="msg_x", event_type="t",
         occurred_at=datetime.now(UTC), payload={"type": "t"}, attempts=attempts, url=f"https://hooks.example/{webhook_id}",
         secrets=("whsec_c2VjcmV0",),
     )  # fmt: skip
 
 
 class FakeStore:
-    def __init__(self, backlog: dict[uuid.UUID, int]) -> None:
+    def __init__(self, backlog: dict[uuid.UUID, int], accounts: dict[uuid.UUID, uuid.UUID] | None = None) -> None:
         self.backlog = dict(backlog)
+        self.accounts = accounts or {}
         self.claims = 0
         self.finished: list[AttemptOutcome] = []
 
-    async def claim_due(self, limit: int, busy: Sequence[uuid.UUID], lease_seconds: float) -> list[DueDelivery]:
+    async def claim_due(
+        self,
+        limit: int,
+        busy: Sequence[uuid.UUID],
+        lease_seconds: float,
+        choose: Callable[[Sequence[rules.ClaimCandidate]], Sequence[rules.ClaimCandidate]] | None = None,
+    ) -> list[DueDelivery]:
         self.claims += 1
-        ready = [w for w, n in self.backlog.items() if n > 0 and w not in busy][:limit]
-        for webhook_id in ready:
-            self.backlog[webhook_id] -= 1
-        return [delivery(w) for w in ready]
+        due = [
+            rules.ClaimCandidate(uuid.uuid4(), w, self.accounts.get(w, ACCOUNT))
+            for w, n in self.backlog.items()
+            if n > 0 and w not in busy
+        ]
+        chosen = list(choose(due) if choose is not None else due)[:limit]
+        for candidate in chosen:
+            self.backlog[candidate.webhook_id] -= 1
+        return [delivery(c.webhook_id, account_id=c.account_id) for c in chosen]
 
     async def claim_next_of(self, webhook_id: uuid.UUID, lease_seconds: float) -> DueDelivery | None:
         if self.backlog.get(webhook_id, 0) == 0:
@@ -49,9 +63,10 @@ class FakeStore:
 
 
 class FakeSender:
-    def __init__(self, status: int = 204, pause: float = 0.001) -> None:
+    def __init__(self, status: int = 204, pause: float = 0.001, hang: frozenset[str] = frozenset()) -> None:
         self.status = status
         self.pause = pause
+        self.hang = hang  # URLs that never answer
         self.in_flight: set[str] = set()
         self.max_in_flight = 0
         self.overlap = False
@@ -61,7 +76,7 @@ class FakeSender:
         self.overlap |= key in self.in_flight
         self.in_flight.add(key)
         self.max_in_flight = max(self.max_in_flight, len(self.in_flight))
-        await asyncio.sleep(self.pause)
+        await asyncio.sleep(3600 if url in self.hang else self.pause)
         self.in_flight.discard(key)
         return SendResult(status_code=self.status, latency_ms=1)
 
@@ -111,6 +126,49 @@ async def test_a_failure_is_scheduled_and_the_last_one_ends_the_schedule() -> No
     assert abs((first.next_attempt_at - first.started_at) - rules.RETRY_SCHEDULE[0]).total_seconds() < 1
     last = await loop.attempt(delivery(webhook_id, attempts=rules.MAX_ATTEMPTS - 1))
     assert last.attempt == rules.MAX_ATTEMPTS and last.next_attempt_at is None and not last.delivered
+
+
+async def test_endpoints_that_hang_never_hold_back_another_accounts_or_a_proven_endpoint() -> None:
+    # One account's ten endpoints hang (the default maximum per account); each would hold a slot for the whole
+    # request timeout. Another account's new endpoint, and an endpoint that has answered before, still go at once.
+    hanging_account = uuid.uuid4()
+    hanging = [uuid.uuid4() for _ in range(10)]
+    newcomer, proven = uuid.uuid4(), uuid.uuid4()
+    accounts = {**{w: hanging_account for w in hanging}, newcomer: uuid.uuid4(), proven: uuid.uuid4()}
+    store = FakeStore({proven: 1}, accounts)
+    sender = FakeSender(hang=frozenset(f"https://hooks.example/{w}" for w in hanging))
+    loop = DeliveryLoop(store, sender, FakeSigner(), concurrency=10, lease_seconds=30, idle_poll_seconds=0.01)
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    try:
+        async with asyncio.timeout(5):
+            while len(store.finished) < 1:  # it answered once: proven
+                await asyncio.sleep(0.005)
+            store.backlog.update({**{w: 1 for w in hanging}, newcomer: 1, proven: 1})
+            loop.wake()
+            while len(store.finished) < 3:
+                await asyncio.sleep(0.005)
+        assert [o.webhook_id for o in store.finished][1:] in ([newcomer, proven], [proven, newcomer])
+        assert all(o.delivered for o in store.finished)
+        unproven, per_account = rules.claim_lanes(10)
+        hung = [w for w in hanging if store.backlog[w] == 0]
+        assert len(hung) == per_account < unproven  # that account's other endpoints wait for one of its slots
+    finally:
+        stop.set()
+        await task
+
+
+def test_claims_take_proven_endpoints_and_cap_the_others_per_lane_and_account() -> None:
+    a, b = uuid.uuid4(), uuid.uuid4()
+    c = [rules.ClaimCandidate(uuid.uuid4(), uuid.uuid4(), account) for account in (a, a, a, b, a, b, b)]
+    proven = {c[2].webhook_id}
+    # a holds one unproven slot already (cap 2): one more of its own, its proven endpoint whatever the lane, then
+    # b's until the lane (3 left) is full.
+    take = rules.choose_claims(c, 10, proven=proven, unproven_left=3, held={a: 1}, per_account=2)
+    assert take == [c[0], c[2], c[3], c[5]]
+    assert rules.choose_claims(c, 2, proven=proven, unproven_left=3, held={}, per_account=2) == [c[0], c[1]]
+    assert rules.choose_claims(c, 5, proven=proven, unproven_left=0, held={}, per_account=2) == [c[2]]
+    assert rules.claim_lanes(50) == (25, 5) and rules.claim_lanes(10) == (5, 2) and rules.claim_lanes(1) == (1, 1)
 
 
 def test_the_dispatcher_never_logs_a_request_url_through_httpx() -> None:

@@ -5,8 +5,9 @@ attempts and the consumer's offsets (migration 0006).
 - `record`: deliveries and the offsets after the records they came from, in one transaction; the unique key
   (webhook_id, event_id) makes a redelivered record (a crash before the offsets, a replay) change nothing.
 - `claim_due`: due pending deliveries, the oldest of each endpoint only, none of the endpoints this process is
-  already sending to, rows locked with SKIP LOCKED (another dispatcher takes other rows) and leased: their
-  `next_attempt_at` moves to the end of the lease, so a dispatcher that dies mid-attempt lets them come due again.
+  already sending to, those the caller chooses among them locked with SKIP LOCKED (another dispatcher takes other
+  rows) and leased: their `next_attempt_at` moves to the end of the lease, so a dispatcher that dies mid-attempt
+  lets them come due again.
 - `finish`: the attempt row, the delivery's new state and, when its schedule is spent and the endpoint delivered
   nothing since that delivery was created, the endpoint disabled with a `WebhookEndpointDisabled` event appended
   to the event store (published by the API's outbox), atomically.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 import asyncpg
@@ -27,6 +28,7 @@ from taifa_events.events import WebhookEndpointDisabled
 from taifa_api.adapters import event_store
 from taifa_api.adapters.webhook_secrets import WebhookKeyError, WebhookSecretBox
 from taifa_api.application.webhook_ports import AttemptOutcome, DueDelivery, NewDelivery, Subscription
+from taifa_api.domain.webhook_delivery import ClaimCandidate
 
 log = logging.getLogger(__name__)
 
@@ -64,33 +66,37 @@ RETURNING d.id, d.webhook_id, d.account_id, d.message_id, d.event_type, d.payloa
 """
 # The oldest pending delivery of each endpoint (a skip scan over the per-endpoint partial index: one probe per
 # endpoint with pending deliveries, however many rows they hold), kept when due, its endpoint enabled (a disabled
-# endpoint's old rows never take the places of others) and not busy here, oldest first; then lock what no other
-# dispatcher holds and lease it.
-CLAIM_DUE = """
+# endpoint's old rows never take the places of others) and not busy here, oldest first. Not locked: the caller
+# chooses among them (`domain.webhook_delivery.choose_claims`), then LEASE_CHOSEN locks and leases its choice.
+CLAIM_CANDIDATES = """
 WITH RECURSIVE endpoints AS (
     (SELECT webhook_id FROM webhook_deliveries WHERE status = 'pending' ORDER BY webhook_id LIMIT 1)
     UNION ALL
     SELECT (SELECT d.webhook_id FROM webhook_deliveries d
             WHERE d.status = 'pending' AND d.webhook_id > endpoints.webhook_id ORDER BY d.webhook_id LIMIT 1)
     FROM endpoints WHERE endpoints.webhook_id IS NOT NULL
-), candidates AS (
-    SELECT first.id FROM endpoints
-    CROSS JOIN LATERAL (
-        SELECT d.id, d.next_attempt_at FROM webhook_deliveries d
-        WHERE d.webhook_id = endpoints.webhook_id AND d.status = 'pending'
-        ORDER BY d.next_attempt_at, d.created_at LIMIT 1
-    ) first
-    JOIN webhook_endpoints e ON e.id = endpoints.webhook_id AND e.status = 'enabled'
-    WHERE endpoints.webhook_id IS NOT NULL AND NOT (endpoints.webhook_id = ANY($1::uuid[]))
-      AND first.next_attempt_at <= now()
-    ORDER BY first.next_attempt_at
-    LIMIT $2
-), locked AS (
-    SELECT d.id FROM webhook_deliveries d
-    WHERE d.id IN (SELECT id FROM candidates) AND d.status = 'pending' AND d.next_attempt_at <= now()
-    FOR UPDATE OF d SKIP LOCKED
 )
-""" + _LEASE.replace("$LEASE", "$3")
+SELECT first.id, endpoints.webhook_id, e.account_id FROM endpoints
+CROSS JOIN LATERAL (
+    SELECT d.id, d.next_attempt_at FROM webhook_deliveries d
+    WHERE d.webhook_id = endpoints.webhook_id AND d.status = 'pending'
+    ORDER BY d.next_attempt_at, d.created_at LIMIT 1
+) first
+JOIN webhook_endpoints e ON e.id = endpoints.webhook_id AND e.status = 'enabled'
+WHERE endpoints.webhook_id IS NOT NULL AND NOT (endpoints.webhook_id = ANY($1::uuid[]))
+  AND first.next_attempt_at <= now()
+ORDER BY first.next_attempt_at
+LIMIT $2
+"""
+# Lock the chosen rows no other dispatcher holds (still pending and due), and lease them.
+LEASE_CHOSEN = """
+WITH locked AS (
+    SELECT d.id FROM webhook_deliveries d
+    WHERE d.id = ANY($1::uuid[]) AND d.status = 'pending' AND d.next_attempt_at <= now()
+    FOR UPDATE OF d SKIP LOCKED
+)""" + _LEASE.replace("$LEASE", "$2")
+# Candidates read per claim beyond the slots to fill: room for the choice to pass over some.
+CANDIDATES_BEYOND = 32
 
 # The next due delivery of one endpoint (its sender just finished one): one probe of the per-endpoint index.
 CLAIM_NEXT_OF = """
@@ -176,8 +182,20 @@ class PostgresDeliveryStore:
         rows = await self.pool.fetch(LOAD_OFFSETS, [t for t, _ in partitions], [p for _, p in partitions])
         return {(r["topic"], r["partition"]): int(r["next_offset"]) for r in rows}
 
-    async def claim_due(self, limit: int, busy: Sequence[uuid.UUID], lease_seconds: float) -> list[DueDelivery]:
-        return self._due(await self.pool.fetch(CLAIM_DUE, list(busy), limit, float(lease_seconds)))
+    async def claim_due(
+        self,
+        limit: int,
+        busy: Sequence[uuid.UUID],
+        lease_seconds: float,
+        choose: Callable[[Sequence[ClaimCandidate]], Sequence[ClaimCandidate]] | None = None,
+    ) -> list[DueDelivery]:
+        rows = await self.pool.fetch(CLAIM_CANDIDATES, list(busy), limit * 2 + CANDIDATES_BEYOND)
+        candidates = [ClaimCandidate(r["id"], r["webhook_id"], r["account_id"]) for r in rows]
+        chosen = choose(candidates) if choose is not None else candidates[:limit]
+        if not chosen:
+            return []
+        ids = [c.delivery_id for c in chosen[:limit]]
+        return self._due(await self.pool.fetch(LEASE_CHOSEN, ids, float(lease_seconds)))
 
     async def claim_next_of(self, webhook_id: uuid.UUID, lease_seconds: float) -> DueDelivery | None:
         claimed = self._due(await self.pool.fetch(CLAIM_NEXT_OF, webhook_id, float(lease_seconds)))

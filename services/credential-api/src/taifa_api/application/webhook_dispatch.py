@@ -4,8 +4,10 @@ outbox).
 - `Ingestor`: a batch of audit events -> one delivery per (enabled endpoint subscribed to the type, event), written
   with the consumer's offsets in one transaction, so a record becomes deliveries exactly once.
 - `DeliveryLoop`: sends due deliveries at least once, with the same `webhook-id` on every attempt; at most one in
-  flight per endpoint and `concurrency` in all, so a slow or dead endpoint holds one slot and never delays the
-  others; retries on the schedule of `domain.webhook_delivery`, then fails the delivery and disables the endpoint.
+  flight per endpoint and `concurrency` in all, so a slow or dead endpoint holds one slot; endpoints not proven
+  (no attempt succeeded yet, or the last one failed) hold at most half the slots and one account at most a fifth
+  of those (`domain.webhook_delivery.claim_lanes`), so endpoints that hang never delay those that answer; retries on
+  the schedule of `domain.webhook_delivery`, then fails the delivery (and disables an endpoint that took nothing).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import json
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from uuid import UUID
@@ -34,6 +37,7 @@ from taifa_api.domain import webhook_delivery as rules
 log = logging.getLogger(__name__)
 
 CHAIN = 20  # deliveries one slot sends to one endpoint in a row before the slot goes back to the claim
+PROVEN_MAX = 100_000  # endpoints remembered as answering; past it the memory starts over (all unproven again)
 
 
 def _now() -> datetime:
@@ -116,6 +120,8 @@ class DeliveryLoop:
         self.jitter = jitter
         self._wake = asyncio.Event()
         self._in_flight: dict[UUID, asyncio.Task[None]] = {}  # endpoint id -> its one attempt under way
+        self._proven: set[UUID] = set()  # endpoints whose last attempt from this process succeeded
+        self._unproven: dict[UUID, UUID] = {}  # endpoint -> account, of the slots taken by endpoints not proven
 
     def wake(self) -> None:
         self._wake.set()
@@ -147,8 +153,23 @@ class DeliveryLoop:
         free = self.concurrency - len(self._in_flight)
         if free <= 0:
             return
-        claimed = await self.store.claim_due(free, list(self._in_flight), self.lease_seconds)
+        unproven_slots, per_account = rules.claim_lanes(self.concurrency)
+        held = Counter(self._unproven.values())
+
+        def choose(candidates: Sequence[rules.ClaimCandidate]) -> list[rules.ClaimCandidate]:
+            return rules.choose_claims(
+                candidates,
+                free,
+                proven=self._proven,
+                unproven_left=unproven_slots - len(self._unproven),
+                held=held,
+                per_account=per_account,
+            )
+
+        claimed = await self.store.claim_due(free, list(self._in_flight), self.lease_seconds, choose)
         for delivery in claimed:
+            if delivery.webhook_id not in self._proven:
+                self._unproven[delivery.webhook_id] = delivery.account_id
             task = asyncio.create_task(self._attempt(delivery), name=f"webhook-{delivery.webhook_id}")
             self._in_flight[delivery.webhook_id] = task
             task.add_done_callback(self._done_callback(delivery.webhook_id))
@@ -157,6 +178,7 @@ class DeliveryLoop:
     def _done_callback(self, endpoint: UUID) -> Callable[[asyncio.Task[None]], None]:
         def done(_task: asyncio.Task[None]) -> None:
             self._in_flight.pop(endpoint, None)
+            self._unproven.pop(endpoint, None)
             metrics.WEBHOOK_IN_FLIGHT.set(len(self._in_flight))
             self._wake.set()  # a slot is free, and that endpoint's next delivery may be due
 
@@ -221,6 +243,12 @@ class DeliveryLoop:
         )
         disabled = await self.store.finish(outcome, rules.DISABLED_REASON)
         self._observe(delivery, outcome, disabled)
+        if ok:
+            if len(self._proven) >= PROVEN_MAX:
+                self._proven.clear()
+            self._proven.add(delivery.webhook_id)
+        else:
+            self._proven.discard(delivery.webhook_id)
         return outcome
 
     def _observe(self, delivery: DueDelivery, outcome: AttemptOutcome, disabled: bool) -> None:

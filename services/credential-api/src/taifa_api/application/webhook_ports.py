@@ -5,11 +5,13 @@ adapters/webhook_http.py, adapters/webhook_signing.py); the tests use the real o
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
+
+from taifa_api.domain.webhook_delivery import ClaimCandidate
 
 
 @dataclass(frozen=True)
@@ -102,9 +104,17 @@ class DeliveryStore(Protocol):
     async def load_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """The next offset to read of each partition that has one recorded."""
 
-    async def claim_due(self, limit: int, busy: Sequence[UUID], lease_seconds: float) -> list[DueDelivery]:
+    async def claim_due(
+        self,
+        limit: int,
+        busy: Sequence[UUID],
+        lease_seconds: float,
+        choose: Callable[[Sequence[ClaimCandidate]], Sequence[ClaimCandidate]] | None = None,
+    ) -> list[DueDelivery]:
         """At most `limit` due pending deliveries, at most one per endpoint and none of the `busy` endpoints, each
-        leased for `lease_seconds` (not due again before, so another dispatcher does not send it meanwhile)."""
+        leased for `lease_seconds` (not due again before, so another dispatcher does not send it meanwhile).
+        `choose` picks among the due candidates, oldest due first (a few more than `limit`); without it, the
+        oldest `limit`."""
 
     async def claim_next_of(self, webhook_id: UUID, lease_seconds: float) -> DueDelivery | None:
         """The endpoint's oldest due pending delivery, leased; None when it has none due (or another holds it)."""

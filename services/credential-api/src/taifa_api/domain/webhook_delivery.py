@@ -9,6 +9,8 @@ The schedule follows Svix's (the Standard Webhooks reference implementation): an
 from __future__ import annotations
 
 import uuid
+from collections.abc import Container, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
@@ -84,3 +86,48 @@ def excerpt(body: bytes) -> str | None:
 def short_error(error: str) -> str:
     """An attempt's error as stored and shown to the owner: one line, at most ERROR_CHARS characters."""
     return " ".join(error.replace("\x00", "\ufffd").split())[:ERROR_CHARS]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimCandidate:
+    """A due delivery a claim may take (the oldest due one of its endpoint)."""
+
+    delivery_id: uuid.UUID
+    webhook_id: uuid.UUID
+    account_id: uuid.UUID
+
+
+def claim_lanes(concurrency: int) -> tuple[int, int]:
+    """(slots that endpoints not proven may hold, of which one account may hold): an endpoint is proven once an
+    attempt to it succeeded (and until one fails). Endpoints that hang, or never answered yet, hold at most half
+    the slots, and one account at most a fifth of those (two at least: one slow endpoint of an account must not
+    hold back its other new one); the other half is always there for endpoints that answer."""
+    unproven = max(1, concurrency // 2)
+    return unproven, min(unproven, max(2, unproven // 5))
+
+
+def choose_claims(
+    candidates: Sequence[ClaimCandidate],
+    free: int,
+    *,
+    proven: Container[uuid.UUID],
+    unproven_left: int,
+    held: Mapping[uuid.UUID, int],
+    per_account: int,
+) -> list[ClaimCandidate]:
+    """Which of `candidates` (oldest due first) to take into `free` slots: every proven endpoint's, and others'
+    while the unproven lane has room (`unproven_left`) and their account holds fewer than `per_account` of its
+    slots (`held`: what each account holds there now). Endpoints that hang cannot take the slots of those that
+    answer, and one account's cannot take all of the rest."""
+    chosen: list[ClaimCandidate] = []
+    counts = dict(held)
+    for candidate in candidates:
+        if len(chosen) >= free:
+            break
+        if candidate.webhook_id not in proven:
+            if unproven_left <= 0 or counts.get(candidate.account_id, 0) >= per_account:
+                continue
+            unproven_left -= 1
+            counts[candidate.account_id] = counts.get(candidate.account_id, 0) + 1
+        chosen.append(candidate)
+    return chosen
