@@ -27,9 +27,15 @@ def delivery(webhook_id: uuid.UUID, attempts: int = 0, account_id: uuid.UUID = A
 
 
 class FakeStore:
-    def __init__(self, backlog: dict[uuid.UUID, int], accounts: dict[uuid.UUID, uuid.UUID] | None = None) -> None:
+    def __init__(
+        self,
+        backlog: dict[uuid.UUID, int],
+        accounts: dict[uuid.UUID, uuid.UUID] | None = None,
+        window: int | None = None,
+    ) -> None:
         self.backlog = dict(backlog)
         self.accounts = accounts or {}
+        self.window = window
         self.claims = 0
         self.finished: list[AttemptOutcome] = []
 
@@ -46,6 +52,7 @@ class FakeStore:
             for w, n in self.backlog.items()
             if n > 0 and w not in busy
         ]
+        due = due[: limit * 2 + self.window] if self.window is not None else due  # the store reads so many
         chosen = list(choose(due) if choose is not None else due)[:limit]
         for candidate in chosen:
             self.backlog[candidate.webhook_id] -= 1
@@ -158,16 +165,44 @@ async def test_endpoints_that_hang_never_hold_back_another_accounts_or_a_proven_
         await task
 
 
+async def test_a_claim_reaches_a_proven_endpoint_behind_more_hanging_ones_than_it_reads() -> None:
+    # Thirty accounts' hanging endpoints come due before a proven one, and a claim reads only a few candidates
+    # beyond its free slots: those it passes over are left out of the next claims until an unproven slot frees.
+    hanging = [uuid.uuid4() for _ in range(30)]
+    proven = uuid.uuid4()
+    store = FakeStore({proven: 1}, {w: uuid.uuid4() for w in [*hanging, proven]}, window=2)
+    sender = FakeSender(hang=frozenset(f"https://hooks.example/{w}" for w in hanging))
+    loop = DeliveryLoop(store, sender, FakeSigner(), concurrency=10, lease_seconds=30, idle_poll_seconds=0.01)
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    try:
+        async with asyncio.timeout(5):
+            while len(store.finished) < 1:
+                await asyncio.sleep(0.005)
+            store.backlog = {**{w: 1 for w in hanging}, proven: 1}  # the hanging ones first in the claim's order
+            loop.wake()
+            while len(store.finished) < 2:
+                await asyncio.sleep(0.005)
+        assert [o.webhook_id for o in store.finished] == [proven, proven]
+        assert sum(1 for w in hanging if store.backlog[w] == 0) == rules.claim_lanes(10)[0]
+    finally:
+        stop.set()
+        await task
+
+
 def test_claims_take_proven_endpoints_and_cap_the_others_per_lane_and_account() -> None:
     a, b = uuid.uuid4(), uuid.uuid4()
     c = [rules.ClaimCandidate(uuid.uuid4(), uuid.uuid4(), account) for account in (a, a, a, b, a, b, b)]
     proven = {c[2].webhook_id}
     # a holds one unproven slot already (cap 2): one more of its own, its proven endpoint whatever the lane, then
     # b's until the lane (3 left) is full.
-    take = rules.choose_claims(c, 10, proven=proven, unproven_left=3, held={a: 1}, per_account=2)
-    assert take == [c[0], c[2], c[3], c[5]]
-    assert rules.choose_claims(c, 2, proven=proven, unproven_left=3, held={}, per_account=2) == [c[0], c[1]]
-    assert rules.choose_claims(c, 5, proven=proven, unproven_left=0, held={}, per_account=2) == [c[2]]
+    take, held_back = rules.choose_claims(c, 10, proven=proven, unproven_left=3, held={a: 1}, per_account=2)
+    assert (take, held_back) == ([c[0], c[2], c[3], c[5]], [c[1], c[4], c[6]])
+    assert rules.choose_claims(c, 2, proven=proven, unproven_left=3, held={}, per_account=2) == ([c[0], c[1]], [])
+    assert rules.choose_claims(c, 5, proven=proven, unproven_left=0, held={}, per_account=2) == (
+        [c[2]],
+        [c[0], c[1], c[3], c[4], c[5], c[6]],
+    )
     assert rules.claim_lanes(50) == (25, 5) and rules.claim_lanes(10) == (5, 2) and rules.claim_lanes(1) == (1, 1)
 
 

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 CHAIN = 20  # deliveries one slot sends to one endpoint in a row before the slot goes back to the claim
 PROVEN_MAX = 100_000  # endpoints remembered as answering; past it the memory starts over (all unproven again)
+HELD_BACK_MAX = 10_000  # endpoints left out of the claims while the unproven lane is full; past it, start over
 
 
 def _now() -> datetime:
@@ -122,6 +123,7 @@ class DeliveryLoop:
         self._in_flight: dict[UUID, asyncio.Task[None]] = {}  # endpoint id -> its one attempt under way
         self._proven: set[UUID] = set()  # endpoints whose last attempt from this process succeeded
         self._unproven: dict[UUID, UUID] = {}  # endpoint -> account, of the slots taken by endpoints not proven
+        self._held_back: set[UUID] = set()  # unproven endpoints a claim passed over: left out until a slot frees
 
     def wake(self) -> None:
         self._wake.set()
@@ -157,7 +159,7 @@ class DeliveryLoop:
         held = Counter(self._unproven.values())
 
         def choose(candidates: Sequence[rules.ClaimCandidate]) -> list[rules.ClaimCandidate]:
-            return rules.choose_claims(
+            chosen, held_back = rules.choose_claims(
                 candidates,
                 free,
                 proven=self._proven,
@@ -165,8 +167,13 @@ class DeliveryLoop:
                 held=held,
                 per_account=per_account,
             )
+            if len(self._held_back) > HELD_BACK_MAX:
+                self._held_back.clear()
+            self._held_back.update(c.webhook_id for c in held_back)
+            return chosen
 
-        claimed = await self.store.claim_due(free, list(self._in_flight), self.lease_seconds, choose)
+        busy = [*self._in_flight, *self._held_back]
+        claimed = await self.store.claim_due(free, busy, self.lease_seconds, choose)
         for delivery in claimed:
             if delivery.webhook_id not in self._proven:
                 self._unproven[delivery.webhook_id] = delivery.account_id
@@ -178,7 +185,8 @@ class DeliveryLoop:
     def _done_callback(self, endpoint: UUID) -> Callable[[asyncio.Task[None]], None]:
         def done(_task: asyncio.Task[None]) -> None:
             self._in_flight.pop(endpoint, None)
-            self._unproven.pop(endpoint, None)
+            if self._unproven.pop(endpoint, None) is not None:
+                self._held_back.clear()  # an unproven slot is free: the endpoints passed over may take it
             metrics.WEBHOOK_IN_FLIGHT.set(len(self._in_flight))
             self._wake.set()  # a slot is free, and that endpoint's next delivery may be due
 

@@ -114,20 +114,24 @@ def choose_claims(
     unproven_left: int,
     held: Mapping[uuid.UUID, int],
     per_account: int,
-) -> list[ClaimCandidate]:
+) -> tuple[list[ClaimCandidate], list[ClaimCandidate]]:
     """Which of `candidates` (oldest due first) to take into `free` slots: every proven endpoint's, and others'
     while the unproven lane has room (`unproven_left`) and their account holds fewer than `per_account` of its
     slots (`held`: what each account holds there now). Endpoints that hang cannot take the slots of those that
-    answer, and one account's cannot take all of the rest."""
+    answer, and one account's cannot take all of the rest. Returns (taken, held back by the lane or the account
+    cap): the caller leaves the held-back endpoints out of its next claims until an unproven slot frees, so that
+    however many wait, the claim reaches the endpoints behind them."""
     chosen: list[ClaimCandidate] = []
+    held_back: list[ClaimCandidate] = []
     counts = dict(held)
     for candidate in candidates:
         if len(chosen) >= free:
             break
         if candidate.webhook_id not in proven:
             if unproven_left <= 0 or counts.get(candidate.account_id, 0) >= per_account:
+                held_back.append(candidate)
                 continue
             unproven_left -= 1
             counts[candidate.account_id] = counts.get(candidate.account_id, 0) + 1
         chosen.append(candidate)
-    return chosen
+    return chosen, held_back
