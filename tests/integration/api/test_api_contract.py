@@ -323,11 +323,23 @@ async def test_head_is_the_get_without_its_body(api) -> None:
     [
         (json.dumps({"name": "utf16.example"}).encode("utf-16"), "application/json"),
         (json.dumps({"name": "utf32.example"}).encode("utf-32"), "application/json"),
+        (b'{"name": "first.example", "name": "second.example"}'.decode().encode("utf-16-le"), "application/json"),
+        (b'{"name": "be.example"}'.decode().encode("utf-16-be"), "application/json"),
+        (b'{"name": "le32.example"}'.decode().encode("utf-32-le"), "application/json"),
         (b'{"name": "latin.example"}', "application/json; charset=iso-8859-1"),
         (b'{"name": "first.example", "name": "second.example"}', "application/json"),
         (b'{"name": "same.example", "name": "same.example"}', "application/json"),
     ],
-    ids=["utf-16", "utf-32", "latin-1-declared", "repeated-name", "repeated-name-same-value"],
+    ids=[
+        "utf-16",
+        "utf-32",
+        "utf-16-le-no-bom-repeated-name",
+        "utf-16-be-no-bom",
+        "utf-32-le-no-bom",
+        "latin-1-declared",
+        "repeated-name",
+        "repeated-name-same-value",
+    ],
 )
 async def test_a_body_that_is_not_strict_utf8_json_is_422_and_changes_nothing(api, content, content_type) -> None:
     # What a proxy or an audit log reads must be what is applied: no guessed encoding, no last-of-two-names-wins.

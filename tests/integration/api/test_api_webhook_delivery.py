@@ -217,6 +217,31 @@ async def test_one_delivery_the_endpoint_keeps_refusing_fails_alone_and_the_endp
         assert statuses == {("smtp_credential.suspended", "failed"), ("smtp_credential.deactivated", "succeeded")}
 
 
+async def test_an_older_delivery_that_succeeds_after_the_failed_one_was_created_keeps_the_endpoint_enabled(
+    pool: asyncpg.Pool,
+) -> None:
+    # A (created first) waits on its retries while the receiver is down; B (created next) is a payload the
+    # receiver refuses. The receiver comes back and takes A's retry: it delivered after B was created.
+    async with (
+        receiver(status=500, refuse=b"smtp_credential.suspended") as hook,
+        delivering(pool, retry_scale=5e-5) as dispatch,
+    ):
+        webhook_id, account_id, _ = await create_endpoint(pool, hook.url)
+        await dispatch.ingestor.ingest([feed_event(account_id)], {})
+        await wait_for(lambda: _async(len(hook.requests) >= 2), timeout=5)
+        await dispatch.ingestor.ingest([feed_event(account_id, "smtp_credential.suspended")], {})
+        hook.status = 200
+        await wait_for(lambda: _count(pool, webhook_id, "failed", 1), timeout=40)
+        older, failed = await pool.fetch(
+            "SELECT status, created_at, last_attempt_at FROM webhook_deliveries WHERE webhook_id = $1 "
+            "ORDER BY created_at",
+            webhook_id,
+        )
+        assert older["status"] == "succeeded" and older["last_attempt_at"] > failed["created_at"]
+        assert failed["status"] == "failed"
+        assert await pool.fetchval("SELECT status FROM webhook_endpoints WHERE id = $1", webhook_id) == "enabled"
+
+
 async def test_records_read_twice_create_no_duplicate_deliveries(pool: asyncpg.Pool) -> None:
     """A crash after the deliveries' transaction but before Kafka heard of the offsets: the records come again."""
     async with receiver(status=500) as hook, delivering(pool, retry_scale=1.0) as dispatch:

@@ -213,6 +213,14 @@ def test_address_allowed_checks_the_allowlist(address: str, allowed: bool) -> No
     assert _v2().address_allowed(address)  # an empty list allows any address
 
 
+def test_an_ipv4_mapped_network_stored_as_given_matches_its_ipv4_clients() -> None:
+    # Written before the API stored the IPv4 form: the relay compares mapped client addresses as IPv4.
+    entry = _v2(allowed_cidrs=("::ffff:203.0.113.0/120", "::/80"))
+    assert entry.address_allowed("203.0.113.5") and entry.address_allowed("::ffff:203.0.113.5")
+    assert not entry.address_allowed("198.51.100.7")
+    assert entry.address_allowed("::1")  # a shorter prefix stays an IPv6 network
+
+
 def test_the_revocation_message_helpers_still_parse() -> None:
     assert auth_cache.parse_revocation(auth_cache.revocation_message("A@x.example", IDS["credential_id"])) == (
         auth_cache.Revocation("a@x.example", str(IDS["credential_id"]))

@@ -147,12 +147,22 @@ def _networks(cidrs: tuple[str, ...]) -> tuple[IPv4Network | IPv6Network, ...]:
 @lru_cache(maxsize=4096)
 def _ranges(cidrs: tuple[str, ...]) -> dict[int, tuple[tuple[int, int], ...]]:
     """Per IP version, (network as an integer, netmask as an integer) of each network: the allowlist test at
-    every AUTH is then a few integer operations (the relay's AUTH cost budget, `make bench-relay`)."""
-    networks = _networks(cidrs)
+    every AUTH is then a few integer operations (the relay's AUTH cost budget, `make bench-relay`). An IPv4-mapped
+    network (`::ffff:203.0.113.0/120`, stored as given before the API wrote its IPv4 form) is its IPv4 network, as
+    a mapped client address is compared as IPv4."""
+    networks = [unmapped_network(n) for n in _networks(cidrs)]
     return {
         version: tuple((int(n.network_address), int(n.netmask)) for n in networks if n.version == version)
         for version in (4, 6)
     }
+
+
+def unmapped_network(network: IPv4Network | IPv6Network) -> IPv4Network | IPv6Network:
+    """An IPv4-mapped IPv6 network (prefix 96 or longer) as its IPv4 network; any other network as it is."""
+    mapped = network.network_address.ipv4_mapped if isinstance(network, IPv6Network) else None
+    if mapped is None or network.prefixlen < 96:
+        return network
+    return IPv4Network((mapped, network.prefixlen - 96))
 
 
 @lru_cache(maxsize=65536)

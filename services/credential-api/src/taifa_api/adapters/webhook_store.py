@@ -28,6 +28,7 @@ from taifa_events.events import WebhookEndpointDisabled
 from taifa_api.adapters import event_store
 from taifa_api.adapters.webhook_secrets import WebhookKeyError, WebhookSecretBox
 from taifa_api.application.webhook_ports import AttemptOutcome, DueDelivery, NewDelivery, Subscription
+from taifa_api.domain import webhook_delivery as rules
 from taifa_api.domain.webhook_delivery import ClaimCandidate
 
 log = logging.getLogger(__name__)
@@ -127,15 +128,19 @@ WHERE id = $1 AND status = 'enabled'
 RETURNING account_id
 """
 # A delivery whose schedule is spent disables its endpoint only when the endpoint delivered nothing meanwhile: one
-# payload it keeps refusing (a 400 for one event type) must not stop a receiver that takes everything else. A
-# delivery created since the failed one was (the per-endpoint index's range, newest first) that succeeded.
+# payload it keeps refusing (a 400 for one event type) must not stop a receiver that takes everything else. Any
+# delivery that succeeded after the failed one was created counts, an older one's retry included; only deliveries
+# created at most a whole schedule ($3 seconds) before it could, which bounds the per-endpoint index's range.
 DELIVERED_SINCE = """
+WITH failed AS (SELECT created_at FROM webhook_deliveries WHERE id = $2)
 SELECT EXISTS (
-    SELECT 1 FROM webhook_deliveries d
-    WHERE d.webhook_id = $1 AND d.status = 'succeeded'
-      AND d.created_at >= (SELECT created_at FROM webhook_deliveries WHERE id = $2)
+    SELECT 1 FROM webhook_deliveries d, failed
+    WHERE d.webhook_id = $1 AND d.status = 'succeeded' AND d.last_attempt_at >= failed.created_at
+      AND d.created_at >= failed.created_at - make_interval(secs => $3)
 )
 """
+# The longest a delivery's schedule can last (every pause stretched by the jitter), plus a lease's margin.
+SCHEDULE_BOUND_SECONDS = rules.schedule_span().total_seconds() * (1 + rules.JITTER) + 3600
 FAIL_PENDING = """
 UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL WHERE webhook_id = $1 AND status = 'pending'
 """
@@ -246,7 +251,7 @@ class PostgresDeliveryStore:
         async with self.pool.acquire() as conn, conn.transaction():
             if await conn.fetchval(FINISH, *values) is None:  # deleted with its endpoint, or finished elsewhere
                 return False
-            if await conn.fetchval(DELIVERED_SINCE, outcome.webhook_id, outcome.delivery_id):
+            if await conn.fetchval(DELIVERED_SINCE, outcome.webhook_id, outcome.delivery_id, SCHEDULE_BOUND_SECONDS):
                 return False  # this delivery failed; the endpoint answers the others and stays enabled
             account_id = await conn.fetchval(DISABLE_ENDPOINT, outcome.webhook_id, disabled_reason)
             if account_id is None:

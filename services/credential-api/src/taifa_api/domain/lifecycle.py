@@ -15,6 +15,7 @@ from typing import Final
 from uuid import UUID, uuid4
 
 from taifa_events import hash_secret
+from taifa_events.auth_cache import unmapped_network
 from taifa_events.events import (
     CredentialLimits,
     CredentialRestrictionsChanged,
@@ -191,9 +192,7 @@ def normalise_cidrs(raw: Sequence[str]) -> tuple[str, ...]:
             network: ipaddress.IPv4Network | ipaddress.IPv6Network = ipaddress.ip_network(text, strict=True)
         except ValueError:
             raise InvalidRequest(f"allowed_cidrs[{index}]: not a network in CIDR notation, or host bits set") from None
-        mapped = network.network_address.ipv4_mapped if isinstance(network, ipaddress.IPv6Network) else None
-        if mapped is not None and network.prefixlen >= 96:
-            network = ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+        network = unmapped_network(network)
         if str(network) not in networks:
             networks.append(str(network))
     return tuple(networks)

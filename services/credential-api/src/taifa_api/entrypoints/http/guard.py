@@ -181,6 +181,10 @@ def _not_strict_json(body: bytes, connection: HTTPConnection) -> str | None:
     charset = connection.headers.get("content-type", "").lower().partition("charset=")[2].split(";")[0].strip(' "')
     if charset and charset not in ("utf-8", "utf8"):
         return "The body must be UTF-8 JSON."
+    if b"\x00" in body:
+        # JSON text never holds a raw NUL; UTF-16/32 without a byte order mark is ASCII and NULs, valid UTF-8 that
+        # the routes' parser would read as UTF-16/32 after guessing from the NULs.
+        return "The body must be UTF-8 JSON."
     try:
         text = body.decode("utf-8").removeprefix("\ufeff")  # a byte order mark may be ignored (RFC 8259 §8.1)
     except UnicodeDecodeError:
