@@ -309,7 +309,8 @@ def test_upstream_unreachable_is_451_4_4_1(make_relay: Any, certs: Certs, creden
             {"END": "452 4.3.1 Insufficient system storage"},
             (451, b"4.4.0 Upstream temporarily failed, try again later"),
         ),
-        ({"MAIL": "421 4.3.2 Shutting down"}, (451, b"4.4.0 Upstream temporarily failed, try again later")),
+        # A 421 at MAIL closes the connection (a reused one is retried fresh): the upstream is unavailable.
+        ({"MAIL": "421 4.3.2 Shutting down"}, (451, b"4.4.1 Upstream temporarily unavailable, try again later")),
         ({"END": "554 5.7.1 Message rejected as spam"}, (554, b"5.7.1 Message rejected as spam")),
         ({"RCPT": "550 5.1.1 No such user"}, (550, b"5.1.1 No such user")),
     ],
@@ -369,7 +370,10 @@ def test_b9_helo_name_cannot_inject_headers(client: Client, credentials: Credent
     raw.command("EHLO x")
     raw.command("STARTTLS")
     raw.starttls()
-    raw.command("EHLO evil>(X-Injected:\tyes)")
+    # A control character in the name is refused before anything reads it (no RFC 5321 command holds one)...
+    assert raw.command("EHLO evil>(X-Injected:\tyes)") == "500 5.5.2 Error: bad syntax"
+    # ...and what a name may hold never reaches a header as anything but one `Received:` line.
+    raw.command("EHLO evil>(X-Injected: yes)")
     from tests.integration.relay.support import plain_auth_arg
 
     assert raw.command(f"AUTH PLAIN {plain_auth_arg(cred.username, cred.password)}").startswith("235")
@@ -381,7 +385,7 @@ def test_b9_helo_name_cannot_inject_headers(client: Client, credentials: Credent
     stored = next(m for m in sink.messages() if b"helo-injection" in m)
     received = stored.split(b"Received: ", 1)[1].split(b"\r\nFrom:", 1)[0]
     assert b"\nX-Injected" not in stored
-    assert b"from evil??X-Injected:?yes? ([127.0.0.1])\r\n\tby relay.test" in received
+    assert b"from evil??X-Injected:?yes? ([127.0.0.1])\r\n\tby relay.test" in received  # only [A-Za-z0-9.-[]:_] kept
 
 
 def test_smtplib_sendmail_failure_raises_for_all_refused(client: Client, credentials: Credentials) -> None:

@@ -25,6 +25,10 @@ from taifa_relay.domain.replies import upstream_failure_reply
         ("example.com", False),
         ("@example.com", False),
         ("app@-bad-.example.com", False),
+        ('"ceo@bank.example\r"@example.com', False),  # the upstream client's parser stops at the CR
+        ('"a\tb"@example.com', False),
+        ("app\x00@example.com", False),
+        ("app\x7f@example.com", False),
     ],
 )
 def test_sender_allowed_only_in_the_credential_domain_and_subdomains(address: str, allowed: bool) -> None:

@@ -57,3 +57,19 @@ def test_a_waiting_read_wakes_on_its_reply_and_a_cancelled_one_loses_nothing() -
         assert (await reader.read(0.01)).code == 354
 
     asyncio.run(main())
+
+
+def test_a_reply_dripped_byte_by_byte_still_times_out_at_the_bound() -> None:
+    # The bound is one deadline for the whole reply: each segment that arrived used to start it again, so an
+    # upstream sending a byte at a time was never timed out.
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        reader = ReplyReader(loop)
+        for step in range(1, 40):
+            loop.call_later(0.02 * step, reader.data_received, b"2")
+        started = loop.time()
+        with pytest.raises(SMTPTimeoutError):
+            await reader.read(0.2)
+        assert loop.time() - started < 0.5
+
+    asyncio.run(main())

@@ -24,7 +24,7 @@ from aiosmtplib.protocol import normalize_message_line_endings
 
 from taifa_relay.adapters import metrics
 from taifa_relay.adapters.tls import upstream_context
-from taifa_relay.adapters.upstream_pipelining import ClosedBeforeMail, PipelinedConnection
+from taifa_relay.adapters.upstream_pipelining import CLOSING, ClosedBeforeMail, PipelinedConnection
 from taifa_relay.application.ports import UpstreamReply
 from taifa_relay.domain import policy
 
@@ -83,6 +83,20 @@ class UpstreamClient:
             return PipelinedConnection(cast(asyncio.Transport, client.transport), self._timeout)
         return client
 
+    def _pooled(self) -> Connection | None:
+        """An idle connection still open, or None (those the upstream closed meanwhile are dropped)."""
+        while self._idle:
+            client = self._idle.pop()
+            if client.is_connected:
+                return client
+            client.close()
+        return None
+
+    def _drop_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for client in idle:
+            client.close()
+
     def _release(self, client: Connection) -> None:
         if client.is_connected and len(self._idle) < self._pool_size:
             self._idle.append(client)
@@ -94,15 +108,19 @@ class UpstreamClient:
         started = time.perf_counter()
         try:
             for attempt in range(2):
-                reused = bool(self._idle)
-                client = self._idle.pop() if reused else await self._connect()
+                client = self._pooled()
+                reused = client is not None
+                if client is None:
+                    client = await self._connect()
                 try:
                     return await self._transaction(client, sender, recipients, message)
                 except ClosedBeforeMail:
                     client.close()
                     # A pooled connection the upstream had closed, found before any of this message was
-                    # sent: retry once on a fresh one. A disconnect later (the data may have gone out)
-                    # is never retried here, so a retry cannot duplicate the message.
+                    # sent: retry once on a fresh one, and drop the other idle ones (an upstream that restarted
+                    # closed them all; each would cost a message its 451). A disconnect later (the data may have
+                    # gone out) is never retried here, so a retry cannot duplicate the message.
+                    self._drop_idle()
                     if not reused or attempt:
                         raise aiosmtplib.SMTPServerDisconnected("upstream closed the connection") from None
             raise aiosmtplib.SMTPServerDisconnected("unreachable")
@@ -125,13 +143,22 @@ class UpstreamClient:
                     await client.mail(sender)
                 except aiosmtplib.SMTPServerDisconnected:
                     raise ClosedBeforeMail from None
+                except SMTPResponseException as exc:
+                    if exc.code == CLOSING:  # the upstream is closing this connection (a restart): nothing began
+                        raise ClosedBeforeMail from None
+                    raise
                 for recipient in recipients:
                     await client.rcpt(recipient)
                 response = await self._data(client, message)
         except SMTPResponseException as exc:
-            with contextlib.suppress(SMTPException, OSError):
+            try:
                 await client.rset()
-            self._release(client)
+            except (SMTPException, OSError, TimeoutError):
+                # No answer to RSET in time: the replies still due would be read as the next message's, so the
+                # connection is closed, never pooled out of step.
+                client.close()
+            else:
+                self._release(client)
             return UpstreamReply(False, exc.code, exc.message)
         except BaseException:
             client.close()

@@ -27,6 +27,7 @@ from aiosmtplib import (
 from aiosmtplib.email import quote_address
 
 MAX_REPLY_BYTES = 65536
+CLOSING = 421  # "service not available, closing transmission channel": the upstream ends the connection
 
 
 class ReplyReader(asyncio.Protocol):
@@ -88,12 +89,13 @@ class ReplyReader(asyncio.Protocol):
     async def read(self, seconds: float) -> SMTPResponse:
         """The next reply; SMTPServerDisconnected when the connection ended first, SMTPTimeoutError after
         `seconds`."""
+        deadline = self._loop.time() + seconds  # one bound for the whole reply, however it is split into segments
         while not self._replies:
             if self.lost is not None:
                 raise self.lost
             waiter = self._waiter = self._loop.create_future()
             # A timer on the waiter rather than asyncio.wait_for (its extra future and callbacks, per reply).
-            timer = self._loop.call_later(seconds, _expire, waiter)
+            timer = self._loop.call_at(deadline, _expire, waiter)
             try:
                 await waiter
             except TimeoutError:
@@ -175,8 +177,11 @@ class PipelinedConnection:
             mail = await self._replies.read(self._timeout)
         except SMTPServerDisconnected:
             raise ClosedBeforeMail from None
+        if mail.code == CLOSING:  # the upstream is closing this connection (a restart): nothing of it began
+            raise ClosedBeforeMail
         envelope = [mail] + [await self._replies.read(self._timeout) for _ in recipients]
-        refused = next((reply for reply in envelope if reply.code != 250), None)
+        # 251 ("not local; will forward", RFC 5321) accepts a recipient as 250 does.
+        refused = next((reply for reply in envelope if reply.code not in (250, 251)), None)
         if with_data:
             start = await self._replies.read(self._timeout)
             if refused is not None and start.code == 354:

@@ -20,6 +20,7 @@ from typing import NamedTuple
 from taifa_relay.domain import replies
 
 _DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 HEADER_END = b"\r\n\r\n"
 # RFC 5322 ftext: printable US-ASCII except the colon.
 _FIELD_NAME = re.compile(rb"^[\x21-\x39\x3b-\x7e]+$")
@@ -29,7 +30,11 @@ RECEIVED_MARKER = "(Taifa relay)"
 
 
 def address_domain(address: str) -> str | None:
-    """The lowercase domain of `local@domain`, or None when the address has no usable domain."""
+    """The lowercase domain of `local@domain`, or None when the address has no usable domain. An address with a
+    control character (CR, LF, HTAB, NUL, DEL...) has none: no RFC 5321 address holds one, and the upstream
+    client's parser stops at a CR (`"ceo@bank.example\r"@own.example` would reach it as `ceo@bank.example`)."""
+    if _CONTROL.search(address):
+        return None
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain:
         return None

@@ -87,5 +87,9 @@ def memoized_getaddr(
     if parsed is None:
         if len(_ADDRESSES) >= _MAX_ADDRESSES:
             _ADDRESSES.clear()
-        parsed = _ADDRESSES[key] = parse(arg)
+        try:
+            parsed = parse(arg)
+        except Exception:  # noqa: BLE001 - aiosmtpd's reader raises on some inputs (`\@[`...): malformed, 553
+            parsed = (None, None)
+        _ADDRESSES[key] = parsed
     return parsed

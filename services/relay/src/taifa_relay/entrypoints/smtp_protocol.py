@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import re
 import ssl
 import time
 from base64 import b64decode
@@ -39,6 +40,8 @@ log = logging.getLogger("taifa.relay.smtp")
 session_log = logging.getLogger("taifa.relay.session")
 
 _ALLOWED_BEFORE_TLS = frozenset({"NOOP", "EHLO", "HELO", "STARTTLS", "QUIT"})
+# RFC 5321: a command line is printable ASCII and SP; its CRLF is stripped before this is asked.
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 
 
 class RelaySMTP(TLSUpgradingSMTP):
@@ -207,6 +210,11 @@ class RelaySMTP(TLSUpgradingSMTP):
             await self.push(replies.LINE_TOO_LONG)
             return
         line = line.rstrip(b"\r\n")
+        if _CONTROL.search(line):
+            # A CR inside `MAIL FROM:<"ceo@bank.example\r"@own.example>` passes aiosmtpd's reading and the
+            # sender check, and the upstream client's parser stops at it: refused before anything reads it.
+            await self.push(replies.SYNTAX_ERROR)
+            return
         command_bytes, _, arg_bytes = line.partition(b" ")
         try:
             command = command_bytes.upper().decode("ascii")
