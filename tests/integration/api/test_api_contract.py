@@ -41,6 +41,20 @@ async def test_register_domain_returns_pending_with_txt_verification(api) -> Non
     uuid.UUID(body["id"])
 
 
+async def test_unicode_full_stops_separate_labels_as_idna_maps_them(api) -> None:
+    # The request schema required an ASCII dot before the IDNA mapping ran: 422 where the console said 201.
+    tenant = await api.tenant()
+    names = {}
+    for raw in ("bücher\u3002example", "例え\uff0eテスト", "dots.example\uff61"):
+        response = await api.client.post("/v1/domains", json={"name": raw}, headers=tenant.headers)
+        names[raw] = (response.status_code, response.json().get("name"))
+    assert list(names.values()) == [
+        (201, "xn--bcher-kva.example"),
+        (201, "xn--r8jz45g.xn--zckzah"),
+        (201, "dots.example"),
+    ]
+
+
 async def test_registering_the_same_name_again_returns_the_existing_domain(api) -> None:
     tenant = await api.tenant()
     first = await api.domain(tenant, "again.example")

@@ -243,3 +243,24 @@ async def test_admin_domain_recheck_releases_a_domain_missing_past_the_grace_per
     second = json.loads(await asyncio.to_thread(run_once, command, env=env))
     assert domain["id"] in second["released"]
     assert (await _state(api, domain["id"]))["status"] == "released"
+
+
+async def test_a_domain_an_operator_verified_without_dns_is_never_released_by_the_recheck(dns_api) -> None:
+    # `taifa-admin domain verify --force` verifies without DNS: the TXT record was never needed, and the re-check
+    # released the domain (and deactivated its credential) three days later.
+    api, zone = dns_api
+    tenant = await api.tenant()
+    forced = await api.verified_domain(tenant)  # use_cases.force_verify_domain, as the CLI does
+    credential = (await api.credential(tenant, forced["id"])).json()
+    dns_domain = await _dns_verified(api, zone, tenant)
+    del zone.txt[dns_domain["verification"]["name"]]
+    now = datetime.now(UTC)
+    for day in range(6):
+        await _recheck(api, now + timedelta(days=day))
+    assert (await _state(api, forced["id"]))["status"] == "verified"
+    assert await _types(api, credential["id"]) == ["CredentialCreated"]
+    assert (await _state(api, dns_domain["id"]))["status"] == "released"  # the one verified through DNS
+    method = await api.pool.fetchval(
+        "SELECT verification_method FROM domains WHERE domain_id = $1", uuid.UUID(forced["id"])
+    )
+    assert method == "operator"

@@ -105,6 +105,7 @@ class InMemoryDomains(_Repository):
             d
             for d in self._t.domains.values()
             if d.status == rules.VERIFIED
+            and d.verification_method != "operator"
             and (d.verification_checked_at is None or d.verification_checked_at < checked_before)
         ]
         due.sort(key=lambda d: (d.verification_checked_at or oldest, d.domain_id))
@@ -268,4 +269,16 @@ async def verified_domain(
     at = clock or Clock(datetime.now(UTC))
     domain = (await use_cases.register_domain(database, account_id, name, "t", clock=at)).value
     await use_cases.force_verify_domain(database, domain.domain_id, "t", clock=at)
+    return domain.domain_id
+
+
+async def dns_verified_domain(
+    database: InMemoryDatabase, zone: Zone, account_id: UUID, name: str = "mail.example", *, clock: Clock
+) -> UUID:
+    """Registered and verified through DNS at `clock`; the record is then taken away (the re-check's tests put it
+    back as they need)."""
+    domain = (await use_cases.register_domain(database, account_id, name, "t", clock=clock)).value
+    zone.txt[domain.verification_name] = [domain.verification_value]
+    await use_cases.verify_domain(database, account_id, domain.domain_id, zone.lookup_txt, "t", clock=clock)
+    del zone.txt[domain.verification_name]
     return domain.domain_id

@@ -175,9 +175,24 @@ def test_a_wrong_value_counts_as_missing() -> None:
     assert asyncio.run(observe(dns.lookup_txt, _domain())) == Observation(found=False, conclusive=True)
 
 
-def test_a_resolver_outage_never_starts_the_clock_but_does_not_stop_a_running_one() -> None:
+def test_a_resolver_outage_never_starts_the_clock_and_releases_only_after_twice_the_grace_period() -> None:
     dns = FakeDns()
     dns.zone["_taifa.example.com"] = None  # timeouts
     assert set(_run_days(dns, 10)) == {Recheck.STILL_MISSING}
+    # A clock a missing record started keeps running (a lame delegation cannot hold a name forever), but without
+    # a lookup that shows the record missing the release waits for twice the grace period.
     started = T0 - timedelta(days=2)
-    assert _run_days(dns, 2, missing_since=started) == [Recheck.STILL_MISSING, Recheck.RELEASE]
+    assert _run_days(dns, 5, missing_since=started) == [Recheck.STILL_MISSING] * 4 + [Recheck.RELEASE]
+
+
+def test_one_missing_answer_then_our_resolver_failing_releases_nothing_at_the_grace_period() -> None:
+    # A flap (one NXDOMAIN), then our resolver times out for days: no lookup after the first showed the record
+    # missing, so nothing is released at 72 h; the next answer decides.
+    dns = FakeDns()
+    assert _run_days(dns, 1) == [Recheck.START_CLOCK]
+    dns.zone["_taifa.example.com"] = None
+    assert _run_days(dns, 3, missing_since=T0 - timedelta(days=1)) == [Recheck.STILL_MISSING] * 3
+    dns.zone["_taifa.example.com"] = ["taifa-verification=abc"]
+    assert _run_days(dns, 1, missing_since=T0 - timedelta(days=4)) == [Recheck.CONFIRMED]
+    del dns.zone["_taifa.example.com"]  # or shown missing, past the grace period: released
+    assert _run_days(dns, 1, missing_since=T0 - timedelta(days=4)) == [Recheck.RELEASE]

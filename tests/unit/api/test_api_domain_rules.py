@@ -28,6 +28,10 @@ from taifa_api.settings import Settings
         ("bücher.example", "xn--bcher-kva.example"),
         ("xn--bcher-kva.example", "xn--bcher-kva.example"),
         ("a-b.co.ke", "a-b.co.ke"),
+        ("bücher\u3002example", "xn--bcher-kva.example"),  # the full stops UTS #46 maps to "."
+        ("例え\uff0eテスト", "xn--r8jz45g.xn--zckzah"),
+        ("example.com\uff61", "example.com"),
+        (".".join(["a" * 63] * 3) + "." + "b" * 54, ".".join(["a" * 63] * 3) + "." + "b" * 54),  # 246: the longest
     ],
 )
 def test_domain_names_are_normalised_to_lowercase_a_labels(raw: str, expected: str) -> None:
@@ -49,6 +53,8 @@ def test_domain_names_are_normalised_to_lowercase_a_labels(raw: str, expected: s
         "http://example.com",
         ("a" * 64) + ".example",
         ".".join(["abcdefghij"] * 25) + ".com",
+        # 247 characters: `_taifa.` + the name, where its verification record lives, would pass DNS's 253.
+        ".".join(["a" * 63] * 3) + "." + "b" * 55,
     ],
 )
 def test_invalid_domain_names_are_refused(raw: str) -> None:

@@ -8,7 +8,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from api_in_memory import LIMITS, Clock, InMemoryDatabase, Zone, open_account, verified_domain
+from api_in_memory import LIMITS, Clock, InMemoryDatabase, Zone, dns_verified_domain, open_account, verified_domain
 from taifa_api.application import recheck, use_cases
 from taifa_api.domain.errors import DomainAlreadyReleased, DomainLimitReached, DomainTaken, InvalidDomainName, NotFound
 
@@ -186,7 +186,7 @@ async def test_recheck_starts_the_clock_then_releases_after_the_grace_period(
     database: InMemoryDatabase, zone: Zone, clock: Clock
 ) -> None:
     account_id = await open_account(database)
-    domain_id = await verified_domain(database, account_id, clock=clock)
+    domain_id = await dns_verified_domain(database, zone, account_id, clock=clock)
     await use_cases.create_credential(database, account_id, domain_id, LIMITS, "t")
 
     async def run() -> recheck.RecheckReport:
@@ -210,7 +210,7 @@ async def test_recheck_starts_the_clock_then_releases_after_the_grace_period(
 async def test_recheck_confirms_a_published_record_and_clears_the_clock(
     database: InMemoryDatabase, zone: Zone, clock: Clock
 ) -> None:
-    domain_id = await verified_domain(database, await open_account(database), clock=clock)
+    domain_id = await dns_verified_domain(database, zone, await open_account(database), clock=clock)
     domain = database.tables.domains[domain_id]
     grace = timedelta(hours=72)
     clock.advance(timedelta(minutes=1))
@@ -223,6 +223,25 @@ async def test_recheck_confirms_a_published_record_and_clears_the_clock(
     assert (report.checked, report.confirmed, report.events) == (1, 1, [])
     checked = database.tables.domains[domain_id]
     assert checked.verification_missing_since is None and checked.verification_checked_at == clock.now
+
+
+async def test_recheck_leaves_alone_a_domain_the_operator_verified_without_dns(
+    database: InMemoryDatabase, zone: Zone, clock: Clock
+) -> None:
+    # `taifa-admin domain verify --force`: the TXT record was never needed; the re-check released such a domain
+    # (and deactivated its credential) three days later.
+    account_id = await open_account(database)
+    domain_id = await verified_domain(database, account_id, clock=clock)
+    credential = (await use_cases.create_credential(database, account_id, domain_id, LIMITS, "t")).value
+    for _ in range(5):
+        clock.advance(timedelta(days=1, minutes=1))
+        report = await recheck.recheck_domains(
+            database, zone.lookup_txt, interval=timedelta(days=1), grace=timedelta(hours=72), clock=clock
+        )
+        assert report.checked == 0
+    assert database.tables.domains[domain_id].status == "verified"
+    assert database.tables.credentials[credential.record.credential_id].is_active
+    assert zone.lookups == []
 
 
 async def test_recheck_skips_domains_checked_within_the_interval(

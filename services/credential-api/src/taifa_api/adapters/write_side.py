@@ -18,7 +18,9 @@ from taifa_api.domain.models import AccountRecord, ApiKeyRecord, CredentialRecor
 _DOMAIN_COLUMNS = (
     "domain_id, account_id, name, status, status_reason, verification_name, verification_value, created_at, verified_at"
 )
-_DOMAIN_STATE_COLUMNS = "released_at, verification_checked_at, verification_missing_since, failure_recorded_at"
+_DOMAIN_STATE_COLUMNS = (
+    "released_at, verification_checked_at, verification_missing_since, failure_recorded_at, verification_method"
+)
 _LIVE = "status <> 'released'"  # a released domain no longer exists for its account
 _CREDENTIAL_COLUMNS = "credential_id, account_id, domain_id, username, is_active, created_at, deactivated_at"
 _CREDENTIAL_STATE_COLUMNS = (
@@ -158,8 +160,8 @@ async def update_domain(conn: asyncpg.Connection, domain: DomainRecord) -> None:
     when the domain is verified and another account holds the verified name."""
     await conn.execute(
         "UPDATE domains SET status = $2, status_reason = $3, verified_at = $4, released_at = $5, "
-        "verification_checked_at = $6, verification_missing_since = $7, failure_recorded_at = $8 "
-        "WHERE domain_id = $1",
+        "verification_checked_at = $6, verification_missing_since = $7, failure_recorded_at = $8, "
+        "verification_method = $9 WHERE domain_id = $1",
         domain.domain_id,
         domain.status,
         domain.status_reason,
@@ -168,6 +170,7 @@ async def update_domain(conn: asyncpg.Connection, domain: DomainRecord) -> None:
         domain.verification_checked_at,
         domain.verification_missing_since,
         domain.failure_recorded_at,
+        domain.verification_method,
     )
 
 
@@ -176,9 +179,11 @@ async def domains_due_for_recheck(
     checked_before: datetime,
     limit: int,
 ) -> list[DomainRecord]:
-    """Verified domains last checked before `checked_before` (never checked first), oldest first."""
+    """Verified domains last checked before `checked_before` (never checked first), oldest first; not those an
+    operator verified without DNS (their TXT record was never needed)."""
     rows = await conn.fetch(
         f"SELECT {_DOMAIN_COLUMNS}, {_DOMAIN_STATE_COLUMNS} FROM domains WHERE status = 'verified' "
+        "AND verification_method IS DISTINCT FROM 'operator' "
         "AND (verification_checked_at IS NULL OR verification_checked_at < $1) "
         "ORDER BY verification_checked_at NULLS FIRST, domain_id LIMIT $2",
         checked_before,

@@ -101,7 +101,8 @@ class DomainRepository(Protocol):
         usable) when the domain is verified but another account holds the verified name."""
 
     async def due_for_recheck(self, checked_before: datetime, limit: int) -> list[DomainRecord]:
-        """Verified domains last checked before `checked_before` (never checked first), oldest first."""
+        """Verified domains last checked before `checked_before` (never checked first), oldest first; not those an
+        operator verified without DNS (`verification_method` `operator`)."""
 
 
 class CredentialRepository(Protocol):

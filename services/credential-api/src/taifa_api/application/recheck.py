@@ -4,7 +4,8 @@ Each verified domain is looked up again once its last check is older than the in
 provably missing starts a clock in the write side (`verification_missing_since`, no event per check); a
 later successful check clears it; a domain whose record has stayed missing for the grace period (72 h by
 default, as SES does for DKIM records) is released with `DomainReleased(reason="verification_lost")` and its
-credentials deactivated in the same transaction, so another account may verify the name.
+credentials deactivated in the same transaction, so another account may verify the name. Domains an operator
+verified without DNS (`taifa-admin domain verify --force`) are not looked up: they never needed the record.
 """
 
 from __future__ import annotations

@@ -58,6 +58,7 @@ def verify(
         verification_checked_at=now,
         verification_missing_since=None,
         failure_recorded_at=None,
+        verification_method=method,
     )
     event = DomainVerified(
         domain_id=domain.domain_id, account_id=domain.account_id, name=domain.name, verified_at=now, method=method

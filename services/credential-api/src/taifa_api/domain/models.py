@@ -39,6 +39,9 @@ class DomainRecord:
     verification_checked_at: datetime | None = None
     verification_missing_since: datetime | None = None
     failure_recorded_at: datetime | None = None
+    # How the domain was last verified (`dns` | `operator`; None: before this was kept, read as `dns`). The daily
+    # re-check looks up the TXT record of DNS-verified domains only.
+    verification_method: str | None = None
 
 
 @dataclass(frozen=True)

@@ -65,10 +65,15 @@ def recheck_outcome(
     grace: timedelta,
 ) -> Recheck:
     """Decide from one lookup. `conclusive` is False when DNS gave no answer at all (timeout, SERVFAIL): an
-    outage of our resolver never starts the clock, but it does not stop a clock that a provably missing
-    record (NXDOMAIN, no TXT, wrong value) started, so a lame delegation cannot hold a name forever."""
+    outage of our resolver never starts the clock, and releases nothing while it lasts less than twice the grace
+    period: the release needs a lookup that shows the record missing. A clock that a provably missing record
+    (NXDOMAIN, no TXT, wrong value) started keeps running, though, so a lame delegation cannot hold a name
+    forever: after twice the grace period without a conclusive answer, the name is released."""
     if found:
         return Recheck.CONFIRMED
     if missing_since is None:
         return Recheck.START_CLOCK if conclusive else Recheck.STILL_MISSING
-    return Recheck.RELEASE if now - missing_since >= grace else Recheck.STILL_MISSING
+    missing_for = now - missing_since
+    if missing_for >= grace and (conclusive or missing_for >= 2 * grace):
+        return Recheck.RELEASE
+    return Recheck.STILL_MISSING

@@ -60,8 +60,6 @@ class DomainCreateIn(BaseModel):
     name: str = Field(
         min_length=3,
         max_length=1024,
-        # A necessary condition only: the full IDNA grammar is checked by the validator below.
-        pattern=r"^[^\s@/]+\.[^\s@/]+$",
         description="Domain name (at least two labels); Unicode names are converted to IDNA A-labels.",
     )
 
