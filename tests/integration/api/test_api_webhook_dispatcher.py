@@ -19,7 +19,7 @@ from standardwebhooks import Webhook
 from taifa_api.entrypoints import webhooks
 from taifa_api.settings import Settings
 from taifa_events import DomainRegistered, DomainVerified, encode, kafka_headers, make_envelope, topics
-from taifa_events.signing import Keyring
+from taifa_events.signing import USAGE_CONTEXT, Keyring
 from taifa_events.usage import QuotaReached, encode_usage_record
 from taifa_localstack import Tansu, free_port
 from webhook_support import SECRET_KEYS, create_endpoint, receiver, wait_for
@@ -121,7 +121,9 @@ async def test_signed_events_become_signed_deliveries_once(api_db: str, broker: 
                 event_record(registered("signed.example"), keyring),
                 event_record(DomainVerified(domain_id=domain_id, account_id=account_id, name="x", verified_at=now),
                              keyring),  # not subscribed
-                (topics.USAGE_TOPIC, str(quota.credential_id).encode(), quota_value, keyring.headers(quota_value)),
+                # Signed as the projector signs usage records (their own context).
+                (topics.USAGE_TOPIC, str(quota.credential_id).encode(), quota_value,
+                 keyring.headers(quota_value, USAGE_CONTEXT)),
             ],
         )  # fmt: skip
         ends = await log_ends(broker.bootstrap)

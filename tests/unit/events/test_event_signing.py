@@ -145,3 +145,19 @@ def test_the_tag_is_hmac_sha256_over_the_context_and_the_value() -> None:
     ring = Keyring.parse(f"k1:{secret}", "k1")
     expected = hmac.new(secret.encode(), signing.SIGNATURE_CONTEXT + raw, hashlib.sha256).hexdigest()
     assert dict(ring.headers(raw))[signing.HEADER_SIGNATURE] == expected.encode()
+
+
+def test_a_usage_records_tag_never_verifies_as_an_events() -> None:
+    # Domain separation: a usage record (signed by the projector) copied to an event topic, headers and all, is
+    # refused there; readers of the usage topic take both contexts (older projectors signed usage as events).
+    ring = Keyring({"k1": secrets.token_bytes(32)}, "k1")
+    value = b'{"type":"usage_window","data":{}}'
+    usage = signature_of(ring.headers(value, signing.USAGE_CONTEXT))
+    event = signature_of(ring.headers(value))
+    with pytest.raises(SignatureRefused) as refused:
+        ring.verify(value, usage)
+    assert refused.value.reason == signing.REASON_BAD_SIGNATURE
+    assert ring.verify(value, usage, signing.USAGE_CONTEXTS) == "k1"
+    assert ring.verify(value, event, signing.USAGE_CONTEXTS) == "k1"
+    assert ring.verify(value, event) == "k1"
+    assert usage != event

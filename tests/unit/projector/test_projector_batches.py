@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from taifa_events import Envelope
-from taifa_events.signing import Keyring
+from taifa_events.signing import REASON_BAD_SIGNATURE, USAGE_CONTEXT, Keyring, signature_of
 from taifa_projector.application.batches import REASON_REJECTED, REASON_UNDECODABLE, BatchApplier, CacheRefused
 from taifa_projector.application.rebuild import rebuild_from_event_store
 
 from tests.unit.projector.fakes import (
+    KEYRING,
     TOPIC,
     InMemoryAuthCache,
     InMemoryDeadLetters,
@@ -140,7 +142,7 @@ async def test_an_authentic_undecodable_deactivation_revokes_the_active_credenti
     d, other = Domain(), Domain()
     a, b = d.created(1), other.created(2)
     await ports.applier.process(records([a, b]))
-    value = json.dumps({"position": 5, "data": {"broken": True}}).encode()
+    value = json.dumps({"event_type": "CredentialDeactivated", "position": 5, "data": {"broken": True}}).encode()
     poison = raw_record(value, 2, key=str(d.domain_id).encode(), declared=("CredentialDeactivated", 1))
     await ports.applier.process([poison])
     assert [letter.reason for letter in ports.dead_letters.sent] == [REASON_UNDECODABLE]
@@ -148,6 +150,46 @@ async def test_an_authentic_undecodable_deactivation_revokes_the_active_credenti
     assert not ports.cache.entries[d.username.lower()].active
     assert ports.cache.entries[other.username.lower()].active  # another domain's credential is untouched
     assert ports.cache.revocations == [(d.username.lower(), a.data.credential_id)]
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        {"position": 5, "data": {"broken": True}},  # no envelope (a usage record's shape)
+        {"event_type": "CredentialCreated", "position": 5, "data": {"broken": True}},
+        {"event_type": "CredentialDeactivated", "position": 5, "data": {"domain_id": "OTHER"}},
+    ],
+    ids=["no-event-type", "another-event-type", "another-domain"],
+)
+async def test_an_undecodable_record_whose_value_contradicts_its_unsigned_key_or_header_revokes_nothing(
+    envelope: dict[str, object],
+) -> None:
+    # The key and the event_type header are not signed: only a value that is this domain's deactivation counts.
+    ports = Ports()
+    d = Domain()
+    a = d.created(1)
+    await ports.applier.process(records([a]))
+    if isinstance(envelope.get("data"), dict) and envelope["data"].get("domain_id") == "OTHER":  # type: ignore[union-attr]
+        envelope = {**envelope, "data": {"domain_id": str(uuid4())}}
+    value = json.dumps(envelope).encode()
+    poison = raw_record(value, 2, key=str(d.domain_id).encode(), declared=("CredentialDeactivated", 1))
+    await ports.applier.process([poison])
+    assert [letter.reason for letter in ports.dead_letters.sent] == [REASON_UNDECODABLE]
+    assert ports.store.quarantined == {} and ports.cache.revocations == []
+    assert ports.cache.entries[d.username.lower()].active
+
+
+async def test_a_signed_usage_record_moved_to_an_event_topic_does_not_verify() -> None:
+    # Usage records are signed under their own context: a copy on an event topic, headers and all, is refused.
+    ports = Ports()
+    d = Domain()
+    await ports.applier.process(records([d.created(1)]))
+    value = json.dumps({"event_type": "CredentialDeactivated", "data": {"domain_id": str(d.domain_id)}}).encode()
+    moved = raw_record(value, 1, key=str(d.domain_id).encode(), declared=("CredentialDeactivated", 1))
+    moved = moved._replace(signature=signature_of(KEYRING.headers(value, USAGE_CONTEXT)))
+    await ports.applier.process([moved])
+    assert [letter.reason for letter in ports.dead_letters.sent] == [REASON_BAD_SIGNATURE]
+    assert ports.cache.entries[d.username.lower()].active and ports.cache.revocations == []
 
 
 async def test_a_cache_write_redis_refuses_deletes_its_entries_and_the_epoch_and_still_announces_revocations() -> None:

@@ -10,6 +10,12 @@ Anyone who can produce to the data topics could otherwise mint a working SMTP lo
   between signer and verifier can matter. The topic, key and other headers are not signed: the
   envelope names its event type (hence its topic), its stream and its position, and the projector's
   writes are idempotent and position-conditional, so a replayed or moved signed record changes nothing.
+- Usage records (the projector's windows and quota notices on `taifa.smtp-usage`) are signed under their own
+  context, `USAGE_CONTEXT`: a usage record copied to an event topic, headers and all, never verifies there (its
+  tag was made for another context), so no one who can read the usage topic and produce to an event topic can
+  turn one into an event (the projector's undecodable-deactivation path trusted the key and the declared type of a
+  record whose value verified). Readers of the usage topic also accept the event context, which projectors
+  before this one signed usage records with.
 - Where: two record headers, `taifa-signature` (hex of the 32-byte tag) and `taifa-signature-key-id`.
 - Keys: a `Keyring` of secrets by key id (`TAIFA_EVENT_SIGNING_KEYS`, "id:secret,id:secret", each
   secret at least 32 bytes). The API signs with the active id (`TAIFA_EVENT_SIGNING_KEY_ID`); the
@@ -29,6 +35,9 @@ from typing import Final, NamedTuple
 HEADER_SIGNATURE: Final = "taifa-signature"
 HEADER_KEY_ID: Final = "taifa-signature-key-id"
 SIGNATURE_CONTEXT: Final = b"taifa-event-signature-v1\n"
+USAGE_CONTEXT: Final = b"taifa-usage-signature-v1\n"
+# What a reader of the usage topic accepts: the usage context, and the event context of older projectors' records.
+USAGE_CONTEXTS: Final = (USAGE_CONTEXT, SIGNATURE_CONTEXT)
 MIN_SECRET_BYTES: Final = 32
 TAG_BYTES: Final = 32  # SHA-256
 
@@ -81,10 +90,10 @@ def signature_of(headers: Iterable[tuple[str, bytes]] | None) -> Signature | Non
     return Signature(name, tag)
 
 
-def _tag(secret: bytes, value: bytes) -> bytes:
+def _tag(secret: bytes, value: bytes, context: bytes = SIGNATURE_CONTEXT) -> bytes:
     # The digest named as a string: hmac.digest then takes OpenSSL's one-shot HMAC; given `hashlib.sha256` it was
     # measured at twice the cost here (every consumed record is verified; tests/unit/events checks the tags).
-    return hmac.digest(secret, SIGNATURE_CONTEXT + value, "sha256")
+    return hmac.digest(secret, context + value, "sha256")
 
 
 class Keyring:
@@ -139,15 +148,19 @@ class Keyring:
     def __repr__(self) -> str:
         return f"Keyring(key_ids={list(self.key_ids)}, active={self._active!r})"
 
-    def headers(self, value: bytes) -> list[tuple[str, bytes]]:
-        """The two signature headers of a record with this value, signed with the active key."""
+    def headers(self, value: bytes, context: bytes = SIGNATURE_CONTEXT) -> list[tuple[str, bytes]]:
+        """The two signature headers of a record with this value, signed with the active key (`context`: the
+        event context, or USAGE_CONTEXT for a usage record)."""
         if self._active is None:
             raise InvalidKeyring("no active event signing key: set TAIFA_EVENT_SIGNING_KEY_ID")
-        tag = _tag(self._secrets[self._active], value)
+        tag = _tag(self._secrets[self._active], value, context)
         return [(HEADER_SIGNATURE, tag.hex().encode()), (HEADER_KEY_ID, self._active.encode())]
 
-    def verify(self, value: bytes | None, signature: Signature | None) -> str:
-        """The id of the key that signed `value`; raises SignatureRefused when it does not verify."""
+    def verify(
+        self, value: bytes | None, signature: Signature | None, contexts: tuple[bytes, ...] = (SIGNATURE_CONTEXT,)
+    ) -> str:
+        """The id of the key that signed `value` under one of `contexts` (the event context unless told: a usage
+        record's tag never verifies as an event's); raises SignatureRefused when it does not verify."""
         if signature is None:
             raise SignatureRefused(REASON_UNSIGNED, f"no {HEADER_SIGNATURE} header")
         secret = self._secrets.get(signature.key_id)
@@ -155,6 +168,6 @@ class Keyring:
             raise SignatureRefused(REASON_UNKNOWN_KEY, f"key id {signature.key_id[:64]!r} is not configured")
         if len(signature.tag) != TAG_BYTES or value is None:
             raise SignatureRefused(REASON_BAD_SIGNATURE, "malformed signature")
-        if not hmac.compare_digest(_tag(secret, value), signature.tag):
+        if not any(hmac.compare_digest(_tag(secret, value, context), signature.tag) for context in contexts):
             raise SignatureRefused(REASON_BAD_SIGNATURE, f"the tag does not match key {signature.key_id!r}")
         return signature.key_id

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from taifa_events import InvalidEvent, declared_type, decode, rfc3339, topics
 from taifa_events.audit import AuditEvent, audit_event, audit_event_from_quota
-from taifa_events.signing import Keyring, SignatureRefused, signature_of
+from taifa_events.signing import SIGNATURE_CONTEXT, USAGE_CONTEXTS, Keyring, SignatureRefused, signature_of
 from taifa_events.usage import InvalidUsageRecord, QuotaReached, decode_usage_record
 
 from taifa_api.application.webhook_ports import FeedEvent
@@ -43,8 +43,9 @@ def payload_of(event: AuditEvent) -> dict[str, object]:
 
 def feed_event(record: KafkaRecord, keyring: Keyring) -> tuple[FeedEvent | None, str]:
     """(the feed event of `record` or None, the outcome for the records metric)."""
+    contexts = USAGE_CONTEXTS if record.topic == topics.USAGE_TOPIC else (SIGNATURE_CONTEXT,)
     try:
-        keyring.verify(record.value, signature_of(record.headers))
+        keyring.verify(record.value, signature_of(record.headers), contexts)
     except SignatureRefused as exc:
         return None, exc.reason
     assert record.value is not None  # verify refuses a record without a value

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from taifa_events import topics, usage
-from taifa_events.signing import Keyring
+from taifa_events.signing import USAGE_CONTEXT, Keyring
 from taifa_events.usage import QuotaReached, UsageWindow
 
 from taifa_projector.adapters.kafka import KafkaConnection, _client_options
@@ -29,7 +29,7 @@ class KafkaUsagePublisher:
                     self.topic,
                     value,
                     key=str(record.credential_id).encode(),
-                    headers=self.keyring.headers(value),
+                    headers=self.keyring.headers(value, USAGE_CONTEXT),
                 )
             )
         for future in futures:

@@ -352,6 +352,11 @@ class BatchApplier:
         except (UnicodeDecodeError, ValueError):
             log.error("undecodable deactivation without a domain id key: nothing could be revoked")
             return
+        if contradicts_declaration(record.value, domain_id):
+            # The key and the declared type are not signed; a value that names another event or domain is not
+            # this domain's deactivation, whatever they claim.
+            log.error("undecodable record declared a deactivation its value contradicts: nothing revoked")
+            return
         position = declared_position(record.value)
         active = await retry_transient(
             lambda: self.store.active_entries_of_domain(domain_id),
@@ -388,6 +393,23 @@ class BatchApplier:
         await self.dead_letters.send(record, reason=reason, error=error, attempts=attempts)
         metrics.DLQ_RECORDS.labels(record.topic, reason).inc()
         report.dead_lettered += 1
+
+
+def contradicts_declaration(value: bytes | None, domain_id: UUID) -> bool:
+    """The value is a JSON object that is no `CredentialDeactivated` envelope (another event type, or none, as a usage
+    record), or that names another domain than the record's key. An unreadable value contradicts nothing: the
+    revocation fails closed."""
+    try:
+        envelope = json.loads(value or b"")
+    except ValueError:
+        return False
+    if not isinstance(envelope, dict):
+        return False
+    if envelope.get("event_type") != DEACTIVATION:
+        return True
+    data = envelope.get("data")
+    named = data.get("domain_id") if isinstance(data, dict) else None
+    return named is not None and str(named).lower() != str(domain_id)
 
 
 def declared_position(value: bytes | None) -> int | None:

@@ -21,7 +21,7 @@ from uuid import UUID
 
 from pydantic import ValidationError
 from taifa_events import usage
-from taifa_events.signing import Keyring, SignatureRefused
+from taifa_events.signing import USAGE_CONTEXTS, Keyring, SignatureRefused
 from taifa_events.usage import QuotaNotice, QuotaReached, UsageWindow
 
 from taifa_projector.application.ports import DeadLetters, Record, UsageCounters, UsagePublisher, UsageStore
@@ -49,7 +49,7 @@ class UsageApplier:
         rejected = 0
         for record in records:
             try:
-                self.keyring.verify(record.value, record.signature)
+                self.keyring.verify(record.value, record.signature, USAGE_CONTEXTS)
                 decoded = usage.decode_usage_record(record.value)
             except SignatureRefused as exc:
                 await self.dead_letters.send(record, reason=exc.reason, error=str(exc), attempts=1)
