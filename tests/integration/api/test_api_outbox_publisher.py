@@ -13,12 +13,15 @@ from collections import defaultdict
 from pathlib import Path
 
 import asyncpg
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.structs import RecordMetadata
 from api_support import consume_all, create_database, running_api, venv_bin
 from taifa_api.adapters import database, migrate
+from taifa_api.adapters.broker_log import BrokerLogWatch
 from taifa_api.adapters.publisher import OutboxPublisher
 from taifa_api.adapters.unit_of_work import unit_of_work_factory
 from taifa_api.application import use_cases
-from taifa_events import declared_type, decode
+from taifa_events import declared_type, decode, topics
 from taifa_events.signing import signature_of
 from taifa_localstack import TOPIC_PARTITIONS, ServiceProcess, Tansu, create_topics, free_port, wait_until
 
@@ -280,3 +283,22 @@ async def test_a_broker_that_comes_back_empty_gets_the_whole_log_again(make_sett
         await asyncio.to_thread(replacement.stop)
         await asyncio.to_thread(first.stop)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def test_a_log_whose_last_batch_holds_several_records_is_not_taken_for_a_lost_one(broker) -> None:
+    # tansu (the broker of `make dev` and the tests) ends a log one past its last batch's first record, Kafka one
+    # past its last record: compared with the highest acknowledged offset, a round of several records to one
+    # partition looked lost at every check, and the publisher replayed the whole event store every 30 s.
+    watch = BrokerLogWatch({"bootstrap_servers": broker.bootstrap})
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=0)
+    await producer.start()
+    try:
+        for _ in range(2):  # two rounds, each of several records to one partition
+            sent = [await producer.send(topics.DOMAINS, b"x", partition=0) for _ in range(6)]
+            watch.record(await asyncio.gather(*sent))
+            assert not await watch.log_lost(expect_messages=True)
+    finally:
+        await producer.stop()
+    beyond = RecordMetadata(topics.DOMAINS, 0, TopicPartition(topics.DOMAINS, 0), 10**9, -1, 0, -1)
+    watch.record([beyond])
+    assert await watch.log_lost(expect_messages=True)  # a log that ends below what was acknowledged: lost

@@ -3,7 +3,7 @@ topics deleted and recreated), so the publisher can replay the event store inste
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -12,20 +12,31 @@ from taifa_events import topics
 
 
 class BrokerLogWatch:
+    """What the broker acknowledged, to compare with its logs' end offsets.
+
+    A log's end offset is at least one past the first record of its last batch: Kafka reports the offset after its
+    last record, tansu the offset after its last batch's first record. A batch never spans two of the publisher's
+    rounds (each round waits for all its acknowledgements), so per partition the lowest offset acknowledged in the
+    last round that wrote to it is the bound: a log that ends at or below it lost records."""
+
     def __init__(self, kafka: Mapping[str, Any]) -> None:
         self._kafka = kafka
-        self._highest: dict[TopicPartition, int] = {}
+        self._floor: dict[TopicPartition, int] = {}
 
-    def record(self, metadata: RecordMetadata) -> None:
-        """Remember the highest offset the broker acknowledged per partition."""
-        partition = TopicPartition(metadata.topic, metadata.partition)
-        self._highest[partition] = max(self._highest.get(partition, -1), metadata.offset)
+    def record(self, acknowledged: Iterable[RecordMetadata]) -> None:
+        """One round's acknowledgements: per partition, the lowest offset of the round."""
+        lowest: dict[TopicPartition, int] = {}
+        for metadata in acknowledged:
+            partition = TopicPartition(metadata.topic, metadata.partition)
+            lowest[partition] = min(lowest.get(partition, metadata.offset), metadata.offset)
+        self._floor.update(lowest)
 
     def forget(self) -> None:
-        self._highest.clear()
+        self._floor.clear()
 
     async def log_lost(self, *, expect_messages: bool) -> bool:
-        """True when the topics are empty although we published before, or shorter than what we saw acked."""
+        """True when the topics are empty although we published before, or a log ends at or below the first record
+        the broker acknowledged in the last round that wrote to it."""
         consumer = AIOKafkaConsumer(**self._kafka, group_id=None, enable_auto_commit=False)
         await consumer.start()
         try:
@@ -40,4 +51,4 @@ class BrokerLogWatch:
             await consumer.stop()
         if expect_messages and sum(ends.values()) == 0:
             return True
-        return any(ends.get(partition, 0) <= offset for partition, offset in self._highest.items())
+        return any(ends.get(partition, 0) <= offset for partition, offset in self._floor.items())

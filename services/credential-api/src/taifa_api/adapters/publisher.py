@@ -140,8 +140,7 @@ class OutboxPublisher:
                     row["topic"], value=value, key=envelope.key, headers=headers + self._keyring.headers(value)
                 )
             )
-        for acknowledged in await asyncio.gather(*pending):
-            self._watch.record(acknowledged)
+        self._watch.record(await asyncio.gather(*pending))
         last = int(rows[-1]["position"])
         metrics.PUBLISHED.inc(len(rows))
         metrics.PUBLISHED_POSITION.set(last)
