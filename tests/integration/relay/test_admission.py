@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
+import socket
 import ssl
+import struct
 from typing import Any
 
 import pytest
@@ -92,4 +95,45 @@ def test_connections_that_never_finish_a_tls_handshake_count_against_the_limits(
     ) as other:
         assert other.ehlo("client.test")[0] == 250
     for raw in [*held, extra]:
+        raw.close()
+
+
+def _client_hello() -> bytes:
+    hello = ssl.create_default_context().wrap_bio(ssl.MemoryBIO(), outgoing := ssl.MemoryBIO(), server_hostname="x")
+    with contextlib.suppress(ssl.SSLWantReadError):
+        hello.do_handshake()
+    return outgoing.read()
+
+
+def _reset(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+    sock.close()
+
+
+@pytest.mark.parametrize("when", ["after-starttls-220", "after-client-hello", "implicit-tls-after-client-hello"])
+def test_c6_a_connection_reset_during_a_tls_handshake_gives_its_slot_back(make_relay: Any, when: str) -> None:
+    # The loop's TLS layer drops a connection reset mid-handshake without `connection_lost`: its slot was held for
+    # good, and max_sessions such resets locked every client out (421) until the process restarted.
+    relay = make_relay(relay_max_sessions=3, relay_max_sessions_per_client=50)
+    implicit = when.startswith("implicit")
+    for n in range(3):
+        port = relay.smtps_port if implicit else relay.submission_port
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(f"127.0.0.{141 + n}", 0))
+        if not implicit:
+            assert sock.recv(1000).startswith(b"220")
+            sock.sendall(b"EHLO a\r\nSTARTTLS\r\n")
+            replies = b""
+            while b"\r\n220 " not in b"\r\n" + replies:
+                replies += sock.recv(1000)
+        if when != "after-starttls-220":
+            sock.sendall(_client_hello())
+            sock.recv(1)  # the handshake is under way (the ServerHello came): reset in the middle of it
+        _reset(sock)
+    assert relay.relay is not None
+    sessions = relay.relay.parts.sessions
+    wait_until(lambda: not sessions.sessions, 10, "the reset connections' slots given back")
+    raw = Raw(relay.submission_port, source="127.0.0.200", timeout=5)
+    try:
+        assert raw.reply().startswith("220")  # another client is served
+    finally:
         raw.close()

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 import redis as redis_lib
 from taifa_events import usage
+from taifa_events.events import CredentialLimits
 from taifa_localstack import wait_until
 
-from tests.integration.relay.support import Certs, Client, Credentials, Raw, Sink, login_raw
+from tests.integration.relay.support import Certs, Client, Credentials, Raw, Sink, login_raw, message
 
 
 @pytest.mark.parametrize("length", [513, 2048, 1_000_000])
@@ -110,6 +111,27 @@ def test_c4_slow_data_is_cut_by_the_minimum_rate(
     assert time.monotonic() - started < 5
     assert raw.closed()
     assert sink.count() == before
+
+
+@pytest.mark.parametrize("limit", ["recipients", "daily"])
+def test_c3_recipients_refused_for_a_limit_are_no_client_errors_and_the_accepted_ones_are_sent(
+    make_relay: Any, certs: Certs, credentials: Credentials, sink: Sink, limit: str
+) -> None:
+    # 452 4.5.3 (the recipient cap) and 452 4.7.1 (the daily limit) tell the client to send the rest later: counted
+    # as its errors, 30 of them reached the hard limit, the session was cut (421) and nothing was sent, while the
+    # accepted recipients had already taken their share of the day.
+    relay = make_relay(relay_max_recipients=100 if limit == "daily" else 5, relay_error_delay_seconds=0.01)
+    cred = credentials.create()
+    if limit == "daily":
+        credentials.change(cred, limits=CredentialLimits(messages_per_day=5))
+    sender = f"app@{cred.domain}"
+    before = sink.count()
+    with Client(relay, certs).login(cred) as smtp:
+        assert smtp.mail(sender)[0] == 250
+        codes = [smtp.rcpt(f"r{i}@dest.example")[0] for i in range(30)]
+        assert codes == [250] * 5 + [452] * 25
+        assert smtp.data(message(sender))[0] == 250
+    wait_until(lambda: sink.count() == before + 1, 10, "the message with its five accepted recipients")
 
 
 def test_c5_errors_are_delayed_after_the_soft_limit_and_cut_at_the_hard_limit(make_relay: Any) -> None:

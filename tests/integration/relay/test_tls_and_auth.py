@@ -129,6 +129,30 @@ def test_a6_auth_plain_with_another_users_authorization_identity_is_refused(
         assert smtp.docmd("AUTH", plain(mine.username, mine)) == (235, b"2.7.0 Authentication successful")
 
 
+@pytest.mark.parametrize(
+    ("answer", "reply"),
+    [
+        (b"A" * 200_000, "500 5.5.2 Line too long"),  # aiosmtpd's readline raised: a traceback, 451, then commands
+        (b"*", "501 5.7.0 Auth aborted"),  # RFC 4954 cancel: one reply (a 535 used to follow it)
+        (b"not base64!", "501 5.5.2 Can't decode base64"),
+    ],
+    ids=["over-long", "cancel", "bad-base64"],
+)
+def test_a6_an_auth_continuation_line_that_cannot_be_used_gets_one_reply_and_the_session_goes_on(
+    client: Client, answer: bytes, reply: str
+) -> None:
+    raw = Raw(client.relay.submission_port, certs=client.certs)
+    assert raw.reply().startswith("220")
+    raw.command("EHLO a.test")
+    raw.command("STARTTLS")
+    raw.starttls()
+    raw.command("EHLO a.test")
+    assert raw.command("AUTH LOGIN").startswith("334")
+    raw.send(answer + b"\r\nNOOP\r\n")
+    assert [raw.reply(), raw.reply()] == [reply, "250 OK"]
+    raw.close()
+
+
 def test_a6_auth_login_uses_two_334_prompts(client: Client, credentials: Credentials) -> None:
     import base64
 

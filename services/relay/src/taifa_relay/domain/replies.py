@@ -31,6 +31,11 @@ HEADER_SENDER_NOT_ALLOWED: Final = "550 5.7.1 Sender: header rejected: one mailb
 SENDER_CHECK_UNAVAILABLE: Final = "451 4.3.0 Sender check temporarily unavailable, try again later"
 MESSAGE_TOO_BIG: Final = "552 5.3.4 Message size exceeds fixed maximum message size"
 TOO_MANY_RECIPIENTS: Final = "452 4.5.3 Too many recipients"
+AUTH_ABORTED: Final = "501 5.7.0 Auth aborted"
+# Refusals of recipients the client cannot foresee (the recipient cap, the daily limits): RFC 5321 §4.5.3.1.10 has
+# it send the rest in another transaction, so they are not the client's errors (the error limits count the others;
+# a message of 120 recipients was cut with 421 and nothing sent).
+NOT_CLIENT_ERRORS: Final = frozenset({TOO_MANY_RECIPIENTS, DAILY_LIMIT_REACHED, QUOTA_REACHED})
 BARE_NEWLINE: Final = "550 5.6.0 Bare CR or LF not allowed in message data"
 LINE_TOO_LONG: Final = "500 5.5.2 Line too long"
 MAIL_LOOP: Final = "550 5.4.6 Mail loop detected"

@@ -14,7 +14,7 @@ import logging
 import re
 import ssl
 import time
-from base64 import b64decode
+from base64 import b64decode, b64encode
 from typing import Any, AnyStr
 
 from aiosmtpd.proxy_protocol import get_proxy
@@ -110,6 +110,9 @@ class RelaySMTP(TLSUpgradingSMTP):
             text = self.submission.message_refused(self.relay_session.state, text)  # SIZE= over the limit
         if text[:1] in ("4", "5") and not self._closing:
             metrics.REJECTIONS.labels(reason=" ".join(text.split()[:2])).inc()
+            if text in replies.NOT_CLIENT_ERRORS:
+                await self.write_reply(text)
+                return
             self._errors += 1
             if self._errors >= self.limits.error_hard_limit:
                 await self.write_reply(text)
@@ -143,13 +146,25 @@ class RelaySMTP(TLSUpgradingSMTP):
             self.relay_session.proxy_data = previous.proxy_data
 
     def connection_lost(self, error: Exception | None) -> None:
+        self._release_slot()
+        super().connection_lost(error)
+
+    def _release_slot(self) -> None:
+        """Give the admitted connection's slot back (once: from `connection_lost` or the end of `_handle_client`)."""
         if self._admitted:
             self._admitted = False
             self.sessions.release(self, self.relay_session.state)
             metrics.SESSIONS.dec()
-        super().connection_lost(error)
 
     async def _handle_client(self) -> None:
+        # The slot is also given back when the handler ends: a connection reset during a TLS handshake never
+        # reaches `connection_lost` (the loop's TLS layer drops it), and its slot was held for good.
+        try:
+            await self._serve_client()
+        finally:
+            self._release_slot()
+
+    async def _serve_client(self) -> None:
         session = self.relay_session
         state = session.state
         state.client_ip = str(session.peer[0]) if isinstance(session.peer, tuple) else "local"
@@ -195,11 +210,11 @@ class RelaySMTP(TLSUpgradingSMTP):
             except Exception as error:  # noqa: BLE001 - a bug must end in a reply, never in a dead session
                 await self.push(await self.handle_exception(error))
 
-    async def _next_command(self) -> None:
+    async def _read_line(self) -> bytes | None:
+        """The next line; None when it was too long: discarded up to its end without being kept, and refused."""
         try:
             line: bytes = await self._reader.readuntil()
         except asyncio.LimitOverrunError as error:
-            # Too long: discard up to the end of the line without keeping it, then refuse.
             await self._reader.read(error.consumed)
             while True:
                 try:
@@ -208,6 +223,12 @@ class RelaySMTP(TLSUpgradingSMTP):
                 except asyncio.LimitOverrunError as more:
                     await self._reader.read(more.consumed)
             await self.push(replies.LINE_TOO_LONG)
+            return None
+        return line
+
+    async def _next_command(self) -> None:
+        line = await self._read_line()
+        if line is None:
             return
         line = line.rstrip(b"\r\n")
         if _CONTROL.search(line):
@@ -250,11 +271,33 @@ class RelaySMTP(TLSUpgradingSMTP):
         await method(arg)
 
     # --- AUTH ----------------------------------------------------------------------------------
+    async def challenge_auth(
+        self, challenge: str | bytes, encode_to_b64: bool = True, log_client_response: bool = False
+    ) -> bytes | Any:
+        """aiosmtpd's 334 challenge, its answer read like a command line: one over the limit is discarded and
+        refused (500 5.5.2) instead of raising (aiosmtpd's readline: a traceback and 451, and the rest of a long
+        line read as commands). MISSING after a refusal already sent (too long, `*`, bad base64): the AUTH ends
+        with that one reply. The client's answer is never logged."""
+        data = challenge.encode() if isinstance(challenge, str) else challenge
+        await self.push(b"334 " + (b64encode(data) if encode_to_b64 else data))
+        line = await self._read_line()
+        if line is None:
+            return MISSING
+        blob = line.strip()
+        if blob == b"*":  # RFC 4954: the client cancels
+            await self.push(replies.AUTH_ABORTED)
+            return MISSING
+        try:
+            return b64decode(blob, validate=True)
+        except ValueError:
+            await self.push(replies.BAD_BASE64)
+            return MISSING
+
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
         if len(args) == 1:
             blob = await self.challenge_auth("")
             if blob is MISSING:
-                return AuthResult(success=False)
+                return AuthResult(success=False, handled=True)
         else:
             try:
                 blob = b64decode(args[1].encode(), validate=True)
@@ -272,7 +315,7 @@ class RelaySMTP(TLSUpgradingSMTP):
         if len(args) == 1:
             login = await self.challenge_auth(self.AuthLoginUsernameChallenge)
             if login is MISSING:
-                return AuthResult(success=False)
+                return AuthResult(success=False, handled=True)
         else:
             try:
                 login = b64decode(args[1].encode(), validate=True)
@@ -281,7 +324,7 @@ class RelaySMTP(TLSUpgradingSMTP):
                 return AuthResult(success=False, handled=True)
         password = await self.challenge_auth(self.AuthLoginPasswordChallenge)
         if password is MISSING:
-            return AuthResult(success=False)
+            return AuthResult(success=False, handled=True)
         assert isinstance(login, bytes) and isinstance(password, bytes)
         return await self._check_credentials(login, password)
 
