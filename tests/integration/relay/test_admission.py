@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from taifa_localstack import wait_until
 
-from tests.integration.relay.support import Certs, Raw
+from tests.integration.relay.support import Certs, Credentials, Raw, plain_auth_arg
 
 
 def _proxied(port: int, source: str) -> Raw:
@@ -135,5 +135,58 @@ def test_c6_a_connection_reset_during_a_tls_handshake_gives_its_slot_back(make_r
     raw = Raw(relay.submission_port, source="127.0.0.200", timeout=5)
     try:
         assert raw.reply().startswith("220")  # another client is served
+    finally:
+        raw.close()
+
+
+def _login_through(raw: Raw, username: str, password: str) -> str:
+    """STARTTLS and AUTH PLAIN on a connection whose banner was read."""
+    raw.command("EHLO proxy.test")
+    raw.command("STARTTLS")
+    raw.starttls()
+    raw.command("EHLO proxy.test")
+    return raw.command(f"AUTH PLAIN {plain_auth_arg(username, password)}")
+
+
+def test_c7_only_the_trusted_balancer_names_the_client_in_a_proxy_header(
+    make_relay: Any, certs: Certs, credentials: Credentials
+) -> None:
+    # A header from anyone would choose the address that allowlists and throttles see: a direct client claiming an
+    # address inside a credential's allowed_cidrs logged in from outside it.
+    relay = make_relay(relay_proxy_protocol=True, relay_proxy_trusted_cidrs="127.0.0.2/32")
+    cred = credentials.create()
+    credentials.change(cred, allowed_cidrs=("203.0.113.0/24",))
+    header = b"PROXY TCP4 203.0.113.9 192.0.2.25 40000 587\r\n"
+    direct = Raw(relay.submission_port, certs=certs, source="127.0.0.1")
+    direct.send(header)
+    try:
+        assert direct.reply().startswith("220")  # served as itself: its header is a line like any other
+        assert direct.reply().startswith("5")  # ...and refused as a command
+        assert _login_through(direct, cred.username, cred.password) == "535 5.7.8 Authentication credentials invalid"
+    finally:
+        direct.close()
+    balancer = Raw(relay.submission_port, certs=certs, source="127.0.0.2")
+    balancer.send(header)
+    try:
+        assert balancer.reply().startswith("220")
+        assert _login_through(balancer, cred.username, cred.password).startswith("235")
+    finally:
+        balancer.close()
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"PROXY UNKNOWN\r\n", b"\r\n\r\n\x00\r\nQUIT\n" + struct.pack("!BBH", 0x20, 0x00, 0)],
+    ids=["v1-unknown", "v2-local"],
+)
+def test_c7_a_balancers_own_connection_is_served_as_itself(make_relay: Any, header: bytes) -> None:
+    # PROXY v1 UNKNOWN and v2 LOCAL are the balancer's health checks (the spec: a receiver must accept them and
+    # use the real endpoints); they were closed without a banner, so every relay looked down to HAProxy.
+    relay = make_relay(relay_proxy_protocol=True)
+    raw = Raw(relay.submission_port)
+    raw.send(header)
+    try:
+        assert raw.reply().startswith("220")
+        assert raw.command("NOOP").startswith("250")
     finally:
         raw.close()

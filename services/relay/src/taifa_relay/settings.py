@@ -81,7 +81,16 @@ class Settings(BaseSettings):
     relay_error_hard_limit: int = Field(20, description="Error replies after which the connection is closed.")
     relay_error_delay_seconds: float = Field(1.0, description="Delay added per error reply past the soft limit.")
     relay_max_own_received_headers: int = Field(3, description="Own Received: headers tolerated before 550 (loop).")
-    relay_proxy_protocol: bool = Field(False, description="Expect a PROXY protocol v1/v2 header on every connection.")
+    relay_proxy_protocol: bool = Field(
+        False,
+        description="Expect a PROXY protocol v1/v2 header on connections from TAIFA_RELAY_PROXY_TRUSTED_CIDRS (the "
+        "load balancer); a connection from anywhere else is served as the client it is, its header never read.",
+    )
+    relay_proxy_trusted_cidrs: str = Field(
+        "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7",
+        description="Networks whose connections may name the client in a PROXY header (comma-separated CIDRs): your "
+        "load balancer's addresses. Anyone else's header would choose the address that allowlists and throttles see.",
+    )
     relay_proxy_protocol_timeout_seconds: float = Field(5.0, description="Time allowed for the PROXY header.")
     relay_drain_grace_seconds: float = Field(30.0, description="On SIGTERM, time sessions get to finish.")
     relay_workers: int = Field(

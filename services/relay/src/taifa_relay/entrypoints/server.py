@@ -17,7 +17,7 @@ from taifa_runtime.lifecycle import sleep_unless_stopped, stop_on_signals
 from taifa_relay.bootstrap import RelayParts, build_relay_parts
 from taifa_relay.domain import replies
 from taifa_relay.entrypoints.handler import RelayHandler
-from taifa_relay.entrypoints.session_state import ProtocolLimits
+from taifa_relay.entrypoints.session_state import ProtocolLimits, trusted_networks
 from taifa_relay.entrypoints.smtp_protocol import RelaySMTP
 from taifa_relay.settings import Settings
 
@@ -57,6 +57,7 @@ class Relay:
             error_hard_limit=settings.relay_error_hard_limit,
             error_delay=settings.relay_error_delay_seconds,
             proxy_timeout=settings.relay_proxy_protocol_timeout_seconds if settings.relay_proxy_protocol else None,
+            proxy_trusted=trusted_networks(settings.relay_proxy_trusted_cidrs),
         )
         self._ready = False
         self._draining = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import Any
 
 from aiosmtpd.smtp import Session
@@ -27,6 +28,32 @@ class ProtocolLimits:
     error_hard_limit: int
     error_delay: float
     proxy_timeout: float | None
+    # Peers whose PROXY header is read (the load balancer); with `proxy_timeout` set, others are served directly.
+    proxy_trusted: tuple[IPv4Network | IPv6Network, ...] = ()
+
+    def proxy_from(self, peer: str) -> bool:
+        """A PROXY header is expected from `peer`: the protocol is on and the peer is a trusted sender of it."""
+        if self.proxy_timeout is None:
+            return False
+        try:
+            address = ip_address(peer)
+        except ValueError:
+            return False
+        if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.proxy_trusted)
+
+
+def trusted_networks(text: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    """TAIFA_RELAY_PROXY_TRUSTED_CIDRS as networks (ValueError names the entry that is not one)."""
+    networks = []
+    for entry in (part.strip() for part in text.split(",")):
+        if entry:
+            try:
+                networks.append(ip_network(entry, strict=False))
+            except ValueError:
+                raise ValueError(f"TAIFA_RELAY_PROXY_TRUSTED_CIDRS: {entry!r} is not a network") from None
+    return tuple(networks)
 
 
 class RelaySession(Session):

@@ -168,15 +168,19 @@ class RelaySMTP(TLSUpgradingSMTP):
         session = self.relay_session
         state = session.state
         state.client_ip = str(session.peer[0]) if isinstance(session.peer, tuple) else "local"
-        if self._proxy_timeout is not None:
+        if self._proxy_timeout is not None and self.limits.proxy_from(state.client_ip):
+            # Only the load balancer (TAIFA_RELAY_PROXY_TRUSTED_CIDRS) names the client: anyone else's header would
+            # choose the address that allowlists and throttles see. Others are served as the clients they are.
             self._reset_timeout(self._proxy_timeout)
             session.proxy_data = await get_proxy(self._reader)
-            if not session.proxy_data or session.proxy_data.src_addr is None:
+            if not session.proxy_data:
                 log.warning("invalid PROXY header", extra={"peer": state.client_ip})
                 assert self.transport is not None
                 self.transport.close()
                 return
-            state.client_ip = str(session.proxy_data.src_addr)
+            if session.proxy_data.src_addr is not None:
+                state.client_ip = str(session.proxy_data.src_addr)
+            # else v1 UNKNOWN or v2 LOCAL: the balancer's own connection (a health check), served as itself
             self._reset_timeout()
         refusal = self.sessions.admit(self, state)
         if refusal is not None:
