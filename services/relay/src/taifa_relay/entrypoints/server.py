@@ -124,12 +124,23 @@ class Relay:
         self._ready = False
 
     async def drain(self) -> None:
-        """Stop accepting, give open sessions the grace period to finish, then close what is left."""
+        """Stop accepting; close idle sessions at once and let each other one finish its message (no new one);
+        after the grace period close what is left, except sessions whose message is on its way to the upstream:
+        they get one upstream timeout more (cut off, the client would retry a message the upstream may hold)."""
         self._draining = True
         self._ready = False
         for server in self._servers:
             server.close()
-        for connection in await self.parts.sessions.drain(self.settings.relay_drain_grace_seconds):
+        sessions = self.parts.sessions
+        for connection in list(sessions.sessions):
+            await connection.request_drain()
+        left = await sessions.drain(self.settings.relay_drain_grace_seconds)
+        for connection in left:
+            if not connection.delivering:
+                await connection.close_with(replies.SHUTTING_DOWN)
+        if any(connection.delivering for connection in left):
+            left = await sessions.drain(self.settings.relay_upstream_timeout_seconds)
+        for connection in left:
             await connection.close_with(replies.SHUTTING_DOWN)
         self._stop.set()
         for task in self._tasks:

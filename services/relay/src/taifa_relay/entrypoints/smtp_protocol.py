@@ -88,6 +88,8 @@ class RelaySMTP(TLSUpgradingSMTP):
         self._admitted = False
         self._closing = False
         self._in_mail = False  # aiosmtpd's MAIL is running: its SIZE= refusal is a message refused (usage)
+        self.delivering = False  # the message is on its way to the upstream (a drain lets it finish)
+        self._drain_requested = False
 
     def __dir__(self) -> list[str]:
         return hook_names(type(self), ("smtp_", "auth_"))
@@ -128,6 +130,21 @@ class RelaySMTP(TLSUpgradingSMTP):
         if self.transport is not None and not self.transport.is_closing():
             self._writer.write(status.encode("ascii") + b"\r\n")
             self.transport.close()
+
+    # --- drain (SIGTERM) -----------------------------------------------------------------------
+    def in_transaction(self) -> bool:
+        """A message is under way: MAIL accepted and its DATA not answered yet, or its delivery in flight."""
+        return self.delivering or (self.envelope is not None and self.envelope.mail_from is not None)
+
+    async def request_drain(self) -> None:
+        """The relay is stopping: an idle session is closed now (421 4.3.2); one in a transaction finishes its
+        message and is closed after the reply, before any new transaction."""
+        self._drain_requested = True
+        if not self.in_transaction():
+            await self.close_with(replies.SHUTTING_DOWN)
+            # Done from the relay's side: a TLS close waits for the client's close_notify, which an idle client
+            # (a pooled connection) may never send; the drain must not wait for it.
+            self._release_slot()
 
     def _timeout_cb(self) -> None:
         log.info("idle timeout", extra={"client": self.relay_session.state.client_ip})
@@ -201,6 +218,10 @@ class RelaySMTP(TLSUpgradingSMTP):
             return
         await self.write_reply(f"220 {self.hostname} ESMTP")
         while self.transport is not None and not self._closing:
+            if self._drain_requested and not self.in_transaction():
+                await self.close_with(replies.SHUTTING_DOWN)  # the message is answered: no new transaction
+                self._release_slot()
+                return
             try:
                 await self._next_command()
             except (asyncio.CancelledError, ConnectionResetError):
@@ -406,7 +427,11 @@ class RelaySMTP(TLSUpgradingSMTP):
         if isinstance(outcome, str):
             status = self.submission.message_refused(self.relay_session.state, outcome)
         else:
-            status = await self._deliver(bytes(outcome))
+            self.delivering = True
+            try:
+                status = await self._deliver(bytes(outcome))
+            finally:
+                self.delivering = False
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push(status)
 

@@ -1,0 +1,101 @@
+"""The drain on SIGTERM (deploy/README.md, a relay pod leaving): idle sessions are closed at once, a session in a
+transaction finishes its message and then gets 421 before any new one, and a message already on its way upstream
+when the grace period ends is let finish (cut off, its client would send again what the upstream may hold)."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+import pytest
+from taifa_localstack import free_port, wait_until
+
+from tests.integration.relay.support import Certs, Client, Credentials, message
+
+
+class SlowUpstream:
+    """A plain SMTP upstream that keeps each message at the end of its data and answers `delay` seconds later."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay, self.port = delay, free_port()
+        self.messages: list[bytes] = []
+        ready = threading.Event()
+
+        def run() -> None:
+            self.loop = asyncio.new_event_loop()
+            self.server = self.loop.run_until_complete(asyncio.start_server(self._session, "127.0.0.1", self.port))
+            ready.set()
+            self.loop.run_forever()
+
+        threading.Thread(target=run, daemon=True).start()
+        assert ready.wait(5)
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 slow.test ESMTP\r\n")
+        try:
+            while line := await reader.readline():
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    writer.write(b"250-slow.test\r\n250 8BITMIME\r\n")
+                elif verb == b"DATA":
+                    writer.write(b"354 go\r\n")
+                    await writer.drain()
+                    self.messages.append(await reader.readuntil(b"\r\n.\r\n"))  # a real MTA commits here
+                    await asyncio.sleep(self.delay)
+                    writer.write(b"250 2.0.0 queued\r\n")
+                else:
+                    writer.write(b"250 ok\r\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        writer.close()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.server.close)
+
+
+@pytest.fixture
+def slow_upstream() -> Any:
+    upstream = SlowUpstream(delay=2.0)
+    yield upstream
+    upstream.stop()
+
+
+def _refused(smtp: smtplib.SMTP) -> bool:
+    try:
+        return smtp.noop()[0] == 421
+    except smtplib.SMTPServerDisconnected:
+        return True
+
+
+def test_an_idle_session_is_closed_at_once_and_no_new_transaction_starts(
+    make_relay: Any, certs: Certs, credentials: Credentials
+) -> None:
+    relay = make_relay(relay_drain_grace_seconds=60)
+    cred = credentials.create()
+    idle = Client(relay, certs).login(cred)  # a pooled connection between two messages
+    assert relay.relay is not None
+    relay.call(relay.relay.drain(), timeout=30)  # well before the grace period: nothing held it
+    assert _refused(idle)
+
+
+def test_a_message_on_its_way_upstream_when_the_grace_period_ends_is_let_finish(
+    make_relay: Any, certs: Certs, credentials: Credentials, slow_upstream: SlowUpstream
+) -> None:
+    relay = make_relay(relay_upstream_port=slow_upstream.port, relay_upstream_tls="none", relay_drain_grace_seconds=0.2)
+    cred = credentials.create()
+    sender = f"app@{cred.domain}"
+    smtp = Client(relay, certs).login(cred)
+    smtp.mail(sender)
+    smtp.rcpt("a@dest.example")
+    answered: Future[tuple[int, bytes]] = Future()
+    threading.Thread(target=lambda: answered.set_result(smtp.data(message(sender))), daemon=True).start()
+    wait_until(lambda: len(slow_upstream.messages) == 1, 10, "the upstream holds the message")
+    assert relay.relay is not None
+    relay.call(relay.relay.drain(), timeout=30)  # the grace period ends while the upstream has not answered yet
+    assert answered.result(10)[0] == 250  # not a 421 the client would retry: the upstream has it
+    assert _refused(smtp)  # and then no new transaction
+    assert len(slow_upstream.messages) == 1
