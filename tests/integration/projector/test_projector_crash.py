@@ -1,7 +1,8 @@
 """Crash safety (E1, E7): SIGKILL the projector process at random points while events flow.
 
 The final read models and cache must equal a from-scratch rebuild: 0 lost, 0 double-applied, no
-deactivated credential active in the cache. The default run kills 20 times while 2,000 events flow;
+deactivated credential active in the cache. Each instance is killed while it consumes (after it applied a batch,
+at a random point of the next ones). The default run kills 6 times while 2,000 events flow;
 `make chaos-projector` runs the same test bigger (TAIFA_PROJECTOR_CHAOS_KILLS / _EVENTS).
 """
 
@@ -11,6 +12,7 @@ import asyncio
 import os
 import random
 import time
+import urllib.request
 
 import pytest
 from taifa_localstack import ServiceProcess, free_port
@@ -20,12 +22,15 @@ from tests.integration.projector.conftest import PROJECTOR_BIN
 from tests.integration.projector.projector_harness import ReadSide, eventually, produce, rebuild
 from tests.unit.projector.projector_events import scenario
 
-KILLS = int(os.environ.get("TAIFA_PROJECTOR_CHAOS_KILLS", "20"))
+KILLS = int(os.environ.get("TAIFA_PROJECTOR_CHAOS_KILLS", "6"))
+# A new instance applies its first batch 5 to 20 s after /readyz here (group join, then the first fetches from the
+# local broker): the events flow this long per kill, so that each instance is killed while it consumes.
+SECONDS_PER_KILL = 15.0
 EVENTS = int(os.environ.get("TAIFA_PROJECTOR_CHAOS_EVENTS", "2000"))
 
 
-def projector_process(isolated, workdir, name: str) -> ServiceProcess:
-    port = free_port()
+def projector_process(isolated, workdir, name: str, port: int | None = None) -> ServiceProcess:
+    port = port or free_port()
     env = isolated.env(
         TAIFA_PROJECTOR_HEALTH_PORT=str(port),
         # Short sessions so a killed member's partitions move on at once (docs/architecture.md, "Real parts").
@@ -35,6 +40,15 @@ def projector_process(isolated, workdir, name: str) -> ServiceProcess:
         TAIFA_PROJECTOR_CACHE_CHECK_SECONDS="0.2",
     )
     return ServiceProcess(name, [PROJECTOR_BIN, "run"], workdir, env=env, ready_url=f"http://127.0.0.1:{port}/readyz")
+
+
+def batches_applied(port: int) -> int:
+    """How many batches the instance serving health on `port` has applied (its /metrics)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+        text = response.read().decode()
+    name = "taifa_projector_batch_apply_seconds_count"
+    counts = [line.split()[-1] for line in text.splitlines() if line.startswith(name)]
+    return int(float(counts[0])) if counts else 0
 
 
 async def produce_paced(isolated, events, seconds: float) -> None:
@@ -52,13 +66,23 @@ async def test_sigkill_at_random_points_loses_nothing_and_applies_nothing_twice(
     events = scenario(EVENTS, seed=rng.randrange(1 << 30))
     # Some redeliveries from the producer side too (the broker has no idempotent producer).
     duplicates = [events[rng.randrange(len(events))] for _ in range(EVENTS // 50)]
-    flow = asyncio.create_task(produce_paced(isolated, events + duplicates, seconds=KILLS * 2.0))
-    kills = 0
+    flow = asyncio.create_task(produce_paced(isolated, events + duplicates, seconds=KILLS * SECONDS_PER_KILL))
+    kills = consuming = 0
     try:
         for kill in range(KILLS):
-            process = projector_process(isolated, tmp_path, f"projector-{kill}")
+            port = free_port()
+            process = projector_process(isolated, tmp_path, f"projector-{kill}", port)
             await asyncio.to_thread(process.start, 60)
-            await asyncio.sleep(rng.uniform(0.1, 2.5))
+            # Killed while it consumes (E1: mid-batch): once it has partitions and applied a batch, at a random
+            # point of the next ones. Killed right after /readyz, before the group gave it partitions, no instance
+            # ever applied anything and the test proved nothing (E2's commit-before-effects passed it).
+            deadline = time.monotonic() + 2 * SECONDS_PER_KILL
+            while (
+                not flow.done() and time.monotonic() < deadline and await asyncio.to_thread(batches_applied, port) < 1
+            ):
+                await asyncio.sleep(0.05)
+            consuming += await asyncio.to_thread(batches_applied, port) >= 1
+            await asyncio.sleep(rng.uniform(0.0, 0.6))
             process.kill()  # SIGKILL to the process group, wherever it is
             kills += 1
         await flow
@@ -76,6 +100,7 @@ async def test_sigkill_at_random_points_loses_nothing_and_applies_nothing_twice(
         if not flow.done():
             flow.cancel()
     assert kills == KILLS
+    assert consuming >= KILLS - 1, f"only {consuming} of {KILLS} instances were killed while consuming"
     # 0 lost, 0 double-applied: every event recorded exactly once, nothing left waiting.
     assert processed == len(events) and parked == 0
 
@@ -97,7 +122,10 @@ async def test_sigkill_at_random_points_loses_nothing_and_applies_nothing_twice(
         summary = await asyncio.to_thread(rebuild, isolated, "kafka")
         assert summary["events"] == len(events)
         assert await side.checksums() == live
-    print(f"\ncrash test: {KILLS} SIGKILLs, {len(events)} events in {time.monotonic() - began:.1f}s")
+    print(
+        f"\ncrash test: {KILLS} SIGKILLs ({consuming} while consuming), {len(events)} events in "
+        f"{time.monotonic() - began:.1f}s"
+    )
 
 
 async def _complete(side: ReadSide, total: int) -> bool:
