@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
+from typing import Any
 
 import pytest
 
@@ -97,3 +99,22 @@ def test_tls13_one_session_ticket_per_handshake_and_a_client_can_resume_with_it(
         assert second.session_reused
     finally:
         second.close()
+
+
+@pytest.mark.parametrize("port", ["smtps", "starttls"])
+def test_a14_a_tls_handshake_that_never_comes_is_cut_at_its_bound(make_relay: Any, port: str) -> None:
+    # The handshake is bounded (the idle timeout, at most 30 s): a client that connects and never sends its
+    # ClientHello does not hold a session slot for ever.
+    relay = make_relay(relay_idle_timeout_seconds=1)
+    target = relay.smtps_port if port == "smtps" else relay.submission_port
+    with socket.create_connection(("127.0.0.1", target), timeout=10) as sock:
+        if port == "starttls":
+            assert sock.recv(1000).startswith(b"220")
+            sock.sendall(b"EHLO a\r\nSTARTTLS\r\n")
+            replies = b""
+            while b"\r\n220 " not in b"\r\n" + replies:
+                replies += sock.recv(1000)
+        started = time.monotonic()
+        while chunk := sock.recv(1000):  # nothing is sent: the relay closes at the bound (EOF)
+            assert time.monotonic() - started < 8, chunk
+        assert time.monotonic() - started < 8

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
+from collections import Counter
 
 import pytest
 from hypothesis import given
@@ -18,6 +20,7 @@ from taifa_api.domain.errors import (
 from taifa_api.domain.names import normalise_domain_name
 from taifa_api.domain.plans import DEFAULT_PLAN_LIMITS, may_add_active_credential
 from taifa_api.settings import Settings
+from taifa_events.secrets import new_smtp_password
 
 
 @pytest.mark.parametrize(
@@ -165,3 +168,21 @@ def test_settings_parse_plan_limits_and_nameservers(monkeypatch: pytest.MonkeyPa
 def test_every_setting_has_a_description() -> None:
     for name, field in Settings.model_fields.items():
         assert field.description, name
+
+
+@pytest.mark.parametrize("kind", ["smtp password", "api key"])
+def test_secrets_draw_every_symbol_of_their_alphabet_evenly_for_at_least_128_bits(kind: str) -> None:
+    # D5: the pattern and the checksum hold for a secret drawn from two letters too (~43 bits): the draws must use
+    # the whole 62-symbol alphabet, each symbol about equally often (expected ~2,000 each; the bound is 10 sigma).
+    if kind == "smtp password":
+        bodies = [p[len("tmsmtp_") : -6] for p in (new_smtp_password() for _ in range(3000))]
+    else:
+        bodies = [
+            k[len(api_keys.PREFIX) :][: api_keys.RANDOM_LENGTH]
+            for k in (api_keys.generate_api_key() for _ in range(3000))
+        ]
+    counts = Counter("".join(bodies))
+    expected = sum(counts.values()) / 62
+    assert len(counts) == 62
+    assert all(abs(count - expected) < 0.25 * expected for count in counts.values()), counts.most_common(3)
+    assert min(len(body) for body in bodies) * math.log2(len(counts)) >= 128
