@@ -302,3 +302,37 @@ async def test_a_log_whose_last_batch_holds_several_records_is_not_taken_for_a_l
     beyond = RecordMetadata(topics.DOMAINS, 0, TopicPartition(topics.DOMAINS, 0), 10**9, -1, 0, -1)
     watch.record([beyond])
     assert await watch.log_lost(expect_messages=True)  # a log that ends below what was acknowledged: lost
+
+
+async def test_a_wiped_log_is_seen_lost_although_a_new_round_was_written_to_it(tmp_path) -> None:
+    # The bound per partition is never lowered: the first round on a wiped (or re-created) log starts near 0, and
+    # taking it as the bound hid the loss of the thirty events acknowledged before.
+    port = free_port()
+    first, replacement = Tansu(tmp_path / "first", port=port), Tansu(tmp_path / "second", port=port)
+
+    async def one_round(count: int) -> list[RecordMetadata]:
+        producer = AIOKafkaProducer(bootstrap_servers=f"127.0.0.1:{port}", acks="all", linger_ms=0)
+        await producer.start()
+        try:
+            return list(
+                await asyncio.gather(*[await producer.send(topics.DOMAINS, b"x", partition=0) for _ in range(count)])
+            )
+        finally:
+            await producer.stop()
+
+    await asyncio.to_thread(first.start)
+    try:
+        await create_topics(first.bootstrap, TOPIC_PARTITIONS)
+        watch = BrokerLogWatch({"bootstrap_servers": first.bootstrap})
+        for _ in range(5):
+            watch.record(await one_round(6))
+        assert not await watch.log_lost(expect_messages=True)
+    finally:
+        await asyncio.to_thread(first.stop)
+    await asyncio.to_thread(replacement.start)  # the broker comes back empty
+    try:
+        await create_topics(replacement.bootstrap, TOPIC_PARTITIONS)
+        watch.record(await one_round(1))  # the publisher's next round
+        assert await watch.log_lost(expect_messages=True)
+    finally:
+        await asyncio.to_thread(replacement.stop)

@@ -29,7 +29,10 @@ class BrokerLogWatch:
         for metadata in acknowledged:
             partition = TopicPartition(metadata.topic, metadata.partition)
             lowest[partition] = min(lowest.get(partition, metadata.offset), metadata.offset)
-        self._floor.update(lowest)
+        for partition, offset in lowest.items():
+            # Never lowered: a round written to a new (wiped, re-created) log starts near 0, and taking its offsets
+            # as the bound would hide the loss of everything acknowledged before.
+            self._floor[partition] = max(self._floor.get(partition, -1), offset)
 
     def forget(self) -> None:
         self._floor.clear()
