@@ -10,12 +10,12 @@ Anyone who can produce to the data topics could otherwise mint a working SMTP lo
   between signer and verifier can matter. The topic, key and other headers are not signed: the
   envelope names its event type (hence its topic), its stream and its position, and the projector's
   writes are idempotent and position-conditional, so a replayed or moved signed record changes nothing.
-- Usage records (the projector's windows and quota notices on `taifa.smtp-usage`) are signed under their own
-  context, `USAGE_CONTEXT`: a usage record copied to an event topic, headers and all, never verifies there (its
-  tag was made for another context), so no one who can read the usage topic and produce to an event topic can
-  turn one into an event (the projector's undecodable-deactivation path trusted the key and the declared type of a
-  record whose value verified). Readers of the usage topic also accept the event context, which projectors
-  before this one signed usage records with.
+- Usage records (the projector's windows and quota notices on `taifa.smtp-usage`) can be signed under their own
+  context, `USAGE_CONTEXT` (TAIFA_PROJECTOR_USAGE_SIGNING_CONTEXT=usage): a usage record copied to an event topic,
+  headers and all, then never verifies there (its tag was made for another context). Readers of the usage topic
+  accept both contexts; the event context stays the projector's default for one release, as older readers accept
+  only it (a rolling deploy). The projector's undecodable-deactivation path also checks that the value itself is
+  that domain's deactivation, whatever context signed it.
 - Where: two record headers, `taifa-signature` (hex of the 32-byte tag) and `taifa-signature-key-id`.
 - Keys: a `Keyring` of secrets by key id (`TAIFA_EVENT_SIGNING_KEYS`, "id:secret,id:secret", each
   secret at least 32 bytes). The API signs with the active id (`TAIFA_EVENT_SIGNING_KEY_ID`); the

@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from taifa_events.signing import SIGNATURE_CONTEXT, USAGE_CONTEXT
 from taifa_runtime.logs import configure_logging as configure_json_logging
 from taifa_runtime.redis import redis_client
 
@@ -245,8 +246,18 @@ async def usage_parts(settings: Settings, stack: AsyncExitStack) -> UsageParts:
         UsageApplier(PostgresUsageStore(pool), KafkaDeadLetters(producer), keyring),
         UsageFlusher(
             RedisUsageCounters(client),
-            KafkaUsagePublisher(producer, keyring, s.projector_usage_topic),
+            KafkaUsagePublisher(
+                producer,
+                keyring,
+                s.projector_usage_topic,
+                usage_signing_context(s),
+            ),
             grace_seconds=s.usage_window_grace_seconds,
         ),
         consumer,
     )
+
+
+def usage_signing_context(settings: Settings) -> bytes:
+    """The context usage records are signed under (TAIFA_PROJECTOR_USAGE_SIGNING_CONTEXT)."""
+    return USAGE_CONTEXT if settings.projector_usage_signing_context == "usage" else SIGNATURE_CONTEXT

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -74,6 +74,13 @@ class Settings(BaseSettings, KafkaConnectionSettings):
     projector_prune_chunk: int = Field(10_000, ge=1, description="Processed-event ids deleted per transaction.")
     projector_publish_applied: bool = Field(
         True, description="Set the read-your-writes key and publish each applied event id (the API waits on it)."
+    )
+
+    projector_usage_signing_context: Literal["event", "usage"] = Field(
+        "event",
+        description="Context the usage records are signed under: `usage` (a usage record copied to an event topic "
+        "never verifies there) once every projector and webhook dispatcher runs a release that reads it (this one "
+        "does); `event`, the default of this release, is what older releases read (deploy/README.md, rollout).",
     )
 
     usage_flush_seconds: float = Field(

@@ -14,10 +14,17 @@ from taifa_projector.adapters.kafka import KafkaConnection, _client_options
 
 
 class KafkaUsagePublisher:
-    def __init__(self, producer: AIOKafkaProducer, keyring: Keyring, topic: str = topics.USAGE_TOPIC) -> None:
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        keyring: Keyring,
+        topic: str = topics.USAGE_TOPIC,
+        context: bytes = USAGE_CONTEXT,
+    ) -> None:
         self.producer = producer
         self.keyring = keyring
         self.topic = topic
+        self.context = context  # the event context while older readers may still run (TAIFA_PROJECTOR_USAGE_...)
 
     async def publish(self, records: Sequence[UsageWindow | QuotaReached]) -> None:
         """Send every record and wait for all acknowledgements (a failure raises: nothing is forgotten)."""
@@ -29,7 +36,7 @@ class KafkaUsagePublisher:
                     self.topic,
                     value,
                     key=str(record.credential_id).encode(),
-                    headers=self.keyring.headers(value, USAGE_CONTEXT),
+                    headers=self.keyring.headers(value, self.context),
                 )
             )
         for future in futures:
