@@ -3,6 +3,7 @@ rate caps, and the swaks end-to-end matrix. Limits are configured small so that 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import subprocess
@@ -132,6 +133,36 @@ def test_c3_recipients_refused_for_a_limit_are_no_client_errors_and_the_accepted
         assert codes == [250] * 5 + [452] * 25
         assert smtp.data(message(sender))[0] == 250
     wait_until(lambda: sink.count() == before + 1, 10, "the message with its five accepted recipients")
+
+
+def test_c5_recipients_past_a_daily_limit_cost_one_redis_call_and_count_as_errors_past_the_overshoot_bound(
+    make_relay: Any, certs: Certs, credentials: Credentials, rdb: redis_lib.Redis
+) -> None:
+    # Not counted as errors (above), the 452s had no bound: an over-quota client sent RCPT for ever, one script
+    # call on the shared Redis each. The transaction remembers its refusal; past RECIPIENT_OVERSHOOT_LIMIT (1,000,
+    # as Postfix's smtpd_recipient_overshoot_limit) they count as errors, so the hard limit cuts the session.
+    relay = make_relay(relay_error_hard_limit=20, relay_error_delay_seconds=0.001)
+    cred = credentials.create()
+    credentials.change(cred, limits=CredentialLimits(messages_per_day=1))
+    raw = Raw(relay.smtps_port, implicit_tls=True, certs=certs, timeout=60)
+    login_raw(raw, cred, implicit_tls=True)
+    assert raw.command(f"MAIL FROM:<app@{cred.domain}>").startswith("250")
+    assert raw.command("RCPT TO:<r0@dest.example>").startswith("250")
+
+    def scripts() -> int:
+        stats = rdb.info("commandstats")
+        return sum(int(v["calls"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
+
+    before = scripts()
+    raw.send(b"".join(f"RCPT TO:<r{i}@dest.example>\r\n".encode() for i in range(1, 1101)))
+    replies = []
+    with contextlib.suppress(ConnectionError, TimeoutError, OSError):
+        while not replies or not replies[-1].startswith("421"):
+            replies.append(raw.reply())
+    raw.close()
+    assert replies[:1000] == ["452 4.7.1 Daily sending limit of the credential reached, try again tomorrow"] * 1000
+    assert replies[-1] == "421 4.7.0 Too many errors, closing connection" and len(replies) == 1000 + 20 + 1
+    assert scripts() - before <= 5  # the first refusal's script (and the usage flushes), not one per recipient
 
 
 def test_c5_errors_are_delayed_after_the_soft_limit_and_cut_at_the_hard_limit(make_relay: Any) -> None:

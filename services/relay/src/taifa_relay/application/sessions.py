@@ -45,6 +45,7 @@ class SessionState:
         "client_group",
         "client_ip",
         "credential_id",
+        "daily_refusal",
         "domain",
         "limits",
         "login",
@@ -79,6 +80,9 @@ class SessionState:
         # MAIL's re-check waits for aiosmtpd to accept the command, to be done with its count (before_mail).
         self.mail_deferred = False
         self.auth_failures = 0
+        # The transaction's daily-limit refusal, once a recipient got one: its further recipients get the same
+        # reply without asking Redis again (reset at each MAIL).
+        self.daily_refusal: tuple[str, str] | None = None
 
     @property
     def logged_in(self) -> bool:

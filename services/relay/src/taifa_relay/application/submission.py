@@ -211,6 +211,7 @@ class Submission(SessionChecks):
     async def mail_from(self, state: SessionState, address: str) -> Decision:
         """The envelope sender (parsed by aiosmtpd): the credential's domain or a subdomain that no other
         account has verified; then the per-minute count. The re-check `before_mail` deferred comes first."""
+        state.daily_refusal = None
         if state.mail_deferred:
             state.mail_deferred = False
             decided = await self._mail_in_one_trip(state, address)
@@ -246,6 +247,10 @@ class Submission(SessionChecks):
             return Refused(replies.RECIPIENT_MALFORMED)
         if state.credential_id is None or state.account_id is None:
             return RECIPIENT_ACCEPTED  # not logged in: aiosmtpd refuses RCPT before MAIL anyway
+        if state.daily_refusal is not None:
+            # A daily limit refused a recipient of this transaction: it holds for the rest of the day, so the next
+            # ones get the same reply without a script call each (an over-quota client could send RCPT forever).
+            return self._refused(state, *state.daily_refusal)
         per_day = state.limits.messages_per_day if state.limits is not None else None
         quota = usage.daily_quota(state.plan, self.plan_quotas)
         try:
@@ -257,10 +262,12 @@ class Submission(SessionChecks):
             return LIMITS_UNAVAILABLE
         if taken.refused == "quota":
             log.info("plan daily quota reached", extra={"account_id": state.account_id})
-            return self._refused(state, replies.QUOTA_REACHED, "quota")
+            state.daily_refusal = (replies.QUOTA_REACHED, "quota")
+            return self._refused(state, *state.daily_refusal)
         if taken.refused is not None:
             log.info("per-day limit reached", extra={"credential_id": state.credential_id})
-            return self._refused(state, replies.DAILY_LIMIT_REACHED, "limits")
+            state.daily_refusal = (replies.DAILY_LIMIT_REACHED, "limits")
+            return self._refused(state, *state.daily_refusal)
         return RECIPIENT_ACCEPTED
 
     async def _subdomain_refusal(self, names: list[str], state: SessionState, refusal: str) -> str | None:

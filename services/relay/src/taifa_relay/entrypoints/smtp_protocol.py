@@ -40,6 +40,9 @@ log = logging.getLogger("taifa.relay.smtp")
 session_log = logging.getLogger("taifa.relay.session")
 
 _ALLOWED_BEFORE_TLS = frozenset({"NOOP", "EHLO", "HELO", "STARTTLS", "QUIT"})
+# The recipients refused for a limit (452) a session may get before they count as its errors (Postfix's
+# smtpd_recipient_overshoot_limit): a large message's overflow is not the client's error, an endless one is.
+RECIPIENT_OVERSHOOT_LIMIT = 1000
 # RFC 5321: a command line is printable ASCII and SP; its CRLF is stripped before this is asked.
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 
@@ -85,6 +88,7 @@ class RelaySMTP(TLSUpgradingSMTP):
         self.submission = handler.submission
         self.sessions = sessions
         self._errors = 0
+        self._overshoot = 0
         self._admitted = False
         self._closing = False
         self._in_mail = False  # aiosmtpd's MAIL is running: its SIZE= refusal is a message refused (usage)
@@ -112,7 +116,8 @@ class RelaySMTP(TLSUpgradingSMTP):
             text = self.submission.message_refused(self.relay_session.state, text)  # SIZE= over the limit
         if text[:1] in ("4", "5") and not self._closing:
             metrics.REJECTIONS.labels(reason=" ".join(text.split()[:2])).inc()
-            if text in replies.NOT_CLIENT_ERRORS:
+            if text in replies.NOT_CLIENT_ERRORS and self._overshoot < RECIPIENT_OVERSHOOT_LIMIT:
+                self._overshoot += 1  # a recipient refused for a limit: past the bound, counted like other errors
                 await self.write_reply(text)
                 return
             self._errors += 1
