@@ -19,9 +19,10 @@ from tests.integration.relay.support import Certs, Client, Credentials, message
 class SlowUpstream:
     """A plain SMTP upstream that keeps each message at the end of its data and answers `delay` seconds later."""
 
-    def __init__(self, delay: float) -> None:
-        self.delay, self.port = delay, free_port()
+    def __init__(self, delay: float, mail_delay: float = 0.0) -> None:
+        self.delay, self.mail_delay, self.port = delay, mail_delay, free_port()
         self.messages: list[bytes] = []
+        self.mails = 0
         ready = threading.Event()
 
         def run() -> None:
@@ -40,6 +41,10 @@ class SlowUpstream:
                 verb = line[:4].upper()
                 if verb == b"EHLO":
                     writer.write(b"250-slow.test\r\n250 8BITMIME\r\n")
+                elif verb == b"MAIL":
+                    self.mails += 1
+                    await asyncio.sleep(self.mail_delay)
+                    writer.write(b"250 ok\r\n")
                 elif verb == b"DATA":
                     writer.write(b"354 go\r\n")
                     await writer.drain()
@@ -99,3 +104,32 @@ def test_a_message_on_its_way_upstream_when_the_grace_period_ends_is_let_finish(
     assert answered.result(10)[0] == 250  # not a 421 the client would retry: the upstream has it
     assert _refused(smtp)  # and then no new transaction
     assert len(slow_upstream.messages) == 1
+
+
+def test_a_delivery_of_several_slow_steps_under_way_at_the_grace_end_is_let_finish(
+    make_relay: Any, certs: Certs, credentials: Credentials
+) -> None:
+    # Each step is within the step timeout (2 s) but the delivery takes two of them (MAIL, then the end of data):
+    # the drain waits for a whole delivery's bound (four steps), not one step.
+    upstream = SlowUpstream(delay=1.5, mail_delay=1.5)
+    try:
+        relay = make_relay(
+            relay_upstream_port=upstream.port,
+            relay_upstream_tls="none",
+            relay_upstream_timeout_seconds=2.0,
+            relay_drain_grace_seconds=0.2,
+        )
+        cred = credentials.create()
+        sender = f"app@{cred.domain}"
+        smtp = Client(relay, certs).login(cred)
+        smtp.mail(sender)
+        smtp.rcpt("a@dest.example")
+        answered: Future[tuple[int, bytes]] = Future()
+        threading.Thread(target=lambda: answered.set_result(smtp.data(message(sender))), daemon=True).start()
+        wait_until(lambda: upstream.mails == 1, 10, "the relay's delivery waits for the upstream's MAIL reply")
+        assert relay.relay is not None
+        relay.call(relay.relay.drain(), timeout=30)
+        assert answered.result(10)[0] == 250
+        assert len(upstream.messages) == 1
+    finally:
+        upstream.stop()

@@ -130,12 +130,12 @@ def test_the_migrations_job_migrates_the_api_before_the_projector(overlay: Rende
 
 
 def test_the_relay_grace_period_outlasts_its_prestop_pause_and_drain(overlay: Rendered) -> None:
-    # The drain: its grace period, then one upstream timeout more for messages already on their way upstream.
+    # The drain: its grace period, then a whole delivery's bound more for messages already on their way upstream.
     relay = overlay.get("Deployment", "relay")["spec"]["template"]["spec"]
     container = relay["containers"][0]
     pause = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
     settings = effective_settings(overlay, container)
-    drain = settings.relay_drain_grace_seconds + settings.relay_upstream_timeout_seconds
+    drain = settings.relay_drain_grace_seconds + settings.relay_upstream_delivery_seconds
     assert pause > 0
     assert relay["terminationGracePeriodSeconds"] > pause + drain
 

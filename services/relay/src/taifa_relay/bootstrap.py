@@ -72,6 +72,7 @@ def build_relay_parts(settings: Settings) -> RelayParts:
         verify=settings.relay_upstream_verify,
         ca_file=settings.relay_upstream_ca_file,
         timeout=settings.relay_upstream_timeout_seconds,
+        delivery_timeout=settings.relay_upstream_delivery_seconds,
         pool_size=settings.relay_upstream_pool_size,
     )
     stack.push_async_callback(upstream.close)

@@ -41,7 +41,11 @@ class Settings(BaseSettings):
         True, description="Verify the upstream's certificate (and hostname); `required` TLS always verifies."
     )
     relay_upstream_ca_file: Path | None = Field(None, description="CA bundle for the upstream; system CAs if unset.")
-    relay_upstream_timeout_seconds: float = Field(30.0, description="Timeout of each upstream SMTP step.")
+    relay_upstream_timeout_seconds: float = Field(
+        30.0,
+        description="Timeout of each upstream SMTP step; a whole delivery (connection, envelope, data and reply) has "
+        "at most four times this (the drain on SIGTERM lets a delivery under way run that long).",
+    )
     relay_upstream_pool_size: int = Field(32, description="Idle upstream connections kept for reuse.")
 
     relay_recheck_cache_seconds: float = Field(
@@ -132,3 +136,8 @@ class Settings(BaseSettings):
         }
 
     relay_log_level: str = Field("INFO", description="Log level of the relay's JSON logs.")
+
+    @property
+    def relay_upstream_delivery_seconds(self) -> float:
+        """The bound of one whole delivery to the upstream: four upstream steps."""
+        return 4 * self.relay_upstream_timeout_seconds

@@ -53,6 +53,7 @@ class UpstreamClient:
         ca_file: Path | None,
         timeout: float,
         pool_size: int,
+        delivery_timeout: float | None = None,
     ) -> None:
         self._host = host
         self._port = port
@@ -63,6 +64,8 @@ class UpstreamClient:
         # `required` means an encrypted AND authenticated upstream: its certificate is always verified.
         self._tls = upstream_context(verify=verify or tls_mode == "required", ca_file=ca_file)
         self._timeout = timeout
+        # One bound for a whole delivery (its steps share it): the drain on SIGTERM waits that long at most.
+        self._delivery_timeout = delivery_timeout if delivery_timeout is not None else 4 * timeout
         self._pool_size = pool_size
         self._idle: list[Connection] = []
 
@@ -107,28 +110,32 @@ class UpstreamClient:
         """One transaction; 250 means the upstream accepted the message for every recipient."""
         started = time.perf_counter()
         try:
-            for attempt in range(2):
-                client = self._pooled()
-                reused = client is not None
-                if client is None:
-                    client = await self._connect()
-                try:
-                    return await self._transaction(client, sender, recipients, message)
-                except ClosedBeforeMail:
-                    client.close()
-                    # A pooled connection the upstream had closed, found before any of this message was
-                    # sent: retry once on a fresh one, and drop the other idle ones (an upstream that restarted
-                    # closed them all; each would cost a message its 451). A disconnect later (the data may have
-                    # gone out) is never retried here, so a retry cannot duplicate the message.
-                    self._drop_idle()
-                    if not reused or attempt:
-                        raise aiosmtplib.SMTPServerDisconnected("upstream closed the connection") from None
-            raise aiosmtplib.SMTPServerDisconnected("unreachable")
+            async with asyncio.timeout(self._delivery_timeout):
+                return await self._send(sender, recipients, message)
         except (TimeoutError, SMTPException, OSError) as exc:
             log.warning("upstream unavailable", extra={"error": type(exc).__name__})
             return UpstreamReply(False, 0, type(exc).__name__)
         finally:
             metrics.UPSTREAM_LATENCY.observe(time.perf_counter() - started)
+
+    async def _send(self, sender: str, recipients: list[str], message: bytes) -> UpstreamReply:
+        for attempt in range(2):
+            client = self._pooled()
+            reused = client is not None
+            if client is None:
+                client = await self._connect()
+            try:
+                return await self._transaction(client, sender, recipients, message)
+            except ClosedBeforeMail:
+                client.close()
+                # A pooled connection the upstream had closed, found before any of this message was
+                # sent: retry once on a fresh one, and drop the other idle ones (an upstream that restarted
+                # closed them all; each would cost a message its 451). A disconnect later (the data may have
+                # gone out) is never retried here, so a retry cannot duplicate the message.
+                self._drop_idle()
+                if not reused or attempt:
+                    raise aiosmtplib.SMTPServerDisconnected("upstream closed the connection") from None
+        raise aiosmtplib.SMTPServerDisconnected("unreachable")
 
     async def _transaction(
         self, client: Connection, sender: str, recipients: list[str], message: bytes

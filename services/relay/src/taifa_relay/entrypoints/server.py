@@ -126,7 +126,8 @@ class Relay:
     async def drain(self) -> None:
         """Stop accepting; close idle sessions at once and let each other one finish its message (no new one);
         after the grace period close what is left, except sessions whose message is on its way to the upstream:
-        they get one upstream timeout more (cut off, the client would retry a message the upstream may hold)."""
+        they get the bound of a whole delivery more (cut off, the client would retry a message the upstream may
+        hold)."""
         self._draining = True
         self._ready = False
         for server in self._servers:
@@ -139,7 +140,7 @@ class Relay:
             if not connection.delivering:
                 await connection.close_with(replies.SHUTTING_DOWN)
         if any(connection.delivering for connection in left):
-            left = await sessions.drain(self.settings.relay_upstream_timeout_seconds)
+            left = await sessions.drain(self.settings.relay_upstream_delivery_seconds)
         for connection in left:
             await connection.close_with(replies.SHUTTING_DOWN)
         self._stop.set()
