@@ -72,6 +72,19 @@ async def api(make_settings: Callable[..., Settings]) -> AsyncIterator[ApiHarnes
         yield harness
 
 
+@pytest.fixture
+async def live(
+    make_settings: Callable[..., Settings], broker: Tansu, projector: ServiceProcess
+) -> AsyncIterator[ApiHarness]:
+    """The API publishing to the module's broker, with the real projector behind it: the whole write path, the
+    answers waiting for the projection as in production."""
+    settings = make_settings(
+        api_publisher_enabled=True, kafka_bootstrap=broker.bootstrap, api_projection_wait_seconds=15
+    )
+    async with running_api(settings) as harness:
+        yield harness
+
+
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tansu]:
     """A broker of the module's own: what is published there is exactly this module's events."""

@@ -15,21 +15,12 @@ from typing import Any
 
 import jwt
 import pytest
-from api_support import running_api, venv_bin
+from api_support import venv_bin
 from taifa_api.domain import paging
 from taifa_events import hash_secret
 from taifa_localstack import run_once
 
 JWT_SECRET = "test-hs256-secret-that-is-long-enough-0123456789"  # make_settings' api_jwt_secret
-
-
-@pytest.fixture
-async def live(make_settings, broker, projector):
-    settings = make_settings(
-        api_publisher_enabled=True, kafka_bootstrap=broker.bootstrap, api_projection_wait_seconds=15
-    )
-    async with running_api(settings) as api:
-        yield api
 
 
 def _session(account_id: uuid.UUID, sub: str) -> dict[str, str]:

@@ -11,20 +11,9 @@ import time
 import uuid
 
 import jwt
-import pytest
-from api_support import running_api
 from taifa_api.entrypoints import session_tokens
 
 CSRF = "console-test-csrf-token"
-
-
-@pytest.fixture
-async def live(make_settings, broker, projector):
-    settings = make_settings(
-        api_publisher_enabled=True, kafka_bootstrap=broker.bootstrap, api_projection_wait_seconds=15
-    )
-    async with running_api(settings) as api:
-        yield api
 
 
 def cookies(token: str) -> dict[str, str]:

@@ -20,15 +20,6 @@ from taifa_events.secrets import SMTP_PASSWORD_PATTERN
 JWT_SECRET = "test-hs256-secret-that-is-long-enough-0123456789"  # make_settings' api_jwt_secret
 
 
-@pytest.fixture
-async def live(make_settings, broker, projector):
-    settings = make_settings(
-        api_publisher_enabled=True, kafka_bootstrap=broker.bootstrap, api_projection_wait_seconds=15
-    )
-    async with running_api(settings) as api:
-        yield api
-
-
 async def _setup(api, plan: str = "pro"):
     tenant = await api.tenant(plan=plan)
     domain = await api.verified_domain(tenant)

@@ -13,15 +13,6 @@ from taifa_api.domain.errors import DomainAlreadyReleased
 from taifa_events import auth_cache
 
 
-@pytest.fixture
-async def live(make_settings, broker, projector):
-    settings = make_settings(
-        api_publisher_enabled=True, kafka_bootstrap=broker.bootstrap, api_projection_wait_seconds=15
-    )
-    async with running_api(settings) as api:
-        yield api
-
-
 async def _cache_entry(api, username: str) -> auth_cache.AuthCacheEntry | None:
     cache = aioredis.Redis.from_url(api.settings.redis_url, decode_responses=True)
     try:

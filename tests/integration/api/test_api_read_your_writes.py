@@ -8,19 +8,9 @@ import json
 import logging
 import uuid
 
-import pytest
 import redis.asyncio as aioredis
-from api_support import consume_all, running_api
+from api_support import consume_all
 from taifa_events import auth_cache, hash_secret
-
-
-@pytest.fixture
-async def live(make_settings, broker, projector):
-    settings = make_settings(
-        api_publisher_enabled=True, kafka_bootstrap=broker.bootstrap, api_projection_wait_seconds=15
-    )
-    async with running_api(settings) as api:
-        yield api
 
 
 async def test_created_domain_is_readable_at_once(live) -> None:

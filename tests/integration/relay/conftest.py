@@ -1,5 +1,6 @@
-"""Fixtures of the relay integration tests (defined in support.py)."""
+"""Fixtures of the relay integration tests (defined in support.py and fake_upstream.py)."""
 
+from tests.integration.relay.fake_upstream import scripted  # noqa: F401 - fixtures are found by name
 from tests.integration.relay.support import (  # noqa: F401 - fixtures are found by name
     certs,
     client,

@@ -5,10 +5,41 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+import trustme
 from taifa_localstack import free_port
+
+
+def server_context(ca: trustme.CA) -> ssl.SSLContext:
+    """A TLS server context for 127.0.0.1 with a certificate of `ca` (the relay trusts the test CA's)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1", key_type=trustme.KeyType.ECDSA).configure_cert(context)
+    return context
+
+
+class LoopThread:
+    """An asyncio server on 127.0.0.1 serving `session`, in a thread and event loop of its own (the relay under test
+    runs in another): `port`, `loop` (for calls into it) and `stop()`."""
+
+    def __init__(self, session: Any) -> None:
+        self.port = free_port()
+        ready = threading.Event()
+
+        def run() -> None:
+            self.loop = asyncio.new_event_loop()
+            self.server = self.loop.run_until_complete(asyncio.start_server(session, "127.0.0.1", self.port))
+            ready.set()
+            self.loop.run_forever()
+
+        threading.Thread(target=run, daemon=True).start()
+        assert ready.wait(10)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.server.close)
 
 
 @dataclass
@@ -97,3 +128,18 @@ class ScriptedUpstream:
             return
         finally:
             writer.close()
+
+
+@pytest.fixture
+def scripted() -> Iterator[Any]:
+    """Starts ScriptedUpstream(**options) servers for a test and stops them after it."""
+    started: list[ScriptedUpstream] = []
+
+    def start(**options: Any) -> ScriptedUpstream:
+        upstream = ScriptedUpstream(**options).start()
+        started.append(upstream)
+        return upstream
+
+    yield start
+    for upstream in started:
+        upstream.stop()

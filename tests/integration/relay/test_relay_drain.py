@@ -11,8 +11,9 @@ from concurrent.futures import Future
 from typing import Any
 
 import pytest
-from taifa_localstack import free_port, wait_until
+from taifa_localstack import wait_until
 
+from tests.integration.relay.fake_upstream import LoopThread
 from tests.integration.relay.support import Certs, Client, Credentials, message
 
 
@@ -20,19 +21,11 @@ class SlowUpstream:
     """A plain SMTP upstream that keeps each message at the end of its data and answers `delay` seconds later."""
 
     def __init__(self, delay: float, mail_delay: float = 0.0) -> None:
-        self.delay, self.mail_delay, self.port = delay, mail_delay, free_port()
+        self.delay, self.mail_delay = delay, mail_delay
         self.messages: list[bytes] = []
         self.mails = 0
-        ready = threading.Event()
-
-        def run() -> None:
-            self.loop = asyncio.new_event_loop()
-            self.server = self.loop.run_until_complete(asyncio.start_server(self._session, "127.0.0.1", self.port))
-            ready.set()
-            self.loop.run_forever()
-
-        threading.Thread(target=run, daemon=True).start()
-        assert ready.wait(5)
+        self.server = LoopThread(self._session)
+        self.port = self.server.port
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"220 slow.test ESMTP\r\n")
@@ -59,7 +52,7 @@ class SlowUpstream:
         writer.close()
 
     def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.server.close)
+        self.server.stop()
 
 
 @pytest.fixture
@@ -67,6 +60,13 @@ def slow_upstream() -> Any:
     upstream = SlowUpstream(delay=2.0)
     yield upstream
     upstream.stop()
+
+
+def _data_in_background(smtp: smtplib.SMTP, sender: str) -> Future[tuple[int, bytes]]:
+    """The message's DATA sent from another thread (the test drains meanwhile); its reply, when it comes."""
+    answered: Future[tuple[int, bytes]] = Future()
+    threading.Thread(target=lambda: answered.set_result(smtp.data(message(sender))), daemon=True).start()
+    return answered
 
 
 def _refused(smtp: smtplib.SMTP) -> bool:
@@ -96,8 +96,7 @@ def test_a_message_on_its_way_upstream_when_the_grace_period_ends_is_let_finish(
     smtp = Client(relay, certs).login(cred)
     smtp.mail(sender)
     smtp.rcpt("a@dest.example")
-    answered: Future[tuple[int, bytes]] = Future()
-    threading.Thread(target=lambda: answered.set_result(smtp.data(message(sender))), daemon=True).start()
+    answered = _data_in_background(smtp, sender)
     wait_until(lambda: len(slow_upstream.messages) == 1, 10, "the upstream holds the message")
     assert relay.relay is not None
     relay.call(relay.relay.drain(), timeout=30)  # the grace period ends while the upstream has not answered yet
@@ -124,8 +123,7 @@ def test_a_delivery_of_several_slow_steps_under_way_at_the_grace_end_is_let_fini
         smtp = Client(relay, certs).login(cred)
         smtp.mail(sender)
         smtp.rcpt("a@dest.example")
-        answered: Future[tuple[int, bytes]] = Future()
-        threading.Thread(target=lambda: answered.set_result(smtp.data(message(sender))), daemon=True).start()
+        answered = _data_in_background(smtp, sender)
         wait_until(lambda: upstream.mails == 1, 10, "the relay's delivery waits for the upstream's MAIL reply")
         assert relay.relay is not None
         relay.call(relay.relay.drain(), timeout=30)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import smtplib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import trustme
 from taifa_localstack import free_port
 
-from tests.integration.relay.fake_upstream import ScriptedUpstream
+from tests.integration.relay.fake_upstream import server_context
 from tests.integration.relay.support import (
     Certs,
     Client,
@@ -203,28 +202,6 @@ def upstream_certs(certs: Certs) -> Certs:
     return certs
 
 
-def _server_context(ca: trustme.CA) -> Any:
-    import ssl
-
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ca.issue_cert("127.0.0.1", key_type=trustme.KeyType.ECDSA).configure_cert(context)
-    return context
-
-
-@pytest.fixture
-def scripted() -> Iterator[Any]:
-    started: list[ScriptedUpstream] = []
-
-    def start(**kwargs: Any) -> ScriptedUpstream:
-        upstream = ScriptedUpstream(**kwargs).start()
-        started.append(upstream)
-        return upstream
-
-    yield start
-    for upstream in started:
-        upstream.stop()
-
-
 def _send_one(relay: Any, certs: Certs, credentials: Credentials) -> tuple[int, bytes]:
     cred = credentials.create()
     sender = f"app@{cred.domain}"
@@ -237,7 +214,7 @@ def _send_one(relay: Any, certs: Certs, credentials: Credentials) -> tuple[int, 
 def test_b8_data_injected_after_upstream_starttls_is_discarded(
     scripted: Any, make_relay: Any, certs: Certs, credentials: Credentials
 ) -> None:
-    upstream = scripted(tls=_server_context(certs.ca), inject_after_starttls=b"250-INJECTED\r\n250 PIPELINING\r\n")
+    upstream = scripted(tls=server_context(certs.ca), inject_after_starttls=b"250-INJECTED\r\n250 PIPELINING\r\n")
     relay = make_relay(relay_upstream_port=upstream.port)
     code, _ = _send_one(relay, certs, credentials)
     assert code == 250
@@ -251,7 +228,7 @@ def test_b8_upstream_certificate_is_verified(
     scripted: Any, make_relay: Any, certs: Certs, credentials: Credentials
 ) -> None:
     stranger = trustme.CA(key_type=trustme.KeyType.ECDSA)
-    upstream = scripted(tls=_server_context(stranger))
+    upstream = scripted(tls=server_context(stranger))
     relay = make_relay(relay_upstream_port=upstream.port)
     assert _send_one(relay, certs, credentials) == (451, b"4.4.1 Upstream temporarily unavailable, try again later")
     assert upstream.messages == []
@@ -270,7 +247,7 @@ def test_upstream_without_starttls_gets_nothing_when_tls_is_required(
 def test_required_tls_verifies_the_upstream_even_when_verification_is_switched_off(
     scripted: Any, make_relay: Any, certs: Certs, credentials: Credentials
 ) -> None:
-    upstream = scripted(tls=_server_context(trustme.CA(key_type=trustme.KeyType.ECDSA)))
+    upstream = scripted(tls=server_context(trustme.CA(key_type=trustme.KeyType.ECDSA)))
     relay = make_relay(relay_upstream_port=upstream.port, relay_upstream_verify=False)
     assert _send_one(relay, certs, credentials)[0] == 451
     assert upstream.messages == []
@@ -290,7 +267,7 @@ def test_upstream_without_starttls_is_used_in_clear_only_when_configured(
 def test_tls_none_never_starts_tls_even_when_offered(
     scripted: Any, make_relay: Any, certs: Certs, credentials: Credentials
 ) -> None:
-    upstream = scripted(tls=_server_context(certs.ca))
+    upstream = scripted(tls=server_context(certs.ca))
     relay = make_relay(relay_upstream_port=upstream.port, relay_upstream_tls="none")
     assert _send_one(relay, certs, credentials)[0] == 250
     assert "STARTTLS" not in upstream.commands and len(upstream.messages) == 1
@@ -323,7 +300,7 @@ def test_upstream_4xx_becomes_451_and_5xx_is_passed_through(
     replies: dict[str, str],
     expected: tuple[int, bytes],
 ) -> None:
-    upstream = scripted(tls=_server_context(certs.ca), replies=replies)
+    upstream = scripted(tls=server_context(certs.ca), replies=replies)
     relay = make_relay(relay_upstream_port=upstream.port)
     assert _send_one(relay, certs, credentials) == expected
     if "END" not in replies:
@@ -333,7 +310,7 @@ def test_upstream_4xx_becomes_451_and_5xx_is_passed_through(
 def test_one_refused_recipient_relays_nothing_so_a_retry_cannot_duplicate(
     scripted: Any, make_relay: Any, certs: Certs, credentials: Credentials
 ) -> None:
-    upstream = scripted(tls=_server_context(certs.ca), replies={"RCPT": "250 OK"})
+    upstream = scripted(tls=server_context(certs.ca), replies={"RCPT": "250 OK"})
     relay = make_relay(relay_upstream_port=upstream.port)
     cred = credentials.create()
     sender = f"app@{cred.domain}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,30 +17,9 @@ import pytest
 import trustme
 from taifa_localstack import free_port
 
-from tests.integration.relay.fake_upstream import ScriptedUpstream
+from tests.integration.relay.fake_upstream import LoopThread, server_context
 from tests.integration.relay.raw_client import Raw, login_raw
 from tests.integration.relay.support import Certs, Client, Credentials, message
-
-
-def _server_context(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ca.issue_cert("127.0.0.1", key_type=trustme.KeyType.ECDSA).configure_cert(context)
-    return context
-
-
-@pytest.fixture
-def scripted(certs: Certs) -> Iterator[Any]:
-    started: list[ScriptedUpstream] = []
-
-    def start(**kwargs: Any) -> ScriptedUpstream:
-        kwargs.setdefault("tls", _server_context(certs.ca))
-        upstream = ScriptedUpstream(**kwargs).start()
-        started.append(upstream)
-        return upstream
-
-    yield start
-    for upstream in started:
-        upstream.stop()
 
 
 # --- what is checked is what is sent -------------------------------------------------------------------------
@@ -51,7 +29,7 @@ def test_b2_a_control_character_in_mail_or_rcpt_is_refused_and_nothing_reaches_t
 ) -> None:
     # `"ceo@bank.example\r"@own.example` passed aiosmtpd's reading and the sender check (its domain is the
     # credential's), and the upstream client's parser stops at the CR: the upstream was sent MAIL FROM:<ceo@bank...>.
-    upstream = scripted(pipelining=pipelining)
+    upstream = scripted(pipelining=pipelining, tls=server_context(certs.ca))
     relay = make_relay(relay_upstream_port=upstream.port)
     cred = credentials.create()
     raw = Raw(relay.submission_port, certs=certs)
@@ -100,21 +78,12 @@ class SlowRsetUpstream:
         self.rset_delay = rset_delay
         self.pipelining = pipelining
         self.bad_reply = bad_reply
-        self.port = free_port()
         self.delivered: list[tuple[str, list[str], bytes]] = []
         self.commands: list[str] = []
         self.rsets = 0
         self.late_reset_sent = threading.Event()
-        ready = threading.Event()
-
-        def run() -> None:
-            self.loop = asyncio.new_event_loop()
-            self.server = self.loop.run_until_complete(asyncio.start_server(self._session, "127.0.0.1", self.port))
-            ready.set()
-            self.loop.run_forever()
-
-        threading.Thread(target=run, daemon=True).start()
-        ready.wait(10)
+        self.server = LoopThread(self._session)
+        self.port = self.server.port
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"220 up ESMTP\r\n")
@@ -171,7 +140,7 @@ class SlowRsetUpstream:
             writer.close()
 
     def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.server.close)
+        self.server.stop()
 
 
 def test_a_pipelined_rset_that_times_out_pools_no_connection_out_of_step(
@@ -205,7 +174,9 @@ def test_a_pipelined_rset_that_times_out_pools_no_connection_out_of_step(
 def test_rcpt_251_is_accepted(
     scripted: Any, make_relay: Any, certs: Certs, credentials: Credentials, pipelining: bool
 ) -> None:
-    upstream = scripted(pipelining=pipelining, replies={"RCPT": "251 2.1.5 User not local; will forward"})
+    upstream = scripted(
+        pipelining=pipelining, tls=server_context(certs.ca), replies={"RCPT": "251 2.1.5 User not local; will forward"}
+    )
     relay = make_relay(relay_upstream_port=upstream.port)
     cred = credentials.create()
     with Client(relay, certs).login(cred) as smtp:
@@ -277,19 +248,10 @@ class RestartableUpstream:
 
     def __init__(self, *, pipelining: bool, hold: float = 0.5) -> None:
         self.pipelining, self.hold = pipelining, hold
-        self.port = free_port()
         self.delivered = 0
         self.writers: list[asyncio.StreamWriter] = []
-        ready = threading.Event()
-
-        def run() -> None:
-            self.loop = asyncio.new_event_loop()
-            self.server = self.loop.run_until_complete(asyncio.start_server(self._session, "127.0.0.1", self.port))
-            ready.set()
-            self.loop.run_forever()
-
-        threading.Thread(target=run, daemon=True).start()
-        ready.wait(10)
+        self.server = LoopThread(self._session)
+        self.port = self.server.port
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.writers.append(writer)
@@ -322,10 +284,10 @@ class RestartableUpstream:
                 writer.close()
             self.writers.clear()
 
-        asyncio.run_coroutine_threadsafe(drop(), self.loop).result(5)
+        asyncio.run_coroutine_threadsafe(drop(), self.server.loop).result(5)
 
     def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.server.close)
+        self.server.stop()
 
 
 @pytest.mark.parametrize("pipelining", [False, True])
