@@ -224,7 +224,7 @@ async def test_an_older_delivery_that_succeeds_after_the_failed_one_was_created_
     # receiver refuses. The receiver comes back and takes A's retry: it delivered after B was created.
     async with (
         receiver(status=500, refuse=b"smtp_credential.suspended") as hook,
-        delivering(pool, retry_scale=5e-5) as dispatch,
+        delivering(pool, retry_scale=2e-5) as dispatch,
     ):
         webhook_id, account_id, _ = await create_endpoint(pool, hook.url)
         await dispatch.ingestor.ingest([feed_event(account_id)], {})
