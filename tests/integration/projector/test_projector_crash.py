@@ -2,7 +2,7 @@
 
 The final read models and cache must equal a from-scratch rebuild: 0 lost, 0 double-applied, no
 deactivated credential active in the cache. Each instance is killed while it consumes (after it applied a batch,
-at a random point of the next ones). The default run kills 6 times while 2,000 events flow;
+at a random point of the next ones). The default run kills 5 times while 2,000 events flow;
 `make chaos-projector` runs the same test bigger (TAIFA_PROJECTOR_CHAOS_KILLS / _EVENTS).
 """
 
@@ -22,7 +22,7 @@ from tests.integration.projector.conftest import PROJECTOR_BIN
 from tests.integration.projector.projector_harness import ReadSide, eventually, produce, rebuild
 from tests.unit.projector.projector_events import scenario
 
-KILLS = int(os.environ.get("TAIFA_PROJECTOR_CHAOS_KILLS", "6"))
+KILLS = int(os.environ.get("TAIFA_PROJECTOR_CHAOS_KILLS", "5"))
 # A new instance applies its first batch 5 to 20 s after /readyz here (group join, then the first fetches from the
 # local broker): the events flow this long per kill, so that each instance is killed while it consumes.
 SECONDS_PER_KILL = 15.0
