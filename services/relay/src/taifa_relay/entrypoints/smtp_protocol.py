@@ -146,10 +146,13 @@ class RelaySMTP(TLSUpgradingSMTP):
         message and is closed after the reply, before any new transaction."""
         self._drain_requested = True
         if not self.in_transaction():
-            await self.close_with(replies.SHUTTING_DOWN)
-            # Done from the relay's side: a TLS close waits for the client's close_notify, which an idle client
-            # (a pooled connection) may never send; the drain must not wait for it.
-            self._release_slot()
+            await self._close_drained()
+
+    async def _close_drained(self) -> None:
+        """421 4.3.2 and the slot given back at once: a TLS close waits for the client's close_notify, which an idle
+        client (a pooled connection) may never send; the drain must not wait for it."""
+        await self.close_with(replies.SHUTTING_DOWN)
+        self._release_slot()
 
     def _timeout_cb(self) -> None:
         log.info("idle timeout", extra={"client": self.relay_session.state.client_ip})
@@ -190,7 +193,7 @@ class RelaySMTP(TLSUpgradingSMTP):
         session = self.relay_session
         state = session.state
         state.client_ip = str(session.peer[0]) if isinstance(session.peer, tuple) else "local"
-        if self._proxy_timeout is not None and self.limits.proxy_from(state.client_ip):
+        if self.limits.proxy_from(state.client_ip):  # PROXY protocol on, and the peer a trusted balancer
             # Only the load balancer (TAIFA_RELAY_PROXY_TRUSTED_CIDRS) names the client: anyone else's header would
             # choose the address that allowlists and throttles see. Others are served as the clients they are.
             self._reset_timeout(self._proxy_timeout)
@@ -224,8 +227,7 @@ class RelaySMTP(TLSUpgradingSMTP):
         await self.write_reply(f"220 {self.hostname} ESMTP")
         while self.transport is not None and not self._closing:
             if self._drain_requested and not self.in_transaction():
-                await self.close_with(replies.SHUTTING_DOWN)  # the message is answered: no new transaction
-                self._release_slot()
+                await self._close_drained()  # the message is answered: no new transaction
                 return
             try:
                 await self._next_command()
