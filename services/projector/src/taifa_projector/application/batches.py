@@ -352,12 +352,13 @@ class BatchApplier:
         except (UnicodeDecodeError, ValueError):
             log.error("undecodable deactivation without a domain id key: nothing could be revoked")
             return
-        if contradicts_declaration(record.value, domain_id):
+        envelope = json_object(record.value)  # read once for both checks below
+        if contradicts_declaration(envelope, domain_id):
             # The key and the declared type are not signed; a value that names another event or domain is not
             # this domain's deactivation, whatever they claim.
             log.error("undecodable record declared a deactivation its value contradicts: nothing revoked")
             return
-        position = declared_position(record.value)
+        position = _position_of(envelope)
         active = await retry_transient(
             lambda: self.store.active_entries_of_domain(domain_id),
             initial=self.retry_initial,
@@ -395,15 +396,20 @@ class BatchApplier:
         report.dead_lettered += 1
 
 
-def contradicts_declaration(value: bytes | None, domain_id: UUID) -> bool:
-    """The value is a JSON object that is no `CredentialDeactivated` envelope (another event type, or none, as a usage
-    record), or that names another domain than the record's key. An unreadable value contradicts nothing: the
-    revocation fails closed."""
+def json_object(value: bytes | None) -> dict[str, Any] | None:
+    """An undecodable record's value read as a JSON object, if it is one (None otherwise)."""
     try:
-        envelope = json.loads(value or b"")
+        found = json.loads(value or b"")
     except ValueError:
-        return False
-    if not isinstance(envelope, dict):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def contradicts_declaration(envelope: dict[str, Any] | None, domain_id: UUID) -> bool:
+    """The value (`json_object`) is no `CredentialDeactivated` envelope (another event type, or none, as a usage
+    record), or names another domain than the record's key. An unreadable value contradicts nothing: the
+    revocation fails closed."""
+    if envelope is None:
         return False
     if envelope.get("event_type") != DEACTIVATION:
         return True
@@ -414,8 +420,9 @@ def contradicts_declaration(value: bytes | None, domain_id: UUID) -> bool:
 
 def declared_position(value: bytes | None) -> int | None:
     """The `position` an undecodable record's value names, if it is a JSON object that names one."""
-    try:
-        position = json.loads(value or b"").get("position")
-    except (ValueError, AttributeError):
-        return None
+    return _position_of(json_object(value))
+
+
+def _position_of(envelope: dict[str, Any] | None) -> int | None:
+    position = envelope.get("position") if envelope is not None else None
     return position if isinstance(position, int) and not isinstance(position, bool) and position > 0 else None
