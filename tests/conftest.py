@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from taifa_localstack import TOPIC_PARTITIONS, Postgres, Redis, Tansu, create_topics, event_signing_env
 from taifa_localstack.process import ManagedProcess
+from taifa_localstack.stale_ports import hold_stale_ports
 
 # One event signing key per test session, made now and never stored: every API and projector a test starts
 # (in-process Settings and subprocesses alike inherit the environment) signs and verifies with it, and
@@ -22,6 +24,28 @@ from taifa_localstack.process import ManagedProcess
 # (`setdefault`: importing this module twice must not change the key.)
 for _name, _value in event_signing_env("tests").items():
     os.environ.setdefault(_name, _value)
+
+
+# Ports a removed container's DNAT rule still takes, held for the session so that no server a test starts on port 0
+# is given one (listening, yet refused: taifa_localstack.stale_ports).
+_STALE_PORTS = pytest.StashKey[list[socket.socket]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_STALE_PORTS] = hold_stale_ports()
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    held = config.stash.get(_STALE_PORTS, [])
+    if not held:
+        return None
+    ports = ", ".join(str(sock.getsockname()[1]) for sock in held)
+    return f"ports held because a removed container's DNAT rule still takes them: {ports}"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for sock in config.stash.get(_STALE_PORTS, []):
+        sock.close()
 
 
 def _use_containers() -> bool:
@@ -75,4 +99,3 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tansu]:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
-
