@@ -1,4 +1,5 @@
-"""aiosmtpd's SMTP protocol, narrowed for submission: the command loop, TLS, AUTH and DATA.
+"""aiosmtpd's SMTP protocol, narrowed for submission: the command loop and DATA (TLS in `tls_upgrade`, AUTH in
+`smtp_auth`, the classes it builds on).
 
 The only relay code that writes to the socket. Every decision is a call into the application
 (`taifa_relay.application.submission` and `.sessions`), which returns the reply and what to do with the session;
@@ -13,12 +14,10 @@ import collections
 import logging
 import re
 import ssl
-import time
-from base64 import b64decode, b64encode
-from typing import Any, AnyStr
+from typing import AnyStr
 
 from aiosmtpd.proxy_protocol import get_proxy
-from aiosmtpd.smtp import MISSING, AuthResult, TLSSetupException
+from aiosmtpd.smtp import TLSSetupException
 
 from taifa_relay.adapters import metrics
 from taifa_relay.application.sessions import SessionRegistry
@@ -33,8 +32,8 @@ from taifa_relay.entrypoints.session_state import (
     hook_names,
     memoized_getaddr,
 )
+from taifa_relay.entrypoints.smtp_auth import AuthenticatingSMTP
 from taifa_relay.entrypoints.smtp_setup import init_smtp
-from taifa_relay.entrypoints.tls_upgrade import TLSUpgradingSMTP
 
 log = logging.getLogger("taifa.relay.smtp")
 session_log = logging.getLogger("taifa.relay.session")
@@ -47,7 +46,7 @@ RECIPIENT_OVERSHOOT_LIMIT = 1000
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 
 
-class RelaySMTP(TLSUpgradingSMTP):
+class RelaySMTP(AuthenticatingSMTP):
     """One client connection on the submission (STARTTLS) or the implicit-TLS port."""
 
     def __init__(
@@ -242,22 +241,6 @@ class RelaySMTP(TLSUpgradingSMTP):
             except Exception as error:  # noqa: BLE001 - a bug must end in a reply, never in a dead session
                 await self.push(await self.handle_exception(error))
 
-    async def _read_line(self) -> bytes | None:
-        """The next line; None when it was too long: discarded up to its end without being kept, and refused."""
-        try:
-            line: bytes = await self._reader.readuntil()
-        except asyncio.LimitOverrunError as error:
-            await self._reader.read(error.consumed)
-            while True:
-                try:
-                    await self._reader.readuntil()
-                    break
-                except asyncio.LimitOverrunError as more:
-                    await self._reader.read(more.consumed)
-            await self.push(replies.LINE_TOO_LONG)
-            return None
-        return line
-
     async def _next_command(self) -> None:
         line = await self._read_line()
         if line is None:
@@ -301,79 +284,6 @@ class RelaySMTP(TLSUpgradingSMTP):
             return
         self._reset_timeout()
         await method(arg)
-
-    # --- AUTH ----------------------------------------------------------------------------------
-    async def challenge_auth(
-        self, challenge: str | bytes, encode_to_b64: bool = True, log_client_response: bool = False
-    ) -> bytes | Any:
-        """aiosmtpd's 334 challenge, its answer read like a command line: one over the limit is discarded and
-        refused (500 5.5.2) instead of raising (aiosmtpd's readline: a traceback and 451, and the rest of a long
-        line read as commands). MISSING after a refusal already sent (too long, `*`, bad base64): the AUTH ends
-        with that one reply. The client's answer is never logged."""
-        data = challenge.encode() if isinstance(challenge, str) else challenge
-        await self.push(b"334 " + (b64encode(data) if encode_to_b64 else data))
-        line = await self._read_line()
-        if line is None:
-            return MISSING
-        blob = line.strip()
-        if blob == b"*":  # RFC 4954: the client cancels
-            await self.push(replies.AUTH_ABORTED)
-            return MISSING
-        try:
-            return b64decode(blob, validate=True)
-        except ValueError:
-            await self.push(replies.BAD_BASE64)
-            return MISSING
-
-    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
-        if len(args) == 1:
-            blob = await self.challenge_auth("")
-            if blob is MISSING:
-                return AuthResult(success=False, handled=True)
-        else:
-            try:
-                blob = b64decode(args[1].encode(), validate=True)
-            except ValueError:
-                await self.push(replies.BAD_BASE64)
-                return AuthResult(success=False, handled=True)
-        assert isinstance(blob, bytes)
-        parts = blob.split(b"\x00")
-        if len(parts) != 3:
-            await self.push(replies.BAD_AUTH_VALUE)
-            return AuthResult(success=False, handled=True)
-        return await self._check_credentials(parts[1], parts[2], authzid=parts[0])
-
-    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
-        if len(args) == 1:
-            login = await self.challenge_auth(self.AuthLoginUsernameChallenge)
-            if login is MISSING:
-                return AuthResult(success=False, handled=True)
-        else:
-            try:
-                login = b64decode(args[1].encode(), validate=True)
-            except ValueError:
-                await self.push(replies.BAD_BASE64)
-                return AuthResult(success=False, handled=True)
-        password = await self.challenge_auth(self.AuthLoginPasswordChallenge)
-        if password is MISSING:
-            return AuthResult(success=False, handled=True)
-        assert isinstance(login, bytes) and isinstance(password, bytes)
-        return await self._check_credentials(login, password)
-
-    async def _check_credentials(self, login: bytes, password: bytes, authzid: bytes = b"") -> AuthResult:
-        """Ask the application; aiosmtpd answers an accepted or refused AUTH itself (from the result's message)."""
-        started = time.perf_counter()
-        try:
-            decision = await self.submission.authenticate(self.relay_session.state, login, password, authzid)
-        finally:
-            metrics.AUTH_SECONDS.observe(time.perf_counter() - started)
-        metrics.count_outcomes(decision.outcomes)
-        if isinstance(decision, Accepted):
-            return AuthResult(success=True, auth_data=self.relay_session.state.credential_id, message=decision.reply)
-        if isinstance(decision, Close):
-            await self.close_with(decision.reply)
-            return AuthResult(success=False, handled=True)
-        return AuthResult(success=False, handled=False, message=decision.reply)
 
     async def _refuse(self, decision: Decision) -> None:
         """Act on a decision that refused the command: count it, forget a revoked login, answer or close."""
