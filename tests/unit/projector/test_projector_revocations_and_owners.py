@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import redis.exceptions
 from taifa_projector.adapters.driver_errors import redis_errors
-from taifa_projector.application.batches import declared_position
 from taifa_projector.application.ports import StoreError
 from taifa_projector.application.retry import is_transient
+from taifa_projector.application.undecodable import declared_position
 from taifa_projector.domain.fold import ReadSideFold, cache_writes, owners_of, revocations
 from taifa_projector.domain.model import TOMBSTONE_HASH, domain_owner_for, quarantined
 

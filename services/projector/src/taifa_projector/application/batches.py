@@ -33,7 +33,6 @@ reaches the read model or the auth cache. Whoever can produce to Kafka cannot mi
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import Counter
 from collections.abc import Coroutine, Sequence
@@ -49,6 +48,7 @@ from taifa_projector import metrics
 from taifa_projector.application.cache import epoch_dropped
 from taifa_projector.application.ports import AuthCacheWriter, BatchOutcome, DeadLetters, ReadModelStore, Record
 from taifa_projector.application.retry import error_name, is_transient, retry_transient
+from taifa_projector.application.undecodable import DEACTIVATION, contradicts_declaration, json_object, position_of
 from taifa_projector.domain.fold import Event, cache_writes, changes, revocations
 from taifa_projector.domain.log_positions import TopicPartitionKey
 from taifa_projector.domain.model import AuthEntry, DomainOwner, tombstone_for, tombstone_of_event
@@ -57,7 +57,6 @@ log = logging.getLogger(__name__)
 
 REASON_UNDECODABLE = "undecodable"
 REASON_REJECTED = "rejected"
-DEACTIVATION = CredentialDeactivated.EVENT_TYPE
 # Records decoded between two hand-backs to the event loop (`decode_stepwise`): about 0.5 ms of CPU. The batch in
 # flight waits that long at most for its next step after each PostgreSQL answer (some 20 round trips a batch): at 100
 # records (2-3 ms) that delay was measured at ~10 % of the live rate (issue 18).
@@ -358,7 +357,7 @@ class BatchApplier:
             # this domain's deactivation, whatever they claim.
             log.error("undecodable record declared a deactivation its value contradicts: nothing revoked")
             return
-        position = _position_of(envelope)
+        position = position_of(envelope)
         active = await retry_transient(
             lambda: self.store.active_entries_of_domain(domain_id),
             initial=self.retry_initial,
@@ -394,35 +393,3 @@ class BatchApplier:
         await self.dead_letters.send(record, reason=reason, error=error, attempts=attempts)
         metrics.DLQ_RECORDS.labels(record.topic, reason).inc()
         report.dead_lettered += 1
-
-
-def json_object(value: bytes | None) -> dict[str, Any] | None:
-    """An undecodable record's value read as a JSON object, if it is one (None otherwise)."""
-    try:
-        found = json.loads(value or b"")
-    except ValueError:
-        return None
-    return found if isinstance(found, dict) else None
-
-
-def contradicts_declaration(envelope: dict[str, Any] | None, domain_id: UUID) -> bool:
-    """The value (`json_object`) is no `CredentialDeactivated` envelope (another event type, or none, as a usage
-    record), or names another domain than the record's key. An unreadable value contradicts nothing: the
-    revocation fails closed."""
-    if envelope is None:
-        return False
-    if envelope.get("event_type") != DEACTIVATION:
-        return True
-    data = envelope.get("data")
-    named = data.get("domain_id") if isinstance(data, dict) else None
-    return named is not None and str(named).lower() != str(domain_id)
-
-
-def declared_position(value: bytes | None) -> int | None:
-    """The `position` an undecodable record's value names, if it is a JSON object that names one."""
-    return _position_of(json_object(value))
-
-
-def _position_of(envelope: dict[str, Any] | None) -> int | None:
-    position = envelope.get("position") if envelope is not None else None
-    return position if isinstance(position, int) and not isinstance(position, bool) and position > 0 else None
