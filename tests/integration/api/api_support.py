@@ -98,6 +98,14 @@ async def running_api(settings: Settings) -> AsyncIterator[ApiHarness]:
         yield ApiHarness(app=app, client=client, settings=settings)
 
 
+def assert_error(response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+
+
 async def event_rows(database_url: str) -> list[dict[str, Any]]:
     conn = await asyncpg.connect(database_url)
     try:
