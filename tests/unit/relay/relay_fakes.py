@@ -1,13 +1,16 @@
 """Fakes of the relay's own ports (application.ports) for the application-layer unit tests: an in-memory auth
 cache reader and an upstream that records what it was given. No socket, no Redis. And the per-connection limits the
-protocol-level tests build their protocol objects with."""
+protocol-level tests build their protocol objects with, and the login and delivery helpers of the credential
+lifecycle tests (test_relay_login_lifecycle.py, test_relay_change_notices.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from taifa_events.auth_cache import AuthCacheEntry, CachedSecret
 from taifa_events.secret_hash import HASH_SCHEME, hash_secret
@@ -20,11 +23,17 @@ from taifa_relay.application.ports import (
     WriteRefused,
 )
 from taifa_relay.application.sessions import RecentChecks, SessionRegistry, SessionState
-from taifa_relay.application.submission import Submission
+from taifa_relay.application.submission import LoggedOut, Refused, Submission
+from taifa_relay.domain import replies
 from taifa_relay.domain.limits import AdmissionLimits, AuthFailureLimits
 from taifa_relay.entrypoints.session_state import ProtocolLimits
 
 CLIENT = "192.0.2.7"
+T = TypeVar("T")
+MESSAGE = b"From: app@own.example\r\nTo: a@dest.example\r\nSubject: hi\r\n\r\nHi.\r\n"
+LOGGED_OUT = LoggedOut(replies.CREDENTIAL_REVOKED, ("revoked-in-session",))
+SUSPENDED = Refused(replies.CREDENTIAL_SUSPENDED, ("refused:suspended",))  # counted as a usage refusal
+NEW, OLD = "new-password", "old-password"
 
 
 def entry(domain: str = "own.example", secret: str = "right", *, active: bool = True) -> AuthCacheEntry:  # noqa: S107
@@ -261,6 +270,30 @@ def world(
 
 def new_state(client_ip: str = CLIENT) -> SessionState:
     return SessionState(client_ip)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def auth(w: World, password: str, *, username: str = "user1", client_ip: str = "192.0.2.7") -> Any:
+    state = new_state(client_ip)
+    return run(w.submission.authenticate(state, username.encode(), password.encode())), state
+
+
+def deliver(w: World, state: SessionState) -> Any:
+    return run(
+        w.submission.deliver(
+            state, helo="c.test", tls_version="TLSv1.3", sender="app@own.example", recipients=["a@x"], message=MESSAGE
+        )
+    )
+
+
+def rotated(clock: Clock, grace: float) -> tuple[World, Any]:
+    """A credential rotated at `clock.now` with `grace` seconds for the old secret."""
+    old_secret = secret(OLD, int(clock.now + grace))
+    cred = lifecycle_entry(secret(NEW), old_secret)
+    return world({"user1": cred}, clock=clock), cred
 
 
 def protocol_limits(proxy_timeout: float | None = None) -> ProtocolLimits:
