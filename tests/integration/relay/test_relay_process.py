@@ -286,3 +286,47 @@ def test_proxy_protocol_on_the_implicit_tls_port_with_header_and_hello_in_one_se
         assert client.command(message(sender, subject="proxied-smtps").decode() + ".").startswith(b"250")
     stored = next(m for m in sink.messages() if b"proxied-smtps" in m)
     assert b"([192.0.2.44])" in stored
+
+
+def _rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0])
+
+
+def _queued(port: int) -> list[tuple[int, int]]:
+    """(send queue, receive queue) of every IPv4 socket on 127.0.0.1 whose local or remote port is `port`."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    queues = []
+    for row in rows:
+        local, remote, _, tx_rx = row.split()[1:5]
+        if f"0100007F:{port:04X}" in (local, remote):
+            tx, rx = tx_rx.split(":")
+            queues.append((int(tx, 16), int(rx, 16)))
+    return queues
+
+
+def test_c1_a_connection_sending_a_4_mb_command_line_costs_the_relay_under_1_mb(relay_process: Any) -> None:
+    # TESTING C1: an over-long line is read and dropped as it comes, never kept whole (RSS growth under 1 MB per
+    # connection). Twenty connections each send a 4 MB command line and hold it open without its LF: four times
+    # TESTING's 1 MB, so that a relay keeping the line whole would be over the bound by far, not by a rounding.
+    process, ports = relay_process
+    warm = Raw(ports["submission"])
+    assert warm.reply().startswith("220")
+    assert warm.command(b"NOOP " + b"x" * 1_000_000 + b"\r\n") == "500 5.5.2 Line too long"
+    warm.close()
+    before = _rss_kib(process.pid)
+    clients = [Raw(ports["submission"]) for _ in range(20)]
+    try:
+        for client in clients:
+            assert client.reply().startswith("220")
+            client.send(b"NOOP " + b"x" * 4_000_000)
+        # Every byte sent has been read by the relay: nothing queued on either side of these connections.
+        wait_until(lambda: not any(tx or rx for tx, rx in _queued(ports["submission"])), 30, "the relay read it all")
+        grown = _rss_kib(process.pid) - before
+        assert grown < 1024 * len(clients), f"RSS grew {grown} KiB for {len(clients)} connections"
+        for client in clients:
+            assert client.command(b"\r\n") == "500 5.5.2 Line too long"
+            assert client.command("NOOP").startswith("250")  # the session survives
+    finally:
+        for client in clients:
+            client.close()
