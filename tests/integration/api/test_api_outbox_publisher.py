@@ -336,3 +336,38 @@ async def test_a_wiped_log_is_seen_lost_although_a_new_round_was_written_to_it(t
         assert await watch.log_lost(expect_messages=True)
     finally:
         await asyncio.to_thread(replacement.stop)
+
+
+async def test_a_log_lost_while_no_publisher_ran_is_noticed_by_the_next_one(postgres_server, tmp_path) -> None:
+    # The bounds the broker's logs are judged by are kept with the progress: in memory only, a restarted publisher
+    # started without them, and a broker back empty with another topic already written to (so not empty as a
+    # whole) was taken as healthy; the events it had lost were never sent again.
+    database_url = await asyncio.to_thread(create_database, postgres_server.url)
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    port = free_port()
+    first, replacement = Tansu(tmp_path / "first", port=port), Tansu(tmp_path / "second", port=port)
+    pool = await database.create_pool(database_url, min_size=1, max_size=4)
+    await asyncio.to_thread(first.start)
+    try:
+        await create_topics(first.bootstrap, TOPIC_PARTITIONS)
+        async with publishing(database_url, first.bootstrap):
+            await some_events(pool, tenants=2)
+            last = await max_position(database_url)
+            await wait_published(database_url, last)
+    finally:
+        await asyncio.to_thread(first.stop)  # in-memory broker: everything it held is gone
+    await asyncio.to_thread(replacement.start)
+    try:
+        await create_topics(replacement.bootstrap, TOPIC_PARTITIONS)
+        producer = AIOKafkaProducer(bootstrap_servers=replacement.bootstrap, acks="all", linger_ms=0)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topics.ACCOUNTS, b"written by someone else meanwhile", partition=0)
+        finally:
+            await producer.stop()
+        async with publishing(database_url, replacement.bootstrap):  # a new publisher: nothing in its memory
+            messages = await consume_all(replacement.bootstrap, last + 1, timeout=20)  # with the stranger's
+        assert {decode(m.value).position for m in messages if m.value.startswith(b"{")} >= set(range(1, last + 1))
+    finally:
+        await pool.close()
+        await asyncio.to_thread(replacement.stop)

@@ -37,6 +37,18 @@ class BrokerLogWatch:
     def forget(self) -> None:
         self._floor.clear()
 
+    def floors(self) -> dict[str, int]:
+        """The bounds, to be kept with the publisher's progress (`restore` after a restart or a change of leader):
+        a log lost while no publisher ran is then noticed too."""
+        return {f"{partition.topic}/{partition.partition}": offset for partition, offset in self._floor.items()}
+
+    def restore(self, floors: Mapping[str, int]) -> None:
+        """Start from the bounds `floors()` gave (the ones kept with the progress)."""
+        self._floor = {}
+        for name, offset in floors.items():
+            topic, _, number = name.rpartition("/")
+            self._floor[TopicPartition(topic, int(number))] = int(offset)
+
     async def log_lost(self, *, expect_messages: bool) -> bool:
         """True when the topics are empty although we published before, or a log ends at or below the first record
         the broker acknowledged in the last round that wrote to it."""

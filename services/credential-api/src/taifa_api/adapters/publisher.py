@@ -4,7 +4,8 @@ One publisher is active at a time (a session advisory lock on its dedicated conn
 processes are safe. It wakes on LISTEN/NOTIFY (with a slow safety re-check), records the last position
 Kafka acknowledged, and after a crash resumes from there: nothing is skipped, a few events may be sent
 twice (consumers are idempotent). A broker that lost the log (restarted empty, topics recreated) is
-noticed at start and every `log_check_seconds`, and the whole event store is replayed to it.
+noticed at start and every `log_check_seconds`, and the whole event store is replayed to it; the bounds it is
+judged by are kept with the progress, so a log lost while no publisher ran is noticed by the next one.
 
 Every record is signed (`taifa_events.signing`: HMAC-SHA256 of the exact value bytes, key id and tag in
 headers) with the keyring's active key: the projector applies only records that verify, so being able
@@ -103,8 +104,9 @@ class OutboxPublisher:
         )
         await producer.start()
         try:
-            self._watch.forget()
-            last = await self._replay_if_log_lost(await self._load_progress(conn))
+            position, floors = await self._load_progress(conn)
+            self._watch.restore(floors)  # the bounds the last leader kept: a log lost meanwhile is noticed now
+            last = await self._replay_if_log_lost(position)
             next_check = time.monotonic() + self._log_check
             while not stop.is_set():
                 wake.clear()
@@ -114,7 +116,7 @@ class OutboxPublisher:
                 rows = await event_store.read_after(conn, last, self._batch_size)
                 if rows:
                     last = await self._publish(producer, rows)
-                    await self._save_progress(conn, last)
+                    await self._save_progress(conn, last, self._watch.floors())
                     continue
                 await _wait_any(wake, stop, min(self._idle_poll, max(0.0, next_check - time.monotonic())))
         finally:
@@ -148,17 +150,23 @@ class OutboxPublisher:
         return last
 
     @staticmethod
-    async def _load_progress(conn: asyncpg.Connection) -> int:
-        value = await conn.fetchval("SELECT last_position FROM publisher_progress WHERE publisher = $1", PUBLISHER_NAME)
-        return int(value or 0)
+    async def _load_progress(conn: asyncpg.Connection) -> tuple[int, dict[str, int]]:
+        row = await conn.fetchrow(
+            "SELECT last_position, log_floors FROM publisher_progress WHERE publisher = $1", PUBLISHER_NAME
+        )
+        if row is None:
+            return 0, {}
+        return int(row["last_position"]), dict(row["log_floors"])  # jsonb decoded by the connection's codec
 
     @staticmethod
-    async def _save_progress(conn: asyncpg.Connection, position: int) -> None:
+    async def _save_progress(conn: asyncpg.Connection, position: int, floors: dict[str, int]) -> None:
         await conn.execute(
-            "INSERT INTO publisher_progress (publisher, last_position, updated_at) VALUES ($1, $2, now()) "
-            "ON CONFLICT (publisher) DO UPDATE SET last_position = excluded.last_position, updated_at = now()",
+            "INSERT INTO publisher_progress (publisher, last_position, log_floors, updated_at) "
+            "VALUES ($1, $2, $3::jsonb, now()) ON CONFLICT (publisher) DO UPDATE SET "
+            "last_position = excluded.last_position, log_floors = excluded.log_floors, updated_at = now()",
             PUBLISHER_NAME,
             position,
+            floors,
         )
 
 
