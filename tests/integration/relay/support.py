@@ -383,3 +383,16 @@ async def until(check: Callable[[], bool | Awaitable[bool]], seconds: float, wha
             return
         assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
         await asyncio.sleep(0.02)
+
+
+def socket_queues(port: int) -> list[tuple[int, int]]:
+    """(send queue, receive queue) of every IPv4 socket on 127.0.0.1 whose local or remote port is `port`: a
+    listener's receive queue is its connections not accepted yet."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    queues = []
+    for row in rows:
+        local, remote, _, tx_rx = row.split()[1:5]
+        if f"0100007F:{port:04X}" in (local, remote):
+            tx, rx = tx_rx.split(":")
+            queues.append((int(tx, 16), int(rx, 16)))
+    return queues

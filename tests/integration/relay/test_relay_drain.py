@@ -14,7 +14,7 @@ import pytest
 from taifa_localstack import wait_until
 
 from tests.integration.relay.fake_upstream import LoopThread
-from tests.integration.relay.support import Certs, Client, Credentials, message
+from tests.integration.relay.support import Certs, Client, Credentials, Raw, message, socket_queues
 
 
 class SlowUpstream:
@@ -131,3 +131,19 @@ def test_a_delivery_of_several_slow_steps_under_way_at_the_grace_end_is_let_fini
         assert len(upstream.messages) == 1
     finally:
         upstream.stop()
+
+
+def test_a_connection_still_reading_its_proxy_header_at_the_drain_gets_421_and_no_session(make_relay: Any) -> None:
+    # Admitted only once its header is read, such a connection was not among the sessions the drain closes: it was
+    # then served by a relay that had stopped, and cut when the process ended under it.
+    relay = make_relay(relay_proxy_protocol=True, relay_proxy_trusted_cidrs="127.0.0.1/32")
+    raw = Raw(relay.submission_port)
+    try:
+        wait_until(lambda: not any(rx for _, rx in socket_queues(relay.submission_port)), 10, "the relay accepted it")
+        assert relay.relay is not None
+        relay.call(relay.relay.drain(), timeout=30)
+        raw.send(b"PROXY TCP4 203.0.113.9 192.0.2.25 40000 587\r\n")
+        assert raw.reply() == "421 4.3.2 Service shutting down, try again later"
+        assert raw.closed()
+    finally:
+        raw.close()

@@ -29,6 +29,7 @@ from tests.integration.relay.support import (
     auth,
     login_raw,
     message,
+    socket_queues,
 )
 
 
@@ -293,18 +294,6 @@ def _rss_kib(pid: int) -> int:
     return int(status.split("VmRSS:")[1].split()[0])
 
 
-def _queued(port: int) -> list[tuple[int, int]]:
-    """(send queue, receive queue) of every IPv4 socket on 127.0.0.1 whose local or remote port is `port`."""
-    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
-    queues = []
-    for row in rows:
-        local, remote, _, tx_rx = row.split()[1:5]
-        if f"0100007F:{port:04X}" in (local, remote):
-            tx, rx = tx_rx.split(":")
-            queues.append((int(tx, 16), int(rx, 16)))
-    return queues
-
-
 def test_c1_a_connection_sending_a_4_mb_command_line_costs_the_relay_under_1_mb(relay_process: Any) -> None:
     # TESTING C1: an over-long line is read and dropped as it comes, never kept whole (RSS growth under 1 MB per
     # connection). Twenty connections each send a 4 MB command line and hold it open without its LF: four times
@@ -321,7 +310,8 @@ def test_c1_a_connection_sending_a_4_mb_command_line_costs_the_relay_under_1_mb(
             assert client.reply().startswith("220")
             client.send(b"NOOP " + b"x" * 4_000_000)
         # Every byte sent has been read by the relay: nothing queued on either side of these connections.
-        wait_until(lambda: not any(tx or rx for tx, rx in _queued(ports["submission"])), 30, "the relay read it all")
+        queued = lambda: any(tx or rx for tx, rx in socket_queues(ports["submission"]))  # noqa: E731
+        wait_until(lambda: not queued(), 30, "the relay read it all")
         grown = _rss_kib(process.pid) - before
         assert grown < 1024 * len(clients), f"RSS grew {grown} KiB for {len(clients)} connections"
         for client in clients:

@@ -147,12 +147,15 @@ class SessionRegistry(Generic[Connection]):
         self.no_sessions.set()
         self._groups: dict[Connection, str] = {}
         self._by_username: dict[str, set[SessionState]] = defaultdict(set)
+        self._closed = False
 
     # --- admission -----------------------------------------------------------------------------
     def admit(self, connection: Connection, state: SessionState) -> str | None:
         """Count the session against its client's address group and the process's cap; the refusal reply when
         over one (the caller closes the connection). Called before any TLS handshake, so that a handshake flood
         on the implicit-TLS port is counted too."""
+        if self._closed:
+            return replies.SHUTTING_DOWN
         group = state.client_group = policy.address_group(state.client_ip)
         refusal = self.admission.admit(group, time.monotonic())
         if refusal is not None:
@@ -229,6 +232,11 @@ class SessionRegistry(Generic[Connection]):
                 state.recheck = True
 
     # --- shutdown ------------------------------------------------------------------------------
+    def close_admission(self) -> None:
+        """The relay is stopping: no session is admitted any more (`421 4.3.2`), including connections accepted
+        before the listeners closed that were still reading their PROXY header."""
+        self._closed = True
+
     async def drain(self, grace_seconds: float) -> list[Connection]:
         """Wait up to `grace_seconds` for the open sessions to end; the ones still open (the caller closes them)."""
         if self.sessions:

@@ -130,9 +130,10 @@ class Relay:
         hold)."""
         self._draining = True
         self._ready = False
+        sessions = self.parts.sessions
+        sessions.close_admission()
         for server in self._servers:
             server.close()
-        sessions = self.parts.sessions
         for connection in list(sessions.sessions):
             await connection.request_drain()
         left = await sessions.drain(self.settings.relay_drain_grace_seconds)
