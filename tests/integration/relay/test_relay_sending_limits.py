@@ -48,6 +48,23 @@ def test_the_per_day_limit_refuses_rcpt_with_452_4_7_1_each_recipient_counting_o
     assert codes[3] == DAY_LIMITED
 
 
+def test_a_per_day_limit_set_during_the_day_counts_what_the_credential_sent_before_it(
+    client: Client, credentials: Credentials
+) -> None:
+    # Setting a limit is what a customer does about a leaked credential or a runaway script: it was compared only
+    # with what followed it (the day was not counted while no limit was set): 5 recipients, then a limit of 3, and
+    # 3 more went out.
+    cred = credentials.create()
+    with client.login(cred) as smtp:
+        assert smtp.mail(f"app@{cred.domain}")[0] == 250
+        assert [smtp.rcpt(f"early{n}@dest.example")[0] for n in range(5)] == [250] * 5
+        smtp.rset()
+    credentials.change(cred, limits=CredentialLimits(messages_per_day=3))
+    with client.login(cred) as smtp:
+        assert smtp.mail(f"app@{cred.domain}")[0] == 250
+        assert smtp.rcpt("late@dest.example") == DAY_LIMITED
+
+
 def test_the_free_plans_daily_quota_refuses_rcpt_with_452_4_7_1(
     make_relay: Any, certs: Certs, credentials: Credentials
 ) -> None:

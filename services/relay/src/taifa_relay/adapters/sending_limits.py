@@ -74,11 +74,10 @@ class RedisSendingLimits:
         self, credential_id: str, account_id: str, per_day: int | None, quota: int, now: float
     ) -> RecipientTaken:
         day = usage.utc_day(now)
-        keys = [usage.account_quota_key(account_id, day)]
-        args = [1, quota, usage.ACCOUNT_QUOTA_TTL_SECONDS]
-        if per_day is not None:
-            keys.append(usage.day_limit_key(credential_id, day))
-            args += [per_day, usage.DAY_LIMIT_TTL_SECONDS]
+        # The credential's day is counted without a limit too (0: count, never refuse): a messages_per_day set
+        # during the day is then compared with everything sent that day, not only with what follows it.
+        keys = [usage.account_quota_key(account_id, day), usage.day_limit_key(credential_id, day)]
+        args = [1, quota, usage.ACCOUNT_QUOTA_TTL_SECONDS, per_day or 0, usage.DAY_LIMIT_TTL_SECONDS]
         refused, account_count, *_ = await self._run(keys, args)
         metrics.QUOTA_USED.observe(account_count / quota if quota else 1.0)
         if refused == 1:
