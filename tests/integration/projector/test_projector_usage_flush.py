@@ -8,14 +8,20 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
+import redis.asyncio as aioredis
 from taifa_events import usage
 from taifa_localstack import create_topics
+from taifa_projector.adapters.usage_redis import RedisUsageCounters
+from taifa_projector.application.usage import UsageFlusher
 from taifa_projector.entrypoints.usage_loop import UsageWorker
 from taifa_projector.settings import Settings
+from taifa_relay.adapters.usage_buffer import UsageBuffer
 
+from tests.integration.projector.conftest import redis_url_for
 from tests.integration.projector.projector_harness import ReadSide, eventually, produce, rebuild, running
 from tests.integration.projector.test_projector_rebuild import store_events
 from tests.unit.projector.projector_events import scenario
@@ -164,3 +170,37 @@ async def test_a_window_counted_again_after_redis_lost_it_adds_to_what_was_publi
 
 async def _equals(read, expected) -> bool:  # type: ignore[no-untyped-def]
     return await read() == expected
+
+
+async def test_a_relays_late_batch_landing_while_its_window_is_closed_is_published_at_the_next_flush(
+    redis_server,
+) -> None:
+    # The flusher reads a closed window, publishes it, then takes it out of the pending set. A relay that could not
+    # reach Redis across the hour's end brings its last count in between: its ZADD finds the window still pending
+    # and does nothing, and a plain ZREM then dropped the window with that count never published.
+    url = redis_url_for(redis_server.url)  # a database of its own
+    client, relay = aioredis.Redis.from_url(url), UsageBuffer(url)
+    credential, account = str(uuid.uuid4()), str(uuid.uuid4())
+    window = usage.window_start(time.time()) - usage.WINDOW_SECONDS  # the previous hour
+    for _ in range(2):
+        relay.delivered(credential, account, str(uuid.uuid4()), "192.0.2.1", 1, 100, window + 1800)
+    await relay.flush()
+    relay.delivered(credential, account, str(uuid.uuid4()), "192.0.2.1", 1, 100, window + 1801)  # kept from Redis
+    published: list[int] = []
+
+    class Publisher:  # the usage topic; the relay's batch lands during the publish (a Kafka round trip)
+        async def publish(self, records: Sequence[Any]) -> None:
+            published.extend(record.messages for record in records)
+            await relay.flush()
+
+    flusher = UsageFlusher(RedisUsageCounters(client), Publisher(), grace_seconds=60)
+    closed_at = datetime.fromtimestamp(window + usage.WINDOW_SECONDS + 300, UTC)
+    try:
+        await flusher.flush(closed_at)
+        assert published == [2]
+        await flusher.flush(closed_at)  # still pending: published again, with the late message
+        assert published == [2, 3]
+        assert await client.zcard(usage.USAGE_PENDING_KEY) == 0  # and closed for good
+    finally:
+        await relay.close()
+        await client.aclose()

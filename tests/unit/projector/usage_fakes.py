@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from uuid import UUID
 
 from taifa_events import usage
@@ -36,8 +36,11 @@ class InMemoryUsageCounters:
     async def read(self, credential_id: UUID, window: int) -> dict[str, str]:
         return dict(self.hashes.get(usage.usage_key(credential_id, window), {}))
 
-    async def close(self, credential_id: UUID, window: int) -> None:
+    async def close(self, credential_id: UUID, window: int, published: Mapping[str, str]) -> bool:
+        if self.hashes.get(usage.usage_key(credential_id, window), {}) != dict(published):
+            return False
         self.pending_set.discard((credential_id, window))
+        return True
 
     async def quota_notices(self, most: int) -> list[bytes]:
         return self.notices[:most]

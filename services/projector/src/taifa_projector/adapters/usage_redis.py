@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Final
 from uuid import UUID
 
 import redis.asyncio as aioredis
 from taifa_events import usage
 
+# KEYS[1]: the window's hash, KEYS[2]: the pending set; ARGV[1]: the window's member, then the hash as the flusher
+# read it (field, value, ...). The member is removed only if the hash is still exactly that: a relay's batch that
+# came in between (its ZADD found the member there and did nothing) keeps it pending. 1: removed, 0: kept.
+CLOSE_IF_UNCHANGED: Final = """
+local now = redis.call('HGETALL', KEYS[1])
+if #now ~= #ARGV - 1 then return 0 end
+local read = {}
+for i = 2, #ARGV, 2 do read[ARGV[i]] = ARGV[i + 1] end
+for i = 1, #now, 2 do
+  if read[now[i]] ~= now[i + 1] then return 0 end
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+
 
 class RedisUsageCounters:
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
+        self._close = client.register_script(CLOSE_IF_UNCHANGED)
 
     async def pending(self) -> list[tuple[UUID, int]]:
         members = await self.client.zrange(usage.USAGE_PENDING_KEY, 0, -1)
@@ -25,8 +42,11 @@ class RedisUsageCounters:
             for k, v in raw.items()
         }
 
-    async def close(self, credential_id: UUID, window: int) -> None:
-        await self.client.zrem(usage.USAGE_PENDING_KEY, usage.pending_member(credential_id, window))
+    async def close(self, credential_id: UUID, window: int, published: Mapping[str, str]) -> bool:
+        read = [item for pair in published.items() for item in pair]
+        keys = [usage.usage_key(credential_id, window), usage.USAGE_PENDING_KEY]
+        removed = await self._close(keys=keys, args=[usage.pending_member(credential_id, window), *read])
+        return bool(removed)
 
     async def quota_notices(self, most: int) -> list[bytes]:
         # The relays LPUSH: the oldest notices are at the right end; returned oldest first, as stored.

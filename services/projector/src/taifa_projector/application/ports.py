@@ -12,7 +12,7 @@ whatever its driver said (the adapters translate at the edge, as httpx's `map_ex
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import NamedTuple, Protocol
@@ -269,8 +269,10 @@ class UsageCounters(Protocol):
         """The window's hash (empty when it expired or was never written)."""
         ...
 
-    async def close(self, credential_id: UUID, window: int) -> None:
-        """Forget a window that is closed and published: it is not flushed again."""
+    async def close(self, credential_id: UUID, window: int, published: Mapping[str, str]) -> bool:
+        """Forget a window that is closed and published (`published`: the hash as read for it): it is not flushed
+        again. Unless the hash changed since it was read (a relay's late batch): then it stays pending, to be
+        published again with that batch counted; False."""
         ...
 
     async def quota_notices(self, most: int) -> list[bytes]:

@@ -86,21 +86,21 @@ class UsageFlusher:
     async def _windows(self, now: datetime) -> int:
         moment = now.timestamp()
         snapshots: list[UsageWindow] = []
-        closed: list[tuple[UUID, int]] = []
+        closed: list[tuple[UUID, int, dict[str, str]]] = []
         for credential_id, window in await self.counters.pending():
-            # Closed before the snapshot is read: the snapshot then holds the window's final totals.
+            # Closed before the snapshot is read: the snapshot then holds the window's final totals, unless a
+            # relay's batch comes later still (it was kept from Redis): `close` then keeps the window pending.
             is_closed = window + usage.WINDOW_SECONDS + self.grace_seconds < moment
-            snapshot = usage.window_from_hash(
-                credential_id, window, await self.counters.read(credential_id, window), now
-            )
+            fields = await self.counters.read(credential_id, window)
+            snapshot = usage.window_from_hash(credential_id, window, fields, now)
             if snapshot is not None:
                 snapshots.append(snapshot)
             if is_closed:
-                closed.append((credential_id, window))
+                closed.append((credential_id, window, fields))
         if snapshots:
             await self.publisher.publish(snapshots)
-        for credential_id, window in closed:
-            await self.counters.close(credential_id, window)
+        for credential_id, window, fields in closed:
+            await self.counters.close(credential_id, window, fields)
         return len(snapshots)
 
     async def _notices(self) -> int:
