@@ -20,7 +20,9 @@ def test_banner_examples_run_verbatim_and_deliver(env, new_tenant, tmp_path: Pat
                 "TAIFA_DOMAIN_ID": tenant.domain_id, "TAIFA_DOMAIN": tenant.domain}
     (tmp_path / ".taifa").mkdir()
     (tmp_path / ".taifa" / "dev.env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
-    script = "set -euo pipefail\n" + "\n".join(snippet for _, snippet in banner.EXAMPLES)
+    printed = banner.render(settings, ".taifa/dev.env")
+    # The examples exactly as printed, titles included (a title's second line once came out without its `#`).
+    script = "set -euo pipefail\n" + printed[printed.index("\n# ") :]
     result = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                             env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path)}, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -28,7 +30,6 @@ def test_banner_examples_run_verbatim_and_deliver(env, new_tenant, tmp_path: Pat
     assert delivered(env, "Hello from swaks")
     assert delivered(env, "Hello from smtplib")
     assert "webhook verified: msg_" in result.stdout  # the credential's creation, signed with the webhook's secret
-    printed = banner.render(settings, ".taifa/dev.env")
     for _, snippet in banner.EXAMPLES:
         assert snippet in printed
 

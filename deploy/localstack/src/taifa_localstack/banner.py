@@ -117,5 +117,6 @@ def render(env: dict[str, str], env_file: str) -> str:
         "",
     ]
     for title, snippet in EXAMPLES:
-        lines += [f"# {title}:", snippet, ""]
+        # Every line of a title is a comment: the examples are pasted into a shell as they are printed.
+        lines += [*(f"# {part}" for part in f"{title}:".split("\n")), snippet, ""]
     return "\n".join(lines)
