@@ -157,8 +157,9 @@ def test_mail_from_in_a_subdomain_another_account_verified_is_553() -> None:
 def test_the_null_sender_is_refused_for_submission() -> None:
     w = world({"user1": entry()})
     state = logged_in(w)
-    assert run(w.submission.before_mail(state, "FROM:<>")) == Refused(replies.NULL_SENDER_NOT_ALLOWED)
+    assert run(w.submission.before_mail(state, "FROM:<>")) == Refused(replies.NULL_SENDER_NOT_ALLOWED, POLICY)
     assert run(w.submission.before_mail(state, "FROM:<app@own.example>")) is None
+    assert w.usage.names("refused") == ["policy"]  # counted in usage like a sender outside the domain
 
 
 def test_too_many_recipients_is_452_and_a_malformed_one_553() -> None:

@@ -107,7 +107,7 @@ class SessionChecks:
         if refusal is not None:
             return refusal
         if policy.is_null_sender(mail_arg):
-            return Refused(replies.NULL_SENDER_NOT_ALLOWED)
+            return self._refused(state, replies.NULL_SENDER_NOT_ALLOWED, "policy")  # a sender rule, as a foreign one
         return None
 
     async def _mail_recheck(self, state: SessionState) -> Decision | None:
