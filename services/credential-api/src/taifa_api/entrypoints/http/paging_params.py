@@ -22,7 +22,7 @@ _COUNT = re.compile(r"[1-9][0-9]{0,5}", re.ASCII)
 def _count_text(value: object) -> object:
     """`limit` as written in the query; pydantic alone would also read `5.0`, `+5`, `05` or `1_0` as 5."""
     if isinstance(value, str) and not _COUNT.fullmatch(value):
-        raise ValueError("a whole number in decimal digits")
+        raise ValueError("a whole number of 1 or more, in decimal digits")  # the maximum: Query(le=...)
     return value
 
 
