@@ -99,6 +99,30 @@ async def test_undecodable_deactivation_revokes_the_active_credential_of_its_dom
         assert (await side.entry(other.username)).active
 
 
+async def test_undecodable_deactivation_in_the_batch_of_its_credentials_creation_revokes_it(isolated) -> None:
+    # The domain's active entries were looked up before the batch's decodable events were applied: a creation in
+    # the same poll (a projector catching up) was not there yet, and the credential stayed active.
+    settings = isolated.settings()
+    d, later = Domain(), Domain()
+    a = d.created(1)
+    future = envelope_to_json(d.deactivated(a, 5))
+    future["schema_version"] = 99
+    value = json.dumps(future).encode()
+    async with ReadSide(settings) as side:
+        # Both records are in the log before the projector starts: one poll, one batch.
+        await produce(isolated.bootstrap, isolated.topic_names, [a])
+        headers = kafka_headers("CredentialDeactivated", uuid.uuid4(), 99)
+        await _send_signed(isolated, str(d.domain_id).encode(), value, headers)
+        await produce(isolated.bootstrap, isolated.topic_names, [later.created(6)])  # after it: never revoked
+        async with running(settings) as projector:
+            await eventually(holds(lambda: projector.totals.dead_lettered == 1), what="dead-lettered as undecodable")
+            await eventually(lambda: side.consumed(3), what="the three records applied")
+            await projector.applier.cache_settled()
+            assert await _revoked(side, d.username, 5)
+            assert await side.store.quarantined_credentials() == {a.data.credential_id: 5}
+            assert (await side.entry(later.username)).active
+
+
 async def test_wrong_type_key_refused_after_the_commit_fails_closed_and_the_guard_repairs(isolated) -> None:
     settings = isolated.settings()
     d = Domain()

@@ -49,6 +49,7 @@ from taifa_projector.application.cache import epoch_dropped
 from taifa_projector.application.ports import AuthCacheWriter, BatchOutcome, DeadLetters, ReadModelStore, Record
 from taifa_projector.application.retry import error_name, is_transient, retry_transient
 from taifa_projector.application.undecodable import DEACTIVATION, contradicts_declaration, json_object, position_of
+from taifa_projector.domain.credentials import created_before
 from taifa_projector.domain.fold import Event, cache_writes, changes, revocations
 from taifa_projector.domain.log_positions import TopicPartitionKey
 from taifa_projector.domain.model import AuthEntry, DomainOwner, tombstone_for, tombstone_of_event
@@ -173,7 +174,7 @@ class BatchApplier:
             # Deterministic: decoding again gives the same answer, so one attempt is enough.
             await self._dead_letter(record, REASON_UNDECODABLE, reason, attempts=1, report=report)
             if record.declared is not None and record.declared[0] == DEACTIVATION:
-                await self._revoke_undecodable(record)
+                await self._revoke_undecodable(record, [e for _, e in batch.events])
         decoded = batch.events
         last_error: BaseException | None = None
         for attempt in range(1, self.max_attempts + 1):
@@ -343,9 +344,11 @@ class BatchApplier:
             )
         )
 
-    async def _revoke_undecodable(self, record: Record) -> None:
+    async def _revoke_undecodable(self, record: Record, batch: Sequence[Event]) -> None:
         """An authentic record declaring `CredentialDeactivated` that cannot be decoded: revoke every active entry
-        of the domain its key names (only one credential per domain is active), fail closed."""
+        of the domain its key names (only one credential per domain is active), fail closed; and every credential
+        of the domain this batch creates before it (applied after this, their creation is not in the read model
+        yet: the tombstone's position keeps their entry revoked when it comes)."""
         try:
             domain_id = UUID((record.key or b"").decode("ascii"))
         except (UnicodeDecodeError, ValueError):
@@ -366,6 +369,8 @@ class BatchApplier:
         tombstones = [
             tombstone_for(e, position or e.position + 1) for e in active if position is None or e.position < position
         ]
+        known = {t.credential_id for t in tombstones} | {e.credential_id for e in active}
+        tombstones += [t for t in created_before(batch, domain_id, position) if t.credential_id not in known]
         if not tombstones:
             return
         log.error(

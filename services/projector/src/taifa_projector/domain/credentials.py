@@ -300,6 +300,19 @@ def tombstone_for(entry: AuthEntry, position: int) -> AuthEntry:
     )
 
 
+def created_before(events: Iterable[Envelope[EventData]], domain_id: UUID, position: int | None) -> list[AuthEntry]:
+    """The tombstones of `domain_id`'s credentials created in `events` before `position` (all of them when it is
+    unknown), at that position: an undecodable deactivation of the domain revokes them too (fail closed), although
+    their creation, in the same batch, is not applied yet."""
+    revoked = []
+    for event in events:
+        data, before = event.data, position is None or event.position < position
+        if type(data) is CredentialCreated and data.domain_id == domain_id and before:
+            at = max(event.position + 1, position or 0)
+            revoked.append(tombstone(data.username, data.credential_id, data.account_id, domain_id, at))
+    return revoked
+
+
 def newer_entry(current: AuthEntry | None, candidate: AuthEntry) -> AuthEntry:
     """Compare on position: the entry with the higher position wins. At the same position, an entry that learnt
     its account's plan (AccountCreated applied after the credential: another topic) wins over one that has
