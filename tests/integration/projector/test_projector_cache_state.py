@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 from taifa_events import auth_cache
+from taifa_projector.application.cache import REASON_EPOCH_MISSING, cache_gap, rebuild_cache
 
 from tests.integration.projector.conftest import own_redis
 from tests.integration.projector.projector_harness import ReadSide, eventually, holds, metric, produce, rebuild, running
@@ -186,3 +187,38 @@ async def test_a_batch_after_redis_went_back_in_time_drops_the_epoch_instead_of_
 
 async def _epoch_gone(side: ReadSide) -> bool:
     return await side.cache.epoch() is None
+
+
+class _RedisLostAfterTheEntries:
+    """The real cache writer; Redis loses its data again (a restart without persistence, a failover to an empty
+    replica) right after a rebuild loaded the entries."""
+
+    def __init__(self, cache: object, redis: aioredis.Redis) -> None:
+        self._cache, self._redis = cache, redis
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._cache, name)
+
+    async def load_owners(self, owners: object, chunk: int) -> None:
+        await self._redis.flushdb()
+        await self._cache.load_owners(owners, chunk)  # type: ignore[attr-defined]
+
+
+async def test_a_cache_that_lost_its_data_during_the_rebuild_is_not_marked_complete(isolated) -> None:
+    # The rebuild then wrote the offsets, the epoch and the watermark over an empty cache: complete to every check,
+    # and every valid credential got 535 (a missing entry means no such credential) with nothing left to repair it.
+    settings = isolated.settings()
+    domains = [Domain() for _ in range(3)]
+    async with ReadSide(settings) as side:
+        async with running(settings) as projector:
+            await produce(isolated.bootstrap, isolated.topic_names, [d.created(10 + n) for n, d in enumerate(domains)])
+            await eventually(lambda: side.consumed(3), what="applied")
+            await projector.applier.cache_settled()
+        await side.redis.flushdb()
+        loaded = await rebuild_cache(side.store, _RedisLostAfterTheEntries(side.cache, side.redis), 500, "test")
+        partitions = list((await side.store.load_offsets()).keys())
+        assert loaded == 0 and await side.cache.epoch() is None  # incomplete: relays answer 454, not 535
+        assert await cache_gap(side.store, side.cache, partitions) == REASON_EPOCH_MISSING
+        assert await rebuild_cache(side.store, side.cache, 500, REASON_EPOCH_MISSING) == 3  # the next check's
+        assert await side.cache.epoch() is not None
+        assert all([(await side.entry(d.username)).active for d in domains])

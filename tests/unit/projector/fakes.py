@@ -218,6 +218,7 @@ class InMemoryAuthCache:
     changes: list[tuple[str, UUID]] = field(default_factory=list)  # "credential changed" notices
     applied: list[UUID] = field(default_factory=list)
     highest_watermark: int = 0
+    rebuilds_under_way: set[str] = field(default_factory=set)  # begin_rebuild's tokens (FLUSHDB loses them)
     refuse_writes: int = 0  # the next N batch writes are refused (out of memory)
     refuse_fail_closed: bool = False
     failures: Failures = field(default_factory=lambda: Failures("redis"))
@@ -300,8 +301,17 @@ class InMemoryAuthCache:
         self.failures.check()
         return self.current_epoch
 
-    async def set_epoch(self, epoch: str) -> None:
+    async def begin_rebuild(self) -> str:
+        token = f"rebuild-{len(self.rebuilds_under_way)}"
+        self.rebuilds_under_way.add(token)
+        return token
+
+    async def set_epoch(self, epoch: str, rebuild: str) -> bool:
+        if rebuild not in self.rebuilds_under_way:
+            return False
+        self.rebuilds_under_way.discard(rebuild)
         self.current_epoch = epoch
+        return True
 
     async def drop_epoch(self) -> None:
         self.current_epoch = None
@@ -322,6 +332,7 @@ class InMemoryAuthCache:
         """What FLUSHDB does to the cache (this writer's memory of the watermark stays)."""
         self.entries, self.owners, self.seen_offsets = {}, {}, {}
         self.current_epoch = self.current_watermark = None
+        self.rebuilds_under_way = set()
 
     def _write_entries(self, entries: Iterable[AuthEntry]) -> None:
         for entry in entries:

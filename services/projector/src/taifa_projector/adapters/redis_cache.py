@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import redis.asyncio as aioredis
 from taifa_events import auth_cache
@@ -30,6 +30,7 @@ from taifa_projector.adapters.redis_scripts import (
     PUBLISH_ALL,
     RAISE_OFFSETS,
     RAISE_WATERMARK,
+    SET_EPOCH_IF_REBUILT,
     SIGNAL_APPLIED,
     WRITE_IF_NEWER,
     WRITE_OWNERS,
@@ -39,6 +40,10 @@ from taifa_projector.domain.log_positions import TopicPartitionKey
 from taifa_projector.domain.model import AuthEntry, DomainOwner
 
 CACHE_OFFSETS_PREFIX = "taifa:projector:cache-offsets:"
+# The rebuilds under way (a token each, `begin_rebuild`); kept a day after the last one began (a rebuild that
+# crashed leaves its token, harmless).
+REBUILDS_KEY = "taifa:projector:cache-rebuilds"
+REBUILDS_TTL_SECONDS = 86_400
 OWNER_POSITION_PREFIX = "taifa:projector:domain-owner-position:"
 
 # The fields of an entry, in the order `redis_scripts.WRITE_IF_NEWER` receives their values.
@@ -127,6 +132,7 @@ class RedisAuthCacheWriter:
         self._write_owners = client.register_script(WRITE_OWNERS)
         self._signal_applied = client.register_script(SIGNAL_APPLIED)
         self._publish_all = client.register_script(PUBLISH_ALL)
+        self._set_epoch_if_rebuilt = client.register_script(SET_EPOCH_IF_REBUILT)
 
     def _queue_entries(self, pipe: aioredis.client.Pipeline, entries: Sequence[AuthEntry]) -> None:
         if not entries:
@@ -311,8 +317,18 @@ class RedisAuthCacheWriter:
         return value.decode() if isinstance(value, bytes) else str(value)
 
     @redis_errors
-    async def set_epoch(self, epoch: str) -> None:
-        await self.client.set(auth_cache.EPOCH_KEY, epoch)
+    async def begin_rebuild(self) -> str:
+        token = uuid4().hex
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.sadd(REBUILDS_KEY, token)
+            pipe.expire(REBUILDS_KEY, REBUILDS_TTL_SECONDS)
+            await pipe.execute()
+        return token
+
+    @redis_errors
+    async def set_epoch(self, epoch: str, rebuild: str) -> bool:
+        keys = [REBUILDS_KEY, auth_cache.EPOCH_KEY]
+        return bool(await self._set_epoch_if_rebuilt(keys=keys, args=[rebuild, epoch]))
 
     @redis_errors
     async def drop_epoch(self) -> None:

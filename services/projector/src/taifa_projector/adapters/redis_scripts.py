@@ -130,3 +130,13 @@ for i = 2, #ARGV do
 end
 return #ARGV - 1
 """
+
+# KEYS[1] = the set of rebuilds under way, KEYS[2] = the epoch; ARGV[1] = this rebuild's token (`begin_rebuild`),
+# ARGV[2] = the new epoch. The epoch is set only if the token is still in the set: a Redis that lost its data during
+# the rebuild (a second flush, a restart without persistence) lost the token too, and the entries loaded before it;
+# marked complete, that cache would refuse every credential it no longer holds. Returns 1 when set, else 0.
+SET_EPOCH_IF_REBUILT = """
+if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
+"""

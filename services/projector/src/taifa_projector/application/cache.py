@@ -70,11 +70,16 @@ async def rebuild_cache(store: ReadModelStore, cache: AuthCacheWriter, chunk: in
     if reason == REASON_BEHIND:
         # Stale entries (an old snapshot may hold credentials revoked since): unavailable until repaired.
         await cache.drop_epoch()
+    rebuild = await cache.begin_rebuild()
     snapshot = await store.auth_snapshot()
     await cache.load_entries(snapshot.entries, chunk)
     await cache.load_owners(snapshot.owners, chunk)
     await cache.raise_offsets(snapshot.offsets)
-    await cache.set_epoch(uuid4().hex)
+    if not await cache.set_epoch(uuid4().hex, rebuild):
+        # Redis lost its data again while this ran: the entries loaded before went with it. Left incomplete (no
+        # epoch: relays answer 454, never a false 535); the next check rebuilds it.
+        log.error("Redis lost data during the auth cache rebuild (%s): left incomplete, to be rebuilt", reason)
+        return 0
     await cache.raise_watermark(snapshot.highest_position)
     metrics.CACHE_REBUILDS.labels(reason).inc()
     log.warning(

@@ -43,6 +43,16 @@ EVENT_STORE_CHUNK = 20_000
 Progress = Callable[[str, int, int], None]
 
 
+class CacheLostDuringRebuild(Exception):
+    """Redis lost its data while the rebuild loaded it: the read models are rebuilt, the auth cache is not."""
+
+    def __str__(self) -> str:
+        return (
+            "Redis lost its data during the rebuild: the read models are rebuilt, the auth cache is left incomplete "
+            "(relays answer 454); a projector started now rebuilds it from the read model, or run the rebuild again"
+        )
+
+
 def _no_progress(_phase: str, _done: int, _total: int) -> None:
     return None
 
@@ -147,8 +157,12 @@ async def _write(
                 task.cancel()
             await asyncio.gather(*unfinished, return_exceptions=True)
 
+    rebuild = ""
+
     async def write_redis() -> None:
+        nonlocal rebuild
         await cache.clear()
+        rebuild = await cache.begin_rebuild()
         await rows_sent.wait()
         started = time.monotonic()
         # Owners have keys of their own (written in their given order): loaded beside the entries.
@@ -160,7 +174,8 @@ async def _write(
     # both are done.
     await asyncio.gather(write_postgres(), write_redis())
     await cache.raise_offsets(await store.load_offsets())
-    await cache.set_epoch(uuid4().hex)
+    if not await cache.set_epoch(uuid4().hex, rebuild):
+        raise CacheLostDuringRebuild()
     await cache.raise_watermark(max(folder.processed.values(), default=0))
 
     summary.events = len(folder.processed)

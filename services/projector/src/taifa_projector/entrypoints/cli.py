@@ -19,7 +19,12 @@ from taifa_projector import bootstrap
 from taifa_projector.adapters.table_swap import SwapTimedOut
 from taifa_projector.application.checksum import read_side_checksums
 from taifa_projector.application.ports import EventLog
-from taifa_projector.application.rebuild import RebuildSummary, rebuild_from_event_store, rebuild_from_kafka
+from taifa_projector.application.rebuild import (
+    CacheLostDuringRebuild,
+    RebuildSummary,
+    rebuild_from_event_store,
+    rebuild_from_kafka,
+)
 from taifa_projector.domain.log_positions import LogNotFromZero, TopicPartitionKey
 from taifa_projector.entrypoints import consume_loop
 from taifa_projector.settings import Settings
@@ -101,7 +106,7 @@ def rebuild(
         try:
             async with bootstrap.tools(settings) as parts:
                 return await _rebuild(settings, source, keyring, parts)
-        except (LogNotFromZero, SwapTimedOut) as exc:  # nothing was changed: say why, no traceback
+        except (LogNotFromZero, SwapTimedOut, CacheLostDuringRebuild) as exc:  # say why, no traceback
             console.print(f"taifa-projector rebuild: {exc}", markup=False, style="red")
             raise typer.Exit(1) from None
         finally:
