@@ -97,6 +97,21 @@ def test_verified_domains_are_rechecked_every_hour_one_run_at_a_time(overlay: Re
     assert (container["command"], container["args"]) == (["taifa-admin"], ["domain", "recheck"])
 
 
+def test_cert_managers_http01_solver_for_the_api_certificate_is_reachable_from_ingress_nginx_only(
+    overlay: Rendered,
+) -> None:
+    # deploy/README.md: the API's name may use HTTP-01 (ingress-shim); cert-manager's solver pod, started in this
+    # namespace and listening on 8089, was isolated by default-deny-all: the certificate could never be issued.
+    solver = {"acme.cert-manager.io/http01-solver": "true"}
+    admitted = []
+    for policy in overlay.of_kind("NetworkPolicy"):
+        spec = policy["spec"]
+        if selects(spec["podSelector"], solver) and spec["podSelector"]:
+            admitted += [(peer, rule["ports"]) for rule in spec.get("ingress") or [] for peer in rule["from"]]
+    ingress_nginx = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    assert admitted == [(ingress_nginx, [{"protocol": "TCP", "port": 8089}])]
+
+
 def test_the_kafka_egress_port_is_the_bootstrap_port(overlay: Rendered) -> None:
     for _, spec in pod_specs(overlay.objects):
         for container in containers(spec):
