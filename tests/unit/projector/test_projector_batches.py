@@ -152,6 +152,24 @@ async def test_an_authentic_undecodable_deactivation_revokes_the_active_credenti
     assert ports.cache.revocations == [(d.username.lower(), a.data.credential_id)]
 
 
+@pytest.mark.parametrize("value", [b"\x00a newer binary encoding", b'{"event_type": "CredentialDeactivated"}'])
+async def test_an_undecodable_deactivation_naming_no_position_stays_above_its_batchs_events_for_the_credential(
+    value: bytes,
+) -> None:
+    # Its creation and two changes come in the same poll, applied after the tombstone is written: a tombstone just
+    # above the creation lost to the changes' newer positions, and the credential authenticated again.
+    ports = Ports()
+    d = Domain()
+    a = d.created(1)
+    changes = [rotated(d, a, 2, a.data.secret_id), rotated(d, a, 3, a.data.secret_id)]
+    poison = raw_record(value, 3, key=str(d.domain_id).encode(), declared=("CredentialDeactivated", 2))
+    await ports.applier.process([*records([a, *changes]), poison])
+    assert [letter.reason for letter in ports.dead_letters.sent] == [REASON_UNDECODABLE]
+    entry = ports.cache.entries[d.username.lower()]
+    assert not entry.active and entry.position == 4
+    assert ports.store.quarantined == {a.data.credential_id: 4}
+
+
 @pytest.mark.parametrize(
     "envelope",
     [

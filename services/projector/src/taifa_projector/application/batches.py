@@ -49,7 +49,7 @@ from taifa_projector.application.cache import epoch_dropped
 from taifa_projector.application.ports import AuthCacheWriter, BatchOutcome, DeadLetters, ReadModelStore, Record
 from taifa_projector.application.retry import error_name, is_transient, retry_transient
 from taifa_projector.application.undecodable import DEACTIVATION, contradicts_declaration, json_object, position_of
-from taifa_projector.domain.credentials import created_before
+from taifa_projector.domain.credentials import created_before, latest_positions, revoked_at
 from taifa_projector.domain.fold import Event, cache_writes, changes, revocations
 from taifa_projector.domain.log_positions import TopicPartitionKey
 from taifa_projector.domain.model import AuthEntry, DomainOwner, tombstone_for, tombstone_of_event
@@ -366,11 +366,11 @@ class BatchApplier:
             initial=self.retry_initial,
             maximum=self.retry_max,
         )
-        tombstones = [
-            tombstone_for(e, position or e.position + 1) for e in active if position is None or e.position < position
-        ]
-        known = {t.credential_id for t in tombstones} | {e.credential_id for e in active}
-        tombstones += [t for t in created_before(batch, domain_id, position) if t.credential_id not in known]
+        highest = latest_positions(batch)
+        at = {e.credential_id: revoked_at(position, e.position, highest.get(e.credential_id, 0)) for e in active}
+        tombstones = [tombstone_for(e, at[e.credential_id]) for e in active if not position or e.position < position]
+        known = {e.credential_id for e in active}
+        tombstones += [t for t in created_before(batch, domain_id, position, highest) if t.credential_id not in known]
         if not tombstones:
             return
         log.error(

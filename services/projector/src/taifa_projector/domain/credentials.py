@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple
 from uuid import UUID
@@ -300,15 +300,34 @@ def tombstone_for(entry: AuthEntry, position: int) -> AuthEntry:
     )
 
 
-def created_before(events: Iterable[Envelope[EventData]], domain_id: UUID, position: int | None) -> list[AuthEntry]:
+def latest_positions(events: Iterable[Envelope[EventData]]) -> dict[UUID, int]:
+    """The highest position of each credential's events in `events`."""
+    highest: dict[UUID, int] = {}
+    for event in events:
+        credential_id = getattr(event.data, "credential_id", None)
+        if isinstance(credential_id, UUID):
+            highest[credential_id] = max(highest.get(credential_id, 0), event.position)
+    return highest
+
+
+def revoked_at(position: int | None, own: int, later: int) -> int:
+    """Where an undecodable deactivation's tombstone goes: at its position when its value names one (a deactivation
+    is final: every event of the credential comes before it); else above the entry's own position and above every
+    event of the credential in the batch (`later`), applied after the tombstone is written."""
+    return position if position is not None else max(own, later) + 1
+
+
+def created_before(
+    events: Iterable[Envelope[EventData]], domain_id: UUID, position: int | None, highest: Mapping[UUID, int]
+) -> list[AuthEntry]:
     """The tombstones of `domain_id`'s credentials created in `events` before `position` (all of them when it is
-    unknown), at that position: an undecodable deactivation of the domain revokes them too (fail closed), although
-    their creation, in the same batch, is not applied yet."""
+    unknown; `highest`: `latest_positions(events)`): an undecodable deactivation of the domain revokes them too (fail
+    closed), although their creation, in the same batch, is not applied yet."""
     revoked = []
     for event in events:
         data, before = event.data, position is None or event.position < position
         if type(data) is CredentialCreated and data.domain_id == domain_id and before:
-            at = max(event.position + 1, position or 0)
+            at = revoked_at(position, event.position, highest.get(data.credential_id, 0))
             revoked.append(tombstone(data.username, data.credential_id, data.account_id, domain_id, at))
     return revoked
 
