@@ -81,6 +81,7 @@ def test_version_1_credential_created_is_upcast() -> None:
     [
         (lambda b: b.update(event_type="CredentialExploded"), "unknown event_type"),
         (lambda b: b.update(schema_version=99), "newer than this code"),
+        (lambda b: b.update(schema_version=True), "schema_version"),  # JSON true is not version 1
         (lambda b: b["data"].pop("domain_id"), "domain_id"),
         (lambda b: b["data"].update(secret_hash="short"), "secret_hash"),
         (lambda b: b.update(position=0), "position"),

@@ -168,7 +168,8 @@ def _decode_carefully(raw: bytes | str | dict[str, Any]) -> Envelope[EventData]:
     event_type = obj.get("event_type")
     version = obj.get("schema_version")
     data = obj.get("data")
-    if not isinstance(event_type, str) or not isinstance(version, int) or not isinstance(data, dict):
+    # `type(...) is int`: a JSON `true` is a bool, which isinstance would take for version 1.
+    if not isinstance(event_type, str) or type(version) is not int or not isinstance(data, dict):
         raise InvalidEvent("envelope lacks event_type, schema_version or data")
     parsed = parse_data(event_type, version, data)
     try:
