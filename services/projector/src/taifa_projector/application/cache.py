@@ -64,6 +64,18 @@ def epoch_dropped(reason: EpochDropped, highest_watermark: int) -> None:
         )
 
 
+async def mark_complete(
+    cache: AuthCacheWriter, rebuild: str, offsets: dict[TopicPartitionKey, int], watermark: int
+) -> bool:
+    """After a rebuild (`rebuild`: its `begin_rebuild` token) loaded the cache: its offsets, a new epoch, then the
+    watermark. False, and no epoch, when Redis lost its data since the rebuild began (the entries went with it)."""
+    await cache.raise_offsets(offsets)
+    if not await cache.set_epoch(uuid4().hex, rebuild):
+        return False
+    await cache.raise_watermark(watermark)
+    return True
+
+
 async def rebuild_cache(store: ReadModelStore, cache: AuthCacheWriter, chunk: int, reason: str) -> int:
     """Rewrite every entry from the read model (newer live writes win), then mark the cache complete."""
     started = time.monotonic()
@@ -74,13 +86,11 @@ async def rebuild_cache(store: ReadModelStore, cache: AuthCacheWriter, chunk: in
     snapshot = await store.auth_snapshot()
     await cache.load_entries(snapshot.entries, chunk)
     await cache.load_owners(snapshot.owners, chunk)
-    await cache.raise_offsets(snapshot.offsets)
-    if not await cache.set_epoch(uuid4().hex, rebuild):
+    if not await mark_complete(cache, rebuild, snapshot.offsets, snapshot.highest_position):
         # Redis lost its data again while this ran: the entries loaded before went with it. Left incomplete (no
         # epoch: relays answer 454, never a false 535); the next check rebuilds it.
         log.error("Redis lost data during the auth cache rebuild (%s): left incomplete, to be rebuilt", reason)
         return 0
-    await cache.raise_watermark(snapshot.highest_position)
     metrics.CACHE_REBUILDS.labels(reason).inc()
     log.warning(
         "auth cache rebuilt from the read model (%s): %d entries, %d domain owners, watermark %d in %.2fs",

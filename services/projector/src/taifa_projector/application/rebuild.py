@@ -23,13 +23,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from taifa_events import InvalidEvent, decode
 from taifa_events.audit import AuditRow, audit_row
 from taifa_events.signing import Keyring, SignatureRefused
 
 from taifa_projector import heap, metrics
+from taifa_projector.application.cache import mark_complete
 from taifa_projector.application.ports import AuthCacheWriter, EventLog, EventStoreReader, ReadModelStore
 from taifa_projector.domain.fold import ReadSideFold, owners_of
 from taifa_projector.domain.log_positions import LogNotFromZero, TopicPartitionKey
@@ -157,10 +158,8 @@ async def _write(
                 task.cancel()
             await asyncio.gather(*unfinished, return_exceptions=True)
 
-    rebuild = ""
-
-    async def write_redis() -> None:
-        nonlocal rebuild
+    async def write_redis() -> str:
+        """Clear, then load the cache; the rebuild's token (`begin_rebuild`)."""
         await cache.clear()
         rebuild = await cache.begin_rebuild()
         await rows_sent.wait()
@@ -168,15 +167,15 @@ async def _write(
         # Owners have keys of their own (written in their given order): loaded beside the entries.
         await asyncio.gather(write_entries(), cache.load_owners(owners, chunk))
         summary.phases["redis"] = time.monotonic() - started
+        return rebuild
 
     # Both stores are written from the same in-memory projection, so they can be written at once (phase "redis"
     # counts from the rows' hand-over); the cache is marked complete (offsets, epoch, then the watermark) only when
     # both are done.
-    await asyncio.gather(write_postgres(), write_redis())
-    await cache.raise_offsets(await store.load_offsets())
-    if not await cache.set_epoch(uuid4().hex, rebuild):
+    _, rebuild = await asyncio.gather(write_postgres(), write_redis())
+    watermark = max(folder.processed.values(), default=0)
+    if not await mark_complete(cache, rebuild, await store.load_offsets(), watermark):
         raise CacheLostDuringRebuild()
-    await cache.raise_watermark(max(folder.processed.values(), default=0))
 
     summary.events = len(folder.processed)
     summary.invalid = folder.invalid
