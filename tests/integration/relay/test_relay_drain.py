@@ -62,11 +62,19 @@ def slow_upstream() -> Any:
     upstream.stop()
 
 
-def _data_in_background(smtp: smtplib.SMTP, sender: str) -> Future[tuple[int, bytes]]:
-    """The message's DATA sent from another thread (the test drains meanwhile); its reply, when it comes."""
+def _message_in_background(
+    relay: Any, certs: Certs, credentials: Credentials
+) -> tuple[smtplib.SMTP, Future[tuple[int, bytes]]]:
+    """A new credential's session with a message under way: MAIL and RCPT answered, its DATA sent from another thread
+    (the test drains meanwhile); the session, and DATA's reply when it comes."""
+    cred = credentials.create()
+    sender = f"app@{cred.domain}"
+    smtp = Client(relay, certs).login(cred)
+    smtp.mail(sender)
+    smtp.rcpt("a@dest.example")
     answered: Future[tuple[int, bytes]] = Future()
     threading.Thread(target=lambda: answered.set_result(smtp.data(message(sender))), daemon=True).start()
-    return answered
+    return smtp, answered
 
 
 def _refused(smtp: smtplib.SMTP) -> bool:
@@ -91,12 +99,7 @@ def test_a_message_on_its_way_upstream_when_the_grace_period_ends_is_let_finish(
     make_relay: Any, certs: Certs, credentials: Credentials, slow_upstream: SlowUpstream
 ) -> None:
     relay = make_relay(relay_upstream_port=slow_upstream.port, relay_upstream_tls="none", relay_drain_grace_seconds=0.2)
-    cred = credentials.create()
-    sender = f"app@{cred.domain}"
-    smtp = Client(relay, certs).login(cred)
-    smtp.mail(sender)
-    smtp.rcpt("a@dest.example")
-    answered = _data_in_background(smtp, sender)
+    smtp, answered = _message_in_background(relay, certs, credentials)
     wait_until(lambda: len(slow_upstream.messages) == 1, 10, "the upstream holds the message")
     assert relay.relay is not None
     relay.call(relay.relay.drain(), timeout=30)  # the grace period ends while the upstream has not answered yet
@@ -118,12 +121,7 @@ def test_a_delivery_of_several_slow_steps_under_way_at_the_grace_end_is_let_fini
             relay_upstream_timeout_seconds=2.0,
             relay_drain_grace_seconds=0.2,
         )
-        cred = credentials.create()
-        sender = f"app@{cred.domain}"
-        smtp = Client(relay, certs).login(cred)
-        smtp.mail(sender)
-        smtp.rcpt("a@dest.example")
-        answered = _data_in_background(smtp, sender)
+        _, answered = _message_in_background(relay, certs, credentials)
         wait_until(lambda: upstream.mails == 1, 10, "the relay's delivery waits for the upstream's MAIL reply")
         assert relay.relay is not None
         relay.call(relay.relay.drain(), timeout=30)
