@@ -5,13 +5,17 @@ temporary refusal, never an unlimited send; the 80 %/100 % quota notices."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
+import uuid
 from typing import Any
 
 import redis as redis_lib
 from taifa_events import usage
 from taifa_events.events import CredentialLimits
 from taifa_localstack import Redis
+from taifa_relay.adapters.sending_limits import RedisSendingLimits
 
 from tests.integration.relay.support import Certs, Client, Credentials
 
@@ -147,3 +151,34 @@ def test_crossing_80_and_100_percent_of_the_daily_quota_pushes_one_notice_each(
     assert codes == [250, 250, 250, 250, 250, 452, 452]
     assert sorted((n.percent, n.count, n.quota) for n in notices()) == [(80, 4, 5), (100, 5, 5)]
     assert {str(n.credential_id) for n in notices()} == {str(cred.entry.credential_id)}
+
+
+async def test_a_crossing_rcpt_whose_client_goes_away_is_still_announced(
+    relay_redis_url: str, rdb: redis_lib.Redis
+) -> None:
+    """The notice is pushed by the counting script itself: an RCPT cancelled once its script is on the way (aiosmtpd
+    cancels the handler when the client's connection is lost; a relay can die there too) is counted and announced
+    together. With the push as a second command, the 80 % notice of this account was lost for good (a review's probe:
+    [100] instead of [80, 100]); no later recipient crosses 80 % again."""
+    limits = RedisSendingLimits(relay_redis_url)
+    account, credential, now = str(uuid.uuid4()), str(uuid.uuid4()), time.time()
+    try:
+        await limits.take_recipient(str(uuid.uuid4()), str(uuid.uuid4()), None, 10, now)  # the connection is up
+        for _ in range(7):
+            await limits.take_recipient(credential, account, None, 10, now)
+        crossing = asyncio.create_task(limits.take_recipient(credential, account, None, 10, now))  # the 8th: 80 %
+        for _ in range(3):
+            await asyncio.sleep(0)  # the script is written to Redis, its reply not read yet
+        crossing.cancel()
+        await asyncio.gather(crossing, return_exceptions=True)
+        deadline = time.monotonic() + 5
+        while int(rdb.get(usage.account_quota_key(account, usage.utc_day(now))) or 0) < 8:
+            assert time.monotonic() < deadline, "the 8th recipient's script never ran"
+            await asyncio.sleep(0.01)
+        for _ in range(2):
+            await limits.take_recipient(credential, account, None, 10, now)
+    finally:
+        await limits.close()
+    found = [usage.QuotaNotice.model_validate_json(raw) for raw in rdb.lrange(usage.QUOTA_NOTICES_KEY, 0, -1)]
+    ours = sorted((n.percent, n.count, n.quota, str(n.credential_id)) for n in found if str(n.account_id) == account)
+    assert ours == [(80, 8, 10, credential), (100, 10, 10, credential)]

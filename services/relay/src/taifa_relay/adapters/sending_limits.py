@@ -2,15 +2,16 @@
 every counter a command takes atomically (INCRBY; over a limit: DECRBY what it added, refuse), so that relay
 instances on one Redis share each limit exactly. Run with EVALSHA (redis-py's Script, EVAL once after a
 NOSCRIPT). A crossing of 80 %/100 % of an account's daily quota is LPUSHed as a JSON notice for the projector's
-flusher; exactly one increment crosses each threshold, so it is announced once."""
+flusher by the same script: exactly one increment crosses each threshold, so it is announced once, and counted and
+announced cannot come apart (a client gone mid-RCPT, a relay killed or a Redis error between two commands lost it)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from datetime import UTC, datetime
 from typing import Final
-from uuid import UUID
 
 from redis.exceptions import RedisError, ResponseError
 from taifa_events import usage
@@ -23,12 +24,18 @@ from taifa_relay.application.ports import CacheUnavailable, RecipientTaken, Writ
 log = logging.getLogger("taifa.relay.limits")
 
 
-# KEYS: the counters; ARGV[1]: n; then for each key its limit (0: count, never refuse) and its TTL.
-# Returns {index of the counter that refused (0: none), count of each counter after the command}.
+# KEYS: the counters, then (with a notice) the quota notices' list; ARGV[1]: n; then for each counter its limit (0:
+# count, never refuse) and its TTL; then, optionally, a quota notice's JSON up to its last two fields: when the first
+# counter (the account's day) crosses a threshold of its limit, the notice is completed with the threshold percent
+# and the count and LPUSHed (`usage.crossed_threshold`'s rule: the highest of 80 and 100 with before < limit * p / 100
+# <= after). Returns {index of the counter that refused (0: none), count of each counter after the command}.
 _TAKE: Final = """
 local n = tonumber(ARGV[1])
+local counters, notice = #KEYS, nil
+if #ARGV == 2 * #KEYS then counters, notice = #KEYS - 1, ARGV[#ARGV] end
 local counts = {}
-for i, key in ipairs(KEYS) do
+for i = 1, counters do
+  local key = KEYS[i]
   local c = redis.call('INCRBY', key, n)
   if c == n then redis.call('EXPIRE', key, tonumber(ARGV[2 * i + 1])) end
   local limit = tonumber(ARGV[2 * i])
@@ -39,8 +46,18 @@ for i, key in ipairs(KEYS) do
   end
   counts[i] = c
 end
+if notice then
+  local quota, before, crossed = tonumber(ARGV[2]), counts[1] - n, nil
+  for _, percent in ipairs({THRESHOLDS}) do
+    local limit = quota * percent / 100
+    if before < limit and limit <= counts[1] then crossed = percent end
+  end
+  if crossed then
+    redis.call('LPUSH', KEYS[#KEYS], notice .. ',"percent":' .. crossed .. ',"count":' .. counts[1] .. '}')
+  end
+end
 return {0, unpack(counts)}
-"""
+""".replace("{THRESHOLDS}", "{" + ", ".join(str(percent) for percent in usage.QUOTA_THRESHOLDS) + "}")
 
 
 class RedisSendingLimits:
@@ -54,7 +71,7 @@ class RedisSendingLimits:
         self._scripts = scripts if scripts is not None else MultiplexedRedis(self._redis, timeout=timeout)
         self._take_sha = hashlib.sha1(_TAKE.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
 
-    async def _run(self, keys: list[str], args: list[int]) -> list[int]:
+    async def _run(self, keys: list[str], args: list[int | str]) -> list[int]:
         try:
             result = await self._scripts.evalsha(self._take_sha, _TAKE, keys, list(args))
         except ResponseError as exc:
@@ -77,7 +94,10 @@ class RedisSendingLimits:
         # The credential's day is counted without a limit too (0: count, never refuse): a messages_per_day set
         # during the day is then compared with everything sent that day, not only with what follows it.
         keys = [usage.account_quota_key(account_id, day), usage.day_limit_key(credential_id, day)]
-        args = [1, quota, usage.ACCOUNT_QUOTA_TTL_SECONDS, per_day or 0, usage.DAY_LIMIT_TTL_SECONDS]
+        args: list[int | str] = [1, quota, usage.ACCOUNT_QUOTA_TTL_SECONDS, per_day or 0, usage.DAY_LIMIT_TTL_SECONDS]
+        if quota > 0:  # the script completes and pushes it only if this recipient crosses 80 % or 100 %
+            keys.append(usage.QUOTA_NOTICES_KEY)
+            args.append(_notice_head(credential_id, account_id, day, quota, now))
         refused, account_count, *_ = await self._run(keys, args)
         metrics.QUOTA_USED.observe(account_count / quota if quota else 1.0)
         if refused == 1:
@@ -85,30 +105,23 @@ class RedisSendingLimits:
         if refused == 2:
             return RecipientTaken("limits", account_count)
         percent = usage.crossed_threshold(account_count - 1, account_count, quota)
-        if percent is not None:
-            await self._announce(credential_id, account_id, day, percent, account_count, quota, now)
+        if percent is not None:  # the script pushed its notice
+            metrics.QUOTA_THRESHOLDS.labels(percent=str(percent)).inc()
         return RecipientTaken(None, account_count)
-
-    async def _announce(
-        self, credential_id: str, account_id: str, day: str, percent: int, count: int, quota: int, now: float
-    ) -> None:
-        """LPUSH the notice (a second command, twice per account and day at most). Lost only if Redis fails
-        between the script and this push; logged."""
-        notice = usage.QuotaNotice(
-            account_id=UUID(account_id),
-            credential_id=UUID(credential_id),
-            day=day,
-            percent=percent,
-            count=count,
-            quota=quota,
-            at=datetime.fromtimestamp(now, UTC),
-        )
-        metrics.QUOTA_THRESHOLDS.labels(percent=str(percent)).inc()
-        try:
-            await self._redis.lpush(usage.QUOTA_NOTICES_KEY, notice.model_dump_json())
-        except (RedisError, OSError) as exc:
-            log.error("quota notice not pushed", extra={"error": type(exc).__name__, "percent": percent})
 
     async def close(self) -> None:
         await self._scripts.aclose()
         await self._redis.aclose()
+
+
+def _notice_head(credential_id: str, account_id: str, day: str, quota: int, now: float) -> str:
+    """A `usage.QuotaNotice`'s JSON without its closing brace and its last two fields, `percent` and `count`, which
+    the script adds (it alone knows whether, and which threshold, this recipient crossed)."""
+    head = {
+        "account_id": account_id,
+        "credential_id": credential_id,
+        "day": day,
+        "quota": quota,
+        "at": datetime.fromtimestamp(now, UTC).isoformat(),
+    }
+    return json.dumps(head, separators=(",", ":"))[:-1]
