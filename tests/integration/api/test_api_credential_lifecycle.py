@@ -10,6 +10,7 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import jwt
 import pytest
 import redis.asyncio as aioredis
@@ -351,3 +352,30 @@ async def test_a_repeated_command_waits_for_the_relays_cache_like_the_first(live
         assert answer.headers["X-Taifa-Projection"] == "applied", (method, path)
     entry = await _entry(live, created["username"])
     assert entry is None or not entry.active
+
+
+async def test_a_rotation_answers_its_password_when_the_read_model_is_gone_right_after_the_commit(
+    live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The body's usage comes from the read model after the COMMIT; PostgreSQL dropping the connection then used to
+    answer 503 ("nothing changed") for a committed rotation: its password was never shown, and the retry met
+    rotation_in_progress (a review's probe). Now the answer is the 201 with the password and the usage fields null."""
+    from taifa_api.adapters import read_models
+
+    tenant, created = await _setup(live)
+    original, drops = read_models.get_credential, [asyncpg.exceptions.ConnectionDoesNotExistError("connection lost")]
+
+    async def connection_lost_once(*args, **kwargs):  # the read after the COMMIT meets a dropped connection
+        if drops:
+            raise drops.pop()
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(read_models, "get_credential", connection_lost_once)
+    rotated = await live.client.post(f"/v1/smtp/credentials/{created['id']}/rotate", headers=tenant.headers)
+    assert rotated.status_code == 201, rotated.text
+    body = rotated.json()
+    assert not drops, "the fault was injected"
+    assert re.fullmatch(SMTP_PASSWORD_PATTERN, body["password"])
+    assert [secret["last_used_at"] for secret in body["secrets"]] == [None, None]
+    entry = await _entry(live, created["username"])
+    assert entry is not None and entry.secrets[0].hash == hash_secret(body["password"])  # the relay takes it

@@ -4,6 +4,7 @@ each, then the body from what the command left (plus the relay's usage the read 
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -15,7 +16,7 @@ from taifa_api.domain.errors import NotFound
 from taifa_api.domain.lifecycle import DEFAULT_GRACE_SECONDS, RestrictionsPatch
 from taifa_api.domain.models import CredentialState
 from taifa_api.entrypoints.http import credential_body
-from taifa_api.entrypoints.http.errors import ErrorBody, documented
+from taifa_api.entrypoints.http.errors import UNAVAILABLE_ERRORS, ErrorBody, documented
 from taifa_api.entrypoints.http.routes import (
     CREDENTIAL_LINKS,
     Caller,
@@ -34,6 +35,7 @@ from taifa_api.entrypoints.http.schemas import (
     SuspendIn,
 )
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", responses=documented(401, 413, 422, 429, 503))
 
 _INACTIVE = {"model": ErrorBody, "description": "`credential_inactive`: the credential is deactivated"}
@@ -41,7 +43,15 @@ _CHANGE_RESPONSES: dict[int | str, dict[str, Any]] = {**documented(403, 404), 40
 
 
 async def _body(parts: Parts, who: Caller, state: CredentialState) -> CredentialOut:
-    usage = await read_models.get_credential(parts.pool, who.account_id, state.record.credential_id)
+    """The body of a command that has committed. The read model only adds the relay's usage (`last_used_*`): if it
+    cannot be read now (PostgreSQL gone right after the COMMIT), those fields are null, never a 503, which says that
+    nothing changed (after a rotation, whose password is shown only here, a retry would meet `rotation_in_progress`
+    and the password would be lost)."""
+    try:
+        usage = await read_models.get_credential(parts.pool, who.account_id, state.record.credential_id)
+    except UNAVAILABLE_ERRORS as exc:
+        log.warning("usage not read for a committed command's answer", extra={"error": type(exc).__name__})
+        usage = None
     return credential_body.from_write_side(state.record, state.secrets, smtp_settings(parts.settings), usage)
 
 
