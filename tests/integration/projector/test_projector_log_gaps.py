@@ -128,8 +128,9 @@ async def test_a_partition_whose_log_starts_after_the_recorded_offset_is_stopped
         ), errors
         assert all(_gap_metric(key) == 0 for key in trimmed)  # the instance left: its gaps went with it
 
-        # The way out: a rebuild from the event store (the log of record), which raises the offsets to the
-        # log starts it read first; the projector then runs without a gap and is ready.
+        # The way out: a rebuild from the event store (the log of record), which raises the offsets to where the
+        # logs ended when it began (here the trimmed logs' starts stand in for those ends: the least an end can be);
+        # the projector then runs without a gap and is ready.
         await store_events(isolated.database_url, early + late)
         pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
         client = aioredis.Redis.from_url(settings.redis_url)
@@ -139,7 +140,7 @@ async def test_a_partition_whose_log_starts_after_the_recorded_offset_is_stopped
                 PostgresEventStoreReader(pool),
                 store,
                 RedisAuthCacheWriter(client, settings.projector_group_id),
-                log_starts_before=trimmed,
+                log_ends_before=trimmed,
             )
         finally:
             await client.aclose()

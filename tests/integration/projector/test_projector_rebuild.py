@@ -7,6 +7,7 @@ import json
 
 import asyncpg
 from taifa_events import envelope_to_json
+from taifa_events.auth_cache import WATERMARK_KEY
 
 from tests.integration.projector.projector_harness import ReadSide, eventually, holds, produce, rebuild, running
 from tests.unit.projector.projector_events import Domain, scenario
@@ -82,3 +83,49 @@ async def test_rebuild_from_the_event_store_equals_live(isolated) -> None:
         summary = await asyncio.to_thread(rebuild, isolated, "event-store")
         assert summary["events"] == len(events)
         assert await side.checksums() == live
+
+
+async def test_after_a_database_restore_the_event_store_rebuild_keeps_what_the_restore_removed_out(
+    isolated, postgres_server
+) -> None:
+    """docs/operations.md, Backups: after PostgreSQL is restored to an earlier point, `rebuild --from event-store`.
+    Kafka still holds the events written after the backup; the rebuild raises the group's offsets to the logs' ends
+    it read first, so the projectors started afterwards never replay them (they brought back a credential the API no
+    longer knew, logging in at the relays: a review's probe), and the cache keeps the watermark it had, so relays
+    that saw it keep trusting the rebuilt cache."""
+    import dataclasses
+
+    from tests.integration.projector.conftest import new_database
+
+    settings = isolated.settings()
+    kept, lost, later = Domain(), Domain(), Domain()
+    before = [kept.registered(1), kept.verified(2), kept.created(3)]
+    after = [lost.registered(4), lost.verified(5), lost.created(6)]  # written after the backup was taken
+    await store_events(isolated.database_url, before)
+    await produce(isolated.bootstrap, isolated.topic_names, before)
+    async with ReadSide(settings) as side, running(settings):
+        await eventually(lambda: side.consumed(3), what="first events applied")
+    backup_url = await new_database(postgres_server.url, template=isolated.database_url.rsplit("/", 1)[1])
+    await store_events(isolated.database_url, after)
+    await produce(isolated.bootstrap, isolated.topic_names, after)
+    async with ReadSide(settings) as side, running(settings):
+        await eventually(lambda: side.consumed(6), what="later events applied")
+        assert await side.entry(lost.username) is not None
+
+    restored = dataclasses.replace(isolated, database_url=backup_url)  # PostgreSQL restored to the backup
+    summary = await asyncio.to_thread(rebuild, restored, "event-store")
+    assert summary["events"] == 3
+    async with ReadSide(restored.settings()) as side:
+        assert await side.offsets_total() == 6, "offsets at the ends the rebuild read"
+        assert int(await side.redis.get(WATERMARK_KEY)) == after[-1].position
+        # Written after the restore (the API reuses the lost events' positions): applied, and nothing else.
+        new = later.registered(4)
+        await store_events(backup_url, [new])
+        await produce(isolated.bootstrap, isolated.topic_names, [new])
+        async with running(restored.settings()):
+            await eventually(lambda: side.consumed(7), what="the write after the restore applied")
+            await eventually(lambda: side.count("rm_domains", f"name = '{later.name}'"), what="its domain")
+        assert await side.credential(after[2].data.credential_id) is None
+        assert await side.entry(lost.username) is None
+        assert await side.count("rm_domains", f"name = '{lost.name}'") == 0
+        assert await side.entry(kept.username) is not None

@@ -324,6 +324,32 @@ async def log_starts(kafka: KafkaConnection, topic_names: Sequence[str]) -> dict
         await consumer.stop()
 
 
+async def log_ends(kafka: KafkaConnection, topic_names: Sequence[str]) -> dict[TopicPartitionKey, int]:
+    """The offset the next record of each partition of `topic_names` will get: the high-water mark of a fetch (the
+    local broker's ListOffsets answer lags behind it, as `read_topics_to_end` says), fetched from the end that
+    ListOffsets gives, so that next to nothing is read."""
+    consumer = AIOKafkaConsumer(
+        **_client_options(kafka), enable_auto_commit=False, auto_offset_reset="latest", group_id=None
+    )
+    await consumer.start()
+    try:
+        partitions = await _partitions_of(consumer, topic_names)
+        if not partitions:
+            return {}
+        consumer.assign(partitions)
+        await consumer.seek_to_end(*partitions)
+        ends: dict[TopicPartitionKey, int] = {}
+        while len(ends) < len(partitions):  # the caller bounds the time
+            await consumer.getmany(timeout_ms=200, max_records=1)
+            for tp in partitions:
+                highwater = consumer.highwater(tp)
+                if highwater is not None:
+                    ends[(tp.topic, tp.partition)] = highwater
+        return ends
+    finally:
+        await consumer.stop()
+
+
 class KafkaTopics:
     """`ports.EventLog`: whole topics, read without a consumer group (rebuilds)."""
 
@@ -332,6 +358,9 @@ class KafkaTopics:
 
     async def log_starts(self, topic_names: Sequence[str]) -> dict[TopicPartitionKey, int]:
         return await log_starts(self.kafka, topic_names)
+
+    async def log_ends(self, topic_names: Sequence[str]) -> dict[TopicPartitionKey, int]:
+        return await log_ends(self.kafka, topic_names)
 
     def read_to_end(self, topic_names: Sequence[str]) -> AsyncIterator[LogChunk]:
         return read_topics_to_end(self.kafka, topic_names)

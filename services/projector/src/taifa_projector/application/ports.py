@@ -248,6 +248,10 @@ class EventLog(Protocol):
         """The first offset each partition still holds (0 unless records were deleted)."""
         ...
 
+    async def log_ends(self, topic_names: Sequence[str]) -> dict[TopicPartitionKey, int]:
+        """The offset each partition's next record will get (its end, as the broker answers now)."""
+        ...
+
     def read_to_end(self, topic_names: Sequence[str]) -> AsyncIterator[LogChunk]:
         """Every record from offset 0 up to each partition's end; raises `LogNotFromZero` on a trimmed log."""
         ...

@@ -5,10 +5,13 @@ PostgreSQL transaction (COPY into new tables swapped in at the end, so readers n
 load) and one pass over Redis. Run it with the projectors stopped: a live instance writing meanwhile
 would be overwritten by the swap (the CLI enforces it with `adapters.read_side_lock`).
 
-- from the event store: the offsets recorded for the group are kept, so a projector started
-  afterwards resumes where it was and finds the events it meets already applied; an offset below its
-  partition's log start (a retention gap, `domain.log_positions`) is raised to the log start, since
-  every record Kafka held when the rebuild began is in the event store it replays;
+- from the event store: the group's offsets are raised to each partition's end as it was before the
+  event store was read (`log_ends_before`), so a projector started afterwards reads only what was published
+  since. Every record below those ends is in the event store the rebuild replays, or is one the event
+  store no longer holds: after PostgreSQL was restored to an earlier point, Kafka still has the events
+  written after the backup, and replaying them would bring back what the restore removed (a credential
+  the API no longer knows, logging in at the relays). Raising the offsets also moves them past a
+  retention gap (`domain.log_positions`). Without Kafka the offsets are kept as they are;
 - from Kafka: refused unless every partition still starts at offset 0 (else the log no longer holds
   the whole history); the group's offsets become the end offsets the rebuild read up to. Every record's
   signature is verified as the live consumer does: one that does not verify (unsigned, unknown key,
@@ -172,8 +175,12 @@ async def _write(
     # Both stores are written from the same in-memory projection, so they can be written at once (phase "redis"
     # counts from the rows' hand-over); the cache is marked complete (offsets, epoch, then the watermark) only when
     # both are done.
-    _, rebuild = await asyncio.gather(write_postgres(), write_redis())
+    # Never below the watermark the cache had: relays refuse a cache whose watermark went back (their guard against
+    # a Redis restored from an older snapshot), and after a database restore the replayed log ends lower.
     watermark = max(folder.processed.values(), default=0)
+    had = await cache.watermark()
+    _, rebuild = await asyncio.gather(write_postgres(), write_redis())
+    watermark = max(watermark, had or 0)
     if not await mark_complete(cache, rebuild, await store.load_offsets(), watermark):
         raise CacheLostDuringRebuild()
 
@@ -194,15 +201,16 @@ async def rebuild_from_event_store(
     *,
     chunk: int = 5000,
     progress: Progress = _no_progress,
-    log_starts_before: dict[TopicPartitionKey, int] | None = None,
+    log_ends_before: dict[TopicPartitionKey, int] | None = None,
 ) -> RebuildSummary:
     """Replay `event_store` in position order (one consistent snapshot).
 
-    `log_starts_before`: each partition's log start, read BEFORE this call (so every record below it is
-    older than the snapshot); the group's offsets below them are raised to them.
+    `log_ends_before`: each partition's end offset, read BEFORE this call (so every record below it was published
+    before the snapshot: it is in the event store, or the store no longer holds it); the group's offsets below them
+    are raised to them (the module's docstring says why).
     """
     with heap.growing_heap():
-        return await _rebuild_from_event_store(event_store, store, cache, chunk, progress, log_starts_before)
+        return await _rebuild_from_event_store(event_store, store, cache, chunk, progress, log_ends_before)
 
 
 async def _rebuild_from_event_store(
@@ -211,7 +219,7 @@ async def _rebuild_from_event_store(
     cache: AuthCacheWriter,
     chunk: int,
     progress: Progress,
-    log_starts_before: dict[TopicPartitionKey, int] | None,
+    log_ends_before: dict[TopicPartitionKey, int] | None,
 ) -> RebuildSummary:
     began = time.monotonic()
     summary = RebuildSummary(SOURCE_EVENT_STORE)
@@ -226,8 +234,8 @@ async def _rebuild_from_event_store(
         done += len(envelopes)
         progress("events", done, total)
     summary.phases["read"] = time.monotonic() - began
-    trimmed = {tp: start for tp, start in (log_starts_before or {}).items() if start > 0}
-    await _write(store, cache, folder, None, summary, chunk, progress, offsets_at_least=trimmed)
+    published = {tp: end for tp, end in (log_ends_before or {}).items() if end > 0}
+    await _write(store, cache, folder, None, summary, chunk, progress, offsets_at_least=published)
     summary.seconds = time.monotonic() - began
     return summary
 

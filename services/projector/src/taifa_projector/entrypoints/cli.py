@@ -69,20 +69,24 @@ def migrate() -> None:
     typer.echo("projector schema up to date")
 
 
-async def _log_starts_before_event_store_rebuild(
+async def _log_ends_before_event_store_rebuild(
     settings: Settings, log: EventLog
 ) -> dict[TopicPartitionKey, int] | None:
-    """Where each partition's log starts, read before the event store (offsets of a gap are raised to them).
+    """Where each partition's log ends, read before the event store (the group's offsets are raised to them: every
+    record below them is in the store, or one a database restore took out of it, which must not be replayed).
 
-    Without Kafka the rebuild still runs and keeps the offsets as they are: a projector that finds a
-    gap then stops again and says so, so this is a warning, not a refusal.
+    Without Kafka the rebuild still runs and keeps the offsets as they are, with a warning: a projector that finds a
+    retention gap then stops again and says so, but after a database restore it would replay what the restore
+    removed, so the warning says to run the rebuild again once Kafka answers.
     """
     try:
-        return await asyncio.wait_for(log.log_starts(settings.projector_topics), 60)
+        return await asyncio.wait_for(log.log_ends(settings.projector_topics), 60)
     except Exception as exc:  # noqa: BLE001 - any Kafka failure: warn, rebuild anyway
         console.print(
-            f"warning: could not read where the Kafka logs start ({type(exc).__name__}); the recorded offsets are "
-            "kept as they are, so a projector that finds a retention gap will stop again",
+            f"warning: could not read where the Kafka logs end ({type(exc).__name__}); the recorded offsets are "
+            "kept as they are, so a projector that finds a retention gap will stop again, and after a database "
+            "restore the projectors would replay the events the restore removed: run this rebuild again once "
+            "Kafka answers, before starting them",
             markup=False,
             style="yellow",
         )
@@ -130,10 +134,10 @@ async def _rebuild(
             bar.update(tasks[phase], completed=done, total=max(total, 1))
 
         if source is Source.event_store:
-            starts = await _log_starts_before_event_store_rebuild(settings, parts.event_log)
+            ends = await _log_ends_before_event_store_rebuild(settings, parts.event_log)
             return await rebuild_from_event_store(
                 parts.event_store, parts.store, parts.cache, chunk=settings.projector_cache_chunk,
-                progress=progress, log_starts_before=starts,
+                progress=progress, log_ends_before=ends,
             )  # fmt: skip
         return await rebuild_from_kafka(
             parts.store, parts.cache, parts.event_log, settings.projector_topics,
