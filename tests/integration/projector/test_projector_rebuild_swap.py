@@ -157,3 +157,45 @@ async def _schema(side: ReadSide) -> dict[str, object]:
         )
         schema[table] = [[tuple(r) for r in rows] for rows in (indexes, constraints, columns, grants)]
     return schema
+
+
+async def test_a_rebuild_refused_at_the_swap_puts_the_auth_cache_back(isolated, monkeypatch) -> None:
+    """A long read transaction on a read-side table keeps the swap from its locks (`SwapTimedOut`: "nothing was
+    changed"). The cache had been cleared and loaded from the fold meanwhile: it used to be left without an epoch, so
+    with the projectors stopped for the rebuild every relay answered 454 (a review's probe). It is put back from the
+    unchanged read side, with a new epoch and the watermark it had."""
+    import pytest
+    from taifa_events.auth_cache import EPOCH_KEY, WATERMARK_KEY
+    from taifa_projector import bootstrap
+    from taifa_projector.adapters import table_swap
+    from taifa_projector.application.rebuild import rebuild_from_event_store
+
+    from tests.integration.projector.test_projector_rebuild import store_events
+    from tests.unit.projector.projector_events import Domain
+
+    settings = isolated.settings()
+    d = Domain()
+    events = [d.registered(1), d.verified(2), d.created(3)]
+    await store_events(isolated.database_url, events)
+    await produce(isolated.bootstrap, isolated.topic_names, events)
+    async with ReadSide(settings) as side:
+        async with running(settings):
+            await eventually(lambda: side.consumed(3), what="live applied")
+        epoch = await side.redis.get(EPOCH_KEY)
+        assert epoch is not None and await side.entry(d.username) is not None
+        reader = await asyncpg.connect(isolated.database_url)
+        transaction = reader.transaction()
+        await transaction.start()
+        await reader.execute("LOCK TABLE rm_domains IN ACCESS SHARE MODE")
+        monkeypatch.setattr(table_swap, "SWAP_ATTEMPTS", 2)  # 120 in production: the same, two minutes later
+        try:
+            async with bootstrap.tools(settings) as parts:
+                with pytest.raises(table_swap.SwapTimedOut, match="nothing was changed"):
+                    await rebuild_from_event_store(parts.event_store, parts.store, parts.cache)
+        finally:
+            await transaction.rollback()
+            await reader.close()
+        after = await side.redis.get(EPOCH_KEY)
+        assert after is not None and after != epoch, "a complete cache again, under a new epoch"
+        assert await side.entry(d.username) is not None
+        assert int(await side.redis.get(WATERMARK_KEY)) == events[-1].position

@@ -29,6 +29,8 @@ REASON_BEHIND = "cache_behind_read_model"
 # A cache written before the watermark existed (an upgrade), or whose watermark was deleted: relays do not
 # trust a cache without one, so it is set from the read model (nothing else is wrong with the entries).
 REASON_WATERMARK_MISSING = "watermark_missing"
+# A rebuild that cleared the cache, then failed to swap its read side in: the cache is put back from the unchanged one.
+REASON_REBUILD_FAILED = "rebuild_failed"
 
 
 async def cache_gap(

@@ -22,6 +22,7 @@ would be overwritten by the swap (the CLI enforces it with `adapters.read_side_l
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,11 +34,13 @@ from taifa_events.audit import AuditRow, audit_row
 from taifa_events.signing import Keyring, SignatureRefused
 
 from taifa_projector import heap, metrics
-from taifa_projector.application.cache import mark_complete
+from taifa_projector.application.cache import REASON_REBUILD_FAILED, mark_complete, rebuild_cache
 from taifa_projector.application.ports import AuthCacheWriter, EventLog, EventStoreReader, ReadModelStore
 from taifa_projector.domain.fold import ReadSideFold, owners_of
 from taifa_projector.domain.log_positions import LogNotFromZero, TopicPartitionKey
 from taifa_projector.domain.model import quarantined
+
+log = logging.getLogger(__name__)
 
 SOURCE_EVENT_STORE = "event-store"
 SOURCE_KAFKA = "kafka"
@@ -179,8 +182,16 @@ async def _write(
     # a Redis restored from an older snapshot), and after a database restore the replayed log ends lower.
     watermark = max(folder.processed.values(), default=0)
     had = await cache.watermark()
-    _, rebuild = await asyncio.gather(write_postgres(), write_redis())
-    watermark = max(watermark, had or 0)
+    wrote, loaded = await asyncio.gather(write_postgres(), write_redis(), return_exceptions=True)
+    if isinstance(wrote, BaseException):
+        # The read side is unchanged (the swap is the transaction's last step), but the cache was cleared and loaded
+        # from the fold meanwhile: put it back from the read side, so that "nothing was changed" holds and relays
+        # do not answer 454 until a projector runs again (they are stopped during a rebuild).
+        await _put_cache_back(store, cache, chunk, had)
+        raise wrote
+    if isinstance(loaded, BaseException):
+        raise loaded  # the read side is swapped in; the cache has no epoch, and a projector's guard rebuilds it
+    rebuild, watermark = loaded, max(watermark, had or 0)
     if not await mark_complete(cache, rebuild, await store.load_offsets(), watermark):
         raise CacheLostDuringRebuild()
 
@@ -192,6 +203,20 @@ async def _write(
     summary.parked = sum(len(w) for w in fold.parked.values())
     metrics.REBUILDS.labels(summary.source).inc()
     return summary
+
+
+async def _put_cache_back(store: ReadModelStore, cache: AuthCacheWriter, chunk: int, had: int | None) -> None:
+    try:
+        await cache.clear()
+        await rebuild_cache(store, cache, chunk, REASON_REBUILD_FAILED)
+        if had:
+            await cache.raise_watermark(had)
+    except Exception as exc:  # noqa: BLE001 - the rebuild's own error is the one raised
+        log.error(
+            "the rebuild failed after clearing the auth cache, and putting it back failed too (%s): relays answer "
+            "454 until a projector runs (its guard rebuilds the cache)",
+            type(exc).__name__,
+        )
 
 
 async def rebuild_from_event_store(
