@@ -90,3 +90,44 @@ def test_the_projector_refuses_to_start_without_signing_keys(tmp_path: Path) -> 
         assert result.returncode == 2, (args, result.stderr)
         assert "refusing to start: TAIFA_EVENT_SIGNING_KEYS is not set" in result.stderr.replace("\n", " ")
         assert "Traceback" not in result.stderr
+
+
+async def test_a_rebuild_from_kafka_missing_a_key_the_live_side_used_is_refused_and_changes_nothing(isolated) -> None:
+    """Step 3 of a signing-key rotation done (the old key retired), then `rebuild --from kafka`: the records the old
+    key signed no longer verify, but the live projector had applied them. Swapping in a read side without their
+    credentials (exit 0, a review's probe) left the relays refusing them with 535; the rebuild is refused, nothing
+    changed, unless --allow-loss."""
+    import asyncio
+
+    from tests.integration.projector.conftest import PROJECTOR_BIN
+
+    old_secret, new_secret = secrets.token_hex(32), secrets.token_hex(32)
+    old = Keyring.parse(f"taifa-1:{old_secret}", active="taifa-1")
+    new = Keyring.parse(f"taifa-2:{new_secret}", active="taifa-2")
+    before, after = Domain(), Domain()
+    signed_old = [before.registered(1), before.verified(2), before.created(3)]
+    await produce(isolated.bootstrap, isolated.topic_names, signed_old, keyring=old)
+    await produce(isolated.bootstrap, isolated.topic_names, [after.registered(4), after.verified(5), after.created(6)],
+                  keyring=new)  # fmt: skip
+    both = f"taifa-1:{old_secret},taifa-2:{new_secret}"
+    live = isolated.settings(event_signing_keys=both, event_signing_key_id="taifa-2")
+    retired = {**os.environ, **isolated.env(TAIFA_EVENT_SIGNING_KEYS=f"taifa-2:{new_secret}",
+                                            TAIFA_EVENT_SIGNING_KEY_ID="taifa-2")}  # fmt: skip
+
+    def rebuild_with_the_old_key_retired(*flags: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [PROJECTOR_BIN, "rebuild", "--from", "kafka", *flags], env=retired, capture_output=True, text=True,
+            timeout=300, check=False,
+        )  # fmt: skip
+
+    async with ReadSide(live) as side:
+        async with running(live):
+            await eventually(lambda: side.consumed(6), what="live applied")
+        checksums = await side.checksums()
+        refused = await asyncio.to_thread(rebuild_with_the_old_key_retired)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "3 records did not verify" in refused.stderr.replace("\n", " ") and "Traceback" not in refused.stderr
+        assert await side.checksums() == checksums and await side.entry(before.username) is not None
+        forced = await asyncio.to_thread(rebuild_with_the_old_key_retired, "--allow-loss")
+        assert forced.returncode == 0, forced.stderr
+        assert await side.entry(before.username) is None and await side.entry(after.username) is not None

@@ -148,6 +148,10 @@ class InMemoryReadModelStore:
         self.failures.check()
         return dict(self.quarantined)
 
+    async def credential_ids(self) -> set[UUID]:
+        self.failures.check()
+        return set(self.state.credentials)
+
     async def active_entries_of_domain(self, domain_id: UUID) -> list[AuthEntry]:
         self.failures.check()
         return [e for e in self.state.auth.values() if e.domain_id == domain_id and e.active]

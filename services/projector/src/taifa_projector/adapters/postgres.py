@@ -352,6 +352,10 @@ class PostgresReadModelStore(RebuildStore):
             )
 
     @postgres_errors
+    async def credential_ids(self) -> set[UUID]:
+        return {row[0] for row in await self.pool.fetch("SELECT credential_id FROM rm_smtp_credentials")}
+
+    @postgres_errors
     async def quarantined_credentials(self) -> dict[UUID, int]:
         async with self.pool.acquire() as conn:
             return await self._quarantine(conn)

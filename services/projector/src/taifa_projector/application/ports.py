@@ -131,6 +131,10 @@ class ReadModelStore(Protocol):
 
     async def quarantined_credentials(self) -> dict[UUID, int]: ...
 
+    async def credential_ids(self) -> set[UUID]:
+        """Every credential the read model holds (a Kafka rebuild compares them with what its log gives)."""
+        ...
+
     async def active_entries_of_domain(self, domain_id: UUID) -> list[AuthEntry]: ...
 
     async def prune_processed(self, below_position: int, chunk: int) -> int | None:

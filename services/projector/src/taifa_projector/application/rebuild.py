@@ -50,6 +50,21 @@ EVENT_STORE_CHUNK = 20_000
 Progress = Callable[[str, int, int], None]
 
 
+class KafkaRebuildRefused(Exception):
+    """The Kafka log would give a read side behind the live one (records that do not verify, or a log that ends
+    below the live cache's watermark): refused before anything is written."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return (
+            f"{self.reason}; nothing was changed: rebuild with `--from event-store` (the log of record), or pass "
+            "--allow-loss to swap in what the log gives anyway"
+        )
+
+
 class CacheLostDuringRebuild(Exception):
     """Redis lost its data while the rebuild loaded it: the read models are rebuilt, the auth cache is not."""
 
@@ -274,16 +289,21 @@ async def rebuild_from_kafka(
     keyring: Keyring,
     chunk: int = 5000,
     progress: Progress = _no_progress,
+    allow_loss: bool = False,
 ) -> RebuildSummary:
     """Replay the topics from offset 0 up to their end offsets at the start, verified with `keyring`.
 
-    Raises `LogNotFromZero`, before anything is written, when a partition no longer starts at offset 0.
+    Raises `LogNotFromZero`, before anything is written, when a partition no longer starts at offset 0, and
+    `KafkaRebuildRefused`, before anything is written, unless `allow_loss`, when records do not verify and the live
+    read side holds credentials the rebuilt one would not (a key missing from the ring: the live projector had
+    applied what it signed, and the relays would refuse those credentials with 535), or when the log ends below the
+    live cache's watermark (a log emptied and still being refilled).
     """
     trimmed = {tp: start for tp, start in (await log.log_starts(topic_names)).items() if start > 0}
     if trimmed:
         raise LogNotFromZero(trimmed)
     with heap.growing_heap():
-        return await _rebuild_from_kafka(store, cache, log, topic_names, keyring, chunk, progress)
+        return await _rebuild_from_kafka(store, cache, log, topic_names, keyring, chunk, progress, allow_loss)
 
 
 async def _rebuild_from_kafka(
@@ -294,6 +314,7 @@ async def _rebuild_from_kafka(
     keyring: Keyring,
     chunk: int,
     progress: Progress,
+    allow_loss: bool,
 ) -> RebuildSummary:
     began = time.monotonic()
     summary = RebuildSummary(SOURCE_KAFKA)
@@ -311,6 +332,27 @@ async def _rebuild_from_kafka(
         await folder.stage_audit(store)
         progress("events", sum(done.values()), sum(ends.values()))
     summary.phases["read"] = time.monotonic() - began
+    if not allow_loss:
+        await _refuse_a_lossy_log(store, cache, folder, summary.unverified)
     await _write(store, cache, folder, ends, summary, chunk, progress)
     summary.seconds = time.monotonic() - began
     return summary
+
+
+async def _refuse_a_lossy_log(store: ReadModelStore, cache: AuthCacheWriter, folder: _Folder, unverified: int) -> None:
+    if unverified:
+        # A forged or unsigned record an attacker wrote was never applied live: skipped, as the live projector
+        # dead-lettered it. A record whose key is missing from the ring was: the read side would lose what it made.
+        lost = await store.credential_ids() - folder.fold.credentials.keys()
+        if lost:
+            raise KafkaRebuildRefused(
+                f"{unverified} records did not verify with TAIFA_EVENT_SIGNING_KEYS, and the live read side holds "
+                f"{len(lost)} credentials the rebuilt one would not (a key that signed the log is missing from the "
+                "ring?)"
+            )
+    reaches, live = max(folder.processed.values(), default=0), await cache.watermark()
+    if live is not None and reaches < live:
+        raise KafkaRebuildRefused(
+            f"the log reaches event position {reaches}, below the live auth cache's {live} (a log emptied and "
+            "still being refilled by the API's publisher?)"
+        )

@@ -21,6 +21,7 @@ from taifa_projector.application.checksum import read_side_checksums
 from taifa_projector.application.ports import EventLog
 from taifa_projector.application.rebuild import (
     CacheLostDuringRebuild,
+    KafkaRebuildRefused,
     RebuildSummary,
     rebuild_from_event_store,
     rebuild_from_kafka,
@@ -96,6 +97,14 @@ async def _log_ends_before_event_store_rebuild(
 @app.command()
 def rebuild(
     source: Annotated[Source, typer.Option("--from", help="Replay from Kafka offset 0 or from the event store.")],
+    allow_loss: Annotated[
+        bool,
+        typer.Option(
+            "--allow-loss",
+            help="With --from kafka: swap in what the log gives even when records do not verify or the log ends "
+            "below the live auth cache (refused otherwise, nothing changed).",
+        ),
+    ] = False,
 ) -> None:
     """Drop and rebuild the read models and the auth cache (stop the projectors first)."""
     settings = Settings()
@@ -109,8 +118,8 @@ def rebuild(
             raise typer.Exit(1)
         try:
             async with bootstrap.tools(settings) as parts:
-                return await _rebuild(settings, source, keyring, parts)
-        except (LogNotFromZero, SwapTimedOut, CacheLostDuringRebuild) as exc:  # say why, no traceback
+                return await _rebuild(settings, source, keyring, parts, allow_loss=allow_loss)
+        except (LogNotFromZero, KafkaRebuildRefused, SwapTimedOut, CacheLostDuringRebuild) as exc:  # say why
             console.print(f"taifa-projector rebuild: {exc}", markup=False, style="red")
             raise typer.Exit(1) from None
         finally:
@@ -121,7 +130,7 @@ def rebuild(
 
 
 async def _rebuild(
-    settings: Settings, source: Source, keyring: Keyring | None, parts: bootstrap.Tools
+    settings: Settings, source: Source, keyring: Keyring | None, parts: bootstrap.Tools, *, allow_loss: bool
 ) -> RebuildSummary:
     with Progress(
         TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
@@ -142,6 +151,7 @@ async def _rebuild(
         return await rebuild_from_kafka(
             parts.store, parts.cache, parts.event_log, settings.projector_topics,
             keyring=keyring or settings.event_keyring(), chunk=settings.projector_cache_chunk, progress=progress,
+            allow_loss=allow_loss,
         )  # fmt: skip
 
 
