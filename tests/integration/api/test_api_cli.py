@@ -277,3 +277,16 @@ def test_migration_0004_gives_existing_credentials_their_first_secret_under_the_
         (gone, "deactivated", initial_secret_id(gone)),
     ]
     assert {(r["secret_hash"], r["expires_at"]) for r in rows} == {("ab" * 32, None)}
+
+
+def test_a_blank_account_name_is_refused_with_a_message_about_the_name(api_db) -> None:
+    """It said "plan must be one of ..." for a valid plan and a blank name (a review's probe)."""
+    import os
+
+    for name, plan, about in (("   ", "pro", "name must be"), ("Acme", "gold", "plan must be one of")):
+        result = subprocess.run(
+            [venv_bin("taifa-admin"), "account", "create", "--name", name, "--plan", plan],
+            env={**os.environ, "TAIFA_DATABASE_URL": api_db}, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        error = json.loads(result.stderr.strip().splitlines()[-1])["error"]
+        assert (result.returncode, error["code"]) == (2, "validation_error") and about in error["message"], error

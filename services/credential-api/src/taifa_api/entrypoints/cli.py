@@ -118,10 +118,11 @@ def account_create(
     plan: Annotated[str, typer.Option("--plan", help=f"One of {', '.join(PLANS)}.")],
 ) -> None:
     """Create an account and its first API key."""
-    if plan not in PLANS or not name.strip() or len(name) > 200:
-        typer.echo(
-            json.dumps({"error": {"code": "validation_error", "message": f"plan must be one of {PLANS}"}}), err=True
-        )
+    wrong = f"plan must be one of {PLANS}" if plan not in PLANS else None
+    if not name.strip() or len(name) > 200:
+        wrong = "name must be 1-200 characters, not only spaces"
+    if wrong is not None:
+        typer.echo(json.dumps({"error": {"code": "validation_error", "message": wrong}}), err=True)
         raise typer.Exit(2)
     outcome = _run(lambda parts: use_cases.create_account(parts.uow, name.strip(), plan, _correlation()))
     issued = outcome.value
