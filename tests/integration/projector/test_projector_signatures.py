@@ -131,3 +131,24 @@ async def test_a_rebuild_from_kafka_missing_a_key_the_live_side_used_is_refused_
         forced = await asyncio.to_thread(rebuild_with_the_old_key_retired, "--allow-loss")
         assert forced.returncode == 0, forced.stderr
         assert await side.entry(before.username) is None and await side.entry(after.username) is not None
+
+
+def test_a_projector_whose_active_key_id_is_not_configured_refuses_before_joining_the_group(isolated) -> None:
+    """A projector left on a retired key id (after step 3 of a rotation) joined the group, took partitions (a
+    rebalance for every live instance), then died with a traceback, exit 1 (a review's probe)."""
+    from taifa_localstack import free_port
+
+    from tests.integration.projector.conftest import PROJECTOR_BIN
+
+    env = {
+        **os.environ,
+        **isolated.env(
+            TAIFA_EVENT_SIGNING_KEYS=f"taifa-2:{secrets.token_hex(32)}",
+            TAIFA_EVENT_SIGNING_KEY_ID="taifa-1",
+            TAIFA_PROJECTOR_HEALTH_PORT=str(free_port()),
+        ),
+    }
+    result = subprocess.run([PROJECTOR_BIN, "run"], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2, result.stderr[-1500:]
+    assert "refusing to start" in result.stderr and "partitions assigned" not in result.stderr
+    assert "Traceback" not in result.stderr

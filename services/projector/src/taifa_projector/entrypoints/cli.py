@@ -39,9 +39,13 @@ class Source(StrEnum):
     event_store = "event-store"
 
 
-def _require_keyring(settings: Settings) -> Keyring:
-    """The event verification keys, or a clear refusal (exit status 2) when none are configured."""
+def _require_keyring(settings: Settings, *, signs: bool = False) -> Keyring:
+    """The event verification keys, or a clear refusal (exit status 2) when none are configured; with `signs` (a
+    projector that flushes usage), also the active key it signs with, before it joins the consumer group (a
+    projector left on a retired key id would otherwise take partitions, then die: a rebalance per restart)."""
     try:
+        if signs:
+            settings.usage_signing_keyring()
         return settings.event_keyring()
     except InvalidKeyring as exc:
         console.print(f"taifa-projector: refusing to start: {exc}", markup=False)
@@ -53,7 +57,7 @@ def run() -> None:
     """Consume the event topics until SIGTERM/SIGINT (health and metrics on TAIFA_PROJECTOR_HEALTH_PORT)."""
     settings = Settings()
     bootstrap.configure_logging(settings)
-    _require_keyring(settings)
+    _require_keyring(settings, signs=settings.projector_usage_enabled)
 
     async def main() -> None:
         stop = asyncio.Event()
