@@ -81,8 +81,9 @@ class SessionState:
         self.mail_deferred = False
         self.auth_failures = 0
         # The transaction's daily-limit refusal, once a recipient got one: its further recipients get the same
-        # reply without asking Redis again (reset at each MAIL).
-        self.daily_refusal: tuple[str, str] | None = None
+        # reply without asking Redis again while the day and the limits it was made under hold (reset at each MAIL):
+        # (reply, usage reason, (UTC day, messages_per_day, quota)), `Submission.rcpt_to`.
+        self.daily_refusal: tuple[str, str, tuple[str, int | None, int]] | None = None
 
     @property
     def logged_in(self) -> bool:

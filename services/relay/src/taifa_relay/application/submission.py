@@ -247,27 +247,29 @@ class Submission(SessionChecks):
             return Refused(replies.RECIPIENT_MALFORMED)
         if state.credential_id is None or state.account_id is None:
             return RECIPIENT_ACCEPTED  # not logged in: aiosmtpd refuses RCPT before MAIL anyway
-        if state.daily_refusal is not None:
-            # A daily limit refused a recipient of this transaction: it holds for the rest of the day, so the next
-            # ones get the same reply without a script call each (an over-quota client could send RCPT forever).
-            return self._refused(state, *state.daily_refusal)
         per_day = state.limits.messages_per_day if state.limits is not None else None
         quota = usage.daily_quota(state.plan, self.plan_quotas)
+        now = self.clock()
+        # What a daily refusal was made under: the UTC day and both limits (a PATCH can raise messages_per_day).
+        basis = (usage.utc_day(now), per_day, quota)
+        if state.daily_refusal is not None and state.daily_refusal[2] == basis:
+            # A daily limit refused a recipient of this transaction: it holds for the rest of that day under those
+            # limits, so the next ones get the same reply without a script call each (an over-quota client could
+            # send RCPT forever). From 00:00 UTC, or with a limit changed, the next recipient is counted again.
+            return self._refused(state, *state.daily_refusal[:2])
         try:
-            taken = await self.sending.take_recipient(
-                state.credential_id, state.account_id, per_day, quota, self.clock()
-            )
+            taken = await self.sending.take_recipient(state.credential_id, state.account_id, per_day, quota, now)
         except CacheUnavailable:
             log.warning("daily limits could not be checked", extra={"client": state.client_ip})
             return LIMITS_UNAVAILABLE
         if taken.refused == "quota":
             log.info("plan daily quota reached", extra={"account_id": state.account_id})
-            state.daily_refusal = (replies.QUOTA_REACHED, "quota")
-            return self._refused(state, *state.daily_refusal)
+            state.daily_refusal = (replies.QUOTA_REACHED, "quota", basis)
+            return self._refused(state, replies.QUOTA_REACHED, "quota")
         if taken.refused is not None:
             log.info("per-day limit reached", extra={"credential_id": state.credential_id})
-            state.daily_refusal = (replies.DAILY_LIMIT_REACHED, "limits")
-            return self._refused(state, *state.daily_refusal)
+            state.daily_refusal = (replies.DAILY_LIMIT_REACHED, "limits", basis)
+            return self._refused(state, replies.DAILY_LIMIT_REACHED, "limits")
         return RECIPIENT_ACCEPTED
 
     async def _subdomain_refusal(self, names: list[str], state: SessionState, refusal: str) -> str | None:
