@@ -78,7 +78,8 @@ async def test_rotation_returns_a_new_password_that_works_at_once_while_the_prev
     previous = body["previous_secret"]
     assert previous["id"] == created["secrets"][0]["id"]
     expiry = datetime.fromisoformat(previous["expires_at"].replace("Z", "+00:00"))
-    assert before + timedelta(seconds=86400) <= expiry <= datetime.now(UTC) + timedelta(seconds=86400)
+    assert expiry.microsecond == 0  # whole seconds, as the relay enforces it: the grace's end is cut to its second
+    assert (before + timedelta(seconds=86400)).replace(microsecond=0) <= expiry <= datetime.now(UTC) + timedelta(days=1)
     assert [s["id"] for s in body["secrets"]][1:] == [previous["id"]]
     assert body["secrets"][1]["expires_at"] == previous["expires_at"] and body["secrets"][0]["expires_at"] is None
     # From the 201 on the relay's cache holds both secrets, the new one first, the old one with its expiry.

@@ -338,3 +338,19 @@ def test_ipv4_mapped_networks_are_stored_as_the_ipv4_networks_the_relay_compares
         allowed_cidrs=stored[:1],
     )
     assert entry.address_allowed("203.0.113.5") and entry.address_allowed("::ffff:203.0.113.5")
+
+
+async def test_expiries_are_whole_seconds_as_the_relay_enforces_them(database: InMemoryDatabase, clock: Clock) -> None:
+    """The relay's cache holds unix seconds: an expires_at set with a fraction, and a grace period's end, are cut to
+    their whole second (never later than asked; a grace of 0 still ends at once)."""
+    account_id, credential_id = await _credential(database, clock)
+    asked = clock.now + timedelta(days=1, microseconds=700_000)
+    patch = RestrictionsPatch(expires_at=asked)
+    outcome = await lifecycle.change_restrictions(database, account_id, credential_id, patch, QUOTAS, "t", clock=clock)
+    (event,) = outcome.events
+    assert event.data.expires_at == asked.replace(microsecond=0)
+    clock.now += timedelta(microseconds=300_000)
+    rotated = await lifecycle.rotate_credential(database, account_id, credential_id, 60, "t", clock=clock)
+    ends = rotated.value.previous.expires_at
+    assert ends is not None and ends.microsecond == 0
+    assert ends == (clock.now + timedelta(seconds=60)).replace(microsecond=0)

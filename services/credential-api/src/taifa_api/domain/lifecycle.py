@@ -86,7 +86,7 @@ def rotate(
     password = new_password()
     secret_hash = hash_secret(password)
     new_secret = SecretRecord(secret_id=uuid4(), credential_id=credential.credential_id, created_at=now)
-    previous = replace(current, expires_at=now + timedelta(seconds=grace_seconds))
+    previous = replace(current, expires_at=whole_second(now + timedelta(seconds=grace_seconds)))
     event = CredentialSecretRotated(
         **credential.event_subject(),
         secret_id=new_secret.secret_id,
@@ -198,6 +198,14 @@ def normalise_cidrs(raw: Sequence[str]) -> tuple[str, ...]:
     return tuple(networks)
 
 
+def whole_second(moment: datetime) -> datetime:
+    """`moment` cut to its whole second. Expiries are whole seconds, as the relay's cache entries hold them (unix
+    seconds): the API's `expires_at` and the relay's refusal then fall on the same instant (a fraction cut by the
+    projector alone refused a password up to a second before the API said). Cut, never rounded up: a grace period
+    of 0 retires the previous secret with the 201, and no expiry ends later than asked."""
+    return moment.replace(microsecond=0)
+
+
 def change_restrictions(
     credential: CredentialRecord, patch: RestrictionsPatch, daily_quota: int, now: datetime
 ) -> tuple[CredentialRecord, CredentialRestrictionsChanged | None]:
@@ -205,8 +213,9 @@ def change_restrictions(
     all gives no event. `daily_quota` is the account plan's daily recipients quota: no limit may exceed it."""
     _require_live(credential)
     cidrs = credential.allowed_cidrs if patch.allowed_cidrs is None else normalise_cidrs(patch.allowed_cidrs)
-    expires_at = None if patch.clear_expires_at else (patch.expires_at or credential.expires_at)
-    if patch.expires_at is not None and patch.expires_at <= now:
+    asked = None if patch.expires_at is None else whole_second(patch.expires_at)
+    expires_at = None if patch.clear_expires_at else (asked or credential.expires_at)
+    if asked is not None and asked <= now:
         raise InvalidRequest("expires_at: must be in the future")
     per_minute = _limit(
         "messages_per_minute",
