@@ -31,7 +31,7 @@ from uuid import UUID
 
 from taifa_events import InvalidEvent, decode
 from taifa_events.audit import AuditRow, audit_row
-from taifa_events.signing import Keyring, SignatureRefused
+from taifa_events.signing import REASON_UNKNOWN_KEY, Keyring, SignatureRefused
 
 from taifa_projector import heap, metrics
 from taifa_projector.application.cache import REASON_REBUILD_FAILED, mark_complete, rebuild_cache
@@ -294,10 +294,11 @@ async def rebuild_from_kafka(
     """Replay the topics from offset 0 up to their end offsets at the start, verified with `keyring`.
 
     Raises `LogNotFromZero`, before anything is written, when a partition no longer starts at offset 0, and
-    `KafkaRebuildRefused`, before anything is written, unless `allow_loss`, when records do not verify and the live
-    read side holds credentials the rebuilt one would not (a key missing from the ring: the live projector had
-    applied what it signed, and the relays would refuse those credentials with 535), or when the log ends below the
-    live cache's watermark (a log emptied and still being refilled).
+    `KafkaRebuildRefused`, before the read side or the cache is touched, unless `allow_loss`, when records are
+    signed with a key id the ring lacks (a key retired while the log still holds what it signed: the live
+    projector applied those records, and without them a deactivation could be lost), when other records do not
+    verify and the live read side holds credentials the rebuilt one would not, or when the log ends below the live
+    cache's watermark (a log emptied and still being refilled).
     """
     trimmed = {tp: start for tp, start in (await log.log_starts(topic_names)).items() if start > 0}
     if trimmed:
@@ -320,39 +321,51 @@ async def _rebuild_from_kafka(
     summary = RebuildSummary(SOURCE_KAFKA)
     folder = _Folder()
     ends: dict[TopicPartitionKey, int] = {}
+    unknown_keys = 0  # records signed with a key id the ring lacks
     await store.start_audit_staging()
     async for records, done, ends in log.read_to_end(topic_names):
         for record in records:
             try:
                 keyring.verify(record.value, record.signature)
-            except SignatureRefused:
+            except SignatureRefused as refused:
                 summary.unverified += 1
+                if refused.reason == REASON_UNKNOWN_KEY:
+                    unknown_keys += 1
                 continue
             folder.add_raw(record.value, record.declared)
         await folder.stage_audit(store)
         progress("events", sum(done.values()), sum(ends.values()))
     summary.phases["read"] = time.monotonic() - began
     if not allow_loss:
-        await _refuse_a_lossy_log(store, cache, folder, summary.unverified)
+        await _refuse_a_lossy_log(store, cache, folder, summary.unverified, unknown_keys)
     await _write(store, cache, folder, ends, summary, chunk, progress)
     summary.seconds = time.monotonic() - began
     return summary
 
 
-async def _refuse_a_lossy_log(store: ReadModelStore, cache: AuthCacheWriter, folder: _Folder, unverified: int) -> None:
+async def _refuse_a_lossy_log(
+    store: ReadModelStore, cache: AuthCacheWriter, folder: _Folder, unverified: int, unknown_keys: int
+) -> None:
+    if unknown_keys:
+        # Signed with a key id the ring lacks: most likely a retired key the live projector verified them with (a
+        # lost deactivation would make a revoked credential log in again), possibly forged under an invented id.
+        raise KafkaRebuildRefused(
+            f"{unknown_keys} records are signed with a key id TAIFA_EVENT_SIGNING_KEYS does not hold (a key that "
+            "signed the log retired from the ring?)"
+        )
     if unverified:
-        # A forged or unsigned record an attacker wrote was never applied live: skipped, as the live projector
-        # dead-lettered it. A record whose key is missing from the ring was: the read side would lose what it made.
+        # Unsigned records, or a wrong tag under a key id the ring holds: forged, and dead-lettered live, unless
+        # the live read side holds credentials the rebuilt one would not.
         lost = await store.credential_ids() - folder.fold.credentials.keys()
         if lost:
             raise KafkaRebuildRefused(
                 f"{unverified} records did not verify with TAIFA_EVENT_SIGNING_KEYS, and the live read side holds "
-                f"{len(lost)} credentials the rebuilt one would not (a key that signed the log is missing from the "
-                "ring?)"
+                f"{len(lost)} credentials the rebuilt one would not"
             )
     reaches, live = max(folder.processed.values(), default=0), await cache.watermark()
     if live is not None and reaches < live:
         raise KafkaRebuildRefused(
             f"the log reaches event position {reaches}, below the live auth cache's {live} (a log emptied and "
-            "still being refilled by the API's publisher?)"
+            "still being refilled by the API's publisher, or a cache that keeps its watermark from before a "
+            "database restore)"
         )
