@@ -242,3 +242,16 @@ async def test_an_api_with_unusable_public_keys_refuses_to_start(make_settings, 
     assert result.returncode == 2, result.stderr
     assert "refusing to start" in result.stderr and "TAIFA_API_JWT_PUBLIC_KEYS" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_api_whose_active_signing_key_id_is_not_among_its_keys_refuses_to_start_in_one_line() -> None:
+    """It exited 1 with a pydantic traceback (a review's finding); deploy/README promises exit 2 and one line."""
+    secret = "s" * 64
+    result = subprocess.run(
+        [venv_bin("taifa-api"), "serve"],
+        env={**os.environ, "TAIFA_EVENT_SIGNING_KEYS": f"taifa-2:{secret}", "TAIFA_EVENT_SIGNING_KEY_ID": "taifa-1"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "refusing to start" in result.stderr and "Traceback" not in result.stderr
+    assert secret not in result.stderr

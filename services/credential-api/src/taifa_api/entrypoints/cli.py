@@ -12,6 +12,7 @@ from typing import Annotated, TypeVar
 from uuid import UUID, uuid4
 
 import typer
+from pydantic import ValidationError
 from taifa_events import Actor, EventMetadata
 from taifa_events.signing import InvalidKeyring
 
@@ -52,7 +53,12 @@ def serve() -> None:
     from taifa_api.entrypoints.http.app import create_app
     from taifa_api.entrypoints.http.auth import InvalidKeyConfiguration
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:  # one line per wrong setting, naming the setting, never its value
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        typer.echo(f"taifa-api: refusing to start: {reasons}", err=True)
+        raise typer.Exit(2) from None
     if settings.api_publisher_enabled:
         try:
             settings.event_keyring()
