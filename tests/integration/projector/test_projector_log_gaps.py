@@ -23,7 +23,7 @@ from aiokafka import TopicPartition
 from prometheus_client import REGISTRY
 from taifa_events import topics
 from taifa_projector.adapters.event_store import PostgresEventStoreReader
-from taifa_projector.adapters.kafka import KafkaTopics
+from taifa_projector.adapters.kafka_topics import KafkaTopics
 from taifa_projector.adapters.postgres import PostgresReadModelStore
 from taifa_projector.adapters.redis_cache import RedisAuthCacheWriter
 from taifa_projector.application.ports import EventLog, LogChunk

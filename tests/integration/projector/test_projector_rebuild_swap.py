@@ -13,7 +13,7 @@ import asyncio
 import asyncpg
 import redis.asyncio as aioredis
 from taifa_projector.adapters import audit_feed
-from taifa_projector.adapters.kafka import KafkaTopics
+from taifa_projector.adapters.kafka_topics import KafkaTopics
 from taifa_projector.adapters.postgres import READ_SIDE_TABLES, PostgresReadModelStore
 from taifa_projector.adapters.redis_cache import RedisAuthCacheWriter
 from taifa_projector.application.rebuild import rebuild_from_kafka

@@ -27,12 +27,12 @@ from taifa_projector.adapters.event_store import PostgresEventStoreReader
 from taifa_projector.adapters.kafka import (
     GroupConsumer,
     KafkaDeadLetters,
-    KafkaTopics,
     LogStarts,
     SeekToRecordedOffsets,
     make_consumer,
     make_producer,
 )
+from taifa_projector.adapters.kafka_topics import KafkaTopics
 from taifa_projector.adapters.postgres import PostgresReadModelStore, create_pool
 from taifa_projector.adapters.read_side_lock import ReadSideLock
 from taifa_projector.adapters.redis_cache import RedisAuthCacheWriter
